@@ -1,0 +1,486 @@
+"""The ``fiat`` command line.
+
+Exit codes (stable, documented in README.md):
+
+* 0 — success / verified
+* 1 — verification failed (the failing rule is named)
+* 2 — invalid input or usage (malformed file, bad argument)
+* 3 — operational error (no home, storage or network failure)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+
+from fiat import __version__
+from fiat.config import Config, load_config
+from fiat.errors import (
+    AuditError,
+    ConfigError,
+    EntryTooLargeError,
+    FiatError,
+    KeyFileError,
+    MalformedError,
+    StorageError,
+    VerificationError,
+)
+from fiat.logs import setup_logging
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_ERROR = 0, 1, 2, 3
+
+app = typer.Typer(
+    name="fiat",
+    help="Fiat: cryptographically governed runtime trust. Authorize, verify continuously, fail closed, prove.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+log_app = typer.Typer(help="The transparency log: append, serve, prove, verify.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks, each beside a floor measured in the same run.", no_args_is_help=True)
+app.add_typer(log_app, name="log")
+app.add_typer(bench_app, name="bench")
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+HomeOpt = Annotated[
+    Path | None, typer.Option("--home", help="Fiat home directory (default: $FIAT_HOME, else ./.fiat).")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(code: int, message: str, hint: str | None = None) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}")
+    if hint:
+        err.print(f"[dim]hint:[/] {hint}")
+    raise typer.Exit(code)
+
+
+@contextmanager
+def errors_to_exit() -> Iterator[None]:
+    """Map Fiat's exceptions onto the documented exit codes with an actionable message."""
+    try:
+        yield
+    except VerificationError as exc:
+        fail(EXIT_FAILED, f"verification failed at step '{exc.step}': {exc.reason}")
+    except (MalformedError, EntryTooLargeError) as exc:
+        fail(EXIT_INVALID, str(exc))
+    except ConfigError as exc:
+        fail(EXIT_ERROR, str(exc), "see `fiat init --help`; settings live in fiat.toml or FIAT_<SECTION>_<KEY>")
+    except KeyFileError as exc:
+        fail(EXIT_ERROR, str(exc))
+    except (StorageError, AuditError) as exc:
+        fail(EXIT_ERROR, str(exc))
+    except FiatError as exc:
+        fail(EXIT_ERROR, str(exc))
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def _config(home: Path | None) -> Config:
+    return load_config(home, require=True)
+
+
+@app.callback()
+def _root(
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "warning",
+    log_format: Annotated[str, typer.Option(help="text or json (one object per line on stderr).")] = "text",
+) -> None:
+    if log_format not in ("text", "json"):
+        fail(EXIT_INVALID, f"--log-format must be text or json, not {log_format!r}")
+    if log_level.lower() not in ("debug", "info", "warning", "error"):
+        fail(EXIT_INVALID, f"--log-level must be debug, info, warning or error, not {log_level!r}")
+    setup_logging(log_level, log_format)
+
+
+@app.command()
+def version() -> None:
+    """Print Fiat's version."""
+    out.print(__version__)
+
+
+@app.command()
+def init(
+    home: HomeOpt = None,
+    origin: Annotated[str | None, typer.Option(help="The log origin, e.g. example.com/log (new homes only).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a Fiat home: fiat.toml, keys (0600) and an empty log. Safe to re-run; never replaces a key."""
+    from fiat.home import init_home
+
+    with errors_to_exit():
+        report = init_home(home, origin)
+    if as_json:
+        emit_json(
+            {"home": str(report.home), "created": list(report.created), "kept": list(report.kept), "vkey": report.vkey}
+        )
+        return
+    out.print(f"Fiat home: [bold]{report.home}[/]")
+    for name in report.created:
+        out.print(f"  created {name}")
+    for name in report.kept:
+        out.print(f"  kept    {name}")
+    out.print(f"log verifier key: {report.vkey}")
+
+
+# -- fiat log ---------------------------------------------------------------------
+
+
+@log_app.command("vkey")
+def log_vkey(home: HomeOpt = None) -> None:
+    """Print the log's verifier key: <origin>+<hex key ID>+<base64(0x01 || public key)>."""
+    from fiat.home import log_signer
+
+    with errors_to_exit():
+        sys.stdout.write(log_signer(_config(home)).verifier.encode() + "\n")
+
+
+@log_app.command("checkpoint")
+def log_checkpoint(home: HomeOpt = None) -> None:
+    """Print the latest signed checkpoint."""
+    from fiat.home import open_log
+
+    with errors_to_exit():
+        log = open_log(_config(home))
+        try:
+            sys.stdout.write(log.checkpoint().note_bytes.decode("utf-8"))
+        finally:
+            log.close()
+            log.store.close()
+
+
+@log_app.command("append")
+def log_append(
+    files: Annotated[list[Path] | None, typer.Argument(help="Files; each file's bytes become one entry.")] = None,
+    home: HomeOpt = None,
+    lines: Annotated[bool, typer.Option("--lines", help="Append each line of stdin as one entry.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Append entries durably; print each entry's index once it is covered by a signed checkpoint."""
+    from fiat.home import open_log
+    from fiat.prove.tiles import check_entry
+
+    files = files or []
+    if lines and files:
+        fail(EXIT_INVALID, "give FILE arguments or --lines, not both")
+    if not lines and not files:
+        fail(EXIT_INVALID, "nothing to append", "pass one or more FILEs, or --lines to read entries from stdin")
+    entries: list[bytes] = []
+    names: list[str] = []
+    if lines:
+        for i, line in enumerate(sys.stdin.buffer.read().splitlines()):
+            entries.append(line)
+            names.append(f"stdin:{i + 1}")
+    else:
+        for f in files:
+            try:
+                entries.append(f.read_bytes())
+            except OSError as exc:
+                fail(EXIT_INVALID, f"cannot read {f}: {exc.strerror}")
+            names.append(str(f))
+    with errors_to_exit():
+        for name, e in zip(names, entries, strict=True):
+            try:
+                check_entry(e)
+            except EntryTooLargeError as exc:
+                raise EntryTooLargeError(f"{name}: {exc}") from None
+        log = open_log(_config(home))
+        try:
+            results = log.append_many(entries) if entries else []
+        finally:
+            log.close()
+            log.store.close()
+    if as_json:
+        emit_json(
+            {
+                "indexes": [r.index for r in results],
+                "entries": [{"source": n, "index": r.index} for n, r in zip(names, results, strict=True)],
+                "checkpoint": results[-1].checkpoint.note_bytes.decode() if results else None,
+            }
+        )
+        return
+    for r in results:
+        out.print(r.index)
+
+
+@log_app.command("serve")
+def log_serve(
+    home: HomeOpt = None,
+    host: Annotated[str | None, typer.Option(help="Listen address (default: server.host, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default: server.port, 8750).")] = None,
+) -> None:
+    """Serve the log over HTTP per C2SP tlog-tiles under /log."""
+    with errors_to_exit():
+        cfg = _config(home)
+        serve_log(cfg, host or cfg.server.host, cfg.server.port if port is None else port)
+
+
+def serve_log(cfg: Config, host: str, port: int, before: Callable[[str, str], None] | None = None) -> None:
+    import uvicorn
+
+    from fiat.home import open_log
+    from fiat.prove.http import create_log_app
+
+    log = open_log(cfg)
+    try:
+        app_ = create_log_app(log)
+        vkey = log.verifier.encode()
+        shown_host = f"[{host}]" if ":" in host else host
+        url = f"http://{shown_host}:{port}/log"
+        if before:
+            before(url, vkey)
+        config = uvicorn.Config(app_, host=host, port=port, log_level="warning", access_log=False)
+        server = uvicorn.Server(config)
+        if port == 0:
+            # Report the port the OS picked once the socket is bound.
+            import socket
+
+            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+            url = f"http://{shown_host}:{port}/log"
+            err.print(f"serving the log at {url}")
+            err.print(f"verifier key: {vkey}")
+            server.run(sockets=[sock])
+        else:
+            err.print(f"serving the log at {url}")
+            err.print(f"verifier key: {vkey}")
+            server.run()
+    finally:
+        log.close()
+        log.store.close()
+
+
+@log_app.command("proof")
+def log_proof(
+    index: Annotated[int, typer.Argument(help="Index of the entry to prove.")],
+    home: HomeOpt = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")] = None,
+) -> None:
+    """Write a c2sp.org/tlog-proof@v1 file for an entry against the latest checkpoint."""
+    from fiat.home import open_log
+    from fiat.prove.proof_file import TlogProof
+
+    with errors_to_exit():
+        log = open_log(_config(home))
+        try:
+            try:
+                path, cp = log.inclusion_proof(index)
+            except IndexError as exc:
+                fail(EXIT_INVALID, str(exc), "`fiat log checkpoint` shows the current tree size")
+        finally:
+            log.close()
+            log.store.close()
+    data = TlogProof(index, tuple(path), cp.note_bytes).encode()
+    if output is None:
+        sys.stdout.buffer.write(data)
+    else:
+        output.write_bytes(data)
+        err.print(f"wrote {output} (entry {index} in the tree of size {cp.size})")
+
+
+def _read_input(path: Path, what: str) -> bytes:
+    try:
+        return sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+    except OSError as exc:
+        fail(EXIT_INVALID, f"cannot read the {what} {path}: {exc.strerror}")
+
+
+def _parse_vkey(vkey: str) -> Any:
+    from fiat.prove.note import Verifier
+
+    text = vkey
+    if "+" not in vkey and Path(vkey).is_file():
+        text = Path(vkey).read_text(encoding="utf-8").strip()
+    try:
+        return Verifier.parse(text)
+    except MalformedError as exc:
+        fail(EXIT_INVALID, str(exc), "a verifier key looks like origin+1a2b3c4d+AbC...; `fiat log vkey` prints it")
+
+
+@log_app.command("verify-proof")
+def log_verify_proof(
+    proof: Annotated[Path, typer.Argument(help="A c2sp.org/tlog-proof@v1 file (- for stdin).")],
+    vkey: Annotated[str, typer.Option(help="The log's verifier key (or a file holding it).")],
+    entry: Annotated[Path, typer.Option(help="The entry's exact bytes.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify a tlog-proof offline: exit 0, or 1 naming the failing rule (2 for malformed input)."""
+    from fiat.prove.proof_file import TlogProof, verify_proof
+
+    verifier = _parse_vkey(vkey)
+    proof_bytes = _read_input(proof, "proof")
+    entry_bytes = _read_input(entry, "entry")
+    try:
+        parsed = TlogProof.parse(proof_bytes)
+        result = verify_proof(parsed, entry_bytes, verifier)
+    except VerificationError as exc:
+        if as_json:
+            emit_json({"verified": False, "step": exc.step, "reason": exc.reason})
+            raise typer.Exit(EXIT_FAILED) from None
+        fail(EXIT_FAILED, f"verification failed at step '{exc.step}': {exc.reason}")
+    except MalformedError as exc:
+        if as_json:
+            emit_json({"verified": False, "step": "parse", "reason": str(exc)})
+            raise typer.Exit(EXIT_INVALID) from None
+        fail(EXIT_INVALID, str(exc))
+    if as_json:
+        emit_json(
+            {
+                "verified": True,
+                "origin": result.checkpoint.origin,
+                "index": result.index,
+                "tree_size": result.checkpoint.size,
+                "steps": list(result.steps),
+            }
+        )
+        return
+    for step in result.steps:
+        out.print(f"[green]✓[/] {step}")
+    out.print(
+        f"verified: entry {result.index} is in {result.checkpoint.origin} at tree size {result.checkpoint.size}"
+    )
+
+
+@log_app.command("verify")
+def log_verify(
+    url: Annotated[str, typer.Option(help="The log's prefix URL, e.g. http://127.0.0.1:8750/log.")],
+    vkey: Annotated[str, typer.Option(help="The log's verifier key (or a file holding it).")],
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Audit a remote log: fetch every tile and entry bundle, recompute the root, check consistency."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from fiat.config import resolve_home
+    from fiat.prove.audit import HttpFetcher, audit_log, load_remembered, remember
+
+    verifier = _parse_vkey(vkey)
+    audit_dir = resolve_home(home) / "audit"
+    previous = load_remembered(audit_dir, verifier.name)
+    fetcher = HttpFetcher(url)
+    progress = Progress(
+        TextColumn("auditing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=as_json or not err.is_terminal,
+    )
+    task = progress.add_task("audit", total=None)
+
+    def tick(total: int, done: int) -> None:
+        progress.update(task, total=total, completed=done)
+
+    try:
+        with progress:
+            report, cp = audit_log(fetcher, verifier, previous, tick)
+    except VerificationError as exc:
+        if as_json:
+            emit_json({"verified": False, "step": exc.step, "reason": exc.reason})
+            raise typer.Exit(EXIT_FAILED) from None
+        fail(EXIT_FAILED, f"audit failed at step '{exc.step}': {exc.reason}")
+    except (AuditError, FiatError) as exc:
+        if as_json:
+            emit_json({"verified": False, "step": "fetch", "reason": str(exc)})
+            raise typer.Exit(EXIT_ERROR) from None
+        fail(EXIT_ERROR, str(exc), "is the URL the log's prefix (ending in /log) and is the log up?")
+    finally:
+        fetcher.close()
+    remember(audit_dir, cp)
+    from fiat.prove.note import b64
+
+    if as_json:
+        emit_json(
+            {
+                "verified": True,
+                "origin": report.origin,
+                "tree_size": report.size,
+                "root": b64(report.root),
+                "previous_size": report.previous_size,
+                "tiles": report.tiles,
+                "entry_bundles": report.bundles,
+                "steps": list(report.steps),
+            }
+        )
+        return
+    for step in report.steps:
+        out.print(f"[green]✓[/] {step}")
+    since = "" if report.previous_size is None else f", consistent with size {report.previous_size} seen before"
+    out.print(
+        f"verified {report.origin}: {report.size} entries, {report.tiles} tiles, "
+        f"{report.bundles} entry bundles{since}"
+    )
+
+
+# -- fiat bench -------------------------------------------------------------------------
+
+
+@bench_app.command("log")
+def bench_log(
+    as_json: JsonOpt = False,
+    entries: Annotated[int, typer.Option(help="Entries per throughput run.")] = 100_000,
+    proof_tree: Annotated[int, typer.Option(help="Tree size for proof timings.")] = 1_000_000,
+    workdir: Annotated[Path | None, typer.Option(help="Where to put the scratch databases (default: a temp dir).")] = None,
+) -> None:
+    """Append throughput, integration latency and proof timings beside SHA-256 + SQLite floors."""
+    from fiat.bench.log import render_markdown, run_log_bench
+
+    with errors_to_exit():
+        result = run_log_bench(entries=entries, proof_tree=proof_tree, workdir=workdir, console=None if as_json else err)
+    if as_json:
+        emit_json(result)
+    else:
+        out.print(render_markdown(result))
+
+
+# -- fiat demo ----------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    home: HomeOpt = None,
+    host: Annotated[str | None, typer.Option(help="Listen address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default 8750).")] = None,
+) -> None:
+    """Fiat's main job on embedded defaults: initialise a home, log sample entries and serve the log."""
+    from fiat.demo import append_samples
+    from fiat.home import init_home
+
+    with errors_to_exit():
+        report = init_home(home)
+        cfg = load_config(report.home, require=True)
+        indexes, cp = append_samples(cfg)
+        out.print(f"Fiat home: [bold]{report.home}[/] (SQLite at {cfg.database_path})")
+        out.print(f"appended sample entries {indexes[0]}..{indexes[-1]}; the log now holds {cp.size} entries")
+
+        def banner(url: str, vkey: str) -> None:
+            out.print(f"log URL:      [bold]{url}[/]")
+            out.print(f"verifier key: [bold]{vkey}[/]")
+            out.print("try, in another terminal:")
+            out.print(f"  fiat log verify --url {url} --vkey {vkey} --home {report.home}/auditor")
+            out.print(f"  fiat log proof {indexes[-1]} --home {report.home} -o entry.tlog-proof")
+            out.print("press Ctrl-C to stop")
+
+        serve_log(cfg, host or cfg.server.host, cfg.server.port if port is None else port, before=banner)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""The home directory and ``fiat.toml``, with environment-variable overrides.
+
+Resolution of the home: ``--home DIR``, else ``$FIAT_HOME``, else ``./.fiat``.
+
+Every setting ``[section] key`` can be overridden by ``FIAT_<SECTION>_<KEY>``
+(upper case), e.g. ``FIAT_SERVER_PORT=9000`` or ``FIAT_LOG_ORIGIN=example.com/log``.
+Precedence: environment, then ``fiat.toml``, then the built-in default.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fiat.errors import ConfigError, MalformedError
+from fiat.prove.note import check_key_name
+
+HOME_ENV = "FIAT_HOME"
+DEFAULT_HOME = ".fiat"
+CONFIG_NAME = "fiat.toml"
+
+#: (section, key) -> (type, default, help). The single source of truth for settings.
+SETTINGS: dict[tuple[str, str], tuple[type, Any, str]] = {
+    ("log", "origin"): (str, "fiat.local/log", "The log's identity: checkpoint origin and signing key name."),
+    ("log", "batch_max_entries"): (int, 4096, "Most entries sequenced into one durable batch."),
+    ("log", "batch_linger_ms"): (float, 2.0, "How long the sequencer waits after the first queued entry for more."),
+    ("storage", "backend"): (str, "sqlite", "Storage backend: sqlite."),
+    ("storage", "path"): (str, "fiat.db", "Database file; relative paths are inside the home."),
+    ("storage", "synchronous"): (
+        str,
+        "FULL",
+        "FULL: acknowledged entries are on disk. NORMAL: survive a process crash but not a power loss.",
+    ),
+    ("server", "host"): (str, "127.0.0.1", "Address `fiat log serve` listens on."),
+    ("server", "port"): (int, 8750, "TCP port `fiat log serve` listens on."),
+}
+
+
+def resolve_home(home: str | Path | None) -> Path:
+    if home is not None and str(home) != "":
+        return Path(home).expanduser()
+    env = os.environ.get(HOME_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path(DEFAULT_HOME)
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    origin: str
+    batch_max_entries: int
+    batch_linger_ms: float
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    backend: str
+    path: str
+    synchronous: str
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Config:
+    home: Path
+    log: LogSettings
+    storage: StorageSettings
+    server: ServerSettings
+    sources: dict[str, str] = field(default_factory=dict)  # "section.key" -> "default" | "fiat.toml" | "env NAME"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def log_key_path(self) -> Path:
+        return self.keys_dir / "log.pem"
+
+    @property
+    def database_path(self) -> Path:
+        p = Path(self.storage.path).expanduser()
+        return p if p.is_absolute() else self.home / p
+
+    @property
+    def audit_dir(self) -> Path:
+        return self.home / "audit"
+
+
+def _coerce(value: Any, typ: type, where: str) -> Any:
+    if typ is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+    if typ is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def load_config(home: str | Path | None = None, *, require: bool = False) -> Config:
+    """Read ``fiat.toml`` from the home (if present) and apply environment overrides."""
+    root = resolve_home(home)
+    path = root / CONFIG_NAME
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    elif require:
+        raise ConfigError(f"no Fiat home at {root} (no {CONFIG_NAME}); run `fiat init --home {root}` first")
+    known_sections = {s for s, _ in SETTINGS}
+    for section, body in data.items():
+        if section not in known_sections or not isinstance(body, dict):
+            raise ConfigError(f"{path}: unknown section [{section}] (known: {', '.join(sorted(known_sections))})")
+        for key in body:
+            if (section, key) not in SETTINGS:
+                raise ConfigError(f"{path}: unknown setting {section}.{key}")
+    values: dict[str, dict[str, Any]] = {}
+    sources: dict[str, str] = {}
+    for (section, key), (typ, default, _help) in SETTINGS.items():
+        env_name = f"FIAT_{section.upper()}_{key.upper()}"
+        if env_name in os.environ:
+            value, src = _coerce(os.environ[env_name], typ, f"${env_name}"), f"env {env_name}"
+        elif key in data.get(section, {}):
+            value, src = _coerce(data[section][key], typ, f"{path}: {section}.{key}"), CONFIG_NAME
+        else:
+            value, src = default, "default"
+        values.setdefault(section, {})[key] = value
+        sources[f"{section}.{key}"] = src
+    cfg = Config(
+        home=root,
+        log=LogSettings(**values["log"]),
+        storage=StorageSettings(**values["storage"]),
+        server=ServerSettings(**values["server"]),
+        sources=sources,
+    )
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: Config) -> None:
+    try:
+        check_key_name(cfg.log.origin)
+    except MalformedError as exc:
+        raise ConfigError(f"log.origin {cfg.log.origin!r} is not a valid key name: {exc.reason}") from exc
+    if cfg.log.batch_max_entries < 1:
+        raise ConfigError("log.batch_max_entries must be at least 1")
+    if not 0 <= cfg.log.batch_linger_ms <= 1000:
+        raise ConfigError("log.batch_linger_ms must be between 0 and 1000")
+    if cfg.storage.backend != "sqlite":
+        raise ConfigError(f"storage.backend {cfg.storage.backend!r} is not available; use 'sqlite'")
+    if cfg.storage.synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+        raise ConfigError("storage.synchronous must be FULL, NORMAL or EXTRA")
+    if not 0 <= cfg.server.port <= 65535:
+        raise ConfigError("server.port must be between 0 and 65535")
+
+
+def render_default_config(origin: str) -> str:
+    lines = [
+        "# Fiat configuration.",
+        "# Any setting can be overridden by an environment variable FIAT_<SECTION>_<KEY>,",
+        "# for example FIAT_SERVER_PORT=9000.",
+    ]
+    section = None
+    for (sec, key), (_typ, default, help_text) in SETTINGS.items():
+        if sec != section:
+            lines += ["", f"[{sec}]"]
+            section = sec
+        value = origin if (sec, key) == ("log", "origin") else default
+        lines.append(f"# {help_text}")
+        lines.append(f"{key} = {json.dumps(value)}" if isinstance(value, str) else f"{key} = {value}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,62 @@
+"""A Fiat home: its configuration, keys and storage, opened together."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from fiat.config import CONFIG_NAME, Config, load_config, render_default_config, resolve_home
+from fiat.keys import ensure_private_key, load_private_key
+from fiat.persist.sqlite import SQLiteLogStore
+from fiat.prove.log import TransparencyLog
+from fiat.prove.note import Signer
+
+
+@dataclass(frozen=True)
+class InitReport:
+    home: Path
+    created: tuple[str, ...]
+    kept: tuple[str, ...]
+    vkey: str
+
+
+def init_home(home: str | Path | None, origin: str | None = None) -> InitReport:
+    """Create the home, its ``fiat.toml``, its keys and an empty log. Idempotent; never replaces a key."""
+    root = resolve_home(home)
+    root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o700)
+    created: list[str] = []
+    kept: list[str] = []
+    cfg_path = root / CONFIG_NAME
+    if cfg_path.exists():
+        kept.append(CONFIG_NAME)
+    else:
+        defaults = load_config(root)  # defaults + environment, validated
+        cfg_path.write_text(render_default_config(origin or defaults.log.origin), encoding="utf-8")
+        created.append(CONFIG_NAME)
+    cfg = load_config(root, require=True)
+    _, was_created = ensure_private_key(cfg.log_key_path)
+    (created if was_created else kept).append(str(cfg.log_key_path.relative_to(root)))
+    log = open_log(cfg)
+    log.close()
+    log.store.close()
+    return InitReport(root, tuple(created), tuple(kept), log.verifier.encode())
+
+
+def log_signer(cfg: Config) -> Signer:
+    return Signer(cfg.log.origin, load_private_key(cfg.log_key_path))
+
+
+def open_log(cfg: Config) -> TransparencyLog:
+    store = SQLiteLogStore(cfg.database_path, synchronous=cfg.storage.synchronous)
+    try:
+        return TransparencyLog(
+            store,
+            log_signer(cfg),
+            batch_max_entries=cfg.log.batch_max_entries,
+            batch_linger=cfg.log.batch_linger_ms / 1000,
+        )
+    except BaseException:
+        store.close()
+        raise

@@ -1,0 +1,328 @@
+"""The transparency log: a sequencer that batches appends into durable, signed tree states.
+
+Life of an append:
+
+1. ``append()`` checks the entry (at most 65,535 bytes) and queues it.
+2. The sequencer thread takes a batch (up to ``batch_max_entries``, waiting at
+   most ``batch_linger`` after the first queued entry for company).
+3. In one exclusive storage transaction it re-reads the committed tree size
+   (another process may have appended), hashes the batch into the right edge
+   of the tree (the *frontier*: the right-most partial tile of every level),
+   computes the new root, signs a C2SP checkpoint and writes entries, changed
+   tiles and checkpoint together.
+4. Only after the commit returns does each caller get its index and the
+   checkpoint that covers it.
+
+Why a signed checkpoint can never be inconsistent with an earlier one: the
+tree only grows by appending to the committed frontier, and the checkpoint is
+committed atomically with the tiles it describes. On open, the stored
+checkpoint is re-derived from the stored tiles and the log refuses to run if
+they disagree.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from fiat.errors import LogClosedError, StorageError
+from fiat.persist.store import LogStore, LogWriter
+from fiat.prove import merkle, note
+from fiat.prove.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint, sign_checkpoint
+from fiat.prove.note import Signer
+from fiat.prove.tiles import (
+    HASH_SIZE,
+    TILE_HEIGHT,
+    TILE_WIDTH,
+    TileHashSource,
+    check_entry,
+    tile_width_at,
+)
+
+log = logging.getLogger("fiat.log")
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """Where an entry landed and the signed checkpoint that first covers it."""
+
+    index: int
+    checkpoint: SignedCheckpoint
+
+
+@dataclass
+class Frontier:
+    """The right edge of the tree: for each level, the hashes of its right-most, partial tile."""
+
+    size: int = 0
+    partial: list[list[bytes]] = field(default_factory=list)
+
+    def copy(self) -> Frontier:
+        return Frontier(self.size, [list(p) for p in self.partial])
+
+    @classmethod
+    def load(cls, read_tile: LogWriter | LogStore, size: int) -> Frontier:
+        partial: list[list[bytes]] = []
+        level = 0
+        while size >> (TILE_HEIGHT * level):
+            total = size >> (TILE_HEIGHT * level)
+            index, width = divmod(total, TILE_WIDTH)
+            hashes: list[bytes] = []
+            if width:
+                data = read_tile.read_tile(level, index)
+                if data is None or len(data) < width * HASH_SIZE:
+                    raise StorageError(
+                        f"tile {level}/{index} is missing or shorter than the committed tree size {size} requires"
+                    )
+                hashes = [data[i * HASH_SIZE : (i + 1) * HASH_SIZE] for i in range(width)]
+            partial.append(hashes)
+            level += 1
+        return cls(size, partial)
+
+    def append(self, leaf_hashes: Sequence[bytes]) -> dict[tuple[int, int], bytes]:
+        """Add leaves; return every tile that changed, at its new width."""
+        dirty: set[tuple[int, int]] = set()
+        full: dict[tuple[int, int], bytes] = {}
+        partial = self.partial
+        for h in leaf_hashes:
+            level = 0
+            count = self.size  # hashes at ``level`` before this one
+            while True:
+                if len(partial) == level:
+                    partial.append([])
+                row = partial[level]
+                row.append(h)
+                tile_index = count // TILE_WIDTH
+                if len(row) < TILE_WIDTH:
+                    dirty.add((level, tile_index))
+                    break
+                # The tile filled up: store it whole and carry its root one level up.
+                full[(level, tile_index)] = b"".join(row)
+                dirty.discard((level, tile_index))
+                h = merkle.root_of_hashes(row)
+                partial[level] = []
+                level += 1
+                count >>= TILE_HEIGHT
+            self.size += 1
+        for level, tile_index in dirty:
+            full[(level, tile_index)] = b"".join(partial[level])
+        return full
+
+    def subtree_hash(self, height: int, index: int) -> bytes:
+        """HashSource over the frontier: serves exactly the subtrees the root needs."""
+        level, r = divmod(height, TILE_HEIGHT)
+        first = index << r
+        tile_index, offset = divmod(first, TILE_WIDTH)
+        if (self.size >> (TILE_HEIGHT * level)) // TILE_WIDTH != tile_index:
+            raise ValueError("the frontier only holds the right-most tile of each level")
+        row = self.partial[level][offset : offset + (1 << r)]
+        if len(row) != 1 << r:
+            raise ValueError(f"subtree {height}/{index} is not in the frontier")
+        return merkle.root_of_hashes(row)
+
+    def root(self) -> bytes:
+        return merkle.tree_root(self, self.size)
+
+
+class _Pending:
+    __slots__ = ("entry", "future", "queued")
+
+    def __init__(self, entry: bytes) -> None:
+        self.entry = entry
+        self.future: Future[AppendResult] = Future()
+        self.queued = time.monotonic()
+
+
+class TransparencyLog:
+    """An RFC 6962 log with C2SP checkpoints and tiles, over a :class:`LogStore`.
+
+    Thread-safe. Appends from any thread are batched by one sequencer thread.
+    """
+
+    def __init__(
+        self,
+        store: LogStore,
+        signer: Signer,
+        *,
+        batch_max_entries: int = 4096,
+        batch_linger: float = 0.002,
+    ) -> None:
+        if batch_max_entries < 1:
+            raise ValueError("batch_max_entries must be at least 1")
+        if batch_linger < 0:
+            raise ValueError("batch_linger cannot be negative")
+        self.store = store
+        self.signer = signer
+        self.origin = signer.name
+        self.verifier = signer.verifier
+        self.batch_max_entries = batch_max_entries
+        self.batch_linger = batch_linger
+        self._cond = threading.Condition()
+        self._queue: deque[_Pending] = deque()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._frontier, self._checkpoint = self._recover()
+
+    # -- recovery ---------------------------------------------------------------
+
+    def _recover(self) -> tuple[Frontier, SignedCheckpoint]:
+        """Load the committed state and prove it is self-consistent before signing anything new."""
+        with self.store.writer() as w:
+            size = w.tree_size()
+            frontier = Frontier.load(w, size)
+            stored = self.store.checkpoint()
+            if stored is None:
+                if size != 0:
+                    raise StorageError(f"the log holds {size} entries but no checkpoint")
+                cp = sign_checkpoint(Checkpoint(self.origin, 0, merkle.EMPTY_ROOT), self.signer)
+                w.write(0, [], {}, cp.note_bytes)
+                return frontier, cp
+        try:
+            cp = open_checkpoint(stored, self.verifier)
+        except Exception as exc:
+            raise StorageError(
+                f"the stored checkpoint does not verify under the log key for origin {self.origin!r} ({exc}). "
+                "Was log.origin changed or the log key replaced? Restore them; a log's identity cannot change."
+            ) from exc
+        if cp.size != size:
+            raise StorageError(f"the stored checkpoint covers {cp.size} entries but the tree holds {size}")
+        if frontier.root() != cp.root:
+            raise StorageError(
+                f"the stored tiles do not hash to the stored checkpoint's root at size {size}; refusing to sign"
+            )
+        return frontier, cp
+
+    # -- appends ------------------------------------------------------------------
+
+    def start(self) -> None:
+        with self._cond:
+            if self._closing:
+                raise LogClosedError("the log has been closed")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="fiat-log-sequencer", daemon=True)
+                self._thread.start()
+
+    def submit(self, entries: Sequence[bytes]) -> list[Future[AppendResult]]:
+        """Queue entries; each future resolves once its entry is durable and checkpointed."""
+        for e in entries:
+            if not isinstance(e, bytes | bytearray | memoryview):
+                raise TypeError("log entries are bytes")
+            check_entry(bytes(e))
+        pending = [_Pending(bytes(e)) for e in entries]
+        if self._thread is None:
+            self.start()
+        with self._cond:
+            if self._closing:
+                raise LogClosedError("the log is closed; no more appends are accepted")
+            self._queue.extend(pending)
+            self._cond.notify()
+        return [p.future for p in pending]
+
+    def append(self, entry: bytes, timeout: float | None = None) -> AppendResult:
+        """Append one entry and wait until it is durable and covered by a signed checkpoint."""
+        return self.submit([entry])[0].result(timeout)
+
+    def append_many(self, entries: Sequence[bytes], timeout: float | None = None) -> list[AppendResult]:
+        return [f.result(timeout) for f in self.submit(entries)]
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                deadline = self._queue[0].queued + self.batch_linger
+                while len(self._queue) < self.batch_max_entries and not self._closing:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                n = min(len(self._queue), self.batch_max_entries)
+                batch = [self._queue.popleft() for _ in range(n)]
+            try:
+                start, cp = self.integrate([p.entry for p in batch])
+            except BaseException as exc:  # noqa: BLE001 - every waiter must hear about the failure
+                log.error("log batch of %d entries failed: %s", len(batch), exc)
+                for p in batch:
+                    p.future.set_exception(exc)
+                continue
+            for i, p in enumerate(batch):
+                p.future.set_result(AppendResult(start + i, cp))
+
+    def integrate(self, entries: Sequence[bytes]) -> tuple[int, SignedCheckpoint]:
+        """Durably append ``entries`` as one batch; return the first index and the new checkpoint.
+
+        Called by the sequencer thread; also usable directly by a single-threaded writer.
+        """
+        with self.store.writer() as w:
+            start = w.tree_size()
+            if start != self._frontier.size:
+                # Another process appended since we last looked: resume from its frontier.
+                self._frontier = Frontier.load(w, start)
+            frontier = self._frontier.copy()
+            changed = frontier.append([merkle.leaf_hash(e) for e in entries])
+            cp = sign_checkpoint(Checkpoint(self.origin, frontier.size, frontier.root()), self.signer)
+            w.write(start, entries, changed, cp.note_bytes)
+        self._frontier = frontier
+        self._checkpoint = cp
+        return start, cp
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop accepting appends, finish the queued ones and stop the sequencer."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        with self._cond:
+            for p in self._queue:
+                p.future.set_exception(LogClosedError("the log closed before this entry was sequenced"))
+            self._queue.clear()
+
+    # -- reads --------------------------------------------------------------------
+
+    def checkpoint(self) -> SignedCheckpoint:
+        """The latest committed checkpoint (read from storage: another process may have advanced it)."""
+        data = self.store.checkpoint()
+        if data is None:
+            return self._checkpoint
+        if data == self._checkpoint.note_bytes:
+            return self._checkpoint
+        return SignedCheckpoint(Checkpoint.parse_text(note.parse(data).text), data)
+
+    def read_tile(self, level: int, index: int, width: int) -> bytes:
+        """The first ``width`` hashes of a tile, if the committed tree has them."""
+        data = self.store.read_tile(level, index)
+        if data is None or len(data) < width * HASH_SIZE:
+            raise KeyError(f"tile {level}/{index} width {width} is not in the log")
+        return data[: width * HASH_SIZE]
+
+    def read_entries(self, start: int, end: int) -> list[bytes]:
+        return self.store.read_entries(start, end)
+
+    def hash_source(self, size: int) -> TileHashSource:
+        return TileHashSource(self.read_tile, size)
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> tuple[list[bytes], SignedCheckpoint]:
+        """Inclusion proof for ``index`` against the latest checkpoint (or a given size)."""
+        cp = self.checkpoint()
+        size = cp.size if size is None else size
+        if not 0 <= index < size <= cp.size:
+            raise IndexError(f"entry {index} is not in the log of size {cp.size}")
+        return merkle.inclusion_proof(self.hash_source(size), index, size), cp
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        cp = self.checkpoint()
+        if not 0 <= old_size <= new_size <= cp.size:
+            raise IndexError(f"sizes {old_size}..{new_size} are not within the log of size {cp.size}")
+        return merkle.consistency_proof(self.hash_source(new_size), old_size, new_size)
+
+    def tile_width(self, level: int, index: int) -> int:
+        return tile_width_at(level, index, self.checkpoint().size)
