@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fiat.errors import KeyFileError
 
-PASSPHRASE_ENV = "FIAT_KEY_PASSPHRASE"
+PASSPHRASE_ENV = "FIAT_KEY_PASSPHRASE"  # noqa: S105 - the variable name, not a secret
 
 
 def _passphrase(explicit: str | None) -> bytes | None:

@@ -350,9 +350,7 @@ def log_verify_proof(
         return
     for step in result.steps:
         out.print(f"[green]✓[/] {step}")
-    out.print(
-        f"verified: entry {result.index} is in {result.checkpoint.origin} at tree size {result.checkpoint.size}"
-    )
+    out.print(f"verified: entry {result.index} is in {result.checkpoint.origin} at tree size {result.checkpoint.size}")
 
 
 @log_app.command("verify")
@@ -421,8 +419,7 @@ def log_verify(
         out.print(f"[green]✓[/] {step}")
     since = "" if report.previous_size is None else f", consistent with size {report.previous_size} seen before"
     out.print(
-        f"verified {report.origin}: {report.size} entries, {report.tiles} tiles, "
-        f"{report.bundles} entry bundles{since}"
+        f"verified {report.origin}: {report.size} entries, {report.tiles} tiles, {report.bundles} entry bundles{since}"
     )
 
 
@@ -434,13 +431,17 @@ def bench_log(
     as_json: JsonOpt = False,
     entries: Annotated[int, typer.Option(help="Entries per throughput run.")] = 100_000,
     proof_tree: Annotated[int, typer.Option(help="Tree size for proof timings.")] = 1_000_000,
-    workdir: Annotated[Path | None, typer.Option(help="Where to put the scratch databases (default: a temp dir).")] = None,
+    workdir: Annotated[
+        Path | None, typer.Option(help="Where to put the scratch databases (default: a temp dir).")
+    ] = None,
 ) -> None:
     """Append throughput, integration latency and proof timings beside SHA-256 + SQLite floors."""
     from fiat.bench.log import render_markdown, run_log_bench
 
     with errors_to_exit():
-        result = run_log_bench(entries=entries, proof_tree=proof_tree, workdir=workdir, console=None if as_json else err)
+        result = run_log_bench(
+            entries=entries, proof_tree=proof_tree, workdir=workdir, console=None if as_json else err
+        )
     if as_json:
         emit_json(result)
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from fiat.errors import StorageError
@@ -129,10 +129,8 @@ class SQLiteLogStore:
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            try:
+            with suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
             raise StorageError(f"cannot commit to the log database {self.path}: {exc}") from exc
 
     def tree_size(self) -> int:
@@ -148,18 +146,18 @@ class SQLiteLogStore:
         return None if row is None else bytes(row[0])
 
     def read_entries(self, start: int, end: int) -> list[bytes]:
-        rows = self._conn().execute(
-            "SELECT data FROM log_entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute("SELECT data FROM log_entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end))
+            .fetchall()
+        )
         return [bytes(r[0]) for r in rows]
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
             for conn in self._all:
-                try:
+                with suppress(sqlite3.Error):
                     conn.close()
-                except sqlite3.Error:
-                    pass
             self._all.clear()
         self._local = threading.local()

@@ -30,8 +30,8 @@ from typing import Protocol
 from fiat.errors import AuditError, InconsistentTreeError, MalformedError, ProofError, VerificationError
 from fiat.prove import merkle, note
 from fiat.prove.checkpoint import SignedCheckpoint, open_checkpoint
+from fiat.prove.merkle import HASH_SIZE
 from fiat.prove.tiles import (
-    HASH_SIZE,
     TILE_WIDTH,
     Tile,
     TileHashSource,

@@ -82,7 +82,9 @@ def open_checkpoint(data: bytes, log_verifier: note.Verifier, extra: Iterable[no
     """
     n, verified = note.open_note(data, [log_verifier, *extra])
     if not any(s.name == log_verifier.name and s.key_id == log_verifier.key_id for s in verified):
-        raise NoteVerificationError("note-signature", f"the checkpoint is not signed by the log key {log_verifier.name}")
+        raise NoteVerificationError(
+            "note-signature", f"the checkpoint is not signed by the log key {log_verifier.name}"
+        )
     cp = Checkpoint.parse_text(n.text)
     if cp.origin != log_verifier.name:
         raise NoteVerificationError(

@@ -34,9 +34,9 @@ from fiat.errors import LogClosedError, StorageError
 from fiat.persist.store import LogStore, LogWriter
 from fiat.prove import merkle, note
 from fiat.prove.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint, sign_checkpoint
+from fiat.prove.merkle import HASH_SIZE
 from fiat.prove.note import Signer
 from fiat.prove.tiles import (
-    HASH_SIZE,
     TILE_HEIGHT,
     TILE_WIDTH,
     TileHashSource,
@@ -55,19 +55,36 @@ class AppendResult:
     checkpoint: SignedCheckpoint
 
 
+def _push(rng: list[tuple[int, bytes]], h: bytes) -> None:
+    """Add a hash to a compact range: merge equal-height perfect subtrees like a binary counter."""
+    rng.append((0, h))
+    while len(rng) >= 2 and rng[-1][0] == rng[-2][0]:
+        height, right = rng.pop()
+        _, left = rng.pop()
+        rng.append((height + 1, merkle.node_hash(left, right)))
+
+
 @dataclass
 class Frontier:
-    """The right edge of the tree: for each level, the hashes of its right-most, partial tile."""
+    """The right edge of the tree.
+
+    For each level: the hashes of its right-most, partial tile (``partial``)
+    and the same row as a compact range of perfect-subtree roots (``ranges``),
+    kept incrementally so that the root and every full tile's hash cost
+    O(log n) per batch instead of re-hashing the partial tiles.
+    """
 
     size: int = 0
     partial: list[list[bytes]] = field(default_factory=list)
+    ranges: list[list[tuple[int, bytes]]] = field(default_factory=list)
 
     def copy(self) -> Frontier:
-        return Frontier(self.size, [list(p) for p in self.partial])
+        return Frontier(self.size, [list(p) for p in self.partial], [list(r) for r in self.ranges])
 
     @classmethod
     def load(cls, read_tile: LogWriter | LogStore, size: int) -> Frontier:
         partial: list[list[bytes]] = []
+        ranges: list[list[tuple[int, bytes]]] = []
         level = 0
         while size >> (TILE_HEIGHT * level):
             total = size >> (TILE_HEIGHT * level)
@@ -80,32 +97,40 @@ class Frontier:
                         f"tile {level}/{index} is missing or shorter than the committed tree size {size} requires"
                     )
                 hashes = [data[i * HASH_SIZE : (i + 1) * HASH_SIZE] for i in range(width)]
+            rng: list[tuple[int, bytes]] = []
+            for h in hashes:
+                _push(rng, h)
             partial.append(hashes)
+            ranges.append(rng)
             level += 1
-        return cls(size, partial)
+        return cls(size, partial, ranges)
 
     def append(self, leaf_hashes: Sequence[bytes]) -> dict[tuple[int, int], bytes]:
         """Add leaves; return every tile that changed, at its new width."""
         dirty: set[tuple[int, int]] = set()
         full: dict[tuple[int, int], bytes] = {}
-        partial = self.partial
+        partial, ranges = self.partial, self.ranges
         for h in leaf_hashes:
             level = 0
             count = self.size  # hashes at ``level`` before this one
             while True:
                 if len(partial) == level:
                     partial.append([])
+                    ranges.append([])
                 row = partial[level]
                 row.append(h)
+                _push(ranges[level], h)
                 tile_index = count // TILE_WIDTH
                 if len(row) < TILE_WIDTH:
                     dirty.add((level, tile_index))
                     break
-                # The tile filled up: store it whole and carry its root one level up.
+                # The tile filled up: store it whole and carry its root (now the
+                # single height-8 node of the compact range) one level up.
                 full[(level, tile_index)] = b"".join(row)
                 dirty.discard((level, tile_index))
-                h = merkle.root_of_hashes(row)
+                h = ranges[level][0][1]
                 partial[level] = []
+                ranges[level] = []
                 level += 1
                 count >>= TILE_HEIGHT
             self.size += 1
@@ -113,20 +138,15 @@ class Frontier:
             full[(level, tile_index)] = b"".join(partial[level])
         return full
 
-    def subtree_hash(self, height: int, index: int) -> bytes:
-        """HashSource over the frontier: serves exactly the subtrees the root needs."""
-        level, r = divmod(height, TILE_HEIGHT)
-        first = index << r
-        tile_index, offset = divmod(first, TILE_WIDTH)
-        if (self.size >> (TILE_HEIGHT * level)) // TILE_WIDTH != tile_index:
-            raise ValueError("the frontier only holds the right-most tile of each level")
-        row = self.partial[level][offset : offset + (1 << r)]
-        if len(row) != 1 << r:
-            raise ValueError(f"subtree {height}/{index} is not in the frontier")
-        return merkle.root_of_hashes(row)
-
     def root(self) -> bytes:
-        return merkle.tree_root(self, self.size)
+        """MTH of the whole tree: right-fold the perfect subtrees, left-most (highest level) first."""
+        nodes = [h for rng in reversed(self.ranges) for _, h in rng]
+        if not nodes:
+            return merkle.EMPTY_ROOT
+        acc = nodes[-1]
+        for h in reversed(nodes[:-1]):
+            acc = merkle.node_hash(h, acc)
+        return acc
 
 
 class _Pending:
@@ -247,7 +267,7 @@ class TransparencyLog:
                 batch = [self._queue.popleft() for _ in range(n)]
             try:
                 start, cp = self.integrate([p.entry for p in batch])
-            except BaseException as exc:  # noqa: BLE001 - every waiter must hear about the failure
+            except BaseException as exc:
                 log.error("log batch of %d entries failed: %s", len(batch), exc)
                 for p in batch:
                     p.future.set_exception(exc)

@@ -199,9 +199,7 @@ def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes],
         )
 
 
-def verify_consistency(
-    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
-) -> None:
+def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]) -> None:
     """Verify a consistency proof — RFC 9162 §2.1.4.2. Raises :class:`ProofError`.
 
     Two cases RFC 9162 leaves to the caller are handled explicitly: a tree of

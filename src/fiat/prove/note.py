@@ -250,7 +250,5 @@ def open_note(data: bytes, verifiers: Iterable[Verifier]) -> tuple[Note, list[Si
         verified.append(sig)
     if not verified:
         names = ", ".join(sorted({f"{k[0]}+{k[1]:08x}" for k in known})) or "none"
-        raise NoteVerificationError(
-            "note-signature", f"no signature from a trusted key (trusted: {names})"
-        )
+        raise NoteVerificationError("note-signature", f"no signature from a trusted key (trusted: {names})")
     return note, verified

@@ -115,7 +115,9 @@ def verify_proof(
     # set is empty), so there is no cosignature policy to apply.
     # Step 4: the inclusion proof binds the leaf to the checkpoint's root.
     if proof.index >= cp.size:
-        raise ProofError("inclusion-proof", f"index {proof.index} is not inside the checkpoint's tree of size {cp.size}")
+        raise ProofError(
+            "inclusion-proof", f"index {proof.index} is not inside the checkpoint's tree of size {cp.size}"
+        )
     merkle.verify_inclusion(proof.index, cp.size, leaf, proof.path, cp.root)
     steps.append("inclusion-proof")
     return ProofVerification(cp, proof.index, leaf, tuple(steps))

@@ -84,7 +84,7 @@ def parse_path(path: str) -> Tile:
     width = TILE_WIDTH
     if len(rest) >= 2 and rest[-2].endswith(".p"):
         width = _parse_decimal(rest[-1], "width", 1, TILE_WIDTH - 1)
-        rest = rest[:-2] + [rest[-2][:-2]]
+        rest = [*rest[:-2], rest[-2][:-2]]
     if not rest or len(rest) > 7:
         raise MalformedError("tile path", f"{path[:80]!r} has an invalid index")
     index = 0
