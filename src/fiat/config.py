@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,9 @@ SETTINGS: dict[tuple[str, str], tuple[type, Any, str]] = {
     ("log", "origin"): (str, "fiat.local/log", "The log's identity: checkpoint origin and signing key name."),
     ("log", "batch_max_entries"): (int, 4096, "Most entries sequenced into one durable batch."),
     ("log", "batch_linger_ms"): (float, 2.0, "How long the sequencer waits after the first queued entry for more."),
+    ("authority", "issuer"): (str, "fiat.local", "Permit issuer (iss); the trust root names it."),
+    ("authority", "audience"): (str, "fiat-runtime", "Permit audience (aud): the runtime guards that accept permits."),
+    ("runtime", "name"): (str, "", "This runtime node's name (default: the host name)."),
     ("storage", "backend"): (str, "sqlite", "Storage backend: sqlite."),
     ("storage", "path"): (str, "fiat.db", "Database file; relative paths are inside the home."),
     ("storage", "synchronous"): (
@@ -57,6 +61,17 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
+class AuthoritySettings:
+    issuer: str
+    audience: str
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    name: str
+
+
+@dataclass(frozen=True)
 class StorageSettings:
     backend: str
     path: str
@@ -73,6 +88,8 @@ class ServerSettings:
 class Config:
     home: Path
     log: LogSettings
+    authority: AuthoritySettings
+    runtime: RuntimeSettings
     storage: StorageSettings
     server: ServerSettings
     sources: dict[str, str] = field(default_factory=dict)  # "section.key" -> "default" | "fiat.toml" | "env NAME"
@@ -84,6 +101,10 @@ class Config:
     @property
     def log_key_path(self) -> Path:
         return self.keys_dir / "log.pem"
+
+    @property
+    def runtime_name(self) -> str:
+        return self.runtime.name or socket.gethostname() or "runtime"
 
     @property
     def database_path(self) -> Path:
@@ -149,6 +170,8 @@ def load_config(home: str | Path | None = None, *, require: bool = False) -> Con
     cfg = Config(
         home=root,
         log=LogSettings(**values["log"]),
+        authority=AuthoritySettings(**values["authority"]),
+        runtime=RuntimeSettings(**values["runtime"]),
         storage=StorageSettings(**values["storage"]),
         server=ServerSettings(**values["server"]),
         sources=sources,

@@ -7,10 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fiat.config import CONFIG_NAME, Config, load_config, render_default_config, resolve_home
+from fiat.keyring import KeyRing, now_second
 from fiat.keys import ensure_private_key, load_private_key
-from fiat.persist.sqlite import SQLiteLogStore
+from fiat.persist.sqlite import SQLiteEvidenceIndex, SQLiteLogStore
+from fiat.prove.evidence import EvidenceRecorder
 from fiat.prove.log import TransparencyLog
 from fiat.prove.note import Signer
+from fiat.verify.trust_root import TrustRoot
 
 
 @dataclass(frozen=True)
@@ -36,8 +39,20 @@ def init_home(home: str | Path | None, origin: str | None = None) -> InitReport:
         cfg_path.write_text(render_default_config(origin or defaults.log.origin), encoding="utf-8")
         created.append(CONFIG_NAME)
     cfg = load_config(root, require=True)
-    _, was_created = ensure_private_key(cfg.log_key_path)
+    cfg.keys_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(cfg.keys_dir, 0o700)
+    log_key, was_created = ensure_private_key(cfg.log_key_path)
     (created if was_created else kept).append(str(cfg.log_key_path.relative_to(root)))
+    ring = KeyRing(cfg.keys_dir)
+    ring.register("log", cfg.log.origin, log_key, cfg.log_key_path.name, now_second())
+    for role, name in (("authority", cfg.authority.issuer), ("runtime", cfg.runtime_name)):
+        active = [r for r in ring.active(role) if r.file is not None]
+        if active:
+            kept.extend(f"keys/{r.file} ({role})" for r in active)
+        else:
+            rec, _ = ring.create(role, name)
+            created.append(f"keys/{rec.file} ({role})")
+    ring.save()
     log = open_log(cfg)
     log.close()
     log.store.close()
@@ -60,3 +75,17 @@ def open_log(cfg: Config) -> TransparencyLog:
     except BaseException:
         store.close()
         raise
+
+
+def open_evidence(cfg: Config) -> EvidenceRecorder:
+    log = open_log(cfg)
+    assert isinstance(log.store, SQLiteLogStore)
+    return EvidenceRecorder(log, SQLiteEvidenceIndex(log.store))
+
+
+def keyring(cfg: Config) -> KeyRing:
+    return KeyRing(cfg.keys_dir)
+
+
+def trust_root(cfg: Config, witness_quorum: int = 0) -> TrustRoot:
+    return keyring(cfg).trust_root(cfg.authority.issuer, cfg.authority.audience, cfg.log.origin, witness_quorum)

@@ -161,3 +161,65 @@ class SQLiteLogStore:
                     conn.close()
             self._all.clear()
         self._local = threading.local()
+
+
+_EVIDENCE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS evidence (
+    jti TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    log_index INTEGER NOT NULL,
+    PRIMARY KEY (jti, log_index)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS permits (
+    jti TEXT PRIMARY KEY,
+    parent TEXT,
+    request BLOB NOT NULL,
+    log_index INTEGER NOT NULL
+);
+"""
+
+
+class SQLiteEvidenceIndex:
+    """:class:`fiat.persist.store.EvidenceIndex` in the same SQLite file as the log."""
+
+    def __init__(self, store: SQLiteLogStore) -> None:
+        self._store = store
+        conn = store._conn()
+        with conn:
+            conn.executescript(_EVIDENCE_SCHEMA)
+
+    def record(self, jti: str, kind: str, log_index: int) -> None:
+        conn = self._store._conn()
+        conn.execute("INSERT OR IGNORE INTO evidence (jti, kind, log_index) VALUES (?, ?, ?)", (jti, kind, log_index))
+
+    def record_permit(self, jti: str, parent: str | None, request: bytes, log_index: int) -> None:
+        conn = self._store._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "INSERT OR IGNORE INTO permits (jti, parent, request, log_index) VALUES (?, ?, ?, ?)",
+                (jti, parent, request, log_index),
+            )
+            conn.execute(
+                "INSERT OR IGNORE INTO evidence (jti, kind, log_index) VALUES (?, 'permit', ?)", (jti, log_index)
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def entries(self, jti: str) -> list[tuple[str, int]]:
+        rows = (
+            self._store._conn()
+            .execute("SELECT kind, log_index FROM evidence WHERE jti = ? ORDER BY log_index", (jti,))
+            .fetchall()
+        )
+        return [(str(k), int(i)) for k, i in rows]
+
+    def permit(self, jti: str) -> tuple[str | None, bytes, int] | None:
+        row = (
+            self._store._conn()
+            .execute("SELECT parent, request, log_index FROM permits WHERE jti = ?", (jti,))
+            .fetchone()
+        )
+        return None if row is None else (row[0], bytes(row[1]), int(row[2]))

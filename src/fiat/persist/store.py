@@ -64,3 +64,22 @@ class LogStore(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+class EvidenceIndex(Protocol):
+    """Which log entries belong to which execution (by permit id), so a bundle can be assembled.
+
+    The log holds the evidence itself; this index only points into it.
+    """
+
+    def record(self, jti: str, kind: str, log_index: int) -> None:
+        """Note that log entry ``log_index`` is evidence of ``kind`` about permit ``jti``."""
+
+    def record_permit(self, jti: str, parent: str | None, request: bytes, log_index: int) -> None:
+        """Note a permit, its parent and its canonical action request."""
+
+    def entries(self, jti: str) -> list[tuple[str, int]]:
+        """(kind, log index) of every entry about ``jti``, in log order."""
+
+    def permit(self, jti: str) -> tuple[str | None, bytes, int] | None:
+        """(parent, action request, log index) of a permit, or None."""

@@ -5,7 +5,7 @@
 // two packages, and it speaks C2SP tlog-tiles over HTTP.
 //
 //	fiatcheck -url http://127.0.0.1:8750/log -vkey VKEY [-old-checkpoint FILE]
-//	fiatcheck -vkey VKEY -proof FILE -entry FILE [-url URL]
+//	fiatcheck -vkey VKEY -proof FILE -entry FILE [-proof FILE -entry FILE ...] [-url URL [-skip-log]]
 //
 // With -url it fetches <url>/checkpoint, opens it with note.Open, recomputes
 // the root from the tiles with tlog.TileHashReader and tlog.TreeHash, fetches
@@ -14,8 +14,10 @@
 // tlog.ReadTileData, and checks tlog.ProveRecord + tlog.CheckRecord for the
 // entries (all of them up to -all-proofs, a sample beyond). With
 // -old-checkpoint it checks tlog.ProveTree + tlog.CheckTree from the old tree
-// to the new one. With -proof/-entry it verifies a c2sp.org/tlog-proof@v1
-// file: its checkpoint with note.Open and its path with tlog.CheckRecord.
+// to the new one. Each -proof/-entry pair is a c2sp.org/tlog-proof@v1 file and
+// the entry it proves: its checkpoint is checked with note.Open, its path with
+// tlog.CheckRecord and, given -url, against Go's own tlog.ProveRecord over the
+// served tiles. -skip-log skips the whole-log walk and only checks the proofs.
 //
 // It prints a JSON summary on stdout and exits 0, or prints "fiatcheck: FAIL
 // ..." on stderr and exits 1.
@@ -285,31 +287,40 @@ type proofSummary struct {
 	MatchesGoProof *bool `json:"matches_go_proof,omitempty"`
 }
 
+// files is a repeatable string flag.
+type files []string
+
+func (f *files) String() string     { return strings.Join(*f, ",") }
+func (f *files) Set(v string) error { *f = append(*f, v); return nil }
+
 type summary struct {
-	OK             bool          `json:"ok"`
-	Origin         string        `json:"origin,omitempty"`
-	TreeSize       int64         `json:"tree_size"`
-	Root           string        `json:"root,omitempty"`
-	Extensions     []string      `json:"extensions,omitempty"`
-	HashTiles      int           `json:"hash_tiles"`
-	EntryBundles   int           `json:"entry_bundles"`
-	Entries        int64         `json:"entries"`
-	EntriesSHA256  string        `json:"entries_sha256,omitempty"`
-	RecordProofs   int           `json:"record_proofs"`
-	OldTreeSize    *int64        `json:"old_tree_size,omitempty"`
-	ConsistencyLen *int          `json:"consistency_proof_length,omitempty"`
-	Proof          *proofSummary `json:"proof,omitempty"`
-	HTTPGets       int           `json:"http_gets"`
-	Seconds        float64       `json:"seconds"`
-	Checks         []string      `json:"checks"`
+	OK             bool           `json:"ok"`
+	LogChecked     bool           `json:"log_checked"`
+	Origin         string         `json:"origin,omitempty"`
+	TreeSize       int64          `json:"tree_size"`
+	Root           string         `json:"root,omitempty"`
+	Extensions     []string       `json:"extensions,omitempty"`
+	HashTiles      int            `json:"hash_tiles"`
+	EntryBundles   int            `json:"entry_bundles"`
+	Entries        int64          `json:"entries"`
+	EntriesSHA256  string         `json:"entries_sha256,omitempty"`
+	RecordProofs   int            `json:"record_proofs"`
+	OldTreeSize    *int64         `json:"old_tree_size,omitempty"`
+	ConsistencyLen *int           `json:"consistency_proof_length,omitempty"`
+	Proofs         []proofSummary `json:"proofs,omitempty"`
+	HTTPGets       int            `json:"http_gets"`
+	Seconds        float64        `json:"seconds"`
+	Checks         []string       `json:"checks"`
 }
 
 func main() {
 	url := flag.String("url", "", "the log's prefix URL, e.g. http://127.0.0.1:8750/log")
 	vkey := flag.String("vkey", "", "the log's verifier key (note.NewVerifier format)")
 	oldCheckpoint := flag.String("old-checkpoint", "", "a previously seen signed checkpoint to prove consistency from")
-	proofFile := flag.String("proof", "", "a c2sp.org/tlog-proof@v1 file to verify")
-	entryFile := flag.String("entry", "", "the entry bytes that -proof proves")
+	var proofFiles, entryFiles files
+	flag.Var(&proofFiles, "proof", "a c2sp.org/tlog-proof@v1 file to verify (repeatable)")
+	flag.Var(&entryFiles, "entry", "the entry bytes that the -proof in the same position proves (repeatable)")
+	skipLog := flag.Bool("skip-log", false, "with -url, only check the -proof files, not the whole log")
 	allProofs := flag.Int("all-proofs", 5000, "check ProveRecord/CheckRecord for every entry up to this tree size, a sample of this many beyond")
 	seed := flag.Int64("seed", 1, "seed for the sample of record proofs")
 	flag.Parse()
@@ -319,14 +330,17 @@ func main() {
 	if *vkey == "" {
 		usage("-vkey is required")
 	}
-	if *url == "" && *proofFile == "" {
+	if *url == "" && len(proofFiles) == 0 {
 		usage("give -url, or -proof with -entry")
 	}
-	if (*proofFile == "") != (*entryFile == "") {
-		usage("-proof and -entry go together")
+	if len(proofFiles) != len(entryFiles) {
+		usage("-proof and -entry go in pairs (%d -proof, %d -entry)", len(proofFiles), len(entryFiles))
 	}
-	if *oldCheckpoint != "" && *url == "" {
-		usage("-old-checkpoint needs -url")
+	if *oldCheckpoint != "" && (*url == "" || *skipLog) {
+		usage("-old-checkpoint needs -url and no -skip-log")
+	}
+	if *skipLog && len(proofFiles) == 0 {
+		usage("-skip-log leaves nothing to check without -proof")
 	}
 	start := time.Now()
 	verifier, err := note.NewVerifier(strings.TrimSpace(*vkey))
@@ -341,10 +355,12 @@ func main() {
 			http:  &http.Client{Timeout: 30 * time.Second},
 			cache: map[string][]byte{},
 		}
-		checkLog(c, verifier, *oldCheckpoint, *allProofs, *seed, &sum)
+		if !*skipLog {
+			checkLog(c, verifier, *oldCheckpoint, *allProofs, *seed, &sum)
+		}
 	}
-	if *proofFile != "" {
-		checkProofFile(c, verifier, *proofFile, *entryFile, &sum)
+	for i := range proofFiles {
+		checkProofFile(c, verifier, proofFiles[i], entryFiles[i], &sum)
 	}
 	if c != nil {
 		sum.HTTPGets = c.gets
@@ -365,6 +381,7 @@ func checkLog(c *client, verifier note.Verifier, oldFile string, allProofs int, 
 	}
 	cp := openCheckpoint(msg, verifier, "checkpoint")
 	tree := cp.Tree
+	sum.LogChecked = true
 	sum.Origin, sum.TreeSize, sum.Root, sum.Extensions = cp.Origin, tree.N, tree.Hash.String(), cp.Extensions
 	sum.Checks = append(sum.Checks, "checkpoint: note.Open")
 
@@ -384,6 +401,47 @@ func checkLog(c *client, verifier note.Verifier, oldFile string, allProofs int, 
 			fail("tlog.TreeHash(%d) = %s over the served tiles, checkpoint root is %s", tree.N, th, tree.Hash)
 		}
 		sum.Checks = append(sum.Checks, "tlog.TileHashReader + tlog.TreeHash == checkpoint root")
+	}
+
+	// Consistency with a previously seen checkpoint, before the long walk below.
+	if oldFile != "" {
+		oldMsg, err := os.ReadFile(oldFile)
+		if err != nil {
+			fail("reading -old-checkpoint: %v", err)
+		}
+		old := openCheckpoint(oldMsg, verifier, "old checkpoint")
+		oldN := old.Tree.N
+		sum.OldTreeSize = &oldN
+		if oldN > tree.N {
+			fail("old checkpoint has tree size %d, larger than the current %d", oldN, tree.N)
+		}
+		if oldN == 0 {
+			if old.Tree.Hash != emptyRoot() {
+				fail("old empty tree: root %s is not SHA-256(\"\")", old.Tree.Hash)
+			}
+			zero := 0
+			sum.ConsistencyLen = &zero
+			sum.Checks = append(sum.Checks, "old checkpoint: empty tree, trivially consistent")
+		} else {
+			// The old root must also be what the served tiles say about the old tree.
+			oh, err := tlog.TreeHash(oldN, hr)
+			if err != nil {
+				fail("tlog.TreeHash(%d) for the old tree: %v", oldN, err)
+			}
+			if oh != old.Tree.Hash {
+				fail("old checkpoint root %s, but the current tree's first %d entries hash to %s", old.Tree.Hash, oldN, oh)
+			}
+			p, err := tlog.ProveTree(tree.N, oldN, hr)
+			if err != nil {
+				fail("tlog.ProveTree(%d, %d): %v", tree.N, oldN, err)
+			}
+			if err := tlog.CheckTree(p, tree.N, tree.Hash, oldN, old.Tree.Hash); err != nil {
+				fail("tlog.CheckTree(%d -> %d): %v", oldN, tree.N, err)
+			}
+			l := len(p)
+			sum.ConsistencyLen = &l
+			sum.Checks = append(sum.Checks, fmt.Sprintf("tlog.ProveTree + tlog.CheckTree %d -> %d", oldN, tree.N))
+		}
 	}
 
 	// Every entry bundle, then every stored hash recomputed from the entries by Go.
@@ -495,46 +553,6 @@ func checkLog(c *client, verifier note.Verifier, oldFile string, allProofs int, 
 		sum.RecordProofs = len(idx)
 		sum.Checks = append(sum.Checks, fmt.Sprintf("tlog.ProveRecord + tlog.CheckRecord for %d entries", len(idx)))
 	}
-
-	if oldFile != "" {
-		oldMsg, err := os.ReadFile(oldFile)
-		if err != nil {
-			fail("reading -old-checkpoint: %v", err)
-		}
-		old := openCheckpoint(oldMsg, verifier, "old checkpoint")
-		oldN := old.Tree.N
-		sum.OldTreeSize = &oldN
-		if oldN > tree.N {
-			fail("old checkpoint has tree size %d, larger than the current %d", oldN, tree.N)
-		}
-		if oldN == 0 {
-			if old.Tree.Hash != emptyRoot() {
-				fail("old empty tree: root %s is not SHA-256(\"\")", old.Tree.Hash)
-			}
-			zero := 0
-			sum.ConsistencyLen = &zero
-			sum.Checks = append(sum.Checks, "old checkpoint: empty tree, trivially consistent")
-		} else {
-			// The old root must also be what the served tiles say about the old tree.
-			oh, err := tlog.TreeHash(oldN, hr)
-			if err != nil {
-				fail("tlog.TreeHash(%d) for the old tree: %v", oldN, err)
-			}
-			if oh != old.Tree.Hash {
-				fail("old checkpoint root %s, but the current tree's first %d entries hash to %s", old.Tree.Hash, oldN, oh)
-			}
-			p, err := tlog.ProveTree(tree.N, oldN, hr)
-			if err != nil {
-				fail("tlog.ProveTree(%d, %d): %v", tree.N, oldN, err)
-			}
-			if err := tlog.CheckTree(p, tree.N, tree.Hash, oldN, old.Tree.Hash); err != nil {
-				fail("tlog.CheckTree(%d -> %d): %v", oldN, tree.N, err)
-			}
-			l := len(p)
-			sum.ConsistencyLen = &l
-			sum.Checks = append(sum.Checks, fmt.Sprintf("tlog.ProveTree + tlog.CheckTree %d -> %d", oldN, tree.N))
-		}
-	}
 }
 
 // checkProofFile verifies a c2sp.org/tlog-proof@v1 file for an entry.
@@ -549,64 +567,65 @@ func checkProofFile(c *client, verifier note.Verifier, proofPath, entryPath stri
 	}
 	split := bytes.Index(data, []byte("\n\n"))
 	if split < 0 {
-		fail("proof: no empty line before the checkpoint")
+		fail("%s: no empty line before the checkpoint", proofPath)
 	}
 	head, cpMsg := string(data[:split]), data[split+2:]
 	lines := strings.Split(head, "\n")
 	if lines[0] != proofHeader {
-		fail("proof: first line %q, want %q", lines[0], proofHeader)
+		fail("%s: first line %q, want %q", proofPath, lines[0], proofHeader)
 	}
 	lines = lines[1:]
 	ps := &proofSummary{}
 	if len(lines) > 0 && strings.HasPrefix(lines[0], "extra ") {
 		if _, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(lines[0], "extra ")); err != nil {
-			fail("proof: bad extra line: %v", err)
+			fail("%s: bad extra line: %v", proofPath, err)
 		}
 		ps.Extra = true
 		lines = lines[1:]
 	}
 	if len(lines) == 0 || !strings.HasPrefix(lines[0], "index ") {
-		fail("proof: missing the index line")
+		fail("%s: missing the index line", proofPath)
 	}
 	idxStr := strings.TrimPrefix(lines[0], "index ")
 	index, err := strconv.ParseInt(idxStr, 10, 64)
 	if err != nil || index < 0 || strconv.FormatInt(index, 10) != idxStr {
-		fail("proof: index %q is not a canonical decimal", idxStr)
+		fail("%s: index %q is not a canonical decimal", proofPath, idxStr)
 	}
 	var path tlog.RecordProof
 	for _, l := range lines[1:] {
 		h, err := base64.StdEncoding.DecodeString(l)
 		if err != nil || len(h) != tlog.HashSize {
-			fail("proof: %q is not a base64 hash", l)
+			fail("%s: %q is not a base64 hash", proofPath, l)
 		}
 		var hh tlog.Hash
 		copy(hh[:], h)
 		path = append(path, hh)
 	}
-	cp := openCheckpoint(cpMsg, verifier, "proof checkpoint")
+	cp := openCheckpoint(cpMsg, verifier, proofPath+": checkpoint")
 	if index >= cp.Tree.N {
-		fail("proof: index %d is outside the tree of size %d", index, cp.Tree.N)
+		fail("%s: index %d is outside the tree of size %d", proofPath, index, cp.Tree.N)
 	}
 	if err := tlog.CheckRecord(path, cp.Tree.N, cp.Tree.Hash, index, tlog.RecordHash(entry)); err != nil {
-		fail("proof: tlog.CheckRecord(index %d, size %d): %v", index, cp.Tree.N, err)
+		fail("%s: tlog.CheckRecord(index %d, size %d): %v", proofPath, index, cp.Tree.N, err)
 	}
 	ps.Index, ps.TreeSize, ps.Root, ps.PathLength = index, cp.Tree.N, cp.Tree.Hash.String(), len(path)
-	sum.Checks = append(sum.Checks, "proof: note.Open", "proof: tlog.CheckRecord")
+	what := fmt.Sprintf("proof %s (index %d)", proofPath, index)
+	sum.Checks = append(sum.Checks, what+": note.Open", what+": tlog.CheckRecord")
 	if c != nil {
 		// Go's own proof for the same tree, built from the served tiles, must be the same list of hashes.
 		goProof, err := tlog.ProveRecord(cp.Tree.N, index, tlog.TileHashReader(cp.Tree, tileReader{c}))
 		if err != nil {
-			fail("proof: tlog.ProveRecord(%d, %d) over the served tiles: %v", cp.Tree.N, index, err)
+			fail("%s: tlog.ProveRecord(%d, %d) over the served tiles: %v", proofPath, cp.Tree.N, index, err)
 		}
 		same := len(goProof) == len(path)
 		for i := 0; same && i < len(path); i++ {
 			same = goProof[i] == path[i]
 		}
 		if !same {
-			fail("proof: the path differs from tlog.ProveRecord(%d, %d) over the served tiles", cp.Tree.N, index)
+			fail("%s: the path differs from tlog.ProveRecord(%d, %d) over the served tiles", proofPath, cp.Tree.N, index)
 		}
 		ps.MatchesGoProof = &same
-		sum.Checks = append(sum.Checks, "proof: path == tlog.ProveRecord over the served tiles")
+		sum.Checks = append(sum.Checks, what+": path == tlog.ProveRecord over the served tiles")
 	}
-	sum.Proof = ps
+	sum.Proofs = append(sum.Proofs, *ps)
 }

@@ -1,0 +1,96 @@
+"""Minting permits: compact JWS (RFC 7515) signed with Ed25519 (RFC 8037), via PyJWT.
+
+Claims (documented in docs/formats.md):
+
+* registered (RFC 7519 §4.1): ``iss sub aud iat nbf exp jti``;
+* ``cnf`` (RFC 7800 §3.2): the runtime's public key as a JWK — only that runtime can use the permit;
+* Fiat's: ``action`` (name, resource, digest), ``policy`` (digest, version, determining
+  policies), ``environment`` (measurement digest), ``constraints``, ``parent``, ``approvals``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from fiat.verify.action import action_digest
+from fiat.verify.jws import jwk
+from fiat.verify.verifier import PERMIT_TYP
+
+
+@dataclass(frozen=True)
+class PolicyRef:
+    digest: str
+    version: int
+    determining: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"digest": {"sha256": self.digest}, "version": self.version, "determining": list(self.determining)}
+
+
+@dataclass(frozen=True)
+class Constraints:
+    max_duration: int | None = None  # seconds
+    heartbeat_interval_ms: int | None = None
+    single_use: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"singleUse": self.single_use}
+        if self.max_duration is not None:
+            out["maxDuration"] = self.max_duration
+        if self.heartbeat_interval_ms is not None:
+            out["heartbeatIntervalMs"] = self.heartbeat_interval_ms
+        return out
+
+
+@dataclass(frozen=True)
+class PermitRequest:
+    request: dict[str, Any]
+    runtime_public_key: bytes
+    policy: PolicyRef
+    environment_digest: str
+    ttl: int = 60
+    constraints: Constraints = field(default_factory=Constraints)
+    approvals: tuple[str, ...] = ()
+
+
+def new_permit_id() -> str:
+    return "pmt_" + secrets.token_urlsafe(16)
+
+
+def mint_permit(
+    spec: PermitRequest,
+    *,
+    key: Ed25519PrivateKey,
+    kid: str,
+    issuer: str,
+    audience: str,
+    now: int | None = None,
+    jti: str | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Sign a permit; returns (compact token, claims)."""
+    t = int(time.time()) if now is None else now
+    req = spec.request
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "sub": req["principal"],
+        "aud": audience,
+        "iat": t,
+        "nbf": t,
+        "exp": t + spec.ttl,
+        "jti": jti or new_permit_id(),
+        "cnf": {"jwk": jwk(spec.runtime_public_key)},
+        "action": {"name": req["action"], "resource": req["resource"], "digest": {"sha256": action_digest(req)}},
+        "policy": spec.policy.to_json(),
+        "environment": {"digest": {"sha256": spec.environment_digest}},
+        "constraints": spec.constraints.to_json(),
+        "parent": req.get("parent"),
+        "approvals": list(spec.approvals),
+    }
+    token = jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": kid, "typ": PERMIT_TYP})
+    return token, claims

@@ -1,0 +1,156 @@
+"""The home's keys by role, with validity periods: ``<home>/keys/keyring.json`` + PEM files.
+
+Roles: ``authority`` (signs permits and decisions), ``log`` (signs checkpoints),
+``runtime`` (each runtime node signs its receipts), ``approver`` (each human
+approver), ``witness`` (cosigns checkpoints).
+
+Each key has a stable ID, the RFC 7638 JWK thumbprint of its public key, and a
+validity period. Rotation closes the old key's period and opens the new one's
+at the same instant, so the old key still verifies what it signed before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from fiat.errors import ConfigError, KeyFileError
+from fiat.keys import load_private_key, write_private_key
+from fiat.verify.encoding import b64url, b64url_decode, parse_time, rfc3339
+from fiat.verify.jws import jwk_thumbprint
+from fiat.verify.trust_root import ROLES, TrustedKey, TrustRoot
+
+KEYRING_NAME = "keyring.json"
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    kid: str
+    role: str
+    name: str
+    public_key: bytes
+    valid_from: float
+    valid_until: float | None = None
+    file: str | None = None  # private key file in the keys directory, when this home holds it
+
+    def active_at(self, t: float) -> bool:
+        return self.valid_from <= t and (self.valid_until is None or t < self.valid_until)
+
+    def trusted(self) -> TrustedKey:
+        return TrustedKey(self.kid, self.role, self.name, self.public_key, self.valid_from, self.valid_until)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "kid": self.kid,
+            "role": self.role,
+            "name": self.name,
+            "publicKey": b64url(self.public_key),
+            "validFrom": rfc3339(self.valid_from),
+        }
+        if self.valid_until is not None:
+            out["validUntil"] = rfc3339(self.valid_until)
+        if self.file is not None:
+            out["file"] = self.file
+        return out
+
+    @classmethod
+    def from_json(cls, v: dict[str, Any]) -> KeyRecord:
+        until = v.get("validUntil")
+        return cls(
+            v["kid"],
+            v["role"],
+            v["name"],
+            b64url_decode(v["publicKey"], "keyring"),
+            parse_time(v["validFrom"], "keyring"),
+            None if until is None else parse_time(until, "keyring"),
+            v.get("file"),
+        )
+
+
+def now_second() -> float:
+    # Times are recorded to the second (RFC 3339 without fractions).
+    return float(int(time.time()))
+
+
+class KeyRing:
+    def __init__(self, keys_dir: Path) -> None:
+        self.dir = keys_dir
+        self.path = keys_dir / KEYRING_NAME
+        self.records: list[KeyRecord] = []
+        if self.path.exists():
+            try:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+                self.records = [KeyRecord.from_json(r) for r in data["keys"]]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ConfigError(f"{self.path} is damaged ({exc}); restore it from a backup") from exc
+
+    def save(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        body = json.dumps({"version": 1, "keys": [r.to_json() for r in self.records]}, indent=2) + "\n"
+        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".keyring-")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(body)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def find(self, kid: str) -> KeyRecord | None:
+        return next((r for r in self.records if r.kid == kid), None)
+
+    def active(self, role: str, at: float | None = None) -> list[KeyRecord]:
+        t = time.time() if at is None else at
+        return [r for r in self.records if r.role == role and r.active_at(t)]
+
+    def signing_key(self, role: str, name: str | None = None) -> tuple[KeyRecord, Ed25519PrivateKey]:
+        """The active key of ``role`` this home can sign with (by ``name`` when several are active)."""
+        candidates = [r for r in self.active(role) if r.file is not None and (name is None or r.name == name)]
+        if not candidates:
+            raise KeyFileError(
+                f"this home holds no active {role} key{f' named {name}' if name else ''}; "
+                f"`fiat keys add --role {role}` creates one"
+            )
+        if len(candidates) > 1:
+            names = ", ".join(sorted(r.name for r in candidates))
+            raise KeyFileError(f"several active {role} keys ({names}); name one")
+        rec = candidates[0]
+        assert rec.file is not None
+        return rec, load_private_key(self.dir / rec.file)
+
+    def register(self, role: str, name: str, key: Ed25519PrivateKey, file: str, valid_from: float) -> KeyRecord:
+        public = key.public_key().public_bytes_raw()
+        rec = KeyRecord(jwk_thumbprint(public), role, name, public, valid_from, None, file)
+        if self.find(rec.kid) is None:
+            self.records.append(rec)
+        return self.find(rec.kid) or rec
+
+    def create(self, role: str, name: str, valid_from: float | None = None) -> tuple[KeyRecord, Ed25519PrivateKey]:
+        if role not in ROLES:
+            raise KeyFileError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
+        key = Ed25519PrivateKey.generate()
+        kid = jwk_thumbprint(key.public_key().public_bytes_raw())
+        file = f"{role}-{kid[:12]}.pem"
+        write_private_key(self.dir / file, key)
+        rec = self.register(role, name, key, file, now_second() if valid_from is None else valid_from)
+        return rec, key
+
+    def rotate(self, role: str, name: str | None = None) -> tuple[KeyRecord, KeyRecord, Ed25519PrivateKey]:
+        """Close the active key's period now and create its successor. Returns (old, new, new private key)."""
+        old, _ = self.signing_key(role, name)
+        now = now_second()
+        new, key = self.create(role, old.name, valid_from=now)
+        self.records = [replace(r, valid_until=now) if r.kid == old.kid else r for r in self.records]
+        return replace(old, valid_until=now), new, key
+
+    def trust_root(self, issuer: str, audience: str, log_origin: str, witness_quorum: int = 0) -> TrustRoot:
+        return TrustRoot(issuer, audience, log_origin, tuple(r.trusted() for r in self.records), witness_quorum)

@@ -1,0 +1,218 @@
+"""Evidence: sign in-toto statements in DSSE, log them (and permits), assemble bundles.
+
+Every permit and every statement is appended to the transparency log as its
+exact signed bytes (the compact JWS; the RFC 8785 form of the DSSE envelope).
+:class:`EvidenceRecorder` does that and keeps an index from permit id to log
+entries, from which :meth:`EvidenceRecorder.bundle` builds the
+``application/vnd.fiat.bundle.v1+json`` file that ``fiat verify`` checks offline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from fiat.errors import FiatError
+from fiat.persist.store import EvidenceIndex
+from fiat.prove.log import AppendResult, TransparencyLog
+from fiat.prove.proof_file import TlogProof
+from fiat.verify import jws
+from fiat.verify.bundle import Bundle, BundleStatement
+from fiat.verify.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, sign_envelope
+from fiat.verify.encoding import loads_strict, rfc3339
+from fiat.verify.jcs import canonicalize
+from fiat.verify.statement import (
+    APPROVAL,
+    DECISION,
+    KEY_ROTATION,
+    POLICY,
+    RECEIPT,
+    REVOCATION,
+    Statement,
+    Subject,
+)
+
+KIND_BY_TYPE = {
+    DECISION: "decision",
+    APPROVAL: "approval",
+    REVOCATION: "revocation",
+    RECEIPT: "receipt",
+    POLICY: "policy",
+    KEY_ROTATION: "key-rotation",
+}
+
+
+# -- statements ------------------------------------------------------------------------
+
+
+def decision_statement(
+    *,
+    decision: str,
+    reason: str,
+    request: dict[str, Any],
+    request_digest: str,
+    policy: dict[str, Any],
+    at: float,
+    permit: tuple[str, str] | None = None,
+    evidence_digest: str | None = None,
+    approval_id: str | None = None,
+) -> Statement:
+    """A decision (allow, deny or pending). Denials are evidence too."""
+    if decision not in ("allow", "deny", "pending"):
+        raise ValueError("decision must be allow, deny or pending")
+    predicate: dict[str, Any] = {
+        "decision": decision,
+        "reason": reason,
+        "time": rfc3339(at),
+        "request": {k: request[k] for k in ("principal", "action", "resource", "parent")},
+        "inputs": {
+            "actionRequest": {"sha256": request_digest},
+            "context": {"sha256": hashlib.sha256(canonicalize(request.get("context", {}))).hexdigest()},
+            "evidence": None if evidence_digest is None else {"sha256": evidence_digest},
+        },
+        "policy": policy,
+        "permit": None if permit is None else {"jti": permit[0], "digest": {"sha256": permit[1]}},
+        "approval": None if approval_id is None else {"id": approval_id},
+    }
+    return Statement((Subject("action-request", request_digest),), DECISION, predicate)
+
+
+def approval_statement(
+    *, approval_id: str, decision: str, approver: str, request_digest: str, at: float, reason: str = ""
+) -> Statement:
+    if decision not in ("approve", "deny"):
+        raise ValueError("an approval decision is approve or deny")
+    predicate = {"id": approval_id, "decision": decision, "approver": approver, "time": rfc3339(at), "reason": reason}
+    return Statement((Subject("action-request", request_digest),), APPROVAL, predicate)
+
+
+def revocation_statement(*, kind: str, target: str, reason: str, epoch: int, at: float) -> Statement:
+    if kind not in ("permit", "principal", "runtime"):
+        raise ValueError("a revocation targets a permit, a principal or a runtime")
+    digest = hashlib.sha256(canonicalize({"kind": kind, "target": target})).hexdigest()
+    predicate = {"kind": kind, "target": target, "reason": reason, "epoch": epoch, "time": rfc3339(at)}
+    return Statement((Subject(f"{kind}:{target}", digest),), REVOCATION, predicate)
+
+
+def receipt_statement(
+    *,
+    permit_id: str,
+    permit_digest: str,
+    start: float,
+    end: float,
+    outcome: str,
+    exit_code: int | None,
+    halt_reason: str | None,
+    verifications: int,
+    verification_chain: str,
+    measurement_start: dict[str, Any],
+    measurement_end: dict[str, Any],
+    outputs: Sequence[tuple[str, str]] = (),
+) -> Statement:
+    if outcome not in ("completed", "failed", "halted"):
+        raise ValueError("outcome is completed, failed or halted")
+    predicate = {
+        "permit": {"jti": permit_id, "digest": {"sha256": permit_digest}},
+        "start": rfc3339(start),
+        "end": rfc3339(end),
+        "outcome": outcome,
+        "exitCode": exit_code,
+        "haltReason": halt_reason,
+        "verifications": {"count": verifications, "chain": {"sha256": verification_chain}},
+        "measurements": {"start": measurement_start, "end": measurement_end},
+        "outputs": [{"name": n, "digest": {"sha256": d}} for n, d in outputs],
+    }
+    return Statement((Subject("permit", permit_digest),), RECEIPT, predicate)
+
+
+def policy_statement(*, digest: str, version: int, files: dict[str, str], at: float) -> Statement:
+    predicate = {"version": version, "time": rfc3339(at), "files": {k: {"sha256": v} for k, v in sorted(files.items())}}
+    return Statement((Subject(f"policy-bundle:v{version}", digest),), POLICY, predicate)
+
+
+def key_rotation_statement(
+    *, role: str, name: str, old_kid: str, new_kid: str, new_public_key: bytes, at: float
+) -> Statement:
+    predicate = {
+        "role": role,
+        "name": name,
+        "old": {"kid": old_kid},
+        "new": {"kid": new_kid, "jwk": jws.jwk(new_public_key)},
+        "time": rfc3339(at),
+    }
+    digest = hashlib.sha256(new_public_key).hexdigest()
+    return Statement((Subject(f"key:{new_kid}", digest),), KEY_ROTATION, predicate)
+
+
+def sign_statement(statement: Statement, signers: Sequence[tuple[str, Ed25519PrivateKey]]) -> Envelope:
+    return sign_envelope(IN_TOTO_PAYLOAD_TYPE, canonicalize(statement.to_json()), list(signers))
+
+
+# -- recording and bundling -----------------------------------------------------------------
+
+
+class EvidenceRecorder:
+    """Appends permits and signed statements to the log and indexes them by permit id."""
+
+    def __init__(self, log: TransparencyLog, index: EvidenceIndex) -> None:
+        self.log = log
+        self.index = index
+
+    def record_permit(self, token: str, request: dict[str, Any]) -> AppendResult:
+        parsed = jws.parse(token)
+        jti = parsed.claims["jti"]
+        result = self.log.append(token.encode("ascii"))
+        self.index.record_permit(jti, parsed.claims.get("parent"), canonicalize(request), result.index)
+        return result
+
+    def record_statement(self, envelope: Envelope, jti: str | None = None) -> AppendResult:
+        result = self.log.append(envelope.encode())
+        if jti is not None:
+            kind = KIND_BY_TYPE.get(Statement.from_envelope(envelope).predicate_type, "statement")
+            self.index.record(jti, kind, result.index)
+        return result
+
+    def link(self, jti: str, kind: str, log_index: int) -> None:
+        """Attach an already-logged statement (e.g. an approval) to a permit's evidence."""
+        self.index.record(jti, kind, log_index)
+
+    def bundle(self, jti: str, with_ancestors: bool = True) -> Bundle:
+        """Assemble the evidence of one execution, every entry proven against the latest checkpoint."""
+        cp = self.log.checkpoint()
+        own = self._bundle(jti, cp.size)
+        if not with_ancestors:
+            return own
+        ancestors: list[Bundle] = []
+        parent = own.permit.claims.get("parent")
+        seen = {jti}
+        while isinstance(parent, str):
+            if parent in seen or len(ancestors) >= 32:
+                raise FiatError(f"the lineage of {jti} loops or is deeper than 32")
+            seen.add(parent)
+            anc = self._bundle(parent, cp.size)
+            ancestors.append(anc)
+            parent = anc.permit.claims.get("parent")
+        return dataclasses.replace(own, ancestors=tuple(ancestors))
+
+    def _proof(self, index: int, size: int) -> TlogProof:
+        path, cp = self.log.inclusion_proof(index, size)
+        return TlogProof(index, tuple(path), cp.note_bytes)
+
+    def _bundle(self, jti: str, size: int) -> Bundle:
+        permit = self.index.permit(jti)
+        if permit is None:
+            raise FiatError(f"no permit {jti!r} in this home's evidence; check the id (`fiat verify` prints it)")
+        _parent, request_bytes, permit_index = permit
+        token = self.log.read_entries(permit_index, permit_index + 1)[0].decode("ascii")
+        statements = []
+        for kind, idx in self.index.entries(jti):
+            if kind == "permit":
+                continue
+            env = Envelope.parse(self.log.read_entries(idx, idx + 1)[0])
+            statements.append(BundleStatement(env, Statement.from_envelope(env), self._proof(idx, size)))
+        request = loads_strict(request_bytes, "action request")
+        return Bundle(request, jws.parse(token), self._proof(permit_index, size), tuple(statements))

@@ -1,0 +1,38 @@
+"""The action request: what an execution is, exactly, and its digest.
+
+``digest = SHA-256(RFC 8785(action request))`` where the request is::
+
+    {"principal": str, "action": str, "resource": str, "context": {...}, "parent": str | null}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fiat.errors import MalformedError
+from fiat.verify.encoding import json_digest
+
+
+def action_request(
+    principal: str, action: str, resource: str, context: dict[str, Any] | None = None, parent: str | None = None
+) -> dict[str, Any]:
+    for name, value in (("principal", principal), ("action", action), ("resource", resource)):
+        if not isinstance(value, str) or not value:
+            raise MalformedError("action request", f"{name} must be a non-empty string")
+    if context is not None and not isinstance(context, dict):
+        raise MalformedError("action request", "context must be a JSON object")
+    if parent is not None and not isinstance(parent, str):
+        raise MalformedError("action request", "parent must be a permit id")
+    request = {
+        "principal": principal,
+        "action": action,
+        "resource": resource,
+        "context": context or {},
+        "parent": parent,
+    }
+    json_digest(request)  # fail early on anything that cannot be canonicalized
+    return request
+
+
+def action_digest(request: dict[str, Any]) -> str:
+    return json_digest(request)

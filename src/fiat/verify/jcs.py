@@ -1,0 +1,114 @@
+"""RFC 8785 JSON Canonicalization Scheme (JCS), standard library only.
+
+The verifier must recompute digests without third-party packages, so the
+canonical form is produced here; tests check it against the ``rfc8785``
+package byte for byte.
+
+* RFC 8785 §3.2.2.2 — strings: only ``"``, ``\\`` and control characters are
+  escaped (``\\b \\t \\n \\f \\r`` or ``\\u00xx``, lower-case hex); all else is raw UTF-8.
+* RFC 8785 §3.2.2.3 — numbers: the ECMAScript ``Number.prototype.toString``
+  form of the IEEE 754 double; NaN and infinities are not JSON.
+* RFC 8785 §3.2.3 — object members sorted by the UTF-16 code units of their names.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from fiat.errors import MalformedError
+
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+MAX_SAFE_INTEGER = 2**53 - 1
+MAX_DEPTH = 64
+
+
+def _string(s: str) -> str:
+    out = ['"']
+    for ch in s:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ord(ch) < 0x20:
+            out.append(f"\\u{ord(ch):04x}")
+        elif 0xD800 <= ord(ch) <= 0xDFFF:
+            raise MalformedError("JSON", "a string contains a lone UTF-16 surrogate")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _number(x: float) -> str:
+    """ECMAScript Number::toString(x) for a finite double (ECMA-262 §6.1.6.1.20)."""
+    if not math.isfinite(x):
+        raise MalformedError("JSON", "NaN and Infinity are not JSON numbers")
+    if x == 0:
+        return "0"  # also -0
+    sign = "-" if x < 0 else ""
+    # repr() gives the shortest round-tripping digits, as ECMAScript requires.
+    mantissa, _, exp_s = repr(abs(x)).partition("e")
+    int_part, _, frac = mantissa.partition(".")
+    digits = (int_part + frac).lstrip("0")
+    # n: position of the decimal point relative to the digit string (ECMA-262 "n").
+    n = len(int_part.lstrip("0")) if int_part.strip("0") else -(len(frac) - len(frac.lstrip("0")))
+    n += int(exp_s) if exp_s else 0
+    digits = digits.rstrip("0") or "0"
+    k = len(digits)
+    if k <= n <= 21:
+        s = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        s = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        s = "0." + "0" * (-n) + digits
+    else:
+        e = n - 1
+        exp = f"e{'+' if e >= 0 else '-'}{abs(e)}"
+        s = (digits[0] + ("." + digits[1:] if k > 1 else "")) + exp
+    return sign + s
+
+
+def _encode(value: Any, depth: int, out: list[str]) -> None:
+    if depth > MAX_DEPTH:
+        raise MalformedError("JSON", f"nested deeper than {MAX_DEPTH} levels")
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        if abs(value) > MAX_SAFE_INTEGER:
+            raise MalformedError("JSON", f"integer {value} is outside the IEEE 754 exact range (RFC 8785 §3.2.2.3)")
+        out.append(str(value))
+    elif isinstance(value, float):
+        out.append(_number(value))
+    elif isinstance(value, str):
+        out.append(_string(value))
+    elif isinstance(value, list | tuple):
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _encode(item, depth + 1, out)
+        out.append("]")
+    elif isinstance(value, dict):
+        for k in value:
+            if not isinstance(k, str):
+                raise MalformedError("JSON", "object member names must be strings")
+        out.append("{")
+        for i, k in enumerate(sorted(value, key=lambda s: s.encode("utf-16-be"))):
+            if i:
+                out.append(",")
+            out.append(_string(k))
+            out.append(":")
+            _encode(value[k], depth + 1, out)
+        out.append("}")
+    else:
+        raise MalformedError("JSON", f"cannot canonicalize a {type(value).__name__}")
+
+
+def canonicalize(value: Any) -> bytes:
+    """The RFC 8785 canonical UTF-8 bytes of a JSON value."""
+    out: list[str] = []
+    _encode(value, 0, out)
+    return "".join(out).encode("utf-8")

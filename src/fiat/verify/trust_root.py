@@ -1,0 +1,146 @@
+"""The trust root: the keys and parameters a relying party trusts, as one JSON document.
+
+Media type ``application/vnd.fiat.trust-root.v1+json`` (docs/formats.md). It
+names the permit issuer and audience, every key by role with its validity
+period, the log origin, and the witness quorum. It holds public keys only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fiat.errors import MalformedError
+from fiat.prove import note
+from fiat.verify.encoding import b64url, b64url_decode, loads_strict, parse_time, rfc3339
+from fiat.verify.jws import jwk_thumbprint
+
+MEDIA_TYPE = "application/vnd.fiat.trust-root.v1+json"
+ROLES = ("authority", "log", "runtime", "approver", "witness")
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    kid: str
+    role: str
+    name: str
+    public_key: bytes
+    valid_from: float
+    valid_until: float | None = None
+
+    def valid_at(self, t: float) -> bool:
+        return self.valid_from <= t and (self.valid_until is None or t < self.valid_until)
+
+    def period(self) -> str:
+        until = "open" if self.valid_until is None else rfc3339(self.valid_until)
+        return f"{rfc3339(self.valid_from)} .. {until}"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "kid": self.kid,
+            "role": self.role,
+            "name": self.name,
+            "alg": "Ed25519",
+            "publicKey": b64url(self.public_key),
+            "validFrom": rfc3339(self.valid_from),
+        }
+        if self.valid_until is not None:
+            out["validUntil"] = rfc3339(self.valid_until)
+        if self.role == "log":
+            out["vkey"] = note.Verifier.from_public_key(self.name, self.public_key).encode()
+        if self.role == "witness":
+            out["vkey"] = cosigner_vkey(self.name, self.public_key)
+        return out
+
+    @classmethod
+    def from_json(cls, v: Any) -> TrustedKey:
+        what = "trust root key"
+        if not isinstance(v, dict):
+            raise MalformedError(what, "expected an object")
+        role, name, kid = v.get("role"), v.get("name"), v.get("kid")
+        if role not in ROLES:
+            raise MalformedError(what, f"role {role!r} is not one of {', '.join(ROLES)}")
+        if not isinstance(name, str) or not name or not isinstance(kid, str):
+            raise MalformedError(what, "each key needs a kid and a non-empty name")
+        if v.get("alg", "Ed25519") != "Ed25519":
+            raise MalformedError(what, "only Ed25519 keys are supported")
+        public = b64url_decode(v.get("publicKey", ""), what)
+        if len(public) != 32:
+            raise MalformedError(what, "an Ed25519 public key is 32 bytes")
+        if jwk_thumbprint(public) != kid:
+            raise MalformedError(what, f"kid {kid!r} is not the RFC 7638 thumbprint of its public key")
+        until = v.get("validUntil")
+        return cls(
+            kid,
+            role,
+            name,
+            public,
+            parse_time(v.get("validFrom"), what),
+            None if until is None else parse_time(until, what),
+        )
+
+
+def cosigner_vkey(name: str, public_key: bytes) -> str:
+    """A C2SP tlog-cosignature Ed25519 vkey (signature type 0x04)."""
+    kid = note.key_id(name, note.ALG_COSIGNATURE_V1, public_key)
+    return f"{name}+{kid:08x}+{note.b64(bytes([note.ALG_COSIGNATURE_V1]) + public_key)}"
+
+
+@dataclass(frozen=True)
+class TrustRoot:
+    issuer: str
+    audience: str
+    log_origin: str
+    keys: tuple[TrustedKey, ...] = field(default_factory=tuple)
+    witness_quorum: int = 0
+
+    def find(self, kid: str, role: str | None = None) -> TrustedKey | None:
+        for k in self.keys:
+            if k.kid == kid and (role is None or k.role == role):
+                return k
+        return None
+
+    def by_role(self, role: str) -> list[TrustedKey]:
+        return [k for k in self.keys if k.role == role]
+
+    def log_verifiers(self) -> list[note.Verifier]:
+        return [note.Verifier.from_public_key(self.log_origin, k.public_key) for k in self.by_role("log")]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mediaType": MEDIA_TYPE,
+            "issuer": self.issuer,
+            "audience": self.audience,
+            "log": {"origin": self.log_origin},
+            "witnesses": {"quorum": self.witness_quorum},
+            "keys": [k.to_json() for k in self.keys],
+        }
+
+    @classmethod
+    def from_json(cls, v: Any) -> TrustRoot:
+        what = "trust root"
+        if not isinstance(v, dict):
+            raise MalformedError(what, "expected a JSON object")
+        if v.get("mediaType") != MEDIA_TYPE:
+            raise MalformedError(what, f"mediaType must be {MEDIA_TYPE}")
+        issuer, audience = v.get("issuer"), v.get("audience")
+        log = v.get("log")
+        witnesses = v.get("witnesses", {"quorum": 0})
+        keys = v.get("keys")
+        if not isinstance(issuer, str) or not isinstance(audience, str):
+            raise MalformedError(what, "issuer and audience must be strings")
+        if not isinstance(log, dict) or not isinstance(log.get("origin"), str):
+            raise MalformedError(what, "log.origin must be a string")
+        if not isinstance(keys, list) or len(keys) > 10_000:
+            raise MalformedError(what, "keys must be a list")
+        quorum = witnesses.get("quorum") if isinstance(witnesses, dict) else None
+        if not isinstance(quorum, int) or isinstance(quorum, bool) or quorum < 0:
+            raise MalformedError(what, "witnesses.quorum must be a non-negative integer")
+        parsed = tuple(TrustedKey.from_json(k) for k in keys)
+        if quorum > len([k for k in parsed if k.role == "witness"]):
+            raise MalformedError(what, f"a witness quorum of {quorum} exceeds the number of witness keys")
+        return cls(issuer, audience, log["origin"], parsed, quorum)
+
+    @classmethod
+    def parse(cls, data: bytes) -> TrustRoot:
+        return cls.from_json(loads_strict(data, "trust root", max_size=4 << 20))

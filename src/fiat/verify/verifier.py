@@ -1,0 +1,504 @@
+"""The offline verifier of an execution's evidence bundle.
+
+A relying party (an auditor, a regulator, a customer) verifies a bundle with
+nothing but the bundle and a trust root: no network, no operator. The
+verifier is a walk through these steps, in order; each is one method, each
+failure names its step, and the steps after a failure are reported skipped.
+
+1. ``permit-signature``     the permit is a compact JWS (``typ`` fiat-permit+jwt, ``alg``
+                            EdDSA or Ed25519) signed by an authority key of the trust root
+                            (RFC 7515 §5.2, RFC 8037 §3.1, RFC 9864).
+2. ``permit-key-validity``  that key was valid at the permit's ``iat``.
+3. ``permit-claims``        ``iss``/``aud`` match the trust root; ``iat nbf exp jti sub cnf``
+                            present and coherent (RFC 7519 §4.1, RFC 7800 §3.2); Fiat claims well-formed.
+4. ``action-binding``       SHA-256 over the RFC 8785 form of the bundle's action request
+                            equals the permit's action digest; principal, action, resource, parent agree.
+5. ``runtime-key``          the ``cnf`` key is a runtime key of the trust root, valid at ``iat``.
+6. ``statement-signatures`` every DSSE envelope is signed by a key of the role its predicate
+                            type requires, valid at the statement's time (the receipt: by ``cnf``).
+7. ``statement-digests``    every statement's subject digests are recomputed and match.
+8. ``decision``             an ``allow`` decision for this permit (jti and digest) is present.
+9. ``approvals``            each approval the permit names is present, signed, and approves this action.
+10. ``receipt``             the receipt is for this permit and started inside its validity window.
+11. ``environment-binding`` the receipt's start measurement equals the permit's environment digest.
+12. ``log-inclusion``       the permit and every statement are in the log: each tlog-proof's
+                            checkpoint is signed by the trust root's log key for its origin, and
+                            its inclusion path binds the exact signed bytes (C2SP tlog-proof).
+13. ``checkpoint-consistency`` all checkpoints in the bundle lie on one append-only history
+                            (RFC 9162 §2.1.4); two roots for one size is a split view.
+14. ``witness-quorum``      when the trust root asks for one, each checkpoint carries that many
+                            valid witness cosignatures (C2SP tlog-cosignature).
+15. ``lineage``             each ancestor verifies, and the parent links form an unbroken chain.
+
+No I/O: the caller parses files; this module only decides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fiat.errors import MalformedError, VerificationError
+from fiat.prove import cosignature, merkle, note
+from fiat.prove.proof_file import TlogProof, verify_proof
+from fiat.verify import jws
+from fiat.verify.bundle import Bundle, BundleStatement
+from fiat.verify.encoding import json_digest, parse_time
+from fiat.verify.statement import (
+    APPROVAL,
+    DECISION,
+    PREDICATE_TYPES,
+    RECEIPT,
+    SIGNER_ROLE,
+    is_sha256_hex,
+)
+from fiat.verify.trust_root import TrustedKey, TrustRoot
+
+PERMIT_TYP = "fiat-permit+jwt"
+
+STEPS = (
+    "permit-signature",
+    "permit-key-validity",
+    "permit-claims",
+    "action-binding",
+    "runtime-key",
+    "statement-signatures",
+    "statement-digests",
+    "decision",
+    "approvals",
+    "receipt",
+    "environment-binding",
+    "log-inclusion",
+    "checkpoint-consistency",
+    "witness-quorum",
+    "lineage",
+)
+
+
+@dataclass(frozen=True)
+class VerificationPolicy:
+    """What the relying party requires beyond the trust root."""
+
+    require_receipt: bool = True
+    #: Tolerated disagreement (seconds) between clocks of authority and runtime.
+    clock_skew: float = 5.0
+
+
+@dataclass(frozen=True)
+class StepResult:
+    name: str
+    status: str  # "pass", "fail" or "skip"
+    detail: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"step": self.name, "status": self.status, "detail": self.detail}
+
+
+@dataclass
+class VerificationResult:
+    steps: list[StepResult] = field(default_factory=list)
+    permit_id: str | None = None
+
+    @property
+    def verified(self) -> bool:
+        return bool(self.steps) and all(s.status == "pass" for s in self.steps)
+
+    @property
+    def failed(self) -> StepResult | None:
+        return next((s for s in self.steps if s.status == "fail"), None)
+
+    def to_json(self) -> dict[str, Any]:
+        failed = self.failed
+        return {
+            "verified": self.verified,
+            "permit": self.permit_id,
+            "failedStep": failed.name if failed else None,
+            "steps": [s.to_json() for s in self.steps],
+        }
+
+
+def _int(claims: dict[str, Any], name: str) -> int:
+    v = claims.get(name)
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise VerificationError("permit-claims", f"claim {name!r} must be a NumericDate (integer seconds)")
+    return v
+
+
+def _digest(obj: Any, where: str, step: str) -> str:
+    if not isinstance(obj, dict) or not is_sha256_hex(obj.get("sha256")):
+        raise VerificationError(step, f"{where} must be a digest set with a lower-case hex sha256")
+    return str(obj["sha256"])
+
+
+def _time(pred: dict[str, Any], name: str, step: str) -> float:
+    try:
+        return parse_time(pred.get(name), f"{name} time")
+    except MalformedError as exc:
+        raise VerificationError(step, exc.reason) from exc
+
+
+class _Run:
+    """The facts established so far for one bundle."""
+
+    def __init__(self, bundle: Bundle, root: TrustRoot, policy: VerificationPolicy) -> None:
+        self.bundle = bundle
+        self.root = root
+        self.policy = policy
+        self.claims = bundle.permit.claims
+        self.authority: TrustedKey | None = None
+        self.cnf_key: bytes = b""
+        self.cnf_kid: str = ""
+        self.action_digest: str = ""
+        self.checkpoints: dict[int, set[bytes]] = {}
+        self.checkpoint_notes: list[bytes] = []
+
+    # 1
+    def permit_signature(self) -> str:
+        h = self.bundle.permit.header
+        if h.get("typ") != PERMIT_TYP:
+            raise VerificationError("permit-signature", f"typ must be {PERMIT_TYP!r}, not {h.get('typ')!r}")
+        kid = h.get("kid")
+        key = self.root.find(kid, "authority") if isinstance(kid, str) else None
+        if key is None:
+            raise VerificationError("permit-signature", f"kid {kid!r} is not an authority key of the trust root")
+        jws.verify_signature(self.bundle.permit, key.public_key, "permit-signature")
+        self.authority = key
+        return f"signed by authority key {key.kid} ({h.get('alg')})"
+
+    # 2
+    def permit_key_validity(self) -> str:
+        assert self.authority is not None
+        iat = _int(self.claims, "iat")
+        if not self.authority.valid_at(iat):
+            raise VerificationError(
+                "permit-key-validity",
+                f"authority key {self.authority.kid} was not valid when the permit was issued "
+                f"(iat {iat}; key valid {self.authority.period()})",
+            )
+        return f"key valid {self.authority.period()}"
+
+    # 3
+    def permit_claims(self) -> str:
+        c = self.claims
+        step = "permit-claims"
+        if c.get("iss") != self.root.issuer:
+            raise VerificationError(step, f"iss {c.get('iss')!r} is not the trust root's issuer {self.root.issuer!r}")
+        aud = c.get("aud")
+        if not (aud == self.root.audience or (isinstance(aud, list) and self.root.audience in aud)):
+            raise VerificationError(step, f"aud {aud!r} does not include {self.root.audience!r}")
+        iat, nbf, exp = _int(c, "iat"), _int(c, "nbf"), _int(c, "exp")
+        if not nbf <= exp:
+            raise VerificationError(step, "nbf is after exp")
+        if iat > exp:
+            raise VerificationError(step, "iat is after exp")
+        for name in ("jti", "sub"):
+            if not isinstance(c.get(name), str) or not c[name]:
+                raise VerificationError(step, f"claim {name!r} must be a non-empty string")
+        cnf = c.get("cnf")
+        if not isinstance(cnf, dict) or "jwk" not in cnf:
+            raise VerificationError(step, "cnf must hold the runtime's public key as a JWK (RFC 7800 §3.2)")
+        try:
+            self.cnf_key = jws.public_key_from_jwk(cnf["jwk"], "cnf.jwk")
+        except MalformedError as exc:
+            raise VerificationError(step, exc.reason) from exc
+        self.cnf_kid = jws.jwk_thumbprint(self.cnf_key)
+        action = c.get("action")
+        if not isinstance(action, dict) or not isinstance(action.get("name"), str):
+            raise VerificationError(step, "the action claim needs a name, a resource and a digest")
+        self.action_digest = _digest(action.get("digest"), "action.digest", step)
+        policy = c.get("policy")
+        if not isinstance(policy, dict):
+            raise VerificationError(step, "the policy claim must be an object")
+        _digest(policy.get("digest"), "policy.digest", step)
+        environment = c.get("environment")
+        if not isinstance(environment, dict):
+            raise VerificationError(step, "the environment claim must be an object with a digest")
+        _digest(environment.get("digest"), "environment.digest", step)
+        constraints = c.get("constraints", {})
+        if not isinstance(constraints, dict):
+            raise VerificationError(step, "constraints must be an object")
+        approvals = c.get("approvals", [])
+        if not isinstance(approvals, list) or not all(is_sha256_hex(a) for a in approvals):
+            raise VerificationError(step, "approvals must be a list of sha256 hex digests")
+        if c.get("parent") is not None and not isinstance(c.get("parent"), str):
+            raise VerificationError(step, "parent must be a permit id or null")
+        return f"jti {c['jti']}, sub {c['sub']}, valid {nbf}..{exp}"
+
+    # 4
+    def action_binding(self) -> str:
+        req = self.bundle.action_request
+        step = "action-binding"
+        try:
+            digest = json_digest(req)
+        except MalformedError as exc:
+            raise VerificationError(step, f"the action request cannot be canonicalized: {exc.reason}") from exc
+        if digest != self.action_digest:
+            raise VerificationError(step, "the permit's action digest is not the digest of this action request")
+        c = self.claims
+        for claim, value, field_ in (
+            ("sub", c.get("sub"), "principal"),
+            ("action.name", c["action"].get("name"), "action"),
+            ("action.resource", c["action"].get("resource"), "resource"),
+            ("parent", c.get("parent"), "parent"),
+        ):
+            if value != req.get(field_):
+                raise VerificationError(step, f"permit {claim} {value!r} differs from the request's {field_}")
+        return f"action digest {digest[:16]}… matches"
+
+    # 5
+    def runtime_key(self) -> str:
+        key = self.root.find(self.cnf_kid, "runtime")
+        if key is None:
+            raise VerificationError("runtime-key", f"cnf key {self.cnf_kid} is not a runtime key of the trust root")
+        iat = _int(self.claims, "iat")
+        if not key.valid_at(iat):
+            raise VerificationError("runtime-key", f"runtime key {key.kid} was not valid at iat (valid {key.period()})")
+        return f"runtime {key.name} ({key.kid})"
+
+    def _statement_time(self, s: BundleStatement) -> float:
+        return _time(
+            s.statement.predicate, "end" if s.statement.predicate_type == RECEIPT else "time", "statement-signatures"
+        )
+
+    # 6
+    def statement_signatures(self) -> str:
+        step = "statement-signatures"
+        for i, s in enumerate(self.bundle.statements):
+            ptype = s.statement.predicate_type
+            if ptype not in PREDICATE_TYPES:
+                raise VerificationError(step, f"statement {i} has an unknown predicate type {ptype!r}")
+            t = self._statement_time(s)
+            if ptype == RECEIPT:
+                if not s.envelope.verify_with(self.cnf_kid, self.cnf_key):
+                    raise VerificationError(step, f"the receipt (statement {i}) is not signed by the permit's cnf key")
+                continue
+            role = SIGNER_ROLE[ptype]
+            ok = False
+            for sig in s.envelope.signatures:
+                key = self.root.find(sig.keyid, role)
+                if key is None:
+                    continue
+                if not s.envelope.verify_with(key.kid, key.public_key):
+                    raise VerificationError(step, f"statement {i}: the signature by {role} key {key.kid} is invalid")
+                if not key.valid_at(t):
+                    raise VerificationError(
+                        step,
+                        f"statement {i}: {role} key {key.kid} was not valid at {s.statement.predicate.get('time')}",
+                    )
+                ok = True
+            if not ok:
+                raise VerificationError(step, f"statement {i} ({ptype}) carries no signature by a trusted {role} key")
+        return f"{len(self.bundle.statements)} statements"
+
+    # 7
+    def statement_digests(self) -> str:
+        step = "statement-digests"
+        permit_digest = self.bundle.permit.digest
+        for i, s in enumerate(self.bundle.statements):
+            ptype = s.statement.predicate_type
+            if ptype in (DECISION, APPROVAL) and s.statement.subject("action-request") != self.action_digest:
+                raise VerificationError(step, f"statement {i}: its action-request subject is not this action")
+            if ptype == RECEIPT and s.statement.subject("permit") != permit_digest:
+                raise VerificationError(step, f"statement {i}: the receipt's permit subject is not this permit")
+        return "subjects match"
+
+    def _of(self, ptype: str) -> list[BundleStatement]:
+        return [s for s in self.bundle.statements if s.statement.predicate_type == ptype]
+
+    # 8
+    def decision(self) -> str:
+        jti, digest = self.claims["jti"], self.bundle.permit.digest
+        for s in self._of(DECISION):
+            p = s.statement.predicate
+            permit = p.get("permit")
+            if not isinstance(permit, dict):
+                continue
+            if p.get("decision") == "allow" and permit.get("jti") == jti and permit.get("digest") == {"sha256": digest}:
+                return f"allowed at {p.get('time')}: {p.get('reason', '')}".strip()
+        raise VerificationError("decision", "no signed allow decision for this permit is in the bundle")
+
+    # 9
+    def approvals(self) -> str:
+        wanted = list(self.claims.get("approvals", []))
+        if not wanted:
+            return "none required"
+        have = {hashlib.sha256(s.entry).hexdigest(): s for s in self._of(APPROVAL)}
+        for d in wanted:
+            s = have.get(d)
+            if s is None:
+                raise VerificationError("approvals", f"approval {d[:16]}… named by the permit is not in the bundle")
+            if s.statement.predicate.get("decision") != "approve":
+                raise VerificationError("approvals", f"approval {d[:16]}… does not approve")
+        return f"{len(wanted)} approval(s)"
+
+    # 10
+    def receipt(self) -> str:
+        step = "receipt"
+        receipts = self._of(RECEIPT)
+        if not receipts:
+            if self.policy.require_receipt:
+                raise VerificationError(step, "no execution receipt is in the bundle")
+            return "not required"
+        if len(receipts) > 1:
+            raise VerificationError(step, "more than one receipt for one permit")
+        p = receipts[0].statement.predicate
+        permit = p.get("permit")
+        if (
+            not isinstance(permit, dict)
+            or permit.get("jti") != self.claims["jti"]
+            or permit.get("digest") != {"sha256": self.bundle.permit.digest}
+        ):
+            raise VerificationError(step, "the receipt names another permit")
+        start, end = _time(p, "start", step), _time(p, "end", step)
+        skew = self.policy.clock_skew
+        if not self.claims["nbf"] - skew <= start <= self.claims["exp"] + skew:
+            raise VerificationError(step, "the execution started outside the permit's validity window")
+        if end < start:
+            raise VerificationError(step, "the receipt ends before it starts")
+        max_duration = self.claims.get("constraints", {}).get("maxDuration")
+        if isinstance(max_duration, int) and end - start > max_duration + skew:
+            raise VerificationError(step, f"the execution ran {end - start:.0f} s, beyond maxDuration {max_duration} s")
+        return f"{p.get('outcome')} (exit {p.get('exitCode')})"
+
+    # 11
+    def environment_binding(self) -> str:
+        receipts = self._of(RECEIPT)
+        if not receipts:
+            return "no receipt to bind"
+        expected = self.claims["environment"]["digest"]["sha256"]
+        measurements = receipts[0].statement.predicate.get("measurements")
+        start = measurements.get("start") if isinstance(measurements, dict) else None
+        if not isinstance(start, dict):
+            raise VerificationError("environment-binding", "the receipt has no start measurement")
+        got = _digest(start.get("digest"), "receipt measurements.start.digest", "environment-binding")
+        if got != expected:
+            raise VerificationError("environment-binding", "the measured environment differs from the permitted one")
+        return f"environment {expected[:16]}…"
+
+    # 12
+    def log_inclusion(self) -> str:
+        verifiers = self.root.log_verifiers()
+        if not verifiers:
+            raise VerificationError("log-inclusion", "the trust root has no log key")
+        entries: list[tuple[str, bytes, TlogProof]] = [
+            ("permit", self.bundle.permit.token.encode("ascii"), self.bundle.permit_proof)
+        ]
+        entries += [(f"statement {i}", s.entry, s.tlog_proof) for i, s in enumerate(self.bundle.statements)]
+        for label, entry, proof in entries:
+            last: VerificationError | None = None
+            for v in verifiers:
+                try:
+                    result = verify_proof(proof, entry, v)
+                except VerificationError as exc:
+                    last = exc
+                    continue
+                self.checkpoints.setdefault(result.checkpoint.size, set()).add(result.checkpoint.root)
+                self.checkpoint_notes.append(proof.checkpoint)
+                last = None
+                break
+            if last is not None:
+                raise VerificationError("log-inclusion", f"{label}: {last}")
+        return f"{len(entries)} entries in {self.root.log_origin}"
+
+    # 13
+    def checkpoint_consistency(self) -> str:
+        step = "checkpoint-consistency"
+        for size, roots in self.checkpoints.items():
+            if len(roots) > 1:
+                raise VerificationError(step, f"split view: two different roots for tree size {size}")
+        sizes = sorted(self.checkpoints)
+        proofs = {(c.old_size, c.new_size): c.proof for c in self.bundle.consistency}
+        for old, new in itertools.pairwise(sizes):
+            proof = proofs.get((old, new))
+            if proof is None:
+                raise VerificationError(step, f"no consistency proof from size {old} to {new} in the bundle")
+            try:
+                merkle.verify_consistency(
+                    old, new, next(iter(self.checkpoints[old])), next(iter(self.checkpoints[new])), proof
+                )
+            except VerificationError as exc:
+                raise VerificationError(step, f"{old} → {new}: {exc.reason}") from exc
+        return f"{len(sizes)} checkpoint(s) on one history"
+
+    # 14
+    def witness_quorum(self) -> str:
+        quorum = self.root.witness_quorum
+        if quorum == 0:
+            return "no quorum required"
+        witnesses = self.root.by_role("witness")
+        for data in self.checkpoint_notes:
+            try:
+                parsed = note.parse(data)
+            except MalformedError as exc:
+                raise VerificationError("witness-quorum", exc.reason) from exc
+            valid = [
+                (name, ts)
+                for name, ts in cosignature.verified_cosigners(parsed, [(w.name, w.public_key) for w in witnesses])
+                if any(w.name == name and w.valid_at(ts) for w in witnesses)
+            ]
+            if len(valid) < quorum:
+                raise VerificationError(
+                    "witness-quorum", f"a checkpoint has {len(valid)} valid witness cosignatures; {quorum} required"
+                )
+        return f"≥ {quorum} cosignatures on every checkpoint"
+
+    # 15
+    def lineage(self) -> str:
+        parent = self.claims.get("parent")
+        ancestors = self.bundle.ancestors
+        if parent is None:
+            if ancestors:
+                raise VerificationError("lineage", "the permit has no parent but the bundle carries ancestors")
+            return "root execution"
+        if not ancestors:
+            raise VerificationError("lineage", f"the permit descends from {parent} but the bundle has no ancestors")
+        expected: Any = parent
+        for depth, anc in enumerate(ancestors):
+            if anc.permit.claims.get("jti") != expected:
+                raise VerificationError("lineage", f"ancestor {depth} is not the parent permit {expected}")
+            result = verify(
+                anc, self.root, VerificationPolicy(require_receipt=False, clock_skew=self.policy.clock_skew)
+            )
+            if not result.verified:
+                f = result.failed
+                raise VerificationError(
+                    "lineage", f"ancestor {expected} fails at {f.name if f else '?'}: {f.detail if f else ''}"
+                )
+            expected = anc.permit.claims.get("parent")
+        if expected is not None:
+            raise VerificationError("lineage", f"the lineage stops at {expected}, whose permit is not in the bundle")
+        return f"{len(ancestors)} ancestor(s)"
+
+
+def verify(bundle: Bundle, trust_root: TrustRoot, policy: VerificationPolicy | None = None) -> VerificationResult:
+    """Verify ``bundle`` offline against ``trust_root``; every step is reported."""
+    run = _Run(bundle, trust_root, policy or VerificationPolicy())
+    result = VerificationResult(
+        permit_id=bundle.permit.claims.get("jti") if isinstance(bundle.permit.claims.get("jti"), str) else None
+    )
+    failed = False
+    for name in STEPS:
+        if failed:
+            result.steps.append(StepResult(name, "skip", "not checked: an earlier step failed"))
+            continue
+        method: Callable[[], str] = getattr(run, name.replace("-", "_"))
+        try:
+            detail = method()
+        except VerificationError as exc:
+            result.steps.append(StepResult(name, "fail", exc.reason if exc.step == name else str(exc)))
+            failed = True
+            continue
+        except MalformedError as exc:
+            result.steps.append(StepResult(name, "fail", str(exc)))
+            failed = True
+            continue
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            # Hostile input that slipped past a shape check must still fail closed, never crash.
+            result.steps.append(StepResult(name, "fail", f"unexpected structure in the bundle ({type(exc).__name__})"))
+            failed = True
+            continue
+        result.steps.append(StepResult(name, "pass", detail))
+    return result
