@@ -45,7 +45,11 @@ app = typer.Typer(
 )
 log_app = typer.Typer(help="The transparency log: append, serve, prove, verify.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks, each beside a floor measured in the same run.", no_args_is_help=True)
+keys_app = typer.Typer(help="Keys by role (authority, log, runtime, approver, witness).", no_args_is_help=True)
+trust_app = typer.Typer(help="The trust root a relying party verifies against.", no_args_is_help=True)
 app.add_typer(log_app, name="log")
+app.add_typer(keys_app, name="keys")
+app.add_typer(trust_app, name="trust-root")
 app.add_typer(bench_app, name="bench")
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -421,6 +425,193 @@ def log_verify(
     out.print(
         f"verified {report.origin}: {report.size} entries, {report.tiles} tiles, {report.bundles} entry bundles{since}"
     )
+
+
+# -- fiat keys / trust-root / verify / bundle -----------------------------------------------
+
+
+@keys_app.command("list")
+def keys_list(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """List every key of the home with its role, ID and validity period."""
+    from fiat.home import keyring
+
+    with errors_to_exit():
+        ring = keyring(_config(home))
+    rows = [r.to_json() for r in ring.records]
+    if as_json:
+        emit_json({"keys": rows})
+        return
+    for r in ring.records:
+        period = r.trusted().period()
+        mine = "private key held" if r.file else "public only"
+        out.print(f"{r.role:<10} {r.kid}  {r.name:<24} {period}  ({mine})")
+
+
+@keys_app.command("add")
+def keys_add(
+    role: Annotated[str, typer.Option(help="runtime, approver or witness.")],
+    name: Annotated[str, typer.Option(help="Who holds it: a node, a person, a witness name.")],
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a new key for a role in this home (0600 PKCS#8 PEM) and register it."""
+    from fiat.home import keyring
+
+    if role not in ("runtime", "approver", "witness"):
+        fail(EXIT_INVALID, f"keys of role {role!r} are created by `fiat init` or rotated with `fiat keys rotate`")
+    with errors_to_exit():
+        ring = keyring(_config(home))
+        rec, _ = ring.create(role, name)
+        ring.save()
+    if as_json:
+        emit_json(rec.to_json())
+        return
+    out.print(f"created {role} key {rec.kid} for {name} (keys/{rec.file})")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    role: Annotated[str, typer.Option(help="authority, runtime, approver or witness.")],
+    name: Annotated[str | None, typer.Option(help="Which key, when several of the role are active.")] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rotate a key: the new key becomes active now; the old one keeps verifying what it signed before.
+
+    The rotation is a key-rotation statement signed by both keys and appended to the log.
+    """
+    from fiat.home import keyring, open_evidence
+    from fiat.prove.evidence import key_rotation_statement, sign_statement
+
+    if role == "log":
+        fail(
+            EXIT_INVALID,
+            "the log key is the log's identity: checkpoints name no time, so a retired log key could "
+            "sign a forged history that verifiers cannot date",
+            "to change it, start a new log (a new log.origin and home) and publish the new verifier key",
+        )
+    with errors_to_exit():
+        cfg = _config(home)
+        ring = keyring(cfg)
+        old, old_key = ring.signing_key(role, name)
+        old_rec, new_rec, new_key = ring.rotate(role, name)
+        statement = key_rotation_statement(
+            role=role,
+            name=new_rec.name,
+            old_kid=old.kid,
+            new_kid=new_rec.kid,
+            new_public_key=new_rec.public_key,
+            at=new_rec.valid_from,
+        )
+        # Signed by the retiring key (authorising its successor) and the new key (proving possession);
+        # a rotation of a non-authority key is also countersigned by the authority.
+        signers = [(old.kid, old_key), (new_rec.kid, new_key)]
+        if role != "authority":
+            auth, auth_key = ring.signing_key("authority")
+            signers.append((auth.kid, auth_key))
+        envelope = sign_statement(statement, signers)
+        recorder = open_evidence(cfg)
+        try:
+            result = recorder.record_statement(envelope)
+        finally:
+            recorder.log.close()
+            recorder.log.store.close()
+        ring.save()
+    if as_json:
+        emit_json({"old": old_rec.to_json(), "new": new_rec.to_json(), "logIndex": result.index})
+        return
+    out.print(f"rotated {role} key for {new_rec.name}: {old.kid} (valid until now) -> {new_rec.kid}")
+    out.print(f"the rotation statement is log entry {result.index}; re-export the trust root")
+
+
+@trust_app.command("export")
+def trust_root_export(
+    home: HomeOpt = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")] = None,
+    witness_quorum: Annotated[int, typer.Option(help="Witness cosignatures required per checkpoint.")] = 0,
+) -> None:
+    """Write trust-root.json: the public keys by role with validity periods, the log, the witness quorum."""
+    from fiat.home import trust_root
+
+    with errors_to_exit():
+        cfg = _config(home)
+        root = trust_root(cfg, witness_quorum)
+        if witness_quorum > len(root.by_role("witness")):
+            fail(
+                EXIT_INVALID,
+                f"a quorum of {witness_quorum} needs that many witness keys; `fiat keys add --role witness`",
+            )
+    data = json.dumps(root.to_json(), indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(data)
+    else:
+        output.write_text(data, encoding="utf-8")
+        err.print(f"wrote {output}")
+
+
+@app.command("bundle")
+def bundle_export(
+    permit_id: Annotated[str, typer.Argument(help="The permit id (jti) of the execution.")],
+    home: HomeOpt = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")] = None,
+) -> None:
+    """Assemble the evidence bundle of one execution from the log (with its lineage ancestors)."""
+    from fiat.home import open_evidence
+
+    with errors_to_exit():
+        recorder = open_evidence(_config(home))
+        try:
+            bundle = recorder.bundle(permit_id)
+        finally:
+            recorder.log.close()
+            recorder.log.store.close()
+    data = json.dumps(bundle.to_json(), indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(data)
+    else:
+        output.write_text(data, encoding="utf-8")
+        err.print(f"wrote {output}")
+
+
+@app.command("verify")
+def verify_cmd(
+    bundle: Annotated[Path, typer.Argument(help="An evidence bundle (application/vnd.fiat.bundle.v1+json).")],
+    trust_root_file: Annotated[Path, typer.Option("--trust-root", help="The trust-root.json to verify against.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify an execution's evidence offline. Exit 0 verified, 1 a step failed, 2 unreadable input."""
+    from fiat.verify import Bundle, TrustRoot, verify
+
+    raw_bundle = _read_input(bundle, "bundle")
+    raw_root = _read_input(trust_root_file, "trust root")
+    try:
+        root = TrustRoot.parse(raw_root)
+    except MalformedError as exc:
+        if as_json:
+            emit_json({"verified": False, "failedStep": "trust-root", "error": str(exc)})
+            raise typer.Exit(EXIT_INVALID) from None
+        fail(EXIT_INVALID, f"{trust_root_file}: {exc}", "export one with `fiat trust-root export`")
+    try:
+        parsed = Bundle.parse(raw_bundle)
+    except MalformedError as exc:
+        if as_json:
+            emit_json({"verified": False, "failedStep": "bundle-format", "error": str(exc)})
+            raise typer.Exit(EXIT_INVALID) from None
+        fail(EXIT_INVALID, f"{bundle}: {exc}")
+    result = verify(parsed, root)
+    if as_json:
+        emit_json(result.to_json())
+    else:
+        marks = {"pass": "[green]✓[/]", "fail": "[bold red]✗[/]", "skip": "[dim]-[/]"}
+        for step in result.steps:
+            out.print(f"{marks[step.status]} {step.name:<24} {step.detail}")
+        if result.verified:
+            out.print(f"[bold green]verified[/]: execution {result.permit_id}")
+        else:
+            failed = result.failed
+            out.print(f"[bold red]NOT verified[/]: failed at {failed.name if failed else '?'}")
+    if not result.verified:
+        raise typer.Exit(EXIT_FAILED)
 
 
 # -- fiat bench -------------------------------------------------------------------------

@@ -221,6 +221,8 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
             raise ProofError(step, "a proof from the empty tree must be empty")
         if old_root != EMPTY_ROOT:
             raise ProofError(step, "the root of the empty tree must be SHA-256 of the empty string")
+        if new_size == 0 and new_root != EMPTY_ROOT:
+            raise ProofError(step, "the root of the empty tree must be SHA-256 of the empty string")
         return
     if old_size == new_size:
         if proof:

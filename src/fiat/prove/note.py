@@ -236,7 +236,13 @@ def open_note(data: bytes, verifiers: Iterable[Verifier]) -> tuple[Note, list[Si
     with no verified signature from a known key is rejected.
     """
     note = parse(data)
-    known = {(v.name, v.key_id): v for v in verifiers}
+    known: dict[tuple[str, int], Verifier] = {}
+    for v in verifiers:
+        other = known.get((v.name, v.key_id))
+        if other is not None and other.public_key != v.public_key:
+            # As Go's note.VerifierList: two keys with one name and ID cannot be told apart.
+            raise NoteVerificationError("note-signature", f"ambiguous verifier keys for {v.name}+{v.key_id:08x}")
+        known[(v.name, v.key_id)] = v
     message = note.text.encode("utf-8")
     verified: list[Signature] = []
     for sig in note.signatures:

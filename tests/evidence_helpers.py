@@ -1,0 +1,140 @@
+"""Build real evidence for tests: a real home, real keys, a real log, real signatures.
+
+``make_execution`` plays the parts issue by issue will automate: the authority
+mints a permit and signs an allow decision; a runtime signs its receipt; all of
+it is appended to the home's transparency log; the bundle is assembled from
+the log. Nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fiat.authorize.permit import Constraints, PermitRequest, PolicyRef, mint_permit
+from fiat.config import Config, load_config
+from fiat.home import init_home, keyring, open_evidence, trust_root
+from fiat.prove import evidence as ev
+from fiat.verify import Bundle, TrustRoot, jws
+from fiat.verify.action import action_digest, action_request
+
+ENV_DIGEST = hashlib.sha256(b"environment measurement").hexdigest()
+POLICY = PolicyRef(hashlib.sha256(b"policy bundle v1").hexdigest(), 1, ("allow-deploys",))
+
+
+@dataclass
+class Execution:
+    home: Path
+    cfg: Config
+    jti: str
+    token: str
+    request: dict[str, Any]
+    bundle: Bundle
+
+    def bundle_json(self) -> dict[str, Any]:
+        return self.bundle.to_json()
+
+    def trust_root(self) -> TrustRoot:
+        return trust_root(self.cfg)
+
+
+def make_home(home: Path) -> Config:
+    init_home(home)
+    return load_config(home, require=True)
+
+
+def make_execution(
+    home: Path,
+    *,
+    principal: str = "agent:release-bot",
+    action: str = "deploy",
+    resource: str = "service:payments",
+    context: dict[str, Any] | None = None,
+    parent: str | None = None,
+    runtime_name: str | None = None,
+    approvals: int = 0,
+    with_receipt: bool = True,
+    now: float | None = None,
+    ttl: int = 60,
+) -> Execution:
+    """One governed execution, logged end to end; returns its bundle."""
+    cfg = load_config(home, require=True) if (home / "fiat.toml").exists() else make_home(home)
+    ring = keyring(cfg)
+    arec, akey = ring.signing_key("authority")
+    rrec, rkey = ring.signing_key("runtime", runtime_name)
+    t = time.time() if now is None else now
+    request = action_request(principal, action, resource, context or {"version": "1.4.2", "replicas": 3}, parent)
+    digest = action_digest(request)
+    recorder = open_evidence(cfg)
+    try:
+        approval_digests = []
+        approval_indexes = []
+        for n in range(approvals):
+            try:
+                prec, pkey = ring.signing_key("approver", f"approver-{n}")
+            except Exception:
+                prec, pkey = ring.create("approver", f"approver-{n}")
+                ring.save()
+            statement = ev.approval_statement(
+                approval_id=f"apr-{n}", decision="approve", approver=prec.name, request_digest=digest, at=t
+            )
+            env = ev.sign_statement(statement, [(prec.kid, pkey)])
+            result = recorder.record_statement(env)
+            approval_digests.append(hashlib.sha256(env.encode()).hexdigest())
+            approval_indexes.append(result.index)
+        spec = PermitRequest(
+            request,
+            rrec.public_key,
+            POLICY,
+            ENV_DIGEST,
+            ttl=ttl,
+            constraints=Constraints(max_duration=300, heartbeat_interval_ms=250),
+            approvals=tuple(approval_digests),
+        )
+        token, claims = mint_permit(
+            spec, key=akey, kid=arec.kid, issuer=cfg.authority.issuer, audience=cfg.authority.audience, now=int(t)
+        )
+        jti = claims["jti"]
+        permit_digest = jws.parse(token).digest
+        recorder.record_permit(token, request)
+        for idx in approval_indexes:
+            recorder.link(jti, "approval", idx)
+        decision = ev.decision_statement(
+            decision="allow",
+            reason="allow-deploys permits release-bot to deploy",
+            request=request,
+            request_digest=digest,
+            policy=POLICY.to_json(),
+            at=t,
+            permit=(jti, permit_digest),
+        )
+        recorder.record_statement(ev.sign_statement(decision, [(arec.kid, akey)]), jti)
+        if with_receipt:
+            receipt = ev.receipt_statement(
+                permit_id=jti,
+                permit_digest=permit_digest,
+                start=t,
+                end=t + 2,
+                outcome="completed",
+                exit_code=0,
+                halt_reason=None,
+                verifications=8,
+                verification_chain=hashlib.sha256(b"chain").hexdigest(),
+                measurement_start={"digest": {"sha256": ENV_DIGEST}},
+                measurement_end={"digest": {"sha256": ENV_DIGEST}},
+                outputs=[("artifact.tar", hashlib.sha256(b"artifact").hexdigest())],
+            )
+            recorder.record_statement(ev.sign_statement(receipt, [(rrec.kid, rkey)]), jti)
+        bundle = recorder.bundle(jti)
+    finally:
+        recorder.log.close()
+        recorder.log.store.close()
+    return Execution(home, cfg, jti, token, request, bundle)
+
+
+def dump(obj: Any) -> bytes:
+    return json.dumps(obj, indent=2).encode()
