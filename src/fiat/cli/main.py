@@ -639,6 +639,23 @@ def bench_log(
         out.print(render_markdown(result))
 
 
+@bench_app.command("verify")
+def bench_verify(
+    as_json: JsonOpt = False,
+    bundles: Annotated[int, typer.Option(help="Distinct real bundles to build and cycle through.")] = 50,
+    seconds: Annotated[float, typer.Option(help="How long to time verification.")] = 3.0,
+) -> None:
+    """Bundles verified per second beside the floor of the same raw Ed25519 verifications."""
+    from fiat.bench.verify import render_markdown, run_verify_bench
+
+    with errors_to_exit():
+        result = run_verify_bench(bundles=bundles, seconds=seconds, console=None if as_json else err)
+    if as_json:
+        emit_json(result)
+    else:
+        out.print(render_markdown(result))
+
+
 # -- fiat demo ----------------------------------------------------------------------------
 
 

@@ -246,10 +246,10 @@ def open_note(data: bytes, verifiers: Iterable[Verifier]) -> tuple[Note, list[Si
     message = note.text.encode("utf-8")
     verified: list[Signature] = []
     for sig in note.signatures:
-        v = known.get((sig.name, sig.key_id))
-        if v is None:
+        trusted = known.get((sig.name, sig.key_id))
+        if trusted is None:
             continue  # MUST ignore signatures from unknown keys
-        if not v.verify(message, sig.signature):
+        if not trusted.verify(message, sig.signature):
             raise NoteVerificationError(
                 "note-signature", f"the signature by {sig.name} ({sig.key_id:08x}) does not verify"
             )

@@ -114,10 +114,15 @@ def verify_proof(
     # Step 3: witness cosignatures. Fiat has no witnesses yet (the trust root's witness
     # set is empty), so there is no cosignature policy to apply.
     # Step 4: the inclusion proof binds the leaf to the checkpoint's root.
+    check_inclusion(proof, leaf, cp)
+    steps.append("inclusion-proof")
+    return ProofVerification(cp, proof.index, leaf, tuple(steps))
+
+
+def check_inclusion(proof: TlogProof, leaf: bytes, cp: SignedCheckpoint) -> None:
+    """tlog-proof verification step 4 against an already verified checkpoint."""
     if proof.index >= cp.size:
         raise ProofError(
             "inclusion-proof", f"index {proof.index} is not inside the checkpoint's tree of size {cp.size}"
         )
     merkle.verify_inclusion(proof.index, cp.size, leaf, proof.path, cp.root)
-    steps.append("inclusion-proof")
-    return ProofVerification(cp, proof.index, leaf, tuple(steps))

@@ -6,13 +6,15 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from fiat.errors import MalformedError
 from fiat.verify.jcs import canonicalize
 
-_B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+MAX_DEPTH = 64
 
 
 def b64url(data: bytes) -> str:
@@ -21,7 +23,7 @@ def b64url(data: bytes) -> str:
 
 
 def b64url_decode(text: str, what: str) -> bytes:
-    if not isinstance(text, str) or any(c not in _B64URL for c in text) or len(text) % 4 == 1:
+    if not isinstance(text, str) or not _B64URL.fullmatch(text) or len(text) % 4 == 1:
         raise MalformedError(what, "not unpadded base64url (RFC 7515 §2)")
     raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     if b64url(raw) != text:
@@ -74,32 +76,32 @@ def loads_strict(data: bytes | str, what: str, max_size: int = 16 << 20) -> Any:
             data = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise MalformedError(what, "not UTF-8") from exc
-    # Depth check before parsing: json's recursion would otherwise be the limit.
-    depth = deepest = 0
-    in_str = esc = False
-    for ch in data:
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                in_str = False
-        elif ch == '"':
-            in_str = True
-        elif ch in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-            if deepest > 64:
-                raise MalformedError(what, "nested deeper than 64 levels")
-        elif ch in "]}":
-            depth -= 1
     try:
-        return json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        value = json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except MalformedError as exc:
         raise MalformedError(what, exc.reason) from exc
-    except (json.JSONDecodeError, RecursionError, ValueError) as exc:
+    except RecursionError as exc:  # the C scanner's recursion guard: hostile nesting
+        raise MalformedError(what, f"nested deeper than {MAX_DEPTH} levels") from exc
+    except (json.JSONDecodeError, ValueError) as exc:
         raise MalformedError(what, f"not valid JSON: {exc}") from exc
+    if _depth(value) > MAX_DEPTH:
+        raise MalformedError(what, f"nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth, computed iteratively (no recursion on hostile input)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            deepest = max(deepest, d)
+            stack.extend((x, d + 1) for x in v.values())
+        elif isinstance(v, list):
+            deepest = max(deepest, d)
+            stack.extend((x, d + 1) for x in v)
+    return deepest
 
 
 def rfc3339(ts: float) -> str:

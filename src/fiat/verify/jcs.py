@@ -13,29 +13,26 @@ package byte for byte.
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from typing import Any
 
 from fiat.errors import MalformedError
 
-_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_encode_basestring = json.encoder.encode_basestring
 MAX_SAFE_INTEGER = 2**53 - 1
 MAX_DEPTH = 64
 
 
 def _string(s: str) -> str:
-    out = ['"']
-    for ch in s:
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        elif ord(ch) < 0x20:
-            out.append(f"\\u{ord(ch):04x}")
-        elif 0xD800 <= ord(ch) <= 0xDFFF:
-            raise MalformedError("JSON", "a string contains a lone UTF-16 surrogate")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
+    if _SURROGATE.search(s):
+        raise MalformedError("JSON", "a string contains a lone UTF-16 surrogate")
+    # The standard library's C encoder escapes exactly what RFC 8785 §3.2.2.2 asks:
+    # '"', '\\', \b \t \n \f \r in short form, other controls as lower-case \u00xx,
+    # and leaves everything else (ensure_ascii=False) as raw UTF-8.
+    return _encode_basestring(s)
 
 
 def _number(x: float) -> str:

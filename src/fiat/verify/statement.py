@@ -3,6 +3,7 @@ and the predicate types Fiat defines (documented in docs/formats.md)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,11 +32,11 @@ SIGNER_ROLE = {
     KEY_ROTATION: "authority",
 }
 
-_HEX = frozenset("0123456789abcdef")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def is_sha256_hex(value: Any) -> bool:
-    return isinstance(value, str) and len(value) == 64 and all(c in _HEX for c in value)
+    return isinstance(value, str) and _SHA256_HEX.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,8 @@ from typing import Any
 
 from fiat.errors import MalformedError, VerificationError
 from fiat.prove import cosignature, merkle, note
-from fiat.prove.proof_file import TlogProof, verify_proof
+from fiat.prove.checkpoint import SignedCheckpoint, open_checkpoint
+from fiat.prove.proof_file import TlogProof, check_inclusion
 from fiat.verify import jws
 from fiat.verify.bundle import Bundle, BundleStatement
 from fiat.verify.encoding import json_digest, parse_time
@@ -387,21 +388,29 @@ class _Run:
             ("permit", self.bundle.permit.token.encode("ascii"), self.bundle.permit_proof)
         ]
         entries += [(f"statement {i}", s.entry, s.tlog_proof) for i, s in enumerate(self.bundle.statements)]
+        opened: dict[bytes, SignedCheckpoint] = {}  # each distinct checkpoint is verified once
         for label, entry, proof in entries:
-            last: VerificationError | None = None
-            for v in verifiers:
-                try:
-                    result = verify_proof(proof, entry, v)
-                except VerificationError as exc:
-                    last = exc
-                    continue
-                self.checkpoints.setdefault(result.checkpoint.size, set()).add(result.checkpoint.root)
+            cp = opened.get(proof.checkpoint)
+            if cp is None:
+                cp = self._open_checkpoint(proof.checkpoint, verifiers, label)
+                opened[proof.checkpoint] = cp
+                self.checkpoints.setdefault(cp.size, set()).add(cp.root)
                 self.checkpoint_notes.append(proof.checkpoint)
-                last = None
-                break
-            if last is not None:
-                raise VerificationError("log-inclusion", f"{label}: {last}")
+            try:
+                check_inclusion(proof, merkle.leaf_hash(entry), cp)
+            except VerificationError as exc:
+                raise VerificationError("log-inclusion", f"{label}: {exc}") from exc
         return f"{len(entries)} entries in {self.root.log_origin}"
+
+    @staticmethod
+    def _open_checkpoint(data: bytes, verifiers: list[note.Verifier], label: str) -> SignedCheckpoint:
+        last: Exception | None = None
+        for v in verifiers:
+            try:
+                return open_checkpoint(data, v)
+            except (VerificationError, MalformedError) as exc:
+                last = exc
+        raise VerificationError("log-inclusion", f"{label}: checkpoint: {last}")
 
     # 13
     def checkpoint_consistency(self) -> str:
