@@ -1,0 +1,138 @@
+"""Keys by role, rotation and the trust root, through the real CLI and files."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from fiat.errors import KeyFileError, MalformedError
+from fiat.keys import load_private_key, write_private_key
+from fiat.prove import cosignature, note
+from fiat.prove.checkpoint import Checkpoint, sign_checkpoint
+from fiat.verify import TrustRoot
+from fiat.verify.jws import jwk_thumbprint
+
+
+def fiat(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "fiat.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"fiat {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+def keys(home: Path) -> list[dict[str, object]]:
+    return json.loads(fiat("keys", "list", "--home", str(home), "--json").stdout)["keys"]
+
+
+def test_init_creates_one_key_per_core_role(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    fiat("init", "--home", str(home))
+    roles = sorted(k["role"] for k in keys(home))
+    assert roles == ["authority", "log", "runtime"]
+    for k in keys(home):
+        pem = home / "keys" / str(k["file"])
+        assert stat.S_IMODE(pem.stat().st_mode) == 0o600
+        public = load_private_key(pem).public_key().public_bytes_raw()
+        assert k["kid"] == jwk_thumbprint(public)
+    assert stat.S_IMODE((home / "keys").stat().st_mode) == 0o700
+    before = keys(home)
+    fiat("init", "--home", str(home))
+    assert keys(home) == before  # idempotent: no new key, none replaced
+
+
+def test_add_and_rotate_keep_old_keys_verifying(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    fiat("init", "--home", str(home))
+    fiat("keys", "add", "--role", "approver", "--name", "alice", "--home", str(home))
+    old = next(k for k in keys(home) if k["role"] == "authority")
+    out = json.loads(fiat("keys", "rotate", "--role", "authority", "--home", str(home), "--json").stdout)
+    assert out["old"]["kid"] == old["kid"] and out["old"]["validUntil"] == out["new"]["validFrom"]
+    root = TrustRoot.parse(fiat("trust-root", "export", "--home", str(home)).stdout.encode())
+    authorities = root.by_role("authority")
+    assert len(authorities) == 2
+    retired = next(k for k in authorities if k.kid == old["kid"])
+    assert retired.valid_until is not None and retired.valid_at(retired.valid_from)
+    assert not retired.valid_at(retired.valid_until)
+    assert root.by_role("approver")[0].name == "alice"
+    # The rotation is a logged statement: the log grew by one entry.
+    cp = fiat("log", "checkpoint", "--home", str(home)).stdout.splitlines()
+    assert cp[1] == "1"
+
+
+def test_log_key_rotation_is_refused_with_a_reason(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    fiat("init", "--home", str(home))
+    proc = fiat("keys", "rotate", "--role", "log", "--home", str(home), check=False)
+    assert proc.returncode == 2
+    assert "identity" in proc.stderr and "new log" in proc.stderr
+
+
+def test_trust_root_quorum_needs_witness_keys(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    fiat("init", "--home", str(home))
+    assert fiat("trust-root", "export", "--witness-quorum", "1", "--home", str(home), check=False).returncode == 2
+    fiat("keys", "add", "--role", "witness", "--name", "witness.example/w1", "--home", str(home))
+    root = TrustRoot.parse(fiat("trust-root", "export", "--witness-quorum", "1", "--home", str(home)).stdout.encode())
+    assert root.witness_quorum == 1
+    w = root.by_role("witness")[0]
+    assert root.to_json()["keys"][-1]["vkey"].startswith("witness.example/w1+")
+    assert w.name == "witness.example/w1"
+
+
+def test_trust_root_rejects_a_kid_that_is_not_the_thumbprint(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    fiat("init", "--home", str(home))
+    doc = json.loads(fiat("trust-root", "export", "--home", str(home)).stdout)
+    doc["keys"][0]["kid"] = doc["keys"][1]["kid"]
+    with pytest.raises(MalformedError, match="thumbprint"):
+        TrustRoot.from_json(doc)
+
+
+def test_passphrase_protected_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = Ed25519PrivateKey.generate()
+    path = tmp_path / "k.pem"
+    write_private_key(path, key, passphrase="correct horse")
+    assert b"ENCRYPTED" in path.read_bytes()
+    assert load_private_key(path, "correct horse").private_bytes_raw() == key.private_bytes_raw()
+    with pytest.raises(KeyFileError, match="wrong passphrase"):
+        load_private_key(path, "wrong")
+    monkeypatch.delenv("FIAT_KEY_PASSPHRASE", raising=False)
+    with pytest.raises(KeyFileError, match="FIAT_KEY_PASSPHRASE"):
+        load_private_key(path)
+    with pytest.raises(KeyFileError, match="never overwrites"):
+        write_private_key(path, Ed25519PrivateKey.generate())
+
+
+def test_cosignature_v1_round_trip_and_tamper() -> None:
+    log = note.Signer("example.com/log", Ed25519PrivateKey.generate())
+    cp = sign_checkpoint(Checkpoint("example.com/log", 5, b"\x07" * 32), log)
+    wkey = Ed25519PrivateKey.generate()
+    signed = cosignature.cosign(cp.note_bytes, "witness.example/w1", wkey, 1_700_000_000)
+    parsed = note.parse(signed)
+    public = wkey.public_key().public_bytes_raw()
+    assert cosignature.verified_cosigners(parsed, [("witness.example/w1", public)]) == [
+        ("witness.example/w1", 1_700_000_000)
+    ]
+    # The log signature is still there and still verifies; the witness line is ignored by it.
+    note.open_note(signed, [log.verifier])
+    # Wrong name or key: not counted. A flipped bit in the cosignature: not counted.
+    assert cosignature.verified_cosigners(parsed, [("witness.example/w2", public)]) == []
+    other = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    assert cosignature.verified_cosigners(parsed, [("witness.example/w1", other)]) == []
+    sig = parsed.signatures[-1]
+    flipped = note.Signature(sig.name, sig.key_id, sig.signature[:-1] + bytes([sig.signature[-1] ^ 1]))
+    bad = note.Note(parsed.text, (*parsed.signatures[:-1], flipped))
+    assert cosignature.verified_cosigners(bad, [("witness.example/w1", public)]) == []
