@@ -118,13 +118,18 @@ def test_init_creates_home_config_and_private_key(tmp_path: Path) -> None:
     home = tmp_path / "home"
     report = init(home)
     assert report["home"] == str(home)
-    assert set(report["created"]) == {"fiat.toml", "keys/log.pem"}
+    assert {"fiat.toml", "keys/log.pem"} <= set(report["created"])
     assert report["kept"] == []
     assert (home / "fiat.toml").is_file()
     key = home / "keys" / "log.pem"
     assert key.is_file()
     assert mode(key) == 0o600
     assert mode(home) == 0o700
+    # Every private key the home holds is 0600.
+    pems = sorted((home / "keys").glob("*.pem"))
+    assert key in pems
+    for pem in pems:
+        assert mode(pem) == 0o600, pem
     assert key.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
     # The config written is valid TOML naming the default origin.
     import tomllib
@@ -145,7 +150,8 @@ def test_init_is_idempotent_and_keeps_the_key(tmp_path: Path) -> None:
 
     second = init(home, "--origin", "other.example/log")  # --origin only applies to new homes
     assert second["created"] == []
-    assert set(second["kept"]) == {"fiat.toml", "keys/log.pem"}
+    assert {"fiat.toml", "keys/log.pem"} <= set(second["kept"])
+    assert len(second["kept"]) == len(first["created"])
     assert second["vkey"] == first["vkey"]
     assert key.read_bytes() == key_bytes
     assert (home / "fiat.toml").read_bytes() == config_bytes

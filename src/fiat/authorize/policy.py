@@ -1,0 +1,346 @@
+"""Cedar policy bundles: load, validate, evaluate, test — deny by default, forbid wins.
+
+A bundle is a directory::
+
+    policies/
+      *.cedar               policies (annotations below), evaluated together
+      schema.cedarschema    the Cedar schema (or schema.cedarschema.json, JSON form)
+      entities.json         principals, teams, runtimes, resources (Cedar entity JSON)
+      fiat-policy.toml      optional: ``shadow = true`` to evaluate the whole bundle in shadow mode
+      tests.json            optional: cases for ``fiat policy test``
+
+Request mapping, as AWS AgentCore maps an MCP tool call to Cedar: the
+principal is the agent or user, the action is the tool or operation, the
+resource is the system acted on, and ``context`` carries the call's arguments
+under ``input`` plus the facts the authority adds under ``fiat`` (time,
+environment attestation result, runtime, lineage depth).
+
+Identifiers are Cedar entity UIDs (``Agent::"release-bot"``) or the shorthand
+``kind:id`` (``agent:release-bot`` → ``Agent::"release-bot"``); actions are
+plain names (``deploy`` → ``Action::"deploy"``).
+
+Policy annotations (Cedar ``@name("value")``):
+
+* ``@id("…")`` — the policy's name in decisions and evidence;
+* ``@shadow`` — evaluated and logged, never enforced;
+* ``@ttl("60")`` — permit lifetime in seconds (the smallest among determining policies wins);
+* ``@max_duration("300")`` — the execution's maximum duration in seconds;
+* ``@heartbeat_ms("250")`` — the guard's re-verification interval;
+* ``@approval("ops")`` — a human approver must approve first;
+* ``@single_use`` — the permit can be used once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cedarpy
+
+from fiat.errors import FiatError, MalformedError
+from fiat.verify.jcs import canonicalize
+
+DEFAULT_TTL = 60
+MAX_TTL = 3600
+SCHEMA_NAMES = ("schema.cedarschema", "schema.cedarschema.json")
+MAX_FILE = 4 << 20
+
+
+class PolicyError(FiatError):
+    """A policy bundle cannot be loaded, validated or evaluated. Callers deny."""
+
+
+def entity_uid(value: str, what: str) -> str:
+    """``Type::"id"`` stays; ``kind:id`` becomes ``Kind::"id"``."""
+    if not isinstance(value, str) or not value or len(value) > 1024:
+        raise MalformedError(what, "must be a non-empty string of at most 1,024 characters")
+    if '::"' in value and value.endswith('"'):
+        return value
+    kind, sep, ident = value.partition(":")
+    if not sep or not kind or not ident or not kind.replace("_", "").isalnum():
+        raise MalformedError(what, f'{value!r} is neither Type::"id" nor kind:id')
+    return f"{kind[0].upper()}{kind[1:]}::{json.dumps(ident)}"
+
+
+def action_uid(value: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > 1024:
+        raise MalformedError("action", "must be a non-empty string")
+    return value if value.startswith("Action::") else f"Action::{json.dumps(value)}"
+
+
+def cedar_value(value: Any, where: str = "context") -> Any:
+    """Check a JSON value fits Cedar's types (no floating point, no null)."""
+    if isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise MalformedError(where, "integers must fit Cedar's 64-bit Long")
+        return value
+    if isinstance(value, float):
+        raise MalformedError(where, "Cedar has no floating point; send the number as an integer or a string")
+    if value is None:
+        raise MalformedError(where, "Cedar has no null; omit the attribute instead")
+    if isinstance(value, list):
+        return [cedar_value(v, where) for v in value]
+    if isinstance(value, dict):
+        return {str(k): cedar_value(v, f"{where}.{k}") for k, v in value.items()}
+    raise MalformedError(where, f"unsupported value of type {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class Obligations:
+    ttl: int = DEFAULT_TTL
+    max_duration: int | None = None
+    heartbeat_ms: int | None = None
+    approval: str | None = None
+    single_use: bool = False
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    decision: str  # "allow" or "deny"
+    determining: tuple[str, ...]  # policy names (@id, else Cedar's id)
+    errors: tuple[str, ...]
+    obligations: Obligations
+    shadow: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # (set, decision, determining)
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision == "allow"
+
+
+def _int_annotation(value: str, name: str, policy: str, lo: int, hi: int) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise PolicyError(f"policy {policy}: @{name}({value!r}) is not a whole number") from None
+    if not lo <= n <= hi:
+        raise PolicyError(f"policy {policy}: @{name} must be between {lo} and {hi}")
+    return n
+
+
+@dataclass
+class _Set:
+    text: str
+    handle: Any
+    names: dict[str, str]  # cedar id -> name
+    annotations: dict[str, dict[str, str]]
+
+
+def _make_set(texts: list[tuple[str, str]]) -> _Set:
+    text = "\n".join(t for _, t in texts)
+    try:
+        handle = cedarpy.PolicySet.from_str(text) if text.strip() else None
+        parsed = json.loads(cedarpy.policies_to_json_str(text)) if text.strip() else {"staticPolicies": {}}
+    except Exception as exc:  # cedarpy raises plain exceptions for parse errors
+        raise PolicyError(f"Cedar cannot parse the policies: {exc}") from exc
+    annotations = {pid: p.get("annotations", {}) for pid, p in parsed.get("staticPolicies", {}).items()}
+    names = {pid: a.get("id", pid) for pid, a in annotations.items()}
+    return _Set(text, handle, names, annotations)
+
+
+@dataclass
+class PolicyBundle:
+    """A loaded, parsed bundle; evaluation reuses the parsed policy set, schema and entities."""
+
+    root: Path
+    files: dict[str, bytes]
+    schema_text: str
+    entities_text: str
+    bundle_shadow: bool
+    enforced: _Set = field(repr=False)
+    shadow_set: _Set = field(repr=False)
+    schema: Any = field(repr=False)
+    entities: Any = field(repr=False)
+
+    @property
+    def digest(self) -> str:
+        return bundle_digest(self.files)
+
+    def manifest(self) -> dict[str, str]:
+        return {name: hashlib.sha256(data).hexdigest() for name, data in sorted(self.files.items())}
+
+    def policy_names(self) -> list[str]:
+        return sorted(self.enforced.names.values()) + sorted(self.shadow_set.names.values())
+
+    def validate(self) -> list[str]:
+        """Validate every policy against the schema; returns the errors (empty when valid)."""
+        errors = []
+        for s in (self.enforced, self.shadow_set):
+            if not s.text.strip():
+                continue
+            try:
+                result = cedarpy.validate_policies(s.text, self.schema_text)
+            except Exception as exc:
+                return [f"the schema or policies cannot be parsed: {exc}"]
+            for e in result.errors:
+                errors.append(f"{s.names.get(e.policy_id, e.policy_id)}: {e.error}")
+        return errors
+
+    def evaluate(self, principal: str, action: str, resource: str, context: dict[str, Any]) -> Evaluation:
+        """Evaluate one request. Deny by default; forbid wins; shadow policies are reported only."""
+        request = {
+            "principal": entity_uid(principal, "principal"),
+            "action": action_uid(action),
+            "resource": entity_uid(resource, "resource"),
+            "context": cedar_value(context),
+        }
+        enforced = self._run(self.enforced, request)
+        shadow = []
+        if self.shadow_set.handle is not None:
+            d, det, _ = self._run(self.shadow_set, request)
+            shadow.append(("with-shadow-policies", d, det))
+        if self.bundle_shadow:
+            # The whole bundle is in shadow mode: report what it would decide, enforce nothing.
+            shadow.append(("bundle", enforced[0], enforced[1]))
+            return Evaluation("deny", (), ("the policy bundle is in shadow mode",), Obligations(), tuple(shadow))
+        decision, determining, errors = enforced
+        obligations = self._obligations(determining) if decision == "allow" else Obligations()
+        return Evaluation(decision, determining, errors, obligations, tuple(shadow))
+
+    def _run(self, s: _Set, request: dict[str, Any]) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+        if s.handle is None:
+            return "deny", (), ("no policies",)
+        try:
+            result = cedarpy.is_authorized(request, s.handle, self.entities, self.schema)
+        except Exception as exc:
+            raise PolicyError(f"Cedar could not evaluate the request: {exc}") from exc
+        determining = tuple(s.names.get(p, p) for p in result.diagnostics.reasons)
+        errors = tuple(str(e) for e in result.diagnostics.errors)
+        if errors and not result.allowed:
+            return "deny", determining, errors
+        return ("allow" if result.allowed else "deny"), determining, errors
+
+    def _obligations(self, determining: tuple[str, ...]) -> Obligations:
+        by_name = {self.enforced.names[p]: a for p, a in self.enforced.annotations.items()}
+        ttl, max_duration, heartbeat, approval, single = DEFAULT_TTL, None, None, None, False
+        for name in determining:
+            a = by_name.get(name, {})
+            if "ttl" in a:
+                ttl = min(ttl, _int_annotation(a["ttl"], "ttl", name, 1, MAX_TTL))
+            if "max_duration" in a:
+                v = _int_annotation(a["max_duration"], "max_duration", name, 1, 7 * 86400)
+                max_duration = v if max_duration is None else min(max_duration, v)
+            if "heartbeat_ms" in a:
+                v = _int_annotation(a["heartbeat_ms"], "heartbeat_ms", name, 10, 60_000)
+                heartbeat = v if heartbeat is None else min(heartbeat, v)
+            if "approval" in a:
+                approval = a["approval"] or "default"
+            if "single_use" in a:
+                single = True
+        return Obligations(ttl, max_duration, heartbeat, approval, single)
+
+
+def bundle_digest(files: dict[str, bytes]) -> str:
+    """SHA-256 over the RFC 8785 form of ``{file name: sha256 hex}`` — the bundle's identity."""
+    manifest = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    return hashlib.sha256(canonicalize(manifest)).hexdigest()
+
+
+def read_bundle_files(root: Path) -> dict[str, bytes]:
+    if not root.is_dir():
+        raise PolicyError(f"{root} is not a directory of .cedar files")
+    files: dict[str, bytes] = {}
+    for path in sorted(root.iterdir()):
+        if path.is_file() and (
+            path.suffix == ".cedar" or path.name in (*SCHEMA_NAMES, "entities.json", "fiat-policy.toml", "tests.json")
+        ):
+            if path.stat().st_size > MAX_FILE:
+                raise PolicyError(f"{path} is larger than {MAX_FILE:,} bytes")
+            files[path.name] = path.read_bytes()
+    return files
+
+
+def load_bundle(root: Path | None = None, files: dict[str, bytes] | None = None) -> PolicyBundle:
+    """Load a bundle from a directory or from file contents (a published version)."""
+    if files is None:
+        if root is None:
+            raise ValueError("a bundle needs a directory or its files")
+        files = read_bundle_files(root)
+    root = root or Path("<published>")
+    cedar = [(n, d) for n, d in sorted(files.items()) if n.endswith(".cedar")]
+    if not cedar:
+        raise PolicyError(f"{root} holds no .cedar files")
+    schema_name = next((n for n in SCHEMA_NAMES if n in files), None)
+    if schema_name is None:
+        raise PolicyError(f"{root} has no schema ({' or '.join(SCHEMA_NAMES)}); Fiat validates every bundle")
+    try:
+        schema_text = files[schema_name].decode("utf-8")
+        entities_text = files.get("entities.json", b"[]").decode("utf-8")
+        texts = [(n, d.decode("utf-8")) for n, d in cedar]
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"a policy bundle file is not UTF-8: {exc}") from exc
+    bundle_shadow = False
+    if "fiat-policy.toml" in files:
+        try:
+            settings = tomllib.loads(files["fiat-policy.toml"].decode("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise PolicyError(f"fiat-policy.toml is not valid TOML: {exc}") from exc
+        bundle_shadow = bool(settings.get("shadow", False))
+    try:
+        schema = (
+            cedarpy.Schema.from_str(schema_text)
+            if schema_name.endswith(".cedarschema")
+            else cedarpy.Schema.from_json_str(schema_text)
+        )
+    except Exception as exc:
+        raise PolicyError(f"the schema does not parse: {exc}") from exc
+    try:
+        entities = cedarpy.Entities.from_json_str(entities_text, schema=schema)
+    except Exception as exc:
+        raise PolicyError(f"entities.json does not parse against the schema: {exc}") from exc
+    # Split @shadow policies from enforced ones: evaluate the file set once to find them.
+    everything = _make_set(texts)
+    shadow_ids = {pid for pid, a in everything.annotations.items() if "shadow" in a}
+    if shadow_ids:
+        # Enforced: every policy but the @shadow ones. Shadow: all of them, i.e. the decision
+        # the bundle would make if the shadow policies were enforced too.
+        enforced, shadow = _make_set([("enforced", _without(everything.text, shadow_ids))]), everything
+    else:
+        enforced, shadow = everything, _make_set([])
+    return PolicyBundle(root, files, schema_text, entities_text, bundle_shadow, enforced, shadow, schema, entities)
+
+
+def _without(text: str, drop: set[str]) -> str:
+    """The policy text without the policies ``drop`` names, via Cedar's own JSON form."""
+    parsed = json.loads(cedarpy.policies_to_json_str(text))
+    kept = {k: v for k, v in parsed.get("staticPolicies", {}).items() if k not in drop}
+    return cedarpy.policies_from_json_str(json.dumps({**parsed, "staticPolicies": kept})) if kept else ""
+
+
+# -- policy tests (`fiat policy test`) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    name: str
+    expected: str
+    got: str
+    determining: tuple[str, ...]
+    errors: tuple[str, ...]
+
+    @property
+    def passed(self) -> bool:
+        return self.expected == self.got
+
+
+def run_cases(bundle: PolicyBundle, cases: Any) -> list[CaseResult]:
+    """Cases: ``[{"name", "principal", "action", "resource", "context", "expect": "allow"|"deny"}]``."""
+    if not isinstance(cases, list):
+        raise PolicyError("tests.json must be a list of cases")
+    results = []
+    for i, case in enumerate(cases):
+        if not isinstance(case, dict) or case.get("expect") not in ("allow", "deny"):
+            raise PolicyError(f"case {i} needs principal, action, resource and expect: allow|deny")
+        name = str(case.get("name", f"case {i}"))
+        try:
+            ev = bundle.evaluate(case["principal"], case["action"], case["resource"], case.get("context", {}))
+            got, det, errs = ev.decision, ev.determining, ev.errors
+        except (MalformedError, PolicyError, KeyError) as exc:
+            got, det, errs = "deny", (), (str(exc),)
+        results.append(CaseResult(name, case["expect"], got, det, errs))
+    return results
