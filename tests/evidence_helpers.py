@@ -131,8 +131,7 @@ def make_execution(
             recorder.record_statement(ev.sign_statement(receipt, [(rrec.kid, rkey)]), jti)
         bundle = recorder.bundle(jti)
     finally:
-        recorder.log.close()
-        recorder.log.store.close()
+        recorder.close()
     return Execution(home, cfg, jti, token, request, bundle)
 
 

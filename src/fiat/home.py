@@ -80,7 +80,7 @@ def open_log(cfg: Config) -> TransparencyLog:
 def open_evidence(cfg: Config) -> EvidenceRecorder:
     log = open_log(cfg)
     assert isinstance(log.store, SQLiteLogStore)
-    return EvidenceRecorder(log, SQLiteEvidenceIndex(log.store))
+    return EvidenceRecorder(log, SQLiteEvidenceIndex(cfg.database_path))
 
 
 def keyring(cfg: Config) -> KeyRing:

@@ -82,8 +82,7 @@ def build_bundles(home: Path, count: int, progress: Progress | None = None) -> t
                 progress.update(task, completed=i + 1)
         bundles = [json.dumps(recorder.bundle(j).to_json()).encode() for j in jtis]
     finally:
-        recorder.log.close()
-        recorder.log.store.close()
+        recorder.close()
     return bundles, json.dumps(trust_root(cfg).to_json()).encode()
 
 

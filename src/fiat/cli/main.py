@@ -514,8 +514,7 @@ def keys_rotate(
         try:
             result = recorder.record_statement(envelope)
         finally:
-            recorder.log.close()
-            recorder.log.store.close()
+            recorder.close()
         ring.save()
     if as_json:
         emit_json({"old": old_rec.to_json(), "new": new_rec.to_json(), "logIndex": result.index})
@@ -563,8 +562,7 @@ def bundle_export(
         try:
             bundle = recorder.bundle(permit_id)
         finally:
-            recorder.log.close()
-            recorder.log.store.close()
+            recorder.close()
     data = json.dumps(bundle.to_json(), indent=2) + "\n"
     if output is None:
         sys.stdout.write(data)

@@ -9,6 +9,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from fiat.errors import StorageError
+from fiat.persist.store import PermitRecord
 
 SCHEMA_VERSION = 1
 
@@ -67,13 +68,8 @@ class _Writer:
         )
 
 
-class SQLiteLogStore:
-    """One SQLite file in WAL mode; a connection per thread; one writer at a time across processes.
-
-    ``synchronous`` is ``FULL`` by default: a commit is on disk (WAL fsynced)
-    before an append is acknowledged. ``NORMAL`` survives a crash of the
-    process (``kill -9``) but not of the machine.
-    """
+class SQLiteDatabase:
+    """Thread-local connections to one SQLite file in WAL mode, with one durability setting."""
 
     def __init__(self, path: str | Path, synchronous: str = "FULL", busy_timeout_ms: int = 30_000) -> None:
         if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
@@ -85,6 +81,67 @@ class SQLiteLogStore:
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
+
+    def conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        if self._closed:
+            raise StorageError("the database is closed")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self._busy / 1000)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._sync}")
+            conn.execute(f"PRAGMA busy_timeout={self._busy}")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open the database {self.path}: {exc}") from exc
+        self._local.conn = conn
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back on any error."""
+        conn = self.conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot lock the database {self.path} for writing: {exc}") from exc
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise StorageError(f"cannot commit to the database {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for conn in self._all:
+                with suppress(sqlite3.Error):
+                    conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+
+class SQLiteLogStore:
+    """One SQLite file in WAL mode; a connection per thread; one writer at a time across processes.
+
+    ``synchronous`` is ``FULL`` by default: a commit is on disk (WAL fsynced)
+    before an append is acknowledged. ``NORMAL`` survives a crash of the
+    process (``kill -9``) but not of the machine.
+    """
+
+    def __init__(self, path: str | Path, synchronous: str = "FULL", busy_timeout_ms: int = 30_000) -> None:
+        self.db = SQLiteDatabase(path, synchronous, busy_timeout_ms)
+        self.path = self.db.path
         conn = self._conn()
         try:
             with conn:
@@ -96,42 +153,12 @@ class SQLiteLogStore:
             raise StorageError(f"{self.path} has log schema version {row[0]}; this Fiat reads version {SCHEMA_VERSION}")
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn
-        if self._closed:
-            raise StorageError("the log store is closed")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self._busy / 1000)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self._sync}")
-            conn.execute(f"PRAGMA busy_timeout={self._busy}")
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot open the log database {self.path}: {exc}") from exc
-        self._local.conn = conn
-        with self._lock:
-            self._all.append(conn)
-        return conn
+        return self.db.conn()
 
     @contextmanager
     def writer(self) -> Iterator[_Writer]:
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot lock the log database {self.path} for writing: {exc}") from exc
-        try:
+        with self.db.transaction() as conn:
             yield _Writer(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise StorageError(f"cannot commit to the log database {self.path}: {exc}") from exc
 
     def tree_size(self) -> int:
         row = self._conn().execute("SELECT tree_size FROM log_meta WHERE id = 1").fetchone()
@@ -154,13 +181,7 @@ class SQLiteLogStore:
         return [bytes(r[0]) for r in rows]
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            for conn in self._all:
-                with suppress(sqlite3.Error):
-                    conn.close()
-            self._all.clear()
-        self._local = threading.local()
+        self.db.close()
 
 
 _EVIDENCE_SCHEMA = """
@@ -174,52 +195,234 @@ CREATE TABLE IF NOT EXISTS permits (
     jti TEXT PRIMARY KEY,
     parent TEXT,
     request BLOB NOT NULL,
-    log_index INTEGER NOT NULL
+    log_index INTEGER NOT NULL,
+    principal TEXT NOT NULL,
+    runtime TEXT NOT NULL,
+    depth INTEGER NOT NULL,
+    exp REAL NOT NULL
 );
 """
 
 
 class SQLiteEvidenceIndex:
-    """:class:`fiat.persist.store.EvidenceIndex` in the same SQLite file as the log."""
+    """:class:`fiat.persist.store.EvidenceIndex` in the log's SQLite file.
 
-    def __init__(self, store: SQLiteLogStore) -> None:
-        self._store = store
-        conn = store._conn()
-        with conn:
-            conn.executescript(_EVIDENCE_SCHEMA)
+    Written with ``synchronous=NORMAL``: the index only points into the log
+    (which is written ``FULL``) and survives a process crash; the log itself
+    is the evidence.
+    """
 
-    def record(self, jti: str, kind: str, log_index: int) -> None:
-        conn = self._store._conn()
-        conn.execute("INSERT OR IGNORE INTO evidence (jti, kind, log_index) VALUES (?, ?, ?)", (jti, kind, log_index))
+    def __init__(self, path: str | Path) -> None:
+        self.db = SQLiteDatabase(path, "NORMAL")
+        with self.db.transaction() as conn:
+            for statement in _EVIDENCE_SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
 
-    def record_permit(self, jti: str, parent: str | None, request: bytes, log_index: int) -> None:
-        conn = self._store._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute(
-                "INSERT OR IGNORE INTO permits (jti, parent, request, log_index) VALUES (?, ?, ?, ?)",
-                (jti, parent, request, log_index),
-            )
-            conn.execute(
-                "INSERT OR IGNORE INTO evidence (jti, kind, log_index) VALUES (?, 'permit', ?)", (jti, log_index)
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+    def record(self, permit: PermitRecord | None, links: Sequence[tuple[str, str, int]]) -> None:
+        with self.db.transaction() as conn:
+            if permit is not None:
+                conn.execute(
+                    "INSERT OR IGNORE INTO permits (jti, parent, request, log_index, principal, runtime, depth, exp)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        permit.jti,
+                        permit.parent,
+                        permit.request,
+                        permit.log_index,
+                        permit.principal,
+                        permit.runtime,
+                        permit.depth,
+                        permit.exp,
+                    ),
+                )
+                conn.execute(
+                    "INSERT OR IGNORE INTO evidence (jti, kind, log_index) VALUES (?, 'permit', ?)",
+                    (permit.jti, permit.log_index),
+                )
+            conn.executemany("INSERT OR IGNORE INTO evidence (jti, kind, log_index) VALUES (?, ?, ?)", links)
 
     def entries(self, jti: str) -> list[tuple[str, int]]:
         rows = (
-            self._store._conn()
+            self.db.conn()
             .execute("SELECT kind, log_index FROM evidence WHERE jti = ? ORDER BY log_index", (jti,))
             .fetchall()
         )
         return [(str(k), int(i)) for k, i in rows]
 
-    def permit(self, jti: str) -> tuple[str | None, bytes, int] | None:
+    def permit(self, jti: str) -> PermitRecord | None:
         row = (
-            self._store._conn()
-            .execute("SELECT parent, request, log_index FROM permits WHERE jti = ?", (jti,))
+            self.db.conn()
+            .execute(
+                "SELECT jti, parent, request, log_index, principal, runtime, depth, exp FROM permits WHERE jti = ?",
+                (jti,),
+            )
             .fetchone()
         )
-        return None if row is None else (row[0], bytes(row[1]), int(row[2]))
+        if row is None:
+            return None
+        return PermitRecord(row[0], row[1], bytes(row[2]), int(row[3]), row[4], row[5], int(row[6]), float(row[7]))
+
+    def close(self) -> None:
+        self.db.close()
+
+
+_AUTHORITY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS policy_versions (
+    version INTEGER PRIMARY KEY,
+    digest TEXT NOT NULL,
+    files TEXT NOT NULL,
+    published_at REAL NOT NULL,
+    log_index INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS approvals (
+    id TEXT PRIMARY KEY,
+    action_digest TEXT NOT NULL,
+    request BLOB NOT NULL,
+    policy_group TEXT NOT NULL,
+    requested_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    status TEXT NOT NULL,
+    approver TEXT,
+    statement_digest TEXT,
+    log_index INTEGER
+);
+CREATE TABLE IF NOT EXISTS revocations (
+    epoch INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL,
+    log_index INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS consumed_permits (
+    jti TEXT PRIMARY KEY,
+    at REAL NOT NULL
+);
+"""
+
+
+class SQLiteAuthorityStore:
+    """The authority's durable state: policy versions, approvals, revocations, permit use, DPoP replay."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.db = SQLiteDatabase(path, "FULL")
+        with self.db.transaction() as conn:
+            for statement in _AUTHORITY_SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+
+    def _c(self) -> sqlite3.Connection:
+        return self.db.conn()
+
+    def _write(self, sql: str, args: tuple[object, ...]) -> int:
+        with self.db.transaction() as conn:
+            cur = conn.execute(sql, args)
+        return cur.rowcount
+
+    def close(self) -> None:
+        self.db.close()
+
+    # policy
+    def latest_policy(self) -> tuple[int, str, str, float] | None:
+        row = (
+            self._c()
+            .execute("SELECT version, digest, files, published_at FROM policy_versions ORDER BY version DESC LIMIT 1")
+            .fetchone()
+        )
+        return None if row is None else (int(row[0]), str(row[1]), str(row[2]), float(row[3]))
+
+    def policy(self, version: int) -> tuple[int, str, str, float] | None:
+        row = (
+            self._c()
+            .execute("SELECT version, digest, files, published_at FROM policy_versions WHERE version = ?", (version,))
+            .fetchone()
+        )
+        return None if row is None else (int(row[0]), str(row[1]), str(row[2]), float(row[3]))
+
+    def policy_history(self) -> list[tuple[int, str, float, int]]:
+        rows = (
+            self._c()
+            .execute("SELECT version, digest, published_at, log_index FROM policy_versions ORDER BY version")
+            .fetchall()
+        )
+        return [(int(v), str(d), float(t), int(i)) for v, d, t, i in rows]
+
+    def add_policy(self, version: int, digest: str, files: str, at: float, log_index: int) -> None:
+        self._write(
+            "INSERT INTO policy_versions (version, digest, files, published_at, log_index) VALUES (?, ?, ?, ?, ?)",
+            (version, digest, files, at, log_index),
+        )
+
+    # approvals
+    def add_approval(
+        self, approval_id: str, digest: str, request: bytes, group: str, at: float, expires: float
+    ) -> None:
+        self._write(
+            "INSERT INTO approvals (id, action_digest, request, policy_group, requested_at, expires_at, status)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'pending')",
+            (approval_id, digest, request, group, at, expires),
+        )
+
+    def approval(self, approval_id: str) -> dict[str, object] | None:
+        cur = self._c().execute("SELECT * FROM approvals WHERE id = ?", (approval_id,))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return {d[0]: v for d, v in zip(cur.description, row, strict=True)}
+
+    def set_approval(
+        self, approval_id: str, expect: str, status: str, approver: str | None, digest: str | None, idx: int | None
+    ) -> bool:
+        """Move an approval from status ``expect`` to ``status``; False if it was not in ``expect``."""
+        return (
+            self._write(
+                "UPDATE approvals SET status = ?, approver = COALESCE(?, approver),"
+                " statement_digest = COALESCE(?, statement_digest), log_index = COALESCE(?, log_index)"
+                " WHERE id = ? AND status = ?",
+                (status, approver, digest, idx, approval_id, expect),
+            )
+            == 1
+        )
+
+    def pending_expired(self, now: float) -> list[str]:
+        rows = (
+            self._c()
+            .execute("SELECT id FROM approvals WHERE status = 'pending' AND expires_at <= ?", (now,))
+            .fetchall()
+        )
+        return [str(r[0]) for r in rows]
+
+    # revocations
+    def add_revocation(self, kind: str, target: str, reason: str, at: float, log_index: int) -> int:
+        with self.db.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO revocations (kind, target, reason, at, log_index) VALUES (?, ?, ?, ?, ?)",
+                (kind, target, reason, at, log_index),
+            )
+        return int(cur.lastrowid or 0)
+
+    def revocations_since(self, epoch: int) -> list[tuple[int, str, str, str, float]]:
+        rows = (
+            self._c()
+            .execute("SELECT epoch, kind, target, reason, at FROM revocations WHERE epoch > ? ORDER BY epoch", (epoch,))
+            .fetchall()
+        )
+        return [(int(e), str(k), str(t), str(r), float(a)) for e, k, t, r, a in rows]
+
+    def revocation_epoch(self) -> int:
+        row = self._c().execute("SELECT COALESCE(MAX(epoch), 0) FROM revocations").fetchone()
+        return int(row[0])
+
+    def is_revoked(self, kind: str, target: str) -> bool:
+        row = (
+            self._c()
+            .execute("SELECT 1 FROM revocations WHERE kind = ? AND target = ? LIMIT 1", (kind, target))
+            .fetchone()
+        )
+        return row is not None
+
+    # single-use permits
+    def consume(self, jti: str, at: float) -> bool:
+        """Mark a single-use permit used; False if it already was."""
+        return self._write("INSERT OR IGNORE INTO consumed_permits (jti, at) VALUES (?, ?)", (jti, at)) == 1

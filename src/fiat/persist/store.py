@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Protocol
 
 
@@ -66,20 +67,31 @@ class LogStore(Protocol):
         """Release connections."""
 
 
+@dataclass(frozen=True)
+class PermitRecord:
+    """What the evidence index keeps about an issued permit."""
+
+    jti: str
+    parent: str | None
+    request: bytes  # the RFC 8785 action request
+    log_index: int
+    principal: str
+    runtime: str  # the cnf key's kid
+    depth: int  # lineage depth: 0 for a root execution
+    exp: float
+
+
 class EvidenceIndex(Protocol):
     """Which log entries belong to which execution (by permit id), so a bundle can be assembled.
 
     The log holds the evidence itself; this index only points into it.
     """
 
-    def record(self, jti: str, kind: str, log_index: int) -> None:
-        """Note that log entry ``log_index`` is evidence of ``kind`` about permit ``jti``."""
-
-    def record_permit(self, jti: str, parent: str | None, request: bytes, log_index: int) -> None:
-        """Note a permit, its parent and its canonical action request."""
+    def record(self, permit: PermitRecord | None, links: Sequence[tuple[str, str, int]]) -> None:
+        """In one transaction: note a permit (if given) and ``(jti, kind, log index)`` links."""
 
     def entries(self, jti: str) -> list[tuple[str, int]]:
         """(kind, log index) of every entry about ``jti``, in log order."""
 
-    def permit(self, jti: str) -> tuple[str | None, bytes, int] | None:
-        """(parent, action request, log index) of a permit, or None."""
+    def permit(self, jti: str) -> PermitRecord | None:
+        """The record of an issued permit, or None."""

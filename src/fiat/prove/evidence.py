@@ -17,7 +17,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fiat.errors import FiatError
-from fiat.persist.store import EvidenceIndex
+from fiat.persist.store import EvidenceIndex, PermitRecord
 from fiat.prove.log import AppendResult, TransparencyLog
 from fiat.prove.proof_file import TlogProof
 from fiat.verify import jws
@@ -162,23 +162,64 @@ class EvidenceRecorder:
         self.log = log
         self.index = index
 
+    def record(
+        self,
+        permit: tuple[str, dict[str, Any]] | None = None,
+        statements: Sequence[tuple[Envelope, str | None]] = (),
+    ) -> list[AppendResult]:
+        """Append a permit (token, action request) and statements (envelope, permit id) as one batch.
+
+        Returns one result per entry, the permit's first. The entries are durable in the log
+        before the index that points at them is written.
+        """
+        entries: list[bytes] = []
+        parsed = None
+        if permit is not None:
+            parsed = jws.parse(permit[0])
+            entries.append(permit[0].encode("ascii"))
+        entries.extend(env.encode() for env, _ in statements)
+        results = self.log.append_many(entries)
+        record = None
+        if permit is not None and parsed is not None:
+            claims = parsed.claims
+            parent = claims.get("parent")
+            parent_rec = self.index.permit(parent) if isinstance(parent, str) else None
+            record = PermitRecord(
+                claims["jti"],
+                parent,
+                canonicalize(permit[1]),
+                results[0].index,
+                claims["sub"],
+                jws.jwk_thumbprint(jws.public_key_from_jwk(claims["cnf"]["jwk"], "cnf")),
+                0 if parent_rec is None else parent_rec.depth + 1,
+                float(claims["exp"]),
+            )
+        offset = 0 if permit is None else 1
+        links = []
+        for n, (env, jti) in enumerate(statements):
+            if jti is not None:
+                kind = KIND_BY_TYPE.get(Statement.from_envelope(env).predicate_type, "statement")
+                links.append((jti, kind, results[offset + n].index))
+        self.index.record(record, links)
+        return results
+
     def record_permit(self, token: str, request: dict[str, Any]) -> AppendResult:
-        parsed = jws.parse(token)
-        jti = parsed.claims["jti"]
-        result = self.log.append(token.encode("ascii"))
-        self.index.record_permit(jti, parsed.claims.get("parent"), canonicalize(request), result.index)
-        return result
+        return self.record(permit=(token, request))[0]
 
     def record_statement(self, envelope: Envelope, jti: str | None = None) -> AppendResult:
-        result = self.log.append(envelope.encode())
-        if jti is not None:
-            kind = KIND_BY_TYPE.get(Statement.from_envelope(envelope).predicate_type, "statement")
-            self.index.record(jti, kind, result.index)
-        return result
+        return self.record(statements=[(envelope, jti)])[0]
 
     def link(self, jti: str, kind: str, log_index: int) -> None:
         """Attach an already-logged statement (e.g. an approval) to a permit's evidence."""
-        self.index.record(jti, kind, log_index)
+        self.index.record(None, [(jti, kind, log_index)])
+
+    def close(self) -> None:
+        """Finish queued appends and release the log, its storage and the index."""
+        self.log.close()
+        self.log.store.close()
+        close = getattr(self.index, "close", None)
+        if close is not None:
+            close()
 
     def bundle(self, jti: str, with_ancestors: bool = True) -> Bundle:
         """Assemble the evidence of one execution, every entry proven against the latest checkpoint."""
@@ -206,7 +247,7 @@ class EvidenceRecorder:
         permit = self.index.permit(jti)
         if permit is None:
             raise FiatError(f"no permit {jti!r} in this home's evidence; check the id (`fiat verify` prints it)")
-        _parent, request_bytes, permit_index = permit
+        request_bytes, permit_index = permit.request, permit.log_index
         token = self.log.read_entries(permit_index, permit_index + 1)[0].decode("ascii")
         statements = []
         for kind, idx in self.index.entries(jti):
