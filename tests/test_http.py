@@ -166,8 +166,10 @@ def start_server(home: Path, log_dir: Path) -> Server:
         log_file = log_dir / f"serve-{home.name}-{port}.log"
         with log_file.open("wb") as sink:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "fiat.cli.main", "log", "serve", "--home", str(home)]
-                + ["--host", "127.0.0.1", "--port", str(port)],
+                [
+                    *(sys.executable, "-m", "fiat.cli.main", "log", "serve"),
+                    *("--home", str(home), "--host", "127.0.0.1", "--port", str(port)),
+                ],
                 env=_base_env(),
                 stdout=sink,
                 stderr=subprocess.STDOUT,
@@ -512,20 +514,18 @@ def _remembered(auditor: Path) -> list[Path]:
     return sorted((auditor / "audit").glob("*.checkpoint"))
 
 
-def test_audit_append_split_view_and_rollback(
-    base: Base, servers: Callable[[Path], Server], tmp_path: Path
-) -> None:
+def test_audit_append_split_view_and_rollback(base: Base, servers: Callable[[Path], Server], tmp_path: Path) -> None:
     auditor = tmp_path / "auditor"
     live = servers(copy_home(base.home, tmp_path / "live"))
 
     # 1. A first audit recomputes the whole tree from tiles and bundles.
-    doc = verify_json(live.url, base.vkey, auditor, EXIT_OK)
-    assert doc["verified"] is True
-    assert doc["tree_size"] == SIZE
-    assert doc["origin"] == ORIGIN
-    assert doc["previous_size"] is None
-    assert doc["entry_bundles"] == L0_FULL + 1
-    assert doc["tiles"] == (L0_FULL + 1) + 2 + 1
+    p = verify(live.url, base.vkey, auditor)
+    assert p.returncode == EXIT_OK, err(p)
+    tiles, bundles = (L0_FULL + 1) + 2 + 1, L0_FULL + 1
+    summary = p.stdout.decode().strip().split("\n")[-1]
+    assert summary == f"verified {ORIGIN}: {SIZE} entries, {tiles} tiles, {bundles} entry bundles"
+    for step in ("checkpoint-signature", "entry-bundle", "tile-hashes", "root-hash"):
+        assert step in p.stdout.decode()
     [remembered] = _remembered(auditor)
     assert remembered.read_bytes() == httpx.get(f"{live.url}/checkpoint").content
 
@@ -543,10 +543,6 @@ def test_audit_append_split_view_and_rollback(
     assert doc["tree_size"] == grown
     assert doc["previous_size"] == SIZE
     assert "consistency" in doc["steps"]
-    p = verify(live.url, base.vkey, auditor)  # human output, same tree again
-    assert p.returncode == EXIT_OK, err(p)
-    assert f"verified {ORIGIN}: {grown} entries" in p.stdout.decode()
-    assert f"consistent with size {grown}" in p.stdout.decode()
     seen = remembered.read_bytes()
     assert seen.split(b"\n")[1] == str(grown).encode()
     live.stop()

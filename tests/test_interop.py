@@ -539,11 +539,6 @@ def test_in_toto_validators_reject_what_fiat_rejects() -> None:
             FiatStatement.from_json(statement)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src gap: fiat.verify.statement.Statement.from_json accepts an empty predicateType; the in-toto "
-    "Statement v1 spec requires it (a TypeURI), and in_toto_attestation's validator refuses it",
-)
 def test_empty_predicate_type_is_refused_by_fiat_as_by_in_toto() -> None:
     statement = {
         "_type": STATEMENT_TYPE,
@@ -614,8 +609,6 @@ RFC8785_NUMBERS = [
     (2e-3, "0.002"),
     (333333333.3333333, "333333333.3333333"),
     (4.5, "4.5"),
-    (4.50, "4.5"),
-    (0.000001, "0.000001"),
     (1.0, "1"),
     (-1.0, "-1"),
     (0.1, "0.1"),
@@ -745,13 +738,6 @@ def test_both_reject_lone_surrogates(value: Any) -> None:
         rfc8785.dumps(value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeEncodeError,
-    reason="src bug: fiat.verify.jcs._encode sorts member names with s.encode('utf-16-be') before "
-    "_string() checks them, so a lone surrogate in an object member name raises UnicodeEncodeError, "
-    "not MalformedError",
-)
 @pytest.mark.parametrize("value", [{"\ud800": 1}, {"a": 1, "\udfff": 2}], ids=["only-key", "second-key"])
 def test_lone_surrogate_in_member_name_is_malformed(value: dict[str, Any]) -> None:
     with pytest.raises(MalformedError):

@@ -134,6 +134,20 @@ class KeyRing:
             self.records.append(rec)
         return self.find(rec.kid) or rec
 
+    def add_public(self, role: str, name: str, public_key: bytes, valid_from: float) -> KeyRecord:
+        """Enroll a key whose private half lives elsewhere (a remote runtime, an approver's laptop)."""
+        if role not in ROLES:
+            raise KeyFileError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
+        kid = jwk_thumbprint(public_key)
+        existing = self.find(kid)
+        if existing is not None:
+            if existing.role != role:
+                raise KeyFileError(f"key {kid} is already enrolled as {existing.role}")
+            return existing
+        rec = KeyRecord(kid, role, name, public_key, valid_from)
+        self.records.append(rec)
+        return rec
+
     def create(self, role: str, name: str, valid_from: float | None = None) -> tuple[KeyRecord, Ed25519PrivateKey]:
         if role not in ROLES:
             raise KeyFileError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")

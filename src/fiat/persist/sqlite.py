@@ -9,7 +9,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from fiat.errors import StorageError
-from fiat.persist.store import PermitRecord
+from fiat.persist.store import ApprovalRecord, PermitRecord
 
 SCHEMA_VERSION = 1
 
@@ -364,12 +364,21 @@ class SQLiteAuthorityStore:
             (approval_id, digest, request, group, at, expires),
         )
 
-    def approval(self, approval_id: str) -> dict[str, object] | None:
-        cur = self._c().execute("SELECT * FROM approvals WHERE id = ?", (approval_id,))
-        row = cur.fetchone()
+    def approval(self, approval_id: str) -> ApprovalRecord | None:
+        row = (
+            self._c()
+            .execute(
+                "SELECT id, action_digest, request, policy_group, requested_at, expires_at, status, approver,"
+                " statement_digest, log_index FROM approvals WHERE id = ?",
+                (approval_id,),
+            )
+            .fetchone()
+        )
         if row is None:
             return None
-        return {d[0]: v for d, v in zip(cur.description, row, strict=True)}
+        return ApprovalRecord(
+            row[0], row[1], bytes(row[2]), row[3], float(row[4]), float(row[5]), row[6], row[7], row[8], row[9]
+        )
 
     def set_approval(
         self, approval_id: str, expect: str, status: str, approver: str | None, digest: str | None, idx: int | None

@@ -81,6 +81,22 @@ class PermitRecord:
     exp: float
 
 
+@dataclass(frozen=True)
+class ApprovalRecord:
+    """A request for human approval and what became of it."""
+
+    id: str
+    action_digest: str
+    request: bytes
+    group: str
+    requested_at: float
+    expires_at: float
+    status: str  # pending | approved | denied | expired | used
+    approver: str | None
+    statement_digest: str | None
+    log_index: int | None
+
+
 class EvidenceIndex(Protocol):
     """Which log entries belong to which execution (by permit id), so a bundle can be assembled.
 

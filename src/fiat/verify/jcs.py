@@ -92,6 +92,8 @@ def _encode(value: Any, depth: int, out: list[str]) -> None:
         for k in value:
             if not isinstance(k, str):
                 raise MalformedError("JSON", "object member names must be strings")
+            if _SURROGATE.search(k):
+                raise MalformedError("JSON", "a member name contains a lone UTF-16 surrogate")
         out.append("{")
         for i, k in enumerate(sorted(value, key=lambda s: s.encode("utf-16-be"))):
             if i:

@@ -84,8 +84,8 @@ class Statement:
                 raise MalformedError(what, f"subject {s['name'][:40]!r} has no lower-case hex sha256 digest")
             parsed.append(Subject(s["name"], digest))
         ptype, predicate = value.get("predicateType"), value.get("predicate")
-        if not isinstance(ptype, str) or not isinstance(predicate, dict):
-            raise MalformedError(what, "predicateType must be a string and predicate an object")
+        if not isinstance(ptype, str) or ":" not in ptype or not isinstance(predicate, dict):
+            raise MalformedError(what, "predicateType must be a type URI and predicate an object")
         return cls(tuple(parsed), ptype, predicate)
 
     @classmethod

@@ -1,0 +1,597 @@
+"""The authority: decide before anything runs, mint the permit, record every decision.
+
+``Authority.authorize`` walks these steps; any exception on the way is a
+**deny** (fail closed), logged as a signed decision while the log is up:
+
+1. ``runtime``    the runtime key (proven by the caller, e.g. with DPoP) is enrolled,
+                  active and not revoked.
+2. ``request``    the action request (principal, action, resource, context, parent)
+                  is well-formed and canonicalizable; its digest is computed.
+3. ``evidence``   the runtime's environment Evidence is appraised into an
+                  Attestation Result (RATS, RFC 9334): ``verified`` iff its digest
+                  recomputes over its claims.
+4. ``lineage``    a parent permit must be one this authority issued, unrevoked;
+                  the lineage depth is the parent's plus one.
+5. ``revocation`` neither principal nor runtime is revoked.
+6. ``policy``     Cedar evaluates the request (deny by default, forbid wins); shadow
+                  results are logged, not enforced; obligations come from annotations.
+7. ``approval``   if an obligation asks for a human, a pending approval is created, or
+                  a granted one (bound to this action digest, unexpired, unused) is consumed.
+8. ``permit``     the permit is minted (JWS, ``cnf`` = the runtime key) and logged with
+                  the signed decision statement, in one durable batch.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from fiat.authorize.permit import Constraints, PermitRequest, PolicyRef, mint_permit
+from fiat.authorize.policy import Evaluation, PolicyBundle, PolicyError, load_bundle, read_bundle_files
+from fiat.config import Config
+from fiat.errors import FiatError, MalformedError
+from fiat.home import keyring, open_evidence
+from fiat.keyring import KeyRecord, now_second
+from fiat.persist.sqlite import SQLiteAuthorityStore
+from fiat.prove import evidence as ev
+from fiat.verify import jws
+from fiat.verify.action import action_digest, action_request
+from fiat.verify.dsse import Envelope
+from fiat.verify.encoding import json_digest, rfc3339
+from fiat.verify.statement import APPROVAL, Statement
+
+log = logging.getLogger("fiat.authority")
+
+TRUST_STATE_TYP = "fiat-trust-state+jwt"
+APPROVAL_TIMEOUT = 300.0
+APPROVAL_VALIDITY = 600.0  # a granted approval must be used within this long
+
+
+class AuthorizationError(FiatError):
+    """A request the authority refuses before deciding (bad input, unknown runtime)."""
+
+
+class ApprovalError(FiatError):
+    """An approval that cannot be accepted (unknown, expired, already decided, wrongly signed)."""
+
+
+@dataclass(frozen=True)
+class AuthorizationRequest:
+    principal: str
+    action: str
+    resource: str
+    runtime_kid: str
+    context: dict[str, Any] = field(default_factory=dict)
+    parent: str | None = None
+    evidence: dict[str, Any] | None = None
+    approval_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AuthorizationResult:
+    decision: str  # allow | deny | pending
+    reason: str
+    action_digest: str | None = None
+    permit: str | None = None
+    permit_id: str | None = None
+    decision_index: int | None = None
+    permit_index: int | None = None
+    approval_id: str | None = None
+    approval_expires: float | None = None
+    determining: tuple[str, ...] = ()
+    shadow: tuple[dict[str, Any], ...] = ()
+    obligations: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "decision": self.decision,
+            "reason": self.reason,
+            "actionDigest": self.action_digest,
+            "permit": self.permit,
+            "permitId": self.permit_id,
+            "decisionLogIndex": self.decision_index,
+            "permitLogIndex": self.permit_index,
+            "approvalId": self.approval_id,
+            "approvalExpires": None if self.approval_expires is None else rfc3339(self.approval_expires),
+            "determiningPolicies": list(self.determining),
+            "shadow": list(self.shadow),
+            "obligations": self.obligations,
+        }
+
+
+@dataclass
+class _ActivePolicy:
+    version: int
+    digest: str
+    bundle: PolicyBundle
+
+
+def appraise(evidence: dict[str, Any] | None) -> dict[str, Any]:
+    """Appraise runtime Evidence into an Attestation Result (RATS, RFC 9334 §3)."""
+    if not isinstance(evidence, dict):
+        return {"verified": False, "digest": json_digest({}), "reason": "no evidence"}
+    claims, digest = evidence.get("claims"), evidence.get("digest")
+    if not isinstance(claims, dict) or not isinstance(digest, str):
+        return {"verified": False, "digest": json_digest({}), "reason": "evidence needs claims and digest"}
+    try:
+        recomputed = json_digest(claims)
+    except MalformedError as exc:
+        return {"verified": False, "digest": json_digest({}), "reason": exc.reason}
+    if recomputed != digest:
+        return {"verified": False, "digest": recomputed, "reason": "the digest does not match the claims"}
+    return {"verified": True, "digest": digest, "reason": "digest recomputed over the claims"}
+
+
+class Authority:
+    """The authorization service, in process. Thread-safe."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        approval_timeout: float = APPROVAL_TIMEOUT,
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.approval_timeout = approval_timeout
+        self.recorder = open_evidence(cfg)
+        self.log = self.recorder.log
+        self.store = SQLiteAuthorityStore(cfg.database_path)
+        self._lock = threading.Lock()
+        self._policy: _ActivePolicy | None = None
+        self._policy_error: str | None = None
+        self._keys_loaded_at = 0.0
+        self._ring = keyring(cfg)
+        self._authority: tuple[KeyRecord, Ed25519PrivateKey] = self._ring.signing_key("authority")
+        self.reload_policy()
+
+    def close(self) -> None:
+        self.recorder.close()
+        self.store.close()
+
+    # -- keys and policy -------------------------------------------------------------
+
+    def reload_keys(self) -> None:
+        with self._lock:
+            self._ring = keyring(self.cfg)
+            self._authority = self._ring.signing_key("authority")
+
+    def reload_policy(self) -> bool:
+        """Load the newest published policy version if it changed. Returns True on change."""
+        latest = self.store.latest_policy()
+        if latest is None:
+            with self._lock:
+                self._policy, self._policy_error = None, "no policy has been published"
+            return False
+        version, digest, files_json, _ = latest
+        if self._policy is not None and self._policy.version == version:
+            return False
+        try:
+            files = {k: base64.b64decode(v) for k, v in json.loads(files_json).items()}
+            bundle = load_bundle(files=files)
+        except (PolicyError, ValueError) as exc:
+            with self._lock:
+                self._policy, self._policy_error = None, f"policy version {version} does not load: {exc}"
+            log.error("policy version %d does not load; every request is denied: %s", version, exc)
+            return True
+        with self._lock:
+            self._policy, self._policy_error = _ActivePolicy(version, digest, bundle), None
+        log.info("policy version %d (%s) is active", version, digest[:16])
+        return True
+
+    @property
+    def policy(self) -> _ActivePolicy | None:
+        return self._policy
+
+    def publish_policy(self, directory: Path) -> tuple[int, str, int]:
+        """Validate and publish a bundle: new version, signed and logged policy statement."""
+        files = read_bundle_files(directory)
+        bundle = load_bundle(directory, files)
+        errors = bundle.validate()
+        if errors:
+            raise PolicyError("the bundle does not validate against its schema:\n  " + "\n  ".join(errors))
+        latest = self.store.latest_policy()
+        version = 1 if latest is None else latest[0] + 1
+        now = self.clock()
+        rec, key = self._authority
+        statement = ev.policy_statement(digest=bundle.digest, version=version, files=bundle.manifest(), at=now)
+        result = self.recorder.record(statements=[(ev.sign_statement(statement, [(rec.kid, key)]), None)])[0]
+        encoded = json.dumps({k: base64.b64encode(v).decode() for k, v in files.items()}, sort_keys=True)
+        self.store.add_policy(version, bundle.digest, encoded, now, result.index)
+        self.reload_policy()
+        return version, bundle.digest, result.index
+
+    # -- the decision --------------------------------------------------------------------
+
+    def authorize(self, req: AuthorizationRequest) -> AuthorizationResult:
+        """Decide; never raises for policy or storage trouble — those are denials."""
+        now = self.clock()
+        try:
+            request = action_request(req.principal, req.action, req.resource, req.context, req.parent)
+        except MalformedError as exc:
+            raise AuthorizationError(str(exc)) from exc
+        digest = action_digest(request)
+        try:
+            return self._decide(req, request, digest, now)
+        except (AuthorizationError, ApprovalError):
+            raise
+        except Exception as exc:  # fail closed: any failure is a logged denial
+            log.error("authorization failed closed: %s", exc)
+            return self._deny(request, digest, now, f"failed closed: {exc}", evidence_digest=None)
+
+    def _decide(
+        self, req: AuthorizationRequest, request: dict[str, Any], digest: str, now: float
+    ) -> AuthorizationResult:
+        # 1. runtime
+        runtime = self._ring.find(req.runtime_kid)
+        if runtime is None or runtime.role != "runtime" or not runtime.active_at(now):
+            raise AuthorizationError(f"runtime key {req.runtime_kid} is not enrolled or not active")
+        if self.store.is_revoked("runtime", req.runtime_kid):
+            return self._deny(request, digest, now, f"runtime {req.runtime_kid} is revoked")
+        # 3. evidence
+        attestation = appraise(req.evidence)
+        # 4. lineage
+        depth = 0
+        if req.parent is not None:
+            parent = self.recorder.index.permit(req.parent)
+            if parent is None:
+                return self._deny(request, digest, now, f"parent permit {req.parent} was not issued here")
+            if self.store.is_revoked("permit", req.parent):
+                return self._deny(request, digest, now, f"parent permit {req.parent} is revoked")
+            depth = parent.depth + 1
+        # 5. revocation
+        if self.store.is_revoked("principal", req.principal):
+            return self._deny(request, digest, now, f"principal {req.principal} is revoked")
+        # 6. policy
+        active = self._policy
+        if active is None:
+            return self._deny(request, digest, now, self._policy_error or "no active policy")
+        context = {
+            "input": req.context,
+            "fiat": {
+                "time": int(now),
+                "weekday": int(time.gmtime(now).tm_wday),
+                "runtime": req.runtime_kid,
+                "environment": {"verified": attestation["verified"], "digest": attestation["digest"]},
+                "lineageDepth": depth,
+            },
+        }
+        try:
+            evaluation = active.bundle.evaluate(req.principal, req.action, req.resource, context)
+        except (PolicyError, MalformedError) as exc:
+            return self._deny(request, digest, now, f"policy evaluation failed: {exc}", policy=active)
+        shadow = tuple({"scope": s, "decision": d, "determining": list(p)} for s, d, p in evaluation.shadow)
+        if not evaluation.allowed:
+            reason = (
+                "forbidden by " + ", ".join(evaluation.determining)
+                if evaluation.determining
+                else "no policy permits it (deny by default)"
+            )
+            if evaluation.errors:
+                reason += f"; errors: {'; '.join(evaluation.errors)}"
+            return self._deny(request, digest, now, reason, policy=active, evaluation=evaluation, shadow=shadow)
+        # 7. approval
+        approvals: tuple[str, ...] = ()
+        if evaluation.obligations.approval is not None:
+            granted = self._use_approval(req.approval_id, digest, now) if req.approval_id else None
+            if granted is None:
+                return self._pending(request, digest, now, active, evaluation, shadow)
+            approvals = (granted,)
+        # 8. permit
+        return self._allow(request, digest, now, req, attestation, active, evaluation, approvals, shadow)
+
+    def _policy_json(self, active: _ActivePolicy | None, evaluation: Evaluation | None) -> dict[str, Any]:
+        if active is None:
+            return {"digest": None, "version": None, "determining": []}
+        return PolicyRef(active.digest, active.version, evaluation.determining if evaluation else ()).to_json()
+
+    def _deny(
+        self,
+        request: dict[str, Any],
+        digest: str,
+        now: float,
+        reason: str,
+        *,
+        policy: _ActivePolicy | None = None,
+        evaluation: Evaluation | None = None,
+        shadow: tuple[dict[str, Any], ...] = (),
+        evidence_digest: str | None = None,
+    ) -> AuthorizationResult:
+        index = None
+        try:
+            rec, key = self._authority
+            statement = ev.decision_statement(
+                decision="deny",
+                reason=reason,
+                request=request,
+                request_digest=digest,
+                policy=self._policy_json(policy, evaluation),
+                at=now,
+                evidence_digest=evidence_digest,
+            )
+            index = self.recorder.record(statements=[(ev.sign_statement(statement, [(rec.kid, key)]), None)])[0].index
+        except Exception as exc:  # the log is down: still deny
+            log.error("could not log a denial: %s", exc)
+        return AuthorizationResult(
+            "deny",
+            reason,
+            action_digest=digest,
+            decision_index=index,
+            determining=evaluation.determining if evaluation else (),
+            shadow=shadow,
+        )
+
+    def _pending(
+        self,
+        request: dict[str, Any],
+        digest: str,
+        now: float,
+        active: _ActivePolicy,
+        evaluation: Evaluation,
+        shadow: tuple[dict[str, Any], ...],
+    ) -> AuthorizationResult:
+        approval_id = "apr_" + secrets.token_urlsafe(12)
+        expires = now + self.approval_timeout
+        group = evaluation.obligations.approval or "default"
+        rec, key = self._authority
+        reason = f"approval by {group} required (policy {', '.join(evaluation.determining)})"
+        statement = ev.decision_statement(
+            decision="pending",
+            reason=reason,
+            request=request,
+            request_digest=digest,
+            policy=self._policy_json(active, evaluation),
+            at=now,
+            approval_id=approval_id,
+        )
+        result = self.recorder.record(statements=[(ev.sign_statement(statement, [(rec.kid, key)]), None)])[0]
+        self.store.add_approval(approval_id, digest, json.dumps(request).encode(), group, now, expires)
+        return AuthorizationResult(
+            "pending",
+            reason,
+            action_digest=digest,
+            decision_index=result.index,
+            approval_id=approval_id,
+            approval_expires=expires,
+            determining=evaluation.determining,
+            shadow=shadow,
+        )
+
+    def _allow(
+        self,
+        request: dict[str, Any],
+        digest: str,
+        now: float,
+        req: AuthorizationRequest,
+        attestation: dict[str, Any],
+        active: _ActivePolicy,
+        evaluation: Evaluation,
+        approvals: tuple[str, ...],
+        shadow: tuple[dict[str, Any], ...],
+    ) -> AuthorizationResult:
+        runtime = self._ring.find(req.runtime_kid)
+        assert runtime is not None
+        ob = evaluation.obligations
+        rec, key = self._authority
+        spec = PermitRequest(
+            request,
+            runtime.public_key,
+            PolicyRef(active.digest, active.version, evaluation.determining),
+            attestation["digest"],
+            ttl=ob.ttl,
+            constraints=Constraints(ob.max_duration, ob.heartbeat_ms, ob.single_use),
+            approvals=approvals,
+        )
+        token, claims = mint_permit(
+            spec,
+            key=key,
+            kid=rec.kid,
+            issuer=self.cfg.authority.issuer,
+            audience=self.cfg.authority.audience,
+            now=int(now),
+        )
+        jti = claims["jti"]
+        statement = ev.decision_statement(
+            decision="allow",
+            reason="permitted by " + ", ".join(evaluation.determining),
+            request=request,
+            request_digest=digest,
+            policy=self._policy_json(active, evaluation),
+            at=now,
+            permit=(jti, jws.parse(token).digest),
+            evidence_digest=attestation["digest"],
+        )
+        envelope = ev.sign_statement(statement, [(rec.kid, key)])
+        results = self.recorder.record(permit=(token, request), statements=[(envelope, jti)])
+        for approval_digest in approvals:
+            idx = self._approval_index_by_digest(approval_digest)
+            if idx is not None:
+                self.recorder.link(jti, "approval", idx)
+        obligations = {
+            "ttl": ob.ttl,
+            "maxDuration": ob.max_duration,
+            "heartbeatMs": ob.heartbeat_ms,
+            "singleUse": ob.single_use,
+            "approval": ob.approval,
+        }
+        return AuthorizationResult(
+            "allow",
+            statement.predicate["reason"],
+            action_digest=digest,
+            permit=token,
+            permit_id=jti,
+            decision_index=results[1].index,
+            permit_index=results[0].index,
+            determining=evaluation.determining,
+            shadow=shadow,
+            obligations=obligations,
+        )
+
+    # -- approvals ---------------------------------------------------------------------------
+
+    def _approval_index_by_digest(self, statement_digest: str) -> int | None:
+        row = (
+            self.store.db.conn()
+            .execute("SELECT log_index FROM approvals WHERE statement_digest = ?", (statement_digest,))
+            .fetchone()
+        )
+        return None if row is None or row[0] is None else int(row[0])
+
+    def _use_approval(self, approval_id: str | None, digest: str, now: float) -> str | None:
+        """Consume a granted approval bound to this action; None if there is none to use."""
+        if approval_id is None:
+            return None
+        a = self.store.approval(approval_id)
+        if a is None or a.action_digest != digest or a.status != "approved":
+            return None
+        if a.expires_at + APPROVAL_VALIDITY < now:
+            return None
+        if not self.store.set_approval(approval_id, "approved", "used", None, None, None):
+            return None  # single use: someone else consumed it
+        return a.statement_digest
+
+    def approval(self, approval_id: str) -> dict[str, Any]:
+        self.expire_approvals()
+        a = self.store.approval(approval_id)
+        if a is None:
+            raise ApprovalError(f"no approval {approval_id!r}")
+        return {
+            "id": a.id,
+            "status": a.status,
+            "actionDigest": a.action_digest,
+            "request": json.loads(a.request),
+            "group": a.group,
+            "requestedAt": rfc3339(a.requested_at),
+            "expiresAt": rfc3339(a.expires_at),
+            "approver": a.approver,
+        }
+
+    def decide_approval(self, approval_id: str, envelope: Envelope) -> dict[str, Any]:
+        """Accept an approver's signed approval/denial (approval/v1 statement in DSSE)."""
+        now = self.clock()
+        self.expire_approvals()
+        a = self.store.approval(approval_id)
+        if a is None:
+            raise ApprovalError(f"no approval {approval_id!r}")
+        if a.status != "pending":
+            raise ApprovalError(f"approval {approval_id} is already {a.status}")
+        try:
+            statement = Statement.from_envelope(envelope)
+        except MalformedError as exc:
+            raise ApprovalError(f"the approval is not an in-toto statement: {exc}") from exc
+        if statement.predicate_type != APPROVAL:
+            raise ApprovalError("the statement is not an approval/v1 statement")
+        p = statement.predicate
+        if p.get("id") != approval_id or p.get("decision") not in ("approve", "deny"):
+            raise ApprovalError("the approval names another request or has no decision")
+        if statement.subject("action-request") != a.action_digest:
+            raise ApprovalError("the approval is bound to another action")
+        signer = None
+        for sig in envelope.signatures:
+            key = self._ring.find(sig.keyid)
+            usable = key is not None and key.role == "approver" and key.active_at(now)
+            if key is not None and usable and envelope.verify_with(key.kid, key.public_key):
+                signer = key
+                break
+        if signer is None:
+            raise ApprovalError("the approval is not signed by an enrolled, active approver key")
+        index = self.recorder.record(statements=[(envelope, None)])[0].index
+        status = "approved" if p["decision"] == "approve" else "denied"
+        digest = hashlib.sha256(envelope.encode()).hexdigest()
+        if not self.store.set_approval(approval_id, "pending", status, signer.name, digest, index):
+            raise ApprovalError(f"approval {approval_id} was decided concurrently")
+        return {"id": approval_id, "status": status, "approver": signer.name, "logIndex": index}
+
+    def expire_approvals(self) -> list[str]:
+        """Pending approvals past their timeout become denials (logged)."""
+        now = self.clock()
+        expired = []
+        for approval_id in self.store.pending_expired(now):
+            if not self.store.set_approval(approval_id, "pending", "expired", None, None, None):
+                continue
+            a = self.store.approval(approval_id)
+            if a is None:
+                continue
+            request = json.loads(a.request)
+            self._deny(request, a.action_digest, now, f"approval {approval_id} timed out; denied")
+            expired.append(approval_id)
+        return expired
+
+    # -- revocation, single use, enrollment ------------------------------------------------
+
+    def revoke(self, kind: str, target: str, reason: str) -> tuple[int, int]:
+        if kind not in ("permit", "principal", "runtime"):
+            raise AuthorizationError("revoke a permit, a principal or a runtime")
+        if not target or not reason:
+            raise AuthorizationError("a revocation needs a target and a reason")
+        now = self.clock()
+        rec, key = self._authority
+        epoch_guess = self.store.revocation_epoch() + 1
+        statement = ev.revocation_statement(kind=kind, target=target, reason=reason, epoch=epoch_guess, at=now)
+        jti = target if kind == "permit" else None
+        index = self.recorder.record(statements=[(ev.sign_statement(statement, [(rec.kid, key)]), jti)])[0].index
+        epoch = self.store.add_revocation(kind, target, reason, now, index)
+        return epoch, index
+
+    def consume(self, jti: str, runtime_kid: str) -> None:
+        """Use a single-use permit once; the runtime proving ``cnf`` calls this before starting."""
+        record = self.recorder.index.permit(jti)
+        if record is None:
+            raise AuthorizationError(f"no permit {jti!r} was issued here")
+        if record.runtime != runtime_kid:
+            raise AuthorizationError("only the runtime the permit is bound to (cnf) can use it")
+        if self.store.is_revoked("permit", jti):
+            raise AuthorizationError(f"permit {jti} is revoked")
+        if record.exp < self.clock():
+            raise AuthorizationError(f"permit {jti} has expired")
+        if not self.store.consume(jti, self.clock()):
+            raise AuthorizationError(f"permit {jti} was already used (single use)")
+
+    def enroll(self, role: str, name: str, public_key: bytes) -> KeyRecord:
+        if role not in ("runtime", "approver", "witness"):
+            raise AuthorizationError("enroll a runtime, an approver or a witness")
+        if len(public_key) != 32:
+            raise AuthorizationError("an Ed25519 public key is 32 bytes")
+        with self._lock:
+            ring = keyring(self.cfg)
+            rec = ring.add_public(role, name, public_key, now_second())
+            ring.save()
+            self._ring = ring
+        return rec
+
+    # -- the signed trust state -----------------------------------------------------------
+
+    def trust_state(self, since: int = 0, epoch: int = 0) -> str:
+        """The signed trust state document (JWS, typ fiat-trust-state+jwt)."""
+        now = self.clock()
+        rec, key = self._authority
+        active = self._policy
+        revocations = self.store.revocations_since(since)
+        cp = self.log.checkpoint()
+        claims = {
+            "iss": self.cfg.authority.issuer,
+            "iat": int(now),
+            "time": round(now, 3),
+            "epoch": epoch,
+            "checkpoint": cp.note_bytes.decode("utf-8"),
+            "policy": None if active is None else {"version": active.version, "digest": {"sha256": active.digest}},
+            "revocationEpoch": self.store.revocation_epoch(),
+            "since": since,
+            "revocations": [
+                {"epoch": e, "kind": k, "target": t, "reason": r, "time": rfc3339(a)} for e, k, t, r, a in revocations
+            ],
+        }
+        return jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": rec.kid, "typ": TRUST_STATE_TYP})

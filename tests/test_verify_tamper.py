@@ -1,0 +1,1283 @@
+"""A tamper corpus for the offline verifier: one change each, each caught at its named step.
+
+Real evidence only: the bundles come from ``make_execution`` (a real home, real keys,
+a real log, real signatures) and every tampered variant is derived from them by one
+change. Each case names the step (``fiat.verify.STEPS``) that must reject it; the
+in-process verifier must fail exactly there (earlier steps pass, later ones are
+skipped) and the real CLI (``python -m fiat.cli.main verify --json``) must exit 1
+with that step as ``failedStep``. Changes that make a bundle unparseable must be
+refused as malformed instead (``MalformedError``; CLI exit 2).
+
+The CLI runs are independent child processes; a module fixture runs them all in a
+small thread pool so the corpus stays fast.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from evidence_helpers import ENV_DIGEST, POLICY, Execution, make_execution
+from fiat.authorize.permit import Constraints, PermitRequest, mint_permit
+from fiat.config import Config
+from fiat.errors import MalformedError
+from fiat.home import keyring, log_signer, open_evidence, open_log, trust_root
+from fiat.keys import load_private_key
+from fiat.prove import cosignature, merkle, note
+from fiat.prove import evidence as ev
+from fiat.prove.checkpoint import Checkpoint, sign_checkpoint
+from fiat.prove.proof_file import TlogProof
+from fiat.verify import STEPS, Bundle, TrustedKey, TrustRoot, VerificationResult, verify
+from fiat.verify import jws as jwslib
+from fiat.verify.action import action_digest, action_request
+from fiat.verify.dsse import Envelope, sign_envelope
+from fiat.verify.encoding import b64url, b64url_decode, rfc3339
+from fiat.verify.jws import jwk_thumbprint
+from fiat.verify.statement import APPROVAL, DECISION, RECEIPT
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+Json = dict[str, Any]
+
+# -- running the CLI ------------------------------------------------------------------------
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FIAT_")}
+    env.update({"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "250"})
+    return env
+
+
+def fiat(*args: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "fiat.cli.main", *map(str, args)],
+        env=_env(),
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def fiat_ok(*args: str | Path) -> subprocess.CompletedProcess[bytes]:
+    proc = fiat(*args)
+    assert proc.returncode == EXIT_OK, (args, proc.stdout, proc.stderr)
+    return proc
+
+
+# -- small helpers over the bundle JSON -----------------------------------------------------
+
+
+def statement_payload(st: Json) -> Json:
+    return json.loads(base64.b64decode(st["envelope"]["payload"]))
+
+
+def index_of(bj: Json, ptype: str) -> int:
+    found = [i for i, st in enumerate(bj["statements"]) if statement_payload(st)["predicateType"] == ptype]
+    assert len(found) == 1, (ptype, found)
+    return found[0]
+
+
+def flip_b64std(text: str, pos: int, mask: int = 0x01) -> str:
+    raw = bytearray(base64.b64decode(text))
+    raw[pos] ^= mask
+    return base64.b64encode(bytes(raw)).decode("ascii")
+
+
+def flip_b64url(text: str, pos: int, mask: int = 0x01) -> str:
+    raw = bytearray(b64url_decode(text, "test"))
+    raw[pos] ^= mask
+    return b64url(bytes(raw))
+
+
+def flip_in_json_string(raw: bytes, member: str) -> bytes:
+    """Flip the case of the first letter of the string value of ``member``: the JSON stays valid."""
+    needle = b'"' + member.encode() + b'":"'
+    i = raw.index(needle) + len(needle)
+    assert chr(raw[i]).isalpha(), raw[i - 20 : i + 20]
+    out = bytearray(raw)
+    out[i] ^= 0x20
+    return bytes(out)
+
+
+def token_parts(bj: Json) -> list[str]:
+    return str(bj["permit"]["token"]).split(".")
+
+
+def set_token(bj: Json, parts: list[str]) -> None:
+    bj["permit"]["token"] = ".".join(parts)
+
+
+def proof_of(bj: Json, which: str | int) -> TlogProof:
+    text = bj["permit"]["tlogProof"] if which == "permit" else bj["statements"][int(which)]["tlogProof"]
+    return TlogProof.parse(text.encode("utf-8"))
+
+
+def set_proof(bj: Json, which: str | int, proof: TlogProof) -> None:
+    text = proof.encode().decode("utf-8")
+    if which == "permit":
+        bj["permit"]["tlogProof"] = text
+    else:
+        bj["statements"][int(which)]["tlogProof"] = text
+
+
+def all_proof_slots(bj: Json) -> list[str | int]:
+    return ["permit", *range(len(bj["statements"]))]
+
+
+def with_key(root: TrustRoot, kid: str, **changes: Any) -> TrustRoot:
+    keys = tuple(dataclasses.replace(k, **changes) if k.kid == kid else k for k in root.keys)
+    assert any(k.kid == kid for k in root.keys), kid
+    return dataclasses.replace(root, keys=keys)
+
+
+def read_log_entries(cfg: Config, end: int) -> list[bytes]:
+    log = open_log(cfg)
+    try:
+        return log.read_entries(0, end)
+    finally:
+        log.close()
+        log.store.close()
+
+
+def log_consistency(cfg: Config, old: int, new: int) -> list[bytes]:
+    log = open_log(cfg)
+    try:
+        return log.consistency_proof(old, new)
+    finally:
+        log.close()
+        log.store.close()
+
+
+def checkpoint_size(proof: TlogProof) -> int:
+    return Checkpoint.parse_text(note.parse(proof.checkpoint).text).size
+
+
+def custom_execution(
+    cfg: Config,
+    *,
+    now: float,
+    decision_at: float | None = None,
+    authority: tuple[str, Ed25519PrivateKey] | None = None,
+    resource: str = "service:ledger",
+) -> Bundle:
+    """Like ``make_execution`` but the decision time and the permit-signing key can be chosen."""
+    ring = keyring(cfg)
+    if authority is None:
+        arec, akey = ring.signing_key("authority")
+        authority = (arec.kid, akey)
+    akid, akey = authority
+    rrec, rkey = ring.signing_key("runtime", cfg.runtime_name)
+    request = action_request("agent:release-bot", "deploy", resource, {"version": "2.0.0"})
+    digest = action_digest(request)
+    spec = PermitRequest(
+        request, rrec.public_key, POLICY, ENV_DIGEST, ttl=60, constraints=Constraints(max_duration=300)
+    )
+    token, claims = mint_permit(
+        spec, key=akey, kid=akid, issuer=cfg.authority.issuer, audience=cfg.authority.audience, now=int(now)
+    )
+    jti, permit_digest = claims["jti"], jwslib.parse(token).digest
+    recorder = open_evidence(cfg)
+    try:
+        recorder.record_permit(token, request)
+        decision = ev.decision_statement(
+            decision="allow",
+            reason="custom execution",
+            request=request,
+            request_digest=digest,
+            policy=POLICY.to_json(),
+            at=now if decision_at is None else decision_at,
+            permit=(jti, permit_digest),
+        )
+        recorder.record_statement(ev.sign_statement(decision, [(akid, akey)]), jti)
+        receipt = ev.receipt_statement(
+            permit_id=jti,
+            permit_digest=permit_digest,
+            start=now,
+            end=now + 1,
+            outcome="completed",
+            exit_code=0,
+            halt_reason=None,
+            verifications=1,
+            verification_chain="0" * 64,
+            measurement_start={"digest": {"sha256": ENV_DIGEST}},
+            measurement_end={"digest": {"sha256": ENV_DIGEST}},
+        )
+        recorder.record_statement(ev.sign_statement(receipt, [(rrec.kid, rkey)]), jti)
+        return recorder.bundle(jti)
+    finally:
+        recorder.log.close()
+        recorder.log.store.close()
+
+
+# -- the world: real executions in real homes ------------------------------------------------
+
+
+@dataclass
+class World:
+    tmp: Path
+    cfg: Config
+    base: Execution  # a root execution
+    approved: Execution  # one that needed an approval
+    child: Execution  # parent = base
+    other: Execution  # another action (another resource) in the same home
+    late: Bundle  # the decision signed 10 s after the permit's iat
+    early: Bundle  # the decision signed 10 s before the permit's iat
+    root: TrustRoot  # the home's trust root (no witness quorum)
+    extra_runtime: tuple[str, Ed25519PrivateKey]  # a second runtime key in the trust root
+    witnesses: list[tuple[str, Ed25519PrivateKey]]
+    witness_root: bytes  # exported by the CLI with --witness-quorum 2
+    rot_cfg: Config
+    rot_pre: Execution  # made before the authority key was rotated
+    rot_post: Execution  # made after, with the new key
+    rot_old_key_permit: Bundle  # minted after the rotation with the retired key
+    rot_root: bytes  # exported by the CLI after the rotation
+
+    @property
+    def iat(self) -> int:
+        return int(self.base.bundle.permit.claims["iat"])
+
+    def authority_kid(self) -> str:
+        return str(self.base.bundle.permit.header["kid"])
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    tmp = tmp_path_factory.mktemp("tamper")
+    home = tmp / "home"
+    base = make_execution(home)
+    cfg = base.cfg
+    approved = make_execution(home, approvals=1)
+    child = make_execution(home, parent=base.jti)
+    other = make_execution(home, resource="service:billing", context={"version": "9.9.9"})
+    now = time.time()
+    late = custom_execution(cfg, now=now, decision_at=now + 10)
+    early = custom_execution(cfg, now=now, decision_at=now - 10)
+
+    # Key rotation, end to end through the CLI, in a home of its own.
+    rot_home = tmp / "rot"
+    rot_pre = make_execution(rot_home)
+    rot_cfg = rot_pre.cfg
+    old_kid = str(rot_pre.bundle.permit.header["kid"])
+
+    # A second runtime key, registered in the home (so exported in its trust root).
+    ring = keyring(cfg)
+    rrec, rkey = ring.create("runtime", "vm-2")
+    ring.save()
+
+    # Witnesses, through the CLI.
+    fiat_ok("keys", "add", "--role", "witness", "--name", "w1", "--home", home)
+    fiat_ok("keys", "add", "--role", "witness", "--name", "w2", "--home", home)
+    fiat_ok("trust-root", "export", "--home", home, "--witness-quorum", "2", "-o", tmp / "witness-root.json")
+    ring = keyring(cfg)
+    witnesses = [(n, ring.signing_key("witness", n)[1]) for n in ("w1", "w2")]
+
+    # The rotation must close the old key's period after the pre-rotation permit's iat.
+    while int(time.time()) <= int(rot_pre.bundle.permit.claims["iat"]):
+        time.sleep(0.02)
+    fiat_ok("keys", "rotate", "--role", "authority", "--home", rot_home)
+    fiat_ok("trust-root", "export", "--home", rot_home, "-o", tmp / "rot-root.json")
+    rot_ring = keyring(rot_cfg)
+    old = rot_ring.find(old_kid)
+    assert old is not None and old.file is not None and old.valid_until is not None
+    old_key = load_private_key(rot_cfg.keys_dir / old.file)
+    rot_old_key_permit = custom_execution(rot_cfg, now=time.time(), authority=(old_kid, old_key))
+    rot_post = make_execution(rot_home)
+    assert rot_post.bundle.permit.header["kid"] != old_kid
+
+    return World(
+        tmp=tmp,
+        cfg=cfg,
+        base=base,
+        approved=approved,
+        child=child,
+        other=other,
+        late=late,
+        early=early,
+        root=trust_root(cfg),
+        extra_runtime=(rrec.kid, rkey),
+        witnesses=witnesses,
+        witness_root=(tmp / "witness-root.json").read_bytes(),
+        rot_cfg=rot_cfg,
+        rot_pre=rot_pre,
+        rot_post=rot_post,
+        rot_old_key_permit=rot_old_key_permit,
+        rot_root=(tmp / "rot-root.json").read_bytes(),
+    )
+
+
+# -- the cases -------------------------------------------------------------------------------
+
+Input = tuple[Json | bytes, TrustRoot | bytes]
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    step: str | None  # None: verifies; "malformed": refused by Bundle.parse
+    build: Callable[[World], Input]
+    reason: str | None = None  # a fragment the failing step's detail must contain
+
+
+CASES: list[Case] = []
+
+
+def case(name: str, step: str | None, reason: str | None = None) -> Callable[[Callable[[World], Input]], None]:
+    assert step is None or step == "malformed" or step in STEPS, step
+
+    def register(fn: Callable[[World], Input]) -> None:
+        assert all(c.name != name for c in CASES), name
+        CASES.append(Case(name, step, fn, reason))
+
+    return register
+
+
+def bj_of(ex: Execution | Bundle) -> Json:
+    bundle = ex.bundle if isinstance(ex, Execution) else ex
+    return copy.deepcopy(bundle.to_json())
+
+
+# valid ------------------------------------------------------------------------------------
+
+
+@case("valid/root-execution", None)
+def _(w: World) -> Input:
+    return bj_of(w.base), w.root
+
+
+@case("valid/with-approval", None)
+def _(w: World) -> Input:
+    return bj_of(w.approved), w.root
+
+
+@case("valid/child-with-lineage", None)
+def _(w: World) -> Input:
+    return bj_of(w.child), w.root
+
+
+@case("valid/authority-valid-from-exactly-iat", None)
+def _(w: World) -> Input:
+    return bj_of(w.base), with_key(w.root, w.authority_kid(), valid_from=float(w.iat))
+
+
+@case("valid/late-decision-key-still-valid", None)
+def _(w: World) -> Input:
+    iat = int(w.late.permit.claims["iat"])
+    return bj_of(w.late), with_key(w.root, w.authority_kid(), valid_from=iat - 100.0, valid_until=iat + 11.0)
+
+
+@case("valid/early-decision-key-already-valid", None)
+def _(w: World) -> Input:
+    iat = int(w.early.permit.claims["iat"])
+    return bj_of(w.early), with_key(w.root, w.authority_kid(), valid_from=iat - 10.0)
+
+
+@case("valid/multi-checkpoint-with-consistency", None)
+def _(w: World) -> Input:
+    return multi_checkpoint(w, with_consistency=True), w.root
+
+
+@case("valid/cosigned-by-quorum", None)
+def _(w: World) -> Input:
+    return cosigned(w), w.witness_root
+
+
+@case("valid/pre-rotation-bundle-new-trust-root", None)
+def _(w: World) -> Input:
+    return bj_of(w.rot_pre), w.rot_root
+
+
+@case("valid/post-rotation-bundle-new-trust-root", None)
+def _(w: World) -> Input:
+    return bj_of(w.rot_post), w.rot_root
+
+
+# permit-signature -------------------------------------------------------------------------
+
+
+@case("permit/signature-first-byte-flipped", "permit-signature", "does not verify")
+def _(w: World) -> Input:
+    bj = bj_of(w.base)
+    parts = token_parts(bj)
+    parts[2] = flip_b64url(parts[2], 0)
+    set_token(bj, parts)
+    return bj, w.root
+
+
+@case("permit/signature-last-bit-flipped", "permit-signature", "does not verify")
+def _(w: World) -> Input:
+    bj = bj_of(w.base)
+    parts = token_parts(bj)
+    parts[2] = flip_b64url(parts[2], 63, 0x80)
+    set_token(bj, parts)
+    return bj, w.root
+
+
+@case("permit/payload-byte-flipped", "permit-signature", "does not verify")
+def _(w: World) -> Input:
+    bj = bj_of(w.base)
+    parts = token_parts(bj)
+    parts[1] = b64url(flip_in_json_string(b64url_decode(parts[1], "t"), "sub"))
+    set_token(bj, parts)
+    return bj, w.root
+
+
+@case("permit/payload-expiry-extended", "permit-signature", "does not verify")
+def _(w: World) -> Input:
+    bj = bj_of(w.base)
+    parts = token_parts(bj)
+    claims = json.loads(b64url_decode(parts[1], "t"))
+    claims["exp"] += 3600
+    parts[1] = b64url(json.dumps(claims, separators=(",", ":")).encode())
+    set_token(bj, parts)
+    return bj, w.root
+
+
+@case("permit/header-typ-changed", "permit-signature", "typ")
+def _(w: World) -> Input:
+    bj = bj_of(w.base)
+    parts = token_parts(bj)
+    parts[0] = b64url(flip_in_json_string(b64url_decode(parts[0], "t"), "typ"))
+    set_token(bj, parts)
+    return bj, w.root
+
+
+@case("permit/alg-none-with-signature-stripped", "permit-signature")
+def _(w: World) -> Input:
+    bj = bj_of(w.base)
+    parts = token_parts(bj)
+    header = json.loads(b64url_decode(parts[0], "t"))
+    header["alg"] = "none"
+    parts[0] = b64url(json.dumps(header).encode())
+    parts[2] = ""
+    set_token(bj, parts)
+    return bj, w.root
+
+
+@case("keys/authority-key-swapped-in-trust-root", "permit-signature", "not an authority key")
+def _(w: World) -> Input:
+    pub = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    keys = tuple(
+        dataclasses.replace(k, kid=jwk_thumbprint(pub), public_key=pub) if k.role == "authority" else k
+        for k in w.root.keys
+    )
+    return bj_of(w.base), dataclasses.replace(w.root, keys=keys)
+
+
+@case("keys/authority-role-relabelled-approver", "permit-signature", "not an authority key")
+def _(w: World) -> Input:
+    return bj_of(w.base), with_key(w.root, w.authority_kid(), role="approver")
+
+
+# permit-key-validity ----------------------------------------------------------------------
+
+
+@case("keys/authority-expired-before-iat", "permit-key-validity", "was not valid")
+def _(w: World) -> Input:
+    return bj_of(w.base), with_key(w.root, w.authority_kid(), valid_from=w.iat - 100.0, valid_until=w.iat - 1.0)
+
+
+@case("keys/authority-valid-until-exactly-iat", "permit-key-validity", "was not valid")
+def _(w: World) -> Input:
+    return bj_of(w.base), with_key(w.root, w.authority_kid(), valid_from=w.iat - 100.0, valid_until=float(w.iat))
+
+
+@case("keys/authority-not-yet-valid-at-iat", "permit-key-validity", "was not valid")
+def _(w: World) -> Input:
+    return bj_of(w.base), with_key(w.root, w.authority_kid(), valid_from=w.iat + 1.0)
+
+
+@case("keys/rotated-old-key-mints-after-rotation", "permit-key-validity", "was not valid")
+def _(w: World) -> Input:
+    return bj_of(w.rot_old_key_permit), w.rot_root
+
+
+# permit-claims, receipt, environment-binding: signed by a key holder, wrong in substance -----
+
+
+def _mint_for_base(w: World, **overrides: Any) -> str:
+    ring = keyring(w.cfg)
+    arec, akey = ring.signing_key("authority")
+    cnf = w.base.bundle.permit.claims["cnf"]["jwk"]
+    spec = PermitRequest(
+        w.base.request,
+        jwslib.public_key_from_jwk(cnf, "cnf"),
+        POLICY,
+        ENV_DIGEST,
+        ttl=60,
+        constraints=Constraints(max_duration=300),
+    )
+    args: dict[str, Any] = {"issuer": w.cfg.authority.issuer, "audience": w.cfg.authority.audience, "now": w.iat}
+    args.update(overrides)
+    token, _ = mint_permit(spec, key=akey, kid=arec.kid, **args)
+    return token
+
+
+@case("claims/permit-for-another-audience", "permit-claims", "aud")
+def _(w: World) -> Input:
+    bj = bj_of(w.base)
+    bj["permit"]["token"] = _mint_for_base(w, audience="another-relying-party")
+    return bj, w.root
+
+
+@case("claims/permit-from-another-issuer", "permit-claims", "iss")
+def _(w: World) -> Input:
+    bj = bj_of(w.base)
+    bj["permit"]["token"] = _mint_for_base(w, issuer="rogue.example")
+    return bj, w.root
+
+
+def _resigned_receipt(w: World, mutate: Callable[[Json], None]) -> Json:
+    """The runtime (holder of the cnf key) signs a receipt saying something else."""
+    bj = bj_of(w.base)
+    i = index_of(bj, RECEIPT)
+    payload = statement_payload(bj["statements"][i])
+    mutate(payload["predicate"])
+    rrec, rkey = keyring(w.cfg).signing_key("runtime", w.cfg.runtime_name)
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    bj["statements"][i]["envelope"] = sign_envelope("application/vnd.in-toto+json", body, [(rrec.kid, rkey)]).to_json()
+    return bj
+
+
+@case("receipt/started-after-the-permit-expired", "receipt", "outside the permit's validity window")
+def _(w: World) -> Input:
+    def late_start(p: Json) -> None:
+        p["start"] = p["end"] = rfc3339(w.iat + 3600)
+
+    return _resigned_receipt(w, late_start), w.root
+
+
+@case("receipt/ran-beyond-max-duration", "receipt", "beyond maxDuration")
+def _(w: World) -> Input:
+    def long_run(p: Json) -> None:
+        p["end"] = rfc3339(w.iat + 3600)
+
+    return _resigned_receipt(w, long_run), w.root
+
+
+@case("receipt/measured-environment-differs", "environment-binding", "differs from the permitted one")
+def _(w: World) -> Input:
+    def other_env(p: Json) -> None:
+        p["measurements"]["start"]["digest"]["sha256"] = "1" * 64
+
+    return _resigned_receipt(w, other_env), w.root
+
+
+# action-binding ---------------------------------------------------------------------------
+
+
+@case("action/resource-changed", "action-binding", "action digest")
+def _(w: World) -> Input:
+    bj = bj_of(w.base)
+    bj["actionRequest"]["resource"] = "service:billing"
+    return bj, w.root
+
+
+@case("action/context-value-changed", "action-binding", "action digest")
+def _(w: World) -> Input:
+    bj = bj_of(w.base)
+    bj["actionRequest"]["context"]["replicas"] = 300
+    return bj, w.root
+
+
+@case("action/context-member-added", "action-binding", "action digest")
+def _(w: World) -> Input:
+    bj = bj_of(w.base)
+    bj["actionRequest"]["context"]["force"] = True
+    return bj, w.root
+
+
+@case("action/principal-changed", "action-binding", "action digest")
+def _(w: World) -> Input:
+    bj = bj_of(w.base)
+    bj["actionRequest"]["principal"] = "agent:intruder"
+    return bj, w.root
+
+
+@case("action/request-of-another-execution", "action-binding", "action digest")
+def _(w: World) -> Input:
+    bj = bj_of(w.base)
+    bj["actionRequest"] = bj_of(w.other)["actionRequest"]
+    return bj, w.root
+
+
+# runtime-key ------------------------------------------------------------------------------
+
+
+@case("keys/cnf-key-not-in-trust-root", "runtime-key", "not a runtime key")
+def _(w: World) -> Input:
+    ring = keyring(w.cfg)
+    arec, akey = ring.signing_key("authority")
+    stranger = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    spec = PermitRequest(
+        w.base.request, stranger, POLICY, ENV_DIGEST, ttl=60, constraints=Constraints(max_duration=300)
+    )
+    token, _ = mint_permit(
+        spec, key=akey, kid=arec.kid, issuer=w.cfg.authority.issuer, audience=w.cfg.authority.audience
+    )
+    bj = bj_of(w.base)
+    bj["permit"]["token"] = token
+    return bj, w.root
+
+
+@case("keys/runtime-key-expired-before-iat", "runtime-key", "not valid at iat")
+def _(w: World) -> Input:
+    cnf_kid = jwk_thumbprint(jwslib.public_key_from_jwk(w.base.bundle.permit.claims["cnf"]["jwk"], "cnf"))
+    return bj_of(w.base), with_key(w.root, cnf_kid, valid_from=w.iat - 100.0, valid_until=w.iat - 1.0)
+
+
+# statement-signatures ---------------------------------------------------------------------
+
+
+def _statement_flips(label: str, ex_name: str, ptype: str, member: str) -> None:
+    def pick(w: World) -> tuple[Json, int]:
+        bj = bj_of(getattr(w, ex_name))
+        return bj, index_of(bj, ptype)
+
+    @case(f"statement/{label}-dsse-signature-flipped", "statement-signatures")
+    def _sig(w: World) -> Input:
+        bj, i = pick(w)
+        sig = bj["statements"][i]["envelope"]["signatures"][0]
+        sig["sig"] = flip_b64std(sig["sig"], 5)
+        return bj, w.root
+
+    @case(f"statement/{label}-dsse-payload-flipped", "statement-signatures")
+    def _payload(w: World) -> Input:
+        bj, i = pick(w)
+        env = bj["statements"][i]["envelope"]
+        env["payload"] = base64.b64encode(flip_in_json_string(base64.b64decode(env["payload"]), member)).decode()
+        return bj, w.root
+
+
+_statement_flips("decision", "base", DECISION, "reason")
+_statement_flips("receipt", "base", RECEIPT, "outcome")
+_statement_flips("approval", "approved", APPROVAL, "approver")
+_statement_flips("approved-decision", "approved", DECISION, "reason")
+
+
+@case("keys/receipt-resigned-by-another-runtime-key", "statement-signatures", "cnf key")
+def _(w: World) -> Input:
+    bj = bj_of(w.base)
+    i = index_of(bj, RECEIPT)
+    env = Envelope.from_json(bj["statements"][i]["envelope"])
+    bj["statements"][i]["envelope"] = sign_envelope(env.payload_type, env.payload, [w.extra_runtime]).to_json()
+    assert w.root.find(w.extra_runtime[0], "runtime") is not None
+    return bj, w.root
+
+
+@case("keys/decision-resigned-by-untrusted-key", "statement-signatures", "no signature by a trusted")
+def _(w: World) -> Input:
+    bj = bj_of(w.base)
+    i = index_of(bj, DECISION)
+    env = Envelope.from_json(bj["statements"][i]["envelope"])
+    stranger = Ed25519PrivateKey.generate()
+    kid = jwk_thumbprint(stranger.public_key().public_bytes_raw())
+    bj["statements"][i]["envelope"] = sign_envelope(env.payload_type, env.payload, [(kid, stranger)]).to_json()
+    return bj, w.root
+
+
+@case("keys/decision-signer-expired-at-decision-time", "statement-signatures", "was not valid at")
+def _(w: World) -> Input:
+    iat = int(w.late.permit.claims["iat"])
+    return bj_of(w.late), with_key(w.root, w.authority_kid(), valid_from=iat - 100.0, valid_until=iat + 5.0)
+
+
+@case("keys/decision-signer-not-yet-valid-at-decision-time", "statement-signatures", "was not valid at")
+def _(w: World) -> Input:
+    iat = int(w.early.permit.claims["iat"])
+    return bj_of(w.early), with_key(w.root, w.authority_kid(), valid_from=iat - 5.0)
+
+
+# statement-digests ------------------------------------------------------------------------
+
+
+@case("action/decision-for-another-action", "statement-digests", "not this action")
+def _(w: World) -> Input:
+    bj, other = bj_of(w.base), bj_of(w.other)
+    bj["statements"][index_of(bj, DECISION)] = other["statements"][index_of(other, DECISION)]
+    return bj, w.root
+
+
+@case("statement/receipt-of-another-permit", "statement-digests", "not this permit")
+def _(w: World) -> Input:
+    bj, other = bj_of(w.base), bj_of(w.other)
+    bj["statements"][index_of(bj, RECEIPT)] = other["statements"][index_of(other, RECEIPT)]
+    return bj, w.root
+
+
+# removed statements -----------------------------------------------------------------------
+
+
+@case("removed/decision", "decision", "no signed allow decision")
+def _(w: World) -> Input:
+    bj = bj_of(w.base)
+    del bj["statements"][index_of(bj, DECISION)]
+    return bj, w.root
+
+
+@case("removed/receipt", "receipt", "no execution receipt")
+def _(w: World) -> Input:
+    bj = bj_of(w.base)
+    del bj["statements"][index_of(bj, RECEIPT)]
+    return bj, w.root
+
+
+@case("removed/approval", "approvals", "not in the bundle")
+def _(w: World) -> Input:
+    bj = bj_of(w.approved)
+    del bj["statements"][index_of(bj, APPROVAL)]
+    return bj, w.root
+
+
+@case("removed/ancestors", "lineage", "no ancestors")
+def _(w: World) -> Input:
+    bj = bj_of(w.child)
+    del bj["ancestors"]
+    return bj, w.root
+
+
+@case("lineage/ancestor-permit-signature-flipped", "lineage", "fails at permit-signature")
+def _(w: World) -> Input:
+    bj = bj_of(w.child)
+    anc = bj["ancestors"][0]
+    parts = token_parts(anc)
+    parts[2] = flip_b64url(parts[2], 10)
+    set_token(anc, parts)
+    return bj, w.root
+
+
+@case("lineage/ancestor-decision-removed", "lineage", "fails at decision")
+def _(w: World) -> Input:
+    bj = bj_of(w.child)
+    anc = bj["ancestors"][0]
+    del anc["statements"][index_of(anc, DECISION)]
+    return bj, w.root
+
+
+@case("lineage/ancestor-is-another-execution", "lineage", "is not the parent permit")
+def _(w: World) -> Input:
+    bj = bj_of(w.child)
+    bj["ancestors"] = [bj_of(w.other)]
+    return bj, w.root
+
+
+@case("lineage/stray-ancestor-on-a-root-execution", "lineage", "no parent")
+def _(w: World) -> Input:
+    bj = bj_of(w.base)
+    bj["ancestors"] = [bj_of(w.other)]
+    return bj, w.root
+
+
+# log-inclusion ----------------------------------------------------------------------------
+
+
+def _flip_proof_hash(p: TlogProof) -> TlogProof:
+    assert p.path, "an entry of a one-leaf tree has no path to flip"
+    first = bytearray(p.path[0])
+    first[7] ^= 0x10
+    return dataclasses.replace(p, path=(bytes(first), *p.path[1:]))
+
+
+def _flip_checkpoint_root(p: TlogProof) -> TlogProof:
+    n = note.parse(p.checkpoint)
+    origin, size, root, *rest = n.text.split("\n")
+    raw = bytearray(base64.b64decode(root))
+    raw[0] ^= 0x01
+    text = "\n".join([origin, size, base64.b64encode(bytes(raw)).decode(), *rest])
+    return dataclasses.replace(p, checkpoint=note.Note(text, n.signatures).encode())
+
+
+def _flip_checkpoint_signature(p: TlogProof) -> TlogProof:
+    n = note.parse(p.checkpoint)
+    s = n.signatures[0]
+    sig = bytearray(s.signature)
+    sig[20] ^= 0x04
+    return dataclasses.replace(
+        p, checkpoint=note.Note(n.text, (note.Signature(s.name, s.key_id, bytes(sig)),)).encode()
+    )
+
+
+def _shift_index(p: TlogProof) -> TlogProof:
+    return dataclasses.replace(p, index=p.index - 1)
+
+
+def _proof_case(slot: str | int, fn: Callable[[TlogProof], TlogProof]) -> Callable[[World], Input]:
+    def build(w: World) -> Input:
+        bj = bj_of(w.base)
+        set_proof(bj, slot, fn(proof_of(bj, slot)))
+        return bj, w.root
+
+    return build
+
+
+for _slot in ("permit", 0, 1):
+    for _label, _fn in (
+        ("proof-hash-flipped", _flip_proof_hash),
+        ("checkpoint-root-flipped", _flip_checkpoint_root),
+        ("checkpoint-signature-flipped", _flip_checkpoint_signature),
+        ("index-shifted", _shift_index),
+    ):
+        case(f"log/{_slot}-{_label}", "log-inclusion")(_proof_case(_slot, _fn))
+
+
+@case("log/checkpoint-signed-by-another-log-key", "log-inclusion", "no signature from a trusted key")
+def _(w: World) -> Input:
+    bj = bj_of(w.base)
+    p = proof_of(bj, "permit")
+    n = note.parse(p.checkpoint)
+    impostor = note.Signer(w.cfg.log.origin, Ed25519PrivateKey.generate())
+    set_proof(bj, "permit", dataclasses.replace(p, checkpoint=note.sign(n.text, [impostor])))
+    return bj, w.root
+
+
+@case("log/statement-entry-not-the-logged-bytes", "log-inclusion", "statement 1")
+def _(w: World) -> Input:
+    # A valid receipt for the same permit, signed by the cnf key but never logged.
+    bj = bj_of(w.base)
+    i = index_of(bj, RECEIPT)
+    st = bj["statements"][i]
+    payload = statement_payload(st)
+    payload["predicate"]["verifications"]["count"] += 1
+    ring = keyring(w.cfg)
+    rrec, rkey = ring.signing_key("runtime", w.cfg.runtime_name)
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    st["envelope"] = sign_envelope("application/vnd.in-toto+json", body, [(rrec.kid, rkey)]).to_json()
+    assert i == 1
+    return bj, w.root
+
+
+# checkpoint-consistency -------------------------------------------------------------------
+
+
+def multi_checkpoint(w: World, *, with_consistency: bool) -> Json:
+    """The permit proven against an older real checkpoint, the statements against the newer one."""
+    bj = bj_of(w.base)
+    p = proof_of(bj, "permit")
+    old, new = p.index + 1, checkpoint_size(p)
+    assert old < new
+    real = merkle.MemoryTree(read_log_entries(w.cfg, new))
+    cp = sign_checkpoint(Checkpoint(w.cfg.log.origin, old, real.root(old)), log_signer(w.cfg))
+    log = open_log(w.cfg)
+    try:
+        path, _ = log.inclusion_proof(p.index, old)
+    finally:
+        log.close()
+        log.store.close()
+    set_proof(bj, "permit", TlogProof(p.index, tuple(path), cp.note_bytes))
+    if with_consistency:
+        proof = log_consistency(w.cfg, old, new)
+        bj["consistency"] = [{"oldSize": old, "newSize": new, "proof": [base64.b64encode(h).decode() for h in proof]}]
+    return bj
+
+
+@case("consistency/two-sizes-no-consistency-proof", "checkpoint-consistency", "no consistency proof")
+def _(w: World) -> Input:
+    return multi_checkpoint(w, with_consistency=False), w.root
+
+
+@case("consistency/consistency-proof-hash-flipped", "checkpoint-consistency")
+def _(w: World) -> Input:
+    bj = multi_checkpoint(w, with_consistency=True)
+    bj["consistency"][0]["proof"][0] = flip_b64std(bj["consistency"][0]["proof"][0], 3)
+    return bj, w.root
+
+
+def _forged_tree(entries: list[bytes], permit_index: int, size: int) -> merkle.MemoryTree:
+    forged = [*entries[: permit_index + 1]]
+    forged += [b"forged entry %d" % i for i in range(size - len(forged))]
+    return merkle.MemoryTree(forged)
+
+
+@case("consistency/fork-stale-checkpoint-between-real-ones", "checkpoint-consistency", "→")
+def _(w: World) -> Input:
+    """A forked tree (the permit's exact bytes at its index, then other entries) of a size between
+    two real checkpoints, signed with the REAL log key: each proof verifies, the history does not."""
+    bj = bj_of(w.approved)
+    origin, signer = w.cfg.log.origin, log_signer(w.cfg)
+    permit = proof_of(bj, "permit")
+    ai = index_of(bj, APPROVAL)
+    approval = proof_of(bj, ai)
+    n = checkpoint_size(permit)
+    k, m = approval.index + 1, permit.index + 2  # real K <= permit < forged M < real N
+    assert k <= permit.index < m < n
+    entries = read_log_entries(w.cfg, n)
+    real = merkle.MemoryTree(entries)
+    forged = _forged_tree(entries, permit.index, m)
+    assert forged.root() != real.root(m)
+    cp_m = sign_checkpoint(Checkpoint(origin, m, forged.root()), signer)
+    set_proof(bj, "permit", TlogProof(permit.index, tuple(forged.inclusion_proof(permit.index)), cp_m.note_bytes))
+    cp_k = sign_checkpoint(Checkpoint(origin, k, real.root(k)), signer)
+    set_proof(bj, ai, TlogProof(approval.index, tuple(real.inclusion_proof(approval.index, k)), cp_k.note_bytes))
+
+    def b64s(hashes: list[bytes]) -> list[str]:
+        return [base64.b64encode(h).decode() for h in hashes]
+
+    bj["consistency"] = [
+        # K → M verifies: the forged tree extends the real prefix of size K ...
+        {"oldSize": k, "newSize": m, "proof": b64s(forged.consistency_proof(k, m))},
+        # ... but M → N cannot: the real log's proof does not fit the forged root.
+        {"oldSize": m, "newSize": n, "proof": b64s(log_consistency(w.cfg, m, n))},
+    ]
+    return bj, w.root
+
+
+@case("consistency/split-view-two-roots-for-one-size", "checkpoint-consistency", "split view")
+def _(w: World) -> Input:
+    bj = bj_of(w.base)
+    permit = proof_of(bj, "permit")
+    n = checkpoint_size(permit)
+    forged = _forged_tree(read_log_entries(w.cfg, n), permit.index, n)
+    cp = sign_checkpoint(Checkpoint(w.cfg.log.origin, n, forged.root()), log_signer(w.cfg))
+    set_proof(bj, "permit", TlogProof(permit.index, tuple(forged.inclusion_proof(permit.index)), cp.note_bytes))
+    return bj, w.root
+
+
+# witness-quorum ---------------------------------------------------------------------------
+
+
+def cosigned(w: World, signers: list[tuple[str, Ed25519PrivateKey]] | None = None, ts: int | None = None) -> Json:
+    bj = bj_of(w.base)
+    ts = int(time.time()) if ts is None else ts
+    for slot in all_proof_slots(bj):
+        p = proof_of(bj, slot)
+        data = p.checkpoint
+        for name, key in w.witnesses if signers is None else signers:
+            data = cosignature.cosign(data, name, key, ts)
+        set_proof(bj, slot, dataclasses.replace(p, checkpoint=data))
+    return bj
+
+
+@case("witness/no-cosignatures", "witness-quorum", "0 valid witness cosignatures")
+def _(w: World) -> Input:
+    return bj_of(w.base), w.witness_root
+
+
+@case("witness/one-cosignature-flipped", "witness-quorum", "1 valid witness cosignatures")
+def _(w: World) -> Input:
+    bj = cosigned(w)
+    p = proof_of(bj, 1)
+    n = note.parse(p.checkpoint)
+    sigs = list(n.signatures)
+    j = next(i for i, s in enumerate(sigs) if s.name == "w2")
+    raw = bytearray(sigs[j].signature)
+    raw[8 + 30] ^= 0x01  # inside the Ed25519 signature, after the timestamp
+    sigs[j] = dataclasses.replace(sigs[j], signature=bytes(raw))
+    set_proof(bj, 1, dataclasses.replace(p, checkpoint=note.Note(n.text, tuple(sigs)).encode()))
+    return bj, w.witness_root
+
+
+@case("witness/one-witness-cosigning-twice", "witness-quorum", "1 valid witness cosignatures")
+def _(w: World) -> Input:
+    w1 = w.witnesses[0]
+    return cosigned(w, [w1, w1]), w.witness_root
+
+
+@case("witness/cosigned-before-the-witness-keys-existed", "witness-quorum", "0 valid witness cosignatures")
+def _(w: World) -> Input:
+    return cosigned(w, ts=w.iat - 3600), w.witness_root
+
+
+# unparseable changes: malformed, CLI exit 2 -----------------------------------------------
+
+
+@case("malformed/permit-payload-json-broken", "malformed")
+def _(w: World) -> Input:
+    bj = bj_of(w.base)
+    parts = token_parts(bj)
+    raw = bytearray(b64url_decode(parts[1], "t"))
+    raw[0] ^= 0x01  # '{' -> 'z'
+    parts[1] = b64url(bytes(raw))
+    set_token(bj, parts)
+    return bj, w.root
+
+
+@case("malformed/permit-signature-not-base64url", "malformed")
+def _(w: World) -> Input:
+    bj = bj_of(w.base)
+    parts = token_parts(bj)
+    parts[2] = "!" + parts[2][1:]
+    set_token(bj, parts)
+    return bj, w.root
+
+
+@case("malformed/statement-payload-json-broken", "malformed")
+def _(w: World) -> Input:
+    bj = bj_of(w.base)
+    env = bj["statements"][0]["envelope"]
+    raw = bytearray(base64.b64decode(env["payload"]))
+    raw[-1] ^= 0x01  # the final '}' -> '|'
+    env["payload"] = base64.b64encode(bytes(raw)).decode()
+    return bj, w.root
+
+
+@case("malformed/statement-payload-not-base64", "malformed")
+def _(w: World) -> Input:
+    bj = bj_of(w.base)
+    env = bj["statements"][1]["envelope"]
+    env["payload"] = "*" + env["payload"][1:]
+    return bj, w.root
+
+
+@case("malformed/statement-signature-not-base64", "malformed")
+def _(w: World) -> Input:
+    bj = bj_of(w.base)
+    sig = bj["statements"][0]["envelope"]["signatures"][0]
+    sig["sig"] = sig["sig"][:-3] + "$=="
+    return bj, w.root
+
+
+@case("malformed/tlog-proof-header-flipped", "malformed")
+def _(w: World) -> Input:
+    bj = bj_of(w.base)
+    bj["permit"]["tlogProof"] = bj["permit"]["tlogProof"].replace("index ", "indey ", 1)
+    return bj, w.root
+
+
+@case("malformed/tlog-proof-hash-truncated", "malformed")
+def _(w: World) -> Input:
+    bj = bj_of(w.base)
+    lines = bj["statements"][0]["tlogProof"].split("\n")
+    lines[2] = lines[2][:-8]
+    bj["statements"][0]["tlogProof"] = "\n".join(lines)
+    return bj, w.root
+
+
+# -- fixtures running every case ---------------------------------------------------------------
+
+
+def _as_bytes(bundle: Json | bytes) -> bytes:
+    return bundle if isinstance(bundle, bytes) else json.dumps(bundle, indent=1).encode()
+
+
+def _root_bytes(root: TrustRoot | bytes) -> bytes:
+    return root if isinstance(root, bytes) else json.dumps(root.to_json(), indent=1).encode()
+
+
+@pytest.fixture(scope="module")
+def inputs(world: World) -> dict[str, tuple[bytes, bytes]]:
+    out = {}
+    for c in CASES:
+        bundle, root = c.build(world)
+        out[c.name] = (_as_bytes(bundle), _root_bytes(root))
+    return out
+
+
+@pytest.fixture(scope="module")
+def cli(world: World, inputs: dict[str, tuple[bytes, bytes]]) -> dict[str, subprocess.CompletedProcess[bytes]]:
+    """``fiat verify --json`` on every case, in parallel child processes."""
+    d = world.tmp / "cases"
+    d.mkdir()
+    jobs: dict[str, tuple[Path, Path]] = {}
+    for i, (name, (b, r)) in enumerate(inputs.items()):
+        bp, rp = d / f"{i}.bundle.json", d / f"{i}.root.json"
+        bp.write_bytes(b)
+        rp.write_bytes(r)
+        jobs[name] = (bp, rp)
+    with ThreadPoolExecutor(max_workers=max(2, (os.cpu_count() or 1) * 2)) as pool:
+        futures = {n: pool.submit(fiat, "verify", bp, "--trust-root", rp, "--json") for n, (bp, rp) in jobs.items()}
+        return {n: f.result() for n, f in futures.items()}
+
+
+def describe(result: VerificationResult) -> str:
+    return "\n".join(f"{s.status:4} {s.name}: {s.detail}" for s in result.steps)
+
+
+def run_in_process(data: tuple[bytes, bytes]) -> VerificationResult:
+    return verify(Bundle.parse(data[0]), TrustRoot.parse(data[1]))
+
+
+def _cases(kind: str) -> list[Any]:
+    def want(c: Case) -> bool:
+        if kind == "valid":
+            return c.step is None
+        if kind == "malformed":
+            return c.step == "malformed"
+        return c.step is not None and c.step != "malformed"
+
+    return [pytest.param(c, id=c.name) for c in CASES if want(c)]
+
+
+# -- the tests -------------------------------------------------------------------------------
+
+
+def test_corpus_covers_the_steps_it_should() -> None:
+    named = {c.step for c in CASES}
+    for step in STEPS:
+        assert step in named, step
+
+
+@pytest.mark.parametrize("c", _cases("valid"))
+def test_valid_bundle_verifies(
+    c: Case, inputs: dict[str, tuple[bytes, bytes]], cli: dict[str, subprocess.CompletedProcess[bytes]]
+) -> None:
+    result = run_in_process(inputs[c.name])
+    assert result.verified, describe(result)
+    assert [(s.name, s.status) for s in result.steps] == [(name, "pass") for name in STEPS]
+    proc = cli[c.name]
+    assert proc.returncode == EXIT_OK, (proc.stdout, proc.stderr)
+    report = json.loads(proc.stdout)
+    assert report["verified"] is True and report["failedStep"] is None
+    assert report["permit"] == result.permit_id
+    assert [s["status"] for s in report["steps"]] == ["pass"] * len(STEPS)
+
+
+@pytest.mark.parametrize("c", _cases("tamper"))
+def test_tamper_fails_at_its_step(
+    c: Case, inputs: dict[str, tuple[bytes, bytes]], cli: dict[str, subprocess.CompletedProcess[bytes]]
+) -> None:
+    assert c.step is not None
+    result = run_in_process(inputs[c.name])
+    failed = result.failed
+    assert failed is not None and failed.name == c.step, describe(result)
+    at = STEPS.index(c.step)
+    assert [s.name for s in result.steps] == list(STEPS)
+    assert all(s.status == "pass" for s in result.steps[:at]), describe(result)
+    assert all(s.status == "skip" for s in result.steps[at + 1 :]), describe(result)
+    if c.reason is not None:
+        assert c.reason in failed.detail, describe(result)
+    assert not result.verified
+    proc = cli[c.name]
+    assert proc.returncode == EXIT_FAILED, (proc.stdout, proc.stderr)
+    report = json.loads(proc.stdout)
+    assert report["verified"] is False
+    assert report["failedStep"] == c.step
+    assert [(s["step"], s["status"]) for s in report["steps"]] == [(s.name, s.status) for s in result.steps]
+
+
+@pytest.mark.parametrize("c", _cases("malformed"))
+def test_unparseable_tamper_is_malformed(
+    c: Case, inputs: dict[str, tuple[bytes, bytes]], cli: dict[str, subprocess.CompletedProcess[bytes]]
+) -> None:
+    with pytest.raises(MalformedError):
+        Bundle.parse(inputs[c.name][0])
+    proc = cli[c.name]
+    assert proc.returncode == EXIT_INVALID, (proc.stdout, proc.stderr)
+    report = json.loads(proc.stdout)
+    assert report["verified"] is False and report["failedStep"] == "bundle-format"
+    assert report["error"].startswith("malformed ")
+
+
+def test_cli_human_output(world: World, inputs: dict[str, tuple[bytes, bytes]]) -> None:
+    d = world.tmp / "human"
+    d.mkdir()
+    good, bad = inputs["valid/child-with-lineage"], inputs["removed/receipt"]
+    for name, (b, r) in (("good", good), ("bad", bad)):
+        (d / f"{name}.json").write_bytes(b)
+        (d / f"{name}.root.json").write_bytes(r)
+    with ThreadPoolExecutor(2) as pool:
+        ok, ko = pool.map(
+            lambda n: fiat("verify", d / f"{n}.json", "--trust-root", d / f"{n}.root.json"), ("good", "bad")
+        )
+    assert ok.returncode == EXIT_OK, ok.stderr
+    assert f"verified: execution {world.child.jti}" in ok.stdout.decode()
+    assert ko.returncode == EXIT_FAILED, ko.stderr
+    assert "NOT verified: failed at receipt" in ko.stdout.decode()
+
+
+def test_authority_public_key_swapped_under_the_same_kid(world: World) -> None:
+    """In memory only (a parsed trust root rejects a kid that is not its key's thumbprint)."""
+    other = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    root = with_key(world.root, world.authority_kid(), public_key=other)
+    result = verify(world.base.bundle, root)
+    assert result.failed is not None and result.failed.name == "permit-signature", describe(result)
+    assert "does not verify" in result.failed.detail
+    with pytest.raises(MalformedError, match="thumbprint"):
+        TrustRoot.parse(json.dumps(root.to_json()).encode())
+
+
+def test_every_permit_token_character_change_is_caught(world: World) -> None:
+    """Each character of the compact JWS, replaced: malformed, or rejected at permit-signature."""
+    bj = bj_of(world.base)
+    token = str(bj["permit"]["token"])
+    alphabet = "AQgw_-"  # base64url characters with different low and high bits
+    outcomes: dict[str, int] = {}
+    for pos in range(0, len(token), 3):
+        if token[pos] == ".":
+            continue
+        ch = next(a for a in alphabet if a != token[pos])
+        bj["permit"]["token"] = token[:pos] + ch + token[pos + 1 :]
+        try:
+            bundle = Bundle.parse(json.dumps(bj).encode())
+        except MalformedError:
+            outcomes["malformed"] = outcomes.get("malformed", 0) + 1
+            continue
+        result = verify(bundle, world.root)
+        assert result.failed is not None and result.failed.name == "permit-signature", (pos, describe(result))
+        outcomes["permit-signature"] = outcomes.get("permit-signature", 0) + 1
+    assert outcomes.get("permit-signature", 0) > 100, outcomes
+
+
+def test_every_statement_payload_bit_flip_is_caught(world: World) -> None:
+    """Each payload byte of each statement, one bit flipped: malformed, or rejected at statement-signatures."""
+    seen: dict[str, int] = {}
+    for ex in (world.base, world.approved):
+        bj = bj_of(ex)
+        for i in range(len(bj["statements"])):
+            original = bj["statements"][i]["envelope"]["payload"]
+            n = len(base64.b64decode(original))
+            for pos in range(0, n, 7):
+                bj["statements"][i]["envelope"]["payload"] = flip_b64std(original, pos, 1 << (pos % 8))
+                try:
+                    bundle = Bundle.parse(json.dumps(bj).encode())
+                except MalformedError:
+                    seen["malformed"] = seen.get("malformed", 0) + 1
+                    continue
+                result = verify(bundle, world.root)
+                assert result.failed is not None, (i, pos)
+                assert result.failed.name == "statement-signatures", (i, pos, describe(result))
+                seen["statement-signatures"] = seen.get("statement-signatures", 0) + 1
+            bj["statements"][i]["envelope"]["payload"] = original
+    assert seen.get("statement-signatures", 0) > 100 and seen.get("malformed", 0) > 10, seen
+
+
+def test_rotation_trust_root_records_both_periods(world: World) -> None:
+    root = TrustRoot.parse(world.rot_root)
+    authorities = sorted(root.by_role("authority"), key=lambda k: k.valid_from)
+    assert len(authorities) == 2
+    old, new = authorities
+    assert old.valid_until is not None and old.valid_until == new.valid_from
+    assert new.valid_until is None
+    assert old.kid == world.rot_pre.bundle.permit.header["kid"]
+    assert new.kid == world.rot_post.bundle.permit.header["kid"]
+    # The pre-rotation bundle needs the old key: without it, it no longer verifies.
+    no_old = dataclasses.replace(root, keys=tuple(k for k in root.keys if k.kid != old.kid))
+    result = verify(world.rot_pre.bundle, no_old)
+    assert result.failed is not None and result.failed.name == "permit-signature"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="src bug: lineage verifies each ancestor on its own, without the rest of the flat ancestor list, "
+    "so every ancestor that itself has a parent fails its own lineage step (verifier.py _Run.lineage)",
+)
+def test_grandchild_lineage_verifies(world: World, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    root = make_execution(home)
+    child = make_execution(home, parent=root.jti)
+    grandchild = make_execution(home, parent=child.jti)
+    assert [a.permit.claims["jti"] for a in grandchild.bundle.ancestors] == [child.jti, root.jti]
+    result = verify(grandchild.bundle, grandchild.trust_root())
+    assert result.verified, describe(result)
+
+
+def test_trust_root_key_helpers_are_real(world: World) -> None:
+    """Sanity of the corpus itself: the trust roots used are the home's, not hand-made."""
+    exported = TrustRoot.parse(json.dumps(trust_root(world.cfg).to_json()).encode())
+    assert exported == world.root
+    witness_root = TrustRoot.parse(world.witness_root)
+    assert witness_root.witness_quorum == 2
+    assert {k.name for k in witness_root.by_role("witness")} == {"w1", "w2"}
+    assert isinstance(world.root.find(world.extra_runtime[0], "runtime"), TrustedKey)
