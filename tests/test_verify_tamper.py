@@ -811,7 +811,7 @@ def _flip_checkpoint_signature(p: TlogProof) -> TlogProof:
 
 
 def _shift_index(p: TlogProof) -> TlogProof:
-    return dataclasses.replace(p, index=p.index - 1)
+    return dataclasses.replace(p, index=p.index ^ 1)
 
 
 def _proof_case(slot: str | int, fn: Callable[[TlogProof], TlogProof]) -> Callable[[World], Input]:

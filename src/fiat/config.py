@@ -31,6 +31,9 @@ SETTINGS: dict[tuple[str, str], tuple[type, Any, str]] = {
     ("log", "batch_linger_ms"): (float, 2.0, "How long the sequencer waits after the first queued entry for more."),
     ("authority", "issuer"): (str, "fiat.local", "Permit issuer (iss); the trust root names it."),
     ("authority", "audience"): (str, "fiat-runtime", "Permit audience (aud): the runtime guards that accept permits."),
+    ("authority", "trust_interval_ms"): (int, 1000, "How often the signed trust state is refreshed and pushed."),
+    ("authority", "approval_timeout_s"): (int, 300, "A pending approval not decided within this long is denied."),
+    ("authority", "policy_dir"): (str, "", "Policy bundle published at `fiat serve` start when it changed (optional)."),
     ("runtime", "name"): (str, "", "This runtime node's name (default: the host name)."),
     ("storage", "backend"): (str, "sqlite", "Storage backend: sqlite."),
     ("storage", "path"): (str, "fiat.db", "Database file; relative paths are inside the home."),
@@ -64,6 +67,9 @@ class LogSettings:
 class AuthoritySettings:
     issuer: str
     audience: str
+    trust_interval_ms: int
+    approval_timeout_s: int
+    policy_dir: str
 
 
 @dataclass(frozen=True)
@@ -193,6 +199,10 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"storage.backend {cfg.storage.backend!r} is not available; use 'sqlite'")
     if cfg.storage.synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
         raise ConfigError("storage.synchronous must be FULL, NORMAL or EXTRA")
+    if not 50 <= cfg.authority.trust_interval_ms <= 60_000:
+        raise ConfigError("authority.trust_interval_ms must be between 50 and 60000")
+    if not 1 <= cfg.authority.approval_timeout_s <= 7 * 86400:
+        raise ConfigError("authority.approval_timeout_s must be between 1 and 604800")
     if not 0 <= cfg.server.port <= 65535:
         raise ConfigError("server.port must be between 0 and 65535")
 

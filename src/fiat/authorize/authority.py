@@ -142,11 +142,13 @@ class Authority:
         cfg: Config,
         *,
         clock: Callable[[], float] = time.time,
-        approval_timeout: float = APPROVAL_TIMEOUT,
+        approval_timeout: float | None = None,
     ) -> None:
         self.cfg = cfg
         self.clock = clock
-        self.approval_timeout = approval_timeout
+        self.approval_timeout = (
+            float(cfg.authority.approval_timeout_s) if approval_timeout is None else approval_timeout
+        )
         self.recorder = open_evidence(cfg)
         self.log = self.recorder.log
         self.store = SQLiteAuthorityStore(cfg.database_path)

@@ -165,7 +165,8 @@ class PolicyBundle:
         return {name: hashlib.sha256(data).hexdigest() for name, data in sorted(self.files.items())}
 
     def policy_names(self) -> list[str]:
-        return sorted(self.enforced.names.values()) + sorted(self.shadow_set.names.values())
+        """Every policy of the bundle, enforced and shadow."""
+        return sorted(set(self.enforced.names.values()) | set(self.shadow_set.names.values()))
 
     def validate(self) -> list[str]:
         """Validate every policy against the schema; returns the errors (empty when valid)."""

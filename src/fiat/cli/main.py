@@ -47,7 +47,9 @@ log_app = typer.Typer(help="The transparency log: append, serve, prove, verify."
 bench_app = typer.Typer(help="Benchmarks, each beside a floor measured in the same run.", no_args_is_help=True)
 keys_app = typer.Typer(help="Keys by role (authority, log, runtime, approver, witness).", no_args_is_help=True)
 trust_app = typer.Typer(help="The trust root a relying party verifies against.", no_args_is_help=True)
+policy_app = typer.Typer(help="Cedar policy bundles: validate, test, publish, history.", no_args_is_help=True)
 app.add_typer(log_app, name="log")
+app.add_typer(policy_app, name="policy")
 app.add_typer(keys_app, name="keys")
 app.add_typer(trust_app, name="trust-root")
 app.add_typer(bench_app, name="bench")
@@ -610,6 +612,338 @@ def verify_cmd(
             out.print(f"[bold red]NOT verified[/]: failed at {failed.name if failed else '?'}")
     if not result.verified:
         raise typer.Exit(EXIT_FAILED)
+
+
+# -- fiat policy / serve / authorize / approve / revoke -----------------------------------------------
+
+
+def _bundle_or_fail(directory: Path) -> Any:
+    from fiat.authorize.policy import PolicyError, load_bundle
+
+    try:
+        return load_bundle(directory)
+    except PolicyError as exc:
+        fail(EXIT_INVALID, str(exc))
+
+
+@policy_app.command("validate")
+def policy_validate(directory: Annotated[Path, typer.Argument(help="The policy bundle directory.")]) -> None:
+    """Parse the bundle and validate every policy against its Cedar schema."""
+    bundle = _bundle_or_fail(directory)
+    errors = bundle.validate()
+    if errors:
+        for e in errors:
+            err.print(f"[red]✗[/] {e}")
+        fail(EXIT_FAILED, f"{len(errors)} validation error(s) in {directory}")
+    out.print(f"[green]✓[/] {len(bundle.policy_names())} policies valid against the schema; digest {bundle.digest}")
+
+
+@policy_app.command("test")
+def policy_test(
+    directory: Annotated[Path, typer.Argument(help="The policy bundle directory.")],
+    cases: Annotated[Path | None, typer.Option(help="Cases file (default: DIR/tests.json).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run request → expected-decision cases against the bundle; show a diff for each failure."""
+    from fiat.authorize.policy import PolicyError, run_cases
+
+    bundle = _bundle_or_fail(directory)
+    path = cases or directory / "tests.json"
+    try:
+        results = run_cases(bundle, json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, PolicyError) as exc:
+        fail(EXIT_INVALID, f"cannot run the cases in {path}: {exc}")
+    failed = [r for r in results if not r.passed]
+    if as_json:
+        emit_json(
+            {
+                "passed": len(results) - len(failed),
+                "failed": len(failed),
+                "cases": [
+                    {"name": r.name, "expected": r.expected, "got": r.got, "determining": list(r.determining)}
+                    for r in results
+                ],
+            }
+        )
+    else:
+        for r in results:
+            if r.passed:
+                out.print(f"[green]✓[/] {r.name}: {r.got}")
+            else:
+                out.print(f"[red]✗[/] {r.name}")
+                out.print(f"    [red]- expected: {r.expected}[/]")
+                out.print(f"    [green]+ got:      {r.got}[/] (determining: {', '.join(r.determining) or 'none'})")
+                for e in r.errors:
+                    out.print(f"      error: {e}")
+        out.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@policy_app.command("publish")
+def policy_publish(
+    directory: Annotated[Path, typer.Argument(help="The policy bundle directory.")],
+    home: HomeOpt = None,
+    url: Annotated[str | None, typer.Option(help="Publish through a running server instead of the home.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate and publish: a new version, its digest, a signed policy statement in the log."""
+    import base64
+
+    from fiat.authorize.authority import Authority
+    from fiat.authorize.policy import PolicyError, read_bundle_files
+
+    with errors_to_exit():
+        cfg = _config(home)
+        if url:
+            from fiat.client import AuthorityClient
+            from fiat.server import ensure_admin_token
+
+            files = {k: base64.b64encode(v).decode() for k, v in read_bundle_files(directory).items()}
+            with AuthorityClient(url) as client:
+                result = client.publish(ensure_admin_token(cfg.keys_dir), files)
+            version, digest, index = result["version"], result["digest"], result["logIndex"]
+        else:
+            authority = Authority(cfg)
+            try:
+                version, digest, index = authority.publish_policy(directory)
+            except PolicyError as exc:
+                fail(EXIT_INVALID, str(exc))
+            finally:
+                authority.close()
+    if as_json:
+        emit_json({"version": version, "digest": digest, "logIndex": index})
+        return
+    out.print(f"published policy version {version} ({digest}); policy statement at log index {index}")
+
+
+@policy_app.command("history")
+def policy_history(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Every published version, kept for audit and diff."""
+    from fiat.persist.sqlite import SQLiteAuthorityStore
+    from fiat.verify.encoding import rfc3339
+
+    with errors_to_exit():
+        store = SQLiteAuthorityStore(_config(home).database_path)
+        rows = store.policy_history()
+        store.close()
+    if as_json:
+        emit_json([{"version": v, "digest": d, "publishedAt": rfc3339(t), "logIndex": i} for v, d, t, i in rows])
+        return
+    for v, d, t, i in rows:
+        out.print(f"v{v}  {rfc3339(t)}  {d}  log #{i}")
+
+
+@policy_app.command("diff")
+def policy_diff(
+    old: Annotated[int, typer.Argument(help="Older version.")],
+    new: Annotated[int, typer.Argument(help="Newer version.")],
+    home: HomeOpt = None,
+) -> None:
+    """A unified diff between two published versions."""
+    import base64
+    import difflib
+
+    from fiat.persist.sqlite import SQLiteAuthorityStore
+
+    with errors_to_exit():
+        store = SQLiteAuthorityStore(_config(home).database_path)
+        a, b = store.policy(old), store.policy(new)
+        store.close()
+    if a is None or b is None:
+        fail(EXIT_INVALID, f"version {old if a is None else new} was never published; see `fiat policy history`")
+    fa = {k: base64.b64decode(v).decode() for k, v in json.loads(a[2]).items()}
+    fb = {k: base64.b64decode(v).decode() for k, v in json.loads(b[2]).items()}
+    for name in sorted(set(fa) | set(fb)):
+        lines = difflib.unified_diff(
+            fa.get(name, "").splitlines(keepends=True),
+            fb.get(name, "").splitlines(keepends=True),
+            f"v{old}/{name}",
+            f"v{new}/{name}",
+        )
+        sys.stdout.writelines(lines)
+
+
+@app.command("serve")
+def serve(
+    home: HomeOpt = None,
+    host: Annotated[str | None, typer.Option(help="Listen address (default: server.host, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default: server.port, 8750).")] = None,
+) -> None:
+    """Serve the authority (HTTP JSON API, OpenAPI at /docs) and the transparency log (/log)."""
+    import uvicorn
+
+    from fiat.authorize.authority import Authority
+    from fiat.authorize.policy import PolicyError, bundle_digest, read_bundle_files
+    from fiat.server import create_app
+
+    with errors_to_exit():
+        cfg = _config(home)
+        authority = Authority(cfg)
+        if cfg.authority.policy_dir:
+            directory = Path(cfg.authority.policy_dir)
+            directory = directory if directory.is_absolute() else cfg.home / directory
+            try:
+                digest = bundle_digest(read_bundle_files(directory))
+                active = authority.policy
+                if active is None or active.digest != digest:
+                    version, _, _ = authority.publish_policy(directory)
+                    err.print(f"published {directory} as policy version {version}")
+            except PolicyError as exc:
+                err.print(f"[yellow]warning:[/] {directory} was not published: {exc}; the active policy stays")
+        app_ = create_app(cfg, trust_interval=cfg.authority.trust_interval_ms / 1000, authority=authority)
+        h, p = host or cfg.server.host, cfg.server.port if port is None else port
+        active = authority.policy
+        err.print(f"Fiat authority at http://{h}:{p}  (API docs /docs, log /log)")
+        err.print(f"log verifier key: {authority.log.verifier.encode()}")
+        err.print("policy: " + (f"version {active.version}" if active else "none published: every request is denied"))
+        uvicorn.run(app_, host=h, port=p, log_level="warning", access_log=False)
+
+
+def _server_url(cfg: Config, url: str | None) -> str:
+    return url or f"http://{cfg.server.host}:{cfg.server.port}"
+
+
+@app.command("authorize")
+def authorize_cmd(
+    principal: Annotated[str, typer.Option(help="Who acts, e.g. agent:release-bot.")],
+    action: Annotated[str, typer.Option(help="What they do, e.g. deploy.")],
+    resource: Annotated[str, typer.Option(help="What they act on, e.g. service:payments.")],
+    context: Annotated[str, typer.Option(help="Arguments as a JSON object.")] = "{}",
+    parent: Annotated[str | None, typer.Option(help="The parent permit id (lineage).")] = None,
+    approval_id: Annotated[str | None, typer.Option(help="A granted approval to use.")] = None,
+    url: Annotated[str | None, typer.Option(help="The authority (default http://server.host:server.port).")] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ask the authority for a decision as this home's runtime; print the decision and the permit."""
+    from fiat.client import AuthorityClient, ClientError
+    from fiat.home import keyring
+
+    try:
+        ctx = json.loads(context)
+    except ValueError as exc:
+        fail(EXIT_INVALID, f"--context is not JSON: {exc}")
+    if not isinstance(ctx, dict):
+        fail(EXIT_INVALID, "--context must be a JSON object")
+    with errors_to_exit():
+        cfg = _config(home)
+        rec, key = keyring(cfg).signing_key("runtime", None)
+        body = {"principal": principal, "action": action, "resource": resource, "context": ctx, "parent": parent}
+        if approval_id:
+            body["approvalId"] = approval_id
+        try:
+            with AuthorityClient(_server_url(cfg, url)) as client:
+                result = client.authorize(key, rec.kid, body)
+        except ClientError as exc:
+            fail(EXIT_ERROR if exc.status is None else EXIT_FAILED, str(exc))
+    if as_json:
+        emit_json(result)
+    else:
+        colour = {"allow": "green", "deny": "red", "pending": "yellow"}[result["decision"]]
+        out.print(f"[bold {colour}]{result['decision']}[/]: {result['reason']}")
+        if result.get("approvalId"):
+            out.print(f"approval id: {result['approvalId']} (expires {result['approvalExpires']})")
+            out.print(f"an approver runs: fiat approve {result['approvalId']}")
+        if result.get("permit"):
+            out.print(f"permit {result['permitId']}:")
+            sys.stdout.write(result["permit"] + "\n")
+        out.print(f"decision logged at index {result['decisionLogIndex']}")
+    if result["decision"] == "deny":
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _decide(approval_id: str, approve: bool, name: str | None, reason: str, url: str | None, home: Path | None) -> None:
+    from fiat.client import AuthorityClient, ClientError
+    from fiat.home import keyring
+
+    with errors_to_exit():
+        cfg = _config(home)
+        rec, key = keyring(cfg).signing_key("approver", name)
+        try:
+            with AuthorityClient(_server_url(cfg, url)) as client:
+                result = client.decide(approval_id, approve, key, rec.kid, rec.name, reason)
+        except ClientError as exc:
+            fail(EXIT_ERROR if exc.status is None else EXIT_FAILED, str(exc))
+    out.print(f"{approval_id}: {result['status']} by {result['approver']} (log index {result['logIndex']})")
+
+
+@app.command("approve")
+def approve_cmd(
+    approval_id: Annotated[str, typer.Argument(help="The approval id from a pending decision.")],
+    name: Annotated[str | None, typer.Option(help="Which approver key, when this home has several.")] = None,
+    reason: Annotated[str, typer.Option(help="Why.")] = "",
+    url: Annotated[str | None, typer.Option(help="The authority.")] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Approve a pending request with this home's approver key (signed, bound to the action, logged)."""
+    _decide(approval_id, True, name, reason, url, home)
+
+
+@app.command("deny")
+def deny_cmd(
+    approval_id: Annotated[str, typer.Argument(help="The approval id from a pending decision.")],
+    name: Annotated[str | None, typer.Option(help="Which approver key, when this home has several.")] = None,
+    reason: Annotated[str, typer.Option(help="Why.")] = "",
+    url: Annotated[str | None, typer.Option(help="The authority.")] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Deny a pending request with this home's approver key (signed, logged)."""
+    _decide(approval_id, False, name, reason, url, home)
+
+
+@app.command("revoke")
+def revoke_cmd(
+    reason: Annotated[str, typer.Option(help="Why (recorded in the signed revocation).")],
+    permit: Annotated[str | None, typer.Option(help="Revoke one permit.")] = None,
+    principal: Annotated[str | None, typer.Option(help="Revoke a principal.")] = None,
+    runtime: Annotated[str | None, typer.Option(help="Revoke a runtime key (its kid).")] = None,
+    url: Annotated[str | None, typer.Option(help="The authority.")] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke a permit, a principal or a runtime: signed, logged, pushed to guards at once."""
+    from fiat.client import AuthorityClient, ClientError
+    from fiat.server import ensure_admin_token
+
+    chosen = [(k, v) for k, v in (("permit", permit), ("principal", principal), ("runtime", runtime)) if v]
+    if len(chosen) != 1:
+        fail(EXIT_INVALID, "give exactly one of --permit, --principal or --runtime")
+    kind, target = chosen[0]
+    assert target is not None
+    with errors_to_exit():
+        cfg = _config(home)
+        try:
+            with AuthorityClient(_server_url(cfg, url)) as client:
+                result = client.revoke(ensure_admin_token(cfg.keys_dir), kind, target, reason)
+        except ClientError as exc:
+            fail(EXIT_ERROR if exc.status is None else EXIT_FAILED, str(exc))
+    if as_json:
+        emit_json(result)
+        return
+    out.print(f"revoked {kind} {target}: revocation epoch {result['revocationEpoch']}, log index {result['logIndex']}")
+
+
+@app.command("enroll")
+def enroll_cmd(
+    role: Annotated[str, typer.Option(help="runtime, approver or witness.")],
+    name: Annotated[str, typer.Option(help="The node, person or witness name.")],
+    public_key: Annotated[str, typer.Option(help="Ed25519 public key, base64url (43 characters).")],
+    url: Annotated[str | None, typer.Option(help="The authority.")] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Enroll a remote runtime's or approver's public key with the authority (admin)."""
+    from fiat.client import AuthorityClient, ClientError
+    from fiat.server import ensure_admin_token
+
+    with errors_to_exit():
+        cfg = _config(home)
+        try:
+            with AuthorityClient(_server_url(cfg, url)) as client:
+                rec = client.enroll(ensure_admin_token(cfg.keys_dir), role, name, public_key)
+        except ClientError as exc:
+            fail(EXIT_ERROR if exc.status is None else EXIT_FAILED, str(exc))
+    out.print(f"enrolled {role} {name}: {rec['kid']}")
 
 
 # -- fiat bench -------------------------------------------------------------------------

@@ -1,0 +1,105 @@
+"""A client of ``fiat serve``: DPoP-proven runtime calls, signed approvals, admin calls."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from fiat.authorize.dpop import make_proof
+from fiat.errors import FiatError
+from fiat.prove import evidence as ev
+
+
+class ClientError(FiatError):
+    """The server refused a request (its RFC 9457 problem detail is the message) or cannot be reached."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AuthorityClient:
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> AuthorityClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kw: Any) -> Any:
+        url = self.url + path
+        try:
+            r = self._http.request(method, url, **kw)
+        except httpx.HTTPError as exc:
+            raise ClientError(f"cannot reach the authority at {self.url}: {exc}; is `fiat serve` running?") from exc
+        if r.status_code >= 400:
+            try:
+                body = r.json()
+                detail = f"{body.get('title', r.status_code)}: {body.get('detail', '')}"
+            except ValueError:
+                detail = r.text[:200]
+            raise ClientError(f"HTTP {r.status_code} {detail}", r.status_code)
+        return r.json()
+
+    # runtime calls, proven with DPoP (RFC 9449)
+    def authorize(self, key: Ed25519PrivateKey, kid: str, body: dict[str, Any]) -> dict[str, Any]:
+        url = self.url + "/v1/authorize"
+        proof = make_proof(key, "POST", url)
+        return dict(self._request("POST", "/v1/authorize", json={**body, "runtimeKid": kid}, headers={"DPoP": proof}))
+
+    def consume(self, key: Ed25519PrivateKey, jti: str) -> dict[str, Any]:
+        path = f"/v1/permits/{jti}/consume"
+        return dict(self._request("POST", path, headers={"DPoP": make_proof(key, "POST", self.url + path)}))
+
+    def approval(
+        self, key: Ed25519PrivateKey | None, approval_id: str, admin_token: str | None = None
+    ) -> dict[str, Any]:
+        path = f"/v1/approvals/{approval_id}"
+        if admin_token is not None:
+            headers = {"Authorization": f"Bearer {admin_token}"}
+        elif key is not None:
+            headers = {"DPoP": make_proof(key, "GET", self.url + path)}
+        else:
+            raise ClientError("reading an approval needs an enrolled key or the admin token")
+        return dict(self._request("GET", path, headers=headers))
+
+    def decide(
+        self, approval_id: str, approve: bool, key: Ed25519PrivateKey, kid: str, name: str, reason: str = ""
+    ) -> dict[str, Any]:
+        """Read the approval, sign an approval statement bound to its action digest, send it."""
+        current = self.approval(key, approval_id)
+        statement = ev.approval_statement(
+            approval_id=approval_id,
+            decision="approve" if approve else "deny",
+            approver=name,
+            request_digest=current["actionDigest"],
+            at=time.time(),
+            reason=reason,
+        )
+        envelope = ev.sign_statement(statement, [(kid, key)])
+        return dict(self._request("POST", f"/v1/approvals/{approval_id}", json={"envelope": envelope.to_json()}))
+
+    # admin calls
+    def _admin(self, token: str, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._request(method, path, json=body, headers={"Authorization": f"Bearer {token}"}))
+
+    def revoke(self, token: str, kind: str, target: str, reason: str) -> dict[str, Any]:
+        return self._admin(token, "POST", "/v1/revocations", {"kind": kind, "target": target, "reason": reason})
+
+    def enroll(self, token: str, role: str, name: str, public_key: str) -> dict[str, Any]:
+        return self._admin(token, "POST", "/v1/enrollments", {"role": role, "name": name, "publicKey": public_key})
+
+    def publish(self, token: str, files: dict[str, str]) -> dict[str, Any]:
+        return self._admin(token, "POST", "/v1/policies", {"files": files})
+
+    def trust_state(self, since: int = 0) -> str:
+        return str(self._request("GET", f"/v1/trust/state?since={since}")["state"])
