@@ -42,6 +42,7 @@ SETTINGS: dict[tuple[str, str], tuple[type, Any, str]] = {
         "FULL",
         "FULL: acknowledged entries are on disk. NORMAL: survive a process crash but not a power loss.",
     ),
+    ("storage", "busy_timeout_ms"): (int, 5000, "How long a write waits for another writer before failing (closed)."),
     ("server", "host"): (str, "127.0.0.1", "Address `fiat log serve` listens on."),
     ("server", "port"): (int, 8750, "TCP port `fiat log serve` listens on."),
 }
@@ -82,6 +83,7 @@ class StorageSettings:
     backend: str
     path: str
     synchronous: str
+    busy_timeout_ms: int
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,9 @@ def log_signer(cfg: Config) -> Signer:
 
 
 def open_log(cfg: Config) -> TransparencyLog:
-    store = SQLiteLogStore(cfg.database_path, synchronous=cfg.storage.synchronous)
+    store = SQLiteLogStore(
+        cfg.database_path, synchronous=cfg.storage.synchronous, busy_timeout_ms=cfg.storage.busy_timeout_ms
+    )
     try:
         return TransparencyLog(
             store,
@@ -80,7 +82,7 @@ def open_log(cfg: Config) -> TransparencyLog:
 def open_evidence(cfg: Config) -> EvidenceRecorder:
     log = open_log(cfg)
     assert isinstance(log.store, SQLiteLogStore)
-    return EvidenceRecorder(log, SQLiteEvidenceIndex(cfg.database_path))
+    return EvidenceRecorder(log, SQLiteEvidenceIndex(cfg.database_path, cfg.storage.busy_timeout_ms))
 
 
 def keyring(cfg: Config) -> KeyRing:

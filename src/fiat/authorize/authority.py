@@ -151,7 +151,7 @@ class Authority:
         )
         self.recorder = open_evidence(cfg)
         self.log = self.recorder.log
-        self.store = SQLiteAuthorityStore(cfg.database_path)
+        self.store = SQLiteAuthorityStore(cfg.database_path, cfg.storage.busy_timeout_ms)
         self._lock = threading.Lock()
         self._policy: _ActivePolicy | None = None
         self._policy_error: str | None = None

@@ -212,8 +212,8 @@ class SQLiteEvidenceIndex:
     is the evidence.
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self.db = SQLiteDatabase(path, "NORMAL")
+    def __init__(self, path: str | Path, busy_timeout_ms: int = 30_000) -> None:
+        self.db = SQLiteDatabase(path, "NORMAL", busy_timeout_ms)
         with self.db.transaction() as conn:
             for statement in _EVIDENCE_SCHEMA.split(";"):
                 if statement.strip():
@@ -305,8 +305,8 @@ CREATE TABLE IF NOT EXISTS consumed_permits (
 class SQLiteAuthorityStore:
     """The authority's durable state: policy versions, approvals, revocations, permit use, DPoP replay."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.db = SQLiteDatabase(path, "FULL")
+    def __init__(self, path: str | Path, busy_timeout_ms: int = 30_000) -> None:
+        self.db = SQLiteDatabase(path, "FULL", busy_timeout_ms)
         with self.db.transaction() as conn:
             for statement in _AUTHORITY_SCHEMA.split(";"):
                 if statement.strip():
