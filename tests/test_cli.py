@@ -321,10 +321,6 @@ def test_unknown_section_is_an_operational_error(home: Path) -> None:
     assert "unknown section" in err(p)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: fiat.cli.main.fail() prints messages as Rich markup, so '[bogus]' in the message is eaten",
-)
 def test_unknown_section_message_names_the_section(home: Path) -> None:
     (home / "fiat.toml").write_text("[bogus]\nx = 1\n")
     p = fiat("log", "vkey", "--home", home)
@@ -332,10 +328,6 @@ def test_unknown_section_message_names_the_section(home: Path) -> None:
     assert "[bogus]" in err(p)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: init_home writes fiat.toml with an invalid --origin before validating it, leaving a broken home",
-)
 def test_init_with_invalid_origin_leaves_no_broken_home(tmp_path: Path) -> None:
     home = tmp_path / "home"
     p = fiat("init", "--home", home, "--origin", "bad origin")
@@ -655,10 +647,6 @@ def test_malformed_proof_file_json(proof_home: tuple[Path, str], proof_file: Pat
     assert "tlog-proof" in doc["reason"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug?: a proof file cut inside its checkpoint exits 1 (step checkpoint-format), not 2 (malformed input)",
-)
 def test_proof_truncated_inside_checkpoint_is_invalid_input(
     proof_home: tuple[Path, str], proof_file: Path, tmp_path: Path
 ) -> None:

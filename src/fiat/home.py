@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fiat.config import CONFIG_NAME, Config, load_config, render_default_config, resolve_home
+from fiat.errors import ConfigError, MalformedError
 from fiat.keyring import KeyRing, now_second
 from fiat.keys import ensure_private_key, load_private_key
 from fiat.persist.sqlite import SQLiteEvidenceIndex, SQLiteLogStore
 from fiat.prove.evidence import EvidenceRecorder
 from fiat.prove.log import TransparencyLog
-from fiat.prove.note import Signer
+from fiat.prove.note import Signer, check_key_name
 from fiat.verify.trust_root import TrustRoot
 
 
@@ -36,7 +37,12 @@ def init_home(home: str | Path | None, origin: str | None = None) -> InitReport:
         kept.append(CONFIG_NAME)
     else:
         defaults = load_config(root)  # defaults + environment, validated
-        cfg_path.write_text(render_default_config(origin or defaults.log.origin), encoding="utf-8")
+        chosen = origin or defaults.log.origin
+        try:
+            check_key_name(chosen)
+        except MalformedError as exc:
+            raise ConfigError(f"origin {chosen!r} is not a valid log origin: {exc.reason}") from exc
+        cfg_path.write_text(render_default_config(chosen), encoding="utf-8")
         created.append(CONFIG_NAME)
     cfg = load_config(root, require=True)
     cfg.keys_dir.mkdir(parents=True, exist_ok=True)

@@ -241,6 +241,7 @@ def create_app(cfg: Config, *, trust_interval: float = 1.0, authority: Authority
         version=__version__,
         description="Authorize before anything runs; every decision is signed evidence in the transparency log.",
         lifespan=lifespan,
+        redirect_slashes=False,
     )
     app.state.authority = auth
     app.state.broadcaster = broadcaster

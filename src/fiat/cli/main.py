@@ -19,6 +19,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from fiat import __version__
 from fiat.config import Config, load_config
@@ -66,9 +67,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(code: int, message: str, hint: str | None = None) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}")
     if hint:
-        err.print(f"[dim]hint:[/] {hint}")
+        err.print(f"[dim]hint:[/] {escape(hint)}")
     raise typer.Exit(code)
 
 

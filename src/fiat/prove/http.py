@@ -35,6 +35,21 @@ def _not_found(message: str) -> PlainTextResponse:
     return PlainTextResponse(message + "\n", status_code=404, headers={"Cache-Control": "no-store"})
 
 
+def _accepts_gzip(header: str) -> bool:
+    """RFC 9110 §12.5.3: gzip is acceptable unless its qvalue is 0."""
+    for item in header.split(","):
+        name, _, params = item.strip().partition(";")
+        if name.strip().lower() in ("gzip", "x-gzip"):
+            q = params.strip()
+            if q.startswith("q="):
+                try:
+                    return float(q[2:]) > 0
+                except ValueError:
+                    return False
+            return True
+    return False
+
+
 def log_routes(log: TransparencyLog, prefix: str = "/log") -> list[Route]:
     def checkpoint(_: Request) -> Response:
         cp = log.checkpoint()
@@ -64,7 +79,7 @@ def log_routes(log: TransparencyLog, prefix: str = "/log") -> list[Route]:
                 return _not_found(f"{rel} is not available")
             body = encode_bundle(entries)
             headers["Vary"] = "Accept-Encoding"
-            if "gzip" in request.headers.get("accept-encoding", ""):
+            if _accepts_gzip(request.headers.get("accept-encoding", "")):
                 body = gzip.compress(body, compresslevel=6, mtime=0)
                 headers["Content-Encoding"] = "gzip"
             return Response(body, media_type=OCTET, headers=headers)
@@ -87,4 +102,6 @@ def create_log_app(log: TransparencyLog) -> Starlette:
             "checkpoint: /log/checkpoint\ntiles: /log/tile/<L>/<N>[.p/<W>]\nentries: /log/tile/entries/<N>[.p/<W>]\n"
         )
 
-    return Starlette(routes=[Route("/", index), *log_routes(log)])
+    app = Starlette(routes=[Route("/", index), *log_routes(log)])
+    app.router.redirect_slashes = False
+    return app

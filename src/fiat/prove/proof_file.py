@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fiat.errors import MalformedError, ProofError, VerificationError
+from fiat.errors import MalformedError, ProofError
 from fiat.prove import merkle, note
 from fiat.prove.checkpoint import SignedCheckpoint, open_checkpoint
 
@@ -106,10 +106,8 @@ def verify_proof(
     leaf = merkle.leaf_hash(entry)
     steps.append("leaf-hash")
     # Step 2: the checkpoint is signed by the log key for its origin.
-    try:
-        cp = open_checkpoint(proof.checkpoint, log_key)
-    except MalformedError as exc:
-        raise VerificationError("checkpoint-format", str(exc)) from exc
+    # A checkpoint that does not parse is malformed input (MalformedError), not a failed rule.
+    cp = open_checkpoint(proof.checkpoint, log_key)
     steps.append("checkpoint-signature")
     # Step 3: witness cosignatures. Fiat has no witnesses yet (the trust root's witness
     # set is empty), so there is no cosignature policy to apply.
