@@ -219,8 +219,7 @@ def custom_execution(
         recorder.record_statement(ev.sign_statement(receipt, [(rrec.kid, rkey)]), jti)
         return recorder.bundle(jti)
     finally:
-        recorder.log.close()
-        recorder.log.store.close()
+        recorder.close()
 
 
 # -- the world: real executions in real homes ------------------------------------------------

@@ -46,8 +46,7 @@ from fiat.home import keyring, open_evidence
 from fiat.keyring import KeyRecord, now_second
 from fiat.persist.sqlite import SQLiteAuthorityStore
 from fiat.prove import evidence as ev
-from fiat.verify import jws
-from fiat.verify.action import action_digest, action_request
+from fiat.verify.action import action_request_with_digest
 from fiat.verify.dsse import Envelope
 from fiat.verify.encoding import json_digest, rfc3339
 from fiat.verify.statement import APPROVAL, Statement
@@ -222,10 +221,11 @@ class Authority:
         """Decide; never raises for policy or storage trouble — those are denials."""
         now = self.clock()
         try:
-            request = action_request(req.principal, req.action, req.resource, req.context, req.parent)
+            request, digest = action_request_with_digest(
+                req.principal, req.action, req.resource, req.context, req.parent
+            )
         except MalformedError as exc:
             raise AuthorizationError(str(exc)) from exc
-        digest = action_digest(request)
         try:
             return self._decide(req, request, digest, now)
         except (AuthorizationError, ApprovalError):
@@ -396,6 +396,7 @@ class Authority:
             ttl=ob.ttl,
             constraints=Constraints(ob.max_duration, ob.heartbeat_ms, ob.single_use),
             approvals=approvals,
+            action_digest=digest,
         )
         token, claims = mint_permit(
             spec,
@@ -413,11 +414,13 @@ class Authority:
             request_digest=digest,
             policy=self._policy_json(active, evaluation),
             at=now,
-            permit=(jti, jws.parse(token).digest),
+            permit=(jti, hashlib.sha256(token.encode("ascii")).hexdigest()),
             evidence_digest=attestation["digest"],
         )
         envelope = ev.sign_statement(statement, [(rec.kid, key)])
-        results = self.recorder.record(permit=(token, request), statements=[(envelope, jti)])
+        results = self.recorder.record(
+            permit=(token, request), statements=[(envelope, jti)], claims=claims, kinds=["decision"]
+        )
         for approval_digest in approvals:
             idx = self._approval_index_by_digest(approval_digest)
             if idx is not None:

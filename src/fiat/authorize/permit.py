@@ -57,6 +57,7 @@ class PermitRequest:
     ttl: int = 60
     constraints: Constraints = field(default_factory=Constraints)
     approvals: tuple[str, ...] = ()
+    action_digest: str | None = None  # when the caller already computed it
 
 
 def new_permit_id() -> str:
@@ -85,7 +86,11 @@ def mint_permit(
         "exp": t + spec.ttl,
         "jti": jti or new_permit_id(),
         "cnf": {"jwk": jwk(spec.runtime_public_key)},
-        "action": {"name": req["action"], "resource": req["resource"], "digest": {"sha256": action_digest(req)}},
+        "action": {
+            "name": req["action"],
+            "resource": req["resource"],
+            "digest": {"sha256": spec.action_digest or action_digest(req)},
+        },
         "policy": spec.policy.to_json(),
         "environment": {"digest": {"sha256": spec.environment_digest}},
         "constraints": spec.constraints.to_json(),

@@ -129,6 +129,10 @@ class _Set:
     handle: Any
     names: dict[str, str]  # cedar id -> name
     annotations: dict[str, dict[str, str]]
+    actions: frozenset[str] | None = None  # action UIDs some policy is scoped to; None: any action
+
+    def may_apply(self, action: str) -> bool:
+        return self.actions is None or action in self.actions
 
 
 def _make_set(texts: list[tuple[str, str]]) -> _Set:
@@ -138,9 +142,28 @@ def _make_set(texts: list[tuple[str, str]]) -> _Set:
         parsed = json.loads(cedarpy.policies_to_json_str(text)) if text.strip() else {"staticPolicies": {}}
     except Exception as exc:  # cedarpy raises plain exceptions for parse errors
         raise PolicyError(f"Cedar cannot parse the policies: {exc}") from exc
-    annotations = {pid: p.get("annotations", {}) for pid, p in parsed.get("staticPolicies", {}).items()}
+    static = parsed.get("staticPolicies", {})
+    annotations = {pid: p.get("annotations", {}) for pid, p in static.items()}
     names = {pid: a.get("id", pid) for pid, a in annotations.items()}
-    return _Set(text, handle, names, annotations)
+    return _Set(text, handle, names, annotations, _action_scope(static.values()))
+
+
+def _action_scope(policies: Any) -> frozenset[str] | None:
+    """The action UIDs the policies are scoped to, or None if any policy may match any action."""
+    actions: set[str] = set()
+    for p in policies:
+        scope = p.get("action", {})
+        op = scope.get("op")
+        if op == "==" and "entity" in scope:
+            entities = [scope["entity"]]
+        elif op == "in" and "entities" in scope:
+            entities = scope["entities"]
+        else:
+            return None  # "All", "in" a group, or anything else: no cheap bound
+        if not entities or any(e.get("type") != "Action" for e in entities):
+            return None
+        actions.update(f"Action::{json.dumps(e['id'])}" for e in entities)
+    return frozenset(actions)
 
 
 @dataclass
@@ -192,7 +215,7 @@ class PolicyBundle:
         }
         enforced = self._run(self.enforced, request)
         shadow = []
-        if self.shadow_set.handle is not None:
+        if self.shadow_set.handle is not None and self.shadow_set.may_apply(request["action"]):
             d, det, _ = self._run(self.shadow_set, request)
             shadow.append(("with-shadow-policies", d, det))
         if self.bundle_shadow:
@@ -301,6 +324,9 @@ def load_bundle(root: Path | None = None, files: dict[str, bytes] | None = None)
         # Enforced: every policy but the @shadow ones. Shadow: all of them, i.e. the decision
         # the bundle would make if the shadow policies were enforced too.
         enforced, shadow = _make_set([("enforced", _without(everything.text, shadow_ids))]), everything
+        # Shadow results can only differ from enforced ones for actions a shadow policy names.
+        static = json.loads(cedarpy.policies_to_json_str(everything.text)).get("staticPolicies", {})
+        shadow.actions = _action_scope([p for pid, p in static.items() if pid in shadow_ids])
     else:
         enforced, shadow = everything, _make_set([])
     return PolicyBundle(root, files, schema_text, entities_text, bundle_shadow, enforced, shadow, schema, entities)

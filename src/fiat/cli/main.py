@@ -989,6 +989,27 @@ def bench_verify(
         out.print(render_markdown(result))
 
 
+@bench_app.command("authorize")
+def bench_authorize(
+    as_json: JsonOpt = False,
+    seconds: Annotated[float, typer.Option(help="How long each measurement runs.")] = 5.0,
+    threads: Annotated[int, typer.Option(help="Concurrent in-process callers.")] = 16,
+    rate: Annotated[int, typer.Option(help="Offered HTTP load, requests per second.")] = 1000,
+    http: Annotated[bool, typer.Option(help="Also measure over HTTP against a real `fiat serve`.")] = True,
+) -> None:
+    """Decisions/s and p50/p99 in process and over HTTP, beside raw Cedar + Ed25519 in the same run."""
+    from fiat.bench.authorize import render_markdown, run_authorize_bench
+
+    with errors_to_exit():
+        result = run_authorize_bench(
+            seconds=seconds, threads=threads, rate=rate, http=http, console=None if as_json else err
+        )
+    if as_json:
+        emit_json(result)
+    else:
+        out.print(render_markdown(result))
+
+
 # -- fiat demo ----------------------------------------------------------------------------
 
 

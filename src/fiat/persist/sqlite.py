@@ -38,6 +38,11 @@ class _Writer:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The transaction's connection, for sidecar writes that must commit with the batch."""
+        return self._conn
+
     def tree_size(self) -> int:
         row = self._conn.execute("SELECT tree_size FROM log_meta WHERE id = 1").fetchone()
         return int(row[0])
@@ -221,26 +226,37 @@ class SQLiteEvidenceIndex:
 
     def record(self, permit: PermitRecord | None, links: Sequence[tuple[str, str, int]]) -> None:
         with self.db.transaction() as conn:
-            if permit is not None:
-                conn.execute(
-                    "INSERT OR IGNORE INTO permits (jti, parent, request, log_index, principal, runtime, depth, exp)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        permit.jti,
-                        permit.parent,
-                        permit.request,
-                        permit.log_index,
-                        permit.principal,
-                        permit.runtime,
-                        permit.depth,
-                        permit.exp,
-                    ),
-                )
-                conn.execute(
-                    "INSERT OR IGNORE INTO evidence (jti, kind, log_index) VALUES (?, 'permit', ?)",
-                    (permit.jti, permit.log_index),
-                )
-            conn.executemany("INSERT OR IGNORE INTO evidence (jti, kind, log_index) VALUES (?, ?, ?)", links)
+            self._insert(conn, permit, links)
+
+    def record_in(self, writer: object, permit: PermitRecord | None, links: Sequence[tuple[str, str, int]]) -> None:
+        """Record inside a log batch's transaction (atomic with the entries it points at)."""
+        conn = getattr(writer, "connection", None)
+        if not isinstance(conn, sqlite3.Connection):
+            raise StorageError("the evidence index needs a SQLite log writer")
+        self._insert(conn, permit, links)
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, permit: PermitRecord | None, links: Sequence[tuple[str, str, int]]) -> None:
+        if permit is not None:
+            conn.execute(
+                "INSERT OR IGNORE INTO permits (jti, parent, request, log_index, principal, runtime, depth, exp)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    permit.jti,
+                    permit.parent,
+                    permit.request,
+                    permit.log_index,
+                    permit.principal,
+                    permit.runtime,
+                    permit.depth,
+                    permit.exp,
+                ),
+            )
+            conn.execute(
+                "INSERT OR IGNORE INTO evidence (jti, kind, log_index) VALUES (?, 'permit', ?)",
+                (permit.jti, permit.log_index),
+            )
+        conn.executemany("INSERT OR IGNORE INTO evidence (jti, kind, log_index) VALUES (?, ?, ?)", links)
 
     def entries(self, jti: str) -> list[tuple[str, int]]:
         rows = (

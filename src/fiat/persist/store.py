@@ -106,6 +106,9 @@ class EvidenceIndex(Protocol):
     def record(self, permit: PermitRecord | None, links: Sequence[tuple[str, str, int]]) -> None:
         """In one transaction: note a permit (if given) and ``(jti, kind, log index)`` links."""
 
+    def record_in(self, writer: LogWriter, permit: PermitRecord | None, links: Sequence[tuple[str, str, int]]) -> None:
+        """The same, inside a log batch's transaction (see ``TransparencyLog.submit(sidecar=...)``)."""
+
     def entries(self, jti: str) -> list[tuple[str, int]]:
         """(kind, log index) of every entry about ``jti``, in log order."""
 

@@ -17,7 +17,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fiat.errors import FiatError
-from fiat.persist.store import EvidenceIndex, PermitRecord
+from fiat.persist.store import EvidenceIndex, LogWriter, PermitRecord
 from fiat.prove.log import AppendResult, TransparencyLog
 from fiat.prove.proof_file import TlogProof
 from fiat.verify import jws
@@ -166,42 +166,58 @@ class EvidenceRecorder:
         self,
         permit: tuple[str, dict[str, Any]] | None = None,
         statements: Sequence[tuple[Envelope, str | None]] = (),
+        *,
+        claims: dict[str, Any] | None = None,
+        kinds: Sequence[str] | None = None,
     ) -> list[AppendResult]:
         """Append a permit (token, action request) and statements (envelope, permit id) as one batch.
 
-        Returns one result per entry, the permit's first. The entries are durable in the log
-        before the index that points at them is written.
+        Returns one result per entry, the permit's first. The index rows pointing at the
+        entries are written inside the same storage transaction as the entries themselves.
+        ``claims`` (the permit's) and ``kinds`` (one per statement) spare re-parsing.
         """
         entries: list[bytes] = []
-        parsed = None
+        record_args = None
         if permit is not None:
-            parsed = jws.parse(permit[0])
-            entries.append(permit[0].encode("ascii"))
-        entries.extend(env.encode() for env, _ in statements)
-        results = self.log.append_many(entries)
-        record = None
-        if permit is not None and parsed is not None:
-            claims = parsed.claims
-            parent = claims.get("parent")
+            token, request = permit
+            c = claims if claims is not None else jws.parse(token).claims
+            parent = c.get("parent")
             parent_rec = self.index.permit(parent) if isinstance(parent, str) else None
-            record = PermitRecord(
-                claims["jti"],
+            record_args = (
+                c["jti"],
                 parent,
-                canonicalize(permit[1]),
-                results[0].index,
-                claims["sub"],
-                jws.jwk_thumbprint(jws.public_key_from_jwk(claims["cnf"]["jwk"], "cnf")),
+                canonicalize(request),
+                c["sub"],
+                jws.jwk_thumbprint(jws.public_key_from_jwk(c["cnf"]["jwk"], "cnf")),
                 0 if parent_rec is None else parent_rec.depth + 1,
-                float(claims["exp"]),
+                float(c["exp"]),
             )
+            entries.append(token.encode("ascii"))
+        entries.extend(env.encode() for env, _ in statements)
         offset = 0 if permit is None else 1
-        links = []
-        for n, (env, jti) in enumerate(statements):
-            if jti is not None:
-                kind = KIND_BY_TYPE.get(Statement.from_envelope(env).predicate_type, "statement")
-                links.append((jti, kind, results[offset + n].index))
-        self.index.record(record, links)
-        return results
+        statement_kinds = (
+            list(kinds)
+            if kinds is not None
+            else [
+                KIND_BY_TYPE.get(Statement.from_envelope(env).predicate_type, "statement") if jti is not None else ""
+                for env, jti in statements
+            ]
+        )
+
+        def sidecar(writer: LogWriter, first: int) -> None:
+            record = None
+            if record_args is not None:
+                jti, parent, request_bytes, sub, runtime, depth, exp = record_args
+                record = PermitRecord(jti, parent, request_bytes, first, sub, runtime, depth, exp)
+            links = [
+                (jti, statement_kinds[n], first + offset + n)
+                for n, (_, jti) in enumerate(statements)
+                if jti is not None
+            ]
+            if record is not None or links:
+                self.index.record_in(writer, record, links)
+
+        return self.log.append_many(entries, sidecar=sidecar)
 
     def record_permit(self, token: str, request: dict[str, Any]) -> AppendResult:
         return self.record(permit=(token, request))[0]

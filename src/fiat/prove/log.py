@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -149,11 +149,18 @@ class Frontier:
         return acc
 
 
-class _Pending:
-    __slots__ = ("entry", "future", "queued")
+#: Work to do inside the batch's storage transaction, given the writer and the first index
+#: of the entries it was submitted with (e.g. indexing evidence atomically with the log).
+Sidecar = Callable[[LogWriter, int], None]
 
-    def __init__(self, entry: bytes) -> None:
+
+class _Pending:
+    __slots__ = ("entry", "first", "future", "queued", "sidecar")
+
+    def __init__(self, entry: bytes, first: bool, sidecar: Sidecar | None) -> None:
         self.entry = entry
+        self.first = first  # the first entry of its submit() call: groups are never split
+        self.sidecar = sidecar
         self.future: Future[AppendResult] = Future()
         self.queued = time.monotonic()
 
@@ -227,13 +234,17 @@ class TransparencyLog:
                 self._thread = threading.Thread(target=self._run, name="fiat-log-sequencer", daemon=True)
                 self._thread.start()
 
-    def submit(self, entries: Sequence[bytes]) -> list[Future[AppendResult]]:
-        """Queue entries; each future resolves once its entry is durable and checkpointed."""
+    def submit(self, entries: Sequence[bytes], sidecar: Sidecar | None = None) -> list[Future[AppendResult]]:
+        """Queue entries; each future resolves once its entry is durable and checkpointed.
+
+        The entries of one call land contiguously in one batch; ``sidecar`` runs inside that
+        batch's transaction, so whatever it writes commits atomically with the entries.
+        """
         for e in entries:
             if not isinstance(e, bytes | bytearray | memoryview):
                 raise TypeError("log entries are bytes")
             check_entry(bytes(e))
-        pending = [_Pending(bytes(e)) for e in entries]
+        pending = [_Pending(bytes(e), i == 0, sidecar) for i, e in enumerate(entries)]
         if self._thread is None:
             self.start()
         with self._cond:
@@ -247,8 +258,10 @@ class TransparencyLog:
         """Append one entry and wait until it is durable and covered by a signed checkpoint."""
         return self.submit([entry])[0].result(timeout)
 
-    def append_many(self, entries: Sequence[bytes], timeout: float | None = None) -> list[AppendResult]:
-        return [f.result(timeout) for f in self.submit(entries)]
+    def append_many(
+        self, entries: Sequence[bytes], timeout: float | None = None, sidecar: Sidecar | None = None
+    ) -> list[AppendResult]:
+        return [f.result(timeout) for f in self.submit(entries, sidecar)]
 
     def _run(self) -> None:
         while True:
@@ -263,10 +276,12 @@ class TransparencyLog:
                     if remaining <= 0:
                         break
                     self._cond.wait(remaining)
-                n = min(len(self._queue), self.batch_max_entries)
-                batch = [self._queue.popleft() for _ in range(n)]
+                batch = [self._queue.popleft()]
+                while self._queue and (len(batch) < self.batch_max_entries or not self._queue[0].first):
+                    batch.append(self._queue.popleft())
+            sidecars = [(i, p.sidecar) for i, p in enumerate(batch) if p.first and p.sidecar is not None]
             try:
-                start, cp = self.integrate([p.entry for p in batch])
+                start, cp = self.integrate([p.entry for p in batch], sidecars)
             except BaseException as exc:
                 log.error("log batch of %d entries failed: %s", len(batch), exc)
                 for p in batch:
@@ -275,10 +290,13 @@ class TransparencyLog:
             for i, p in enumerate(batch):
                 p.future.set_result(AppendResult(start + i, cp))
 
-    def integrate(self, entries: Sequence[bytes]) -> tuple[int, SignedCheckpoint]:
+    def integrate(
+        self, entries: Sequence[bytes], sidecars: Sequence[tuple[int, Sidecar]] = ()
+    ) -> tuple[int, SignedCheckpoint]:
         """Durably append ``entries`` as one batch; return the first index and the new checkpoint.
 
         Called by the sequencer thread; also usable directly by a single-threaded writer.
+        ``sidecars`` are (offset in ``entries``, callable) run inside the same transaction.
         """
         with self.store.writer() as w:
             start = w.tree_size()
@@ -289,6 +307,8 @@ class TransparencyLog:
             changed = frontier.append([merkle.leaf_hash(e) for e in entries])
             cp = sign_checkpoint(Checkpoint(self.origin, frontier.size, frontier.root()), self.signer)
             w.write(start, entries, changed, cp.note_bytes)
+            for offset, sidecar in sidecars:
+                sidecar(w, start + offset)
         self._frontier = frontier
         self._checkpoint = cp
         return start, cp

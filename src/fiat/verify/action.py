@@ -34,5 +34,30 @@ def action_request(
     return request
 
 
+def action_request_with_digest(
+    principal: str, action: str, resource: str, context: dict[str, Any] | None = None, parent: str | None = None
+) -> tuple[dict[str, Any], str]:
+    """The action request and its digest, canonicalizing once."""
+    request = {
+        "principal": principal,
+        "action": action,
+        "resource": resource,
+        "context": context or {},
+        "parent": parent,
+    }
+    _check(request)
+    return request, json_digest(request)
+
+
+def _check(request: dict[str, Any]) -> None:
+    for name in ("principal", "action", "resource"):
+        if not isinstance(request[name], str) or not request[name]:
+            raise MalformedError("action request", f"{name} must be a non-empty string")
+    if not isinstance(request["context"], dict):
+        raise MalformedError("action request", "context must be a JSON object")
+    if request["parent"] is not None and not isinstance(request["parent"], str):
+        raise MalformedError("action request", "parent must be a permit id")
+
+
 def action_digest(request: dict[str, Any]) -> str:
     return json_digest(request)

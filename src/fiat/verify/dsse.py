@@ -11,6 +11,7 @@ Fiat logs its RFC 8785 canonical bytes.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,8 +51,28 @@ class Envelope:
         }
 
     def encode(self) -> bytes:
-        """The canonical (RFC 8785) bytes: what is logged and hashed."""
-        return canonicalize(self.to_json())
+        """The canonical (RFC 8785) bytes: what is logged and hashed.
+
+        Written directly: base64 needs no escaping and the member order is fixed
+        (``keyid`` < ``sig``; ``payload`` < ``payloadType`` < ``signatures``).
+        """
+        try:
+            sigs = ",".join(
+                '{"keyid":' + json.dumps(s.keyid, ensure_ascii=False) + ',"sig":"' + b64std(s.sig) + '"}'
+                for s in self.signatures
+            )
+            text = (
+                '{"payload":"'
+                + b64std(self.payload)
+                + '","payloadType":'
+                + json.dumps(self.payload_type, ensure_ascii=False)
+                + ',"signatures":['
+                + sigs
+                + "]}"
+            )
+            return text.encode("utf-8")
+        except UnicodeEncodeError:
+            return canonicalize(self.to_json())  # reports the lone surrogate
 
     def verify_with(self, keyid: str, public_key: bytes) -> bool:
         """True if a signature with ``keyid`` verifies under ``public_key``."""

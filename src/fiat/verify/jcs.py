@@ -106,8 +106,43 @@ def _encode(value: Any, depth: int, out: list[str]) -> None:
         raise MalformedError("JSON", f"cannot canonicalize a {type(value).__name__}")
 
 
+def _plain(value: Any) -> bool:
+    """True when the standard library's sorted, compact dump is already RFC 8785.
+
+    That holds without floating-point numbers (their ECMAScript form differs), with
+    integers in the exact range, and with member names inside the Basic Multilingual
+    Plane (where code-point order equals UTF-16 code-unit order).
+    """
+    stack = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, str) or v is None or isinstance(v, bool):
+            continue
+        if isinstance(v, int):
+            if abs(v) > MAX_SAFE_INTEGER:
+                return False
+            continue
+        if depth >= MAX_DEPTH:
+            return False
+        if isinstance(v, dict):
+            for k, x in v.items():
+                if not isinstance(k, str) or not (k.isascii() or max(k) < "\U00010000"):
+                    return False
+                stack.append((x, depth + 1))
+        elif isinstance(v, list | tuple):
+            stack.extend((x, depth + 1) for x in v)
+        else:
+            return False
+    return True
+
+
 def canonicalize(value: Any) -> bytes:
     """The RFC 8785 canonical UTF-8 bytes of a JSON value."""
+    if _plain(value):
+        try:
+            return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            pass  # a lone surrogate: the full encoder below reports it
     out: list[str] = []
     _encode(value, 0, out)
     return "".join(out).encode("utf-8")

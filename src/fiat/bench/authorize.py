@@ -1,0 +1,258 @@
+"""``fiat bench authorize``: decisions per second and latency, in process and over HTTP.
+
+Floor, measured in the same run: one raw Cedar evaluation (the same request,
+pre-parsed policy set) plus one raw Ed25519 signature of a permit-sized
+message. Fiat's number includes everything a decision costs: request
+canonicalization, evidence appraisal, revocation and lineage checks, Cedar,
+minting the permit, signing the decision statement and logging both durably
+(WAL, synchronous=FULL) before answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import cedarpy
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from rich.console import Console
+from rich.progress import Progress
+
+from fiat.authorize.authority import Authority, AuthorizationRequest
+from fiat.authorize.dpop import make_proof
+from fiat.bench.log import _scratch, machine
+from fiat.config import load_config
+from fiat.home import init_home, keyring
+from fiat.verify.encoding import json_digest
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "policies"
+CLAIMS = {"process": {"exe": "sha256:bench"}}
+EVIDENCE = {"claims": CLAIMS, "digest": json_digest(CLAIMS)}
+CONTEXT = {"version": "2.0.1", "replicas": 3}
+
+
+def _pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))]
+
+
+def _floor(authority: Authority, reps: int = 3000) -> dict[str, float]:
+    active = authority.policy
+    assert active is not None
+    bundle = active.bundle
+    request = {
+        "principal": 'Agent::"release-bot"',
+        "action": 'Action::"deploy"',
+        "resource": 'Service::"docs"',
+        "context": {
+            "input": CONTEXT,
+            "fiat": {
+                "time": int(time.time()),
+                "weekday": 3,
+                "runtime": "r",
+                "environment": {"verified": True, "digest": EVIDENCE["digest"]},
+                "lineageDepth": 0,
+            },
+        },
+    }
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        result = cedarpy.is_authorized(request, bundle.enforced.handle, bundle.entities, bundle.schema)
+    cedar = (time.perf_counter() - t0) / reps
+    assert result.allowed
+    key = Ed25519PrivateKey.generate()
+    message = os.urandom(900)  # about a permit's signing input
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        key.sign(message)
+    sign = (time.perf_counter() - t0) / reps
+    return {"cedar_us": cedar * 1e6, "sign_us": sign * 1e6, "per_decision_us": (cedar + sign) * 1e6}
+
+
+def _in_process(authority: Authority, kid: str, threads: int, seconds: float) -> dict[str, Any]:
+    latencies: list[float] = []
+    lock = threading.Lock()
+    stop = time.perf_counter() + seconds
+    decisions: dict[str, int] = {}
+
+    def worker() -> None:
+        mine: list[float] = []
+        counts: dict[str, int] = {}
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            r = authority.authorize(
+                AuthorizationRequest("agent:release-bot", "deploy", "service:docs", kid, CONTEXT, evidence=EVIDENCE)
+            )
+            mine.append(time.perf_counter() - t0)
+            counts[r.decision] = counts.get(r.decision, 0) + 1
+        with lock:
+            latencies.extend(mine)
+            for k, v in counts.items():
+                decisions[k] = decisions.get(k, 0) + v
+
+    start = time.perf_counter()
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    elapsed = time.perf_counter() - start
+    return {
+        "threads": threads,
+        "decisions": len(latencies),
+        "outcomes": decisions,
+        "per_s": round(len(latencies) / elapsed),
+        "p50_ms": round(_pct(latencies, 0.5) * 1000, 2),
+        "p99_ms": round(_pct(latencies, 0.99) * 1000, 2),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _http_load(url: str, key: Ed25519PrivateKey, kid: str, rate: int, seconds: float) -> dict[str, Any]:
+    import httpx
+
+    n = int(rate * seconds)
+    endpoint = url + "/v1/authorize"
+    proofs = [make_proof(key, "POST", endpoint) for _ in range(n)]
+    body = {
+        "principal": "agent:release-bot",
+        "action": "deploy",
+        "resource": "service:docs",
+        "context": CONTEXT,
+        "evidence": EVIDENCE,
+        "runtimeKid": kid,
+    }
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+
+        async def one(i: int, at: float) -> None:
+            delay = at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            t0 = time.perf_counter()
+            r = await client.post(endpoint, json=body, headers={"DPoP": proofs[i]})
+            latencies.append(time.perf_counter() - t0)
+            statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+
+        # warm the connection pool
+        await asyncio.gather(*(client.get(url + "/healthz") for _ in range(32)))
+        start = time.perf_counter() + 0.2
+        await asyncio.gather(*(one(i, start + i / rate) for i in range(n)))
+        elapsed = time.perf_counter() - start
+    return {
+        "offered_per_s": rate,
+        "requests": n,
+        "achieved_per_s": round(n / elapsed),
+        "statuses": {str(k): v for k, v in statuses.items()},
+        "p50_ms": round(_pct(latencies, 0.5) * 1000, 2),
+        "p99_ms": round(_pct(latencies, 0.99) * 1000, 2),
+        "max_ms": round(max(latencies) * 1000, 2),
+    }
+
+
+def _http(home: Path, key: Ed25519PrivateKey, kid: str, rate: int, seconds: float) -> dict[str, Any]:
+    import httpx
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fiat.cli.main", "serve", "--home", str(home), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline or proc.poll() is not None:
+                raise RuntimeError("fiat serve did not start for the benchmark")
+            time.sleep(0.1)
+        return asyncio.run(_http_load(url, key, kid, rate, seconds))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def run_authorize_bench(
+    seconds: float = 5.0,
+    threads: int = 16,
+    rate: int = 1000,
+    workdir: Path | None = None,
+    console: Console | None = None,
+    http: bool = True,
+) -> dict[str, Any]:
+    progress = Progress(console=console, transient=True, disable=console is None)
+    with progress, _scratch(workdir) as tmp:
+        progress.add_task("authorize", total=None)
+        home = tmp / "home"
+        init_home(home)
+        cfg = load_config(home, require=True)
+        authority = Authority(cfg)
+        authority.publish_policy(EXAMPLES)
+        rec, key = keyring(cfg).signing_key("runtime")
+        floor = _floor(authority)
+        _in_process(authority, rec.kid, threads, 0.5)  # warm up
+        single = _in_process(authority, rec.kid, 1, seconds / 2)
+        many = _in_process(authority, rec.kid, threads, seconds)
+        authority.close()
+        over_http = _http(home, key, rec.kid, rate, seconds) if http else None
+    per_decision_us = 1e6 / many["per_s"]
+    return {
+        "benchmark": "authorize",
+        "machine": machine(),
+        "floor": {k: round(v, 1) for k, v in floor.items()} | {"per_s": round(1e6 / floor["per_decision_us"])},
+        "in_process_1_thread": single,
+        "in_process": many,
+        "per_decision_us": round(per_decision_us, 1),
+        "ratio_to_floor": round(per_decision_us / floor["per_decision_us"], 2),
+        "http": over_http,
+    }
+
+
+def render_markdown(r: dict[str, Any]) -> str:
+    m, f, one, many = r["machine"], r["floor"], r["in_process_1_thread"], r["in_process"]
+    lines = [
+        f"### `fiat bench authorize` — {m['cpu']}, {m['cores']} cores, Python {m['python']}",
+        "",
+        f"Floor: one raw Cedar evaluation ({f['cedar_us']} µs) + one raw Ed25519 signature ({f['sign_us']} µs)"
+        f" = {f['per_decision_us']} µs, i.e. {f['per_s']:,}/s on one core.",
+        "",
+        "| in process | decisions/s | per decision (µs) | p50 (ms) | p99 (ms) |",
+        "|---|---:|---:|---:|---:|",
+        f"| 1 caller | {one['per_s']:,} | {round(1e6 / one['per_s'], 1)} | {one['p50_ms']} | {one['p99_ms']} |",
+        f"| {many['threads']} callers | {many['per_s']:,} | {r['per_decision_us']} | {many['p50_ms']} | "
+        f"{many['p99_ms']} |",
+        "",
+        f"Ratio of Fiat's per-decision cost ({many['threads']} callers) to the floor: {r['ratio_to_floor']}×.",
+    ]
+    h = r.get("http")
+    if h:
+        lines += [
+            "",
+            f"Over HTTP (`fiat serve`, DPoP-proven, open loop at {h['offered_per_s']:,} requests/s for "
+            f"{h['requests']:,} requests, client on the same machine): achieved {h['achieved_per_s']:,}/s, "
+            f"p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms, max {h['max_ms']} ms; statuses {h['statuses']}.",
+        ]
+    return "\n".join(lines)
