@@ -1,0 +1,281 @@
+"""The trust-state subscription: one per process and authority, shared by every guard.
+
+A background thread follows ``GET /v1/trust/stream`` (server-sent events). For
+each signed trust state it checks, one named step each:
+
+1. ``trust-signature`` — a JWS (``typ`` fiat-trust-state+jwt) by an authority key of the
+   trust root valid now; a bad signature is a cryptographic failure that halts guards.
+2. ``trust-order``     — its epoch and time do not go backwards (no replay of old states).
+3. ``log-checkpoint``  — the embedded checkpoint is signed by the trust root's log key.
+4. ``log-continuity``  — the checkpoint is consistent with the last one seen (RFC 9162
+   §2.1.4, proof computed from the log's tiles); a smaller tree or a second root for one
+   size is a split view that halts guards.
+
+Guards read the result without touching the network (``snapshot``) and are woken
+at once when a state arrives, so a revocation halts them within milliseconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from fiat.errors import FiatError, MalformedError, VerificationError
+from fiat.prove import merkle
+from fiat.prove.audit import HttpFetcher
+from fiat.prove.checkpoint import SignedCheckpoint, open_checkpoint
+from fiat.prove.tiles import TileHashSource, encode_index
+from fiat.verify import jws
+from fiat.verify.trust_root import TrustRoot
+
+log = logging.getLogger("fiat.trust")
+TRUST_STATE_TYP = "fiat-trust-state+jwt"
+
+
+@dataclass(frozen=True)
+class Revocation:
+    kind: str
+    target: str
+    reason: str
+
+
+@dataclass
+class TrustSnapshot:
+    """What the latest verified trust state says, and anything that went wrong."""
+
+    state_time: float | None = None  # the authority's signed time of the latest valid state
+    received: float | None = None
+    epoch: int = 0
+    policy_digest: str | None = None
+    revocations: dict[tuple[str, str], Revocation] = field(default_factory=dict)
+    checkpoint: SignedCheckpoint | None = None
+    crypto_failure: str | None = None
+    split_view: str | None = None
+    last_error: str | None = None
+
+
+def verify_trust_state(token: str, root: TrustRoot, now: float) -> dict[str, Any]:
+    """Check one trust-state JWS against the trust root; return its claims."""
+    step = "trust-signature"
+    try:
+        parsed = jws.parse(token)
+    except MalformedError as exc:
+        raise VerificationError(step, f"the trust state is not a JWS: {exc.reason}") from exc
+    if parsed.header.get("typ") != TRUST_STATE_TYP:
+        raise VerificationError(step, f"typ must be {TRUST_STATE_TYP}")
+    kid = parsed.header.get("kid")
+    key = root.find(kid, "authority") if isinstance(kid, str) else None
+    if key is None:
+        raise VerificationError(step, f"kid {kid!r} is not an authority key of the trust root")
+    jws.verify_signature(parsed, key.public_key, step)
+    iat = parsed.claims.get("iat")
+    if not isinstance(iat, int) or not key.valid_at(iat):
+        raise VerificationError(step, f"authority key {key.kid} was not valid when the state was signed")
+    if parsed.claims.get("iss") != root.issuer:
+        raise VerificationError(step, "the trust state names another issuer")
+    return parsed.claims
+
+
+class TrustMonitor:
+    """Follows one authority's trust stream; thread-safe reads via :meth:`snapshot`."""
+
+    _shared: ClassVar[dict[str, TrustMonitor]] = {}
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, url: str, root: TrustRoot, clock: Callable[[], float] = time.time) -> None:
+        self.url = url.rstrip("/")
+        self.root = root
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._snap = TrustSnapshot()
+        self._listeners: set[threading.Event] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._users = 0
+        log_keys = root.log_verifiers()
+        if not log_keys:
+            raise FiatError("the trust root has no log key; export it with `fiat trust-root export`")
+        self._log_key = log_keys[0]
+
+    @classmethod
+    def shared(cls, url: str, root: TrustRoot) -> TrustMonitor:
+        """The process-wide monitor for ``url`` (many guards, one subscription)."""
+        with cls._shared_lock:
+            monitor = cls._shared.get(url.rstrip("/"))
+            if monitor is None or monitor._stop.is_set():
+                monitor = cls(url, root)
+                cls._shared[monitor.url] = monitor
+            monitor._users += 1
+            monitor.start()
+            return monitor
+
+    def release(self) -> None:
+        with TrustMonitor._shared_lock:
+            self._users -= 1
+            if self._users <= 0:
+                self.stop()
+                TrustMonitor._shared.pop(self.url, None)
+
+    # -- listeners
+    def subscribe(self) -> threading.Event:
+        event = threading.Event()
+        with self._lock:
+            self._listeners.add(event)
+        return event
+
+    def unsubscribe(self, event: threading.Event) -> None:
+        with self._lock:
+            self._listeners.discard(event)
+
+    def _notify(self) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for e in listeners:
+            e.set()
+
+    def snapshot(self) -> TrustSnapshot:
+        with self._lock:
+            s = self._snap
+            return TrustSnapshot(
+                s.state_time,
+                s.received,
+                s.epoch,
+                s.policy_digest,
+                dict(s.revocations),
+                s.checkpoint,
+                s.crypto_failure,
+                s.split_view,
+                s.last_error,
+            )
+
+    def wait_fresh(self, timeout: float) -> bool:
+        """Wait until a first valid state has arrived."""
+        deadline = time.monotonic() + timeout
+        event = self.subscribe()
+        try:
+            while time.monotonic() < deadline:
+                if self.snapshot().state_time is not None:
+                    return True
+                event.wait(0.05)
+                event.clear()
+            return self.snapshot().state_time is not None
+        finally:
+            self.unsubscribe(event)
+
+    # -- the stream
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="fiat-trust-monitor", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        import httpx
+
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                with (
+                    httpx.Client(timeout=httpx.Timeout(5.0, read=20.0)) as client,
+                    client.stream("GET", self.url + "/v1/trust/stream") as response,
+                ):
+                    if response.status_code != 200:
+                        raise FiatError(f"trust stream answered HTTP {response.status_code}")
+                    backoff = 0.1
+                    for line in response.iter_lines():
+                        if self._stop.is_set():
+                            return
+                        if line.startswith("data:"):
+                            self.accept(line[5:].strip())
+            except Exception as exc:  # network trouble: staleness will show it to the guards
+                with self._lock:
+                    self._snap.last_error = str(exc)
+                log.debug("trust stream interrupted: %s", exc)
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, 1.0)
+
+    def accept(self, token: str) -> None:
+        """Verify one trust state and fold it into the snapshot (public for tests and push paths)."""
+        now = self.clock()
+        try:
+            claims = verify_trust_state(token, self.root, now)
+        except VerificationError as exc:
+            with self._lock:
+                self._snap.crypto_failure = f"{exc.step}: {exc.reason}"
+            self._notify()
+            return
+        epoch, state_time = claims.get("epoch"), claims.get("time")
+        if not isinstance(epoch, int) or not isinstance(state_time, int | float):
+            with self._lock:
+                self._snap.crypto_failure = "trust-signature: a signed trust state without epoch or time"
+            self._notify()
+            return
+        with self._lock:
+            previous = self._snap.checkpoint
+            if self._snap.state_time is not None and state_time < self._snap.state_time:
+                return  # an older state arriving late: ignore it (trust-order)
+        problem: str | None = None
+        advance = True
+        checkpoint = previous
+        note = claims.get("checkpoint")
+        if isinstance(note, str):
+            try:
+                checkpoint = open_checkpoint(note.encode("utf-8"), self._log_key)
+            except (MalformedError, VerificationError) as exc:
+                with self._lock:
+                    self._snap.crypto_failure = f"log-checkpoint: {exc}"
+                self._notify()
+                return
+            if previous is not None:
+                proven, problem = self._continuity(previous, checkpoint)
+                advance = proven is True
+        revocations = {}
+        for r in claims.get("revocations", []) or []:
+            if isinstance(r, dict) and isinstance(r.get("kind"), str) and isinstance(r.get("target"), str):
+                revocations[(r["kind"], r["target"])] = Revocation(r["kind"], r["target"], str(r.get("reason", "")))
+        policy = claims.get("policy")
+        digest = policy.get("digest", {}).get("sha256") if isinstance(policy, dict) else None
+        with self._lock:
+            s = self._snap
+            if problem is not None:
+                s.split_view = problem
+            elif advance:
+                s.checkpoint = checkpoint  # unproven (tiles unreachable): keep the last proven one
+            s.state_time, s.received, s.epoch = float(state_time), now, epoch
+            s.policy_digest = digest
+            s.revocations.update(revocations)
+            s.last_error = None
+        self._notify()
+
+    def _continuity(self, old: SignedCheckpoint, new: SignedCheckpoint) -> tuple[bool | None, str | None]:
+        """``log-continuity``: (True, None) if ``new`` extends ``old``; (False, why) if it cannot;
+        (None, None) if it could not be proven yet (the tiles were unreachable)."""
+        if new.size < old.size:
+            return False, f"log-continuity: the log shrank from {old.size} to {new.size} entries (rollback)"
+        if new.size == old.size:
+            if new.root == old.root:
+                return True, None
+            return False, f"log-continuity: two roots for tree size {new.size}"
+        fetcher = HttpFetcher(self.url + "/log", timeout=5.0)
+        try:
+
+            def read(level: int, index: int, width: int) -> bytes:
+                path = f"tile/{level}/{encode_index(index)}" + ("" if width == 256 else f".p/{width}")
+                return fetcher.get(path)
+
+            proof = merkle.consistency_proof(TileHashSource(read, new.size), old.size, new.size)
+            merkle.verify_consistency(old.size, new.size, old.root, new.root, proof)
+        except VerificationError as exc:
+            return False, f"log-continuity: checkpoint {new.size} is not consistent with {old.size}: {exc.reason}"
+        except Exception as exc:  # could not fetch: not proven yet; retried with the next state
+            log.debug("consistency not yet provable: %s", exc)
+            return None, None
+        finally:
+            fetcher.close()
+        return True, None

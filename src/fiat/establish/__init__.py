@@ -1,0 +1,1 @@
+"""Phase 2, establish: measure the runtime environment (RATS Evidence)."""

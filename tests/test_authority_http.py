@@ -1,0 +1,1140 @@
+"""End-to-end tests of the authority's HTTP API against a real ``fiat serve`` child process.
+
+Every test talks to ``fiat serve --home H --host 127.0.0.1 --port P`` over HTTP, with
+:class:`fiat.client.AuthorityClient` (DPoP-proven runtime calls, signed approvals) or raw
+httpx, and drives the real CLI (``fiat approve``, ``fiat deny``, ``fiat revoke``,
+``fiat enroll``, ``fiat policy publish``) as child processes. Homes are made with
+``fiat init`` in tmp_path; the approver key with ``fiat keys add --role approver``.
+
+One server on the example bundle (examples/policies) is shared by the tests that do not
+interfere with one another; tests that need other settings, another bundle, a restart or
+a locked database get their own home and server.
+
+What is checked independently of Fiat's own code: permits and trust states are verified
+with PyJWT under the authority key of ``fiat trust-root export``; the action digest is
+recomputed with the ``rfc8785`` package; log entries are read over C2SP tlog-tiles
+(``/log/tile/entries/...``) and their DSSE signatures checked by hand (PAE + Ed25519).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import queue
+import re
+import shutil
+import socket
+import sqlite3
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+import rfc8785
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from fiat.authorize.dpop import make_proof
+from fiat.client import AuthorityClient, ClientError
+from fiat.keyring import KeyRing
+from fiat.prove import evidence as ev
+from fiat.verify.encoding import json_digest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples" / "policies"
+DECISION_V1 = "https://fiat.local/predicate/decision/v1"
+APPROVAL_V1 = "https://fiat.local/predicate/approval/v1"
+IN_TOTO = "application/vnd.in-toto+json"
+PROBLEM = "application/problem+json"
+ISSUER, AUDIENCE = "fiat.local", "fiat-runtime"
+SERVER_START_TIMEOUT = 30.0
+
+
+# -- processes ------------------------------------------------------------------------------
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FIAT_")}
+    for k in ("FORCE_COLOR", "CLICOLOR_FORCE", "PY_COLORS"):
+        env.pop(k, None)
+    env.update({"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "250", "PYTHONDONTWRITEBYTECODE": "1"})
+    env.update(extra or {})
+    return env
+
+
+def fiat(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fiat.cli.main", *map(str, args)],
+        env=_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def ok(p: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert p.returncode == 0, f"exit {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
+    return p
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """A ``fiat serve`` child process on a free port of 127.0.0.1."""
+
+    def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
+        self.home = home
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.output = home.parent / f"{home.name}-serve-{self.port}.log"
+        self._out = self.output.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fiat.cli.main", "serve", "--home", str(home), "--host", "127.0.0.1"]
+            + ["--port", str(self.port)],
+            env=_env(env),
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while True:
+            if self.proc.poll() is not None:
+                self.stop()
+                pytest.fail(f"fiat serve exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"fiat serve did not answer /healthz within {SERVER_START_TIMEOUT} s:\n{self.log()}")
+            time.sleep(0.05)
+
+    def log(self) -> str:
+        return self.output.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._out.close()
+
+
+# -- homes ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Keys:
+    runtime_kid: str
+    runtime_key: Ed25519PrivateKey
+    approver_kid: str
+    approver_key: Ed25519PrivateKey
+    authority_kid: str
+    authority_pub: Ed25519PublicKey
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Keys]:
+    """One home made with `fiat init` + an approver key; tests copy it (same keys, empty log)."""
+    home = tmp_path_factory.mktemp("template") / "home"
+    ok(fiat("init", "--home", home))
+    ok(fiat("keys", "add", "--role", "approver", "--name", "alice", "--home", home))
+    root = json.loads(ok(fiat("trust-root", "export", "--home", home)).stdout)
+    (authority,) = [k for k in root["keys"] if k["role"] == "authority"]
+    ring = KeyRing(home / "keys")
+    rt, rt_key = ring.signing_key("runtime")
+    ap, ap_key = ring.signing_key("approver", "alice")
+    keys = Keys(
+        rt.kid,
+        rt_key,
+        ap.kid,
+        ap_key,
+        authority["kid"],
+        Ed25519PublicKey.from_public_bytes(b64url_decode(authority["publicKey"])),
+    )
+    return home, keys
+
+
+def new_home(template: tuple[Path, Keys], where: Path, bundle: Path | None = EXAMPLES) -> Path:
+    home = where / "home"
+    shutil.copytree(template[0], home)
+    if bundle is not None:
+        ok(fiat("policy", "publish", bundle, "--home", home))
+    return home
+
+
+@dataclass
+class Authority:
+    """A running server with the keys of its home and a client."""
+
+    home: Path
+    server: Server
+    keys: Keys
+    client: AuthorityClient
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def admin(self) -> str:
+        return (self.home / "keys" / "admin.token").read_text(encoding="utf-8").strip()
+
+    def authorize(self, body: dict[str, Any], key: Ed25519PrivateKey | None = None, kid: str | None = None) -> Any:
+        return self.client.authorize(key or self.keys.runtime_key, kid or self.keys.runtime_kid, body)
+
+    def approval(self, approval_id: str) -> dict[str, Any]:
+        return self.client.approval(None, approval_id, admin_token=self.admin)
+
+
+StartFn = Callable[..., Authority]
+
+
+@pytest.fixture
+def start(template: tuple[Path, Keys], tmp_path: Path) -> Iterator[StartFn]:
+    """Start servers for one test (its own home unless given one); stopped at the end."""
+    started: list[Authority] = []
+
+    def _start(
+        home: Path | None = None, env: dict[str, str] | None = None, bundle: Path | None = EXAMPLES
+    ) -> Authority:
+        if home is None:
+            home = new_home(template, tmp_path, bundle)
+        server = Server(home, env)
+        a = Authority(home, server, template[1], AuthorityClient(server.url, timeout=30))
+        started.append(a)
+        return a
+
+    yield _start
+    for a in started:
+        a.client.close()
+        a.server.stop()
+
+
+@pytest.fixture(scope="module")
+def shared(template: tuple[Path, Keys], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Authority]:
+    """The example bundle, served for the tests that do not interfere (trust ticks every 5 s)."""
+    home = new_home(template, tmp_path_factory.mktemp("shared"))
+    server = Server(home, {"FIAT_AUTHORITY_TRUST_INTERVAL_MS": "5000"})
+    a = Authority(home, server, template[1], AuthorityClient(server.url, timeout=30))
+    try:
+        yield a
+    finally:
+        a.client.close()
+        server.stop()
+
+
+# -- requests ----------------------------------------------------------------------------------
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def public_bytes(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes_raw()
+
+
+def thumbprint(key: Ed25519PrivateKey) -> str:
+    """RFC 7638 JWK thumbprint of an Ed25519 key (members in lexicographic order, no spaces)."""
+    canonical = json.dumps({"crv": "Ed25519", "kty": "OKP", "x": b64url(public_bytes(key))}, separators=(",", ":"))
+    return b64url(hashlib.sha256(canonical.encode()).digest())
+
+
+CLAIMS = {"image": "registry.example/agent@sha256:" + "ab" * 32, "host": "ci-7"}
+EVIDENCE = {"claims": CLAIMS, "digest": json_digest(CLAIMS)}
+
+
+def deploy(
+    resource: str = "service:docs", replicas: int = 3, principal: str = "agent:release-bot", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "principal": principal,
+        "action": "deploy",
+        "resource": resource,
+        "context": {"version": "1.2.0", "replicas": replicas},
+        "evidence": EVIDENCE,
+        **extra,
+    }
+
+
+def refund(amount: int = 2500, currency: str = "EUR", principal: str = "agent:support-assistant") -> dict[str, Any]:
+    return {
+        "principal": principal,
+        "action": "tool:refund",
+        "resource": "order:48213",
+        "context": {"amount_cents": amount, "currency": currency},
+    }
+
+
+def expected_digest(body: dict[str, Any]) -> str:
+    """SHA-256 over the RFC 8785 form of the action request, computed with the rfc8785 package."""
+    request = {
+        "principal": body["principal"],
+        "action": body["action"],
+        "resource": body["resource"],
+        "context": body.get("context", {}),
+        "parent": body.get("parent"),
+    }
+    return hashlib.sha256(rfc8785.dumps(request)).hexdigest()
+
+
+def metrics(url: str) -> dict[str, float]:
+    text = httpx.get(url + "/metrics").text
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def metric(url: str, name: str) -> float:
+    return metrics(url).get(name, 0.0)
+
+
+def assert_problem(r: httpx.Response, status: int, needle: str = "") -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith(PROBLEM), r.headers
+    body = r.json()
+    assert body["status"] == status
+    assert needle.lower() in body["detail"].lower(), body
+    return dict(body)
+
+
+def authorize_raw(a: Authority, body: dict[str, Any], proof: str | None, kid: str | None = None) -> httpx.Response:
+    headers = {} if proof is None else {"DPoP": proof}
+    return httpx.post(
+        a.url + "/v1/authorize", json={**body, "runtimeKid": kid or a.keys.runtime_kid}, headers=headers, timeout=30
+    )
+
+
+# -- the log, read over C2SP tlog-tiles --------------------------------------------------------
+
+
+def log_size(url: str) -> int:
+    note = httpx.get(url + "/log/checkpoint").text
+    return int(note.split("\n")[1])
+
+
+def _tile_index(n: int) -> str:
+    groups = []
+    while True:
+        groups.append(f"{n % 1000:03d}")
+        n //= 1000
+        if n == 0:
+            break
+    groups.reverse()
+    return "/".join([f"x{g}" for g in groups[:-1]] + [groups[-1]])
+
+
+def log_entries(url: str, start: int = 0, end: int | None = None) -> list[bytes]:
+    size = log_size(url)
+    end = size if end is None else end
+    assert 0 <= start <= end <= size, (start, end, size)
+    entries: list[bytes] = []
+    for n in range(start // 256, (end + 255) // 256):
+        width = min(256, size - n * 256)
+        path = _tile_index(n) + ("" if width == 256 else f".p/{width}")
+        r = httpx.get(f"{url}/log/tile/entries/{path}")
+        assert r.status_code == 200, (path, r.text)
+        data, pos, bundle = r.content, 0, []
+        while pos < len(data):
+            (length,) = struct.unpack_from(">H", data, pos)
+            bundle.append(data[pos + 2 : pos + 2 + length])
+            pos += 2 + length
+        assert len(bundle) == width
+        entries.extend(bundle)
+    return entries[start - (start // 256) * 256 : end - (start // 256) * 256]
+
+
+def log_entry(url: str, index: int) -> bytes:
+    return log_entries(url, index, index + 1)[0]
+
+
+def open_envelope(entry: bytes, signer: Ed25519PublicKey, keyid: str) -> dict[str, Any]:
+    """Check a DSSE envelope's signature by hand (PAE, Ed25519); return its in-toto statement."""
+    env = json.loads(entry)
+    assert env["payloadType"] == IN_TOTO
+    payload = base64.b64decode(env["payload"])
+    t = env["payloadType"].encode()
+    pae = b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
+    verified = False
+    for sig in env["signatures"]:
+        if sig["keyid"] != keyid:
+            continue
+        try:
+            signer.verify(base64.b64decode(sig["sig"]), pae)
+            verified = True
+        except InvalidSignature:
+            pass
+    assert verified, f"no valid signature by {keyid}"
+    statement = json.loads(payload)
+    assert statement["_type"] == "https://in-toto.io/Statement/v1"
+    return dict(statement)
+
+
+def assert_decision_logged(a: Authority, result: dict[str, Any]) -> dict[str, Any]:
+    """The decision's log entry is an authority-signed DSSE decision/v1 statement with the same decision."""
+    index = result["decisionLogIndex"]
+    assert isinstance(index, int), result
+    statement = open_envelope(log_entry(a.url, index), a.keys.authority_pub, a.keys.authority_kid)
+    assert statement["predicateType"] == DECISION_V1
+    p = statement["predicate"]
+    assert p["decision"] == result["decision"]
+    assert p["reason"] == result["reason"]
+    assert statement["subject"] == [{"name": "action-request", "digest": {"sha256": result["actionDigest"]}}]
+    assert p["inputs"]["actionRequest"] == {"sha256": result["actionDigest"]}
+    if result["decision"] == "allow":
+        assert p["permit"]["jti"] == result["permitId"]
+        assert p["permit"]["digest"]["sha256"] == hashlib.sha256(result["permit"].encode()).hexdigest()
+        assert log_entry(a.url, result["permitLogIndex"]) == result["permit"].encode()
+    else:
+        assert p["permit"] is None
+    if result["decision"] == "pending":
+        assert p["approval"] == {"id": result["approvalId"]}
+    return statement
+
+
+def decode_permit(a: Authority, token: str) -> dict[str, Any]:
+    header = jwt.get_unverified_header(token)
+    assert header["typ"] == "fiat-permit+jwt"
+    assert header["kid"] == a.keys.authority_kid
+    claims = jwt.decode(token, a.keys.authority_pub, algorithms=["EdDSA"], audience=AUDIENCE, issuer=ISSUER)
+    return dict(claims)
+
+
+def decode_trust_state(a: Authority, token: str) -> dict[str, Any]:
+    header = jwt.get_unverified_header(token)
+    assert header["typ"] == "fiat-trust-state+jwt"
+    assert header["kid"] == a.keys.authority_kid
+    return dict(jwt.decode(token, a.keys.authority_pub, algorithms=["EdDSA"], options={"verify_aud": False}))
+
+
+def approve_cli(a: Authority, approval_id: str, approve: bool = True) -> subprocess.CompletedProcess[str]:
+    return fiat("approve" if approve else "deny", approval_id, "--home", a.home, "--url", a.url, "--reason", "test")
+
+
+def cli_log_index(p: subprocess.CompletedProcess[str]) -> int:
+    m = re.search(r"\(log index (\d+)\)", p.stdout)
+    assert m, p.stdout
+    return int(m.group(1))
+
+
+def signed_approval(
+    approval_id: str, digest: str, key: Ed25519PrivateKey, kid: str, decision: str = "approve"
+) -> dict[str, Any]:
+    statement = ev.approval_statement(
+        approval_id=approval_id, decision=decision, approver="someone", request_digest=digest, at=time.time()
+    )
+    return {"envelope": ev.sign_statement(statement, [(kid, key)]).to_json()}
+
+
+def pending(a: Authority, body: dict[str, Any]) -> dict[str, Any]:
+    r = a.authorize(body)
+    assert r["decision"] == "pending", r
+    assert r["approvalId"] and r["permit"] is None
+    assert_decision_logged(a, r)
+    return dict(r)
+
+
+# -- decisions ------------------------------------------------------------------------------------
+
+
+def test_allow_returns_a_permit_that_verifies_under_the_trust_root(shared: Authority) -> None:
+    body = deploy()
+    r = shared.authorize(body)
+    assert r["decision"] == "allow", r
+    assert r["determiningPolicies"] == ["platform-deploys"]
+    digest = expected_digest(body)
+    assert r["actionDigest"] == digest
+    claims = decode_permit(shared, r["permit"])
+    assert claims["jti"] == r["permitId"]
+    assert claims["sub"] == "agent:release-bot"
+    assert claims["cnf"] == {"jwk": {"kty": "OKP", "crv": "Ed25519", "x": b64url(public_bytes(shared.keys.runtime_key))}}
+    assert claims["action"] == {"name": "deploy", "resource": "service:docs", "digest": {"sha256": digest}}
+    assert claims["exp"] - claims["iat"] == 60  # @ttl("60")
+    assert claims["constraints"] == {"singleUse": False, "maxDuration": 600}
+    assert claims["environment"] == {"digest": {"sha256": EVIDENCE["digest"]}}
+    assert claims["policy"]["determining"] == ["platform-deploys"]
+    assert claims["policy"]["version"] == 1
+    assert claims["approvals"] == [] and claims["parent"] is None
+    statement = assert_decision_logged(shared, r)
+    assert statement["predicate"]["permit"]["digest"]["sha256"]  # the permit's JWS digest is bound
+    # The permit cannot be passed off under another key.
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(r["permit"], Ed25519PrivateKey.generate().public_key(), algorithms=["EdDSA"], audience=AUDIENCE)
+
+
+def test_deny_by_default(shared: Authority) -> None:
+    for body in (
+        deploy(principal="agent:support-assistant"),  # support may not deploy
+        {k: v for k, v in deploy().items() if k != "evidence"},  # no evidence: environment not verified
+        deploy(evidence={"claims": CLAIMS, "digest": "0" * 64}),  # evidence whose digest does not recompute
+    ):
+        r = shared.authorize(body)
+        assert r["decision"] == "deny", r
+        assert r["permit"] is None and r["permitId"] is None
+        assert r["reason"].startswith("no policy permits it (deny by default)")
+        assert r["determiningPolicies"] == []
+        assert r["actionDigest"] == expected_digest(body)
+        assert_decision_logged(shared, r)
+
+
+def test_forbid_overrides_permit(shared: Authority) -> None:
+    r = shared.authorize(deploy(replicas=60))
+    assert r["decision"] == "deny", r
+    assert r["determiningPolicies"] == ["replica-ceiling"]
+    assert r["reason"] == "forbidden by replica-ceiling"
+    assert_decision_logged(shared, r)
+    # replicas 60 is above the permits' own ceiling of 20 as well, so also check a request that
+    # a permit does match: shell:run is permitted, and lineage-limit forbids depth > 3.
+    parent = None
+    for depth in range(4):
+        body = {
+            "principal": "agent:release-bot",
+            "action": "shell:run",
+            "resource": "repo:fiat",
+            "context": {"argv": ["make", "test"], "cwd": "/src"},
+            "evidence": EVIDENCE,
+            "parent": parent,
+        }
+        r = shared.authorize(body)
+        assert r["decision"] == "allow", (depth, r)
+        assert decode_permit(shared, r["permit"])["parent"] == parent
+        parent = r["permitId"]
+    r = shared.authorize({**body, "parent": parent})
+    assert r["decision"] == "deny", r
+    assert r["determiningPolicies"] == ["lineage-limit"]
+    assert r["reason"] == "forbidden by lineage-limit"
+    assert_decision_logged(shared, r)
+
+
+def test_shadow_policy_is_reported_not_enforced(shared: Authority) -> None:
+    # refund-currency-eur-only (@shadow) would forbid a USD refund; it is not enforced.
+    r = shared.authorize(refund(currency="USD"))
+    assert r["decision"] == "allow", r
+    assert r["determiningPolicies"] == ["small-refunds"]
+    assert r["shadow"] == [
+        {"scope": "with-shadow-policies", "decision": "deny", "determining": ["refund-currency-eur-only"]}
+    ]
+    assert decode_permit(shared, r["permit"])["constraints"] == {"singleUse": True}
+    assert_decision_logged(shared, r)
+    r = shared.authorize(refund(currency="EUR"))
+    assert r["decision"] == "allow", r
+    assert r["shadow"] == [{"scope": "with-shadow-policies", "decision": "allow", "determining": ["small-refunds"]}]
+    # Over the limit: denied as without the shadow policy.
+    r = shared.authorize(refund(amount=20000, currency="USD"))
+    assert r["decision"] == "deny", r
+    assert r["shadow"][0]["decision"] == "deny"
+
+
+def test_whole_bundle_shadow_mode_denies_and_reports(start: StartFn, tmp_path: Path) -> None:
+    bundle = tmp_path / "shadow-bundle"
+    shutil.copytree(EXAMPLES, bundle)
+    (bundle / "fiat-policy.toml").write_text("shadow = true\n", encoding="utf-8")
+    a = start(bundle=bundle)
+    r = a.authorize(deploy())
+    assert r["decision"] == "deny", r
+    assert r["permit"] is None
+    assert {"scope": "bundle", "decision": "allow", "determining": ["platform-deploys"]} in r["shadow"]
+    assert "shadow mode" in r["reason"]
+    assert_decision_logged(a, r)
+    r = a.authorize(deploy(replicas=60))
+    assert r["decision"] == "deny"
+    assert {"scope": "bundle", "decision": "deny", "determining": ["replica-ceiling"]} in r["shadow"]
+    r = a.authorize(refund(currency="USD"))
+    assert r["decision"] == "deny"
+    assert {"scope": "bundle", "decision": "allow", "determining": ["small-refunds"]} in r["shadow"]
+    assert {"scope": "with-shadow-policies", "decision": "deny", "determining": ["refund-currency-eur-only"]} in r[
+        "shadow"
+    ]
+
+
+# -- approvals ---------------------------------------------------------------------------------------
+
+
+def test_approval_approved_with_cli_then_allow(shared: Authority) -> None:
+    body = deploy(resource="service:payments")
+    p = pending(shared, body)
+    assert p["determiningPolicies"] == ["critical-needs-approval", "platform-deploys"]
+    assert shared.approval(p["approvalId"])["status"] == "pending"
+    cli = ok(approve_cli(shared, p["approvalId"]))
+    assert f"{p['approvalId']}: approved by alice" in cli.stdout
+    approval_index = cli_log_index(cli)
+    entry = log_entry(shared.url, approval_index)
+    statement = open_envelope(entry, shared.keys.approver_key.public_key(), shared.keys.approver_kid)
+    assert statement["predicateType"] == APPROVAL_V1
+    assert statement["predicate"]["id"] == p["approvalId"] and statement["predicate"]["decision"] == "approve"
+    assert statement["subject"][0]["digest"]["sha256"] == p["actionDigest"]
+    assert shared.approval(p["approvalId"])["status"] == "approved"
+    assert shared.approval(p["approvalId"])["approver"] == "alice"
+
+    r = shared.authorize({**body, "approvalId": p["approvalId"]})
+    assert r["decision"] == "allow", r
+    claims = decode_permit(shared, r["permit"])
+    assert claims["approvals"] == [hashlib.sha256(entry).hexdigest()]
+    assert r["actionDigest"] == p["actionDigest"]
+    assert_decision_logged(shared, r)
+    assert shared.approval(p["approvalId"])["status"] == "used"
+
+
+def test_approval_denied_with_cli_is_not_allowed(shared: Authority) -> None:
+    body = deploy(resource="service:payments", replicas=4)
+    p = pending(shared, body)
+    cli = ok(approve_cli(shared, p["approvalId"], approve=False))
+    assert f"{p['approvalId']}: denied by alice" in cli.stdout
+    assert shared.approval(p["approvalId"])["status"] == "denied"
+    r = shared.authorize({**body, "approvalId": p["approvalId"]})
+    assert r["decision"] != "allow", r
+    assert r["permit"] is None
+    assert r["approvalId"] != p["approvalId"]
+    # The decided approval cannot be turned into an approval afterwards.
+    again = approve_cli(shared, p["approvalId"])
+    assert again.returncode == 1 and "409" in again.stderr, again.stderr
+
+
+def test_approval_timeout_expires_and_is_denied(start: StartFn) -> None:
+    a = start(env={"FIAT_AUTHORITY_APPROVAL_TIMEOUT_S": "1"})
+    body = deploy(resource="service:payments")
+    p = pending(a, body)
+    deadline = time.monotonic() + 10
+    while (status := a.approval(p["approvalId"])["status"]) == "pending" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert status == "expired"
+    cli = approve_cli(a, p["approvalId"])
+    assert cli.returncode == 1, cli
+    assert "409" in cli.stderr and "expired" in cli.stderr, cli.stderr
+    raw = httpx.post(
+        f"{a.url}/v1/approvals/{p['approvalId']}",
+        json=signed_approval(p["approvalId"], p["actionDigest"], a.keys.approver_key, a.keys.approver_kid),
+    )
+    assert_problem(raw, 409, "expired")
+    r = a.authorize({**body, "approvalId": p["approvalId"]})
+    assert r["decision"] == "pending" and r["approvalId"] != p["approvalId"], r
+    # The timeout was logged as a signed deny decision for the same action.
+    denials = []
+    for entry in log_entries(a.url):
+        try:
+            statement = open_envelope(entry, a.keys.authority_pub, a.keys.authority_kid)
+        except (ValueError, KeyError, AssertionError):
+            continue
+        pr = statement["predicate"]
+        if statement["predicateType"] == DECISION_V1 and pr["decision"] == "deny" and p["approvalId"] in pr["reason"]:
+            denials.append(statement)
+    assert len(denials) == 1, denials
+    assert denials[0]["subject"][0]["digest"]["sha256"] == p["actionDigest"]
+    assert "timed out" in denials[0]["predicate"]["reason"]
+
+
+def test_pending_approval_survives_a_restart(start: StartFn) -> None:
+    first = start()
+    body = deploy(resource="service:payments")
+    p = pending(first, body)
+    first.server.stop()
+    second = start(home=first.home)
+    assert second.approval(p["approvalId"])["status"] == "pending"
+    ok(approve_cli(second, p["approvalId"]))
+    r = second.authorize({**body, "approvalId": p["approvalId"]})
+    assert r["decision"] == "allow", r
+    assert len(decode_permit(second, r["permit"])["approvals"]) == 1
+    assert_decision_logged(second, r)
+
+
+def test_approval_signed_by_a_key_that_is_not_an_approver_is_refused(shared: Authority) -> None:
+    body = deploy(resource="service:payments", replicas=5)
+    p = pending(shared, body)
+    before = metric(shared.url, "fiat_auth_failures_total")
+    stranger = Ed25519PrivateKey.generate()
+    for key, kid in (
+        (stranger, thumbprint(stranger)),  # not enrolled at all
+        (shared.keys.runtime_key, shared.keys.runtime_kid),  # enrolled, but as a runtime
+        (stranger, shared.keys.approver_kid),  # claims the approver's key id
+    ):
+        r = httpx.post(
+            f"{shared.url}/v1/approvals/{p['approvalId']}", json=signed_approval(p["approvalId"], p["actionDigest"], key, kid)
+        )
+        assert_problem(r, 403, "not signed by an enrolled, active approver key")
+    assert metric(shared.url, "fiat_auth_failures_total") == before + 3
+    assert shared.approval(p["approvalId"])["status"] == "pending"
+    r2 = shared.authorize({**body, "approvalId": p["approvalId"]})
+    assert r2["decision"] == "pending", r2
+
+
+def test_approval_bound_to_another_action_is_refused(shared: Authority) -> None:
+    body = deploy(resource="service:payments", replicas=6)
+    p = pending(shared, body)
+    other = expected_digest(deploy(resource="service:payments", replicas=7))
+    r = httpx.post(
+        f"{shared.url}/v1/approvals/{p['approvalId']}",
+        json=signed_approval(p["approvalId"], other, shared.keys.approver_key, shared.keys.approver_kid),
+    )
+    assert_problem(r, 403, "bound to another action")
+    assert shared.approval(p["approvalId"])["status"] == "pending"
+    # A granted approval does not carry over to another request either.
+    ok(approve_cli(shared, p["approvalId"]))
+    r = shared.authorize({**deploy(resource="service:payments", replicas=7), "approvalId": p["approvalId"]})
+    assert r["decision"] == "pending" and r["approvalId"] != p["approvalId"], r
+    assert shared.approval(p["approvalId"])["status"] == "approved"  # untouched, still usable for its own action
+    r = shared.authorize({**body, "approvalId": p["approvalId"]})
+    assert r["decision"] == "allow", r
+
+
+def test_approval_is_single_use(shared: Authority) -> None:
+    body = deploy(resource="service:payments", replicas=8)
+    p = pending(shared, body)
+    ok(approve_cli(shared, p["approvalId"]))
+    first = shared.authorize({**body, "approvalId": p["approvalId"]})
+    assert first["decision"] == "allow", first
+    second = shared.authorize({**body, "approvalId": p["approvalId"]})
+    assert second["decision"] == "pending", second
+    assert second["approvalId"] != p["approvalId"]
+    assert second["permit"] is None
+    assert_decision_logged(shared, second)
+
+
+# -- revocation ----------------------------------------------------------------------------------------
+
+
+def revoke_cli(a: Authority, kind: str, target: str, reason: str) -> dict[str, Any]:
+    p = ok(fiat("revoke", f"--{kind}", target, "--reason", reason, "--url", a.url, "--home", a.home, "--json"))
+    return dict(json.loads(p.stdout))
+
+
+def enroll_runtime(a: Authority, name: str) -> tuple[Ed25519PrivateKey, str]:
+    key = Ed25519PrivateKey.generate()
+    rec = a.client.enroll(a.admin, "runtime", name, b64url(public_bytes(key)))
+    assert rec["kid"] == thumbprint(key)
+    assert rec["role"] == "runtime"
+    return key, rec["kid"]
+
+
+def test_revoked_principal_is_denied(shared: Authority) -> None:
+    body = deploy(principal="user:alice")
+    assert shared.authorize(body)["decision"] == "allow"
+    result = revoke_cli(shared, "principal", "user:alice", "left the team")
+    assert result["revocationEpoch"] >= 1
+    r = shared.authorize(body)
+    assert r["decision"] == "deny", r
+    assert r["reason"] == "principal user:alice is revoked"
+    assert_decision_logged(shared, r)
+    assert shared.authorize(deploy())["decision"] == "allow"  # others are unaffected
+
+
+def test_revoked_runtime_is_denied(shared: Authority) -> None:
+    key, kid = enroll_runtime(shared, "doomed-node")
+    assert shared.authorize(deploy(), key, kid)["decision"] == "allow"
+    revoke_cli(shared, "runtime", kid, "node compromised")
+    r = shared.authorize(deploy(), key, kid)
+    assert r["decision"] == "deny", r
+    assert r["reason"] == f"runtime {kid} is revoked"
+    assert_decision_logged(shared, r)
+
+
+def test_revoked_permit_cannot_be_consumed(shared: Authority) -> None:
+    r = shared.authorize(refund(amount=100))
+    assert r["decision"] == "allow", r
+    revoke_cli(shared, "permit", r["permitId"], "operator cancelled")
+    with pytest.raises(ClientError) as exc:
+        shared.client.consume(shared.keys.runtime_key, r["permitId"])
+    assert exc.value.status == 403
+    assert "revoked" in str(exc.value)
+    # A revoked permit cannot be a parent either.
+    child = shared.authorize({**refund(amount=100), "parent": r["permitId"]})
+    assert child["decision"] == "deny" and "revoked" in child["reason"], child
+
+
+def test_revocation_is_in_the_signed_trust_state_and_pushed_at_once(shared: Authority) -> None:
+    target = "agent:stream-target"
+    events: queue.Queue[tuple[float, dict[str, Any]]] = queue.Queue()
+    connected = threading.Event()
+    failure: list[BaseException] = []
+
+    def listen() -> None:
+        deadline = time.monotonic() + 20
+        try:
+            with (
+                httpx.Client(timeout=httpx.Timeout(10, read=20)) as c,
+                c.stream("GET", shared.url + "/v1/trust/stream") as resp,
+            ):
+                assert resp.status_code == 200
+                assert resp.headers["content-type"].startswith("text/event-stream")
+                connected.set()
+                for line in resp.iter_lines():
+                    if line.startswith("data: "):
+                        claims = decode_trust_state(shared, line[len("data: ") :])
+                        events.put((time.monotonic(), claims))
+                        if any(x["target"] == target for x in claims["revocations"]):
+                            return
+                    if time.monotonic() > deadline:
+                        return
+        except BaseException as exc:  # reported by the test thread
+            failure.append(exc)
+            connected.set()
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    assert connected.wait(10)
+    first = events.get(timeout=10)  # the latest state, sent on subscribing
+    assert not any(x["target"] == target for x in first[1]["revocations"])
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    result = revoke_cli(shared, "principal", target, "stream test")
+    t1 = time.monotonic()
+    thread.join(timeout=10)
+    assert not failure, failure
+    seen = None
+    while not events.empty():
+        at, claims = events.get_nowait()
+        if any(x["target"] == target for x in claims["revocations"]):
+            seen = (at, claims)
+    assert seen is not None, "the revocation was never pushed"
+    at, claims = seen
+    # Pushed before (or within 200 ms of) the revoke call's answer, far sooner than the 5 s tick.
+    assert at <= t1 + 0.2, (at - t0, t1 - t0)
+    assert at - t0 < 4.0
+    assert claims["revocationEpoch"] >= result["revocationEpoch"]
+
+    # The pulled trust state says the same, signed by the authority key.
+    state = decode_trust_state(shared, shared.client.trust_state())
+    assert state["iss"] == ISSUER
+    assert state["revocationEpoch"] >= result["revocationEpoch"]
+    mine = [x for x in state["revocations"] if x["target"] == target]
+    assert len(mine) == 1
+    assert mine[0]["kind"] == "principal" and mine[0]["reason"] == "stream test"
+    assert mine[0]["epoch"] == result["revocationEpoch"]
+    assert state["policy"]["version"] == 1
+    assert state["checkpoint"].startswith("fiat.local/log\n")
+    since = decode_trust_state(shared, shared.client.trust_state(since=result["revocationEpoch"]))
+    assert all(x["epoch"] > result["revocationEpoch"] for x in since["revocations"])
+    # The revocation is a signed statement in the log.
+    statement = open_envelope(log_entry(shared.url, result["logIndex"]), shared.keys.authority_pub, shared.keys.authority_kid)
+    assert statement["predicateType"] == "https://fiat.local/predicate/revocation/v1"
+    assert statement["predicate"]["target"] == target
+
+
+# -- replay and proof of possession ----------------------------------------------------------------------
+
+
+def test_single_use_permit_is_consumed_once(shared: Authority) -> None:
+    r = shared.authorize(refund(amount=10000))
+    assert r["decision"] == "allow", r
+    assert r["obligations"]["singleUse"] is True
+    path = f"/v1/permits/{r['permitId']}/consume"
+    first = httpx.post(shared.url + path, headers={"DPoP": make_proof(shared.keys.runtime_key, "POST", shared.url + path)})
+    assert first.status_code == 200, first.text
+    assert first.json() == {"permitId": r["permitId"], "consumed": True}
+    second = httpx.post(shared.url + path, headers={"DPoP": make_proof(shared.keys.runtime_key, "POST", shared.url + path)})
+    assert_problem(second, 409, "already used")
+    # Only the cnf runtime may consume a permit.
+    other = shared.authorize(refund(amount=10000))
+    key, _ = enroll_runtime(shared, "other-node")
+    with pytest.raises(ClientError) as exc:
+        shared.client.consume(key, other["permitId"])
+    assert exc.value.status == 403
+    assert shared.client.consume(shared.keys.runtime_key, other["permitId"])["consumed"] is True
+    # Above the limit there is no permit at all.
+    assert shared.authorize(refund(amount=10001))["decision"] == "deny"
+
+
+def test_dpop_proof_replayed_is_refused(shared: Authority) -> None:
+    before = metric(shared.url, "fiat_auth_failures_total")
+    proof = make_proof(shared.keys.runtime_key, "POST", shared.url + "/v1/authorize")
+    first = authorize_raw(shared, deploy(), proof)
+    assert first.status_code == 200 and first.json()["decision"] == "allow", first.text
+    assert_problem(authorize_raw(shared, deploy(), proof), 401, "replay")
+    assert metric(shared.url, "fiat_auth_failures_total") == before + 1
+
+
+def test_dpop_proof_for_another_url_or_method_is_refused(shared: Authority) -> None:
+    before = metric(shared.url, "fiat_auth_failures_total")
+    key = shared.keys.runtime_key
+    for proof, needle in (
+        (make_proof(key, "POST", shared.url + "/v1/permits/pmt_x/consume"), "htu"),
+        (make_proof(key, "POST", f"http://127.0.0.1:{shared.server.port + 1}/v1/authorize"), "htu"),
+        (make_proof(key, "GET", shared.url + "/v1/authorize"), "htm"),
+    ):
+        assert_problem(authorize_raw(shared, deploy(), proof), 401, needle)
+    assert metric(shared.url, "fiat_auth_failures_total") == before + 3
+
+
+def test_dpop_proof_too_old_is_refused(shared: Authority) -> None:
+    before = metric(shared.url, "fiat_auth_failures_total")
+    url = shared.url + "/v1/authorize"
+    stale = make_proof(shared.keys.runtime_key, "POST", url, now=int(time.time()) - 600)
+    assert_problem(authorize_raw(shared, deploy(), stale), 401, "iat")
+    future = make_proof(shared.keys.runtime_key, "POST", url, now=int(time.time()) + 600)
+    assert_problem(authorize_raw(shared, deploy(), future), 401, "iat")
+    assert metric(shared.url, "fiat_auth_failures_total") == before + 2
+
+
+def test_no_dpop_header_is_refused(shared: Authority) -> None:
+    before = metric(shared.url, "fiat_auth_failures_total")
+    assert_problem(authorize_raw(shared, deploy(), None), 401, "no DPoP header")
+    assert_problem(authorize_raw(shared, deploy(), "not-a-jwt"), 401, "not a JWT")
+    path = "/v1/permits/pmt_none/consume"
+    assert_problem(httpx.post(shared.url + path), 401, "no DPoP header")
+    assert metric(shared.url, "fiat_auth_failures_total") == before + 3
+
+
+def test_dpop_key_not_matching_runtime_kid_is_refused(shared: Authority) -> None:
+    before = metric(shared.url, "fiat_auth_failures_total")
+    thief = Ed25519PrivateKey.generate()
+    proof = make_proof(thief, "POST", shared.url + "/v1/authorize")
+    # The proof is valid for the thief's key, but the request names the enrolled runtime.
+    assert_problem(authorize_raw(shared, deploy(), proof, kid=shared.keys.runtime_kid), 401, "not the runtime key")
+    assert metric(shared.url, "fiat_auth_failures_total") == before + 1
+
+
+def test_unenrolled_runtime_key_is_forbidden(shared: Authority) -> None:
+    before = metrics(shared.url)
+    stranger = Ed25519PrivateKey.generate()
+    proof = make_proof(stranger, "POST", shared.url + "/v1/authorize")
+    r = authorize_raw(shared, deploy(), proof, kid=thumbprint(stranger))
+    assert_problem(r, 403, "not enrolled")
+    after = metrics(shared.url)
+    assert after.get("fiat_authorizations_refused_total", 0) == before.get("fiat_authorizations_refused_total", 0) + 1
+    assert after.get("fiat_auth_failures_total", 0) == before.get("fiat_auth_failures_total", 0)
+
+
+def test_admin_endpoints_need_the_bearer_token(shared: Authority) -> None:
+    before = metric(shared.url, "fiat_auth_failures_total")
+    calls: list[tuple[str, str, dict[str, Any] | None]] = [
+        ("POST", "/v1/revocations", {"kind": "principal", "target": "agent:release-bot", "reason": "x"}),
+        ("POST", "/v1/enrollments", {"role": "runtime", "name": "n", "publicKey": b64url(b"\x01" * 32)}),
+        ("POST", "/v1/policies", {"files": {}}),
+        ("GET", "/v1/approvals/apr_x", None),
+    ]
+    refused = 0
+    for headers in ({}, {"Authorization": "Bearer fiat_admin_wrong"}, {"Authorization": "Basic " + shared.admin}):
+        for method, path, body in calls:
+            if not headers and method == "GET":
+                continue  # without Authorization, GET approvals asks for DPoP instead (checked below)
+            r = httpx.request(method, shared.url + path, json=body, headers=headers)
+            assert_problem(r, 401, "admin bearer token")
+            refused += 1
+    assert_problem(httpx.get(shared.url + "/v1/approvals/apr_x"), 401, "DPoP")
+    refused += 1
+    assert metric(shared.url, "fiat_auth_failures_total") == before + refused
+    # Nothing was revoked or enrolled.
+    assert shared.authorize(deploy())["decision"] == "allow"
+    assert not any(k.public_key == b"\x01" * 32 for k in KeyRing(shared.home / "keys").records)
+
+
+# -- enrollment ------------------------------------------------------------------------------------------
+
+
+def test_enrollment_over_http_lets_a_new_runtime_authorize(shared: Authority) -> None:
+    key = Ed25519PrivateKey.generate()
+    kid = thumbprint(key)
+    with pytest.raises(ClientError) as exc:
+        shared.authorize(deploy(), key, kid)
+    assert exc.value.status == 403
+    r = httpx.post(
+        shared.url + "/v1/enrollments",
+        json={"role": "runtime", "name": "edge-node-1", "publicKey": b64url(public_bytes(key))},
+        headers={"Authorization": f"Bearer {shared.admin}"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["kid"] == kid
+    result = shared.authorize(deploy(), key, kid)
+    assert result["decision"] == "allow", result
+    claims = decode_permit(shared, result["permit"])
+    assert claims["cnf"]["jwk"]["x"] == b64url(public_bytes(key))
+    assert_decision_logged(shared, result)
+    # A bad public key is refused.
+    bad = httpx.post(
+        shared.url + "/v1/enrollments",
+        json={"role": "runtime", "name": "x", "publicKey": "A" * 42},
+        headers={"Authorization": f"Bearer {shared.admin}"},
+    )
+    assert bad.status_code == 400
+
+
+def test_enroll_cli(shared: Authority) -> None:
+    key = Ed25519PrivateKey.generate()
+    kid = thumbprint(key)
+    p = ok(
+        fiat(
+            "enroll",
+            "--role",
+            "runtime",
+            "--name",
+            "edge-node-2",
+            "--public-key",
+            b64url(public_bytes(key)),
+            "--url",
+            shared.url,
+            "--home",
+            shared.home,
+        )
+    )
+    assert f"enrolled runtime edge-node-2: {kid}" in p.stdout
+    r = shared.authorize(refund(), key, kid)
+    assert r["decision"] == "allow", r
+
+
+# -- fail closed ---------------------------------------------------------------------------------------
+
+
+def test_no_policy_published_denies(start: StartFn) -> None:
+    a = start(bundle=None)
+    assert httpx.get(a.url + "/healthz").json()["policyVersion"] is None
+    for body in (deploy(), refund()):
+        r = a.authorize(body)
+        assert r["decision"] == "deny", r
+        assert r["reason"] == "no policy has been published"
+        assert r["permit"] is None
+        assert_decision_logged(a, r)
+
+
+@pytest.mark.parametrize(
+    ("context", "needle"),
+    [
+        ({"version": "1.2.0"}, "replicas"),  # a required attribute is missing
+        ({"replicas": 3}, "version"),
+        ({}, "replicas"),
+        ({"version": "1.2.0", "replicas": "3"}, "is not valid"),  # wrong type
+        ({"version": 1, "replicas": 3}, "is not valid"),
+        ({"version": "1.2.0", "replicas": True}, "is not valid"),
+        ({"version": "1.2.0", "replicas": 3, "force": True}, "force"),  # not in the schema
+        ({"version": "1.2.0", "replicas": 3.0}, "floating point"),  # not a Cedar value
+        ({"version": "1.2.0", "replicas": None}, "null"),
+    ],
+)
+def test_context_violating_the_schema_is_denied(shared: Authority, context: dict[str, Any], needle: str) -> None:
+    body = {**deploy(), "context": context}
+    r = shared.authorize(body)
+    assert r["decision"] == "deny", r
+    assert r["permit"] is None
+    assert needle in r["reason"], r["reason"]
+    assert "error" in r["reason"] or "failed" in r["reason"], r["reason"]
+    assert_decision_logged(shared, r)
+
+
+def test_unavailable_log_fails_closed(start: StartFn) -> None:
+    a = start(env={"FIAT_STORAGE_BUSY_TIMEOUT_MS": "300"})
+    assert a.authorize(deploy())["decision"] == "allow"
+    size = log_size(a.url)
+    lock = sqlite3.connect(a.home / "fiat.db", timeout=10, isolation_level=None)
+    try:
+        lock.execute("BEGIN EXCLUSIVE")
+        for body in (deploy(), deploy(resource="service:payments"), refund()):
+            r = authorize_raw(a, body, make_proof(a.keys.runtime_key, "POST", a.url + "/v1/authorize"))
+            if r.status_code == 200:
+                result = r.json()
+                assert result["decision"] == "deny", result
+                assert result["permit"] is None
+                assert "failed closed" in result["reason"], result
+            else:
+                assert 500 <= r.status_code < 600, r.text
+                assert r.headers["content-type"].startswith(PROBLEM)
+        revoke = httpx.post(
+            a.url + "/v1/revocations",
+            json={"kind": "principal", "target": "user:alice", "reason": "x"},
+            headers={"Authorization": f"Bearer {a.admin}"},
+        )
+        assert revoke.status_code >= 500, revoke.text
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert log_size(a.url) == size  # nothing was logged while the lock was held
+    r = a.authorize(deploy())
+    assert r["decision"] == "allow", r
+    assert_decision_logged(a, r)
+    p = pending(a, deploy(resource="service:payments"))
+    assert p["decisionLogIndex"] > r["decisionLogIndex"]
+    assert a.authorize(deploy(principal="user:alice"))["decision"] == "allow"  # the revocation did not happen
+
+
+def test_server_with_a_garbage_authority_key_refuses_to_start(template: tuple[Path, Keys], tmp_path: Path) -> None:
+    home = new_home(template, tmp_path)
+    (key_file,) = (home / "keys").glob("authority-*.pem")
+    key_file.write_bytes(b"-----BEGIN PRIVATE KEY-----\nZ2FyYmFnZQ==\n-----END PRIVATE KEY-----\n")
+    port = free_port()
+    try:
+        p = fiat("serve", "--home", home, "--host", "127.0.0.1", "--port", str(port), timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("fiat serve kept running with a garbage authority key")
+    assert p.returncode != 0
+    assert key_file.name in p.stderr, p.stderr
+    assert "error" in p.stderr
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+
+
+def test_bundle_whose_entities_do_not_match_the_schema_is_not_published(
+    template: tuple[Path, Keys], tmp_path: Path
+) -> None:
+    home = new_home(template, tmp_path)
+    history = json.loads(ok(fiat("policy", "history", "--home", home, "--json")).stdout)
+    assert [v["version"] for v in history] == [1]
+    bad = tmp_path / "bad-bundle"
+    shutil.copytree(EXAMPLES, bad)
+    entities = json.loads((bad / "entities.json").read_text(encoding="utf-8"))
+    for e in entities:
+        if e["uid"]["type"] == "Service":
+            e["attrs"]["tier"] = 1  # the schema says String
+    (bad / "entities.json").write_text(json.dumps(entities), encoding="utf-8")
+    p = fiat("policy", "publish", bad, "--home", home)
+    assert p.returncode != 0, p.stdout
+    assert "entities.json" in p.stderr, p.stderr
+    assert json.loads(ok(fiat("policy", "history", "--home", home, "--json")).stdout) == history
+
+
+def test_bundle_whose_entities_do_not_match_the_schema_is_refused_by_the_server(
+    shared: Authority, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad-bundle"
+    shutil.copytree(EXAMPLES, bad)
+    entities = json.loads((bad / "entities.json").read_text(encoding="utf-8"))
+    entities.append({"uid": {"type": "Planet", "id": "mars"}, "attrs": {}, "parents": []})  # not in the schema
+    (bad / "entities.json").write_text(json.dumps(entities), encoding="utf-8")
+    p = fiat("policy", "publish", bad, "--url", shared.url, "--home", shared.home)
+    assert p.returncode != 0, p.stdout
+    assert "422" in p.stderr and "entities.json" in p.stderr, p.stderr
+    assert httpx.get(shared.url + "/healthz").json()["policyVersion"] == 1
+    assert shared.authorize(deploy())["decision"] == "allow"
+
+
+# -- the decision log ------------------------------------------------------------------------------------
+
+
+def test_every_decision_is_a_signed_decision_statement_in_the_log(shared: Authority) -> None:
+    results = [
+        shared.authorize(deploy()),
+        shared.authorize(deploy(replicas=99)),
+        shared.authorize(deploy(resource="service:payments", replicas=9)),
+    ]
+    assert [r["decision"] for r in results] == ["allow", "deny", "pending"]
+    indexes = [r["decisionLogIndex"] for r in results]
+    assert indexes == sorted(set(indexes))
+    for r in results:
+        assert_decision_logged(shared, r)
