@@ -396,7 +396,7 @@ def test_nan_and_infinity_are_not_json(real: Real, token: str) -> None:
     ]
     for data in variants:
         assert data != real.bundle_bytes
-        with pytest.raises(MalformedError, match="not a JSON number|not valid JSON"):
+        with pytest.raises(MalformedError, match=r"not a JSON number|not valid JSON"):
             Bundle.parse(data)
         assert check_bundle(data, real.root) == "malformed"
     data = root_text.replace('"quorum": 0', f'"quorum": {token}', 1).encode()
@@ -408,6 +408,8 @@ def test_out_of_range_numbers(real: Real) -> None:
     for number in ("1e400", "-1e400", "1" * 5000, "123456789012345678901234567890", "1e-400", "-0"):
         data = text.replace('"replicas": 3', f'"replicas": {number}', 1).encode()
         assert check_bundle(data, real.root) in ("malformed", "action-binding"), number
+        if number == "-0":
+            continue  # 0 is a tree size like any other
         data = text.replace('"consistency": []', f'"consistency": [{{"oldSize": {number}, "newSize": 1, "proof": []}}]')
         assert check_bundle(data.encode(), real.root) == "malformed", number
 

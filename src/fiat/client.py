@@ -56,6 +56,13 @@ class AuthorityClient:
         proof = make_proof(key, "POST", url)
         return dict(self._request("POST", "/v1/authorize", json={**body, "runtimeKid": kid}, headers={"DPoP": proof}))
 
+    def receipt(self, envelope: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._request("POST", "/v1/receipts", json={"envelope": envelope}))
+
+    def bundle(self, key: Ed25519PrivateKey, jti: str) -> dict[str, Any]:
+        path = f"/v1/bundles/{jti}"
+        return dict(self._request("GET", path, headers={"DPoP": make_proof(key, "GET", self.url + path)}))
+
     def consume(self, key: Ed25519PrivateKey, jti: str) -> dict[str, Any]:
         path = f"/v1/permits/{jti}/consume"
         return dict(self._request("POST", path, headers={"DPoP": make_proof(key, "POST", self.url + path)}))

@@ -35,6 +35,12 @@ SETTINGS: dict[tuple[str, str], tuple[type, Any, str]] = {
     ("authority", "approval_timeout_s"): (int, 300, "A pending approval not decided within this long is denied."),
     ("authority", "policy_dir"): (str, "", "Policy bundle published at `fiat serve` start when it changed (optional)."),
     ("runtime", "name"): (str, "", "This runtime node's name (default: the host name)."),
+    ("runtime", "heartbeat_ms"): (int, 250, "How often a running guard re-verifies (a permit may ask for less)."),
+    ("runtime", "staleness_ms"): (int, 3000, "A guard halts when the newest signed trust state is older than this."),
+    ("runtime", "halt_grace_ms"): (int, 2000, "Between SIGTERM and SIGKILL when a guard halts an action."),
+    ("runtime", "approval_wait_s"): (float, 300.0, "How long `fiat run` waits for a human approval."),
+    ("runtime", "files"): (list, [], "Files and globs whose contents are part of the measured environment."),
+    ("runtime", "env_allowlist"): (list, ["PATH"], "Environment variables whose values are measured."),
     ("storage", "backend"): (str, "sqlite", "Storage backend: sqlite."),
     ("storage", "path"): (str, "fiat.db", "Database file; relative paths are inside the home."),
     ("storage", "synchronous"): (
@@ -76,6 +82,12 @@ class AuthoritySettings:
 @dataclass(frozen=True)
 class RuntimeSettings:
     name: str
+    heartbeat_ms: int
+    staleness_ms: int
+    halt_grace_ms: int
+    approval_wait_s: float
+    files: list[str]
+    env_allowlist: list[str]
 
 
 @dataclass(frozen=True)
@@ -139,6 +151,12 @@ def _coerce(value: Any, typ: type, where: str) -> Any:
             return float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if typ is list:
+        if isinstance(value, str):  # environment: comma-separated
+            return [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
+        return list(value)
     if not isinstance(value, str):
         raise ConfigError(f"{where}: expected a string, got {value!r}")
     return value
@@ -205,6 +223,12 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("authority.trust_interval_ms must be between 50 and 60000")
     if not 1 <= cfg.authority.approval_timeout_s <= 7 * 86400:
         raise ConfigError("authority.approval_timeout_s must be between 1 and 604800")
+    if not 10 <= cfg.runtime.heartbeat_ms <= 60_000:
+        raise ConfigError("runtime.heartbeat_ms must be between 10 and 60000")
+    if not 100 <= cfg.runtime.staleness_ms <= 600_000:
+        raise ConfigError("runtime.staleness_ms must be between 100 and 600000")
+    if not 0 <= cfg.runtime.halt_grace_ms <= 600_000:
+        raise ConfigError("runtime.halt_grace_ms must be between 0 and 600000")
     if not 0 <= cfg.server.port <= 65535:
         raise ConfigError("server.port must be between 0 and 65535")
 
@@ -222,5 +246,5 @@ def render_default_config(origin: str) -> str:
             section = sec
         value = origin if (sec, key) == ("log", "origin") else default
         lines.append(f"# {help_text}")
-        lines.append(f"{key} = {json.dumps(value)}" if isinstance(value, str) else f"{key} = {value}")
+        lines.append(f"{key} = {json.dumps(value)}" if isinstance(value, str | list) else f"{key} = {value}")
     return "\n".join(lines) + "\n"

@@ -139,6 +139,7 @@ class AuthorizeBody(Strict):
     runtimeKid: str = Field(min_length=1, max_length=128)
     evidence: dict[str, Any] | None = None
     approvalId: str | None = Field(default=None, max_length=128)
+    renews: str | None = Field(default=None, max_length=256)
 
 
 class ApprovalBody(Strict):
@@ -305,6 +306,7 @@ def create_app(cfg: Config, *, trust_interval: float = 1.0, authority: Authority
                     body.parent,
                     body.evidence,
                     body.approvalId,
+                    body.renews,
                 )
             )
         except AuthorizationError as exc:
@@ -348,6 +350,31 @@ def create_app(cfg: Config, *, trust_interval: float = 1.0, authority: Authority
             status = 409 if "already used" in str(exc) else 403
             raise Problem(status, "Refused", str(exc)) from exc
         return {"permitId": jti, "consumed": True}
+
+    @app.post("/v1/receipts", tags=["evidence"])
+    def receipt(body: ApprovalBody) -> dict[str, Any]:
+        try:
+            envelope = Envelope.from_json(body.envelope)
+            index = auth.record_receipt(envelope)
+        except MalformedError as exc:
+            raise Problem(400, "Bad Request", str(exc)) from exc
+        except AuthorizationError as exc:
+            metrics["auth_failures_total"] += 1
+            raise Problem(403, "Forbidden", str(exc)) from exc
+        return {"logIndex": index}
+
+    @app.get("/v1/bundles/{jti}", tags=["evidence"])
+    def bundle(jti: str, request: Request) -> dict[str, Any]:
+        if request.headers.get("authorization"):
+            require_admin(request)
+        else:
+            kid, _ = runtime_proof(request)
+            if auth._ring.find(kid) is None:
+                raise Problem(403, "Forbidden", "the proof's key is not enrolled")
+        try:
+            return auth.bundle(jti)
+        except FiatError as exc:
+            raise Problem(404, "Not Found", str(exc)) from exc
 
     @app.post("/v1/revocations", tags=["admin"])
     async def revoke(body: RevocationBody, request: Request) -> dict[str, Any]:

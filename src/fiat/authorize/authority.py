@@ -46,10 +46,11 @@ from fiat.home import keyring, open_evidence
 from fiat.keyring import KeyRecord, now_second
 from fiat.persist.sqlite import SQLiteAuthorityStore
 from fiat.prove import evidence as ev
+from fiat.verify import jws
 from fiat.verify.action import action_request_with_digest
 from fiat.verify.dsse import Envelope
 from fiat.verify.encoding import json_digest, rfc3339
-from fiat.verify.statement import APPROVAL, Statement
+from fiat.verify.statement import APPROVAL, RECEIPT, Statement
 
 log = logging.getLogger("fiat.authority")
 
@@ -76,6 +77,7 @@ class AuthorizationRequest:
     parent: str | None = None
     evidence: dict[str, Any] | None = None
     approval_id: str | None = None
+    renews: str | None = None  # the permit this one renews (same action, same runtime)
 
 
 @dataclass(frozen=True)
@@ -285,13 +287,17 @@ class Authority:
             if evaluation.errors:
                 reason += f"; errors: {'; '.join(evaluation.errors)}"
             return self._deny(request, digest, now, reason, policy=active, evaluation=evaluation, shadow=shadow)
-        # 7. approval
+        # 7. approval (a renewal carries over the approvals of the permit it renews)
         approvals: tuple[str, ...] = ()
         if evaluation.obligations.approval is not None:
-            granted = self._use_approval(req.approval_id, digest, now) if req.approval_id else None
-            if granted is None:
-                return self._pending(request, digest, now, active, evaluation, shadow)
-            approvals = (granted,)
+            carried = self._renewed_approvals(req, digest, now) if req.renews else None
+            if carried:
+                approvals = carried
+            else:
+                granted = self._use_approval(req.approval_id, digest, now) if req.approval_id else None
+                if granted is None:
+                    return self._pending(request, digest, now, active, evaluation, shadow)
+                approvals = (granted,)
         # 8. permit
         return self._allow(request, digest, now, req, attestation, active, evaluation, approvals, shadow)
 
@@ -444,6 +450,42 @@ class Authority:
             shadow=shadow,
             obligations=obligations,
         )
+
+    def _renewed_approvals(self, req: AuthorizationRequest, digest: str, now: float) -> tuple[str, ...] | None:
+        """Approvals of the permit being renewed, if it is this runtime's, for this action, and live."""
+        assert req.renews is not None
+        old = self.recorder.index.permit(req.renews)
+        if old is None or old.runtime != req.runtime_kid or self.store.is_revoked("permit", req.renews):
+            return None
+        if json_digest(json.loads(old.request)) != digest or old.exp + 5 < now:
+            return None
+        token = self.log.read_entries(old.log_index, old.log_index + 1)[0].decode("ascii")
+        claims = jws.parse(token).claims
+        approvals = claims.get("approvals") or []
+        return tuple(a for a in approvals if isinstance(a, str)) or None
+
+    # -- receipts and bundles -----------------------------------------------------------------
+
+    def record_receipt(self, envelope: Envelope) -> int:
+        """Log a runtime's execution receipt after checking it is signed by the permit's cnf key."""
+        try:
+            statement = Statement.from_envelope(envelope)
+        except MalformedError as exc:
+            raise AuthorizationError(f"the receipt is not an in-toto statement: {exc}") from exc
+        if statement.predicate_type != RECEIPT:
+            raise AuthorizationError("the statement is not a receipt/v1 statement")
+        permit = statement.predicate.get("permit")
+        jti = permit.get("jti") if isinstance(permit, dict) else None
+        record = self.recorder.index.permit(jti) if isinstance(jti, str) else None
+        if record is None or not isinstance(jti, str):
+            raise AuthorizationError("the receipt names a permit this authority did not issue")
+        runtime = self._ring.find(record.runtime)
+        if runtime is None or not envelope.verify_with(runtime.kid, runtime.public_key):
+            raise AuthorizationError("the receipt is not signed by the permit's cnf runtime key")
+        return self.recorder.record(statements=[(envelope, jti)], kinds=["receipt"])[0].index
+
+    def bundle(self, jti: str) -> dict[str, Any]:
+        return self.recorder.bundle(jti).to_json()
 
     # -- approvals ---------------------------------------------------------------------------
 

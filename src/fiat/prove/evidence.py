@@ -112,7 +112,11 @@ def receipt_statement(
     measurement_start: dict[str, Any],
     measurement_end: dict[str, Any],
     outputs: Sequence[tuple[str, str]] = (),
+    execution_start: float | None = None,
+    renewed_from: Sequence[str] = (),
 ) -> Statement:
+    """A receipt. ``start`` is when this permit began governing the execution (for a renewed
+    permit, the renewal); ``execution_start`` is when the action itself started."""
     if outcome not in ("completed", "failed", "halted"):
         raise ValueError("outcome is completed, failed or halted")
     predicate = {
@@ -125,6 +129,8 @@ def receipt_statement(
         "verifications": {"count": verifications, "chain": {"sha256": verification_chain}},
         "measurements": {"start": measurement_start, "end": measurement_end},
         "outputs": [{"name": n, "digest": {"sha256": d}} for n, d in outputs],
+        "executionStart": rfc3339(start if execution_start is None else execution_start),
+        "renewedFrom": list(renewed_from),
     }
     return Statement((Subject("permit", permit_digest),), RECEIPT, predicate)
 

@@ -1,0 +1,377 @@
+"""The runtime guard: establish trust before an action starts, keep proving it while it runs.
+
+A :class:`Session` governs one execution.
+
+**Establish** (``establish()``), before anything starts — any failure means the
+action never runs:
+
+1. measure the environment (Evidence) and ask the authority for a decision, proving the
+   runtime key with DPoP; wait for a human approval when policy asks for one;
+2. verify the permit locally, one named step each: ``permit-signature`` (an authority key
+   of the trust root), ``permit-window`` (nbf ≤ now < exp), ``permit-cnf`` (bound to this
+   runtime's key), ``permit-action`` (its action digest is what is about to run),
+   ``permit-environment`` (its environment digest is a fresh measurement);
+3. consume the permit if it is single use.
+
+**Verify** (``check()``), on every heartbeat and whenever a trust state arrives, without
+blocking on the network — each failure is a halt naming its step:
+
+* ``trust-signature``   the latest trust state verified (a bad signature is fatal);
+* ``trust-fresh``       it is not older than the staleness bound;
+* ``log-continuity``    every checkpoint seen extends the previous one (no split view);
+* ``revocation``        neither the permit, the principal nor the runtime is revoked;
+* ``permit-expiry``     the permit is unexpired (it is renewed before expiry; a refused
+                        renewal halts);
+* ``policy-current``    the trust state's policy digest is the permit's (a change forces
+                        re-authorization; a refusal halts);
+* ``environment``       a fresh measurement still has the permitted digest.
+
+**Prove** (``receipt()``): the runtime signs an execution receipt (cnf key) with a hash
+chain over every verification event, and it is logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from fiat.client import AuthorityClient, ClientError
+from fiat.enforce.trust import TrustMonitor
+from fiat.errors import FiatError, MalformedError, VerificationError
+from fiat.establish.measure import Measurer
+from fiat.prove import evidence as ev
+from fiat.verify import jws
+from fiat.verify.action import action_request_with_digest
+from fiat.verify.jcs import canonicalize
+from fiat.verify.trust_root import TrustRoot
+from fiat.verify.verifier import PERMIT_TYP
+
+log = logging.getLogger("fiat.guard")
+
+
+class Denied(FiatError):
+    """The authority did not allow the action (denied, or approval not granted in time)."""
+
+    def __init__(self, reason: str, decision: dict[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.decision = decision or {}
+
+
+class NotEstablished(FiatError):
+    """Trust could not be established before start: the permit failed local verification."""
+
+    def __init__(self, step: str, reason: str) -> None:
+        super().__init__(f"{step}: {reason}")
+        self.step, self.reason = step, reason
+
+
+class Halt(FiatError):
+    """Trust can no longer be proven: the action must stop."""
+
+    def __init__(self, step: str, reason: str) -> None:
+        super().__init__(f"{step}: {reason}")
+        self.step, self.reason = step, reason
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    heartbeat: float = 0.25
+    staleness: float = 3.0
+    grace: float = 2.0
+    approval_wait: float = 0.0  # how long establish() waits for a human approval
+    clock_skew: float = 2.0
+
+
+@dataclass
+class Runtime:
+    kid: str
+    key: Ed25519PrivateKey
+
+    @property
+    def public_key(self) -> bytes:
+        return self.key.public_key().public_bytes_raw()
+
+
+def verify_permit_locally(
+    token: str, root: TrustRoot, runtime_public: bytes, action_digest: str, env_digest: str, now: float, skew: float
+) -> dict[str, Any]:
+    """The five local checks of a permit before start; raises :class:`NotEstablished`."""
+    try:
+        parsed = jws.parse(token)
+    except MalformedError as exc:
+        raise NotEstablished("permit-signature", f"the permit is not a JWS: {exc.reason}") from exc
+    claims = parsed.claims
+    # permit-signature
+    kid = parsed.header.get("kid")
+    key = root.find(kid, "authority") if isinstance(kid, str) else None
+    if parsed.header.get("typ") != PERMIT_TYP or key is None:
+        raise NotEstablished("permit-signature", "not a permit signed by an authority key of the trust root")
+    try:
+        jws.verify_signature(parsed, key.public_key, "permit-signature")
+    except VerificationError as exc:
+        raise NotEstablished(exc.step, exc.reason) from exc
+    if claims.get("iss") != root.issuer or claims.get("aud") not in (root.audience, [root.audience]):
+        raise NotEstablished("permit-signature", "the permit is for another issuer or audience")
+    # permit-window
+    nbf, exp = claims.get("nbf"), claims.get("exp")
+    if not isinstance(nbf, int) or not isinstance(exp, int) or not nbf - skew <= now < exp:
+        raise NotEstablished("permit-window", "the permit is not valid now")
+    # permit-cnf
+    try:
+        cnf = jws.public_key_from_jwk(claims.get("cnf", {}).get("jwk"), "cnf")
+    except (MalformedError, AttributeError) as exc:
+        raise NotEstablished("permit-cnf", "the permit carries no cnf key") from exc
+    if cnf != runtime_public:
+        raise NotEstablished("permit-cnf", "the permit is bound to another runtime key")
+    # permit-action
+    action = claims.get("action")
+    if not isinstance(action, dict) or action.get("digest") != {"sha256": action_digest}:
+        raise NotEstablished("permit-action", "the permit is for another action than the one about to run")
+    # permit-environment
+    environment = claims.get("environment")
+    if not isinstance(environment, dict) or environment.get("digest") != {"sha256": env_digest}:
+        raise NotEstablished("permit-environment", "the permit was granted for another environment")
+    return claims
+
+
+@dataclass
+class Session:
+    """One governed execution: establish, check, renew, halt, receipt."""
+
+    client: AuthorityClient
+    root: TrustRoot
+    runtime: Runtime
+    monitor: TrustMonitor
+    measurer: Measurer
+    principal: str
+    action: str
+    resource: str
+    context: dict[str, Any] = field(default_factory=dict)
+    parent: str | None = None
+    settings: GuardSettings = field(default_factory=GuardSettings)
+    clock: Callable[[], float] = time.time
+    approval_id: str | None = None
+
+    def __post_init__(self) -> None:
+        self.request, self.action_digest = action_request_with_digest(
+            self.principal, self.action, self.resource, self.context, self.parent
+        )
+        self.token: str = ""
+        self.claims: dict[str, Any] = {}
+        self.decision: dict[str, Any] = {}
+        self.evidence_start: dict[str, Any] = {}
+        self.verifications = 0
+        self.chain = hashlib.sha256(b"fiat-verification-chain/v1").hexdigest()
+        self.halted: Halt | None = None
+        self._lock = threading.Lock()
+        self._renewal: threading.Thread | None = None
+        self._renewal_error: str | None = None
+        self._reauth_since: float | None = None
+        self.permit_since: float = 0.0  # when the current permit began governing
+        self.renewed_from: list[str] = []
+
+    # -- establish ------------------------------------------------------------------------
+    def _authorize(self, evidence: dict[str, Any], renews: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "principal": self.principal,
+            "action": self.action,
+            "resource": self.resource,
+            "context": self.context,
+            "parent": self.parent,
+            "evidence": evidence,
+        }
+        if self.approval_id:
+            body["approvalId"] = self.approval_id
+        if renews:
+            body["renews"] = renews
+        return self.client.authorize(self.runtime.key, self.runtime.kid, body)
+
+    def establish(self) -> dict[str, Any]:
+        evidence = self.measurer.measure()
+        self.evidence_start = evidence
+        decision = self._authorize(evidence)
+        if decision["decision"] == "pending":
+            decision = self._wait_for_approval(decision, evidence)
+        self.decision = decision
+        if decision["decision"] != "allow":
+            raise Denied(decision.get("reason", "denied"), decision)
+        fresh = self.measurer.measure()
+        self.claims = verify_permit_locally(
+            decision["permit"],
+            self.root,
+            self.runtime.public_key,
+            self.action_digest,
+            fresh["digest"],
+            self.clock(),
+            self.settings.clock_skew,
+        )
+        self.token = decision["permit"]
+        if self.claims.get("constraints", {}).get("singleUse"):
+            try:
+                self.client.consume(self.runtime.key, self.claims["jti"])
+            except ClientError as exc:
+                raise NotEstablished("permit-single-use", str(exc)) from exc
+        self.permit_since = self.clock()
+        self._event("established", {"permit": self.claims["jti"]})
+        return decision
+
+    def _wait_for_approval(self, decision: dict[str, Any], evidence: dict[str, Any]) -> dict[str, Any]:
+        approval_id = decision.get("approvalId")
+        deadline = self.clock() + self.settings.approval_wait
+        while approval_id and self.clock() < deadline:
+            status = self.client.approval(self.runtime.key, approval_id)["status"]
+            if status == "approved":
+                self.approval_id = approval_id
+                return self._authorize(evidence)
+            if status in ("denied", "expired", "used"):
+                return {**decision, "decision": "deny", "reason": f"approval {approval_id} was {status}"}
+            time.sleep(0.2)
+        return decision
+
+    @property
+    def permit_id(self) -> str:
+        return str(self.claims.get("jti", ""))
+
+    @property
+    def permit_digest(self) -> str:
+        return hashlib.sha256(self.token.encode("ascii")).hexdigest()
+
+    @property
+    def heartbeat(self) -> float:
+        ms = self.claims.get("constraints", {}).get("heartbeatIntervalMs")
+        return ms / 1000 if isinstance(ms, int) and ms > 0 else self.settings.heartbeat
+
+    # -- verify ---------------------------------------------------------------------------------
+    def _event(self, kind: str, data: dict[str, Any]) -> None:
+        self.verifications += 1
+        event = {"n": self.verifications, "time": round(self.clock(), 3), "kind": kind, **data}
+        self.chain = hashlib.sha256(bytes.fromhex(self.chain) + canonicalize(event)).hexdigest()
+
+    def check(self) -> None:
+        """One verification round; raises :class:`Halt` naming the failed step."""
+        if self.halted is not None:
+            raise self.halted
+        try:
+            self._check()
+        except Halt as halt:
+            self.halted = halt
+            self._event("halt", {"step": halt.step, "reason": halt.reason})
+            raise
+        self._event("verified", {"permit": self.permit_id})
+
+    def _check(self) -> None:
+        now = self.clock()
+        snap = self.monitor.snapshot()
+        if snap.crypto_failure:
+            raise Halt("trust-signature", f"cryptographic verification failed: {snap.crypto_failure}")
+        if snap.state_time is None or now - snap.state_time > self.settings.staleness:
+            age = (
+                "no trust state yet"
+                if snap.state_time is None
+                else f"the last one is {now - snap.state_time:.1f} s old"
+            )
+            raise Halt("trust-fresh", f"trust is unverifiable: {age} (bound {self.settings.staleness:.1f} s)")
+        if snap.split_view:
+            raise Halt("log-continuity", f"governance continuity failed: {snap.split_view}")
+        for kind, target in (
+            ("permit", self.permit_id),
+            ("principal", self.principal),
+            ("runtime", self.runtime.kid),
+        ):
+            r = snap.revocations.get((kind, target))
+            if r is not None:
+                raise Halt("revocation", f"the {kind} {target} was revoked: {r.reason}")
+        if self._renewal_error:
+            raise Halt("permit-expiry", f"renewal refused: {self._renewal_error}")
+        exp = float(self.claims["exp"])
+        if now >= exp:
+            raise Halt("permit-expiry", "the permit expired and was not renewed")
+        policy = self.claims.get("policy", {}).get("digest", {}).get("sha256")
+        if snap.policy_digest is not None and snap.policy_digest != policy:
+            self._reauth_since = self._reauth_since or now
+            if now - self._reauth_since > self.settings.staleness:
+                raise Halt("policy-current", "the policy changed and re-authorization did not complete in time")
+            self._renew_async()
+        else:
+            self._reauth_since = None
+            ttl = exp - float(self.claims["iat"])
+            if exp - now < max(1.0, ttl / 3):
+                self._renew_async()
+        current = self.measurer.measure()["digest"]
+        if current != self.claims["environment"]["digest"]["sha256"]:
+            raise Halt("environment", "runtime integrity degraded: the measured environment changed")
+
+    def _renew_async(self) -> None:
+        with self._lock:
+            if self._renewal is not None and self._renewal.is_alive():
+                return
+            self._renewal = threading.Thread(target=self._renew, name="fiat-renewal", daemon=True)
+            self._renewal.start()
+
+    def _renew(self) -> None:
+        try:
+            evidence = self.measurer.measure()
+            decision = self._authorize(evidence, renews=self.permit_id)
+            if decision["decision"] != "allow":
+                self._renewal_error = decision.get("reason", "denied")
+                return
+            claims = verify_permit_locally(
+                decision["permit"],
+                self.root,
+                self.runtime.public_key,
+                self.action_digest,
+                evidence["digest"],
+                self.clock(),
+                self.settings.clock_skew,
+            )
+            with self._lock:
+                self.renewed_from.append(self.permit_id)
+                self.token, self.claims = decision["permit"], claims
+                self.permit_since = max(self.clock(), float(claims["nbf"]))
+            self._reauth_since = None
+            self._event("renewed", {"permit": claims["jti"]})
+        except NotEstablished as exc:
+            self._renewal_error = str(exc)
+        except ClientError as exc:
+            log.warning("renewal failed, will retry: %s", exc)  # trust-fresh bounds how long this may last
+
+    # -- prove ------------------------------------------------------------------------------------
+    def receipt(
+        self,
+        start: float,
+        end: float,
+        outcome: str,
+        exit_code: int | None,
+        outputs: list[tuple[str, str]] | None = None,
+    ) -> int:
+        """Sign the execution receipt with the runtime (cnf) key and log it; returns its log index."""
+        end_measurement = self.measurer.measure()
+        statement = ev.receipt_statement(
+            permit_id=self.permit_id,
+            permit_digest=self.permit_digest,
+            start=max(start, self.permit_since),
+            execution_start=start,
+            renewed_from=self.renewed_from,
+            end=end,
+            outcome=outcome,
+            exit_code=exit_code,
+            halt_reason=None if self.halted is None else f"{self.halted.step}: {self.halted.reason}",
+            verifications=self.verifications,
+            verification_chain=self.chain,
+            measurement_start={"digest": {"sha256": self.claims["environment"]["digest"]["sha256"]}},
+            measurement_end={"digest": {"sha256": end_measurement["digest"]}},
+            outputs=outputs or [],
+        )
+        envelope = ev.sign_statement(statement, [(self.runtime.kid, self.runtime.key)])
+        return int(self.client.receipt(envelope.to_json())["logIndex"])
+
+    def bundle(self) -> dict[str, Any]:
+        return self.client.bundle(self.runtime.key, self.permit_id)

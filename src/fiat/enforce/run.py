@@ -1,0 +1,200 @@
+"""``fiat run``: a command governed end to end — permit first, continuous verification, halt, receipt.
+
+Exit codes (documented in README.md):
+
+* the command's own exit status when it ran to its end (0 completed, 1–123 its failure);
+* 124 — halted: trust could no longer be proven while it ran (the receipt says why);
+* 125 — denied: the authority refused, or an approval was not granted in time; never started;
+* 126 — not established: the permit failed local verification, or the authority was
+  unreachable; never started;
+* 128+N — the command died of signal N on its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fiat.client import AuthorityClient, ClientError
+from fiat.config import Config
+from fiat.enforce.guard import Denied, GuardSettings, Halt, NotEstablished, Runtime, Session
+from fiat.enforce.trust import TrustMonitor
+from fiat.establish.measure import default_measurer
+from fiat.home import keyring, trust_root
+
+EXIT_HALTED, EXIT_DENIED, EXIT_NOT_ESTABLISHED = 124, 125, 126
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    outcome: str  # completed | failed | halted | denied | not-established
+    reason: str = ""
+    permit_id: str | None = None
+    receipt_index: int | None = None
+    halt_latency: float | None = None  # seconds from the halting check to the process group being gone
+    decision: dict[str, Any] = field(default_factory=dict)
+
+
+def halt_group(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM to the whole process group, a grace period, then SIGKILL."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(grace)
+    # Anything left in the group, even if the leader already exited.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def digest_outputs(paths: Sequence[str]) -> list[tuple[str, str]]:
+    import hashlib
+
+    out = []
+    for p in paths:
+        try:
+            out.append((p, hashlib.sha256(Path(p).read_bytes()).hexdigest()))
+        except OSError:
+            continue  # a declared output that was not produced is absent from the receipt
+    return out
+
+
+def run_governed(
+    cfg: Config,
+    argv: Sequence[str],
+    *,
+    principal: str,
+    action: str,
+    resource: str,
+    context: dict[str, Any] | None = None,
+    parent: str | None = None,
+    url: str | None = None,
+    evidence_path: Path | None = None,
+    outputs: Sequence[str] = (),
+    settings: GuardSettings | None = None,
+    on_status: Any = None,
+) -> RunResult:
+    settings = settings or GuardSettings(
+        heartbeat=cfg.runtime.heartbeat_ms / 1000,
+        staleness=cfg.runtime.staleness_ms / 1000,
+        grace=cfg.runtime.halt_grace_ms / 1000,
+        approval_wait=cfg.runtime.approval_wait_s,
+    )
+    url = url or f"http://{cfg.server.host}:{cfg.server.port}"
+    rec, key = keyring(cfg).signing_key("runtime", cfg.runtime.name or None)
+    root = trust_root(cfg)
+    cwd = os.getcwd()
+    full_context = {**(context or {}), "command": {"argv": list(argv), "cwd": cwd}}
+    measurer = default_measurer(argv, cwd, cfg.runtime.files, cfg.runtime.env_allowlist)
+    client = AuthorityClient(url)
+    monitor = TrustMonitor.shared(url, root)
+    session = Session(
+        client,
+        root,
+        Runtime(rec.kid, key),
+        monitor,
+        measurer,
+        principal,
+        action,
+        resource,
+        full_context,
+        parent,
+        settings,
+    )
+    status = on_status or (lambda _msg: None)
+    try:
+        try:
+            if not monitor.wait_fresh(settings.staleness):
+                raise NotEstablished(
+                    "trust-fresh", f"no valid trust state from {url} within {settings.staleness:.1f} s"
+                )
+            decision = session.establish()
+        except Denied as exc:
+            return RunResult(EXIT_DENIED, "denied", exc.reason, decision=exc.decision)
+        except NotEstablished as exc:
+            return RunResult(EXIT_NOT_ESTABLISHED, "not-established", str(exc))
+        except ClientError as exc:
+            return RunResult(EXIT_NOT_ESTABLISHED, "not-established", str(exc))
+        status(f"permit {session.permit_id}: {decision.get('reason', '')}")
+        return _supervise(session, argv, monitor, settings, evidence_path, outputs, decision)
+    finally:
+        monitor.release()
+        client.close()
+
+
+def _supervise(
+    session: Session,
+    argv: Sequence[str],
+    monitor: TrustMonitor,
+    settings: GuardSettings,
+    evidence_path: Path | None,
+    outputs: Sequence[str],
+    decision: dict[str, Any],
+) -> RunResult:
+    wake = monitor.subscribe()
+    start = time.time()
+    try:
+        proc = subprocess.Popen(list(argv), start_new_session=True)  # its own process group
+    except OSError as exc:
+        monitor.unsubscribe(wake)
+        session.halted = None
+        index = session.receipt(start, time.time(), "failed", 127)
+        return RunResult(127, "failed", f"cannot start {argv[0]}: {exc.strerror}", session.permit_id, index)
+    exited = threading.Event()
+
+    def reap() -> None:
+        proc.wait()
+        exited.set()
+        wake.set()
+
+    threading.Thread(target=reap, daemon=True).start()
+    halt: Halt | None = None
+    latency = None
+    try:
+        while not exited.is_set():
+            wake.wait(session.heartbeat)
+            wake.clear()
+            if exited.is_set():
+                break
+            try:
+                session.check()
+            except Halt as h:
+                halt = h
+                t0 = time.monotonic()
+                halt_group(proc, settings.grace)
+                latency = time.monotonic() - t0
+                break
+    finally:
+        monitor.unsubscribe(wake)
+        if proc.poll() is None:  # interrupted (e.g. Ctrl-C): never leave the action running ungoverned
+            halt_group(proc, settings.grace)
+    end = time.time()
+    code = proc.returncode
+    if halt is not None:
+        outcome, exit_code, reason = "halted", EXIT_HALTED, f"halted at {halt.step}: {halt.reason}"
+    elif code == 0:
+        outcome, exit_code, reason = "completed", 0, "completed"
+    else:
+        outcome = "failed"
+        exit_code = 128 - code if code < 0 else code
+        reason = f"the command exited with {exit_code}"
+    receipt_exit = code if code is not None and code >= 0 else None
+    try:
+        index = session.receipt(start, end, outcome, receipt_exit, digest_outputs(outputs))
+    except ClientError as exc:
+        return RunResult(exit_code, outcome, f"{reason}; the receipt could not be logged: {exc}", session.permit_id)
+    if evidence_path is not None:
+        evidence_path.write_text(json.dumps(session.bundle(), indent=2) + "\n", encoding="utf-8")
+    return RunResult(exit_code, outcome, reason, session.permit_id, index, latency, decision)
