@@ -114,6 +114,7 @@ class Server:
     http: httpx.Client
     permit_id: str = ""
     approval_id: str = ""
+    routes: set[str] = field(default_factory=set)  # the OpenAPI paths this server has
     sizes: list[int] = field(default_factory=list)
 
     # requests
@@ -150,6 +151,10 @@ class Server:
         }
         b.update(over)
         return b
+
+    def authorize_fields(self) -> set[str]:
+        schema = self.http.get("/openapi.json").json()["components"]["schemas"]["AuthorizeBody"]
+        return set(schema["properties"])
 
     # health
     def log_size(self) -> int:
@@ -219,6 +224,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             assert time.monotonic() < deadline, "fiat serve did not come up in 30 s"
             time.sleep(0.05)
         s = Server(url, port, home, auditor, vkey, rec.kid, key, token, client)
+        s.routes = set(client.get("/openapi.json").json()["paths"])
         # The auditor sees the starting tree, so the final audit proves the log only grew.
         p = fiat("log", "verify", "--url", url + "/log", "--vkey", vkey, "--home", auditor)
         assert p.returncode == 0, p.stdout + p.stderr
@@ -252,7 +258,24 @@ POSTS = [
     ("/v1/revocations", "admin", True),
     ("/v1/enrollments", "admin", True),
     ("/v1/policies", "admin", True),
+    ("/v1/receipts", "none", True),
 ]
+# The OpenAPI path of each template: endpoints added after this file was written are tested when present.
+ROUTE = {
+    "/v1/approvals/{approval}": "/v1/approvals/{approval_id}",
+    "/v1/permits/prm_does_not_exist/consume": "/v1/permits/{jti}/consume",
+    "/v1/permits/{permit}/consume": "/v1/permits/{jti}/consume",
+    "/v1/bundles/{permit}": "/v1/bundles/{jti}",
+}
+
+
+def present(s: Server, template: str) -> bool:
+    return ROUTE.get(template, template) in s.routes
+
+
+def require(s: Server, template: str) -> None:
+    if not present(s, template):
+        pytest.skip(f"this server has no {template}")
 GETS = [
     "/healthz",
     "/metrics",
@@ -276,6 +299,7 @@ def good_body(s: Server, template: str) -> dict[str, Any]:
         "/v1/revocations": {"kind": "permit", "target": "prm_hostile_target", "reason": "hostile test"},
         "/v1/enrollments": {"role": "runtime", "name": "hostile", "publicKey": "!" * 43},
         "/v1/policies": {"files": {"x.cedar": "!!!"}},
+        "/v1/receipts": {"envelope": {"payload": "e30=", "payloadType": "x", "signatures": [{"sig": "AA=="}]}},
     }[template]
 
 
@@ -300,6 +324,7 @@ MALFORMED = [
 
 @pytest.mark.parametrize(("template", "auth", "reads_body"), POSTS, ids=[p[0] for p in POSTS])
 def test_malformed_and_wrongly_typed_bodies(server: Server, template: str, auth: str, reads_body: bool) -> None:
+    require(server, template)
     path = path_of(server, template)
     for body in MALFORMED:
         for a in {auth, "none"}:
@@ -329,20 +354,25 @@ FIELDS: dict[str, dict[str, tuple[bool, tuple[type, ...]]]] = {
         "runtimeKid": (False, (str,)),
         "evidence": (True, (dict,)),
         "approvalId": (True, (str,)),
+        "renews": (True, (str,)),
     },
     "/v1/approvals/{approval}": {"envelope": (False, (dict,))},
     "/v1/revocations": {"kind": (False, (str,)), "target": (False, (str,)), "reason": (False, (str,))},
     "/v1/enrollments": {"role": (False, (str,)), "name": (False, (str,)), "publicKey": (False, (str,))},
     "/v1/policies": {"files": (False, (dict,))},
+    "/v1/receipts": {"envelope": (False, (dict,))},
 }
 
 
 @pytest.mark.parametrize("template", list(FIELDS))
 def test_wrong_field_types_unknown_and_missing_fields(server: Server, template: str) -> None:
+    require(server, template)
     auth = next(a for t, a, _ in POSTS if t == template)
     path = path_of(server, template)
     base = good_body(server, template)
     for name, (nullable, types) in FIELDS[template].items():
+        if template == "/v1/authorize" and name not in server.authorize_fields():
+            continue
         for value in WRONG_VALUES:
             if value is None and nullable:
                 continue
@@ -384,6 +414,7 @@ LIMITS = [
     ("/v1/authorize", "parent", 256),
     ("/v1/authorize", "runtimeKid", 128),
     ("/v1/authorize", "approvalId", 128),
+    ("/v1/authorize", "renews", 256),
     ("/v1/revocations", "target", 1024),
     ("/v1/revocations", "reason", 2048),
     ("/v1/enrollments", "name", 256),
@@ -392,6 +423,8 @@ LIMITS = [
 
 @pytest.mark.parametrize(("template", "name", "limit"), LIMITS, ids=[f"{t}:{n}" for t, n, _ in LIMITS])
 def test_strings_past_their_maximum_length(server: Server, template: str, name: str, limit: int) -> None:
+    if template == "/v1/authorize" and name not in server.authorize_fields():
+        pytest.skip(f"{template} has no field {name}")
     auth = next(a for t, a, _ in POSTS if t == template)
     base = good_body(server, template)
     for n in (limit + 1, 10 * limit, 200_000):
@@ -434,6 +467,8 @@ def test_deeply_nested_json_is_refused_cleanly(server: Server, levels: int) -> N
             continue
         # top level, every endpoint
         for template, auth, _ in POSTS:
+            if not present(server, template):
+                continue
             r = server.post_raw(path_of(server, template), deep, auth)
             assert 400 <= r.status_code < 500, r.text[:200]
         # inside the Cedar context, the evidence, an envelope, the policy files
@@ -536,6 +571,7 @@ def big_json(size: int) -> bytes:
 
 @pytest.mark.parametrize("path", [p for p, _, _ in POSTS] + GETS)
 def test_two_mib_body_with_content_length_is_413(server: Server, path: str) -> None:
+    require(server, path)
     path = path_of(server, path)
     method = "GET" if path in GETS else "POST"
     body = big_json(2 * MIB)
@@ -567,6 +603,7 @@ BODY_READERS = [p for p, _, reads in POSTS if reads]
 @pytest.mark.parametrize("path", BODY_READERS)
 def test_two_mib_chunked_body_is_refused(server: Server, path: str) -> None:
     """The streamed-size check holds: nothing of a 2 MiB chunked body is accepted (today: 400)."""
+    require(server, path)
     path = path_of(server, path)
     extra = [("Transfer-Encoding", "chunked")] + list(server.auth_headers(_auth_of(server, path), "POST", path).items())
     status, headers, body = raw_request(server.port, head(server, "POST", path, extra) + b"\r\n" + chunked(big_json(2 * MIB)))
@@ -582,6 +619,7 @@ def test_two_mib_chunked_body_is_refused(server: Server, path: str) -> None:
 )
 @pytest.mark.parametrize("path", BODY_READERS)
 def test_two_mib_chunked_body_is_413(server: Server, path: str) -> None:
+    require(server, path)
     path = path_of(server, path)
     extra = [("Transfer-Encoding", "chunked")] + list(server.auth_headers(_auth_of(server, path), "POST", path).items())
     status, _, body = raw_request(server.port, head(server, "POST", path, extra) + b"\r\n" + chunked(big_json(2 * MIB)))
@@ -621,6 +659,9 @@ def raw_get(s: Server, method: str, path: str, headers: dict[str, str] | None = 
 
 PATH_TRICKS = [
     "/v1/approvals/..%2f..%2fetc",
+    "/v1/bundles/..%2f..%2fetc",
+    "/v1/bundles/%00",
+    "/v1/bundles/" + "b" * 10_240,
     "/v1/approvals/..%2F..%2F..%2Fetc%2Fpasswd",
     "/v1/approvals/../../etc/passwd",
     "/v1/approvals/%2e%2e/%2e%2e/healthz",
@@ -664,7 +705,8 @@ def test_path_tricks(server: Server, path: str) -> None:
         # Nothing reaches the file system.
         assert b"root:" not in body
     # With a valid proof of the runtime key, unknown approvals are 404s (or the proof's URL differs: 401).
-    if path.startswith("/v1/approvals/") and len(path) > len("/v1/approvals/"):
+    prefix = path[: path.find("/", 4) + 1]
+    if prefix in ("/v1/approvals/", "/v1/bundles/") and len(path) > len(prefix):
         status, ctype, body = raw_get(server, "GET", path, {"DPoP": server.proof("GET", path)})
         assert status in (401, 404), (path, status, body[:300])
         assert_problem(status, ctype, body, path)
@@ -724,6 +766,8 @@ METHODS = {
     "/v1/revocations": ["GET", "PUT", "DELETE"],
     "/v1/enrollments": ["GET", "PUT"],
     "/v1/policies": ["GET", "DELETE"],
+    "/v1/receipts": ["GET", "PUT"],
+    "/v1/bundles/x": ["POST", "PUT", "DELETE"],
     "/v1/trust/state": ["POST", "PUT", "DELETE"],
     "/v1/trust/stream": ["POST", "PUT"],
     "/metrics": ["POST", "DELETE"],
@@ -734,6 +778,7 @@ METHODS = {
 
 @pytest.mark.parametrize("path", list(METHODS))
 def test_wrong_methods_are_405(server: Server, path: str) -> None:
+    require(server, path.replace("/v1/bundles/x", "/v1/bundles/{permit}"))
     for method in METHODS[path]:
         r = server.request(method, path, headers={"Authorization": f"Bearer {server.token}"})
         assert r.status_code == 405, (method, path, r.text)
@@ -877,7 +922,16 @@ DPOP_500: dict[str, DpopCase] = {
     + _b64(Ed25519PrivateKey.generate().sign(b"x")),
 }
 
-DPOP_TARGETS = [("POST", "/v1/authorize"), ("POST", "/v1/permits/{permit}/consume"), ("GET", "/v1/approvals/{approval}")]
+DPOP_TARGETS = [
+    ("POST", "/v1/authorize"),
+    ("POST", "/v1/permits/{permit}/consume"),
+    ("GET", "/v1/approvals/{approval}"),
+    ("GET", "/v1/bundles/{permit}"),
+]
+
+
+def dpop_targets(s: Server) -> list[tuple[str, str]]:
+    return [(m, t) for m, t in DPOP_TARGETS if present(s, t)]
 
 
 def _send_dpop(s: Server, method: str, template: str, proof: str) -> httpx.Response:
@@ -889,7 +943,7 @@ def _send_dpop(s: Server, method: str, template: str, proof: str) -> httpx.Respo
 
 @pytest.mark.parametrize("case", list(DPOP_REFUSED))
 def test_invalid_dpop_is_401(server: Server, case: str) -> None:
-    for method, template in DPOP_TARGETS:
+    for method, template in dpop_targets(server):
         proof = DPOP_REFUSED[case](server, method, path_of(server, template))
         r = check(_send_dpop(server, method, template, proof))
         assert r.status_code == 401, (case, template, r.text)
@@ -900,7 +954,7 @@ def test_invalid_dpop_is_401(server: Server, case: str) -> None:
     "case", [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=DPOP_500_REASON)) for c in DPOP_500]
 )
 def test_invalid_dpop_signature_is_401(server: Server, case: str) -> None:
-    for method, template in DPOP_TARGETS:
+    for method, template in dpop_targets(server):
         proof = DPOP_500[case](server, method, path_of(server, template))
         r = _send_dpop(server, method, template, proof)
         assert r.status_code == 401, (case, template, r.status_code, r.text)
@@ -909,7 +963,7 @@ def test_invalid_dpop_signature_is_401(server: Server, case: str) -> None:
 def test_invalid_dpop_signature_never_grants(server: Server) -> None:
     """Whatever the status today, a proof that does not verify never yields a decision or a consumed permit."""
     for case in DPOP_500.values():
-        for method, template in DPOP_TARGETS:
+        for method, template in dpop_targets(server):
             r = _send_dpop(server, method, template, case(server, method, path_of(server, template)))
             assert r.status_code >= 400, r.text
             assert r.headers["content-type"] == PROBLEM
@@ -931,9 +985,11 @@ def test_dpop_of_an_unenrolled_key(server: Server) -> None:
     path = f"/v1/permits/{server.permit_id}/consume"
     r = server.request("POST", path, headers={"DPoP": server.proof("POST", path, stranger)})
     assert r.status_code == 403
-    path = f"/v1/approvals/{server.approval_id}"
-    r = server.request("GET", path, headers={"DPoP": server.proof("GET", path, stranger)})
-    assert r.status_code == 403
+    for template in ("/v1/approvals/{approval}", "/v1/bundles/{permit}"):
+        if present(server, template):
+            path = path_of(server, template)
+            r = server.request("GET", path, headers={"DPoP": server.proof("GET", path, stranger)})
+            assert r.status_code == 403, r.text
     server.healthy()
 
 
@@ -1003,9 +1059,16 @@ def bearer_variants(token: str) -> list[str]:
 
 @pytest.mark.parametrize(
     ("method", "template"),
-    [("POST", "/v1/revocations"), ("POST", "/v1/enrollments"), ("POST", "/v1/policies"), ("GET", "/v1/approvals/{approval}")],
+    [
+        ("POST", "/v1/revocations"),
+        ("POST", "/v1/enrollments"),
+        ("POST", "/v1/policies"),
+        ("GET", "/v1/approvals/{approval}"),
+        ("GET", "/v1/bundles/{permit}"),
+    ],
 )
 def test_invalid_bearer_tokens_are_401(server: Server, method: str, template: str) -> None:
+    require(server, template)
     path = path_of(server, template)
     key = base64.urlsafe_b64encode(Ed25519PrivateKey.generate().public_key().public_bytes_raw()).rstrip(b"=").decode()
     bodies = {
@@ -1018,7 +1081,7 @@ def test_invalid_bearer_tokens_are_401(server: Server, method: str, template: st
     for value in bearer_variants(server.token):
         headers = {"Authorization": value.encode("utf-8")} if value else {}
         r = server.request(method, path, json=bodies.get(template), headers=headers)
-        if template.startswith("/v1/approvals") and not value:
+        if method == "GET" and not value:
             assert r.status_code == 401 and "DPoP" in r.json()["detail"]  # no credentials: asks for DPoP
             continue
         assert r.status_code == 401, (value[:40], r.text)
@@ -1139,14 +1202,16 @@ def test_policy_file_name_with_a_lone_surrogate_is_400(server: Server) -> None:
     assert r.status_code == 400, r.text
 
 
-def test_hostile_approval_envelopes(server: Server) -> None:
-    path = path_of(server, "/v1/approvals/{approval}")
+@pytest.mark.parametrize("template", ["/v1/approvals/{approval}", "/v1/receipts"])
+def test_hostile_envelopes(server: Server, template: str) -> None:
+    require(server, template)
+    path = path_of(server, template)
     b64 = lambda d: base64.b64encode(d).decode()  # noqa: E731
     stmt = {
         "_type": "https://in-toto.io/Statement/v1",
         "subject": [{"name": "action-request", "digest": {"sha256": "0" * 64}}],
         "predicateType": "https://fiat.local/predicate/approval/v1",
-        "predicate": {"id": server.approval_id, "decision": "approve"},
+        "predicate": {"id": server.approval_id, "decision": "approve", "permit": {"jti": server.permit_id}},
     }
     payloads = [
         b"",
@@ -1161,6 +1226,9 @@ def test_hostile_approval_envelopes(server: Server) -> None:
         json.dumps({**stmt, "predicate": {"id": server.approval_id, "decision": ["approve"]}}).encode(),
         json.dumps({**stmt, "predicate": {"id": "apr_other", "decision": "approve"}}).encode(),
         json.dumps(stmt).encode(),  # bound to another action
+        json.dumps({**stmt, "predicateType": "https://fiat.local/predicate/receipt/v1"}).encode(),
+        json.dumps({**stmt, "predicate": {"permit": {"jti": ["x"]}}}).encode(),
+        json.dumps({**stmt, "predicate": {"permit": "x"}}).encode(),
     ]
     envelopes: list[Any] = [
         {},
@@ -1183,6 +1251,9 @@ def test_hostile_approval_envelopes(server: Server) -> None:
     for env in envelopes:
         r = server.request("POST", path, json={"envelope": env})
         assert r.status_code in (400, 403, 404), (env, r.text)
+    if template == "/v1/receipts":
+        server.healthy()
+        return
     # Unknown, odd and oversized approval ids.
     good = envelopes[-1]
     for approval in ("apr_unknown", "a" * 10_000, "%00", "..%2f..%2f"):
@@ -1217,7 +1288,7 @@ _name = st.text(_chars, min_size=1, max_size=40)
 
 
 @st.composite
-def authorize_bodies(draw: st.DrawFn, kid: str) -> Any:
+def authorize_bodies(draw: st.DrawFn, kid: str, fields_known: frozenset[str]) -> Any:
     mode = draw(st.integers(0, 3))
     if mode == 0:
         return draw(_json)  # anything at all
@@ -1235,6 +1306,8 @@ def authorize_bodies(draw: st.DrawFn, kid: str) -> Any:
             "evidence": st.none() | st.fixed_dictionaries({"claims": st.dictionaries(_text, _json), "digest": _text}),
             "approvalId": st.none() | st.text(_chars, max_size=128),
         }
+        if "renews" in fields_known:
+            optional["renews"] = st.none() | st.text(_chars, max_size=256)
         for name, strategy in optional.items():
             if draw(st.booleans()):
                 body[name] = draw(strategy)
@@ -1272,7 +1345,7 @@ def test_fuzz_authorize(server: Server) -> None:
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.large_base_example, HealthCheck.data_too_large],
     )
-    @given(body=authorize_bodies(server.kid), ascii_only=st.integers(0, 4).map(bool))
+    @given(body=authorize_bodies(server.kid, frozenset(server.authorize_fields())), ascii_only=st.integers(0, 4).map(bool))
     def fuzz(body: Any, ascii_only: bool) -> None:
         r = server.authorize(content=encode_body(body, ascii_only))
         seen[r.status_code] = seen.get(r.status_code, 0) + 1

@@ -112,7 +112,19 @@ def check_root(data: bytes, bundle: Bundle) -> str:
 
 
 def normalized(data: bytes) -> Json:
-    return Bundle.parse(data).to_json()
+    """The bundle as the verifier sees it, modulo what it may legitimately ignore: repeated copies
+    of a genuine statement, and an ancestor's receipt (ancestors need none: ``require_receipt=False``)."""
+
+    def canon(b: Json, ancestor: bool) -> Json:
+        statements = {json.dumps(s, sort_keys=True) for s in b["statements"]}
+        if ancestor:
+            statements = {s for s in statements if "/receipt/v1" not in json.dumps(_statement(json.loads(s)))}
+        out = {**b, "statements": sorted(statements)}
+        if "ancestors" in b:
+            out["ancestors"] = [canon(a, True) for a in b["ancestors"]]
+        return out
+
+    return canon(Bundle.parse(data).to_json(), False)
 
 
 # -- JSON tree helpers ------------------------------------------------------------------------------

@@ -176,6 +176,7 @@ class Session:
         self._renewal_error: str | None = None
         self._reauth_since: float | None = None
         self.permit_since: float = 0.0  # when the current permit began governing
+        self.receipt_index: int | None = None
         self.renewed_from: list[str] = []
 
     # -- establish ------------------------------------------------------------------------
