@@ -58,6 +58,7 @@ IN_TOTO = "application/vnd.in-toto+json"
 PROBLEM = "application/problem+json"
 ISSUER, AUDIENCE = "fiat.local", "fiat-runtime"
 SERVER_START_TIMEOUT = 30.0
+FIAT = (sys.executable, "-m", "fiat.cli.main")
 
 
 # -- processes ------------------------------------------------------------------------------
@@ -74,7 +75,7 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def fiat(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "fiat.cli.main", *map(str, args)],
+        [*FIAT, *map(str, args)],
         env=_env(env),
         capture_output=True,
         text=True,
@@ -108,8 +109,7 @@ class Server:
         self.output = home.parent / f"{home.name}-serve-{self.port}.log"
         self._out = self.output.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fiat.cli.main", "serve", "--home", str(home), "--host", "127.0.0.1"]
-            + ["--port", str(self.port)],
+            [*FIAT, "serve", "--home", str(home), "--host", "127.0.0.1", "--port", str(self.port)],
             env=_env(env),
             stdout=self._out,
             stderr=subprocess.STDOUT,
@@ -524,7 +524,7 @@ def test_forbid_overrides_permit(shared: Authority) -> None:
             "principal": "agent:release-bot",
             "action": "shell:run",
             "resource": "repo:fiat",
-            "context": {"argv": ["make", "test"], "cwd": "/src"},
+            "context": {"command": {"argv": ["make", "test"], "cwd": "/src"}},
             "evidence": EVIDENCE,
             "parent": parent,
         }

@@ -33,7 +33,7 @@ from fiat.config import load_config
 from fiat.home import init_home, keyring
 from fiat.verify.encoding import json_digest
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "policies"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "policies"
 CLAIMS = {"process": {"exe": "sha256:bench"}}
 EVIDENCE = {"claims": CLAIMS, "digest": json_digest(CLAIMS)}
 CONTEXT = {"version": "2.0.1", "replicas": 3}

@@ -1113,30 +1113,19 @@ def bench_authorize(
 
 @app.command()
 def demo(
-    home: HomeOpt = None,
-    host: Annotated[str | None, typer.Option(help="Listen address (default 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option(help="Listen port (default 8750).")] = None,
+    home: Annotated[Path, typer.Option("--home", help="The demo's home, recreated on every run.")] = Path(".fiat-demo"),
+    host: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Listen port.")] = 8750,
+    serve: Annotated[bool, typer.Option(help="Keep the authority running after the scenario until Ctrl-C.")] = True,
 ) -> None:
-    """Fiat's main job on embedded defaults: initialise a home, log sample entries and serve the log."""
-    from fiat.demo import append_samples
-    from fiat.home import init_home
+    """Fiat's main job on embedded defaults: five governed executions, end to end, verified offline."""
+    from fiat.demo import play
 
     with errors_to_exit():
-        report = init_home(home)
-        cfg = load_config(report.home, require=True)
-        indexes, cp = append_samples(cfg)
-        out.print(f"Fiat home: [bold]{report.home}[/] (SQLite at {cfg.database_path})")
-        out.print(f"appended sample entries {indexes[0]}..{indexes[-1]}; the log now holds {cp.size} entries")
-
-        def banner(url: str, vkey: str) -> None:
-            out.print(f"log URL:      [bold]{url}[/]")
-            out.print(f"verifier key: [bold]{vkey}[/]")
-            out.print("try, in another terminal:")
-            out.print(f"  fiat log verify --url {url} --vkey {vkey} --home {report.home}/auditor")
-            out.print(f"  fiat log proof {indexes[-1]} --home {report.home} -o entry.tlog-proof")
-            out.print("press Ctrl-C to stop")
-
-        serve_log(cfg, host or cfg.server.host, cfg.server.port if port is None else port, before=banner)
+        scenarios = play(home, host, port, out, keep_serving=serve)
+    expected = {"completed", "denied", "halted"}
+    if any(s.outcome not in expected for s in scenarios):
+        fail(EXIT_ERROR, "a demo scenario did not behave as designed; see the table above")
 
 
 def main() -> None:

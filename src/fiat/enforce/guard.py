@@ -159,6 +159,7 @@ class Session:
     settings: GuardSettings = field(default_factory=GuardSettings)
     clock: Callable[[], float] = time.time
     approval_id: str | None = None
+    on_status: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         self.request, self.action_digest = action_request_with_digest(
@@ -227,6 +228,11 @@ class Session:
     def _wait_for_approval(self, decision: dict[str, Any], evidence: dict[str, Any]) -> dict[str, Any]:
         approval_id = decision.get("approvalId")
         deadline = self.clock() + self.settings.approval_wait
+        if approval_id and self.on_status is not None:
+            self.on_status(
+                f"approval {approval_id} pending ({decision.get('reason', '')}); "
+                f"waiting up to {self.settings.approval_wait:.0f} s for `fiat approve {approval_id}`"
+            )
         while approval_id and self.clock() < deadline:
             status = self.client.approval(self.runtime.key, approval_id)["status"]
             if status == "approved":

@@ -114,6 +114,7 @@ def run_governed(
         settings,
     )
     status = on_status or (lambda _msg: None)
+    session.on_status = status
     try:
         try:
             if not monitor.wait_fresh(settings.staleness):
