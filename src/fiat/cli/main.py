@@ -1108,6 +1108,26 @@ def bench_authorize(
         out.print(render_markdown(result))
 
 
+@bench_app.command("runtime")
+def bench_runtime(
+    as_json: JsonOpt = False,
+    runs: Annotated[int, typer.Option(help="Revoke-to-halt runs for the latency percentiles.")] = 100,
+    cpu_seconds: Annotated[float, typer.Option(help="How long to measure one guard's CPU.")] = 10.0,
+    concurrent: Annotated[int, typer.Option(help="Concurrent guarded actions on one node (0 to skip).")] = 1000,
+) -> None:
+    """Halt latency (p50/p99), guard CPU per action, and 1,000 concurrent guarded actions."""
+    from fiat.bench.runtime import render_markdown, run_runtime_bench
+
+    with errors_to_exit():
+        result = run_runtime_bench(
+            runs=runs, cpu_seconds=cpu_seconds, concurrent=concurrent, console=None if as_json else err
+        )
+    if as_json:
+        emit_json(result)
+    else:
+        out.print(render_markdown(result))
+
+
 # -- fiat demo ----------------------------------------------------------------------------
 
 

@@ -220,8 +220,6 @@ class TrustMonitor:
             previous = self._snap.checkpoint
             if self._snap.state_time is not None and state_time < self._snap.state_time:
                 return  # an older state arriving late: ignore it (trust-order)
-        problem: str | None = None
-        advance = True
         checkpoint = previous
         note = claims.get("checkpoint")
         if isinstance(note, str):
@@ -232,26 +230,33 @@ class TrustMonitor:
                     self._snap.crypto_failure = f"log-checkpoint: {exc}"
                 self._notify()
                 return
-            if previous is not None:
-                proven, problem = self._continuity(previous, checkpoint)
-                advance = proven is True
         revocations = {}
         for r in claims.get("revocations", []) or []:
             if isinstance(r, dict) and isinstance(r.get("kind"), str) and isinstance(r.get("target"), str):
                 revocations[(r["kind"], r["target"])] = Revocation(r["kind"], r["target"], str(r.get("reason", "")))
         policy = claims.get("policy")
         digest = policy.get("digest", {}).get("sha256") if isinstance(policy, dict) else None
+        # Revocations, freshness and policy take effect at once; guards are woken before the
+        # (slower, networked) log-continuity proof below.
         with self._lock:
             s = self._snap
-            if problem is not None:
-                s.split_view = problem
-            elif advance:
-                s.checkpoint = checkpoint  # unproven (tiles unreachable): keep the last proven one
             s.state_time, s.received, s.epoch = float(state_time), now, epoch
             s.policy_digest = digest
             s.revocations.update(revocations)
             s.last_error = None
+            if previous is None:
+                s.checkpoint = checkpoint
         self._notify()
+        if previous is None or checkpoint is None or checkpoint is previous:
+            return
+        proven, problem = self._continuity(previous, checkpoint)
+        with self._lock:
+            if problem is not None:
+                self._snap.split_view = problem
+            elif proven:
+                self._snap.checkpoint = checkpoint  # unproven (tiles unreachable): keep the last proven one
+        if problem is not None:
+            self._notify()
 
     def _continuity(self, old: SignedCheckpoint, new: SignedCheckpoint) -> tuple[bool | None, str | None]:
         """``log-continuity``: (True, None) if ``new`` extends ``old``; (False, why) if it cannot;

@@ -186,6 +186,36 @@ class Measurer:
         return {"claims": claims, "digest": json_digest(claims)}
 
 
+class Coalesced:
+    """A probe shared by every guard in the process: its result is reused for ``window`` seconds.
+
+    Many guards re-measuring the same interpreter or host in one heartbeat then cost one
+    measurement, not one each; a change is still seen within ``window``.
+    """
+
+    def __init__(self, probe: Probe, window: float = 0.05) -> None:
+        self.probe, self.window = probe, window
+        self._lock = threading.Lock()
+        self._at = -1.0
+        self._value: dict[str, Any] = {}
+
+    def __call__(self, hasher: FileHasher) -> dict[str, Any]:
+        import time
+
+        with self._lock:
+            now = time.monotonic()
+            if now - self._at > self.window:
+                self._value = self.probe(hasher)
+                self._at = now
+            return self._value
+
+
+#: Process-wide probes and stat cache, shared by every measurer this process creates.
+SHARED_HASHER = FileHasher()
+_PYTHON = Coalesced(_PythonProbe())
+_HOST = Coalesced(host_probe, window=1.0)
+
+
 def default_measurer(
     argv: Sequence[str] | None = None,
     cwd: str | None = None,
@@ -193,11 +223,11 @@ def default_measurer(
     env_allowlist: Sequence[str] = (),
     python: bool = True,
 ) -> Measurer:
-    probes: dict[str, Probe] = {"process": process_probe(argv, cwd), "host": host_probe}
+    probes: dict[str, Probe] = {"process": process_probe(argv, cwd), "host": _HOST}
     if files:
         probes["files"] = files_probe(files, cwd)
     if env_allowlist:
         probes["env"] = env_probe(env_allowlist)
     if python:
-        probes["python"] = _PythonProbe()
-    return Measurer(probes)
+        probes["python"] = _PYTHON
+    return Measurer(probes, SHARED_HASHER)
