@@ -120,13 +120,6 @@ def test_validate_refuses_an_undeclared_action(tmp_path: Path) -> None:
     assert "small-refunds" in p.stderr, show(p)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="src bug: PolicyBundle.validate validates the enforced set and then the shadow set, which (when "
-    "the bundle has @shadow policies) holds every policy again, so each error is reported twice and "
-    "counted twice ('2 validation error(s)' for one mistake)",
-)
 def test_validate_reports_each_error_once(tmp_path: Path) -> None:
     bundle = copy_bundle(tmp_path)
     edit(bundle / "shell.cedar", 'resource == Repo::"fiat"', 'resource == Widget::"fiat"')

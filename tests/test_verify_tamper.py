@@ -1389,11 +1389,6 @@ def test_rotation_trust_root_records_both_periods(world: World) -> None:
     assert result.failed is not None and result.failed.name == "permit-signature"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: lineage verifies each ancestor on its own, without the rest of the flat ancestor list, "
-    "so every ancestor that itself has a parent fails its own lineage step (verifier.py _Run.lineage)",
-)
 def test_grandchild_lineage_verifies(world: World, tmp_path: Path) -> None:
     home = tmp_path / "home"
     root = make_execution(home)

@@ -19,6 +19,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 import threading
 import time
@@ -35,8 +36,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fiat import __version__
-from fiat.authorize.authority import ApprovalError, Authority, AuthorizationError, AuthorizationRequest
-from fiat.authorize.dpop import DpopError, DpopVerifier
+from fiat.authorize.authority import (
+    ApprovalError,
+    Authority,
+    AuthorizationError,
+    AuthorizationRequest,
+    MalformedRequestError,
+)
+from fiat.authorize.dpop import DpopError, DpopKeyNotEnrolled, DpopVerifier
 from fiat.authorize.policy import PolicyError
 from fiat.config import Config
 from fiat.errors import FiatError, MalformedError
@@ -47,6 +54,7 @@ from fiat.verify.encoding import b64url_decode
 log = logging.getLogger("fiat.server")
 
 MAX_BODY = 1 << 20
+SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 - a file name, not a secret
 
 Scope = MutableMapping[str, Any]
@@ -109,18 +117,36 @@ class BodyLimit:
                         scope, receive, send
                     )
                     return
+        if scope.get("method") in ("GET", "HEAD"):
+            await self.app(scope, receive, send)  # streaming responses (SSE) must not be buffered
+            return
+        # Read the (possibly chunked) body up to the limit before the application sees it.
+        chunks: list[bytes] = []
         seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise Problem(413, "Payload Too Large", f"request bodies are limited to {self.limit} bytes")
-            return message
+            if message["type"] == "http.disconnect":
+                return
+            body = message.get("body", b"")
+            seen += len(body)
+            if seen > self.limit:
+                await problem(413, "Payload Too Large", f"request bodies are limited to {self.limit} bytes")(
+                    scope, receive, send
+                )
+                return
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        await self.app(scope, limited, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 # -- wire models ------------------------------------------------------------------------------
@@ -196,6 +222,7 @@ class TrustBroadcaster:
     async def run(self) -> None:
         while True:
             try:
+                await asyncio.to_thread(self.authority.reload_keys)
                 changed = await asyncio.to_thread(self.authority.reload_policy)
                 await asyncio.to_thread(self.authority.expire_approvals)
                 if changed:
@@ -263,7 +290,10 @@ def create_app(cfg: Config, *, trust_interval: float = 1.0, authority: Authority
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem(exc.status_code, str(exc.detail), str(exc.detail), request.url.path)
+        response = problem(exc.status_code, str(exc.detail), str(exc.detail), request.url.path)
+        for name, value in (exc.headers or {}).items():  # e.g. Allow on 405 (RFC 9110 §15.5.6)
+            response.headers[name] = value
+        return response
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
@@ -272,8 +302,15 @@ def create_app(cfg: Config, *, trust_interval: float = 1.0, authority: Authority
         return problem(500, "Internal Server Error", "the server failed; nothing was granted", request.url.path)
 
     def runtime_proof(request: Request) -> tuple[str, bytes]:
+        proofs = request.headers.getlist("dpop")
+        if len(proofs) > 1:  # RFC 9449 §4.3 step 1: exactly one
+            metrics["auth_failures_total"] += 1
+            raise Problem(401, "Unauthorized", "send exactly one DPoP header")
         try:
-            return dpop.verify(request.headers.get("dpop"), request.method, str(request.url))
+            return dpop.verify(proofs[0] if proofs else None, request.method, str(request.url), allow=auth.is_enrolled)
+        except DpopKeyNotEnrolled as exc:
+            metrics["auth_failures_total"] += 1
+            raise Problem(403, "Forbidden", exc.reason) from exc
         except DpopError as exc:
             metrics["auth_failures_total"] += 1
             raise Problem(401, "Unauthorized", exc.reason) from exc
@@ -309,6 +346,9 @@ def create_app(cfg: Config, *, trust_interval: float = 1.0, authority: Authority
                     body.renews,
                 )
             )
+        except MalformedRequestError as exc:
+            metrics["requests_invalid_total"] += 1
+            raise Problem(400, "Bad Request", str(exc)) from exc
         except AuthorizationError as exc:
             metrics["authorizations_refused_total"] += 1
             raise Problem(403, "Forbidden", str(exc)) from exc
@@ -403,23 +443,24 @@ def create_app(cfg: Config, *, trust_interval: float = 1.0, authority: Authority
 
         with tempfile.TemporaryDirectory() as tmp:
             for name, content in body.files.items():
-                if "/" in name or "\\" in name or name.startswith(".") or not name:
-                    raise Problem(400, "Bad Request", f"{name!r} is not a plain file name")
+                if not SAFE_NAME.fullmatch(name):
+                    raise Problem(400, "Bad Request", "file names are 1–128 of A–Z a–z 0–9 . _ - and start with no dot")
                 try:
-                    Path(tmp, name).write_bytes(base64.b64decode(content, validate=True))
+                    data = base64.b64decode(content, validate=True)
                 except ValueError as exc:
-                    raise Problem(400, "Bad Request", f"{name}: not base64") from exc
+                    raise Problem(400, "Bad Request", f"{name}: the content is not base64") from exc
+                Path(tmp, name).write_bytes(data)
             try:
                 version, digest, index = auth.publish_policy(Path(tmp))
             except PolicyError as exc:
-                raise Problem(422, "Policy refused", str(exc)) from exc
+                raise Problem(422, "Policy refused", str(exc).replace(tmp, "<bundle>")) from exc
         broadcaster.wake()
         return {"version": version, "digest": digest, "logIndex": index}
 
     @app.get("/v1/trust/state", tags=["trust"])
     def trust_state(since: int = 0) -> dict[str, Any]:
-        if since < 0:
-            raise Problem(400, "Bad Request", "since must be a revocation epoch (>= 0)")
+        if not 0 <= since < 2**63:
+            raise Problem(400, "Bad Request", "since must be a revocation epoch (0 ≤ since < 2^63)")
         return {"state": auth.trust_state(since, broadcaster.epoch)}
 
     @app.get("/v1/trust/stream", tags=["trust"])

@@ -38,6 +38,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from fiat.authorize.names import entity_uid
 from fiat.authorize.permit import Constraints, PermitRequest, PolicyRef, mint_permit
 from fiat.authorize.policy import Evaluation, PolicyBundle, PolicyError, load_bundle, read_bundle_files
 from fiat.config import Config
@@ -59,8 +60,17 @@ APPROVAL_TIMEOUT = 300.0
 APPROVAL_VALIDITY = 600.0  # a granted approval must be used within this long
 
 
+def principal_key(principal: str) -> str:
+    """The one spelling of a principal used for revocations (its Cedar entity UID)."""
+    return entity_uid(principal, "principal")
+
+
 class AuthorizationError(FiatError):
     """A request the authority refuses before deciding (bad input, unknown runtime)."""
+
+
+class MalformedRequestError(AuthorizationError):
+    """The request itself is malformed (not canonicalizable, not a valid name)."""
 
 
 class ApprovalError(FiatError):
@@ -154,9 +164,10 @@ class Authority:
         self.log = self.recorder.log
         self.store = SQLiteAuthorityStore(cfg.database_path, cfg.storage.busy_timeout_ms)
         self._lock = threading.Lock()
+        self._revoke_lock = threading.Lock()
         self._policy: _ActivePolicy | None = None
         self._policy_error: str | None = None
-        self._keys_loaded_at = 0.0
+        self._keys_mtime = self._keyring_mtime()
         self._ring = keyring(cfg)
         self._authority: tuple[KeyRecord, Ed25519PrivateKey] = self._ring.signing_key("authority")
         self.reload_policy()
@@ -165,12 +176,29 @@ class Authority:
         self.recorder.close()
         self.store.close()
 
+    def _keyring_mtime(self) -> int:
+        try:
+            return (self.cfg.keys_dir / "keyring.json").stat().st_mtime_ns
+        except OSError:
+            return 0
+
     # -- keys and policy -------------------------------------------------------------
 
-    def reload_keys(self) -> None:
+    def reload_keys(self) -> bool:
+        """Pick up key changes made while running (rotation, `fiat keys add`). Returns True on change."""
+        path = self.cfg.keys_dir / "keyring.json"
+        try:
+            mtime = path.stat().st_mtime_ns
+        except OSError:
+            return False
+        if mtime == self._keys_mtime:
+            return False
+        ring = keyring(self.cfg)
+        authority = ring.signing_key("authority")
         with self._lock:
-            self._ring = keyring(self.cfg)
-            self._authority = self._ring.signing_key("authority")
+            self._ring, self._authority, self._keys_mtime = ring, authority, mtime
+        log.info("keys reloaded")
+        return True
 
     def reload_policy(self) -> bool:
         """Load the newest published policy version if it changed. Returns True on change."""
@@ -207,6 +235,9 @@ class Authority:
         if errors:
             raise PolicyError("the bundle does not validate against its schema:\n  " + "\n  ".join(errors))
         latest = self.store.latest_policy()
+        if latest is not None and latest[1] == bundle.digest:
+            history = self.store.policy_history()
+            return latest[0], bundle.digest, history[-1][3]  # unchanged: no new version
         version = 1 if latest is None else latest[0] + 1
         now = self.clock()
         rec, key = self._authority
@@ -227,7 +258,12 @@ class Authority:
                 req.principal, req.action, req.resource, req.context, req.parent
             )
         except MalformedError as exc:
-            raise AuthorizationError(str(exc)) from exc
+            raise MalformedRequestError(str(exc)) from exc
+        try:
+            entity_uid(req.principal, "principal")
+            entity_uid(req.resource, "resource")
+        except MalformedError as exc:
+            raise MalformedRequestError(str(exc)) from exc
         try:
             return self._decide(req, request, digest, now)
         except (AuthorizationError, ApprovalError):
@@ -256,8 +292,8 @@ class Authority:
             if self.store.is_revoked("permit", req.parent):
                 return self._deny(request, digest, now, f"parent permit {req.parent} is revoked")
             depth = parent.depth + 1
-        # 5. revocation
-        if self.store.is_revoked("principal", req.principal):
+        # 5. revocation (principals compared in their one Cedar spelling)
+        if self.store.is_revoked("principal", principal_key(req.principal)):
             return self._deny(request, digest, now, f"principal {req.principal} is revoked")
         # 6. policy
         active = self._policy
@@ -555,6 +591,8 @@ class Authority:
                 break
         if signer is None:
             raise ApprovalError("the approval is not signed by an enrolled, active approver key")
+        if p.get("approver") != signer.name:
+            raise ApprovalError(f"the approval names {p.get('approver')!r} but is signed by {signer.name!r}")
         index = self.recorder.record(statements=[(envelope, None)])[0].index
         status = "approved" if p["decision"] == "approve" else "denied"
         digest = hashlib.sha256(envelope.encode()).hexdigest()
@@ -584,14 +622,23 @@ class Authority:
             raise AuthorizationError("revoke a permit, a principal or a runtime")
         if not target or not reason:
             raise AuthorizationError("a revocation needs a target and a reason")
-        now = self.clock()
-        rec, key = self._authority
-        epoch_guess = self.store.revocation_epoch() + 1
-        statement = ev.revocation_statement(kind=kind, target=target, reason=reason, epoch=epoch_guess, at=now)
-        jti = target if kind == "permit" else None
-        index = self.recorder.record(statements=[(ev.sign_statement(statement, [(rec.kid, key)]), jti)])[0].index
-        epoch = self.store.add_revocation(kind, target, reason, now, index)
-        return epoch, index
+        if kind == "principal":
+            try:
+                target = principal_key(target)
+            except MalformedError as exc:
+                raise AuthorizationError(str(exc)) from exc
+        with self._revoke_lock:  # the signed epoch is the stored epoch
+            now = self.clock()
+            rec, key = self._authority
+            epoch = self.store.revocation_epoch() + 1
+            statement = ev.revocation_statement(kind=kind, target=target, reason=reason, epoch=epoch, at=now)
+            jti = target if kind == "permit" else None
+            envelope = ev.sign_statement(statement, [(rec.kid, key)])
+            index = self.recorder.record(statements=[(envelope, jti)])[0].index
+            stored = self.store.add_revocation(kind, target, reason, now, index)
+        if stored != epoch:
+            log.error("revocation epoch %d was stored as %d (another writer?)", epoch, stored)
+        return stored, index
 
     def consume(self, jti: str, runtime_kid: str) -> None:
         """Use a single-use permit once; the runtime proving ``cnf`` calls this before starting."""
@@ -602,10 +649,19 @@ class Authority:
             raise AuthorizationError("only the runtime the permit is bound to (cnf) can use it")
         if self.store.is_revoked("permit", jti):
             raise AuthorizationError(f"permit {jti} is revoked")
+        if self.store.is_revoked("principal", principal_key(record.principal)):
+            raise AuthorizationError(f"principal {record.principal} is revoked")
+        if self.store.is_revoked("runtime", record.runtime):
+            raise AuthorizationError(f"runtime {record.runtime} is revoked")
         if record.exp < self.clock():
             raise AuthorizationError(f"permit {jti} has expired")
         if not self.store.consume(jti, self.clock()):
             raise AuthorizationError(f"permit {jti} was already used (single use)")
+
+    def is_enrolled(self, kid: str) -> bool:
+        """Any active key of this authority's keyring (runtime, approver, witness…)."""
+        key = self._ring.find(kid)
+        return key is not None and key.active_at(self.clock())
 
     def enroll(self, role: str, name: str, public_key: bytes) -> KeyRecord:
         if role not in ("runtime", "approver", "witness"):
@@ -617,6 +673,7 @@ class Authority:
             rec = ring.add_public(role, name, public_key, now_second())
             ring.save()
             self._ring = ring
+            self._keys_mtime = self._keyring_mtime()
         return rec
 
     # -- the signed trust state -----------------------------------------------------------

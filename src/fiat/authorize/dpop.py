@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.parse
 from collections import OrderedDict
+from collections.abc import Callable
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -26,6 +27,10 @@ DPOP_TYP = "dpop+jwt"
 
 class DpopError(VerificationError):
     """A DPoP proof was missing, malformed, stale, replayed or not signed by its key."""
+
+
+class DpopKeyNotEnrolled(DpopError):
+    """A valid proof by a key the server does not know."""
 
 
 def normalize_htu(url: str) -> str:
@@ -62,7 +67,14 @@ class DpopVerifier:
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
 
-    def verify(self, proof: str | None, method: str, url: str, now: float | None = None) -> tuple[str, bytes]:
+    def verify(
+        self,
+        proof: str | None,
+        method: str,
+        url: str,
+        now: float | None = None,
+        allow: Callable[[str], bool] | None = None,
+    ) -> tuple[str, bytes]:
         """Return the proof key's (RFC 7638 thumbprint, public key). Raises :class:`DpopError`."""
         step = "dpop"
         t = time.time() if now is None else now
@@ -84,7 +96,10 @@ class DpopVerifier:
             public = jws.public_key_from_jwk(jwk_value, "DPoP jwk")
         except MalformedError as exc:
             raise DpopError(step, exc.reason) from exc
-        jws.verify_signature(parsed, public, step)
+        try:
+            jws.verify_signature(parsed, public, step)
+        except VerificationError as exc:
+            raise DpopError(step, exc.reason) from exc
         claims = parsed.claims
         # Step 8: htm.
         if claims.get("htm") != method.upper():
@@ -103,6 +118,10 @@ class DpopVerifier:
         jti = claims.get("jti")
         if not isinstance(jti, str) or not 8 <= len(jti) <= 256:
             raise DpopError(step, "jti must be a string of 8 to 256 characters")
+        kid = jws.jwk_thumbprint(public)
+        # Only proofs by known keys are remembered, so strangers cannot fill the replay cache.
+        if allow is not None and not allow(kid):
+            raise DpopKeyNotEnrolled(step, f"the proof's key {kid} is not enrolled with this authority")
         with self._lock:
             while self._seen and next(iter(self._seen.values())) < t:
                 self._seen.popitem(last=False)
@@ -111,4 +130,4 @@ class DpopVerifier:
             if len(self._seen) >= self.cache_size:
                 raise DpopError(step, "too many proofs in flight; retry shortly")
             self._seen[jti] = float(iat) + self.max_age + self.max_future
-        return jws.jwk_thumbprint(public), public
+        return kid, public

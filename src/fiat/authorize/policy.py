@@ -41,6 +41,7 @@ from typing import Any
 
 import cedarpy
 
+from fiat.authorize.names import action_uid, entity_uid
 from fiat.errors import FiatError, MalformedError
 from fiat.verify.jcs import canonicalize
 
@@ -52,24 +53,6 @@ MAX_FILE = 4 << 20
 
 class PolicyError(FiatError):
     """A policy bundle cannot be loaded, validated or evaluated. Callers deny."""
-
-
-def entity_uid(value: str, what: str) -> str:
-    """``Type::"id"`` stays; ``kind:id`` becomes ``Kind::"id"``."""
-    if not isinstance(value, str) or not value or len(value) > 1024:
-        raise MalformedError(what, "must be a non-empty string of at most 1,024 characters")
-    if '::"' in value and value.endswith('"'):
-        return value
-    kind, sep, ident = value.partition(":")
-    if not sep or not kind or not ident or not kind.replace("_", "").isalnum():
-        raise MalformedError(what, f'{value!r} is neither Type::"id" nor kind:id')
-    return f"{kind[0].upper()}{kind[1:]}::{json.dumps(ident)}"
-
-
-def action_uid(value: str) -> str:
-    if not isinstance(value, str) or not value or len(value) > 1024:
-        raise MalformedError("action", "must be a non-empty string")
-    return value if value.startswith("Action::") else f"Action::{json.dumps(value)}"
 
 
 def cedar_value(value: Any, where: str = "context") -> Any:
@@ -194,7 +177,8 @@ class PolicyBundle:
     def validate(self) -> list[str]:
         """Validate every policy against the schema; returns the errors (empty when valid)."""
         errors = []
-        for s in (self.enforced, self.shadow_set):
+        # The shadow set, when there is one, holds every policy; validate each policy once.
+        for s in (self.shadow_set,) if self.shadow_set.text.strip() else (self.enforced,):
             if not s.text.strip():
                 continue
             try:
@@ -233,7 +217,7 @@ class PolicyBundle:
             result = cedarpy.is_authorized(request, s.handle, self.entities, self.schema)
         except Exception as exc:
             raise PolicyError(f"Cedar could not evaluate the request: {exc}") from exc
-        determining = tuple(s.names.get(p, p) for p in result.diagnostics.reasons)
+        determining = tuple(sorted(s.names.get(p, p) for p in result.diagnostics.reasons))
         errors = tuple(str(e) for e in result.diagnostics.errors)
         if errors and not result.allowed:
             return "deny", determining, errors

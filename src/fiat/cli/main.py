@@ -605,9 +605,9 @@ def verify_cmd(
     else:
         marks = {"pass": "[green]✓[/]", "fail": "[bold red]✗[/]", "skip": "[dim]-[/]"}
         for step in result.steps:
-            out.print(f"{marks[step.status]} {step.name:<24} {step.detail}")
+            out.print(f"{marks[step.status]} {step.name:<24} {escape(step.detail)}")
         if result.verified:
-            out.print(f"[bold green]verified[/]: execution {result.permit_id}")
+            out.print(f"[bold green]verified[/]: execution {escape(str(result.permit_id))}")
         else:
             failed = result.failed
             out.print(f"[bold red]NOT verified[/]: failed at {failed.name if failed else '?'}")

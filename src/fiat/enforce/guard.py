@@ -42,6 +42,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from fiat.authorize.names import entity_uid
 from fiat.client import AuthorityClient, ClientError
 from fiat.enforce.trust import TrustMonitor
 from fiat.errors import FiatError, MalformedError, VerificationError
@@ -172,6 +173,7 @@ class Session:
         self.verifications = 0
         self.chain = hashlib.sha256(b"fiat-verification-chain/v1").hexdigest()
         self.halted: Halt | None = None
+        self.principal_key = entity_uid(self.principal, "principal")
         self._lock = threading.Lock()
         self._renewal: threading.Thread | None = None
         self._renewal_error: str | None = None
@@ -290,7 +292,7 @@ class Session:
             raise Halt("log-continuity", f"governance continuity failed: {snap.split_view}")
         for kind, target in (
             ("permit", self.permit_id),
-            ("principal", self.principal),
+            ("principal", self.principal_key),
             ("runtime", self.runtime.kid),
         ):
             r = snap.revocations.get((kind, target))

@@ -29,7 +29,7 @@ from fiat.verify.encoding import b64std, b64std_decode, loads_strict
 from fiat.verify.statement import Statement
 
 MEDIA_TYPE = "application/vnd.fiat.bundle.v1+json"
-MAX_BUNDLE = 16 << 20
+MAX_BUNDLE = 8 << 20
 MAX_STATEMENTS = 256
 MAX_ANCESTORS = 32
 
@@ -144,4 +144,8 @@ def _uint(x: Any) -> bool:
 def _proof(value: Any, where: str) -> TlogProof:
     if not isinstance(value, str):
         raise MalformedError("bundle", f"{where} must be a c2sp.org/tlog-proof@v1 text")
-    return TlogProof.parse(value.encode("utf-8"))
+    try:
+        raw = value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise MalformedError("bundle", f"{where} contains a lone UTF-16 surrogate") from exc
+    return TlogProof.parse(raw)

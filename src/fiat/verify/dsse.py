@@ -74,6 +74,14 @@ class Envelope:
         except UnicodeEncodeError:
             return canonicalize(self.to_json())  # reports the lone surrogate
 
+    def verify_signature(self, sig: DsseSignature, public_key: bytes) -> bool:
+        """True if this one signature verifies under ``public_key``."""
+        try:
+            Ed25519PublicKey.from_public_bytes(public_key).verify(sig.sig, pae(self.payload_type, self.payload))
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
     def verify_with(self, keyid: str, public_key: bytes) -> bool:
         """True if a signature with ``keyid`` verifies under ``public_key``."""
         message = pae(self.payload_type, self.payload)

@@ -35,6 +35,7 @@ No I/O: the caller parses files; this module only decides.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 from collections.abc import Callable
@@ -273,7 +274,8 @@ class _Run:
                 raise VerificationError(step, f"statement {i} has an unknown predicate type {ptype!r}")
             t = self._statement_time(s)
             if ptype == RECEIPT:
-                if not s.envelope.verify_with(self.cnf_kid, self.cnf_key):
+                by_cnf = [sig for sig in s.envelope.signatures if sig.keyid == self.cnf_kid]
+                if not any(s.envelope.verify_signature(sig, self.cnf_key) for sig in by_cnf):
                     raise VerificationError(step, f"the receipt (statement {i}) is not signed by the permit's cnf key")
                 continue
             role = SIGNER_ROLE[ptype]
@@ -282,8 +284,8 @@ class _Run:
                 key = self.root.find(sig.keyid, role)
                 if key is None:
                     continue
-                if not s.envelope.verify_with(key.kid, key.public_key):
-                    raise VerificationError(step, f"statement {i}: the signature by {role} key {key.kid} is invalid")
+                if not s.envelope.verify_signature(sig, key.public_key):
+                    continue  # DSSE: only valid signatures by trusted keys count; others are ignored
                 if not key.valid_at(t):
                     raise VerificationError(
                         step,
@@ -468,9 +470,9 @@ class _Run:
         for depth, anc in enumerate(ancestors):
             if anc.permit.claims.get("jti") != expected:
                 raise VerificationError("lineage", f"ancestor {depth} is not the parent permit {expected}")
-            result = verify(
-                anc, self.root, VerificationPolicy(require_receipt=False, clock_skew=self.policy.clock_skew)
-            )
+            policy = VerificationPolicy(require_receipt=False, clock_skew=self.policy.clock_skew)
+            # The ancestor's own lineage is the rest of the (flat) list.
+            result = verify(dataclasses.replace(anc, ancestors=ancestors[depth + 1 :]), self.root, policy)
             if not result.verified:
                 f = result.failed
                 raise VerificationError(
@@ -504,7 +506,7 @@ def verify(bundle: Bundle, trust_root: TrustRoot, policy: VerificationPolicy | N
             result.steps.append(StepResult(name, "fail", str(exc)))
             failed = True
             continue
-        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:
             # Hostile input that slipped past a shape check must still fail closed, never crash.
             result.steps.append(StepResult(name, "fail", f"unexpected structure in the bundle ({type(exc).__name__})"))
             failed = True
