@@ -325,6 +325,13 @@ def create_app(cfg: Config, *, trust_interval: float = 1.0, authority: Authority
             metrics["auth_failures_total"] += 1
             raise Problem(401, "Unauthorized", "this endpoint needs the admin bearer token (<home>/keys/admin.token)")
 
+    def admin_or_enrolled(request: Request) -> None:
+        """The admin token, or a DPoP proof by any enrolled key (runtimes, approvers)."""
+        if request.headers.get("authorization"):
+            require_admin(request)
+        else:
+            runtime_proof(request)  # refuses keys that are not enrolled
+
     # -- endpoints
     @app.post("/v1/authorize", tags=["authorize"])
     def authorize(body: AuthorizeBody, request: Request) -> dict[str, Any]:
@@ -357,12 +364,7 @@ def create_app(cfg: Config, *, trust_interval: float = 1.0, authority: Authority
 
     @app.get("/v1/approvals/{approval_id}", tags=["approvals"])
     def get_approval(approval_id: str, request: Request) -> dict[str, Any]:
-        if request.headers.get("authorization"):
-            require_admin(request)
-        else:
-            kid, _ = runtime_proof(request)
-            if auth._ring.find(kid) is None:
-                raise Problem(403, "Forbidden", "the proof's key is not enrolled")
+        admin_or_enrolled(request)
         try:
             return auth.approval(approval_id)
         except ApprovalError as exc:
@@ -405,12 +407,7 @@ def create_app(cfg: Config, *, trust_interval: float = 1.0, authority: Authority
 
     @app.get("/v1/bundles/{jti}", tags=["evidence"])
     def bundle(jti: str, request: Request) -> dict[str, Any]:
-        if request.headers.get("authorization"):
-            require_admin(request)
-        else:
-            kid, _ = runtime_proof(request)
-            if auth._ring.find(kid) is None:
-                raise Problem(403, "Forbidden", "the proof's key is not enrolled")
+        admin_or_enrolled(request)
         try:
             return auth.bundle(jti)
         except FiatError as exc:
