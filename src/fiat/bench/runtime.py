@@ -38,7 +38,7 @@ from fiat.home import init_home, keyring, trust_root
 from fiat.server import ensure_admin_token
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "policies"
-SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
+SLEEPER = ["sleep", "600"]  # coreutils: a small process, so a thousand fit
 
 
 def _pct(values: list[float], p: float) -> float:
