@@ -28,7 +28,12 @@ CONFIG_NAME = "fiat.toml"
 SETTINGS: dict[tuple[str, str], tuple[type, Any, str]] = {
     ("log", "origin"): (str, "fiat.local/log", "The log's identity: checkpoint origin and signing key name."),
     ("log", "batch_max_entries"): (int, 4096, "Most entries sequenced into one durable batch."),
-    ("log", "batch_linger_ms"): (float, 2.0, "How long the sequencer waits after the first queued entry for more."),
+    ("log", "batch_linger_ms"): (
+        float,
+        0.0,
+        "How long the sequencer waits after the first queued entry for more (0: group commit — entries "
+        "queued while a batch commits form the next batch).",
+    ),
     ("authority", "issuer"): (str, "fiat.local", "Permit issuer (iss); the trust root names it."),
     ("authority", "audience"): (str, "fiat-runtime", "Permit audience (aud): the runtime guards that accept permits."),
     ("authority", "trust_interval_ms"): (int, 1000, "How often the signed trust state is refreshed and pushed."),

@@ -177,7 +177,7 @@ class TransparencyLog:
         signer: Signer,
         *,
         batch_max_entries: int = 4096,
-        batch_linger: float = 0.002,
+        batch_linger: float = 0.0,
     ) -> None:
         if batch_max_entries < 1:
             raise ValueError("batch_max_entries must be at least 1")
