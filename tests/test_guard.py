@@ -1182,12 +1182,6 @@ def _publish(server: Server, directory: Path) -> None:
     ok(fiat_cli("policy", "publish", directory, "--home", server.home, "--url", server.url, "--json"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: establish() never consults the trust monitor, so a trust state that failed "
-    "verification before start does not stop the command from starting (guard.py Session.establish, "
-    "run.py _supervise)",
-)
 def test_trust_lost_before_start_never_starts(server: Server, runs: list[FiatRun], tmp_path: Path) -> None:
     fake = FakeTrust(server)
 
@@ -1208,11 +1202,6 @@ def test_trust_lost_before_start_never_starts(server: Server, runs: list[FiatRun
     assert code == EXIT_NOT_ESTABLISHED and result["reason"].startswith("trust-signature"), result
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: a checkpoint whose consistency cannot be proven (tiles unavailable) is tolerated "
-    "forever; trust.py _continuity returns (None, None) and check() never halts",
-)
 def test_unprovable_checkpoint_halts(server: Server, victim: Path, runs: list[FiatRun], tmp_path: Path) -> None:
     fake = FakeTrust(server)
     proxy = Proxy(server.url, stream=fake)
@@ -1227,11 +1216,6 @@ def test_unprovable_checkpoint_halts(server: Server, victim: Path, runs: list[Fi
     assert_halted(code, result, "log-continuity")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: trust-fresh compares the local clock with the authority-signed time, so a state "
-    "dated in the future keeps trust 'fresh' long after the authority went silent (guard.py _check)",
-)
 def test_future_dated_state_does_not_extend_freshness(
     server: Server, victim: Path, runs: list[FiatRun], tmp_path: Path
 ) -> None:
@@ -1249,11 +1233,6 @@ def test_future_dated_state_does_not_extend_freshness(
     assert_halted(code, result, "trust-fresh")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: the permit's constraints.maxDuration is never enforced by the guard (guard.py _check), "
-    "and renewal resets the receipt's start so the offline verifier misses it too",
-)
 def test_max_duration_halts(server: Server, victim: Path, runs: list[FiatRun], tmp_path: Path) -> None:
     bounded = tmp_path / "bounded"
     shutil.copytree(EXAMPLES, bounded)
@@ -1270,11 +1249,6 @@ def test_max_duration_halts(server: Server, victim: Path, runs: list[FiatRun], t
     assert r.halted_at - pids["started"] <= 1 + 2 * HEARTBEAT + SLACK
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: when the command's leader exits, processes it left in its process group keep running "
-    "ungoverned (run.py _supervise only signals the group on a halt)",
-)
 def test_background_children_do_not_outlive_the_run(server: Server, runs: list[FiatRun], tmp_path: Path) -> None:
     pidfile = tmp_path / "background.pid"
     script = (

@@ -23,6 +23,7 @@ the receipt. Many guarded blocks in one process share one trust subscription.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import getpass
 import inspect
@@ -134,6 +135,7 @@ class governed:
             raise
         self._session = session
         self._start = time.time()
+        session.execution_start = self._start
         return session
 
     def _watch(self) -> None:
@@ -168,6 +170,10 @@ class governed:
         session = self._session
         try:
             if session is not None:
+                if session.halted is None:
+                    # The block ended: trust must still hold at its end, or it counts as halted.
+                    with contextlib.suppress(Halt):
+                        session.check()
                 if session.halted is not None:
                     outcome, code = "halted", None
                 elif error is not None:

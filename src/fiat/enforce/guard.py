@@ -180,6 +180,7 @@ class Session:
         self._reauth_since: float | None = None
         self.permit_since: float = 0.0  # when the current permit began governing
         self.receipt_index: int | None = None
+        self.execution_start: float = 0.0  # when the action itself started (fixed across renewals)
         self.renewed_from: list[str] = []
 
     # -- establish ------------------------------------------------------------------------
@@ -224,6 +225,7 @@ class Session:
             except ClientError as exc:
                 raise NotEstablished("permit-single-use", str(exc)) from exc
         self.permit_since = self.clock()
+        self.gate()
         self._event("established", {"permit": self.claims["jti"]})
         return decision
 
@@ -276,20 +278,29 @@ class Session:
             raise
         self._event("verified", {"permit": self.permit_id})
 
-    def _check(self) -> None:
-        now = self.clock()
+    def _trust_checks(self, now: float) -> None:
+        """The trust-state steps, shared by the start gate and every heartbeat."""
         snap = self.monitor.snapshot()
         if snap.crypto_failure:
             raise Halt("trust-signature", f"cryptographic verification failed: {snap.crypto_failure}")
-        if snap.state_time is None or now - snap.state_time > self.settings.staleness:
-            age = (
-                "no trust state yet"
-                if snap.state_time is None
-                else f"the last one is {now - snap.state_time:.1f} s old"
+        # Age by the older of the signed time and the local receipt time: a state dated in the
+        # future (a fast authority clock, a forgery) cannot stretch freshness.
+        if snap.state_time is None or snap.received is None:
+            raise Halt("trust-fresh", "trust is unverifiable: no trust state yet")
+        age = now - min(snap.state_time, snap.received)
+        if age > self.settings.staleness:
+            raise Halt(
+                "trust-fresh",
+                f"trust is unverifiable: the last trust state is {age:.1f} s old "
+                f"(bound {self.settings.staleness:.1f} s)",
             )
-            raise Halt("trust-fresh", f"trust is unverifiable: {age} (bound {self.settings.staleness:.1f} s)")
         if snap.split_view:
             raise Halt("log-continuity", f"governance continuity failed: {snap.split_view}")
+        if snap.unproven_since is not None and now - snap.unproven_since > self.settings.staleness:
+            raise Halt(
+                "log-continuity",
+                f"the log's newest checkpoint has not been proven consistent for {now - snap.unproven_since:.1f} s",
+            )
         for kind, target in (
             ("permit", self.permit_id),
             ("principal", self.principal_key),
@@ -298,6 +309,21 @@ class Session:
             r = snap.revocations.get((kind, target))
             if r is not None:
                 raise Halt("revocation", f"the {kind} {target} was revoked: {r.reason}")
+
+    def gate(self) -> None:
+        """The last check before the action starts: trust must hold now, or it never starts."""
+        try:
+            self._trust_checks(self.clock())
+        except Halt as halt:
+            raise NotEstablished(halt.step, halt.reason) from None
+
+    def _check(self) -> None:
+        now = self.clock()
+        self._trust_checks(now)
+        max_duration = self.claims.get("constraints", {}).get("maxDuration")
+        if isinstance(max_duration, int) and self.execution_start and now - self.execution_start > max_duration:
+            raise Halt("max-duration", f"the action ran past its maximum duration of {max_duration} s")
+        snap = self.monitor.snapshot()
         if self._renewal_error:
             raise Halt("permit-expiry", f"renewal refused: {self._renewal_error}")
         exp = float(self.claims["exp"])

@@ -146,6 +146,7 @@ def _supervise(
 ) -> RunResult:
     wake = monitor.subscribe()
     start = time.time()
+    session.execution_start = start
     try:
         proc = subprocess.Popen(list(argv), start_new_session=True)  # its own process group
     except OSError as exc:
@@ -177,10 +178,19 @@ def _supervise(
                 halt_group(proc, settings.grace)
                 latency = time.monotonic() - t0
                 break
+        if halt is None:
+            # The command ended: trust must still have held at its end, or the run counts as halted.
+            try:
+                session.check()
+            except Halt as h:
+                halt = h
     finally:
         monitor.unsubscribe(wake)
         if proc.poll() is None:  # interrupted (e.g. Ctrl-C): never leave the action running ungoverned
             halt_group(proc, settings.grace)
+        # Whatever the command left running in its process group ends with it.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
     end = time.time()
     code = proc.returncode
     if halt is not None:

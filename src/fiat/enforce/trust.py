@@ -56,6 +56,7 @@ class TrustSnapshot:
     crypto_failure: str | None = None
     split_view: str | None = None
     last_error: str | None = None
+    unproven_since: float | None = None  # a newer checkpoint seen but not yet proven consistent
 
 
 def verify_trust_state(token: str, root: TrustRoot, now: float) -> dict[str, Any]:
@@ -150,6 +151,7 @@ class TrustMonitor:
                 s.crypto_failure,
                 s.split_view,
                 s.last_error,
+                s.unproven_since,
             )
 
     def wait_fresh(self, timeout: float) -> bool:
@@ -254,7 +256,11 @@ class TrustMonitor:
             if problem is not None:
                 self._snap.split_view = problem
             elif proven:
-                self._snap.checkpoint = checkpoint  # unproven (tiles unreachable): keep the last proven one
+                self._snap.checkpoint = checkpoint
+                self._snap.unproven_since = None
+            elif self._snap.unproven_since is None:
+                # Tiles unreachable: keep the last proven checkpoint; guards halt if this lasts.
+                self._snap.unproven_since = now
         if problem is not None:
             self._notify()
 

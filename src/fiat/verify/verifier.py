@@ -362,7 +362,8 @@ class _Run:
         if end < start:
             raise VerificationError(step, "the receipt ends before it starts")
         max_duration = self.claims.get("constraints", {}).get("maxDuration")
-        if isinstance(max_duration, int) and end - start > max_duration + skew:
+        began = _time(p, "executionStart", step) if "executionStart" in p else start
+        if isinstance(max_duration, int) and end - began > max_duration + skew:
             raise VerificationError(step, f"the execution ran {end - start:.0f} s, beyond maxDuration {max_duration} s")
         return f"{p.get('outcome')} (exit {p.get('exitCode')})"
 
