@@ -173,7 +173,7 @@ class Demo:
                 continue
             result = verify(Bundle.parse(s.bundle.read_bytes()), root)
             failed = result.failed
-            s.verified = "✓ all 15 steps" if result.verified else f"✗ {failed.name if failed else '?'}"
+            s.verified = "✓ verified" if result.verified else f"✗ {failed.name if failed else '?'}"
 
 
 def play(home: Path, host: str, port: int, console: Console, keep_serving: bool = True) -> list[Scenario]:
@@ -269,13 +269,18 @@ def play(home: Path, host: str, port: int, console: Console, keep_serving: bool 
             )
         )
         demo.verify_bundles(scenarios)
-        table = Table(title="Governed executions")
-        for col in ("scenario", "outcome", "exit", "permit", "why", "evidence verified offline"):
-            table.add_column(col)
+        table = Table(title="Governed executions", expand=True)
+        table.add_column("scenario", ratio=3)
+        table.add_column("outcome", no_wrap=True)
+        table.add_column("exit", no_wrap=True)
+        table.add_column("why", ratio=4, overflow="fold")
+        table.add_column("evidence", ratio=2)
         for s in scenarios:
-            table.add_row(s.name, s.outcome, str(s.exit_code), s.permit or "-", s.detail[:70], s.verified)
+            why = s.detail.replace("the permit " + (s.permit or "?"), "the permit")
+            table.add_row(s.name, s.outcome, str(s.exit_code), why[:90], s.verified)
         console.print(table)
         console.print(f"evidence bundles: {demo.evidence_dir}   trust root: {home / 'trust-root.json'}")
+        console.print("(`fiat` is .venv/bin/fiat after `make run`)")
         console.print(
             f"verify one yourself: fiat verify {demo.evidence_dir}/1-shell-run.json --trust-root {home}/trust-root.json"
         )
