@@ -769,7 +769,7 @@ def test_log_paths_refuse_traversal(server: Server) -> None:
 
 
 METHODS = {
-    "/v1/authorize": ["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "FOO"],
+    "/v1/authorize": ["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"],
     "/v1/approvals/apr_x": ["PUT", "DELETE", "PATCH"],
     "/v1/permits/x/consume": ["GET", "PUT", "DELETE"],
     "/v1/revocations": ["GET", "PUT", "DELETE"],
@@ -791,6 +791,14 @@ def test_wrong_methods_are_405(server: Server, path: str) -> None:
     for method in METHODS[path]:
         r = server.request(method, path, headers={"Authorization": f"Bearer {server.token}"})
         assert r.status_code == 405, (method, path, r.text)
+    server.healthy()
+
+
+def test_unknown_http_method_is_refused_by_the_server(server: Server) -> None:
+    """A method that is not HTTP at all is refused before the application (by the HTTP parser,
+    as a plain 400) or by the application (405); never served, never a 5xx."""
+    r = server.http.request("FOO", "/v1/authorize")
+    assert r.status_code in (400, 405), r.text
     server.healthy()
 
 
