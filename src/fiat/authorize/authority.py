@@ -635,7 +635,10 @@ class Authority:
             jti = target if kind == "permit" else None
             envelope = ev.sign_statement(statement, [(rec.kid, key)])
             index = self.recorder.record(statements=[(envelope, jti)])[0].index
-            stored = self.store.add_revocation(kind, target, reason, now, index)
+            record = self.recorder.index.permit(target) if kind == "permit" else None
+            # A revoked permit stops mattering once it would have expired anyway (plus clock slack).
+            expires = None if record is None else record.exp + 60
+            stored = self.store.add_revocation(kind, target, reason, now, index, expires)
         if stored != epoch:
             log.error("revocation epoch %d was stored as %d (another writer?)", epoch, stored)
         return stored, index
@@ -683,7 +686,7 @@ class Authority:
         now = self.clock()
         rec, key = self._authority
         active = self._policy
-        revocations = self.store.revocations_since(since)
+        revocations = self.store.revocations_since(since, live_at=now)
         cp = self.log.checkpoint()
         claims = {
             "iss": self.cfg.authority.issuer,

@@ -96,6 +96,9 @@ class TrustMonitor:
         self._listeners: set[threading.Event] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._prover: threading.Thread | None = None
+        self._prove = threading.Event()
+        self._pending: SignedCheckpoint | None = None
         self._users = 0
         log_keys = root.log_verifiers()
         if not log_keys:
@@ -173,6 +176,8 @@ class TrustMonitor:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="fiat-trust-monitor", daemon=True)
             self._thread.start()
+            self._prover = threading.Thread(target=self._prove_loop, name="fiat-log-continuity", daemon=True)
+            self._prover.start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -190,11 +195,19 @@ class TrustMonitor:
                     if response.status_code != 200:
                         raise FiatError(f"trust stream answered HTTP {response.status_code}")
                     backoff = 0.1
-                    for line in response.iter_lines():
+                    buffer = bytearray()
+                    for chunk in response.iter_raw():
                         if self._stop.is_set():
                             return
-                        if line.startswith("data:"):
-                            self.accept(line[5:].strip())
+                        buffer += chunk
+                        # Split complete lines in one pass (a long JWS line arrives in many chunks).
+                        end = buffer.rfind(b"\n")
+                        if end < 0:
+                            continue
+                        lines, buffer = bytes(buffer[:end]), buffer[end + 1 :]
+                        for line in lines.split(b"\n"):
+                            if line.startswith(b"data:"):
+                                self.accept(line[5:].strip().decode("ascii", "replace"))
             except Exception as exc:  # network trouble: staleness will show it to the guards
                 with self._lock:
                     self._snap.last_error = str(exc)
@@ -249,22 +262,49 @@ class TrustMonitor:
             if previous is None:
                 s.checkpoint = checkpoint
         self._notify()
-        if previous is None or checkpoint is None or checkpoint is previous:
+        if previous is None or checkpoint is None:
             return
-        proven, problem = self._continuity(previous, checkpoint)
+        if checkpoint.size == previous.size and checkpoint.root == previous.root:
+            return
+        # Hand the newest checkpoint to the continuity worker: a burst of states costs one proof.
         with self._lock:
-            if problem is not None:
-                self._snap.split_view = problem
-            elif proven:
-                self._snap.checkpoint = checkpoint
-                self._snap.unproven_since = None
-            elif self._snap.unproven_since is None:
-                # Tiles unreachable: keep the last proven checkpoint; guards halt if this lasts.
+            self._pending = checkpoint
+            if self._snap.unproven_since is None:
                 self._snap.unproven_since = now
-        if problem is not None:
-            self._notify()
+        self._prove.set()
 
-    def _continuity(self, old: SignedCheckpoint, new: SignedCheckpoint) -> tuple[bool | None, str | None]:
+    def _prove_loop(self) -> None:
+        """``log-continuity`` in the background: prove the newest checkpoint from the last proven one."""
+        fetcher = HttpFetcher(self.url + "/log", timeout=5.0)
+        try:
+            while not self._stop.is_set():
+                self._prove.wait(1.0)
+                self._prove.clear()
+                with self._lock:
+                    new, old = self._pending, self._snap.checkpoint
+                if new is None or old is None:
+                    continue
+                proven, problem = self._continuity(old, new, fetcher)
+                with self._lock:
+                    if problem is not None:
+                        self._snap.split_view = problem
+                    elif proven:
+                        self._snap.checkpoint = new
+                        if self._pending is new:
+                            self._pending = None
+                            self._snap.unproven_since = None
+                    # not proven (tiles unreachable): retried; guards halt if it lasts past staleness
+                if problem is not None:
+                    self._notify()
+                elif not proven:
+                    self._stop.wait(0.2)
+                    self._prove.set()
+        finally:
+            fetcher.close()
+
+    def _continuity(
+        self, old: SignedCheckpoint, new: SignedCheckpoint, fetcher: HttpFetcher
+    ) -> tuple[bool | None, str | None]:
         """``log-continuity``: (True, None) if ``new`` extends ``old``; (False, why) if it cannot;
         (None, None) if it could not be proven yet (the tiles were unreachable)."""
         if new.size < old.size:
@@ -273,7 +313,6 @@ class TrustMonitor:
             if new.root == old.root:
                 return True, None
             return False, f"log-continuity: two roots for tree size {new.size}"
-        fetcher = HttpFetcher(self.url + "/log", timeout=5.0)
         try:
 
             def read(level: int, index: int, width: int) -> bytes:
@@ -284,9 +323,7 @@ class TrustMonitor:
             merkle.verify_consistency(old.size, new.size, old.root, new.root, proof)
         except VerificationError as exc:
             return False, f"log-continuity: checkpoint {new.size} is not consistent with {old.size}: {exc.reason}"
-        except Exception as exc:  # could not fetch: not proven yet; retried with the next state
+        except Exception as exc:  # could not fetch: not proven yet; retried
             log.debug("consistency not yet provable: %s", exc)
             return None, None
-        finally:
-            fetcher.close()
         return True, None

@@ -309,7 +309,8 @@ CREATE TABLE IF NOT EXISTS revocations (
     target TEXT NOT NULL,
     reason TEXT NOT NULL,
     at REAL NOT NULL,
-    log_index INTEGER NOT NULL
+    log_index INTEGER NOT NULL,
+    expires REAL
 );
 CREATE TABLE IF NOT EXISTS consumed_permits (
     jti TEXT PRIMARY KEY,
@@ -327,6 +328,9 @@ class SQLiteAuthorityStore:
             for statement in _AUTHORITY_SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(revocations)")}
+            if "expires" not in columns:  # homes created before revocations could expire
+                conn.execute("ALTER TABLE revocations ADD COLUMN expires REAL")
 
     def _c(self) -> sqlite3.Connection:
         return self.db.conn()
@@ -419,18 +423,26 @@ class SQLiteAuthorityStore:
         return [str(r[0]) for r in rows]
 
     # revocations
-    def add_revocation(self, kind: str, target: str, reason: str, at: float, log_index: int) -> int:
+    def add_revocation(
+        self, kind: str, target: str, reason: str, at: float, log_index: int, expires: float | None = None
+    ) -> int:
+        """``expires``: when the revocation stops mattering (a revoked permit's own expiry), or None."""
         with self.db.transaction() as conn:
             cur = conn.execute(
-                "INSERT INTO revocations (kind, target, reason, at, log_index) VALUES (?, ?, ?, ?, ?)",
-                (kind, target, reason, at, log_index),
+                "INSERT INTO revocations (kind, target, reason, at, log_index, expires) VALUES (?, ?, ?, ?, ?, ?)",
+                (kind, target, reason, at, log_index, expires),
             )
         return int(cur.lastrowid or 0)
 
-    def revocations_since(self, epoch: int) -> list[tuple[int, str, str, str, float]]:
+    def revocations_since(self, epoch: int, live_at: float | None = None) -> list[tuple[int, str, str, str, float]]:
+        """Revocations after ``epoch``; with ``live_at``, only those that can still matter then."""
         rows = (
             self._c()
-            .execute("SELECT epoch, kind, target, reason, at FROM revocations WHERE epoch > ? ORDER BY epoch", (epoch,))
+            .execute(
+                "SELECT epoch, kind, target, reason, at FROM revocations WHERE epoch > ?"
+                " AND (? IS NULL OR expires IS NULL OR expires > ?) ORDER BY epoch",
+                (epoch, live_at, live_at),
+            )
             .fetchall()
         )
         return [(int(e), str(k), str(t), str(r), float(a)) for e, k, t, r, a in rows]
