@@ -35,6 +35,9 @@ check: lint typecheck test
 
 bench: $(STAMP)
 	$(VENV)/bin/fiat bench log
+	$(VENV)/bin/fiat bench verify
+	$(VENV)/bin/fiat bench authorize
+	$(VENV)/bin/fiat bench runtime
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info
