@@ -165,6 +165,9 @@ class Authority:
         self.store = SQLiteAuthorityStore(cfg.database_path, cfg.storage.busy_timeout_ms)
         self._lock = threading.Lock()
         self._revoke_lock = threading.Lock()
+        self._revoked: frozenset[tuple[str, str]] = frozenset()
+        self._revoked_epoch = -1
+        self._revoked_checked = 0.0
         self._policy: _ActivePolicy | None = None
         self._policy_error: str | None = None
         self._keys_mtime = self._keyring_mtime()
@@ -279,7 +282,7 @@ class Authority:
         runtime = self._ring.find(req.runtime_kid)
         if runtime is None or runtime.role != "runtime" or not runtime.active_at(now):
             raise AuthorizationError(f"runtime key {req.runtime_kid} is not enrolled or not active")
-        if self.store.is_revoked("runtime", req.runtime_kid):
+        if self.is_revoked("runtime", req.runtime_kid):
             return self._deny(request, digest, now, f"runtime {req.runtime_kid} is revoked")
         # 3. evidence
         attestation = appraise(req.evidence)
@@ -289,11 +292,11 @@ class Authority:
             parent = self.recorder.index.permit(req.parent)
             if parent is None:
                 return self._deny(request, digest, now, f"parent permit {req.parent} was not issued here")
-            if self.store.is_revoked("permit", req.parent):
+            if self.is_revoked("permit", req.parent):
                 return self._deny(request, digest, now, f"parent permit {req.parent} is revoked")
             depth = parent.depth + 1
         # 5. revocation (principals compared in their one Cedar spelling)
-        if self.store.is_revoked("principal", principal_key(req.principal)):
+        if self.is_revoked("principal", principal_key(req.principal)):
             return self._deny(request, digest, now, f"principal {req.principal} is revoked")
         # 6. policy
         active = self._policy
@@ -491,7 +494,7 @@ class Authority:
         """Approvals of the permit being renewed, if it is this runtime's, for this action, and live."""
         assert req.renews is not None
         old = self.recorder.index.permit(req.renews)
-        if old is None or old.runtime != req.runtime_kid or self.store.is_revoked("permit", req.renews):
+        if old is None or old.runtime != req.runtime_kid or self.is_revoked("permit", req.renews):
             return None
         if json_digest(json.loads(old.request)) != digest or old.exp + 5 < now:
             return None
@@ -641,6 +644,7 @@ class Authority:
             stored = self.store.add_revocation(kind, target, reason, now, index, expires)
         if stored != epoch:
             log.error("revocation epoch %d was stored as %d (another writer?)", epoch, stored)
+        self._revoked_checked = 0.0  # effective immediately for this authority's next decision
         return stored, index
 
     def consume(self, jti: str, runtime_kid: str) -> None:
@@ -650,16 +654,37 @@ class Authority:
             raise AuthorizationError(f"no permit {jti!r} was issued here")
         if record.runtime != runtime_kid:
             raise AuthorizationError("only the runtime the permit is bound to (cnf) can use it")
-        if self.store.is_revoked("permit", jti):
+        if self.is_revoked("permit", jti):
             raise AuthorizationError(f"permit {jti} is revoked")
-        if self.store.is_revoked("principal", principal_key(record.principal)):
+        if self.is_revoked("principal", principal_key(record.principal)):
             raise AuthorizationError(f"principal {record.principal} is revoked")
-        if self.store.is_revoked("runtime", record.runtime):
+        if self.is_revoked("runtime", record.runtime):
             raise AuthorizationError(f"runtime {record.runtime} is revoked")
         if record.exp < self.clock():
             raise AuthorizationError(f"permit {jti} has expired")
         if not self.store.consume(jti, self.clock()):
             raise AuthorizationError(f"permit {jti} was already used (single use)")
+
+    def is_revoked(self, kind: str, target: str) -> bool:
+        """Revocations are held in memory and refreshed from storage whenever its epoch moves."""
+        return (kind, target) in self._revoked_now()
+
+    def _revoked_now(self) -> frozenset[tuple[str, str]]:
+        epoch = self.store.revocation_epoch() if self._revocations_stale() else self._revoked_epoch
+        if epoch != self._revoked_epoch:
+            rows = self.store.revocations_since(0)
+            with self._lock:
+                self._revoked = frozenset((k, t) for _, k, t, _, _ in rows)
+                self._revoked_epoch = epoch
+        return self._revoked
+
+    def _revocations_stale(self) -> bool:
+        """Re-read the epoch at most every 50 ms (another process may revoke through the same store)."""
+        now = time.monotonic()
+        if now - self._revoked_checked < 0.05:
+            return False
+        self._revoked_checked = now
+        return True
 
     def is_enrolled(self, kid: str) -> bool:
         """Any active key of this authority's keyring (runtime, approver, witness…)."""
