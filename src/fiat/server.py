@@ -29,6 +29,7 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -257,6 +258,8 @@ def create_app(cfg: Config, *, trust_interval: float = 1.0, authority: Authority
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Decisions wait on the log's group commit: more concurrent requests make bigger batches.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = 128
         task = asyncio.create_task(broadcaster.run())
         try:
             yield

@@ -798,6 +798,9 @@ def serve(
         err.print(f"Fiat authority at http://{h}:{p}  (API docs /docs, log /log)")
         err.print(f"log verifier key: {authority.log.verifier.encode()}")
         err.print("policy: " + (f"version {active.version}" if active else "none published: every request is denied"))
+        # Many request threads wait on one sequencer thread: hand the GIL over more often so the
+        # sequencer and the event loop are not starved by a CPU-bound request (default 5 ms).
+        sys.setswitchinterval(0.001)
         uvicorn.run(app_, host=h, port=p, log_level="warning", access_log=False)
 
 
