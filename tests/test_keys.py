@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from fiat.errors import KeyFileError, MalformedError
+from fiat.errors import KeyFileError, MalformedError, NoteVerificationError
 from fiat.keys import load_private_key, write_private_key
 from fiat.prove import cosignature, note
-from fiat.prove.checkpoint import Checkpoint, sign_checkpoint
+from fiat.prove.checkpoint import Checkpoint, open_with_any, sign_checkpoint
 from fiat.verify import TrustRoot
 from fiat.verify.jws import jwk_thumbprint
 
@@ -72,12 +72,50 @@ def test_add_and_rotate_keep_old_keys_verifying(tmp_path: Path) -> None:
     assert cp[1] == "1"
 
 
-def test_log_key_rotation_is_refused_with_a_reason(tmp_path: Path) -> None:
+def test_log_key_rotation_keeps_old_proofs_valid_and_bounds_the_retired_key(tmp_path: Path) -> None:
     home = tmp_path / "h"
     fiat("init", "--home", str(home))
-    proc = fiat("keys", "rotate", "--role", "log", "--home", str(home), check=False)
-    assert proc.returncode == 2
-    assert "identity" in proc.stderr and "new log" in proc.stderr
+    old_vkey = fiat("log", "vkey", "--home", str(home)).stdout.strip()
+    (tmp_path / "e1").write_bytes(b"before the rotation")
+    fiat("log", "append", "--home", str(home), str(tmp_path / "e1"))
+    fiat("log", "proof", "0", "--home", str(home), "-o", str(tmp_path / "p0"))
+    out = json.loads(fiat("keys", "rotate", "--role", "log", "--home", str(home), "--json").stdout)
+    # The retired key vouches for trees up to the one that logs its own retirement.
+    assert out["old"]["maxTreeSize"] == out["logIndex"] + 1 == 2
+    new_vkey = fiat("log", "vkey", "--home", str(home)).stdout.strip()
+    assert new_vkey != old_vkey and new_vkey.split("+")[0] == old_vkey.split("+")[0]  # same origin
+    # New checkpoints are signed by the new key; the old proof still verifies with the old key.
+    (tmp_path / "e2").write_bytes(b"after the rotation")
+    fiat("log", "append", "--home", str(home), str(tmp_path / "e2"))
+    cp = fiat("log", "checkpoint", "--home", str(home)).stdout.encode()
+    note.open_note(cp, [note.Verifier.parse(new_vkey)])
+    with pytest.raises(NoteVerificationError):
+        note.open_note(cp, [note.Verifier.parse(old_vkey)])
+    ok = fiat("log", "verify-proof", str(tmp_path / "p0"), "--vkey", old_vkey, "--entry", str(tmp_path / "e1"))
+    assert ok.returncode == 0
+    # The trust root lists both log keys; the retired one with its bound.
+    root = TrustRoot.parse(fiat("trust-root", "export", "--home", str(home)).stdout.encode())
+    logs = {k.kid: k for k in root.by_role("log")}
+    assert len(logs) == 2
+    retired = next(k for k in logs.values() if k.valid_until is not None)
+    assert retired.max_tree_size == 2
+    assert len(root.log_verifiers(tree_size=2)) == 2 and len(root.log_verifiers(tree_size=3)) == 1
+    # A checkpoint signed by the retired key for a larger tree is refused.
+    from fiat.keyring import KeyRing
+    from fiat.keys import load_private_key
+
+    ring = KeyRing(home / "keys")
+    rec = ring.find(retired.kid)
+    assert rec is not None and rec.file is not None
+    forged = sign_checkpoint(
+        Checkpoint(root.log_origin, 3, b"\x05" * 32),
+        note.Signer(root.log_origin, load_private_key(home / "keys" / rec.file)),
+    )
+    keys = [note.Verifier.from_public_key(root.log_origin, k.public_key) for k in root.by_role("log")]
+    with pytest.raises(NoteVerificationError, match="retired log key"):
+        open_with_any(forged.note_bytes, keys, [k.max_tree_size for k in root.by_role("log")])
+    # The log reopens: its stored checkpoint verifies under the current or a retired key.
+    fiat("log", "append", "--home", str(home), str(tmp_path / "e2"))
 
 
 def test_trust_root_quorum_needs_witness_keys(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from fiat.keys import ensure_private_key, load_private_key
 from fiat.persist.sqlite import SQLiteEvidenceIndex, SQLiteLogStore
 from fiat.prove.evidence import EvidenceRecorder
 from fiat.prove.log import TransparencyLog
-from fiat.prove.note import Signer, check_key_name
+from fiat.prove.note import Signer, Verifier, check_key_name
 from fiat.verify.trust_root import TrustRoot
 
 
@@ -66,7 +66,21 @@ def init_home(home: str | Path | None, origin: str | None = None) -> InitReport:
 
 
 def log_signer(cfg: Config) -> Signer:
-    return Signer(cfg.log.origin, load_private_key(cfg.log_key_path))
+    """The active log key (the keyring's, after a rotation), named by the origin."""
+    ring = keyring(cfg)
+    active = [r for r in ring.active("log") if r.file is not None]
+    path = cfg.keys_dir / active[-1].file if active and active[-1].file else cfg.log_key_path
+    return Signer(cfg.log.origin, load_private_key(path))
+
+
+def retired_log_verifiers(cfg: Config) -> list[Verifier]:
+    """Log keys retired by rotation: they still verify the checkpoints they signed."""
+    current = log_signer(cfg).verifier.public_key
+    return [
+        Verifier.from_public_key(cfg.log.origin, r.public_key)
+        for r in keyring(cfg).records
+        if r.role == "log" and r.public_key != current
+    ]
 
 
 def open_log(cfg: Config) -> TransparencyLog:
@@ -77,6 +91,7 @@ def open_log(cfg: Config) -> TransparencyLog:
         return TransparencyLog(
             store,
             log_signer(cfg),
+            retired=retired_log_verifiers(cfg),
             batch_max_entries=cfg.log.batch_max_entries,
             batch_linger=cfg.log.batch_linger_ms / 1000,
         )

@@ -39,12 +39,15 @@ class KeyRecord:
     valid_from: float
     valid_until: float | None = None
     file: str | None = None  # private key file in the keys directory, when this home holds it
+    max_tree_size: int | None = None  # a retired log key: the largest tree it signed
 
     def active_at(self, t: float) -> bool:
         return self.valid_from <= t and (self.valid_until is None or t < self.valid_until)
 
     def trusted(self) -> TrustedKey:
-        return TrustedKey(self.kid, self.role, self.name, self.public_key, self.valid_from, self.valid_until)
+        return TrustedKey(
+            self.kid, self.role, self.name, self.public_key, self.valid_from, self.valid_until, self.max_tree_size
+        )
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -58,6 +61,8 @@ class KeyRecord:
             out["validUntil"] = rfc3339(self.valid_until)
         if self.file is not None:
             out["file"] = self.file
+        if self.max_tree_size is not None:
+            out["maxTreeSize"] = self.max_tree_size
         return out
 
     @classmethod
@@ -71,6 +76,7 @@ class KeyRecord:
             parse_time(v["validFrom"], "keyring"),
             None if until is None else parse_time(until, "keyring"),
             v.get("file"),
+            v.get("maxTreeSize"),
         )
 
 
@@ -158,13 +164,19 @@ class KeyRing:
         rec = self.register(role, name, key, file, now_second() if valid_from is None else valid_from)
         return rec, key
 
-    def rotate(self, role: str, name: str | None = None) -> tuple[KeyRecord, KeyRecord, Ed25519PrivateKey]:
-        """Close the active key's period now and create its successor. Returns (old, new, new private key)."""
+    def rotate(
+        self, role: str, name: str | None = None, max_tree_size: int | None = None
+    ) -> tuple[KeyRecord, KeyRecord, Ed25519PrivateKey]:
+        """Close the active key's period now and create its successor. Returns (old, new, new private key).
+
+        ``max_tree_size``: for the log role, the tree size the retiring key signed last.
+        """
         old, _ = self.signing_key(role, name)
         now = now_second()
         new, key = self.create(role, old.name, valid_from=now)
-        self.records = [replace(r, valid_until=now) if r.kid == old.kid else r for r in self.records]
-        return replace(old, valid_until=now), new, key
+        retired = replace(old, valid_until=now, max_tree_size=max_tree_size)
+        self.records = [retired if r.kid == old.kid else r for r in self.records]
+        return retired, new, key
 
     def trust_root(self, issuer: str, audience: str, log_origin: str, witness_quorum: int = 0) -> TrustRoot:
         return TrustRoot(issuer, audience, log_origin, tuple(r.trusted() for r in self.records), witness_quorum)

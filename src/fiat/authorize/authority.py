@@ -43,7 +43,7 @@ from fiat.authorize.permit import Constraints, PermitRequest, PolicyRef, mint_pe
 from fiat.authorize.policy import Evaluation, PolicyBundle, PolicyError, load_bundle, read_bundle_files
 from fiat.config import Config
 from fiat.errors import FiatError, MalformedError
-from fiat.home import keyring, open_evidence
+from fiat.home import keyring, log_signer, open_evidence, retired_log_verifiers
 from fiat.keyring import KeyRecord, now_second
 from fiat.persist.sqlite import SQLiteAuthorityStore
 from fiat.prove import evidence as ev
@@ -200,6 +200,10 @@ class Authority:
         authority = ring.signing_key("authority")
         with self._lock:
             self._ring, self._authority, self._keys_mtime = ring, authority, mtime
+        signer = log_signer(self.cfg)
+        if signer.verifier != self.log.verifier:
+            self.log.rekey(signer, retired_log_verifiers(self.cfg))
+            log.info("the log now signs with %s", signer.verifier.encode())
         log.info("keys reloaded")
         return True
 

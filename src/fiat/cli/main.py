@@ -10,6 +10,7 @@ Exit codes (stable, documented in README.md):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -363,7 +364,9 @@ def log_verify_proof(
 @log_app.command("verify")
 def log_verify(
     url: Annotated[str, typer.Option(help="The log's prefix URL, e.g. http://127.0.0.1:8750/log.")],
-    vkey: Annotated[str, typer.Option(help="The log's verifier key (or a file holding it).")],
+    vkey: Annotated[
+        list[str], typer.Option(help="The log's verifier key (or a file holding it); repeat for rotated keys.")
+    ],
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -373,7 +376,10 @@ def log_verify(
     from fiat.config import resolve_home
     from fiat.prove.audit import HttpFetcher, audit_log, load_remembered, remember
 
-    verifier = _parse_vkey(vkey)
+    verifiers = [_parse_vkey(v) for v in vkey]
+    if len({v.name for v in verifiers}) != 1:
+        fail(EXIT_INVALID, "all --vkey values must belong to one log (one origin)")
+    verifier = verifiers[0]
     audit_dir = resolve_home(home) / "audit"
     previous = load_remembered(audit_dir, verifier.name)
     fetcher = HttpFetcher(url)
@@ -392,7 +398,7 @@ def log_verify(
 
     try:
         with progress:
-            report, cp = audit_log(fetcher, verifier, previous, tick)
+            report, cp = audit_log(fetcher, verifiers, previous, tick)
     except VerificationError as exc:
         if as_json:
             emit_json({"verified": False, "step": exc.step, "reason": exc.reason})
@@ -474,7 +480,7 @@ def keys_add(
 
 @keys_app.command("rotate")
 def keys_rotate(
-    role: Annotated[str, typer.Option(help="authority, runtime, approver or witness.")],
+    role: Annotated[str, typer.Option(help="authority, log, runtime, approver or witness.")],
     name: Annotated[str | None, typer.Option(help="Which key, when several of the role are active.")] = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
@@ -486,13 +492,6 @@ def keys_rotate(
     from fiat.home import keyring, open_evidence
     from fiat.prove.evidence import key_rotation_statement, sign_statement
 
-    if role == "log":
-        fail(
-            EXIT_INVALID,
-            "the log key is the log's identity: checkpoints name no time, so a retired log key could "
-            "sign a forged history that verifiers cannot date",
-            "to change it, start a new log (a new log.origin and home) and publish the new verifier key",
-        )
     with errors_to_exit():
         cfg = _config(home)
         ring = keyring(cfg)
@@ -513,11 +512,16 @@ def keys_rotate(
             auth, auth_key = ring.signing_key("authority")
             signers.append((auth.kid, auth_key))
         envelope = sign_statement(statement, signers)
-        recorder = open_evidence(cfg)
+        recorder = open_evidence(cfg)  # still signing checkpoints with the retiring log key
         try:
             result = recorder.record_statement(envelope)
         finally:
             recorder.close()
+        if role == "log":
+            # Checkpoints carry no time: the retired log key is trusted only up to the tree it signed
+            # last, which is the one that logs its own retirement.
+            old_rec = dataclasses.replace(old_rec, max_tree_size=result.checkpoint.size)
+            ring.records = [old_rec if r.kid == old_rec.kid else r for r in ring.records]
         ring.save()
     if as_json:
         emit_json({"old": old_rec.to_json(), "new": new_rec.to_json(), "logIndex": result.index})

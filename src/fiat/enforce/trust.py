@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 from fiat.errors import FiatError, MalformedError, VerificationError
 from fiat.prove import merkle
 from fiat.prove.audit import HttpFetcher
-from fiat.prove.checkpoint import SignedCheckpoint, open_checkpoint
+from fiat.prove.checkpoint import SignedCheckpoint, open_with_any
 from fiat.prove.tiles import TileHashSource, encode_index
 from fiat.verify import jws
 from fiat.verify.trust_root import TrustRoot
@@ -103,7 +103,8 @@ class TrustMonitor:
         log_keys = root.log_verifiers()
         if not log_keys:
             raise FiatError("the trust root has no log key; export it with `fiat trust-root export`")
-        self._log_key = log_keys[0]
+        self._log_keys = log_keys
+        self._log_limits = [k.max_tree_size for k in root.by_role("log")]
 
     @classmethod
     def shared(cls, url: str, root: TrustRoot) -> TrustMonitor:
@@ -239,7 +240,7 @@ class TrustMonitor:
         note = claims.get("checkpoint")
         if isinstance(note, str):
             try:
-                checkpoint = open_checkpoint(note.encode("utf-8"), self._log_key)
+                checkpoint = open_with_any(note.encode("utf-8"), self._log_keys, self._log_limits)
             except (MalformedError, VerificationError) as exc:
                 with self._lock:
                     self._snap.crypto_failure = f"log-checkpoint: {exc}"

@@ -22,14 +22,14 @@ from __future__ import annotations
 import os
 import tempfile
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from fiat.errors import AuditError, InconsistentTreeError, MalformedError, ProofError, VerificationError
 from fiat.prove import merkle, note
-from fiat.prove.checkpoint import SignedCheckpoint, open_checkpoint
+from fiat.prove.checkpoint import SignedCheckpoint, open_with_any
 from fiat.prove.merkle import HASH_SIZE
 from fiat.prove.tiles import (
     TILE_WIDTH,
@@ -61,16 +61,20 @@ class AuditReport:
 
 def audit_log(
     fetcher: Fetcher,
-    log_key: note.Verifier,
+    log_key: note.Verifier | Sequence[note.Verifier],
     previous: bytes | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[AuditReport, SignedCheckpoint]:
-    """Audit the log behind ``fetcher``. Raises :class:`VerificationError` naming the failed step."""
+    """Audit the log behind ``fetcher``. Raises :class:`VerificationError` naming the failed step.
+
+    ``log_key`` may list several keys of one log (after a rotation: the current and retired ones).
+    """
+    keys = [log_key] if isinstance(log_key, note.Verifier) else list(log_key)
     steps: list[str] = []
     # Step 1: checkpoint signature and origin.
     raw = fetcher.get("checkpoint")
     try:
-        cp = open_checkpoint(raw, log_key)
+        cp = open_with_any(raw, keys)
     except MalformedError as exc:
         raise VerificationError("checkpoint-signature", str(exc)) from exc
     steps.append("checkpoint-signature")
@@ -150,9 +154,9 @@ def audit_log(
     previous_size = None
     if previous is not None:
         try:
-            old = open_checkpoint(previous, log_key)
+            old = open_with_any(previous, keys)
         except (MalformedError, VerificationError) as exc:
-            raise AuditError(f"the remembered checkpoint for {log_key.name} does not verify: {exc}") from exc
+            raise AuditError(f"the remembered checkpoint for {keys[0].name} does not verify: {exc}") from exc
         previous_size = old.size
         if old.size > size:
             raise InconsistentTreeError(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from fiat.errors import MalformedError, NoteVerificationError
@@ -91,3 +91,31 @@ def open_checkpoint(data: bytes, log_verifier: note.Verifier, extra: Iterable[no
             "checkpoint-origin", f"checkpoint origin {cp.origin!r} is not the log's origin {log_verifier.name!r}"
         )
     return SignedCheckpoint(cp, data)
+
+
+def open_with_any(
+    data: bytes, keys: Sequence[note.Verifier], max_sizes: Sequence[int | None] | None = None
+) -> SignedCheckpoint:
+    """Open a checkpoint signed by any of a log's keys (current and retired ones).
+
+    ``max_sizes[i]`` bounds the tree size key ``i`` may vouch for (a retired log key only
+    vouches for trees up to the size at which it was retired: checkpoints carry no time).
+    """
+    if not keys:
+        raise NoteVerificationError("note-signature", "no log key to verify the checkpoint with")
+    last: Exception | None = None
+    for i, key in enumerate(keys):
+        try:
+            cp = open_checkpoint(data, key)
+        except (MalformedError, NoteVerificationError) as exc:
+            last = exc
+            continue
+        limit = None if max_sizes is None else max_sizes[i]
+        if limit is not None and cp.size > limit:
+            raise NoteVerificationError(
+                "note-signature",
+                f"the checkpoint (size {cp.size}) is signed by a retired log key trusted only up to size {limit}",
+            )
+        return cp
+    assert last is not None
+    raise last

@@ -178,6 +178,7 @@ class TransparencyLog:
         *,
         batch_max_entries: int = 4096,
         batch_linger: float = 0.0,
+        retired: Sequence[note.Verifier] = (),
     ) -> None:
         if batch_max_entries < 1:
             raise ValueError("batch_max_entries must be at least 1")
@@ -187,6 +188,7 @@ class TransparencyLog:
         self.signer = signer
         self.origin = signer.name
         self.verifier = signer.verifier
+        self.retired = list(retired)  # earlier log keys: the stored checkpoint may be theirs
         self.batch_max_entries = batch_max_entries
         self.batch_linger = batch_linger
         self._cond = threading.Condition()
@@ -210,7 +212,7 @@ class TransparencyLog:
                 w.write(0, [], {}, cp.note_bytes)
                 return frontier, cp
         try:
-            cp = open_checkpoint(stored, self.verifier)
+            cp = self._open_own(stored)
         except Exception as exc:
             raise StorageError(
                 f"the stored checkpoint does not verify under the log key for origin {self.origin!r} ({exc}). "
@@ -223,6 +225,23 @@ class TransparencyLog:
                 f"the stored tiles do not hash to the stored checkpoint's root at size {size}; refusing to sign"
             )
         return frontier, cp
+
+    def rekey(self, signer: Signer, retired: Sequence[note.Verifier]) -> None:
+        """Sign from now on with ``signer`` (a rotated log key); the origin cannot change."""
+        if signer.name != self.origin:
+            raise StorageError(f"a log key for {signer.name!r} cannot sign for the log {self.origin!r}")
+        self.signer, self.verifier, self.retired = signer, signer.verifier, list(retired)
+
+    def _open_own(self, data: bytes) -> SignedCheckpoint:
+        """Open a checkpoint this log signed, with its current key or a retired one."""
+        last: Exception | None = None
+        for v in (self.verifier, *self.retired):
+            try:
+                return open_checkpoint(data, v)
+            except Exception as exc:
+                last = exc
+        assert last is not None
+        raise last
 
     # -- appends ------------------------------------------------------------------
 

@@ -27,6 +27,9 @@ class TrustedKey:
     public_key: bytes
     valid_from: float
     valid_until: float | None = None
+    #: For a retired log key: the largest tree it ever signed. Checkpoints carry no time, so a
+    #: retired log key is trusted only for trees up to the size at which it was retired.
+    max_tree_size: int | None = None
 
     def valid_at(self, t: float) -> bool:
         return self.valid_from <= t and (self.valid_until is None or t < self.valid_until)
@@ -48,6 +51,8 @@ class TrustedKey:
             out["validUntil"] = rfc3339(self.valid_until)
         if self.role == "log":
             out["vkey"] = note.Verifier.from_public_key(self.name, self.public_key).encode()
+            if self.max_tree_size is not None:
+                out["maxTreeSize"] = self.max_tree_size
         if self.role == "witness":
             out["vkey"] = cosigner_vkey(self.name, self.public_key)
         return out
@@ -70,6 +75,9 @@ class TrustedKey:
         if jwk_thumbprint(public) != kid:
             raise MalformedError(what, f"kid {kid!r} is not the RFC 7638 thumbprint of its public key")
         until = v.get("validUntil")
+        max_size = v.get("maxTreeSize")
+        if max_size is not None and (not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 0):
+            raise MalformedError(what, "maxTreeSize must be a non-negative integer")
         return cls(
             kid,
             role,
@@ -77,6 +85,7 @@ class TrustedKey:
             public,
             parse_time(v.get("validFrom"), what),
             None if until is None else parse_time(until, what),
+            max_size,
         )
 
 
@@ -103,8 +112,13 @@ class TrustRoot:
     def by_role(self, role: str) -> list[TrustedKey]:
         return [k for k in self.keys if k.role == role]
 
-    def log_verifiers(self) -> list[note.Verifier]:
-        return [note.Verifier.from_public_key(self.log_origin, k.public_key) for k in self.by_role("log")]
+    def log_verifiers(self, tree_size: int | None = None) -> list[note.Verifier]:
+        """The log's verifier keys; with ``tree_size``, only keys trusted for a tree that large."""
+        return [
+            note.Verifier.from_public_key(self.log_origin, k.public_key)
+            for k in self.by_role("log")
+            if tree_size is None or k.max_tree_size is None or tree_size <= k.max_tree_size
+        ]
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -44,7 +44,7 @@ from typing import Any
 
 from fiat.errors import MalformedError, VerificationError
 from fiat.prove import cosignature, merkle, note
-from fiat.prove.checkpoint import SignedCheckpoint, open_checkpoint
+from fiat.prove.checkpoint import SignedCheckpoint, open_with_any
 from fiat.prove.proof_file import TlogProof, check_inclusion
 from fiat.verify import jws
 from fiat.verify.bundle import Bundle, BundleStatement
@@ -395,7 +395,7 @@ class _Run:
         for label, entry, proof in entries:
             cp = opened.get(proof.checkpoint)
             if cp is None:
-                cp = self._open_checkpoint(proof.checkpoint, verifiers, label)
+                cp = self._open_checkpoint(proof.checkpoint, self.root, label)
                 opened[proof.checkpoint] = cp
                 self.checkpoints.setdefault(cp.size, set()).add(cp.root)
                 self.checkpoint_notes.append(proof.checkpoint)
@@ -406,14 +406,13 @@ class _Run:
         return f"{len(entries)} entries in {self.root.log_origin}"
 
     @staticmethod
-    def _open_checkpoint(data: bytes, verifiers: list[note.Verifier], label: str) -> SignedCheckpoint:
-        last: Exception | None = None
-        for v in verifiers:
-            try:
-                return open_checkpoint(data, v)
-            except (VerificationError, MalformedError) as exc:
-                last = exc
-        raise VerificationError("log-inclusion", f"{label}: checkpoint: {last}")
+    def _open_checkpoint(data: bytes, root: TrustRoot, label: str) -> SignedCheckpoint:
+        keys = root.by_role("log")
+        verifiers = [note.Verifier.from_public_key(root.log_origin, k.public_key) for k in keys]
+        try:
+            return open_with_any(data, verifiers, [k.max_tree_size for k in keys])
+        except (VerificationError, MalformedError) as exc:
+            raise VerificationError("log-inclusion", f"{label}: checkpoint: {exc}") from exc
 
     # 13
     def checkpoint_consistency(self) -> str:
