@@ -578,6 +578,15 @@ def _(w: World) -> Input:
     return _resigned_receipt(w, long_run), w.root
 
 
+@case("receipt/renewed-run-beyond-max-duration-since-execution-start", "receipt", "beyond maxDuration")
+def _(w: World) -> Input:
+    def long_since_start(p: Json) -> None:
+        # A renewed permit's window starts late; the action itself started long before.
+        p["executionStart"] = rfc3339(w.iat - 3600)
+
+    return _resigned_receipt(w, long_since_start), w.root
+
+
 @case("receipt/measured-environment-differs", "environment-binding", "differs from the permitted one")
 def _(w: World) -> Input:
     def other_env(p: Json) -> None:

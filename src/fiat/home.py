@@ -65,22 +65,24 @@ def init_home(home: str | Path | None, origin: str | None = None) -> InitReport:
     return InitReport(root, tuple(created), tuple(kept), log.verifier.encode())
 
 
-def log_signer(cfg: Config) -> Signer:
-    """The active log key (the keyring's, after a rotation), named by the origin."""
+def log_keys(cfg: Config) -> tuple[Signer, list[Verifier]]:
+    """The active log key (the keyring's, after a rotation) and the retired log keys, which
+    still verify the checkpoints they signed. One read of the keyring, one of the key file."""
     ring = keyring(cfg)
     active = [r for r in ring.active("log") if r.file is not None]
     path = cfg.keys_dir / active[-1].file if active and active[-1].file else cfg.log_key_path
-    return Signer(cfg.log.origin, load_private_key(path))
-
-
-def retired_log_verifiers(cfg: Config) -> list[Verifier]:
-    """Log keys retired by rotation: they still verify the checkpoints they signed."""
-    current = log_signer(cfg).verifier.public_key
-    return [
+    signer = Signer(cfg.log.origin, load_private_key(path))
+    current = signer.verifier.public_key
+    retired = [
         Verifier.from_public_key(cfg.log.origin, r.public_key)
-        for r in keyring(cfg).records
+        for r in ring.records
         if r.role == "log" and r.public_key != current
     ]
+    return signer, retired
+
+
+def log_signer(cfg: Config) -> Signer:
+    return log_keys(cfg)[0]
 
 
 def open_log(cfg: Config) -> TransparencyLog:
@@ -88,10 +90,11 @@ def open_log(cfg: Config) -> TransparencyLog:
         cfg.database_path, synchronous=cfg.storage.synchronous, busy_timeout_ms=cfg.storage.busy_timeout_ms
     )
     try:
+        signer, retired = log_keys(cfg)
         return TransparencyLog(
             store,
-            log_signer(cfg),
-            retired=retired_log_verifiers(cfg),
+            signer,
+            retired=retired,
             batch_max_entries=cfg.log.batch_max_entries,
             batch_linger=cfg.log.batch_linger_ms / 1000,
         )

@@ -19,6 +19,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import os
 import re
 import secrets
 import threading
@@ -72,8 +73,6 @@ def ensure_admin_token(keys_dir: Path) -> str:
     """The admin bearer token (created 0600 on first use; never printed by the server)."""
     path = keys_dir / ADMIN_TOKEN_FILE
     if not path.exists():
-        import os
-
         keys_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:

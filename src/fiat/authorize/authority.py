@@ -43,7 +43,7 @@ from fiat.authorize.permit import Constraints, PermitRequest, PolicyRef, mint_pe
 from fiat.authorize.policy import Evaluation, PolicyBundle, PolicyError, load_bundle, read_bundle_files
 from fiat.config import Config
 from fiat.errors import FiatError, MalformedError
-from fiat.home import keyring, log_signer, open_evidence, retired_log_verifiers
+from fiat.home import keyring, log_keys, open_evidence
 from fiat.keyring import KeyRecord, now_second
 from fiat.persist.sqlite import SQLiteAuthorityStore
 from fiat.prove import evidence as ev
@@ -200,9 +200,9 @@ class Authority:
         authority = ring.signing_key("authority")
         with self._lock:
             self._ring, self._authority, self._keys_mtime = ring, authority, mtime
-        signer = log_signer(self.cfg)
+        signer, retired = log_keys(self.cfg)
         if signer.verifier != self.log.verifier:
-            self.log.rekey(signer, retired_log_verifiers(self.cfg))
+            self.log.rekey(signer, retired)
             log.info("the log now signs with %s", signer.verifier.encode())
         log.info("keys reloaded")
         return True
@@ -247,13 +247,12 @@ class Authority:
             return latest[0], bundle.digest, history[-1][3]  # unchanged: no new version
         version = 1 if latest is None else latest[0] + 1
         now = self.clock()
-        rec, key = self._authority
         statement = ev.policy_statement(digest=bundle.digest, version=version, files=bundle.manifest(), at=now)
-        result = self.recorder.record(statements=[(ev.sign_statement(statement, [(rec.kid, key)]), None)])[0]
+        index = self._log_statement(statement)
         encoded = json.dumps({k: base64.b64encode(v).decode() for k, v in files.items()}, sort_keys=True)
-        self.store.add_policy(version, bundle.digest, encoded, now, result.index)
+        self.store.add_policy(version, bundle.digest, encoded, now, index)
         self.reload_policy()
-        return version, bundle.digest, result.index
+        return version, bundle.digest, index
 
     # -- the decision --------------------------------------------------------------------
 
@@ -344,6 +343,15 @@ class Authority:
         # 8. permit
         return self._allow(request, digest, now, req, attestation, active, evaluation, approvals, shadow)
 
+    def _signed(self, statement: Statement) -> Envelope:
+        """A statement in DSSE, signed with the active authority key."""
+        rec, key = self._authority
+        return ev.sign_statement(statement, [(rec.kid, key)])
+
+    def _log_statement(self, statement: Statement, jti: str | None = None) -> int:
+        """Sign with the authority key and append to the log; returns the log index."""
+        return self.recorder.record(statements=[(self._signed(statement), jti)])[0].index
+
     def _policy_json(self, active: _ActivePolicy | None, evaluation: Evaluation | None) -> dict[str, Any]:
         if active is None:
             return {"digest": None, "version": None, "determining": []}
@@ -363,7 +371,6 @@ class Authority:
     ) -> AuthorizationResult:
         index = None
         try:
-            rec, key = self._authority
             statement = ev.decision_statement(
                 decision="deny",
                 reason=reason,
@@ -373,7 +380,7 @@ class Authority:
                 at=now,
                 evidence_digest=evidence_digest,
             )
-            index = self.recorder.record(statements=[(ev.sign_statement(statement, [(rec.kid, key)]), None)])[0].index
+            index = self._log_statement(statement)
         except Exception as exc:  # the log is down: still deny
             log.error("could not log a denial: %s", exc)
         return AuthorizationResult(
@@ -397,7 +404,6 @@ class Authority:
         approval_id = "apr_" + secrets.token_urlsafe(12)
         expires = now + self.approval_timeout
         group = evaluation.obligations.approval or "default"
-        rec, key = self._authority
         reason = f"approval by {group} required (policy {', '.join(evaluation.determining)})"
         statement = ev.decision_statement(
             decision="pending",
@@ -408,13 +414,13 @@ class Authority:
             at=now,
             approval_id=approval_id,
         )
-        result = self.recorder.record(statements=[(ev.sign_statement(statement, [(rec.kid, key)]), None)])[0]
+        index = self._log_statement(statement)
         self.store.add_approval(approval_id, digest, json.dumps(request).encode(), group, now, expires)
         return AuthorizationResult(
             "pending",
             reason,
             action_digest=digest,
-            decision_index=result.index,
+            decision_index=index,
             approval_id=approval_id,
             approval_expires=expires,
             determining=evaluation.determining,
@@ -466,12 +472,12 @@ class Authority:
             permit=(jti, hashlib.sha256(token.encode("ascii")).hexdigest()),
             evidence_digest=attestation["digest"],
         )
-        envelope = ev.sign_statement(statement, [(rec.kid, key)])
+        envelope = self._signed(statement)
         results = self.recorder.record(
             permit=(token, request), statements=[(envelope, jti)], claims=claims, kinds=["decision"]
         )
         for approval_digest in approvals:
-            idx = self._approval_index_by_digest(approval_digest)
+            idx = self.store.approval_log_index(approval_digest)
             if idx is not None:
                 self.recorder.link(jti, "approval", idx)
         obligations = {
@@ -531,14 +537,6 @@ class Authority:
         return self.recorder.bundle(jti).to_json()
 
     # -- approvals ---------------------------------------------------------------------------
-
-    def _approval_index_by_digest(self, statement_digest: str) -> int | None:
-        row = (
-            self.store.db.conn()
-            .execute("SELECT log_index FROM approvals WHERE statement_digest = ?", (statement_digest,))
-            .fetchone()
-        )
-        return None if row is None or row[0] is None else int(row[0])
 
     def _use_approval(self, approval_id: str | None, digest: str, now: float) -> str | None:
         """Consume a granted approval bound to this action; None if there is none to use."""
@@ -636,12 +634,9 @@ class Authority:
                 raise AuthorizationError(str(exc)) from exc
         with self._revoke_lock:  # the signed epoch is the stored epoch
             now = self.clock()
-            rec, key = self._authority
             epoch = self.store.revocation_epoch() + 1
             statement = ev.revocation_statement(kind=kind, target=target, reason=reason, epoch=epoch, at=now)
-            jti = target if kind == "permit" else None
-            envelope = ev.sign_statement(statement, [(rec.kid, key)])
-            index = self.recorder.record(statements=[(envelope, jti)])[0].index
+            index = self._log_statement(statement, target if kind == "permit" else None)
             record = self.recorder.index.permit(target) if kind == "permit" else None
             # A revoked permit stops mattering once it would have expired anyway (plus clock slack).
             expires = None if record is None else record.exp + 60

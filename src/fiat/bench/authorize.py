@@ -39,6 +39,18 @@ EVIDENCE = {"claims": CLAIMS, "digest": json_digest(CLAIMS)}
 CONTEXT = {"version": "2.0.1", "replicas": 3}
 
 
+def _request_body(kid: str) -> dict[str, Any]:
+    """The HTTP authorize request every load generator sends (the in-process one's twin)."""
+    return {
+        "principal": "agent:release-bot",
+        "action": "deploy",
+        "resource": "service:docs",
+        "context": CONTEXT,
+        "evidence": EVIDENCE,
+        "runtimeKid": kid,
+    }
+
+
 def _pct(values: list[float], p: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(len(values) * p))]
@@ -127,14 +139,7 @@ async def _http_load(url: str, key: Ed25519PrivateKey, kid: str, rate: int, seco
     n = int(rate * seconds)
     endpoint = url + "/v1/authorize"
     proofs = [make_proof(key, "POST", endpoint) for _ in range(n)]
-    body = {
-        "principal": "agent:release-bot",
-        "action": "deploy",
-        "resource": "service:docs",
-        "context": CONTEXT,
-        "evidence": EVIDENCE,
-        "runtimeKid": kid,
-    }
+    body = _request_body(kid)
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
@@ -170,14 +175,7 @@ def _closed_worker(url: str, key_bytes: bytes, kid: str, seconds: float, conn: A
 
     key = Ed25519PrivateKey.from_private_bytes(key_bytes)
     endpoint = url + "/v1/authorize"
-    body = {
-        "principal": "agent:release-bot",
-        "action": "deploy",
-        "resource": "service:docs",
-        "context": CONTEXT,
-        "evidence": EVIDENCE,
-        "runtimeKid": kid,
-    }
+    body = _request_body(kid)
     latencies: list[float] = []
     ok = 0
     with httpx.Client(timeout=30) as client:

@@ -99,17 +99,12 @@ def _sequencer_latency(db: Path, rate: int, seconds: float, linger_ms: float) ->
     chunk = 50
     interval = chunk / rate
     payload = _entries(chunk, 7)
-    done = threading.Event()
-    outstanding = [0]
 
     def make_cb(t0: float) -> Any:
         def cb(_: Any) -> None:
             dt = time.perf_counter() - t0
             with lock:
                 latencies.append(dt)
-                outstanding[0] -= 1
-                if outstanding[0] == 0 and done.is_set():
-                    pass
 
         return cb
 
@@ -122,13 +117,10 @@ def _sequencer_latency(db: Path, rate: int, seconds: float, linger_ms: float) ->
             time.sleep(next_at - now)
         t0 = time.perf_counter()
         futures = log.submit(payload)
-        with lock:
-            outstanding[0] += len(futures)
         for f in futures:
             f.add_done_callback(make_cb(t0))
         sent += chunk
         next_at += interval
-    done.set()
     log.close()
     elapsed = time.perf_counter() - start
     log.store.close()

@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fiat.authorize.names import entity_uid
 from fiat.client import AuthorityClient, ClientError
-from fiat.enforce.trust import TrustMonitor
+from fiat.enforce.trust import TrustMonitor, TrustSnapshot
 from fiat.errors import FiatError, MalformedError, VerificationError
 from fiat.establish.measure import Measurer
 from fiat.prove import evidence as ev
@@ -278,8 +278,8 @@ class Session:
             raise
         self._event("verified", {"permit": self.permit_id})
 
-    def _trust_checks(self, now: float) -> None:
-        """The trust-state steps, shared by the start gate and every heartbeat."""
+    def _trust_checks(self, now: float) -> TrustSnapshot:
+        """The trust-state steps, shared by the start gate and every heartbeat; returns the snapshot."""
         snap = self.monitor.snapshot()
         if snap.crypto_failure:
             raise Halt("trust-signature", f"cryptographic verification failed: {snap.crypto_failure}")
@@ -309,6 +309,7 @@ class Session:
             r = snap.revocations.get((kind, target))
             if r is not None:
                 raise Halt("revocation", f"the {kind} {target} was revoked: {r.reason}")
+        return snap
 
     def gate(self) -> None:
         """The last check before the action starts: trust must hold now, or it never starts."""
@@ -319,11 +320,10 @@ class Session:
 
     def _check(self) -> None:
         now = self.clock()
-        self._trust_checks(now)
+        snap = self._trust_checks(now)
         max_duration = self.claims.get("constraints", {}).get("maxDuration")
         if isinstance(max_duration, int) and self.execution_start and now - self.execution_start > max_duration:
             raise Halt("max-duration", f"the action ran past its maximum duration of {max_duration} s")
-        snap = self.monitor.snapshot()
         if self._renewal_error:
             raise Halt("permit-expiry", f"renewal refused: {self._renewal_error}")
         exp = float(self.claims["exp"])

@@ -17,6 +17,7 @@ at once when a state arrives, so a revocation halts them within milliseconds.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -28,7 +29,7 @@ from fiat.errors import FiatError, MalformedError, VerificationError
 from fiat.prove import merkle
 from fiat.prove.audit import HttpFetcher
 from fiat.prove.checkpoint import SignedCheckpoint, open_with_any
-from fiat.prove.tiles import TileHashSource, encode_index
+from fiat.prove.tiles import Tile, TileHashSource
 from fiat.verify import jws
 from fiat.verify.trust_root import TrustRoot
 
@@ -59,7 +60,7 @@ class TrustSnapshot:
     unproven_since: float | None = None  # a newer checkpoint seen but not yet proven consistent
 
 
-def verify_trust_state(token: str, root: TrustRoot, now: float) -> dict[str, Any]:
+def verify_trust_state(token: str, root: TrustRoot) -> dict[str, Any]:
     """Check one trust-state JWS against the trust root; return its claims."""
     step = "trust-signature"
     try:
@@ -144,19 +145,7 @@ class TrustMonitor:
 
     def snapshot(self) -> TrustSnapshot:
         with self._lock:
-            s = self._snap
-            return TrustSnapshot(
-                s.state_time,
-                s.received,
-                s.epoch,
-                s.policy_digest,
-                dict(s.revocations),
-                s.checkpoint,
-                s.crypto_failure,
-                s.split_view,
-                s.last_error,
-                s.unproven_since,
-            )
+            return dataclasses.replace(self._snap, revocations=dict(self._snap.revocations))
 
     def wait_fresh(self, timeout: float) -> bool:
         """Wait until a first valid state has arrived."""
@@ -220,7 +209,7 @@ class TrustMonitor:
         """Verify one trust state and fold it into the snapshot (public for tests and push paths)."""
         now = self.clock()
         try:
-            claims = verify_trust_state(token, self.root, now)
+            claims = verify_trust_state(token, self.root)
         except VerificationError as exc:
             with self._lock:
                 self._snap.crypto_failure = f"{exc.step}: {exc.reason}"
@@ -317,8 +306,7 @@ class TrustMonitor:
         try:
 
             def read(level: int, index: int, width: int) -> bytes:
-                path = f"tile/{level}/{encode_index(index)}" + ("" if width == 256 else f".p/{width}")
-                return fetcher.get(path)
+                return fetcher.get(Tile(level, index, width).path())
 
             proof = merkle.consistency_proof(TileHashSource(read, new.size), old.size, new.size)
             merkle.verify_consistency(old.size, new.size, old.root, new.root, proof)

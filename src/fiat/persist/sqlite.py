@@ -212,9 +212,10 @@ CREATE TABLE IF NOT EXISTS permits (
 class SQLiteEvidenceIndex:
     """:class:`fiat.persist.store.EvidenceIndex` in the log's SQLite file.
 
-    Written with ``synchronous=NORMAL``: the index only points into the log
-    (which is written ``FULL``) and survives a process crash; the log itself
-    is the evidence.
+    Rows about new entries are written inside the log batch's own transaction
+    (``record_in``, durable with the entries). Its own connection (``NORMAL``)
+    only serves reads and later links (``record``), which merely point into the
+    log: the log itself is the evidence.
     """
 
     def __init__(self, path: str | Path, busy_timeout_ms: int = 30_000) -> None:
@@ -413,6 +414,15 @@ class SQLiteAuthorityStore:
             )
             == 1
         )
+
+    def approval_log_index(self, statement_digest: str) -> int | None:
+        """Where the approval statement with this digest was logged."""
+        row = (
+            self._c()
+            .execute("SELECT log_index FROM approvals WHERE statement_digest = ?", (statement_digest,))
+            .fetchone()
+        )
+        return None if row is None or row[0] is None else int(row[0])
 
     def pending_expired(self, now: float) -> list[str]:
         rows = (

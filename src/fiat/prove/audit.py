@@ -38,7 +38,6 @@ from fiat.prove.tiles import (
     entry_bundles_for_size,
     parse_bundle,
     split_hashes,
-    tile_width_at,
     tiles_for_size,
 )
 
@@ -228,4 +227,4 @@ def remember(audit_dir: Path, cp: SignedCheckpoint) -> Path:
     return path
 
 
-__all__ = ["AuditReport", "Fetcher", "HttpFetcher", "audit_log", "load_remembered", "remember", "tile_width_at"]
+__all__ = ["AuditReport", "Fetcher", "HttpFetcher", "audit_log", "load_remembered", "remember"]

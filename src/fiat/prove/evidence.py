@@ -23,7 +23,7 @@ from fiat.prove.proof_file import TlogProof
 from fiat.verify import jws
 from fiat.verify.bundle import Bundle, BundleStatement
 from fiat.verify.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, sign_envelope
-from fiat.verify.encoding import loads_strict, rfc3339
+from fiat.verify.encoding import json_digest, loads_strict, rfc3339
 from fiat.verify.jcs import canonicalize
 from fiat.verify.statement import (
     APPROVAL,
@@ -71,7 +71,7 @@ def decision_statement(
         "request": {k: request[k] for k in ("principal", "action", "resource", "parent")},
         "inputs": {
             "actionRequest": {"sha256": request_digest},
-            "context": {"sha256": hashlib.sha256(canonicalize(request.get("context", {}))).hexdigest()},
+            "context": {"sha256": json_digest(request.get("context", {}))},
             "evidence": None if evidence_digest is None else {"sha256": evidence_digest},
         },
         "policy": policy,
@@ -93,7 +93,7 @@ def approval_statement(
 def revocation_statement(*, kind: str, target: str, reason: str, epoch: int, at: float) -> Statement:
     if kind not in ("permit", "principal", "runtime"):
         raise ValueError("a revocation targets a permit, a principal or a runtime")
-    digest = hashlib.sha256(canonicalize({"kind": kind, "target": target})).hexdigest()
+    digest = json_digest({"kind": kind, "target": target})
     predicate = {"kind": kind, "target": target, "reason": reason, "epoch": epoch, "time": rfc3339(at)}
     return Statement((Subject(f"{kind}:{target}", digest),), REVOCATION, predicate)
 

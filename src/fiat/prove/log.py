@@ -195,6 +195,7 @@ class TransparencyLog:
         self._queue: deque[_Pending] = deque()
         self._closing = False
         self._thread: threading.Thread | None = None
+        self._read_checkpoint: SignedCheckpoint | None = None
         self._frontier, self._checkpoint = self._recover()
 
     # -- recovery ---------------------------------------------------------------
@@ -354,7 +355,11 @@ class TransparencyLog:
             return self._checkpoint
         if data == self._checkpoint.note_bytes:
             return self._checkpoint
-        return SignedCheckpoint(Checkpoint.parse_text(note.parse(data).text), data)
+        seen = self._read_checkpoint  # advanced by another process: parse each new one once
+        if seen is None or seen.note_bytes != data:
+            seen = SignedCheckpoint(Checkpoint.parse_text(note.parse(data).text), data)
+            self._read_checkpoint = seen
+        return seen
 
     def read_tile(self, level: int, index: int, width: int) -> bytes:
         """The first ``width`` hashes of a tile, if the committed tree has them."""
