@@ -48,7 +48,7 @@ from fiat.keyring import KeyRecord, now_second
 from fiat.persist.sqlite import SQLiteAuthorityStore
 from fiat.prove import evidence as ev
 from fiat.verify import jws
-from fiat.verify.action import action_request_with_digest
+from fiat.verify.action import EncodedRequest, encode_action_request
 from fiat.verify.dsse import Envelope
 from fiat.verify.encoding import json_digest, rfc3339
 from fiat.verify.statement import APPROVAL, RECEIPT, Statement
@@ -260,33 +260,27 @@ class Authority:
         """Decide; never raises for policy or storage trouble — those are denials."""
         now = self.clock()
         try:
-            request, digest = action_request_with_digest(
-                req.principal, req.action, req.resource, req.context, req.parent
-            )
-        except MalformedError as exc:
-            raise MalformedRequestError(str(exc)) from exc
-        try:
+            enc = encode_action_request(req.principal, req.action, req.resource, req.context, req.parent)
             entity_uid(req.principal, "principal")
             entity_uid(req.resource, "resource")
         except MalformedError as exc:
             raise MalformedRequestError(str(exc)) from exc
         try:
-            return self._decide(req, request, digest, now)
+            return self._decide(req, enc, now)
         except (AuthorizationError, ApprovalError):
             raise
         except Exception as exc:  # fail closed: any failure is a logged denial
             log.error("authorization failed closed: %s", exc)
-            return self._deny(request, digest, now, f"failed closed: {exc}", evidence_digest=None)
+            return self._deny(enc, now, f"failed closed: {exc}", evidence_digest=None)
 
-    def _decide(
-        self, req: AuthorizationRequest, request: dict[str, Any], digest: str, now: float
-    ) -> AuthorizationResult:
+    def _decide(self, req: AuthorizationRequest, enc: EncodedRequest, now: float) -> AuthorizationResult:
+        digest = enc.digest
         # 1. runtime
         runtime = self._ring.find(req.runtime_kid)
         if runtime is None or runtime.role != "runtime" or not runtime.active_at(now):
             raise AuthorizationError(f"runtime key {req.runtime_kid} is not enrolled or not active")
         if self.is_revoked("runtime", req.runtime_kid):
-            return self._deny(request, digest, now, f"runtime {req.runtime_kid} is revoked")
+            return self._deny(enc, now, f"runtime {req.runtime_kid} is revoked")
         # 3. evidence
         attestation = appraise(req.evidence)
         # 4. lineage
@@ -294,17 +288,17 @@ class Authority:
         if req.parent is not None:
             parent = self.recorder.index.permit(req.parent)
             if parent is None:
-                return self._deny(request, digest, now, f"parent permit {req.parent} was not issued here")
+                return self._deny(enc, now, f"parent permit {req.parent} was not issued here")
             if self.is_revoked("permit", req.parent):
-                return self._deny(request, digest, now, f"parent permit {req.parent} is revoked")
+                return self._deny(enc, now, f"parent permit {req.parent} is revoked")
             depth = parent.depth + 1
         # 5. revocation (principals compared in their one Cedar spelling)
         if self.is_revoked("principal", principal_key(req.principal)):
-            return self._deny(request, digest, now, f"principal {req.principal} is revoked")
+            return self._deny(enc, now, f"principal {req.principal} is revoked")
         # 6. policy
         active = self._policy
         if active is None:
-            return self._deny(request, digest, now, self._policy_error or "no active policy")
+            return self._deny(enc, now, self._policy_error or "no active policy")
         context = {
             "input": req.context,
             "fiat": {
@@ -318,7 +312,7 @@ class Authority:
         try:
             evaluation = active.bundle.evaluate(req.principal, req.action, req.resource, context)
         except (PolicyError, MalformedError) as exc:
-            return self._deny(request, digest, now, f"policy evaluation failed: {exc}", policy=active)
+            return self._deny(enc, now, f"policy evaluation failed: {exc}", policy=active)
         shadow = tuple({"scope": s, "decision": d, "determining": list(p)} for s, d, p in evaluation.shadow)
         if not evaluation.allowed:
             reason = (
@@ -328,7 +322,7 @@ class Authority:
             )
             if evaluation.errors:
                 reason += f"; errors: {'; '.join(evaluation.errors)}"
-            return self._deny(request, digest, now, reason, policy=active, evaluation=evaluation, shadow=shadow)
+            return self._deny(enc, now, reason, policy=active, evaluation=evaluation, shadow=shadow)
         # 7. approval (a renewal carries over the approvals of the permit it renews)
         approvals: tuple[str, ...] = ()
         if evaluation.obligations.approval is not None:
@@ -338,10 +332,10 @@ class Authority:
             else:
                 granted = self._use_approval(req.approval_id, digest, now) if req.approval_id else None
                 if granted is None:
-                    return self._pending(request, digest, now, active, evaluation, shadow)
+                    return self._pending(enc, now, active, evaluation, shadow)
                 approvals = (granted,)
         # 8. permit
-        return self._allow(request, digest, now, req, attestation, active, evaluation, approvals, shadow)
+        return self._allow(enc, now, req, attestation, active, evaluation, approvals, shadow)
 
     def _signed(self, statement: Statement) -> Envelope:
         """A statement in DSSE, signed with the active authority key."""
@@ -359,8 +353,7 @@ class Authority:
 
     def _deny(
         self,
-        request: dict[str, Any],
-        digest: str,
+        enc: EncodedRequest,
         now: float,
         reason: str,
         *,
@@ -374,11 +367,13 @@ class Authority:
             statement = ev.decision_statement(
                 decision="deny",
                 reason=reason,
-                request=request,
-                request_digest=digest,
+                request=enc.request,
+                request_digest=enc.digest,
                 policy=self._policy_json(policy, evaluation),
                 at=now,
                 evidence_digest=evidence_digest,
+                context_digest=enc.context_digest,
+                shadow=shadow,
             )
             index = self._log_statement(statement)
         except Exception as exc:  # the log is down: still deny
@@ -386,7 +381,7 @@ class Authority:
         return AuthorizationResult(
             "deny",
             reason,
-            action_digest=digest,
+            action_digest=enc.digest,
             decision_index=index,
             determining=evaluation.determining if evaluation else (),
             shadow=shadow,
@@ -394,8 +389,7 @@ class Authority:
 
     def _pending(
         self,
-        request: dict[str, Any],
-        digest: str,
+        enc: EncodedRequest,
         now: float,
         active: _ActivePolicy,
         evaluation: Evaluation,
@@ -408,18 +402,20 @@ class Authority:
         statement = ev.decision_statement(
             decision="pending",
             reason=reason,
-            request=request,
-            request_digest=digest,
+            request=enc.request,
+            request_digest=enc.digest,
             policy=self._policy_json(active, evaluation),
             at=now,
             approval_id=approval_id,
+            context_digest=enc.context_digest,
+            shadow=shadow,
         )
         index = self._log_statement(statement)
-        self.store.add_approval(approval_id, digest, json.dumps(request).encode(), group, now, expires)
+        self.store.add_approval(approval_id, enc.digest, enc.canonical, group, now, expires)
         return AuthorizationResult(
             "pending",
             reason,
-            action_digest=digest,
+            action_digest=enc.digest,
             decision_index=index,
             approval_id=approval_id,
             approval_expires=expires,
@@ -429,8 +425,7 @@ class Authority:
 
     def _allow(
         self,
-        request: dict[str, Any],
-        digest: str,
+        enc: EncodedRequest,
         now: float,
         req: AuthorizationRequest,
         attestation: dict[str, Any],
@@ -443,6 +438,7 @@ class Authority:
         assert runtime is not None
         ob = evaluation.obligations
         rec, key = self._authority
+        request, digest = enc.request, enc.digest
         spec = PermitRequest(
             request,
             runtime.public_key,
@@ -471,10 +467,17 @@ class Authority:
             at=now,
             permit=(jti, hashlib.sha256(token.encode("ascii")).hexdigest()),
             evidence_digest=attestation["digest"],
+            context_digest=enc.context_digest,
+            shadow=shadow,
         )
         envelope = self._signed(statement)
         results = self.recorder.record(
-            permit=(token, request), statements=[(envelope, jti)], claims=claims, kinds=["decision"]
+            permit=(token, request),
+            statements=[(envelope, jti)],
+            claims=claims,
+            kinds=["decision"],
+            request_bytes=enc.canonical,
+            runtime=jws.jwk_thumbprint(runtime.public_key),
         )
         for approval_digest in approvals:
             idx = self.store.approval_log_index(approval_digest)
@@ -615,8 +618,9 @@ class Authority:
             a = self.store.approval(approval_id)
             if a is None:
                 continue
-            request = json.loads(a.request)
-            self._deny(request, a.action_digest, now, f"approval {approval_id} timed out; denied")
+            r = json.loads(a.request)
+            enc = encode_action_request(r["principal"], r["action"], r["resource"], r["context"], r["parent"])
+            self._deny(enc, now, f"approval {approval_id} timed out; denied")
             expired.append(approval_id)
         return expired
 

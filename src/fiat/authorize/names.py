@@ -9,14 +9,43 @@ spelling, so ``user:alice`` and ``User::"alice"`` are the same principal.
 from __future__ import annotations
 
 import json
+import re
+from functools import lru_cache
+from typing import Any
 
 from fiat.errors import MalformedError
+
+# A Cedar entity type: identifiers joined by ``::`` (Cedar grammar, ``Path``).
+_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:::[A-Za-z_][A-Za-z0-9_]*)*\Z")
+
+
+def cedar_request_uid(uid: str) -> Any:
+    """The form handed to Cedar for an entity UID string (``Type::"id"``).
+
+    The structured ``{"type": ..., "id": ...}`` form spares Cedar's parser on every
+    request; a UID with escapes in its id keeps the string form, which Cedar parses.
+    """
+    form = _request_uid(uid)
+    return dict(form) if isinstance(form, dict) else form
+
+
+@lru_cache(maxsize=4096)
+def _request_uid(uid: str) -> Any:
+    kind, sep, rest = uid.partition('::"')
+    if sep and _TYPE.match(kind) and rest.endswith('"') and "\\" not in rest and '"' not in rest[:-1]:
+        return {"type": kind, "id": rest[:-1]}
+    return uid
 
 
 def entity_uid(value: str, what: str) -> str:
     """``Type::"id"`` stays; ``kind:id`` becomes ``Kind::"id"``."""
     if not isinstance(value, str) or not value or len(value) > 1024:
         raise MalformedError(what, "must be a non-empty string of at most 1,024 characters")
+    return _entity_uid(value, what)
+
+
+@lru_cache(maxsize=4096)
+def _entity_uid(value: str, what: str) -> str:
     if '::"' in value and value.endswith('"'):
         return value
     kind, sep, ident = value.partition(":")
@@ -28,6 +57,11 @@ def entity_uid(value: str, what: str) -> str:
 def action_uid(value: str) -> str:
     if not isinstance(value, str) or not value or len(value) > 1024:
         raise MalformedError("action", "must be a non-empty string")
+    return _action_uid(value)
+
+
+@lru_cache(maxsize=1024)
+def _action_uid(value: str) -> str:
     return value if value.startswith("Action::") else f"Action::{json.dumps(value)}"
 
 

@@ -1,4 +1,4 @@
-"""Minting permits: compact JWS (RFC 7515) signed with Ed25519 (RFC 8037), via PyJWT.
+"""Minting permits: compact JWS (RFC 7515) signed with Ed25519 (RFC 8037).
 
 Claims (documented in docs/formats.md):
 
@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from fiat.verify import jws
 from fiat.verify.action import action_digest
 from fiat.verify.jws import jwk
 from fiat.verify.verifier import PERMIT_TYP
@@ -97,5 +97,5 @@ def mint_permit(
         "parent": req.get("parent"),
         "approvals": list(spec.approvals),
     }
-    token = jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": kid, "typ": PERMIT_TYP})
+    token = jws.sign_compact(claims, key, kid=kid, typ=PERMIT_TYP)
     return token, claims

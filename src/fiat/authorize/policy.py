@@ -41,7 +41,7 @@ from typing import Any
 
 import cedarpy
 
-from fiat.authorize.names import action_uid, entity_uid
+from fiat.authorize.names import action_uid, cedar_request_uid, entity_uid
 from fiat.errors import FiatError, MalformedError
 from fiat.verify.jcs import canonicalize
 
@@ -56,22 +56,29 @@ class PolicyError(FiatError):
 
 
 def cedar_value(value: Any, where: str = "context") -> Any:
-    """Check a JSON value fits Cedar's types (no floating point, no null)."""
-    if isinstance(value, bool | str):
-        return value
-    if isinstance(value, int):
-        if not -(2**63) <= value < 2**63:
-            raise MalformedError(where, "integers must fit Cedar's 64-bit Long")
-        return value
-    if isinstance(value, float):
-        raise MalformedError(where, "Cedar has no floating point; send the number as an integer or a string")
-    if value is None:
-        raise MalformedError(where, "Cedar has no null; omit the attribute instead")
-    if isinstance(value, list):
-        return [cedar_value(v, where) for v in value]
-    if isinstance(value, dict):
-        return {str(k): cedar_value(v, f"{where}.{k}") for k, v in value.items()}
-    raise MalformedError(where, f"unsupported value of type {type(value).__name__}")
+    """Check a JSON value fits Cedar's types (no floating point, no null); returns it unchanged."""
+    stack = [(value, where)]
+    while stack:
+        v, at = stack.pop()
+        if isinstance(v, bool | str):
+            continue
+        if isinstance(v, int):
+            if not -(2**63) <= v < 2**63:
+                raise MalformedError(at, "integers must fit Cedar's 64-bit Long")
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                if not isinstance(k, str):
+                    raise MalformedError(at, "attribute names must be strings")
+                stack.append((x, f"{at}.{k}"))
+        elif isinstance(v, list):
+            stack.extend((x, at) for x in v)
+        elif isinstance(v, float):
+            raise MalformedError(at, "Cedar has no floating point; send the number as an integer or a string")
+        elif v is None:
+            raise MalformedError(at, "Cedar has no null; omit the attribute instead")
+        else:
+            raise MalformedError(at, f"unsupported value of type {type(v).__name__}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -191,15 +198,16 @@ class PolicyBundle:
 
     def evaluate(self, principal: str, action: str, resource: str, context: dict[str, Any]) -> Evaluation:
         """Evaluate one request. Deny by default; forbid wins; shadow policies are reported only."""
+        action_id = action_uid(action)
         request = {
-            "principal": entity_uid(principal, "principal"),
-            "action": action_uid(action),
-            "resource": entity_uid(resource, "resource"),
+            "principal": cedar_request_uid(entity_uid(principal, "principal")),
+            "action": cedar_request_uid(action_id),
+            "resource": cedar_request_uid(entity_uid(resource, "resource")),
             "context": cedar_value(context),
         }
         enforced = self._run(self.enforced, request)
         shadow = []
-        if self.shadow_set.handle is not None and self.shadow_set.may_apply(request["action"]):
+        if self.shadow_set.handle is not None and self.shadow_set.may_apply(action_id):
             d, det, _ = self._run(self.shadow_set, request)
             shadow.append(("with-shadow-policies", d, det))
         if self.bundle_shadow:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -73,6 +75,50 @@ class _Writer:
         )
 
 
+class _WriteLock:
+    """One writer at a time per database file, across threads and processes, woken in turn.
+
+    SQLite's own busy handler polls with sleeps of 1 to 100 ms, which serializes
+    several processes appending to one log at a few hundred batches a second. An
+    advisory ``flock`` on a companion file queues writers in the kernel instead; a
+    thread lock in front of it keeps the threads of one process out of each other's way
+    (``flock`` belongs to the open file, which they share).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path.with_name(path.name + "-writer.lock")
+        self.thread_lock = threading.Lock()
+        self.fd: int | None = None
+        self.pid = os.getpid()  # a forked child opens its own lock file
+
+    @staticmethod
+    def for_database(path: Path) -> _WriteLock:
+        key = str(path.resolve())
+        with _WRITE_LOCKS_GUARD:
+            lock = _WRITE_LOCKS.get(key)
+            if lock is None or lock.pid != os.getpid():
+                lock = _WRITE_LOCKS[key] = _WriteLock(path)
+            return lock
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self.thread_lock:
+            if self.fd is None:
+                try:
+                    self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                except OSError as exc:
+                    raise StorageError(f"cannot open the writer lock {self.path}: {exc}") from exc
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+
+_WRITE_LOCKS: dict[str, _WriteLock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
 class SQLiteDatabase:
     """Thread-local connections to one SQLite file in WAL mode, with one durability setting."""
 
@@ -86,6 +132,7 @@ class SQLiteDatabase:
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._writer = _WriteLock.for_database(self.path)
 
     def conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -110,21 +157,22 @@ class SQLiteDatabase:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back on any error."""
         conn = self.conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot lock the database {self.path} for writing: {exc}") from exc
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with suppress(sqlite3.Error):
+        with self._writer.held():
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StorageError(f"cannot lock the database {self.path} for writing: {exc}") from exc
+            try:
+                yield conn
+            except BaseException:
                 conn.execute("ROLLBACK")
-            raise StorageError(f"cannot commit to the database {self.path}: {exc}") from exc
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise StorageError(f"cannot commit to the database {self.path}: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:

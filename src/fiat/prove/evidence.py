@@ -60,8 +60,14 @@ def decision_statement(
     permit: tuple[str, str] | None = None,
     evidence_digest: str | None = None,
     approval_id: str | None = None,
+    context_digest: str | None = None,
+    shadow: Sequence[dict[str, Any]] = (),
 ) -> Statement:
-    """A decision (allow, deny or pending). Denials are evidence too."""
+    """A decision (allow, deny or pending). Denials are evidence too.
+
+    ``shadow`` holds what shadow policies would have decided (evaluated and logged,
+    not enforced); ``context_digest`` spares re-canonicalizing the request's context.
+    """
     if decision not in ("allow", "deny", "pending"):
         raise ValueError("decision must be allow, deny or pending")
     predicate: dict[str, Any] = {
@@ -71,13 +77,17 @@ def decision_statement(
         "request": {k: request[k] for k in ("principal", "action", "resource", "parent")},
         "inputs": {
             "actionRequest": {"sha256": request_digest},
-            "context": {"sha256": json_digest(request.get("context", {}))},
+            "context": {
+                "sha256": context_digest if context_digest is not None else json_digest(request.get("context", {}))
+            },
             "evidence": None if evidence_digest is None else {"sha256": evidence_digest},
         },
         "policy": policy,
         "permit": None if permit is None else {"jti": permit[0], "digest": {"sha256": permit[1]}},
         "approval": None if approval_id is None else {"id": approval_id},
     }
+    if shadow:
+        predicate["shadow"] = [dict(s) for s in shadow]
     return Statement((Subject("action-request", request_digest),), DECISION, predicate)
 
 
@@ -175,12 +185,16 @@ class EvidenceRecorder:
         *,
         claims: dict[str, Any] | None = None,
         kinds: Sequence[str] | None = None,
+        request_bytes: bytes | None = None,
+        runtime: str | None = None,
     ) -> list[AppendResult]:
         """Append a permit (token, action request) and statements (envelope, permit id) as one batch.
 
         Returns one result per entry, the permit's first. The index rows pointing at the
         entries are written inside the same storage transaction as the entries themselves.
-        ``claims`` (the permit's) and ``kinds`` (one per statement) spare re-parsing.
+        ``claims`` (the permit's), ``kinds`` (one per statement), ``request_bytes`` (the
+        request's RFC 8785 bytes) and ``runtime`` (the cnf key's thumbprint) spare
+        re-parsing and re-encoding what the caller already has.
         """
         entries: list[bytes] = []
         record_args = None
@@ -192,9 +206,9 @@ class EvidenceRecorder:
             record_args = (
                 c["jti"],
                 parent,
-                canonicalize(request),
+                canonicalize(request) if request_bytes is None else request_bytes,
                 c["sub"],
-                jws.jwk_thumbprint(jws.public_key_from_jwk(c["cnf"]["jwk"], "cnf")),
+                runtime or jws.jwk_thumbprint(jws.public_key_from_jwk(c["cnf"]["jwk"], "cnf")),
                 0 if parent_rec is None else parent_rec.depth + 1,
                 float(c["exp"]),
             )

@@ -7,10 +7,13 @@
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 from fiat.errors import MalformedError
 from fiat.verify.encoding import json_digest
+from fiat.verify.jcs import canonical_string, canonicalize
 
 
 def action_request(
@@ -47,6 +50,52 @@ def action_request_with_digest(
     }
     _check(request)
     return request, json_digest(request)
+
+
+@dataclass(frozen=True)
+class EncodedRequest:
+    """An action request with its RFC 8785 bytes and digests, each computed once."""
+
+    request: dict[str, Any]
+    canonical: bytes  # RFC 8785 bytes of the request
+    digest: str  # SHA-256 of ``canonical``: the action digest
+    context_digest: str  # SHA-256 of the RFC 8785 bytes of the context alone
+
+
+def encode_action_request(
+    principal: str, action: str, resource: str, context: dict[str, Any] | None = None, parent: str | None = None
+) -> EncodedRequest:
+    """The action request, canonicalizing its context once for both digests.
+
+    The request's members sort as ``action, context, parent, principal, resource``
+    (RFC 8785 §3.2.3; all ASCII), so its canonical form is the canonical context
+    placed between the canonical strings: the same bytes ``canonicalize`` gives.
+    """
+    request = {
+        "principal": principal,
+        "action": action,
+        "resource": resource,
+        "context": context or {},
+        "parent": parent,
+    }
+    _check(request)
+    ctx = canonicalize(request["context"])
+    canonical = b"".join(
+        (
+            b'{"action":',
+            canonical_string(action),
+            b',"context":',
+            ctx,
+            b',"parent":',
+            b"null" if parent is None else canonical_string(parent),
+            b',"principal":',
+            canonical_string(principal),
+            b',"resource":',
+            canonical_string(resource),
+            b"}",
+        )
+    )
+    return EncodedRequest(request, canonical, hashlib.sha256(canonical).hexdigest(), hashlib.sha256(ctx).hexdigest())
 
 
 def _check(request: dict[str, Any]) -> None:

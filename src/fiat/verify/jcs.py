@@ -35,6 +35,11 @@ def _string(s: str) -> str:
     return _encode_basestring(s)
 
 
+def canonical_string(s: str) -> bytes:
+    """The RFC 8785 bytes of one string (§3.2.2.2)."""
+    return _string(s).encode("utf-8")
+
+
 def _number(x: float) -> str:
     """ECMAScript Number::toString(x) for a finite double (ECMA-262 §6.1.6.1.20)."""
     if not math.isfinite(x):

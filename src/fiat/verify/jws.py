@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from fiat.errors import MalformedError, VerificationError
 from fiat.verify.encoding import b64url, b64url_decode, loads_strict
@@ -21,6 +22,24 @@ ACCEPTED_ALGS = ("EdDSA", "Ed25519")
 MAX_TOKEN = 64 * 1024
 
 
+@lru_cache(maxsize=64)
+def _protected_header(kid: str, typ: str) -> bytes:
+    header = {"alg": "EdDSA", "kid": kid, "typ": typ}
+    return b64url(json.dumps(header, separators=(",", ":")).encode("ascii")).encode("ascii")
+
+
+def sign_compact(claims: dict[str, Any], key: Ed25519PrivateKey, *, kid: str, typ: str) -> str:
+    """A compact JWS (RFC 7515 §7.1) over ``claims``, signed with Ed25519 (RFC 8037 §3.1).
+
+    ``BASE64URL(header) || '.' || BASE64URL(JSON(claims)) || '.' || BASE64URL(signature)``,
+    the signature taken over the first two parts (RFC 7515 §5.1 steps 4-6).
+    """
+    payload = json.dumps(claims, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    signing_input = _protected_header(kid, typ) + b"." + b64url(payload).encode("ascii")
+    return (signing_input + b"." + b64url(key.sign(signing_input)).encode("ascii")).decode("ascii")
+
+
+@lru_cache(maxsize=4096)
 def jwk_thumbprint(public_key: bytes) -> str:
     """RFC 7638 JWK thumbprint (SHA-256, base64url) of an Ed25519 key (RFC 8037 §2 OKP JWK)."""
     # RFC 7638 §3.2: required members only, lexicographic order, no whitespace.
