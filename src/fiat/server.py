@@ -335,8 +335,8 @@ def create_app(cfg: Config, *, trust_interval: float = 1.0, authority: Authority
             runtime_proof(request)  # refuses keys that are not enrolled
 
     # -- endpoints
-    @app.post("/v1/authorize", tags=["authorize"])
-    def authorize(body: AuthorizeBody, request: Request) -> dict[str, Any]:
+    @app.post("/v1/authorize", tags=["authorize"], response_class=JSONResponse)
+    def authorize(body: AuthorizeBody, request: Request) -> JSONResponse:
         kid, _ = runtime_proof(request)
         if kid != body.runtimeKid:
             metrics["auth_failures_total"] += 1
@@ -362,7 +362,7 @@ def create_app(cfg: Config, *, trust_interval: float = 1.0, authority: Authority
             metrics["authorizations_refused_total"] += 1
             raise Problem(403, "Forbidden", str(exc)) from exc
         metrics[f"decisions_{result.decision}_total"] += 1
-        return result.to_json()
+        return JSONResponse(result.to_json())  # already JSON types: no response-model encoding pass
 
     @app.get("/v1/approvals/{approval_id}", tags=["approvals"])
     def get_approval(approval_id: str, request: Request) -> dict[str, Any]:

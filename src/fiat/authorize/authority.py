@@ -168,6 +168,7 @@ class Authority:
         self._revoked: frozenset[tuple[str, str]] = frozenset()
         self._revoked_epoch = -1
         self._revoked_checked = 0.0
+        self._policy_checked = time.monotonic()
         self._policy: _ActivePolicy | None = None
         self._policy_error: str | None = None
         self._keys_mtime = self._keyring_mtime()
@@ -229,6 +230,17 @@ class Authority:
             self._policy, self._policy_error = _ActivePolicy(version, digest, bundle), None
         log.info("policy version %d (%s) is active", version, digest[:16])
         return True
+
+    def _follow_policy(self) -> None:
+        """Pick up a version published through the same store by another process, checked at most once a second."""
+        now = time.monotonic()
+        if now - self._policy_checked < 1.0:
+            return
+        self._policy_checked = now
+        latest = self.store.latest_policy_version()
+        current = self._policy
+        if latest is not None and (current is None or current.version != latest):
+            self.reload_policy()
 
     @property
     def policy(self) -> _ActivePolicy | None:
@@ -295,7 +307,8 @@ class Authority:
         # 5. revocation (principals compared in their one Cedar spelling)
         if self.is_revoked("principal", principal_key(req.principal)):
             return self._deny(enc, now, f"principal {req.principal} is revoked")
-        # 6. policy
+        # 6. policy (another process sharing this home may have published a newer version)
+        self._follow_policy()
         active = self._policy
         if active is None:
             return self._deny(enc, now, self._policy_error or "no active policy")
@@ -337,14 +350,18 @@ class Authority:
         # 8. permit
         return self._allow(enc, now, req, attestation, active, evaluation, approvals, shadow)
 
-    def _signed(self, statement: Statement) -> Envelope:
-        """A statement in DSSE, signed with the active authority key."""
-        rec, key = self._authority
-        return ev.sign_statement(statement, [(rec.kid, key)])
+    def _signed(self, statement: Statement, *, decision: bool = False) -> Envelope:
+        """A statement in DSSE, signed with the active authority key.
 
-    def _log_statement(self, statement: Statement, jti: str | None = None) -> int:
+        A decision statement holds only strings (times are RFC 3339), integers, booleans,
+        null and Fiat's own member names, so its payload skips the canonicalizer's type walk.
+        """
+        rec, key = self._authority
+        return ev.sign_statement(statement, [(rec.kid, key)], built=decision)
+
+    def _log_statement(self, statement: Statement, jti: str | None = None, *, decision: bool = False) -> int:
         """Sign with the authority key and append to the log; returns the log index."""
-        return self.recorder.record(statements=[(self._signed(statement), jti)])[0].index
+        return self.recorder.record(statements=[(self._signed(statement, decision=decision), jti)])[0].index
 
     def _policy_json(self, active: _ActivePolicy | None, evaluation: Evaluation | None) -> dict[str, Any]:
         if active is None:
@@ -375,7 +392,7 @@ class Authority:
                 context_digest=enc.context_digest,
                 shadow=shadow,
             )
-            index = self._log_statement(statement)
+            index = self._log_statement(statement, decision=True)
         except Exception as exc:  # the log is down: still deny
             log.error("could not log a denial: %s", exc)
         return AuthorizationResult(
@@ -410,7 +427,7 @@ class Authority:
             context_digest=enc.context_digest,
             shadow=shadow,
         )
-        index = self._log_statement(statement)
+        index = self._log_statement(statement, decision=True)
         self.store.add_approval(approval_id, enc.digest, enc.canonical, group, now, expires)
         return AuthorizationResult(
             "pending",
@@ -470,7 +487,7 @@ class Authority:
             context_digest=enc.context_digest,
             shadow=shadow,
         )
-        envelope = self._signed(statement)
+        envelope = self._signed(statement, decision=True)
         results = self.recorder.record(
             permit=(token, request),
             statements=[(envelope, jti)],

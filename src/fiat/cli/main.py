@@ -1101,13 +1101,23 @@ def bench_authorize(
     threads: Annotated[int, typer.Option(help="Concurrent in-process callers.")] = 16,
     rate: Annotated[int, typer.Option(help="Offered HTTP load, requests per second.")] = 1000,
     http: Annotated[bool, typer.Option(help="Also measure over HTTP against a real `fiat serve`.")] = True,
+    processes: Annotated[
+        int, typer.Option(help="Also measure this many authority processes sharing one home (0 or 1 to skip).")
+    ] = 2,
 ) -> None:
     """Decisions/s and p50/p99 in process and over HTTP, beside raw Cedar + Ed25519 in the same run."""
     from fiat.bench.authorize import render_markdown, run_authorize_bench
 
+    if processes < 0 or threads < 1:
+        raise typer.BadParameter("--threads must be at least 1 and --processes at least 0")
     with errors_to_exit():
         result = run_authorize_bench(
-            seconds=seconds, threads=threads, rate=rate, http=http, console=None if as_json else err
+            seconds=seconds,
+            threads=threads,
+            rate=rate,
+            http=http,
+            processes=processes,
+            console=None if as_json else err,
         )
     if as_json:
         emit_json(result)

@@ -39,11 +39,16 @@ INSERT OR IGNORE INTO log_meta (id, schema_version, tree_size, checkpoint) VALUE
 class _Writer:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self._deferred: dict[str, list[tuple[object, ...]]] = {}
 
-    @property
-    def connection(self) -> sqlite3.Connection:
-        """The transaction's connection, for sidecar writes that must commit with the batch."""
-        return self._conn
+    def defer(self, sql: str, row: tuple[object, ...]) -> None:
+        """Queue a row for ``sql``; the rows of a batch go in with one ``executemany`` each before commit."""
+        self._deferred.setdefault(sql, []).append(row)
+
+    def flush(self) -> None:
+        for sql, rows in self._deferred.items():
+            self._conn.executemany(sql, rows)
+        self._deferred.clear()
 
     def tree_size(self) -> int:
         row = self._conn.execute("SELECT tree_size FROM log_meta WHERE id = 1").fetchone()
@@ -211,7 +216,9 @@ class SQLiteLogStore:
     @contextmanager
     def writer(self) -> Iterator[_Writer]:
         with self.db.transaction() as conn:
-            yield _Writer(conn)
+            w = _Writer(conn)
+            yield w
+            w.flush()  # deferred sidecar rows commit with the batch
 
     def tree_size(self) -> int:
         row = self._conn().execute("SELECT tree_size FROM log_meta WHERE id = 1").fetchone()
@@ -235,6 +242,17 @@ class SQLiteLogStore:
 
     def close(self) -> None:
         self.db.close()
+
+
+_INSERT_PERMIT = (
+    "INSERT OR IGNORE INTO permits (jti, parent, request, log_index, principal, runtime, depth, exp)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_EVIDENCE = "INSERT OR IGNORE INTO evidence (jti, kind, log_index) VALUES (?, ?, ?)"
+
+
+def _permit_row(p: PermitRecord) -> tuple[object, ...]:
+    return (p.jti, p.parent, p.request, p.log_index, p.principal, p.runtime, p.depth, p.exp)
 
 
 _EVIDENCE_SCHEMA = """
@@ -278,34 +296,25 @@ class SQLiteEvidenceIndex:
             self._insert(conn, permit, links)
 
     def record_in(self, writer: object, permit: PermitRecord | None, links: Sequence[tuple[str, str, int]]) -> None:
-        """Record inside a log batch's transaction (atomic with the entries it points at)."""
-        conn = getattr(writer, "connection", None)
-        if not isinstance(conn, sqlite3.Connection):
+        """Record inside a log batch's transaction (atomic with the entries it points at).
+
+        The rows are deferred to the end of the batch, so a batch of decisions costs one
+        ``executemany`` per table rather than several statements per decision.
+        """
+        if not isinstance(writer, _Writer):
             raise StorageError("the evidence index needs a SQLite log writer")
-        self._insert(conn, permit, links)
+        if permit is not None:
+            writer.defer(_INSERT_PERMIT, _permit_row(permit))
+            writer.defer(_INSERT_EVIDENCE, (permit.jti, "permit", permit.log_index))
+        for link in links:
+            writer.defer(_INSERT_EVIDENCE, link)
 
     @staticmethod
     def _insert(conn: sqlite3.Connection, permit: PermitRecord | None, links: Sequence[tuple[str, str, int]]) -> None:
         if permit is not None:
-            conn.execute(
-                "INSERT OR IGNORE INTO permits (jti, parent, request, log_index, principal, runtime, depth, exp)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    permit.jti,
-                    permit.parent,
-                    permit.request,
-                    permit.log_index,
-                    permit.principal,
-                    permit.runtime,
-                    permit.depth,
-                    permit.exp,
-                ),
-            )
-            conn.execute(
-                "INSERT OR IGNORE INTO evidence (jti, kind, log_index) VALUES (?, 'permit', ?)",
-                (permit.jti, permit.log_index),
-            )
-        conn.executemany("INSERT OR IGNORE INTO evidence (jti, kind, log_index) VALUES (?, ?, ?)", links)
+            conn.execute(_INSERT_PERMIT, _permit_row(permit))
+            conn.execute(_INSERT_EVIDENCE, (permit.jti, "permit", permit.log_index))
+        conn.executemany(_INSERT_EVIDENCE, links)
 
     def entries(self, jti: str) -> list[tuple[str, int]]:
         rows = (
@@ -393,6 +402,10 @@ class SQLiteAuthorityStore:
         self.db.close()
 
     # policy
+    def latest_policy_version(self) -> int | None:
+        row = self._c().execute("SELECT MAX(version) FROM policy_versions").fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     def latest_policy(self) -> tuple[int, str, str, float] | None:
         row = (
             self._c()

@@ -24,7 +24,7 @@ from fiat.verify import jws
 from fiat.verify.bundle import Bundle, BundleStatement
 from fiat.verify.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, sign_envelope
 from fiat.verify.encoding import json_digest, loads_strict, rfc3339
-from fiat.verify.jcs import canonicalize
+from fiat.verify.jcs import canonicalize, canonicalize_built
 from fiat.verify.statement import (
     APPROVAL,
     DECISION,
@@ -164,8 +164,13 @@ def key_rotation_statement(
     return Statement((Subject(f"key:{new_kid}", digest),), KEY_ROTATION, predicate)
 
 
-def sign_statement(statement: Statement, signers: Sequence[tuple[str, Ed25519PrivateKey]]) -> Envelope:
-    return sign_envelope(IN_TOTO_PAYLOAD_TYPE, canonicalize(statement.to_json()), list(signers))
+def sign_statement(
+    statement: Statement, signers: Sequence[tuple[str, Ed25519PrivateKey]], *, built: bool = False
+) -> Envelope:
+    """Sign a statement in DSSE. ``built``: the statement holds only values Fiat built (strings,
+    small integers, booleans, null; no floats), so its RFC 8785 form needs no type walk."""
+    payload = canonicalize_built(statement.to_json()) if built else canonicalize(statement.to_json())
+    return sign_envelope(IN_TOTO_PAYLOAD_TYPE, payload, list(signers))
 
 
 # -- recording and bundling -----------------------------------------------------------------

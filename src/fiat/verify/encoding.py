@@ -7,8 +7,10 @@ import binascii
 import hashlib
 import itertools
 import json
+import math
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from fiat.errors import MalformedError
@@ -119,7 +121,13 @@ def _depth(value: Any) -> int:
 
 
 def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 UTC time to the second (``2026-01-31T12:00:00Z``)."""
+    return _rfc3339_second(math.floor(ts))
+
+
+@lru_cache(maxsize=256)
+def _rfc3339_second(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(value: Any, what: str) -> float:
