@@ -24,16 +24,20 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import logging
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -47,6 +51,7 @@ from fiat.home import keyring, log_keys, open_evidence
 from fiat.keyring import KeyRecord, now_second
 from fiat.persist.sqlite import SQLiteAuthorityStore
 from fiat.prove import evidence as ev
+from fiat.prove.log import AppendResult
 from fiat.verify import jws
 from fiat.verify.action import EncodedRequest, encode_action_request
 from fiat.verify.dsse import Envelope
@@ -54,6 +59,7 @@ from fiat.verify.encoding import json_digest, rfc3339
 from fiat.verify.statement import APPROVAL, RECEIPT, Statement
 
 log = logging.getLogger("fiat.authority")
+_T = TypeVar("_T")
 
 TRUST_STATE_TYP = "fiat-trust-state+jwt"
 APPROVAL_TIMEOUT = 300.0
@@ -122,6 +128,131 @@ class AuthorizationResult:
         }
 
 
+@dataclass(frozen=True)
+class _Deferred:
+    """An answer whose evidence is submitted to the log but not yet durable.
+
+    ``fill`` builds the result from the appended entries (their log indexes); ``on_error``
+    gives the answer instead when the appends fail (for an allow: a denial, fail closed).
+    """
+
+    futures: list[Future[AppendResult]]
+    fill: Callable[[list[AppendResult]], AuthorizationResult]
+    on_error: Callable[[BaseException], _Answer]
+
+
+_Answer = AuthorizationResult | _Deferred
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A request past steps 1–5, waiting for Cedar."""
+
+    req: AuthorizationRequest
+    enc: EncodedRequest
+    now: float
+    attestation: dict[str, Any]
+    active: _ActivePolicy
+    context: dict[str, Any]
+
+    def cedar_request(self) -> tuple[str, str, str, dict[str, Any]]:
+        return (self.req.principal, self.req.action, self.req.resource, self.context)
+
+
+class _Decider:
+    """One thread takes every decision, in batches, while earlier batches are being made durable.
+
+    Callers queue their checked request and wait. The thread decides everything queued,
+    back to back (Cedar, the signatures and the canonical encoders stay warm in the CPU's
+    caches), submits each decision's evidence to the log's sequencer without waiting, and
+    goes on with the next batch; the sequencer answers each caller once its evidence is
+    durable. Threads of one process share one interpreter lock, so more deciding threads
+    would only take turns; this one hands the lock over once per batch instead of once
+    per request.
+    """
+
+    def __init__(self, authority: Authority) -> None:
+        self.authority = authority
+        self._cond = threading.Condition()
+        self._queue: deque[tuple[AuthorizationRequest, EncodedRequest, float, Future[AuthorizationResult]]] = deque()
+        self._thread: threading.Thread | None = None
+        self._closing = False
+
+    def submit(self, req: AuthorizationRequest, enc: EncodedRequest, now: float) -> Future[AuthorizationResult]:
+        done: Future[AuthorizationResult] = Future()
+        with self._cond:
+            if self._closing:
+                raise AuthorizationError("the authority is closed")
+            self._queue.append((req, enc, now, done))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="fiat-decider", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        return done
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                batch = list(self._queue)
+                self._queue.clear()
+            self._decide_batch(batch)
+
+    def _decide_batch(
+        self, batch: list[tuple[AuthorizationRequest, EncodedRequest, float, Future[AuthorizationResult]]]
+    ) -> None:
+        """Steps 1–5 for each request, one Cedar call per policy version, then steps 6–8 for each."""
+        auth = self.authority
+        waiting: list[tuple[_Prepared, Future[AuthorizationResult]]] = []
+        for req, enc, now, done in batch:
+            try:
+                prepared = auth._guarded(partial(auth._prepare, req, enc, now), enc, now)
+            except BaseException as exc:  # AuthorizationError: the caller sees it
+                done.set_exception(exc)
+                continue
+            if isinstance(prepared, _Prepared):
+                waiting.append((prepared, done))
+            else:
+                self._answer(prepared, done)
+        by_policy: dict[int, list[tuple[_Prepared, Future[AuthorizationResult]]]] = {}
+        for item in waiting:
+            by_policy.setdefault(id(item[0].active), []).append(item)
+        for items in by_policy.values():
+            bundle = items[0][0].active.bundle
+            try:
+                evaluations: list[Evaluation | Exception] = list(
+                    bundle.evaluate_many([p.cedar_request() for p, _ in items])
+                )
+            except Exception as exc:  # fail closed, each request on its own
+                evaluations = [exc] * len(items)
+            for (p, done), evaluation in zip(items, evaluations, strict=True):
+                try:
+                    answer = auth._guarded(partial(auth._conclude, p, evaluation), p.enc, p.now)
+                except BaseException as exc:
+                    done.set_exception(exc)
+                    continue
+                self._answer(answer, done)
+
+    def _answer(self, answer: _Answer, done: Future[AuthorizationResult]) -> None:
+        try:
+            self.authority._settle_later(answer, done)
+        except BaseException as exc:
+            if not done.done():
+                done.set_exception(exc)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Decide what is queued, then stop."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+
 @dataclass
 class _ActivePolicy:
     version: int
@@ -163,6 +294,7 @@ class Authority:
         self.recorder = open_evidence(cfg)
         self.log = self.recorder.log
         self.store = SQLiteAuthorityStore(cfg.database_path, cfg.storage.busy_timeout_ms)
+        self._decider = _Decider(self)
         self._lock = threading.Lock()
         self._revoke_lock = threading.Lock()
         self._revoked: frozenset[tuple[str, str]] = frozenset()
@@ -177,6 +309,7 @@ class Authority:
         self.reload_policy()
 
     def close(self) -> None:
+        self._decider.close()
         self.recorder.close()
         self.store.close()
 
@@ -269,7 +402,12 @@ class Authority:
     # -- the decision --------------------------------------------------------------------
 
     def authorize(self, req: AuthorizationRequest) -> AuthorizationResult:
-        """Decide; never raises for policy or storage trouble — those are denials."""
+        """Decide; never raises for policy or storage trouble — those are denials.
+
+        The request is checked here, in the caller's thread (a malformed one raises
+        :class:`MalformedRequestError`); the decision itself is taken by the decider thread
+        (see :class:`_Decider`), and the answer comes back once its evidence is durable.
+        """
         now = self.clock()
         try:
             enc = encode_action_request(req.principal, req.action, req.resource, req.context, req.parent)
@@ -277,22 +415,58 @@ class Authority:
             entity_uid(req.resource, "resource")
         except MalformedError as exc:
             raise MalformedRequestError(str(exc)) from exc
+        return self._decider.submit(req, enc, now).result()
+
+    def _guarded(self, step: Callable[[], _T], enc: EncodedRequest, now: float) -> _T | _Answer:
+        """Run a decision step; any failure but a refusal is a logged denial (fail closed)."""
         try:
-            return self._decide(req, enc, now)
+            return step()
         except (AuthorizationError, ApprovalError):
             raise
-        except Exception as exc:  # fail closed: any failure is a logged denial
+        except Exception as exc:
             log.error("authorization failed closed: %s", exc)
-            return self._deny(enc, now, f"failed closed: {exc}", evidence_digest=None)
+            return self._deny_later(enc, now, f"failed closed: {exc}")
 
-    def _decide(self, req: AuthorizationRequest, enc: EncodedRequest, now: float) -> AuthorizationResult:
-        digest = enc.digest
+    def _settle(self, answer: _Answer) -> AuthorizationResult:
+        """Wait for an answer's log appends and return the final result."""
+        if isinstance(answer, AuthorizationResult):
+            return answer
+        try:
+            appended = [f.result() for f in answer.futures]
+        except Exception as exc:
+            return self._settle(answer.on_error(exc))
+        return answer.fill(appended)
+
+    def _settle_later(self, answer: _Answer, done: Future[AuthorizationResult]) -> None:
+        """Resolve ``done`` once an answer's log appends are durable (called back by the sequencer)."""
+        if isinstance(answer, AuthorizationResult):
+            done.set_result(answer)
+            return
+
+        def appended(_: Future[AppendResult]) -> None:
+            try:
+                results = [f.result() for f in answer.futures]
+            except Exception as exc:
+                try:
+                    self._settle_later(answer.on_error(exc), done)
+                except Exception as again:  # never leave a caller waiting
+                    done.set_exception(again)
+                return
+            try:
+                done.set_result(answer.fill(results))
+            except Exception as exc:
+                done.set_exception(exc)
+
+        answer.futures[-1].add_done_callback(appended)  # one batch: the last entry resolves last
+
+    def _prepare(self, req: AuthorizationRequest, enc: EncodedRequest, now: float) -> _Prepared | _Answer:
+        """Steps 1–5, and the policy context of step 6."""
         # 1. runtime
         runtime = self._ring.find(req.runtime_kid)
         if runtime is None or runtime.role != "runtime" or not runtime.active_at(now):
             raise AuthorizationError(f"runtime key {req.runtime_kid} is not enrolled or not active")
         if self.is_revoked("runtime", req.runtime_kid):
-            return self._deny(enc, now, f"runtime {req.runtime_kid} is revoked")
+            return self._deny_later(enc, now, f"runtime {req.runtime_kid} is revoked")
         # 3. evidence
         attestation = appraise(req.evidence)
         # 4. lineage
@@ -300,18 +474,18 @@ class Authority:
         if req.parent is not None:
             parent = self.recorder.index.permit(req.parent)
             if parent is None:
-                return self._deny(enc, now, f"parent permit {req.parent} was not issued here")
+                return self._deny_later(enc, now, f"parent permit {req.parent} was not issued here")
             if self.is_revoked("permit", req.parent):
-                return self._deny(enc, now, f"parent permit {req.parent} is revoked")
+                return self._deny_later(enc, now, f"parent permit {req.parent} is revoked")
             depth = parent.depth + 1
         # 5. revocation (principals compared in their one Cedar spelling)
         if self.is_revoked("principal", principal_key(req.principal)):
-            return self._deny(enc, now, f"principal {req.principal} is revoked")
+            return self._deny_later(enc, now, f"principal {req.principal} is revoked")
         # 6. policy (another process sharing this home may have published a newer version)
         self._follow_policy()
         active = self._policy
         if active is None:
-            return self._deny(enc, now, self._policy_error or "no active policy")
+            return self._deny_later(enc, now, self._policy_error or "no active policy")
         context = {
             "input": req.context,
             "fiat": {
@@ -322,11 +496,16 @@ class Authority:
                 "lineageDepth": depth,
             },
         }
-        try:
-            evaluation = active.bundle.evaluate(req.principal, req.action, req.resource, context)
-        except (PolicyError, MalformedError) as exc:
-            return self._deny(enc, now, f"policy evaluation failed: {exc}", policy=active)
-        shadow = tuple({"scope": s, "decision": d, "determining": list(p)} for s, d, p in evaluation.shadow)
+        return _Prepared(req, enc, now, attestation, active, context)
+
+    def _conclude(self, p: _Prepared, evaluation: Evaluation | Exception) -> _Answer:
+        """Steps 6 (the decision), 7 and 8, given Cedar's evaluation of the prepared request."""
+        req, enc, now, active = p.req, p.enc, p.now, p.active
+        if isinstance(evaluation, PolicyError | MalformedError):
+            return self._deny_later(enc, now, f"policy evaluation failed: {evaluation}", policy=active)
+        if isinstance(evaluation, Exception):
+            raise evaluation
+        shadow = tuple({"scope": s, "decision": d, "determining": list(x)} for s, d, x in evaluation.shadow)
         if not evaluation.allowed:
             reason = (
                 "forbidden by " + ", ".join(evaluation.determining)
@@ -335,20 +514,20 @@ class Authority:
             )
             if evaluation.errors:
                 reason += f"; errors: {'; '.join(evaluation.errors)}"
-            return self._deny(enc, now, reason, policy=active, evaluation=evaluation, shadow=shadow)
+            return self._deny_later(enc, now, reason, policy=active, evaluation=evaluation, shadow=shadow)
         # 7. approval (a renewal carries over the approvals of the permit it renews)
         approvals: tuple[str, ...] = ()
         if evaluation.obligations.approval is not None:
-            carried = self._renewed_approvals(req, digest, now) if req.renews else None
+            carried = self._renewed_approvals(req, enc.digest, now) if req.renews else None
             if carried:
                 approvals = carried
             else:
-                granted = self._use_approval(req.approval_id, digest, now) if req.approval_id else None
+                granted = self._use_approval(req.approval_id, enc.digest, now) if req.approval_id else None
                 if granted is None:
                     return self._pending(enc, now, active, evaluation, shadow)
                 approvals = (granted,)
         # 8. permit
-        return self._allow(enc, now, req, attestation, active, evaluation, approvals, shadow)
+        return self._allow(enc, now, req, p.attestation, active, evaluation, approvals, shadow)
 
     def _signed(self, statement: Statement, *, decision: bool = False) -> Envelope:
         """A statement in DSSE, signed with the active authority key.
@@ -374,12 +553,30 @@ class Authority:
         now: float,
         reason: str,
         *,
+        evidence_digest: str | None = None,
+    ) -> AuthorizationResult:
+        """A logged denial, waited for (outside the decider thread)."""
+        return self._settle(self._deny_later(enc, now, reason, evidence_digest=evidence_digest))
+
+    def _deny_later(
+        self,
+        enc: EncodedRequest,
+        now: float,
+        reason: str,
+        *,
         policy: _ActivePolicy | None = None,
         evaluation: Evaluation | None = None,
         shadow: tuple[dict[str, Any], ...] = (),
         evidence_digest: str | None = None,
-    ) -> AuthorizationResult:
-        index = None
+    ) -> _Answer:
+        """A denial; its signed statement is submitted to the log. If the log is down: still deny."""
+        result = AuthorizationResult(
+            "deny",
+            reason,
+            action_digest=enc.digest,
+            determining=evaluation.determining if evaluation else (),
+            shadow=shadow,
+        )
         try:
             statement = ev.decision_statement(
                 decision="deny",
@@ -392,16 +589,17 @@ class Authority:
                 context_digest=enc.context_digest,
                 shadow=shadow,
             )
-            index = self._log_statement(statement, decision=True)
-        except Exception as exc:  # the log is down: still deny
+            futures = self.recorder.submit(statements=[(self._signed(statement, decision=True), None)])
+        except Exception as exc:
             log.error("could not log a denial: %s", exc)
-        return AuthorizationResult(
-            "deny",
-            reason,
-            action_digest=enc.digest,
-            decision_index=index,
-            determining=evaluation.determining if evaluation else (),
-            shadow=shadow,
+            return result
+
+        def unlogged(exc: BaseException) -> _Answer:
+            log.error("could not log a denial: %s", exc)
+            return result
+
+        return _Deferred(
+            futures, lambda appended: dataclasses.replace(result, decision_index=appended[0].index), unlogged
         )
 
     def _pending(
@@ -450,7 +648,7 @@ class Authority:
         evaluation: Evaluation,
         approvals: tuple[str, ...],
         shadow: tuple[dict[str, Any], ...],
-    ) -> AuthorizationResult:
+    ) -> _Answer:
         runtime = self._ring.find(req.runtime_kid)
         assert runtime is not None
         ob = evaluation.obligations
@@ -488,18 +686,21 @@ class Authority:
             shadow=shadow,
         )
         envelope = self._signed(statement, decision=True)
-        results = self.recorder.record(
+        # The approvals this permit consumed join its evidence in the same transaction.
+        links = [
+            (jti, "approval", idx)
+            for approval_digest in approvals
+            if (idx := self.store.approval_log_index(approval_digest)) is not None
+        ]
+        futures = self.recorder.submit(
             permit=(token, request),
             statements=[(envelope, jti)],
             claims=claims,
             kinds=["decision"],
             request_bytes=enc.canonical,
             runtime=jws.jwk_thumbprint(runtime.public_key),
+            links=links,
         )
-        for approval_digest in approvals:
-            idx = self.store.approval_log_index(approval_digest)
-            if idx is not None:
-                self.recorder.link(jti, "approval", idx)
         obligations = {
             "ttl": ob.ttl,
             "maxDuration": ob.max_duration,
@@ -507,18 +708,28 @@ class Authority:
             "singleUse": ob.single_use,
             "approval": ob.approval,
         }
-        return AuthorizationResult(
-            "allow",
-            statement.predicate["reason"],
-            action_digest=digest,
-            permit=token,
-            permit_id=jti,
-            decision_index=results[1].index,
-            permit_index=results[0].index,
-            determining=evaluation.determining,
-            shadow=shadow,
-            obligations=obligations,
-        )
+        reason = statement.predicate["reason"]
+
+        def fill(appended: list[AppendResult]) -> AuthorizationResult:
+            return AuthorizationResult(
+                "allow",
+                reason,
+                action_digest=digest,
+                permit=token,
+                permit_id=jti,
+                decision_index=appended[1].index,
+                permit_index=appended[0].index,
+                determining=evaluation.determining,
+                shadow=shadow,
+                obligations=obligations,
+            )
+
+        def unlogged(exc: BaseException) -> _Answer:
+            # No durable evidence, no permit: fail closed.
+            log.error("authorization failed closed: the permit could not be logged: %s", exc)
+            return self._deny_later(enc, now, f"failed closed: the permit could not be logged: {exc}")
+
+        return _Deferred(futures, fill, unlogged)
 
     def _renewed_approvals(self, req: AuthorizationRequest, digest: str, now: float) -> tuple[str, ...] | None:
         """Approvals of the permit being renewed, if it is this runtime's, for this action, and live."""

@@ -15,6 +15,7 @@ import time
 import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import lru_cache
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -33,6 +34,7 @@ class DpopKeyNotEnrolled(DpopError):
     """A valid proof by a key the server does not know."""
 
 
+@lru_cache(maxsize=1024)
 def normalize_htu(url: str) -> str:
     """Scheme and host lower-cased, default port dropped, no query or fragment (RFC 9449 §4.3 step 9)."""
     parts = urllib.parse.urlsplit(url)

@@ -17,6 +17,9 @@ from fiat.errors import MalformedError
 
 # A Cedar entity type: identifiers joined by ``::`` (Cedar grammar, ``Path``).
 _TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:::[A-Za-z_][A-Za-z0-9_]*)*\Z")
+# Ids that read the same with or without Cedar's string parser: no escapes, quotes,
+# controls or characters Cedar asks to be written escaped; anything else keeps the string form.
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_.:/@+=~ -]*\Z")
 
 
 def cedar_request_uid(uid: str) -> Any:
@@ -32,7 +35,7 @@ def cedar_request_uid(uid: str) -> Any:
 @lru_cache(maxsize=4096)
 def _request_uid(uid: str) -> Any:
     kind, sep, rest = uid.partition('::"')
-    if sep and _TYPE.match(kind) and rest.endswith('"') and "\\" not in rest and '"' not in rest[:-1]:
+    if sep and _TYPE.match(kind) and rest.endswith('"') and _PLAIN_ID.match(rest[:-1]):
         return {"type": kind, "id": rest[:-1]}
     return uid
 
@@ -51,7 +54,8 @@ def _entity_uid(value: str, what: str) -> str:
     kind, sep, ident = value.partition(":")
     if not sep or not kind or not ident or not kind.replace("_", "").isalnum():
         raise MalformedError(what, f'{value!r} is neither Type::"id" nor kind:id')
-    return f"{kind[0].upper()}{kind[1:]}::{json.dumps(ident)}"
+    # Raw UTF-8 (Cedar reads ``"zoë"``, not ``"zo\\u00eb"``), so both spellings name one principal.
+    return f"{kind[0].upper()}{kind[1:]}::{json.dumps(ident, ensure_ascii=False)}"
 
 
 def action_uid(value: str) -> str:
@@ -62,7 +66,7 @@ def action_uid(value: str) -> str:
 
 @lru_cache(maxsize=1024)
 def _action_uid(value: str) -> str:
-    return value if value.startswith("Action::") else f"Action::{json.dumps(value)}"
+    return value if value.startswith("Action::") else f"Action::{json.dumps(value, ensure_ascii=False)}"
 
 
 def same_principal(a: str, b: str) -> bool:

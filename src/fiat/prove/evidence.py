@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Sequence
+from concurrent.futures import Future
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -192,15 +193,40 @@ class EvidenceRecorder:
         kinds: Sequence[str] | None = None,
         request_bytes: bytes | None = None,
         runtime: str | None = None,
+        links: Sequence[tuple[str, str, int]] = (),
     ) -> list[AppendResult]:
         """Append a permit (token, action request) and statements (envelope, permit id) as one batch.
 
-        Returns one result per entry, the permit's first. The index rows pointing at the
-        entries are written inside the same storage transaction as the entries themselves.
-        ``claims`` (the permit's), ``kinds`` (one per statement), ``request_bytes`` (the
-        request's RFC 8785 bytes) and ``runtime`` (the cnf key's thumbprint) spare
-        re-parsing and re-encoding what the caller already has.
+        Returns one result per entry, the permit's first, once they are durable. The index
+        rows pointing at the entries are written inside the same storage transaction as the
+        entries themselves. ``claims`` (the permit's), ``kinds`` (one per statement),
+        ``request_bytes`` (the request's RFC 8785 bytes) and ``runtime`` (the cnf key's
+        thumbprint) spare re-parsing and re-encoding what the caller already has; ``links``
+        (permit id, kind, log index) attach already-logged entries in the same transaction.
         """
+        futures = self.submit(
+            permit,
+            statements,
+            claims=claims,
+            kinds=kinds,
+            request_bytes=request_bytes,
+            runtime=runtime,
+            links=links,
+        )
+        return [f.result() for f in futures]
+
+    def submit(
+        self,
+        permit: tuple[str, dict[str, Any]] | None = None,
+        statements: Sequence[tuple[Envelope, str | None]] = (),
+        *,
+        claims: dict[str, Any] | None = None,
+        kinds: Sequence[str] | None = None,
+        request_bytes: bytes | None = None,
+        runtime: str | None = None,
+        links: Sequence[tuple[str, str, int]] = (),
+    ) -> list[Future[AppendResult]]:
+        """As :meth:`record`, without waiting: one future per entry, resolved once durable."""
         entries: list[bytes] = []
         record_args = None
         if permit is not None:
@@ -234,15 +260,16 @@ class EvidenceRecorder:
             if record_args is not None:
                 jti, parent, request_bytes, sub, runtime, depth, exp = record_args
                 record = PermitRecord(jti, parent, request_bytes, first, sub, runtime, depth, exp)
-            links = [
+            rows = [
                 (jti, statement_kinds[n], first + offset + n)
                 for n, (_, jti) in enumerate(statements)
                 if jti is not None
             ]
-            if record is not None or links:
-                self.index.record_in(writer, record, links)
+            rows.extend(links)
+            if record is not None or rows:
+                self.index.record_in(writer, record, rows)
 
-        return self.log.append_many(entries, sidecar=sidecar)
+        return self.log.submit(entries, sidecar=sidecar)
 
     def record_permit(self, token: str, request: dict[str, Any]) -> AppendResult:
         return self.record(permit=(token, request))[0]
