@@ -199,7 +199,8 @@ class _Decider:
                     return
                 batch = list(self._queue)
                 self._queue.clear()
-            self._decide_batch(batch)
+            with self.authority.log.staged():  # the batch's evidence goes to the log as one batch
+                self._decide_batch(batch)
 
     def _decide_batch(
         self, batch: list[tuple[AuthorizationRequest, EncodedRequest, float, Future[AuthorizationResult]]]
@@ -431,6 +432,7 @@ class Authority:
         """Wait for an answer's log appends and return the final result."""
         if isinstance(answer, AuthorizationResult):
             return answer
+        self.log.flush()
         try:
             appended = [f.result() for f in answer.futures]
         except Exception as exc:

@@ -213,6 +213,7 @@ class EvidenceRecorder:
             runtime=runtime,
             links=links,
         )
+        self.log.flush()  # staged by this thread (the decider): queue before waiting
         return [f.result() for f in futures]
 
     def submit(

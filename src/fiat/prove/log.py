@@ -26,8 +26,9 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from fiat.errors import LogClosedError, StorageError
@@ -196,6 +197,7 @@ class TransparencyLog:
         self._closing = False
         self._thread: threading.Thread | None = None
         self._read_checkpoint: SignedCheckpoint | None = None
+        self._staging = threading.local()
         self._frontier, self._checkpoint = self._recover()
 
     # -- recovery ---------------------------------------------------------------
@@ -265,23 +267,68 @@ class TransparencyLog:
                 raise TypeError("log entries are bytes")
             check_entry(bytes(e))
         pending = [_Pending(bytes(e), i == 0, sidecar) for i, e in enumerate(entries)]
-        if self._thread is None:
-            self.start()
-        with self._cond:
-            if self._closing:
-                raise LogClosedError("the log is closed; no more appends are accepted")
-            self._queue.extend(pending)
-            self._cond.notify()
+        staged: list[_Pending] | None = getattr(self._staging, "entries", None)
+        if staged is not None:
+            staged.extend(pending)  # queued together when the staging block ends
+        else:
+            self._enqueue(pending)
         return [p.future for p in pending]
+
+    def _enqueue(self, pending: list[_Pending], *, raise_closed: bool = True) -> None:
+        try:
+            if self._thread is None:
+                self.start()
+            with self._cond:
+                if self._closing:
+                    raise LogClosedError("the log is closed; no more appends are accepted")
+                self._queue.extend(pending)
+                self._cond.notify()
+        except LogClosedError as exc:
+            for p in pending:
+                if not p.future.done():
+                    p.future.set_exception(exc)  # staged submitters learn it from their futures
+            if raise_closed:
+                raise
+
+    @contextmanager
+    def staged(self) -> Iterator[None]:
+        """Hold this thread's submissions and queue them at once when the block ends.
+
+        A producer that submits many small groups in a burst (the authority's decider)
+        would otherwise wake the sequencer for the first few and commit them alone; staged,
+        the burst becomes one batch: one transaction, one fsync, one signed checkpoint.
+        Waiting on a staged entry inside the block would never end: :meth:`flush` first.
+        """
+        if getattr(self._staging, "entries", None) is not None:
+            yield  # already staging: the outer block queues
+            return
+        self._staging.entries = []
+        try:
+            yield
+        finally:
+            self.flush()
+            self._staging.entries = None
+
+    def flush(self) -> None:
+        """Queue what this thread has staged (a no-op outside :meth:`staged`)."""
+        staged: list[_Pending] | None = getattr(self._staging, "entries", None)
+        if staged:
+            batch = list(staged)
+            staged.clear()
+            self._enqueue(batch, raise_closed=False)
 
     def append(self, entry: bytes, timeout: float | None = None) -> AppendResult:
         """Append one entry and wait until it is durable and covered by a signed checkpoint."""
-        return self.submit([entry])[0].result(timeout)
+        future = self.submit([entry])[0]
+        self.flush()
+        return future.result(timeout)
 
     def append_many(
         self, entries: Sequence[bytes], timeout: float | None = None, sidecar: Sidecar | None = None
     ) -> list[AppendResult]:
-        return [f.result(timeout) for f in self.submit(entries, sidecar)]
+        futures = self.submit(entries, sidecar)
+        self.flush()
+        return [f.result(timeout) for f in futures]
 
     def _run(self) -> None:
         while True:
