@@ -336,13 +336,15 @@ def create_app(cfg: Config, *, trust_interval: float = 1.0, authority: Authority
 
     # -- endpoints
     @app.post("/v1/authorize", tags=["authorize"], response_class=JSONResponse)
-    def authorize(body: AuthorizeBody, request: Request) -> JSONResponse:
+    async def authorize(body: AuthorizeBody, request: Request) -> JSONResponse:
+        # Checked on the event loop; decided by the authority's decider thread; awaited
+        # without holding a worker thread while the evidence becomes durable.
         kid, _ = runtime_proof(request)
         if kid != body.runtimeKid:
             metrics["auth_failures_total"] += 1
             raise Problem(401, "Unauthorized", "the DPoP proof's key is not the runtime key named in the request")
         try:
-            result = auth.authorize(
+            pending = auth.submit(
                 AuthorizationRequest(
                     body.principal,
                     body.action,
@@ -355,6 +357,7 @@ def create_app(cfg: Config, *, trust_interval: float = 1.0, authority: Authority
                     body.renews,
                 )
             )
+            result = await asyncio.wrap_future(pending)
         except MalformedRequestError as exc:
             metrics["requests_invalid_total"] += 1
             raise Problem(400, "Bad Request", str(exc)) from exc

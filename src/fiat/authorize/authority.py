@@ -409,6 +409,11 @@ class Authority:
         :class:`MalformedRequestError`); the decision itself is taken by the decider thread
         (see :class:`_Decider`), and the answer comes back once its evidence is durable.
         """
+        return self.submit(req).result()
+
+    def submit(self, req: AuthorizationRequest) -> Future[AuthorizationResult]:
+        """As :meth:`authorize`, without waiting: the future resolves once the evidence is durable
+        (an event loop awaits it with ``asyncio.wrap_future``, holding no thread)."""
         now = self.clock()
         try:
             enc = encode_action_request(req.principal, req.action, req.resource, req.context, req.parent)
@@ -416,7 +421,7 @@ class Authority:
             entity_uid(req.resource, "resource")
         except MalformedError as exc:
             raise MalformedRequestError(str(exc)) from exc
-        return self._decider.submit(req, enc, now).result()
+        return self._decider.submit(req, enc, now)
 
     def _guarded(self, step: Callable[[], _T], enc: EncodedRequest, now: float) -> _T | _Answer:
         """Run a decision step; any failure but a refusal is a logged denial (fail closed)."""

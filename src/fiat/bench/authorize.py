@@ -307,7 +307,7 @@ def _http(
 
 def run_authorize_bench(
     seconds: float = 5.0,
-    threads: int = 16,
+    threads: int = 64,
     rate: int = 1000,
     workdir: Path | None = None,
     console: Console | None = None,

@@ -1098,7 +1098,7 @@ def bench_verify(
 def bench_authorize(
     as_json: JsonOpt = False,
     seconds: Annotated[float, typer.Option(help="How long each measurement runs.")] = 5.0,
-    threads: Annotated[int, typer.Option(help="Concurrent in-process callers.")] = 16,
+    threads: Annotated[int, typer.Option(help="Concurrent in-process callers (per process).")] = 64,
     rate: Annotated[int, typer.Option(help="Offered HTTP load, requests per second.")] = 1000,
     http: Annotated[bool, typer.Option(help="Also measure over HTTP against a real `fiat serve`.")] = True,
     processes: Annotated[
