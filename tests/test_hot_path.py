@@ -35,7 +35,7 @@ from fiat.authorize.authority import Authority, AuthorizationRequest, Authorizat
 from fiat.authorize.names import action_uid, cedar_request_uid, entity_uid, same_principal
 from fiat.authorize.policy import PolicyBundle, load_bundle
 from fiat.config import SETTINGS, Config, load_config
-from fiat.errors import MalformedError
+from fiat.errors import MalformedError, StorageError
 from fiat.home import init_home, keyring, open_log, trust_root
 from fiat.persist.sqlite import SQLiteDatabase
 from fiat.prove import evidence as ev
@@ -887,3 +887,38 @@ def test_non_ascii_shorthand_names_one_principal_cedar_can_read() -> None:
         [],
     )
     assert result.allowed, result.diagnostics.errors
+
+
+def test_a_stuck_writer_makes_others_fail_closed_after_the_busy_timeout(tmp_path: Path) -> None:
+    db = tmp_path / "stuck.db"
+    lock_path = tmp_path / "stuck.db-writer.lock"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.readline()",
+            str(lock_path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        database = SQLiteDatabase(db, "NORMAL", 200)
+        started = time.monotonic()
+        with pytest.raises(StorageError, match="another writer held the lock") as info, database.transaction():
+            pass
+        waited = time.monotonic() - started
+        assert 0.2 <= waited < 5.0
+        assert "storage.busy_timeout_ms" in str(info.value)
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.write("\n")
+        holder.stdin.close()
+        holder.wait(10)
+    # Released: the next transaction goes through at once.
+    with database.transaction() as conn:
+        conn.execute("CREATE TABLE ok (x INTEGER)")
+    database.close()

@@ -97,7 +97,9 @@ def authorize(home: str, tag: str, n: int, threads: int) -> None:
 def sqlite_writes(db: str, tag: str, n: int, threads: int, busy_ms: int, raw: bool) -> None:
     from fiat.persist.sqlite import SQLiteDatabase
 
-    database = SQLiteDatabase(db, "NORMAL", busy_ms)
+    # Fiat's writer lock may wait (30 s); SQLite's own busy handler is set to busy_ms (0) on each
+    # connection below, so only the writer lock can keep these transactions from colliding.
+    database = SQLiteDatabase(db, "NORMAL", 30_000)
     local = threading.local()
     errors: list[str] = []
     done = [0]
@@ -129,6 +131,9 @@ def sqlite_writes(db: str, tag: str, n: int, threads: int, busy_ms: int, raw: bo
                         raise
                     conn.execute("COMMIT")
                 else:
+                    if not getattr(local, "tuned", False):
+                        database.conn().execute(f"PRAGMA busy_timeout={busy_ms}")
+                        local.tuned = True
                     with database.transaction() as conn:
                         one(conn, thread, seq)
                 with lock:

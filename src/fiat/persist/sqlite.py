@@ -6,6 +6,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -106,18 +107,39 @@ class _WriteLock:
             return lock
 
     @contextmanager
-    def held(self) -> Iterator[None]:
-        with self.thread_lock:
+    def held(self, timeout_s: float) -> Iterator[None]:
+        """Hold the lock; waiting longer than ``timeout_s`` for another writer fails (closed)."""
+        deadline = time.monotonic() + timeout_s
+        if not self.thread_lock.acquire(timeout=max(timeout_s, 0.0)):
+            raise StorageError(self._busy(timeout_s))
+        try:
             if self.fd is None:
                 try:
                     self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
                 except OSError as exc:
                     raise StorageError(f"cannot open the writer lock {self.path}: {exc}") from exc
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            delay = 50e-6
+            while True:  # non-blocking tries, 50 µs to 1 ms apart, so the wait stays bounded
+                try:
+                    fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise StorageError(self._busy(timeout_s)) from None
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.001)
             try:
                 yield
             finally:
                 fcntl.flock(self.fd, fcntl.LOCK_UN)
+        finally:
+            self.thread_lock.release()
+
+    def _busy(self, timeout_s: float) -> str:
+        return (
+            f"another writer held the lock {self.path} for more than {timeout_s * 1000:.0f} ms "
+            "(storage.busy_timeout_ms); is a stuck process holding it? Retry, or raise the timeout"
+        )
 
 
 _WRITE_LOCKS: dict[str, _WriteLock] = {}
@@ -162,7 +184,7 @@ class SQLiteDatabase:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back on any error."""
         conn = self.conn()
-        with self._writer.held():
+        with self._writer.held(self._busy / 1000):
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
