@@ -922,3 +922,9 @@ def test_a_stuck_writer_makes_others_fail_closed_after_the_busy_timeout(tmp_path
     with database.transaction() as conn:
         conn.execute("CREATE TABLE ok (x INTEGER)")
     database.close()
+
+
+@pytest.mark.parametrize("context", [[], "", 0, False, [1]])
+def test_a_context_that_is_not_an_object_is_malformed(context: Any) -> None:
+    with pytest.raises(MalformedError, match="context must be a JSON object"):
+        encode_action_request("agent:a", "deploy", "service:s", context, None)

@@ -30,7 +30,7 @@ def action_request(
         "principal": principal,
         "action": action,
         "resource": resource,
-        "context": context or {},
+        "context": {} if context is None else context,
         "parent": parent,
     }
     json_digest(request)  # fail early on anything that cannot be canonicalized
@@ -45,7 +45,7 @@ def action_request_with_digest(
         "principal": principal,
         "action": action,
         "resource": resource,
-        "context": context or {},
+        "context": {} if context is None else context,
         "parent": parent,
     }
     _check(request)
@@ -75,7 +75,7 @@ def encode_action_request(
         "principal": principal,
         "action": action,
         "resource": resource,
-        "context": context or {},
+        "context": {} if context is None else context,
         "parent": parent,
     }
     _check(request)
