@@ -163,12 +163,11 @@ class _Decider:
     """One thread takes every decision, in batches, while earlier batches are being made durable.
 
     Callers queue their checked request and wait. The thread decides everything queued,
-    back to back (Cedar, the signatures and the canonical encoders stay warm in the CPU's
-    caches), submits each decision's evidence to the log's sequencer without waiting, and
-    goes on with the next batch; the sequencer answers each caller once its evidence is
-    durable. Threads of one process share one interpreter lock, so more deciding threads
-    would only take turns; this one hands the lock over once per batch instead of once
-    per request.
+    back to back, with one Cedar call for the batch; it stages each decision's evidence and
+    hands the whole burst to the log's sequencer at once, without waiting, and goes on with
+    the next batch while the sequencer makes this one durable and answers each caller.
+    Threads of one process share one interpreter lock, so more deciding threads would only
+    take turns; one decider keeps the lock hand-offs to a few per batch.
     """
 
     def __init__(self, authority: Authority) -> None:
