@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fiat.authorize.names import entity_uid
 from fiat.authorize.permit import Constraints, PermitRequest, PolicyRef, mint_permit
 from fiat.authorize.policy import Evaluation, PolicyBundle, PolicyError, load_bundle, read_bundle_files
+from fiat.canonical import canonical
 from fiat.config import Config
 from fiat.errors import FiatError, MalformedError
 from fiat.home import keyring, log_keys, open_evidence
@@ -268,7 +269,7 @@ def appraise(evidence: dict[str, Any] | None) -> dict[str, Any]:
     if not isinstance(claims, dict) or not isinstance(digest, str):
         return {"verified": False, "digest": json_digest({}), "reason": "evidence needs claims and digest"}
     try:
-        recomputed = json_digest(claims)
+        recomputed = hashlib.sha256(canonical(claims)).hexdigest()
     except MalformedError as exc:
         return {"verified": False, "digest": json_digest({}), "reason": exc.reason}
     if recomputed != digest:
@@ -415,7 +416,9 @@ class Authority:
         (an event loop awaits it with ``asyncio.wrap_future``, holding no thread)."""
         now = self.clock()
         try:
-            enc = encode_action_request(req.principal, req.action, req.resource, req.context, req.parent)
+            enc = encode_action_request(
+                req.principal, req.action, req.resource, req.context, req.parent, encode=canonical
+            )
             entity_uid(req.principal, "principal")
             entity_uid(req.resource, "resource")
         except MalformedError as exc:

@@ -18,6 +18,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from fiat.canonical import compact
 from fiat.verify import jws
 from fiat.verify.action import action_digest
 from fiat.verify.encoding import b64url
@@ -132,5 +133,5 @@ def mint_permit(
         "parent": req.get("parent"),
         "approvals": list(spec.approvals),
     }
-    token = jws.sign_compact(claims, key, kid=kid, typ=PERMIT_TYP)
+    token = jws.sign_compact(claims, key, kid=kid, typ=PERMIT_TYP, payload=compact(claims))
     return token, claims

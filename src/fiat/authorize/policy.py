@@ -43,6 +43,7 @@ from typing import Any
 import cedarpy
 
 from fiat.authorize.names import action_uid, cedar_request_uid, entity_uid
+from fiat.canonical import compact
 from fiat.errors import FiatError, MalformedError
 from fiat.verify.jcs import canonicalize
 
@@ -222,7 +223,8 @@ class PolicyBundle:
                     "principal": cedar_request_uid(entity_uid(principal, "principal")),
                     "action": cedar_request_uid(action_id),
                     "resource": cedar_request_uid(entity_uid(resource, "resource")),
-                    "context": cedar_value(context),
+                    # Checked against Cedar's types, handed over as JSON text (Cedar parses it anyway).
+                    "context": compact(cedar_value(context)).decode("utf-8"),
                 }
             except MalformedError as exc:
                 out[i] = exc

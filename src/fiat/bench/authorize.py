@@ -56,6 +56,43 @@ def _pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(len(values) * p))]
 
 
+def _sign_worker(seconds: float, conn: Any) -> None:
+    key = Ed25519PrivateKey.generate()
+    message = os.urandom(900)
+    n, end = 0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        key.sign(message)
+        n += 1
+    conn.send(n)
+    conn.close()
+
+
+def _parallel_capacity(processes: int, seconds: float = 1.5) -> float:
+    """How many times one process's raw signing rate ``processes`` processes reach together.
+
+    On a machine with that many free cores this is ``processes``; on a shared or virtual
+    machine it is less, and no program here can scale past it.
+    """
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+
+    def run(count: int) -> int:
+        pipes, procs = [], []
+        for _ in range(count):
+            parent, child = ctx.Pipe(duplex=False)
+            p = ctx.Process(target=_sign_worker, args=(seconds, child))
+            p.start()
+            pipes.append(parent)
+            procs.append(p)
+        total = sum(int(parent.recv()) for parent in pipes)
+        for p in procs:
+            p.join()
+        return total
+
+    return run(processes) / max(1, run(1))
+
+
 def _floor(authority: Authority, reps: int = 3000) -> dict[str, float]:
     active = authority.policy
     assert active is not None
@@ -331,6 +368,8 @@ def run_authorize_bench(
         many["cpu_us_per_decision"] = round((time.process_time() - c0) / many["decisions"] * 1e6, 1)
         authority.close()
         spread = _processes(home, processes, threads, seconds) if processes > 1 else None
+        if spread is not None:
+            spread["parallel_capacity"] = round(_parallel_capacity(processes), 2)
         closed, over_http = _http(home, key, rec.kid, sorted({max(1, rate // 10), rate}), seconds) if http else ([], [])
     best = spread if spread is not None and spread["per_s"] > many["per_s"] else many
     per_decision_us = 1e6 / best["per_s"]
@@ -375,6 +414,12 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"Ratio of Fiat's per-decision cost (the best row: 1 s divided by its decisions per second) to the floor: "
         f"{r['ratio_to_floor']}×.",
     ]
+    if spread and "parallel_capacity" in spread:
+        lines += [
+            "",
+            f"Parallel capacity of this machine, measured in the same run: {spread['processes']} processes signing "
+            f"with raw Ed25519 reach {spread['parallel_capacity']}× one process's rate.",
+        ]
     if r.get("http_closed"):
         lines += [
             "",

@@ -17,6 +17,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from fiat.canonical import canonical_built
 from fiat.errors import FiatError
 from fiat.persist.store import EvidenceIndex, LogWriter, PermitRecord
 from fiat.prove.log import AppendResult, TransparencyLog
@@ -25,7 +26,7 @@ from fiat.verify import jws
 from fiat.verify.bundle import Bundle, BundleStatement
 from fiat.verify.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, sign_envelope
 from fiat.verify.encoding import json_digest, loads_strict, rfc3339
-from fiat.verify.jcs import canonicalize, canonicalize_built
+from fiat.verify.jcs import canonicalize
 from fiat.verify.statement import (
     APPROVAL,
     DECISION,
@@ -170,7 +171,7 @@ def sign_statement(
 ) -> Envelope:
     """Sign a statement in DSSE. ``built``: the statement holds only values Fiat built (strings,
     small integers, booleans, null; no floats), so its RFC 8785 form needs no type walk."""
-    payload = canonicalize_built(statement.to_json()) if built else canonicalize(statement.to_json())
+    payload = canonical_built(statement.to_json()) if built else canonicalize(statement.to_json())
     return sign_envelope(IN_TOTO_PAYLOAD_TYPE, payload, list(signers))
 
 

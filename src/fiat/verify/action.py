@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,7 +64,13 @@ class EncodedRequest:
 
 
 def encode_action_request(
-    principal: str, action: str, resource: str, context: dict[str, Any] | None = None, parent: str | None = None
+    principal: str,
+    action: str,
+    resource: str,
+    context: dict[str, Any] | None = None,
+    parent: str | None = None,
+    *,
+    encode: Callable[[Any], bytes] = canonicalize,
 ) -> EncodedRequest:
     """The action request, canonicalizing its context once for both digests.
 
@@ -79,7 +86,7 @@ def encode_action_request(
         "parent": parent,
     }
     _check(request)
-    ctx = canonicalize(request["context"])
+    ctx = encode(request["context"])  # RFC 8785 bytes; a faster encoder of the same bytes may be passed
     canonical = b"".join(
         (
             b'{"action":',

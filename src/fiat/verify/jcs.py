@@ -111,6 +111,11 @@ def _encode(value: Any, depth: int, out: list[str]) -> None:
         raise MalformedError("JSON", f"cannot canonicalize a {type(value).__name__}")
 
 
+def is_plain(value: Any) -> bool:
+    """True when a sorted, compact dump is already RFC 8785 (see :func:`_plain`)."""
+    return _plain(value)
+
+
 def _plain(value: Any) -> bool:
     """True when the standard library's sorted, compact dump is already RFC 8785.
 
