@@ -856,6 +856,7 @@ def test_an_authority_follows_a_policy_published_through_another(tmp_path: Path,
 @pytest.mark.timeout(240)
 def test_bench_authorize_with_processes_smoke() -> None:
     args = ("bench", "authorize", "--seconds", "0.5", "--no-http", "--processes", "2", "--threads", "4")
+    args += ("--rounds", "1")
     p = fiat(*args, "--json")
     assert p.returncode == 0, show(p)
     r = json.loads(p.stdout)

@@ -1104,12 +1104,13 @@ def bench_authorize(
     processes: Annotated[
         int, typer.Option(help="Also measure this many authority processes sharing one home (0 or 1 to skip).")
     ] = 2,
+    rounds: Annotated[int, typer.Option(help="Rounds of each many-caller measurement; the median is kept.")] = 3,
 ) -> None:
     """Decisions/s and p50/p99 in process and over HTTP, beside raw Cedar + Ed25519 in the same run."""
     from fiat.bench.authorize import render_markdown, run_authorize_bench
 
-    if processes < 0 or threads < 1:
-        raise typer.BadParameter("--threads must be at least 1 and --processes at least 0")
+    if processes < 0 or threads < 1 or rounds < 1:
+        raise typer.BadParameter("--threads and --rounds must be at least 1, --processes at least 0")
     with errors_to_exit():
         result = run_authorize_bench(
             seconds=seconds,
@@ -1117,6 +1118,7 @@ def bench_authorize(
             rate=rate,
             http=http,
             processes=processes,
+            rounds=rounds,
             console=None if as_json else err,
         )
     if as_json:
