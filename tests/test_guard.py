@@ -62,7 +62,7 @@ from fiat.prove.audit import HttpFetcher
 from fiat.prove.checkpoint import Checkpoint, sign_checkpoint
 from fiat.prove.tiles import entry_bundles_for_size, parse_bundle
 from fiat.verify import jws
-from fiat.verify.action import action_request_with_digest
+from fiat.verify.action import encode_action_request
 from fiat.verify.bundle import Bundle
 from fiat.verify.dsse import Envelope
 from fiat.verify.encoding import b64url, b64url_decode
@@ -773,7 +773,8 @@ def local_permit(server: Server) -> dict[str, Any]:
     ring = keyring(cfg)
     auth_rec, auth_key = ring.signing_key("authority")
     run_rec, run_key = ring.signing_key("runtime")
-    request, digest = action_request_with_digest(PRINCIPAL, ACTION, RESOURCE, {}, None)
+    enc = encode_action_request(PRINCIPAL, ACTION, RESOURCE, {}, None)
+    request, digest = enc.request, enc.digest
     env = "e" * 64
 
     def mint(

@@ -37,7 +37,13 @@ def canonical(value: Any) -> bytes:
 
 
 def canonical_built(value: Any) -> bytes:
-    """RFC 8785 bytes of a value Fiat built itself (see ``jcs.canonicalize_built``), without the walk."""
+    """RFC 8785 bytes of a value Fiat built itself, without the type walk.
+
+    The caller guarantees what ``jcs.is_plain`` would check: only strings, integers in the
+    exact range, booleans, null, lists and objects whose member names lie in the Basic
+    Multilingual Plane; no floating-point numbers. Anything received goes through
+    :func:`canonical`.
+    """
     try:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError:

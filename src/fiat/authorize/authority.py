@@ -437,14 +437,10 @@ class Authority:
 
     def _settle(self, answer: _Answer) -> AuthorizationResult:
         """Wait for an answer's log appends and return the final result."""
-        if isinstance(answer, AuthorizationResult):
-            return answer
-        self.log.flush()
-        try:
-            appended = [f.result() for f in answer.futures]
-        except Exception as exc:
-            return self._settle(answer.on_error(exc))
-        return answer.fill(appended)
+        done: Future[AuthorizationResult] = Future()
+        self._settle_later(answer, done)
+        self.log.flush()  # anything this thread staged must reach the sequencer before waiting
+        return done.result()
 
     def _settle_later(self, answer: _Answer, done: Future[AuthorizationResult]) -> None:
         """Resolve ``done`` once an answer's log appends are durable (called back by the sequencer)."""
@@ -551,6 +547,29 @@ class Authority:
         """Sign with the authority key and append to the log; returns the log index."""
         return self.recorder.record(statements=[(self._signed(statement, decision=decision), jti)])[0].index
 
+    @staticmethod
+    def _decision_statement(
+        enc: EncodedRequest,
+        now: float,
+        decision: str,
+        reason: str,
+        policy: dict[str, Any],
+        shadow: tuple[dict[str, Any], ...],
+        **extra: Any,
+    ) -> Statement:
+        """The decision statement of one request (its digests computed once, in ``enc``)."""
+        return ev.decision_statement(
+            decision=decision,
+            reason=reason,
+            request=enc.request,
+            request_digest=enc.digest,
+            policy=policy,
+            at=now,
+            context_digest=enc.context_digest,
+            shadow=shadow,
+            **extra,
+        )
+
     def _policy_json(self, active: _ActivePolicy | None, evaluation: Evaluation | None) -> dict[str, Any]:
         if active is None:
             return {"digest": None, "version": None, "determining": []}
@@ -587,16 +606,8 @@ class Authority:
             shadow=shadow,
         )
         try:
-            statement = ev.decision_statement(
-                decision="deny",
-                reason=reason,
-                request=enc.request,
-                request_digest=enc.digest,
-                policy=self._policy_json(policy, evaluation),
-                at=now,
-                evidence_digest=evidence_digest,
-                context_digest=enc.context_digest,
-                shadow=shadow,
+            statement = self._decision_statement(
+                enc, now, "deny", reason, self._policy_json(policy, evaluation), shadow, evidence_digest=evidence_digest
             )
             futures = self.recorder.submit(statements=[(self._signed(statement, decision=True), None)])
         except Exception as exc:
@@ -623,16 +634,8 @@ class Authority:
         expires = now + self.approval_timeout
         group = evaluation.obligations.approval or "default"
         reason = f"approval by {group} required (policy {', '.join(evaluation.determining)})"
-        statement = ev.decision_statement(
-            decision="pending",
-            reason=reason,
-            request=enc.request,
-            request_digest=enc.digest,
-            policy=self._policy_json(active, evaluation),
-            at=now,
-            approval_id=approval_id,
-            context_digest=enc.context_digest,
-            shadow=shadow,
+        statement = self._decision_statement(
+            enc, now, "pending", reason, self._policy_json(active, evaluation), shadow, approval_id=approval_id
         )
         index = self._log_statement(statement, decision=True)
         self.store.add_approval(approval_id, enc.digest, enc.canonical, group, now, expires)
@@ -682,17 +685,15 @@ class Authority:
             now=int(now),
         )
         jti = claims["jti"]
-        statement = ev.decision_statement(
-            decision="allow",
-            reason="permitted by " + ", ".join(evaluation.determining),
-            request=request,
-            request_digest=digest,
-            policy=self._policy_json(active, evaluation),
-            at=now,
+        statement = self._decision_statement(
+            enc,
+            now,
+            "allow",
+            "permitted by " + ", ".join(evaluation.determining),
+            self._policy_json(active, evaluation),
+            shadow,
             permit=(jti, hashlib.sha256(token.encode("ascii")).hexdigest()),
             evidence_digest=attestation["digest"],
-            context_digest=enc.context_digest,
-            shadow=shadow,
         )
         envelope = self._signed(statement, decision=True)
         # The approvals this permit consumed join its evidence in the same transaction.

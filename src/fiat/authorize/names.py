@@ -26,7 +26,8 @@ def cedar_request_uid(uid: str) -> Any:
     """The form handed to Cedar for an entity UID string (``Type::"id"``).
 
     The structured ``{"type": ..., "id": ...}`` form spares Cedar's parser on every
-    request; a UID with escapes in its id keeps the string form, which Cedar parses.
+    request. Only plain ids take it (``_PLAIN_ID``: Cedar reads them the same either
+    way); any other id keeps the string form, so Cedar's parser decides as it always did.
     """
     form = _request_uid(uid)
     return dict(form) if isinstance(form, dict) else form

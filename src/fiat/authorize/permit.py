@@ -22,7 +22,6 @@ from fiat.canonical import compact
 from fiat.verify import jws
 from fiat.verify.action import action_digest
 from fiat.verify.encoding import b64url
-from fiat.verify.jws import jwk
 from fiat.verify.verifier import PERMIT_TYP
 
 
@@ -121,7 +120,7 @@ def mint_permit(
         "nbf": t,
         "exp": t + spec.ttl,
         "jti": jti or new_permit_id(),
-        "cnf": {"jwk": jwk(spec.runtime_public_key)},
+        "cnf": {"jwk": jws.jwk(spec.runtime_public_key)},
         "action": {
             "name": req["action"],
             "resource": req["resource"],
@@ -133,5 +132,5 @@ def mint_permit(
         "parent": req.get("parent"),
         "approvals": list(spec.approvals),
     }
-    token = jws.sign_compact(claims, key, kid=kid, typ=PERMIT_TYP, payload=compact(claims))
+    token = jws.sign_compact(compact(claims), key, kid=kid, typ=PERMIT_TYP)
     return token, claims

@@ -210,9 +210,9 @@ class PolicyBundle:
     ) -> list[Evaluation | PolicyError | MalformedError]:
         """Evaluate (principal, action, resource, context) requests in one Cedar batch.
 
-        Each request is decided on its own, exactly as :meth:`evaluate` would; one Cedar
-        call for the batch keeps Cedar's structures warm in the CPU caches. A request that
-        cannot be evaluated gets its error in its place; the others are unaffected.
+        Each request is decided on its own, exactly as :meth:`evaluate` would, with one
+        Cedar call per policy set for the whole batch. A request that cannot be evaluated
+        gets its error in its place; the others are unaffected.
         """
         out: list[Evaluation | PolicyError | MalformedError | None] = [None] * len(requests)
         built: list[tuple[int, dict[str, Any], str]] = []
@@ -280,10 +280,7 @@ class PolicyBundle:
         for result in results:
             determining = tuple(sorted(s.names.get(p, p) for p in result.diagnostics.reasons))
             errors = tuple(str(e) for e in result.diagnostics.errors)
-            if errors and not result.allowed:
-                out.append(("deny", determining, errors))
-            else:
-                out.append((("allow" if result.allowed else "deny"), determining, errors))
+            out.append(("allow" if result.allowed else "deny", determining, errors))
         return out
 
     def _obligations(self, determining: tuple[str, ...]) -> Obligations:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,24 @@ def _pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(len(values) * p))]
 
 
+def _in_processes(target: Callable[..., None], args: tuple[Any, ...], count: int) -> list[Any]:
+    """Run ``target(*args, conn)`` in ``count`` fresh processes; return what each sends on ``conn``."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    pipes, procs = [], []
+    for _ in range(count):
+        parent, child = ctx.Pipe(duplex=False)
+        p = ctx.Process(target=target, args=(*args, child))
+        p.start()
+        pipes.append(parent)
+        procs.append(p)
+    results = [parent.recv() for parent in pipes]
+    for p in procs:
+        p.join()
+    return results
+
+
 def _sign_worker(seconds: float, conn: Any) -> None:
     key = Ed25519PrivateKey.generate()
     message = os.urandom(900)
@@ -73,22 +92,9 @@ def _parallel_capacity(processes: int, seconds: float = 1.5) -> float:
     On a machine with that many free cores this is ``processes``; on a shared or virtual
     machine it is less, and no program here can scale past it.
     """
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")
 
     def run(count: int) -> int:
-        pipes, procs = [], []
-        for _ in range(count):
-            parent, child = ctx.Pipe(duplex=False)
-            p = ctx.Process(target=_sign_worker, args=(seconds, child))
-            p.start()
-            pipes.append(parent)
-            procs.append(p)
-        total = sum(int(parent.recv()) for parent in pipes)
-        for p in procs:
-            p.join()
-        return total
+        return sum(int(n) for n in _in_processes(_sign_worker, (seconds,), count))
 
     before = run(1)
     together = run(processes)
@@ -152,24 +158,26 @@ def _in_process(
             for k, v in counts.items():
                 decisions[k] = decisions.get(k, 0) + v
 
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), time.process_time()
     pool = [threading.Thread(target=worker) for _ in range(threads)]
     for t in pool:
         t.start()
     for t in pool:
         t.join()
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu0
     out: dict[str, Any] = {
         "threads": threads,
         "decisions": len(latencies),
         "outcomes": decisions,
         "per_s": round(len(latencies) / elapsed),
+        "cpu_us_per_decision": round(cpu / max(1, len(latencies)) * 1e6, 1),
         "p50_ms": round(_pct(latencies, 0.5) * 1000, 2),
         "p99_ms": round(_pct(latencies, 0.99) * 1000, 2),
     }
     if keep_latencies:
         out["latencies"] = latencies
         out["elapsed_s"] = elapsed
+        out["cpu_s"] = cpu
     return out
 
 
@@ -180,9 +188,7 @@ def _process_worker(home: str, threads: int, seconds: float, start_at: float, co
     rec, _ = keyring(cfg).signing_key("runtime")
     _in_process(authority, rec.kid, threads, 0.3)  # warm up
     time.sleep(max(0.0, start_at - time.time()))
-    c0 = time.process_time()
     result = _in_process(authority, rec.kid, threads, seconds, keep_latencies=True)
-    result["cpu_s"] = time.process_time() - c0
     authority.close()
     conn.send(result)
     conn.close()
@@ -190,20 +196,8 @@ def _process_worker(home: str, threads: int, seconds: float, start_at: float, co
 
 def _processes(home: Path, processes: int, threads: int, seconds: float) -> dict[str, Any]:
     """``processes`` authorities over one home (one log, one database), ``threads`` callers each."""
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")
     start_at = time.time() + 3.0  # after every process has started and warmed up
-    pipes, procs = [], []
-    for _ in range(processes):
-        parent, child = ctx.Pipe(duplex=False)
-        p = ctx.Process(target=_process_worker, args=(str(home), threads, seconds, start_at, child))
-        p.start()
-        pipes.append(parent)
-        procs.append(p)
-    results = [parent.recv() for parent in pipes]
-    for p in procs:
-        p.join()
+    results = _in_processes(_process_worker, (str(home), threads, seconds, start_at), processes)
     latencies = [x for r in results for x in r["latencies"]]
     decisions = sum(r["decisions"] for r in results)
     elapsed = max(r["elapsed_s"] for r in results)
@@ -289,24 +283,9 @@ def _closed_worker(url: str, key_bytes: bytes, kid: str, seconds: float, conn: A
 
 def _http_closed(url: str, key: Ed25519PrivateKey, kid: str, clients: int, seconds: float) -> dict[str, Any]:
     """``clients`` processes, each sending the next request when the last one is answered."""
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")
-    pipes, procs = [], []
-    for _ in range(clients):
-        parent, child = ctx.Pipe(duplex=False)
-        p = ctx.Process(target=_closed_worker, args=(url, key.private_bytes_raw(), kid, seconds, child))
-        p.start()
-        pipes.append(parent)
-        procs.append(p)
-    latencies: list[float] = []
-    ok = 0
-    for parent in pipes:
-        n, lat = parent.recv()
-        ok += n
-        latencies.extend(lat)
-    for p in procs:
-        p.join()
+    results = _in_processes(_closed_worker, (url, key.private_bytes_raw(), kid, seconds), clients)
+    ok = sum(n for n, _ in results)
+    latencies = [x for _, lat in results for x in lat]
     return {
         "clients": clients,
         "requests": len(latencies),
@@ -373,13 +352,7 @@ def run_authorize_bench(
         floor_before = _floor(authority)
         _in_process(authority, rec.kid, threads, 0.5)  # warm up
         single = _in_process(authority, rec.kid, 1, seconds / 2)
-        runs = []
-        for _ in range(rounds):
-            c0 = time.process_time()
-            run = _in_process(authority, rec.kid, threads, seconds)
-            run["cpu_us_per_decision"] = round((time.process_time() - c0) / run["decisions"] * 1e6, 1)
-            runs.append(run)
-        many = _median_run(runs)
+        many = _median_run([_in_process(authority, rec.kid, threads, seconds) for _ in range(rounds)])
         spread = None
         if processes > 1:
             spread = _median_run([_processes(home, processes, threads, seconds) for _ in range(rounds)])
@@ -427,8 +400,8 @@ def render_markdown(r: dict[str, Any]) -> str:
         "",
         "| in process | decisions/s | wall per decision (µs) | CPU per decision (µs) | p50 (ms) | p99 (ms) |",
         "|---|---:|---:|---:|---:|---:|",
-        f"| 1 process, 1 caller | {one['per_s']:,} | {round(1e6 / one['per_s'], 1)} | — | {one['p50_ms']} | "
-        f"{one['p99_ms']} |",
+        f"| 1 process, 1 caller | {one['per_s']:,} | {round(1e6 / one['per_s'], 1)} | "
+        f"{one.get('cpu_us_per_decision', '—')} | {one['p50_ms']} | {one['p99_ms']} |",
         f"| 1 process, {many['threads']} callers | {many['per_s']:,} | {round(1e6 / many['per_s'], 1)} | "
         f"{many.get('cpu_us_per_decision', '—')} | {many['p50_ms']} | {many['p99_ms']} |",
     ]

@@ -49,7 +49,7 @@ from fiat.errors import FiatError, MalformedError, VerificationError
 from fiat.establish.measure import Measurer
 from fiat.prove import evidence as ev
 from fiat.verify import jws
-from fiat.verify.action import action_request_with_digest
+from fiat.verify.action import encode_action_request
 from fiat.verify.jcs import canonicalize
 from fiat.verify.trust_root import TrustRoot
 from fiat.verify.verifier import PERMIT_TYP
@@ -163,9 +163,8 @@ class Session:
     on_status: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
-        self.request, self.action_digest = action_request_with_digest(
-            self.principal, self.action, self.resource, self.context, self.parent
-        )
+        enc = encode_action_request(self.principal, self.action, self.resource, self.context, self.parent)
+        self.request, self.action_digest = enc.request, enc.digest
         self.token: str = ""
         self.claims: dict[str, Any] = {}
         self.decision: dict[str, Any] = {}

@@ -82,13 +82,13 @@ class _Writer:
 
 
 class _WriteLock:
-    """One writer at a time per database file, across threads and processes, woken in turn.
+    """One writer at a time per database file, across threads and processes.
 
     SQLite's own busy handler polls with sleeps of 1 to 100 ms, which serializes
-    several processes appending to one log at a few hundred batches a second. An
-    advisory ``flock`` on a companion file queues writers in the kernel instead; a
-    thread lock in front of it keeps the threads of one process out of each other's way
-    (``flock`` belongs to the open file, which they share).
+    several processes appending to one log at a few hundred batches a second. Writers
+    take an advisory ``flock`` on a companion file instead, retried 50 µs to 1 ms apart
+    until ``storage.busy_timeout_ms``; a thread lock in front of it keeps the threads of
+    one process out of each other's way (``flock`` belongs to the open file, which they share).
     """
 
     def __init__(self, path: Path) -> None:
@@ -315,7 +315,9 @@ class SQLiteEvidenceIndex:
 
     def record(self, permit: PermitRecord | None, links: Sequence[tuple[str, str, int]]) -> None:
         with self.db.transaction() as conn:
-            self._insert(conn, permit, links)
+            writer = _Writer(conn)
+            self.record_in(writer, permit, links)
+            writer.flush()
 
     def record_in(self, writer: object, permit: PermitRecord | None, links: Sequence[tuple[str, str, int]]) -> None:
         """Record inside a log batch's transaction (atomic with the entries it points at).
@@ -330,13 +332,6 @@ class SQLiteEvidenceIndex:
             writer.defer(_INSERT_EVIDENCE, (permit.jti, "permit", permit.log_index))
         for link in links:
             writer.defer(_INSERT_EVIDENCE, link)
-
-    @staticmethod
-    def _insert(conn: sqlite3.Connection, permit: PermitRecord | None, links: Sequence[tuple[str, str, int]]) -> None:
-        if permit is not None:
-            conn.execute(_INSERT_PERMIT, _permit_row(permit))
-            conn.execute(_INSERT_EVIDENCE, (permit.jti, "permit", permit.log_index))
-        conn.executemany(_INSERT_EVIDENCE, links)
 
     def entries(self, jti: str) -> list[tuple[str, int]]:
         rows = (

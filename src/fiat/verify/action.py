@@ -38,21 +38,6 @@ def action_request(
     return request
 
 
-def action_request_with_digest(
-    principal: str, action: str, resource: str, context: dict[str, Any] | None = None, parent: str | None = None
-) -> tuple[dict[str, Any], str]:
-    """The action request and its digest, canonicalizing once."""
-    request = {
-        "principal": principal,
-        "action": action,
-        "resource": resource,
-        "context": {} if context is None else context,
-        "parent": parent,
-    }
-    _check(request)
-    return request, json_digest(request)
-
-
 @dataclass(frozen=True)
 class EncodedRequest:
     """An action request with its RFC 8785 bytes and digests, each computed once."""

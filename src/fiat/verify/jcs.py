@@ -112,11 +112,6 @@ def _encode(value: Any, depth: int, out: list[str]) -> None:
 
 
 def is_plain(value: Any) -> bool:
-    """True when a sorted, compact dump is already RFC 8785 (see :func:`_plain`)."""
-    return _plain(value)
-
-
-def _plain(value: Any) -> bool:
     """True when the standard library's sorted, compact dump is already RFC 8785.
 
     That holds without floating-point numbers (their ECMAScript form differs), with
@@ -146,23 +141,9 @@ def _plain(value: Any) -> bool:
     return True
 
 
-def canonicalize_built(value: Any) -> bytes:
-    """RFC 8785 bytes of a value Fiat built itself, skipping the type walk of :func:`canonicalize`.
-
-    The caller guarantees what :func:`_plain` would check: only strings, integers in the
-    exact range, booleans, null, lists and objects whose member names lie in the Basic
-    Multilingual Plane; no floating-point numbers. Anything received from outside goes
-    through :func:`canonicalize`.
-    """
-    try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return canonicalize(value)  # a lone surrogate: reported by the full encoder
-
-
 def canonicalize(value: Any) -> bytes:
     """The RFC 8785 canonical UTF-8 bytes of a JSON value."""
-    if _plain(value):
+    if is_plain(value):
         try:
             return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:

@@ -28,17 +28,12 @@ def _protected_header(kid: str, typ: str) -> bytes:
     return b64url(json.dumps(header, separators=(",", ":")).encode("ascii")).encode("ascii")
 
 
-def sign_compact(
-    claims: dict[str, Any], key: Ed25519PrivateKey, *, kid: str, typ: str, payload: bytes | None = None
-) -> str:
-    """A compact JWS (RFC 7515 §7.1) over ``claims``, signed with Ed25519 (RFC 8037 §3.1).
+def sign_compact(payload: bytes, key: Ed25519PrivateKey, *, kid: str, typ: str) -> str:
+    """A compact JWS (RFC 7515 §7.1) over ``payload`` (JSON claims), signed with Ed25519 (RFC 8037 §3.1).
 
-    ``BASE64URL(header) || '.' || BASE64URL(JSON(claims)) || '.' || BASE64URL(signature)``,
-    the signature taken over the first two parts (RFC 7515 §5.1 steps 4-6). ``payload``:
-    the claims already encoded as JSON by the caller.
+    ``BASE64URL(header) || '.' || BASE64URL(payload) || '.' || BASE64URL(signature)``,
+    the signature taken over the first two parts (RFC 7515 §5.1 steps 4-6).
     """
-    if payload is None:
-        payload = json.dumps(claims, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
     signing_input = _protected_header(kid, typ) + b"." + b64url(payload).encode("ascii")
     return (signing_input + b"." + b64url(key.sign(signing_input)).encode("ascii")).decode("ascii")
 
