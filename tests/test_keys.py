@@ -174,3 +174,19 @@ def test_cosignature_v1_round_trip_and_tamper() -> None:
     flipped = note.Signature(sig.name, sig.key_id, sig.signature[:-1] + bytes([sig.signature[-1] ^ 1]))
     bad = note.Note(parsed.text, (*parsed.signatures[:-1], flipped))
     assert cosignature.verified_cosigners(bad, [("witness.example/w1", public)]) == []
+
+
+def test_a_key_rotated_in_the_second_it_began_keeps_a_period(tmp_path: Path) -> None:
+    # Validity is recorded in whole seconds and ends exclusively: rotating at once must not
+    # leave the old key an empty period (what it signed in its one second would not verify).
+    from fiat.keyring import KeyRing
+
+    ring = KeyRing(tmp_path / "keys")
+    old, _ = ring.create("authority", "authority")
+    retired, new, _ = ring.rotate("authority")
+    assert retired.kid == old.kid and retired.valid_until is not None
+    assert retired.valid_from < retired.valid_until == new.valid_from
+    assert retired.active_at(retired.valid_from) and not retired.active_at(retired.valid_until)
+    assert new.active_at(new.valid_from)
+    trusted = retired.trusted()  # as a verifier sees it in the trust root
+    assert trusted.valid_at(retired.valid_from) and not trusted.valid_at(retired.valid_until)

@@ -173,6 +173,12 @@ class KeyRing:
         """
         old, _ = self.signing_key(role, name)
         now = now_second()
+        if now <= old.valid_from:
+            # Times are whole seconds and a period ends exclusively: a key rotated in the second
+            # it began would keep an empty period, and what it signed would not verify. Start
+            # the successor at the next second instead.
+            time.sleep(max(0.0, old.valid_from + 1 - time.time()))
+            now = old.valid_from + 1
         new, key = self.create(role, old.name, valid_from=now)
         retired = replace(old, valid_until=now, max_tree_size=max_tree_size)
         self.records = [retired if r.kid == old.kid else r for r in self.records]
