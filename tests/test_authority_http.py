@@ -46,9 +46,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from fiat.authorize.dpop import make_proof
 from fiat.client import AuthorityClient, ClientError
+from fiat.formats.encoding import json_digest
 from fiat.keyring import KeyRing
 from fiat.prove import evidence as ev
-from fiat.verify.encoding import json_digest
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "policies"

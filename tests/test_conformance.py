@@ -26,9 +26,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fiat.errors import MalformedError, NoteVerificationError, ProofError
-from fiat.prove import merkle, note, tiles
-from fiat.prove.checkpoint import Checkpoint
-from fiat.prove.tiles import Tile
+from fiat.tlog import merkle, note, tiles
+from fiat.tlog.checkpoint import Checkpoint
+from fiat.tlog.tiles import Tile
 
 REJECTED = (MalformedError, NoteVerificationError)
 
@@ -544,8 +544,8 @@ def test_c2sp_tlog_proof_example_structure() -> None:
 
 
 def test_c2sp_tlog_proof_example_via_proof_file() -> None:
-    """C2SP tlog-proof introduction example through fiat.prove.proof_file.TlogProof.parse."""
-    proof_file = pytest.importorskip("fiat.prove.proof_file")
+    """C2SP tlog-proof introduction example through fiat.tlog.proof_file.TlogProof.parse."""
+    proof_file = pytest.importorskip("fiat.tlog.proof_file")
     p = proof_file.TlogProof.parse(C2SP_TLOG_PROOF)
     assert p.index == 73894
     assert len(p.path) == 5

@@ -43,11 +43,11 @@ from fiat.config import SETTINGS, load_config
 from fiat.errors import AuditError
 from fiat.home import init_home, open_log
 from fiat.persist.sqlite import SQLiteLogStore
-from fiat.prove import merkle
 from fiat.prove.audit import audit_log
-from fiat.prove.checkpoint import SignedCheckpoint, open_checkpoint
 from fiat.prove.log import TransparencyLog
-from fiat.prove.tiles import HASH_SIZE, TILE_WIDTH, encode_bundle, parse_path
+from fiat.tlog import merkle
+from fiat.tlog.checkpoint import SignedCheckpoint, open_checkpoint
+from fiat.tlog.tiles import HASH_SIZE, TILE_WIDTH, encode_bundle, parse_path
 
 HELPER = Path(__file__).parent / "helpers" / "crash_writer.py"
 MAX_IN_FLIGHT = 8  # must match crash_writer.MAX_IN_FLIGHT

@@ -46,9 +46,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fiat.config import load_config
 from fiat.home import log_signer
-from fiat.prove import note
-from fiat.prove.checkpoint import Checkpoint, sign_checkpoint
-from fiat.prove.note import Signer, Verifier
+from fiat.tlog import note
+from fiat.tlog.checkpoint import Checkpoint, sign_checkpoint
+from fiat.tlog.note import Signer, Verifier
 
 GOCODE = Path("/usr/share/gocode")
 GO_SUMDB = GOCODE / "src/golang.org/x/mod/sumdb"

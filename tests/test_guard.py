@@ -57,16 +57,16 @@ from fiat.config import load_config
 from fiat.enforce.guard import GuardSettings, NotEstablished, Runtime, Session, verify_permit_locally
 from fiat.enforce.trust import TRUST_STATE_TYP, TrustSnapshot
 from fiat.establish.measure import default_measurer
+from fiat.formats import jws
+from fiat.formats.action import encode_action_request
+from fiat.formats.dsse import Envelope
+from fiat.formats.encoding import b64url, b64url_decode
+from fiat.formats.statement import RECEIPT, Statement
 from fiat.home import keyring, log_signer, trust_root
 from fiat.prove.audit import HttpFetcher
-from fiat.prove.checkpoint import Checkpoint, sign_checkpoint
-from fiat.prove.tiles import entry_bundles_for_size, parse_bundle
-from fiat.verify import jws
-from fiat.verify.action import encode_action_request
+from fiat.tlog.checkpoint import Checkpoint, sign_checkpoint
+from fiat.tlog.tiles import entry_bundles_for_size, parse_bundle
 from fiat.verify.bundle import Bundle
-from fiat.verify.dsse import Envelope
-from fiat.verify.encoding import b64url, b64url_decode
-from fiat.verify.statement import RECEIPT, Statement
 
 EXAMPLES = Path(fiat.__file__).resolve().parent / "examples" / "policies"
 PERMIT_RE = re.compile(r"permit (pmt_[A-Za-z0-9_-]+)")

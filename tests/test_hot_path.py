@@ -34,21 +34,21 @@ from hypothesis import strategies as st
 from fiat.authorize.authority import Authority, AuthorizationRequest, AuthorizationResult
 from fiat.authorize.names import action_uid, cedar_request_uid, entity_uid, same_principal
 from fiat.authorize.policy import Evaluation, PolicyBundle, PolicyError, load_bundle
-from fiat.canonical import canonical, canonical_built
 from fiat.config import SETTINGS, Config, load_config
 from fiat.errors import MalformedError, StorageError
+from fiat.formats import jws as jwslib
+from fiat.formats.action import action_digest, encode_action_request
+from fiat.formats.canonical import canonical, canonical_built
+from fiat.formats.dsse import Envelope
+from fiat.formats.encoding import json_digest
+from fiat.formats.jcs import canonicalize
+from fiat.formats.statement import DECISION, Statement
 from fiat.home import init_home, keyring, open_log, trust_root
 from fiat.persist.sqlite import SQLiteDatabase
 from fiat.prove import evidence as ev
-from fiat.prove import merkle
-from fiat.prove.checkpoint import open_checkpoint
+from fiat.tlog import merkle
+from fiat.tlog.checkpoint import open_checkpoint
 from fiat.verify import Bundle, VerificationPolicy, verify
-from fiat.verify import jws as jwslib
-from fiat.verify.action import action_digest, encode_action_request
-from fiat.verify.dsse import Envelope
-from fiat.verify.encoding import json_digest
-from fiat.verify.jcs import canonicalize
-from fiat.verify.statement import DECISION, Statement
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "policies"

@@ -260,8 +260,8 @@ def test_index_page_names_the_log(site: Server, base: Base) -> None:
 
 
 def test_checkpoint(site: Server, base: Base) -> None:
-    from fiat.prove.checkpoint import open_checkpoint
-    from fiat.prove.note import Verifier
+    from fiat.tlog.checkpoint import open_checkpoint
+    from fiat.tlog.note import Verifier
 
     r = httpx.get(f"{site.url}/checkpoint")
     assert r.status_code == 200
@@ -407,7 +407,7 @@ def test_not_found(site: Server) -> None:
 
 
 def test_entry_bundles(site: Server) -> None:
-    from fiat.prove.tiles import parse_bundle
+    from fiat.tlog.tiles import parse_bundle
 
     with httpx.Client(base_url=site.url, headers={"Accept-Encoding": "identity"}) as c:
         cases = [(0, 256), (1, 256), (L0_FULL - 1, 256), (L0_FULL, L0_LAST_WIDTH)]
@@ -555,8 +555,8 @@ def test_audit_append_split_view_and_rollback(base: Base, servers: Callable[[Pat
     assert append_in_process(fork, [b"forked entry %d" % i for i in range(grown + 5)]) == grown + 5
     forked = servers(fork)
     forked_cp = httpx.get(f"{forked.url}/checkpoint").content
-    from fiat.prove.checkpoint import open_checkpoint
-    from fiat.prove.note import Verifier
+    from fiat.tlog.checkpoint import open_checkpoint
+    from fiat.tlog.note import Verifier
 
     assert open_checkpoint(forked_cp, Verifier.parse(base.vkey)).size == grown + 5  # validly signed
     doc = verify_json(forked.url, base.vkey, auditor, EXIT_FAILED)

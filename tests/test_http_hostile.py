@@ -43,8 +43,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fiat.authorize.dpop import make_proof
-from fiat.verify import jws
-from fiat.verify.encoding import json_digest
+from fiat.formats import jws
+from fiat.formats.encoding import json_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "policies"

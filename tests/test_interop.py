@@ -49,16 +49,16 @@ from securesystemslib.signer import CryptoSigner, SSlibKey
 from evidence_helpers import POLICY, Execution, make_execution
 from fiat.authorize.permit import PermitRequest, mint_permit
 from fiat.errors import MalformedError, VerificationError
+from fiat.formats import jws as fjws
+from fiat.formats.dsse import IN_TOTO_PAYLOAD_TYPE
+from fiat.formats.dsse import Envelope as FiatEnvelope
+from fiat.formats.dsse import pae as fiat_pae
+from fiat.formats.jcs import canonicalize
+from fiat.formats.statement import STATEMENT_TYPE
+from fiat.formats.statement import Statement as FiatStatement
 from fiat.home import keyring
 from fiat.home import trust_root as home_trust_root
 from fiat.verify import Bundle, TrustRoot, verify
-from fiat.verify import jws as fjws
-from fiat.verify.dsse import IN_TOTO_PAYLOAD_TYPE
-from fiat.verify.dsse import Envelope as FiatEnvelope
-from fiat.verify.dsse import pae as fiat_pae
-from fiat.verify.jcs import canonicalize
-from fiat.verify.statement import STATEMENT_TYPE
-from fiat.verify.statement import Statement as FiatStatement
 from fiat.verify.verifier import PERMIT_TYP
 
 pytestmark = pytest.mark.interop

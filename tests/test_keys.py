@@ -13,11 +13,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fiat.errors import KeyFileError, MalformedError, NoteVerificationError
+from fiat.formats.jws import jwk_thumbprint
 from fiat.keys import load_private_key, write_private_key
-from fiat.prove import cosignature, note
-from fiat.prove.checkpoint import Checkpoint, open_with_any, sign_checkpoint
+from fiat.tlog import cosignature, note
+from fiat.tlog.checkpoint import Checkpoint, open_with_any, sign_checkpoint
 from fiat.verify import TrustRoot
-from fiat.verify.jws import jwk_thumbprint
 
 
 def fiat(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:

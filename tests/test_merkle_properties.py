@@ -1,4 +1,4 @@
-"""Property tests for fiat.prove.merkle and the tile-backed hash source.
+"""Property tests for fiat.tlog.merkle and the tile-backed hash source.
 
 The reference model here is a naive, memoised transcription of the recursive
 definitions in RFC 9162 §2.1.1 (MTH), §2.1.3.1 (PATH) and §2.1.4.1 (PROOF /
@@ -26,8 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fiat.errors import ProofError
-from fiat.prove import merkle, tiles
-from fiat.prove.merkle import MemoryTree, verify_consistency, verify_inclusion
+from fiat.tlog import merkle, tiles
+from fiat.tlog.merkle import MemoryTree, verify_consistency, verify_inclusion
 
 SETTINGS = settings(
     max_examples=40,
@@ -511,7 +511,7 @@ def tile_reader(
 @settings(max_examples=25, deadline=None, database=None)
 @given(size=st.integers(1, 1400), salt=st.binary(max_size=4), data=st.data())
 def test_tile_hash_source_matches_memory_tree(size: int, salt: bytes, data: st.DataObject) -> None:
-    """fiat.prove.tiles.TileHashSource over tiles built per the C2SP spec gives the same roots,
+    """fiat.tlog.tiles.TileHashSource over tiles built per the C2SP spec gives the same roots,
     inclusion proofs and consistency proofs as MemoryTree."""
     entries = entries_for(size, salt)
     stored = build_tiles(entries)

@@ -23,9 +23,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from fiat.errors import EntryTooLargeError, MalformedError, NoteVerificationError
-from fiat.prove import note, tiles
-from fiat.prove.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
-from fiat.prove.tiles import Tile
+from fiat.tlog import note, tiles
+from fiat.tlog.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from fiat.tlog.tiles import Tile
 
 REJECTED = (MalformedError, NoteVerificationError)
 

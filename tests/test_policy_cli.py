@@ -261,9 +261,9 @@ def log_size(home: Path) -> int:
 def policy_statement(home: Path, index: int) -> tuple[Any, Any]:
     """The log entry at ``index`` as (DSSE envelope, in-toto statement)."""
     from fiat.config import load_config
+    from fiat.formats.dsse import Envelope
+    from fiat.formats.statement import Statement
     from fiat.home import open_log
-    from fiat.verify.dsse import Envelope
-    from fiat.verify.statement import Statement
 
     with pytest.MonkeyPatch.context() as mp:
         for k in list(os.environ):
@@ -380,7 +380,7 @@ def test_diff_arguments_must_be_numbers(published: dict[str, Any]) -> None:
 
 
 def test_policy_statements_are_in_the_log(published: dict[str, Any]) -> None:
-    from fiat.verify.statement import POLICY
+    from fiat.formats.statement import POLICY
 
     assert POLICY == POLICY_PREDICATE
     home = published["home"]

@@ -42,19 +42,19 @@ from evidence_helpers import ENV_DIGEST, POLICY, Execution, make_execution
 from fiat.authorize.permit import Constraints, PermitRequest, mint_permit
 from fiat.config import Config
 from fiat.errors import MalformedError
+from fiat.formats import jws as jwslib
+from fiat.formats.action import action_digest, action_request
+from fiat.formats.dsse import Envelope, sign_envelope
+from fiat.formats.encoding import b64url, b64url_decode, rfc3339
+from fiat.formats.jws import jwk_thumbprint
+from fiat.formats.statement import APPROVAL, DECISION, RECEIPT
 from fiat.home import keyring, log_signer, open_evidence, open_log, trust_root
 from fiat.keys import load_private_key
-from fiat.prove import cosignature, merkle, note
 from fiat.prove import evidence as ev
-from fiat.prove.checkpoint import Checkpoint, sign_checkpoint
-from fiat.prove.proof_file import TlogProof
+from fiat.tlog import cosignature, merkle, note
+from fiat.tlog.checkpoint import Checkpoint, sign_checkpoint
+from fiat.tlog.proof_file import TlogProof
 from fiat.verify import STEPS, Bundle, TrustedKey, TrustRoot, VerificationResult, verify
-from fiat.verify import jws as jwslib
-from fiat.verify.action import action_digest, action_request
-from fiat.verify.dsse import Envelope, sign_envelope
-from fiat.verify.encoding import b64url, b64url_decode, rfc3339
-from fiat.verify.jws import jwk_thumbprint
-from fiat.verify.statement import APPROVAL, DECISION, RECEIPT
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fiat.errors import ConfigError, MalformedError
-from fiat.prove.note import check_key_name
+from fiat.tlog.note import check_key_name
 
 HOME_ENV = "FIAT_HOME"
 DEFAULT_HOME = ".fiat"

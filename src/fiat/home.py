@@ -13,7 +13,7 @@ from fiat.keys import ensure_private_key, load_private_key
 from fiat.persist.sqlite import SQLiteEvidenceIndex, SQLiteLogStore
 from fiat.prove.evidence import EvidenceRecorder
 from fiat.prove.log import TransparencyLog
-from fiat.prove.note import Signer, Verifier, check_key_name
+from fiat.tlog.note import Signer, Verifier, check_key_name
 from fiat.verify.trust_root import TrustRoot
 
 

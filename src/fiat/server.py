@@ -49,9 +49,9 @@ from fiat.authorize.dpop import DpopError, DpopKeyNotEnrolled, DpopVerifier
 from fiat.authorize.policy import PolicyError
 from fiat.config import Config
 from fiat.errors import FiatError, MalformedError
+from fiat.formats.dsse import Envelope
+from fiat.formats.encoding import b64url_decode
 from fiat.prove.http import log_routes
-from fiat.verify.dsse import Envelope
-from fiat.verify.encoding import b64url_decode
 
 log = logging.getLogger("fiat.server")
 

@@ -47,8 +47,8 @@ def _requests(tag: str, n: int) -> list[tuple[str, str, str, dict[str, Any]]]:
 def authorize(home: str, tag: str, n: int, threads: int) -> None:
     from fiat.authorize.authority import Authority, AuthorizationRequest
     from fiat.config import load_config
+    from fiat.formats.encoding import json_digest
     from fiat.home import keyring
-    from fiat.verify.encoding import json_digest
 
     cfg = load_config(Path(home), require=True)
     authority = Authority(cfg)

@@ -45,19 +45,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fiat.authorize.names import entity_uid
 from fiat.authorize.permit import Constraints, PermitRequest, PolicyRef, mint_permit
 from fiat.authorize.policy import Evaluation, PolicyBundle, PolicyError, load_bundle, read_bundle_files
-from fiat.canonical import canonical
 from fiat.config import Config
 from fiat.errors import FiatError, MalformedError
+from fiat.formats import jws
+from fiat.formats.action import EncodedRequest, encode_action_request
+from fiat.formats.canonical import canonical
+from fiat.formats.dsse import Envelope
+from fiat.formats.encoding import json_digest, rfc3339
+from fiat.formats.statement import APPROVAL, RECEIPT, Statement
 from fiat.home import keyring, log_keys, open_evidence
 from fiat.keyring import KeyRecord, now_second
 from fiat.persist.sqlite import SQLiteAuthorityStore
 from fiat.prove import evidence as ev
 from fiat.prove.log import AppendResult
-from fiat.verify import jws
-from fiat.verify.action import EncodedRequest, encode_action_request
-from fiat.verify.dsse import Envelope
-from fiat.verify.encoding import json_digest, rfc3339
-from fiat.verify.statement import APPROVAL, RECEIPT, Statement
 
 log = logging.getLogger("fiat.authority")
 _T = TypeVar("_T")

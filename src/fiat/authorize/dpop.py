@@ -21,7 +21,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fiat.errors import MalformedError, VerificationError
-from fiat.verify import jws
+from fiat.formats import jws
 
 DPOP_TYP = "dpop+jwt"
 

@@ -18,10 +18,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from fiat.canonical import compact
-from fiat.verify import jws
-from fiat.verify.action import action_digest
-from fiat.verify.encoding import b64url
+from fiat.formats import jws
+from fiat.formats.action import action_digest
+from fiat.formats.canonical import compact
+from fiat.formats.encoding import b64url
 from fiat.verify.verifier import PERMIT_TYP
 
 

@@ -43,9 +43,9 @@ from typing import Any
 import cedarpy
 
 from fiat.authorize.names import action_uid, cedar_request_uid, entity_uid
-from fiat.canonical import compact
 from fiat.errors import FiatError, MalformedError
-from fiat.verify.jcs import canonicalize
+from fiat.formats.canonical import compact
+from fiat.formats.jcs import canonicalize
 
 DEFAULT_TTL = 60
 MAX_TTL = 3600

@@ -31,8 +31,8 @@ from fiat.authorize.authority import Authority, AuthorizationRequest
 from fiat.authorize.dpop import make_proof
 from fiat.bench.log import _scratch, machine
 from fiat.config import load_config
+from fiat.formats.encoding import json_digest
 from fiat.home import init_home, keyring
-from fiat.verify.encoding import json_digest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "policies"
 CLAIMS = {"process": {"exe": "sha256:bench"}}

@@ -32,9 +32,9 @@ from rich.console import Console
 from rich.progress import Progress
 
 from fiat.persist.sqlite import SQLiteLogStore
-from fiat.prove import merkle
 from fiat.prove.log import TransparencyLog
-from fiat.prove.note import Signer
+from fiat.tlog import merkle
+from fiat.tlog.note import Signer
 
 ENTRY_SIZE = 128
 BATCH_SIZES = (64, 1024, 4096)

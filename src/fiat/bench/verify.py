@@ -21,11 +21,11 @@ from rich.progress import Progress
 from fiat.authorize.permit import Constraints, PermitRequest, PolicyRef, mint_permit
 from fiat.bench.log import _scratch, machine
 from fiat.config import load_config
+from fiat.formats.action import action_digest, action_request
+from fiat.formats.jws import parse as parse_jws
 from fiat.home import init_home, keyring, open_evidence, trust_root
 from fiat.prove import evidence as ev
 from fiat.verify import Bundle, verify
-from fiat.verify.action import action_digest, action_request
-from fiat.verify.jws import parse as parse_jws
 
 
 def build_bundles(home: Path, count: int, progress: Progress | None = None) -> tuple[list[bytes], bytes]:

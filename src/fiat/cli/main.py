@@ -178,7 +178,7 @@ def log_append(
 ) -> None:
     """Append entries durably; print each entry's index once it is covered by a signed checkpoint."""
     from fiat.home import open_log
-    from fiat.prove.tiles import check_entry
+    from fiat.tlog.tiles import check_entry
 
     files = files or []
     if lines and files:
@@ -280,7 +280,7 @@ def log_proof(
 ) -> None:
     """Write a c2sp.org/tlog-proof@v1 file for an entry against the latest checkpoint."""
     from fiat.home import open_log
-    from fiat.prove.proof_file import TlogProof
+    from fiat.tlog.proof_file import TlogProof
 
     with errors_to_exit():
         log = open_log(_config(home))
@@ -308,7 +308,7 @@ def _read_input(path: Path, what: str) -> bytes:
 
 
 def _parse_vkey(vkey: str) -> Any:
-    from fiat.prove.note import Verifier
+    from fiat.tlog.note import Verifier
 
     text = vkey
     if "+" not in vkey and Path(vkey).is_file():
@@ -327,7 +327,7 @@ def log_verify_proof(
     as_json: JsonOpt = False,
 ) -> None:
     """Verify a tlog-proof offline: exit 0, or 1 naming the failing rule (2 for malformed input)."""
-    from fiat.prove.proof_file import TlogProof, verify_proof
+    from fiat.tlog.proof_file import TlogProof, verify_proof
 
     verifier = _parse_vkey(vkey)
     proof_bytes = _read_input(proof, "proof")
@@ -412,7 +412,7 @@ def log_verify(
     finally:
         fetcher.close()
     remember(audit_dir, cp)
-    from fiat.prove.note import b64
+    from fiat.tlog.note import b64
 
     if as_json:
         emit_json(
@@ -725,8 +725,8 @@ def policy_publish(
 @policy_app.command("history")
 def policy_history(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Every published version, kept for audit and diff."""
+    from fiat.formats.encoding import rfc3339
     from fiat.persist.sqlite import SQLiteAuthorityStore
-    from fiat.verify.encoding import rfc3339
 
     with errors_to_exit():
         store = SQLiteAuthorityStore(_config(home).database_path)

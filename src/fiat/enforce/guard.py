@@ -47,10 +47,10 @@ from fiat.client import AuthorityClient, ClientError
 from fiat.enforce.trust import TrustMonitor, TrustSnapshot
 from fiat.errors import FiatError, MalformedError, VerificationError
 from fiat.establish.measure import Measurer
+from fiat.formats import jws
+from fiat.formats.action import encode_action_request
+from fiat.formats.jcs import canonicalize
 from fiat.prove import evidence as ev
-from fiat.verify import jws
-from fiat.verify.action import encode_action_request
-from fiat.verify.jcs import canonicalize
 from fiat.verify.trust_root import TrustRoot
 from fiat.verify.verifier import PERMIT_TYP
 

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from fiat.errors import FiatError, MalformedError, VerificationError
-from fiat.prove import merkle
+from fiat.formats import jws
 from fiat.prove.audit import HttpFetcher
-from fiat.prove.checkpoint import SignedCheckpoint, open_with_any
-from fiat.prove.tiles import Tile, TileHashSource
-from fiat.verify import jws
+from fiat.tlog import merkle
+from fiat.tlog.checkpoint import SignedCheckpoint, open_with_any
+from fiat.tlog.tiles import Tile, TileHashSource
 from fiat.verify.trust_root import TrustRoot
 
 log = logging.getLogger("fiat.trust")

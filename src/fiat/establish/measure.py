@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fiat.verify.encoding import json_digest
+from fiat.formats.encoding import json_digest
 
 MAX_FILES = 10_000
 

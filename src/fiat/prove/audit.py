@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Protocol
 
 from fiat.errors import AuditError, InconsistentTreeError, MalformedError, ProofError, VerificationError
-from fiat.prove import merkle, note
-from fiat.prove.checkpoint import SignedCheckpoint, open_with_any
-from fiat.prove.merkle import HASH_SIZE
-from fiat.prove.tiles import (
+from fiat.tlog import merkle, note
+from fiat.tlog.checkpoint import SignedCheckpoint, open_with_any
+from fiat.tlog.merkle import HASH_SIZE
+from fiat.tlog.tiles import (
     TILE_WIDTH,
     Tile,
     TileHashSource,

@@ -17,17 +17,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from fiat.canonical import canonical_built
 from fiat.errors import FiatError
-from fiat.persist.store import EvidenceIndex, LogWriter, PermitRecord
-from fiat.prove.log import AppendResult, TransparencyLog
-from fiat.prove.proof_file import TlogProof
-from fiat.verify import jws
-from fiat.verify.bundle import Bundle, BundleStatement
-from fiat.verify.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, sign_envelope
-from fiat.verify.encoding import json_digest, loads_strict, rfc3339
-from fiat.verify.jcs import canonicalize
-from fiat.verify.statement import (
+from fiat.formats import jws
+from fiat.formats.canonical import canonical_built
+from fiat.formats.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, sign_envelope
+from fiat.formats.encoding import json_digest, loads_strict, rfc3339
+from fiat.formats.jcs import canonicalize
+from fiat.formats.statement import (
     APPROVAL,
     DECISION,
     KEY_ROTATION,
@@ -37,6 +33,10 @@ from fiat.verify.statement import (
     Statement,
     Subject,
 )
+from fiat.persist.store import EvidenceIndex, LogWriter, PermitRecord
+from fiat.prove.log import AppendResult, TransparencyLog
+from fiat.tlog.proof_file import TlogProof
+from fiat.verify.bundle import Bundle, BundleStatement
 
 KIND_BY_TYPE = {
     DECISION: "decision",

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from fiat.errors import MalformedError
 from fiat.prove.log import TransparencyLog
-from fiat.prove.tiles import TILE_WIDTH, encode_bundle, parse_path, tile_width_at
+from fiat.tlog.tiles import TILE_WIDTH, encode_bundle, parse_path, tile_width_at
 
 OCTET = "application/octet-stream"
 CACHE_IMMUTABLE = "public, max-age=31536000, immutable"

@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 
 from fiat.errors import LogClosedError, StorageError
 from fiat.persist.store import LogStore, LogWriter
-from fiat.prove import merkle, note
-from fiat.prove.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint, sign_checkpoint
-from fiat.prove.merkle import HASH_SIZE
-from fiat.prove.note import Signer
-from fiat.prove.tiles import (
+from fiat.tlog import merkle, note
+from fiat.tlog.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint, sign_checkpoint
+from fiat.tlog.merkle import HASH_SIZE
+from fiat.tlog.note import Signer
+from fiat.tlog.tiles import (
     TILE_HEIGHT,
     TILE_WIDTH,
     TileHashSource,

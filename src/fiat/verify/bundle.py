@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fiat.errors import MalformedError
-from fiat.prove.merkle import HASH_SIZE
-from fiat.prove.proof_file import TlogProof
-from fiat.verify import jws
-from fiat.verify.dsse import Envelope
-from fiat.verify.encoding import b64std, b64std_decode, loads_strict
-from fiat.verify.statement import Statement
+from fiat.formats import jws
+from fiat.formats.dsse import Envelope
+from fiat.formats.encoding import b64std, b64std_decode, loads_strict
+from fiat.formats.statement import Statement
+from fiat.tlog.merkle import HASH_SIZE
+from fiat.tlog.proof_file import TlogProof
 
 MEDIA_TYPE = "application/vnd.fiat.bundle.v1+json"
 MAX_BUNDLE = 8 << 20

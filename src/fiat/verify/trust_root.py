@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fiat.errors import MalformedError
-from fiat.prove import note
-from fiat.verify.encoding import b64url, b64url_decode, loads_strict, parse_time, rfc3339
-from fiat.verify.jws import jwk_thumbprint
+from fiat.formats.encoding import b64url, b64url_decode, loads_strict, parse_time, rfc3339
+from fiat.formats.jws import jwk_thumbprint
+from fiat.tlog import note
 
 MEDIA_TYPE = "application/vnd.fiat.trust-root.v1+json"
 ROLES = ("authority", "log", "runtime", "approver", "witness")

@@ -43,13 +43,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fiat.errors import MalformedError, VerificationError
-from fiat.prove import cosignature, merkle, note
-from fiat.prove.checkpoint import SignedCheckpoint, open_with_any
-from fiat.prove.proof_file import TlogProof, check_inclusion
-from fiat.verify import jws
-from fiat.verify.bundle import Bundle, BundleStatement
-from fiat.verify.encoding import json_digest, parse_time
-from fiat.verify.statement import (
+from fiat.formats import jws
+from fiat.formats.encoding import json_digest, parse_time
+from fiat.formats.statement import (
     APPROVAL,
     DECISION,
     PREDICATE_TYPES,
@@ -57,6 +53,10 @@ from fiat.verify.statement import (
     SIGNER_ROLE,
     is_sha256_hex,
 )
+from fiat.tlog import cosignature, merkle, note
+from fiat.tlog.checkpoint import SignedCheckpoint, open_with_any
+from fiat.tlog.proof_file import TlogProof, check_inclusion
+from fiat.verify.bundle import Bundle, BundleStatement
 from fiat.verify.trust_root import TrustedKey, TrustRoot
 
 PERMIT_TYP = "fiat-permit+jwt"

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from fiat.prove import note
+from fiat.tlog import note
 
 
 def message(checkpoint_text: str, timestamp: int) -> bytes:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fiat.errors import MalformedError
-from fiat.verify.encoding import json_digest
-from fiat.verify.jcs import canonical_string, canonicalize
+from fiat.formats.encoding import json_digest
+from fiat.formats.jcs import canonical_string, canonicalize
 
 
 def action_request(

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from fiat.errors import EntryTooLargeError, MalformedError
-from fiat.prove.merkle import HASH_SIZE, leaf_hash, root_of_hashes
+from fiat.tlog.merkle import HASH_SIZE, leaf_hash, root_of_hashes
 
 TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT  # 256 hashes, 8,192 bytes when full
@@ -184,7 +184,7 @@ def bundle_leaf_hashes(entries: Sequence[bytes]) -> bytes:
 
 
 class TileHashSource:
-    """A :class:`fiat.prove.merkle.HashSource` that reads perfect-subtree hashes from tiles.
+    """A :class:`fiat.tlog.merkle.HashSource` that reads perfect-subtree hashes from tiles.
 
     ``read_tile(level, index, width)`` must return the first ``width`` hashes of
     that tile (concatenated). Tiles are cached; a wider tile satisfies a

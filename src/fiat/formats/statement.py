@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fiat.errors import MalformedError
-from fiat.verify.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope
-from fiat.verify.encoding import loads_strict
+from fiat.formats.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope
+from fiat.formats.encoding import loads_strict
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 

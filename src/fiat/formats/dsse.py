@@ -19,8 +19,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from fiat.errors import MalformedError
-from fiat.verify.encoding import b64std, b64std_decode, loads_strict
-from fiat.verify.jcs import canonicalize
+from fiat.formats.encoding import b64std, b64std_decode, loads_strict
+from fiat.formats.jcs import canonicalize
 
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 MAX_ENVELOPE = 60 * 1024  # must fit one log entry (65,535 bytes)

@@ -16,7 +16,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from fiat.errors import MalformedError, VerificationError
-from fiat.verify.encoding import b64url, b64url_decode, loads_strict
+from fiat.formats.encoding import b64url, b64url_decode, loads_strict
 
 ACCEPTED_ALGS = ("EdDSA", "Ed25519")
 MAX_TOKEN = 64 * 1024

@@ -23,8 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fiat.errors import MalformedError, ProofError
-from fiat.prove import merkle, note
-from fiat.prove.checkpoint import SignedCheckpoint, open_checkpoint
+from fiat.tlog import merkle, note
+from fiat.tlog.checkpoint import SignedCheckpoint, open_checkpoint
 
 HEADER = "c2sp.org/tlog-proof@v1"
 MAX_PROOF_SIZE = 1 << 20

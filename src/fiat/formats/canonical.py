@@ -1,6 +1,6 @@
 """RFC 8785 (JCS) and compact JSON for the authority's hot path, encoded by orjson.
 
-``fiat.verify.jcs`` is the reference canonicalizer: standard library only, so the
+``fiat.formats.jcs`` is the reference canonicalizer: standard library only, so the
 offline verifier needs nothing else. Here the same rules choose the encoder, and
 orjson writes the bytes about ten times faster:
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from fiat.verify import jcs
+from fiat.formats import jcs
 
 
 def canonical(value: Any) -> bytes:

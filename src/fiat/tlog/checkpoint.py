@@ -6,8 +6,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from fiat.errors import MalformedError, NoteVerificationError
-from fiat.prove import note
-from fiat.prove.merkle import HASH_SIZE
+from fiat.tlog import note
+from fiat.tlog.merkle import HASH_SIZE
 
 
 @dataclass(frozen=True)

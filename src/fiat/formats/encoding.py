@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from fiat.errors import MalformedError
-from fiat.verify.jcs import canonicalize
+from fiat.formats.jcs import canonicalize
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 MAX_DEPTH = 64
