@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -66,6 +67,7 @@ from fiat.home import keyring, log_signer, trust_root
 from fiat.prove.audit import HttpFetcher
 from fiat.tlog.checkpoint import Checkpoint, sign_checkpoint
 from fiat.tlog.tiles import entry_bundles_for_size, parse_bundle
+from fiat.verify import TrustedKey, TrustRoot
 from fiat.verify.bundle import Bundle
 
 EXAMPLES = Path(fiat.__file__).resolve().parent / "examples" / "policies"
@@ -816,14 +818,21 @@ def test_verify_permit_locally_rejects_each_tamper(local_permit: dict[str, Any])
     mint = lp["mint"]
     now = time.time()
 
+    other_key = Ed25519PrivateKey.generate()
+    other_public = other_key.public_key().public_bytes_raw()
+    # A second runtime enrolled in the trust root: its permits are valid, but not for this runtime.
+    root = dataclasses.replace(
+        lp["root"],
+        keys=(*lp["root"].keys, TrustedKey(jws.jwk_thumbprint(other_public), "runtime", "other", other_public, 0.0)),
+    )
+
     def check(token: str, at: float = now) -> dict[str, Any]:
-        return verify_permit_locally(token, lp["root"], lp["runtime"], lp["action"], lp["env"], at, 2.0)
+        return verify_permit_locally(token, root, lp["runtime"], lp["action"], lp["env"], at, 2.0)
 
     good = mint()
     assert check(good)["action"]["digest"] == {"sha256": lp["action"]}
     head, payload, _ = good.split(".")
     typ_header = b64url(json.dumps({"alg": "EdDSA", "kid": lp["auth_kid"], "typ": "JWT"}).encode())
-    other_key = Ed25519PrivateKey.generate()
     cases = {
         "flipped signature": ("permit-signature", flip_signature(good)),
         "not a JWS": ("permit-signature", "not-a-permit"),
@@ -834,21 +843,62 @@ def test_verify_permit_locally_rejects_each_tamper(local_permit: dict[str, Any])
         "wrong typ": ("permit-signature", f"{typ_header}.{payload}.{good.split('.')[2]}"),
         "signed by a runtime key": ("permit-signature", mint(key=lp["run_key"], kid=lp["run_kid"])),
         "forged under the authority kid": ("permit-signature", mint(key=other_key)),
-        "another issuer": ("permit-signature", mint(issuer="evil.example")),
-        "expired": ("permit-window", mint(now=int(now) - 60)),
+        "another issuer": ("permit-claims", mint(issuer="evil.example")),
+        # A permit minted 60 s ago may predate this home's authority key: that is refused
+        # earlier (permit-key-validity); expiry proper is the late check below.
+        "minted in the past": (("permit-window", "permit-key-validity"), mint(now=int(now) - 60)),
         "not yet valid": ("permit-window", mint(now=int(now) + 60)),
-        "another runtime": ("permit-cnf", mint(runtime=other_key.public_key().public_bytes_raw())),
+        "another runtime": ("permit-cnf", mint(runtime=other_public)),
+        "a runtime unknown to the trust root": (
+            "runtime-key",
+            mint(runtime=Ed25519PrivateKey.generate().public_key().public_bytes_raw()),
+        ),
         "another action": ("permit-action", mint(action="b" * 64)),
         "another environment": ("permit-environment", mint(env_digest="f" * 64)),
     }
     for name, (step, token) in cases.items():
         with pytest.raises(NotEstablished) as info:
             check(token)
-        assert info.value.step == step, f"{name}: rejected at {info.value.step}, expected {step}"
+        assert info.value.step in ((step,) if isinstance(step, str) else step), f"{name}: rejected at {info.value.step}"
     # The window is checked against the guard's clock, with the configured skew.
     with pytest.raises(NotEstablished) as info:
         check(good, at=now + 31)
     assert info.value.step == "permit-window"
+
+
+def test_guard_refuses_a_permit_from_a_retired_authority_key(local_permit: dict[str, Any]) -> None:
+    """The guard and the verifier share one set of permit rules: a key retired before ``iat`` signs nothing.
+
+    Before the rules were shared, the guard checked only that ``kid`` named an authority key
+    of the trust root, so a permit minted with a retired key was accepted at start.
+    """
+    lp = local_permit
+    now = time.time()
+    root: TrustRoot = lp["root"]
+    retired = dataclasses.replace(
+        root,
+        keys=tuple(
+            dataclasses.replace(k, valid_until=float(int(now) - 60)) if k.kid == lp["auth_kid"] else k
+            for k in root.keys
+        ),
+    )
+    token = lp["mint"]()
+    verify_permit_locally(token, root, lp["runtime"], lp["action"], lp["env"], now, 2.0)
+    with pytest.raises(NotEstablished) as info:
+        verify_permit_locally(token, retired, lp["runtime"], lp["action"], lp["env"], now, 2.0)
+    assert info.value.step == "permit-key-validity", info.value
+
+
+def test_guard_refuses_a_runtime_key_unknown_to_the_trust_root(local_permit: dict[str, Any]) -> None:
+    """The cnf key must be a runtime key of the trust root (the verifier's ``runtime-key`` step)."""
+    lp = local_permit
+    now = time.time()
+    root: TrustRoot = lp["root"]
+    without_runtime = dataclasses.replace(root, keys=tuple(k for k in root.keys if k.kid != lp["run_kid"]))
+    token = lp["mint"]()
+    with pytest.raises(NotEstablished) as info:
+        verify_permit_locally(token, without_runtime, lp["runtime"], lp["action"], lp["env"], now, 2.0)
+    assert info.value.step == "runtime-key", info.value
 
 
 # -- 3. governance continuity fails (split view), 6. cryptographic verification fails -------------------------

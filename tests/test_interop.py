@@ -59,7 +59,7 @@ from fiat.formats.statement import Statement as FiatStatement
 from fiat.home import keyring
 from fiat.home import trust_root as home_trust_root
 from fiat.verify import Bundle, TrustRoot, verify
-from fiat.verify.verifier import PERMIT_TYP
+from fiat.verify.permit import PERMIT_TYP
 
 pytestmark = pytest.mark.interop
 

@@ -22,7 +22,7 @@ from fiat.formats import jws
 from fiat.formats.action import action_digest
 from fiat.formats.canonical import compact
 from fiat.formats.encoding import b64url
-from fiat.verify.verifier import PERMIT_TYP
+from fiat.verify.permit import PERMIT_TYP
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,13 @@ action never runs:
 
 1. measure the environment (Evidence) and ask the authority for a decision, proving the
    runtime key with DPoP; wait for a human approval when policy asks for one;
-2. verify the permit locally, one named step each: ``permit-signature`` (an authority key
-   of the trust root), ``permit-window`` (nbf ≤ now < exp), ``permit-cnf`` (bound to this
-   runtime's key), ``permit-action`` (its action digest is what is about to run),
-   ``permit-environment`` (its environment digest is a fresh measurement);
+2. verify the permit locally with the verifier's own permit rules (:mod:`fiat.verify.permit`),
+   one named step each: ``permit-signature`` (an authority key of the trust root),
+   ``permit-key-validity`` (that key was valid at ``iat``), ``permit-claims`` (issuer,
+   audience, times, cnf), ``runtime-key`` (the cnf key is a runtime key of the trust root),
+   then ``permit-window`` (nbf ≤ now < exp), ``permit-cnf`` (bound to this runtime's key),
+   ``permit-action`` (its action digest is what is about to run), ``permit-environment``
+   (its environment digest is a fresh measurement);
 3. consume the permit if it is single use.
 
 **Verify** (``check()``), on every heartbeat and whenever a trust state arrives, without
@@ -45,14 +48,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fiat.authorize.names import entity_uid
 from fiat.client import AuthorityClient, ClientError
 from fiat.enforce.trust import TrustMonitor, TrustSnapshot
-from fiat.errors import FiatError, MalformedError, VerificationError
+from fiat.errors import FiatError, VerificationError
 from fiat.establish.measure import Measurer
-from fiat.formats import jws
 from fiat.formats.action import encode_action_request
 from fiat.formats.jcs import canonicalize
 from fiat.prove import evidence as ev
+from fiat.verify import permit as permit_rules
 from fiat.verify.trust_root import TrustRoot
-from fiat.verify.verifier import PERMIT_TYP
 
 log = logging.getLogger("fiat.guard")
 
@@ -104,43 +106,23 @@ class Runtime:
 def verify_permit_locally(
     token: str, root: TrustRoot, runtime_public: bytes, action_digest: str, env_digest: str, now: float, skew: float
 ) -> dict[str, Any]:
-    """The five local checks of a permit before start; raises :class:`NotEstablished`."""
+    """The permit rules of :mod:`fiat.verify.permit` (the verifier's own), then the live ones.
+
+    Raises :class:`NotEstablished` naming the failed step.
+    """
     try:
-        parsed = jws.parse(token)
-    except MalformedError as exc:
-        raise NotEstablished("permit-signature", f"the permit is not a JWS: {exc.reason}") from exc
-    claims = parsed.claims
-    # permit-signature
-    kid = parsed.header.get("kid")
-    key = root.find(kid, "authority") if isinstance(kid, str) else None
-    if parsed.header.get("typ") != PERMIT_TYP or key is None:
-        raise NotEstablished("permit-signature", "not a permit signed by an authority key of the trust root")
-    try:
-        jws.verify_signature(parsed, key.public_key, "permit-signature")
+        checked = permit_rules.check_for_execution(
+            token,
+            root,
+            runtime_public=runtime_public,
+            action_digest=action_digest,
+            environment_digest=env_digest,
+            now=now,
+            skew=skew,
+        )
     except VerificationError as exc:
         raise NotEstablished(exc.step, exc.reason) from exc
-    if claims.get("iss") != root.issuer or claims.get("aud") not in (root.audience, [root.audience]):
-        raise NotEstablished("permit-signature", "the permit is for another issuer or audience")
-    # permit-window
-    nbf, exp = claims.get("nbf"), claims.get("exp")
-    if not isinstance(nbf, int) or not isinstance(exp, int) or not nbf - skew <= now < exp:
-        raise NotEstablished("permit-window", "the permit is not valid now")
-    # permit-cnf
-    try:
-        cnf = jws.public_key_from_jwk(claims.get("cnf", {}).get("jwk"), "cnf")
-    except (MalformedError, AttributeError) as exc:
-        raise NotEstablished("permit-cnf", "the permit carries no cnf key") from exc
-    if cnf != runtime_public:
-        raise NotEstablished("permit-cnf", "the permit is bound to another runtime key")
-    # permit-action
-    action = claims.get("action")
-    if not isinstance(action, dict) or action.get("digest") != {"sha256": action_digest}:
-        raise NotEstablished("permit-action", "the permit is for another action than the one about to run")
-    # permit-environment
-    environment = claims.get("environment")
-    if not isinstance(environment, dict) or environment.get("digest") != {"sha256": env_digest}:
-        raise NotEstablished("permit-environment", "the permit was granted for another environment")
-    return claims
+    return checked.claims
 
 
 @dataclass

@@ -51,15 +51,14 @@ from fiat.formats.statement import (
     PREDICATE_TYPES,
     RECEIPT,
     SIGNER_ROLE,
-    is_sha256_hex,
 )
 from fiat.tlog import cosignature, merkle, note
 from fiat.tlog.checkpoint import SignedCheckpoint, open_with_any
 from fiat.tlog.proof_file import TlogProof, check_inclusion
+from fiat.verify import permit as permit_rules
 from fiat.verify.bundle import Bundle, BundleStatement
+from fiat.verify.permit import digest_of
 from fiat.verify.trust_root import TrustedKey, TrustRoot
-
-PERMIT_TYP = "fiat-permit+jwt"
 
 STEPS = (
     "permit-signature",
@@ -122,19 +121,6 @@ class VerificationResult:
         }
 
 
-def _int(claims: dict[str, Any], name: str) -> int:
-    v = claims.get(name)
-    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-        raise VerificationError("permit-claims", f"claim {name!r} must be a NumericDate (integer seconds)")
-    return v
-
-
-def _digest(obj: Any, where: str, step: str) -> str:
-    if not isinstance(obj, dict) or not is_sha256_hex(obj.get("sha256")):
-        raise VerificationError(step, f"{where} must be a digest set with a lower-case hex sha256")
-    return str(obj["sha256"])
-
-
 def _time(pred: dict[str, Any], name: str, step: str) -> float:
     try:
         return parse_time(pred.get(name), f"{name} time")
@@ -157,77 +143,21 @@ class _Run:
         self.checkpoints: dict[int, set[bytes]] = {}
         self.checkpoint_notes: list[bytes] = []
 
-    # 1
+    # 1-3: the shared permit rules (fiat.verify.permit)
     def permit_signature(self) -> str:
-        h = self.bundle.permit.header
-        if h.get("typ") != PERMIT_TYP:
-            raise VerificationError("permit-signature", f"typ must be {PERMIT_TYP!r}, not {h.get('typ')!r}")
-        kid = h.get("kid")
-        key = self.root.find(kid, "authority") if isinstance(kid, str) else None
-        if key is None:
-            raise VerificationError("permit-signature", f"kid {kid!r} is not an authority key of the trust root")
-        jws.verify_signature(self.bundle.permit, key.public_key, "permit-signature")
-        self.authority = key
-        return f"signed by authority key {key.kid} ({h.get('alg')})"
+        self.authority = permit_rules.check_signature(self.bundle.permit, self.root)
+        return f"signed by authority key {self.authority.kid} ({self.bundle.permit.header.get('alg')})"
 
-    # 2
     def permit_key_validity(self) -> str:
         assert self.authority is not None
-        iat = _int(self.claims, "iat")
-        if not self.authority.valid_at(iat):
-            raise VerificationError(
-                "permit-key-validity",
-                f"authority key {self.authority.kid} was not valid when the permit was issued "
-                f"(iat {iat}; key valid {self.authority.period()})",
-            )
+        permit_rules.check_key_validity(self.authority, self.claims)
         return f"key valid {self.authority.period()}"
 
-    # 3
     def permit_claims(self) -> str:
-        c = self.claims
-        step = "permit-claims"
-        if c.get("iss") != self.root.issuer:
-            raise VerificationError(step, f"iss {c.get('iss')!r} is not the trust root's issuer {self.root.issuer!r}")
-        aud = c.get("aud")
-        if not (aud == self.root.audience or (isinstance(aud, list) and self.root.audience in aud)):
-            raise VerificationError(step, f"aud {aud!r} does not include {self.root.audience!r}")
-        iat, nbf, exp = _int(c, "iat"), _int(c, "nbf"), _int(c, "exp")
-        if not nbf <= exp:
-            raise VerificationError(step, "nbf is after exp")
-        if iat > exp:
-            raise VerificationError(step, "iat is after exp")
-        for name in ("jti", "sub"):
-            if not isinstance(c.get(name), str) or not c[name]:
-                raise VerificationError(step, f"claim {name!r} must be a non-empty string")
-        cnf = c.get("cnf")
-        if not isinstance(cnf, dict) or "jwk" not in cnf:
-            raise VerificationError(step, "cnf must hold the runtime's public key as a JWK (RFC 7800 §3.2)")
-        try:
-            self.cnf_key = jws.public_key_from_jwk(cnf["jwk"], "cnf.jwk")
-        except MalformedError as exc:
-            raise VerificationError(step, exc.reason) from exc
+        self.cnf_key, self.action_digest, _ = permit_rules.check_claims(self.claims, self.root)
         self.cnf_kid = jws.jwk_thumbprint(self.cnf_key)
-        action = c.get("action")
-        if not isinstance(action, dict) or not isinstance(action.get("name"), str):
-            raise VerificationError(step, "the action claim needs a name, a resource and a digest")
-        self.action_digest = _digest(action.get("digest"), "action.digest", step)
-        policy = c.get("policy")
-        if not isinstance(policy, dict):
-            raise VerificationError(step, "the policy claim must be an object")
-        _digest(policy.get("digest"), "policy.digest", step)
-        environment = c.get("environment")
-        if not isinstance(environment, dict):
-            raise VerificationError(step, "the environment claim must be an object with a digest")
-        _digest(environment.get("digest"), "environment.digest", step)
-        constraints = c.get("constraints", {})
-        if not isinstance(constraints, dict):
-            raise VerificationError(step, "constraints must be an object")
-        approvals = c.get("approvals", [])
-        if not isinstance(approvals, list) or not all(is_sha256_hex(a) for a in approvals):
-            raise VerificationError(step, "approvals must be a list of sha256 hex digests")
-        if c.get("parent") is not None and not isinstance(c.get("parent"), str):
-            raise VerificationError(step, "parent must be a permit id or null")
-        return f"jti {c['jti']}, sub {c['sub']}, valid {nbf}..{exp}"
+        c = self.claims
+        return f"jti {c['jti']}, sub {c['sub']}, valid {c['nbf']}..{c['exp']}"
 
     # 4
     def action_binding(self) -> str:
@@ -252,12 +182,7 @@ class _Run:
 
     # 5
     def runtime_key(self) -> str:
-        key = self.root.find(self.cnf_kid, "runtime")
-        if key is None:
-            raise VerificationError("runtime-key", f"cnf key {self.cnf_kid} is not a runtime key of the trust root")
-        iat = _int(self.claims, "iat")
-        if not key.valid_at(iat):
-            raise VerificationError("runtime-key", f"runtime key {key.kid} was not valid at iat (valid {key.period()})")
+        key = permit_rules.check_runtime_key(self.cnf_key, self.claims, self.root)
         return f"runtime {key.name} ({key.kid})"
 
     def _statement_time(self, s: BundleStatement) -> float:
@@ -377,7 +302,7 @@ class _Run:
         start = measurements.get("start") if isinstance(measurements, dict) else None
         if not isinstance(start, dict):
             raise VerificationError("environment-binding", "the receipt has no start measurement")
-        got = _digest(start.get("digest"), "receipt measurements.start.digest", "environment-binding")
+        got = digest_of(start.get("digest"), "receipt measurements.start.digest", "environment-binding")
         if got != expected:
             raise VerificationError("environment-binding", "the measured environment differs from the permitted one")
         return f"environment {expected[:16]}…"
