@@ -37,12 +37,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
-from fiat.client import AuthorityClient
 from fiat.config import load_config
-from fiat.enforce.guard import GuardSettings, Halt, NotEstablished, Runtime, Session
-from fiat.enforce.trust import TrustMonitor
-from fiat.establish.measure import default_measurer
-from fiat.home import keyring, trust_root
+from fiat.enforce.bootstrap import Bootstrap, Heartbeat, open_session
+from fiat.enforce.guard import GuardSettings, Halt, Session
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -89,8 +86,7 @@ class governed:
         self.context, self.parent, self.home, self.url = context or {}, parent, home, url
         self.isolate, self.settings = isolate, settings
         self._session: Session | None = None
-        self._monitor: TrustMonitor | None = None
-        self._client: AuthorityClient | None = None
+        self._boot: Bootstrap | None = None
         self._watcher: threading.Thread | None = None
         self._stop = threading.Event()
         self._start = 0.0
@@ -99,63 +95,37 @@ class governed:
     # -- establish / finish ----------------------------------------------------------------
     def _establish(self) -> Session:
         cfg = load_config(self.home, require=True)
-        settings = self.settings or GuardSettings(
-            heartbeat=cfg.runtime.heartbeat_ms / 1000,
-            staleness=cfg.runtime.staleness_ms / 1000,
-            grace=cfg.runtime.halt_grace_ms / 1000,
-            approval_wait=cfg.runtime.approval_wait_s,
-        )
-        url = self.url or f"http://{cfg.server.host}:{cfg.server.port}"
-        rec, key = keyring(cfg).signing_key("runtime", cfg.runtime.name or None)
-        root = trust_root(cfg)
         principal = self.principal or os.environ.get("FIAT_PRINCIPAL") or f"user:{getpass.getuser()}"
-        self._client = AuthorityClient(url)
-        self._monitor = TrustMonitor.shared(url, root)
-        argv = [sys.executable, *sys.argv]
-        measurer = default_measurer(argv, os.getcwd(), cfg.runtime.files, cfg.runtime.env_allowlist)
-        session = Session(
-            self._client,
-            root,
-            Runtime(rec.kid, key),
-            self._monitor,
-            measurer,
-            principal,
-            self.action,
-            self.resource,
-            self.context,
-            self.parent,
-            settings,
+        boot = open_session(
+            cfg,
+            argv=[sys.executable, *sys.argv],
+            cwd=os.getcwd(),
+            principal=principal,
+            action=self.action,
+            resource=self.resource,
+            context=self.context,
+            parent=self.parent,
+            url=self.url,
+            settings=self.settings,
         )
+        self._boot = boot
         try:
-            if not self._monitor.wait_fresh(settings.staleness):
-                raise NotEstablished("trust-fresh", f"no valid trust state from {url}")
-            session.establish()
+            boot.establish()
         except BaseException:
             self._release()
             raise
+        session = boot.session
         self._session = session
         self._start = time.time()
         session.execution_start = self._start
         return session
 
     def _watch(self) -> None:
-        session, monitor = self._session, self._monitor
-        assert session is not None and monitor is not None
-        wake = monitor.subscribe()
-        try:
-            while not self._stop.is_set():
-                wake.wait(session.heartbeat)
-                wake.clear()
-                if self._stop.is_set():
-                    return
-                try:
-                    session.check()
-                except Halt as halt:
-                    if self._on_halt is not None:
-                        self._on_halt(halt)
-                    return
-        finally:
-            monitor.unsubscribe(wake)
+        assert self._session is not None and self._boot is not None
+        with Heartbeat(self._session, self._boot.monitor) as heartbeat:
+            halt = heartbeat.run(self._stop.is_set)
+        if halt is not None and self._on_halt is not None:
+            self._on_halt(halt)
 
     def _begin_watch(self, on_halt: Callable[[Halt], None] | None) -> None:
         self._on_halt = on_halt
@@ -185,12 +155,9 @@ class governed:
             self._release()
 
     def _release(self) -> None:
-        if self._monitor is not None:
-            self._monitor.release()
-            self._monitor = None
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        if self._boot is not None:
+            self._boot.release()
+            self._boot = None
 
     # -- sync context manager ----------------------------------------------------------------
     def __enter__(self) -> Guarded:

@@ -24,12 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fiat.client import AuthorityClient, ClientError
+from fiat.client import ClientError
 from fiat.config import Config
-from fiat.enforce.guard import Denied, GuardSettings, Halt, NotEstablished, Runtime, Session
+from fiat.enforce.bootstrap import Heartbeat, open_session
+from fiat.enforce.guard import Denied, GuardSettings, Halt, NotEstablished, Session
 from fiat.enforce.trust import TrustMonitor
-from fiat.establish.measure import default_measurer
-from fiat.home import keyring, trust_root
 
 EXIT_HALTED, EXIT_DENIED, EXIT_NOT_ESTABLISHED = 124, 125, 126
 
@@ -86,42 +85,26 @@ def run_governed(
     settings: GuardSettings | None = None,
     on_status: Any = None,
 ) -> RunResult:
-    settings = settings or GuardSettings(
-        heartbeat=cfg.runtime.heartbeat_ms / 1000,
-        staleness=cfg.runtime.staleness_ms / 1000,
-        grace=cfg.runtime.halt_grace_ms / 1000,
-        approval_wait=cfg.runtime.approval_wait_s,
-    )
-    url = url or f"http://{cfg.server.host}:{cfg.server.port}"
-    rec, key = keyring(cfg).signing_key("runtime", cfg.runtime.name or None)
-    root = trust_root(cfg)
     cwd = os.getcwd()
     full_context = {**(context or {}), "command": {"argv": list(argv), "cwd": cwd}}
-    measurer = default_measurer(argv, cwd, cfg.runtime.files, cfg.runtime.env_allowlist)
-    client = AuthorityClient(url)
-    monitor = TrustMonitor.shared(url, root)
-    session = Session(
-        client,
-        root,
-        Runtime(rec.kid, key),
-        monitor,
-        measurer,
-        principal,
-        action,
-        resource,
-        full_context,
-        parent,
-        settings,
+    boot = open_session(
+        cfg,
+        argv=argv,
+        cwd=cwd,
+        principal=principal,
+        action=action,
+        resource=resource,
+        context=full_context,
+        parent=parent,
+        url=url,
+        settings=settings,
     )
+    session = boot.session
     status = on_status or (lambda _msg: None)
     session.on_status = status
     try:
         try:
-            if not monitor.wait_fresh(settings.staleness):
-                raise NotEstablished(
-                    "trust-fresh", f"no valid trust state from {url} within {settings.staleness:.1f} s"
-                )
-            decision = session.establish()
+            decision = boot.establish()
         except Denied as exc:
             return RunResult(EXIT_DENIED, "denied", exc.reason, decision=exc.decision)
         except NotEstablished as exc:
@@ -129,10 +112,9 @@ def run_governed(
         except ClientError as exc:
             return RunResult(EXIT_NOT_ESTABLISHED, "not-established", str(exc))
         status(f"permit {session.permit_id}: {decision.get('reason', '')}")
-        return _supervise(session, argv, monitor, settings, evidence_path, outputs, decision)
+        return _supervise(session, argv, boot.monitor, boot.settings, evidence_path, outputs, decision)
     finally:
-        monitor.release()
-        client.close()
+        boot.release()
 
 
 def _supervise(
@@ -144,13 +126,13 @@ def _supervise(
     outputs: Sequence[str],
     decision: dict[str, Any],
 ) -> RunResult:
-    wake = monitor.subscribe()
+    heartbeat = Heartbeat(session, monitor)
     start = time.time()
     session.execution_start = start
     try:
         proc = subprocess.Popen(list(argv), start_new_session=True)  # its own process group
     except OSError as exc:
-        monitor.unsubscribe(wake)
+        heartbeat.close()
         session.halted = None
         index = session.receipt(start, time.time(), "failed", 127)
         return RunResult(127, "failed", f"cannot start {argv[0]}: {exc.strerror}", session.permit_id, index)
@@ -159,33 +141,24 @@ def _supervise(
     def reap() -> None:
         proc.wait()
         exited.set()
-        wake.set()
+        heartbeat.wake.set()
 
     threading.Thread(target=reap, daemon=True).start()
-    halt: Halt | None = None
     latency = None
     try:
-        while not exited.is_set():
-            wake.wait(session.heartbeat)
-            wake.clear()
-            if exited.is_set():
-                break
-            try:
-                session.check()
-            except Halt as h:
-                halt = h
-                t0 = time.monotonic()
-                halt_group(proc, settings.grace)
-                latency = time.monotonic() - t0
-                break
-        if halt is None:
+        halt = heartbeat.run(exited.is_set)
+        if halt is not None:
+            t0 = time.monotonic()
+            halt_group(proc, settings.grace)
+            latency = time.monotonic() - t0
+        else:
             # The command ended: trust must still have held at its end, or the run counts as halted.
             try:
                 session.check()
             except Halt as h:
                 halt = h
     finally:
-        monitor.unsubscribe(wake)
+        heartbeat.close()
         if proc.poll() is None:  # interrupted (e.g. Ctrl-C): never leave the action running ungoverned
             halt_group(proc, settings.grace)
         # Whatever the command left running in its process group ends with it.

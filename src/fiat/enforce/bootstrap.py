@@ -1,0 +1,123 @@
+"""The one set-up of a governed execution, shared by ``fiat run`` and ``fiat.governed``.
+
+:func:`open_session` reads the guard's settings from the home's configuration,
+loads the runtime key and the trust root, joins the shared trust subscription and
+builds the :class:`~fiat.enforce.guard.Session`; :meth:`Bootstrap.establish` waits for
+a fresh trust state and establishes the permit. :class:`Heartbeat` is the one
+re-verification loop: every heartbeat and every pushed trust state runs
+``Session.check()`` until the caller says stop or a check halts.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from fiat.client import AuthorityClient
+from fiat.config import Config
+from fiat.enforce.guard import GuardSettings, Halt, NotEstablished, Runtime, Session
+from fiat.enforce.trust import TrustMonitor
+from fiat.establish.measure import default_measurer
+from fiat.home import keyring, trust_root
+
+
+def guard_settings(cfg: Config) -> GuardSettings:
+    """The guard's timings from ``[runtime]`` in ``fiat.toml``."""
+    return GuardSettings(
+        heartbeat=cfg.runtime.heartbeat_ms / 1000,
+        staleness=cfg.runtime.staleness_ms / 1000,
+        grace=cfg.runtime.halt_grace_ms / 1000,
+        approval_wait=cfg.runtime.approval_wait_s,
+    )
+
+
+def authority_url(cfg: Config, url: str | None = None) -> str:
+    return url or f"http://{cfg.server.host}:{cfg.server.port}"
+
+
+@dataclass
+class Bootstrap:
+    """A session with the client and the trust subscription it holds; release them once."""
+
+    session: Session
+    client: AuthorityClient
+    monitor: TrustMonitor
+    url: str
+
+    @property
+    def settings(self) -> GuardSettings:
+        return self.session.settings
+
+    def establish(self) -> dict[str, Any]:
+        """Wait (bounded by the staleness bound) for a fresh trust state, then establish the permit."""
+        staleness = self.settings.staleness
+        if not self.monitor.wait_fresh(staleness):
+            raise NotEstablished("trust-fresh", f"no valid trust state from {self.url} within {staleness:.1f} s")
+        return self.session.establish()
+
+    def release(self) -> None:
+        self.monitor.release()
+        self.client.close()
+
+
+def open_session(
+    cfg: Config,
+    *,
+    argv: Sequence[str],
+    cwd: str,
+    principal: str,
+    action: str,
+    resource: str,
+    context: dict[str, Any],
+    parent: str | None = None,
+    url: str | None = None,
+    settings: GuardSettings | None = None,
+) -> Bootstrap:
+    """Build the session for one governed execution of ``argv`` in ``cwd``."""
+    settings = settings or guard_settings(cfg)
+    url = authority_url(cfg, url)
+    rec, key = keyring(cfg).signing_key("runtime", cfg.runtime.name or None)
+    root = trust_root(cfg)
+    measurer = default_measurer(list(argv), cwd, cfg.runtime.files, cfg.runtime.env_allowlist)
+    client = AuthorityClient(url)
+    monitor = TrustMonitor.shared(url, root)
+    session = Session(
+        client, root, Runtime(rec.kid, key), monitor, measurer, principal, action, resource, context, parent, settings
+    )
+    return Bootstrap(session, client, monitor, url)
+
+
+class Heartbeat:
+    """The re-verification loop: a check on every heartbeat and on every pushed trust state."""
+
+    def __init__(self, session: Session, monitor: TrustMonitor) -> None:
+        self.session, self.monitor = session, monitor
+        #: Set by the trust subscription on every new state; callers set it to end a wait early.
+        self.wake: threading.Event = monitor.subscribe()
+
+    def run(self, stopped: Callable[[], bool]) -> Halt | None:
+        """Check until ``stopped()`` or a check halts; returns that halt, or ``None``."""
+        while not stopped():
+            self.wake.wait(self.session.heartbeat)
+            self.wake.clear()
+            if stopped():
+                return None
+            try:
+                self.session.check()
+            except Halt as halt:
+                return halt
+        return None
+
+    def close(self) -> None:
+        self.monitor.unsubscribe(self.wake)
+
+    def __enter__(self) -> Heartbeat:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
