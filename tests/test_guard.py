@@ -56,7 +56,7 @@ from fiat.authorize.permit import Constraints, PermitRequest, PolicyRef, mint_pe
 from fiat.client import AuthorityClient
 from fiat.config import load_config
 from fiat.enforce.guard import GuardSettings, NotEstablished, Runtime, Session, verify_permit_locally
-from fiat.enforce.trust import TRUST_STATE_TYP, TrustSnapshot
+from fiat.enforce.trust import TrustSnapshot
 from fiat.establish.measure import default_measurer
 from fiat.formats import jws
 from fiat.formats.action import encode_action_request
@@ -69,6 +69,7 @@ from fiat.tlog.checkpoint import Checkpoint, sign_checkpoint
 from fiat.tlog.tiles import entry_bundles_for_size, parse_bundle
 from fiat.verify import TrustedKey, TrustRoot
 from fiat.verify.bundle import Bundle
+from fiat.verify.trust_state import TRUST_STATE_TYP
 
 EXAMPLES = Path(fiat.__file__).resolve().parent / "examples" / "policies"
 PERMIT_RE = re.compile(r"permit (pmt_[A-Za-z0-9_-]+)")

@@ -39,7 +39,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fiat.authorize.names import entity_uid
@@ -49,7 +48,7 @@ from fiat.config import Config
 from fiat.errors import FiatError, MalformedError
 from fiat.formats import jws
 from fiat.formats.action import EncodedRequest, encode_action_request
-from fiat.formats.canonical import canonical
+from fiat.formats.canonical import canonical, compact
 from fiat.formats.dsse import Envelope
 from fiat.formats.encoding import json_digest, rfc3339
 from fiat.formats.statement import APPROVAL, RECEIPT, Statement
@@ -58,11 +57,11 @@ from fiat.keyring import KeyRecord, now_second
 from fiat.persist.sqlite import SQLiteAuthorityStore
 from fiat.prove import evidence as ev
 from fiat.prove.log import AppendResult
+from fiat.verify.trust_state import TRUST_STATE_TYP
 
 log = logging.getLogger("fiat.authority")
 _T = TypeVar("_T")
 
-TRUST_STATE_TYP = "fiat-trust-state+jwt"
 APPROVAL_TIMEOUT = 300.0
 APPROVAL_VALIDITY = 600.0  # a granted approval must be used within this long
 
@@ -714,7 +713,7 @@ class Authority:
         obligations = {
             "ttl": ob.ttl,
             "maxDuration": ob.max_duration,
-            "heartbeatMs": ob.heartbeat_ms,
+            "heartbeatIntervalMs": ob.heartbeat_ms,
             "singleUse": ob.single_use,
             "approval": ob.approval,
         }
@@ -967,4 +966,4 @@ class Authority:
                 {"epoch": e, "kind": k, "target": t, "reason": r, "time": rfc3339(a)} for e, k, t, r, a in revocations
             ],
         }
-        return jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": rec.kid, "typ": TRUST_STATE_TYP})
+        return jws.sign_compact(compact(claims), key, kid=rec.kid, typ=TRUST_STATE_TYP)

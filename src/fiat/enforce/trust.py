@@ -23,18 +23,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from fiat.errors import FiatError, MalformedError, VerificationError
-from fiat.formats import jws
 from fiat.prove.audit import HttpFetcher
 from fiat.tlog import merkle
 from fiat.tlog.checkpoint import SignedCheckpoint, open_with_any
 from fiat.tlog.tiles import Tile, TileHashSource
 from fiat.verify.trust_root import TrustRoot
+from fiat.verify.trust_state import verify_trust_state
 
 log = logging.getLogger("fiat.trust")
-TRUST_STATE_TYP = "fiat-trust-state+jwt"
 
 
 @dataclass(frozen=True)
@@ -58,28 +57,6 @@ class TrustSnapshot:
     split_view: str | None = None
     last_error: str | None = None
     unproven_since: float | None = None  # a newer checkpoint seen but not yet proven consistent
-
-
-def verify_trust_state(token: str, root: TrustRoot) -> dict[str, Any]:
-    """Check one trust-state JWS against the trust root; return its claims."""
-    step = "trust-signature"
-    try:
-        parsed = jws.parse(token)
-    except MalformedError as exc:
-        raise VerificationError(step, f"the trust state is not a JWS: {exc.reason}") from exc
-    if parsed.header.get("typ") != TRUST_STATE_TYP:
-        raise VerificationError(step, f"typ must be {TRUST_STATE_TYP}")
-    kid = parsed.header.get("kid")
-    key = root.find(kid, "authority") if isinstance(kid, str) else None
-    if key is None:
-        raise VerificationError(step, f"kid {kid!r} is not an authority key of the trust root")
-    jws.verify_signature(parsed, key.public_key, step)
-    iat = parsed.claims.get("iat")
-    if not isinstance(iat, int) or not key.valid_at(iat):
-        raise VerificationError(step, f"authority key {key.kid} was not valid when the state was signed")
-    if parsed.claims.get("iss") != root.issuer:
-        raise VerificationError(step, "the trust state names another issuer")
-    return parsed.claims
 
 
 class TrustMonitor:
