@@ -51,10 +51,11 @@ from fiat.formats.statement import APPROVAL, DECISION, RECEIPT
 from fiat.home import keyring, log_signer, open_evidence, open_log, trust_root
 from fiat.keys import load_private_key
 from fiat.prove import evidence as ev
-from fiat.tlog import cosignature, merkle, note
+from fiat.tlog import cosignature, note
 from fiat.tlog.checkpoint import Checkpoint, sign_checkpoint
 from fiat.tlog.proof_file import TlogProof
 from fiat.verify import STEPS, Bundle, TrustedKey, TrustRoot, VerificationResult, verify
+from reference_merkle import MemoryTree
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -888,7 +889,7 @@ def multi_checkpoint(w: World, *, with_consistency: bool) -> Json:
     p = proof_of(bj, "permit")
     old, new = p.index + 1, checkpoint_size(p)
     assert old < new
-    real = merkle.MemoryTree(read_log_entries(w.cfg, new))
+    real = MemoryTree(read_log_entries(w.cfg, new))
     cp = sign_checkpoint(Checkpoint(w.cfg.log.origin, old, real.root(old)), log_signer(w.cfg))
     log = open_log(w.cfg)
     try:
@@ -915,10 +916,10 @@ def _(w: World) -> Input:
     return bj, w.root
 
 
-def _forged_tree(entries: list[bytes], permit_index: int, size: int) -> merkle.MemoryTree:
+def _forged_tree(entries: list[bytes], permit_index: int, size: int) -> MemoryTree:
     forged = [*entries[: permit_index + 1]]
     forged += [b"forged entry %d" % i for i in range(size - len(forged))]
-    return merkle.MemoryTree(forged)
+    return MemoryTree(forged)
 
 
 @case("consistency/fork-stale-checkpoint-between-real-ones", "checkpoint-consistency", "→")
@@ -934,7 +935,7 @@ def fork(w: World) -> Input:
     k, m = approval.index + 1, permit.index + 2  # real K <= permit < forged M < real N
     assert k <= permit.index < m < n
     entries = read_log_entries(w.cfg, n)
-    real = merkle.MemoryTree(entries)
+    real = MemoryTree(entries)
     forged = _forged_tree(entries, permit.index, m)
     assert forged.root() != real.root(m)
     cp_m = sign_checkpoint(Checkpoint(origin, m, forged.root()), signer)

@@ -68,10 +68,3 @@ def action_uid(value: str) -> str:
 @lru_cache(maxsize=1024)
 def _action_uid(value: str) -> str:
     return value if value.startswith("Action::") else f"Action::{json.dumps(value, ensure_ascii=False)}"
-
-
-def same_principal(a: str, b: str) -> bool:
-    try:
-        return entity_uid(a, "principal") == entity_uid(b, "principal")
-    except MalformedError:
-        return a == b

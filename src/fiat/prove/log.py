@@ -42,7 +42,6 @@ from fiat.tlog.tiles import (
     TILE_WIDTH,
     TileHashSource,
     check_entry,
-    tile_width_at,
 )
 
 log = logging.getLogger("fiat.log")
@@ -434,6 +433,3 @@ class TransparencyLog:
         if not 0 <= old_size <= new_size <= cp.size:
             raise IndexError(f"sizes {old_size}..{new_size} are not within the log of size {cp.size}")
         return merkle.consistency_proof(self.hash_source(new_size), old_size, new_size)
-
-    def tile_width(self, level: int, index: int) -> int:
-        return tile_width_at(level, index, self.checkpoint().size)

@@ -267,34 +267,3 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
         raise ProofError(step, f"the proof does not lead to the root of the old tree (size {old_size})")
     if sr != new_root:
         raise ProofError(step, f"the proof does not lead to the root of the new tree (size {new_size})")
-
-
-class MemoryTree:
-    """A Merkle tree over leaves held in memory: a reference model and a test aid."""
-
-    def __init__(self, entries: Sequence[bytes] = ()) -> None:
-        self._leaves: list[bytes] = [leaf_hash(e) for e in entries]
-
-    def append(self, entry: bytes) -> int:
-        self._leaves.append(leaf_hash(entry))
-        return len(self._leaves) - 1
-
-    @property
-    def size(self) -> int:
-        return len(self._leaves)
-
-    def subtree_hash(self, height: int, index: int) -> bytes:
-        start = index << height
-        end = start + (1 << height)
-        if end > len(self._leaves):
-            raise ValueError(f"subtree {height}/{index} is beyond the tree of size {len(self._leaves)}")
-        return root_of_hashes(self._leaves[start:end])
-
-    def root(self, size: int | None = None) -> bytes:
-        return tree_root(self, self.size if size is None else size)
-
-    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
-        return inclusion_proof(self, index, self.size if size is None else size)
-
-    def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
-        return consistency_proof(self, old_size, self.size if new_size is None else new_size)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from fiat.errors import EntryTooLargeError, MalformedError
-from fiat.tlog.merkle import HASH_SIZE, leaf_hash, root_of_hashes
+from fiat.tlog.merkle import HASH_SIZE, root_of_hashes
 
 TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT  # 256 hashes, 8,192 bytes when full
@@ -177,10 +177,6 @@ def parse_bundle(data: bytes, width: int | None = None) -> list[bytes]:
     if width is not None and len(entries) != width:
         raise MalformedError("entry bundle", f"expected {width} entries, got {len(entries)}")
     return entries
-
-
-def bundle_leaf_hashes(entries: Sequence[bytes]) -> bytes:
-    return b"".join(leaf_hash(e) for e in entries)
 
 
 class TileHashSource:

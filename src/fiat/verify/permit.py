@@ -44,9 +44,6 @@ from fiat.verify.trust_root import TrustedKey, TrustRoot
 
 PERMIT_TYP = "fiat-permit+jwt"
 
-#: The static steps, in the order :func:`check_permit` runs them.
-STATIC_STEPS = ("permit-signature", "permit-key-validity", "permit-claims", "runtime-key")
-
 
 @dataclass(frozen=True)
 class CheckedPermit:
