@@ -533,7 +533,14 @@ def test_a_denial_says_why_in_terms_a_user_can_act_on(shared: Authority) -> None
             [no_permit, 'resource Repo::"nope" is unknown to the entities' + OF_POLICY],
         ),
         (deploy(replicas=60), ["forbidden by policy replica-ceiling (deploy.cedar:15)"]),
-        (deploy(principal="agent:support-assistant"), [no_permit]),  # known, verified: simply not permitted
+        (  # known, verified: simply not permitted by the policies for the action
+            deploy(principal="agent:support-assistant"),
+            [
+                no_permit,
+                'the permit policies for Action::"deploy" did not match: '
+                "platform-deploys (deploy.cedar:2), critical-needs-approval (deploy.cedar:9)",
+            ],
+        ),
     ]
     for body, reasons in cases:
         r = shared.authorize(body)

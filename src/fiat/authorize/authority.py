@@ -526,6 +526,7 @@ class Authority:
                 active.bundle,
                 evaluation,
                 principal=req.principal,
+                action=req.action,
                 resource=req.resource,
                 evidence=req.evidence,
                 attestation=p.attestation,

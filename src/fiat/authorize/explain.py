@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fiat.authorize.names import entity_uid
+from fiat.authorize.names import action_uid, entity_uid
 from fiat.authorize.policy import Evaluation, PolicyBundle
 
 NO_PERMIT = "no policy permits it (deny by default)"
@@ -46,6 +46,7 @@ def denial(
     evaluation: Evaluation,
     *,
     principal: str,
+    action: str,
     resource: str,
     evidence: Any,
     attestation: dict[str, Any],
@@ -59,6 +60,13 @@ def denial(
         if env is not None:
             reasons.append(env)
         reasons.extend(unknown_entities(bundle, principal, resource))
+        uid = action_uid(action)
+        candidates = bundle.permits_for(uid)
+        if not candidates:
+            reasons.append(f"no permit policy of the active version is for action {uid}")
+        else:
+            names = ", ".join(bundle.where(name) for name in candidates)
+            reasons.append(f"the permit policies for {uid} did not match: {names}")
     reasons.extend(evaluation.errors)
     return tuple(reasons)
 

@@ -122,6 +122,7 @@ class _Set:
     names: dict[str, str]  # cedar id -> name
     annotations: dict[str, dict[str, str]]
     actions: frozenset[str] | None = None  # action UIDs some policy is scoped to; None: any action
+    permits: tuple[tuple[str, frozenset[str] | None], ...] = ()  # (name, action UIDs or None: any) per permit
 
     def may_apply(self, action: str) -> bool:
         return self.actions is None or action in self.actions
@@ -137,7 +138,8 @@ def _make_set(texts: list[tuple[str, str]]) -> _Set:
     static = parsed.get("staticPolicies", {})
     annotations = {pid: p.get("annotations", {}) for pid, p in static.items()}
     names = {pid: a.get("id", pid) for pid, a in annotations.items()}
-    return _Set(text, handle, names, annotations, _action_scope(static.values()))
+    permits = tuple((names[pid], _action_scope([p])) for pid, p in static.items() if p.get("effect") == "permit")
+    return _Set(text, handle, names, annotations, _action_scope(static.values()), permits)
 
 
 def _action_scope(policies: Any) -> frozenset[str] | None:
@@ -191,6 +193,10 @@ class PolicyBundle:
         """``name (file:line)`` for a policy of this bundle, or just ``name`` when its place is unknown."""
         place = self.locations.get(name)
         return f"{name} ({place})" if place else name
+
+    def permits_for(self, action: str) -> list[str]:
+        """The enforced permit policies whose scope may include ``action`` (an action UID)."""
+        return [name for name, actions in self.enforced.permits if actions is None or action in actions]
 
     def knows(self, uid: str) -> bool:
         """Whether entities.json holds the entity ``uid`` (``Type::"id"``)."""
