@@ -16,7 +16,7 @@ Which blocks run, by the fence's info string:
 
 * ``bash``, ``sh``, ``shell`` — the body runs in ``bash -e -u -o pipefail``: every
   command must succeed; a command documented to fail says so in the block
-  (``… || echo "denied (exit $?)"``);
+  (``… || test $? -eq 125``);
 * ``console`` — the lines starting with ``$ `` run as above (the other lines are output);
 * ``python``, ``py`` — the body runs as a script with the project's interpreter;
 * anything else (``json``, ``text``, none) is not code to run and is left alone.
