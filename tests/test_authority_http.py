@@ -515,6 +515,48 @@ def test_deny_by_default(shared: Authority) -> None:
         assert_decision_logged(shared, r)
 
 
+def test_a_denial_says_why_in_terms_a_user_can_act_on(shared: Authority) -> None:
+    no_permit = "no policy permits it (deny by default)"
+    cases = [
+        ({k: v for k, v in deploy().items() if k != "evidence"}, [no_permit, NO_EVIDENCE]),
+        (
+            deploy(evidence={"claims": CLAIMS, "digest": "0" * 64}),
+            [
+                no_permit,
+                "the environment was not verified: the Evidence was not accepted "
+                "(the digest does not match the claims)",
+            ],
+        ),
+        (deploy(principal="agent:x"), [no_permit, 'principal Agent::"x" is unknown to the entities' + OF_POLICY]),
+        (
+            {**deploy(), "action": "shell:run", "resource": "repo:nope", "context": {"command": COMMAND}},
+            [no_permit, 'resource Repo::"nope" is unknown to the entities' + OF_POLICY],
+        ),
+        (deploy(replicas=60), ["forbidden by policy replica-ceiling (deploy.cedar:15)"]),
+        (  # known, verified: simply not permitted by the policies for the action
+            deploy(principal="agent:support-assistant"),
+            [
+                no_permit,
+                'the permit policies for Action::"deploy" did not match: '
+                "platform-deploys (deploy.cedar:2), critical-needs-approval (deploy.cedar:9)",
+            ],
+        ),
+    ]
+    for body, reasons in cases:
+        r = shared.authorize(body)
+        assert r["decision"] == "deny", r
+        assert r["reasons"][: len(reasons)] == reasons, r
+        statement = assert_decision_logged(shared, r)
+        assert "reasons" not in statement["predicate"]  # the signed statement keeps its fields
+    r = shared.authorize(deploy())
+    assert r["reasons"] == ["permitted by policy platform-deploys (deploy.cedar:2)"], r
+
+
+COMMAND = {"argv": ["make"], "cwd": "/src"}
+NO_EVIDENCE = "the environment was not verified because no Evidence was sent"
+OF_POLICY = " (entities.json of the active policy)"
+
+
 def test_forbid_overrides_permit(shared: Authority) -> None:
     r = shared.authorize(deploy(replicas=60))
     assert r["decision"] == "deny", r

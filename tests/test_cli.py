@@ -676,3 +676,88 @@ def test_proof_unreadable_inputs(proof_home: tuple[Path, str], proof_file: Path,
     p = verify_proof(proof_file, v, tmp_path / "absent.bin")
     assert p.returncode == EXIT_INVALID
     assert "absent.bin" in err(p)
+
+
+# -- fiat authorize against a running `fiat serve` ---------------------------------------------------
+
+EXAMPLE_POLICIES = Path(__file__).resolve().parents[1] / "src" / "fiat" / "examples" / "policies"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """A fresh home with the shipped example policies, served by a real `fiat serve` on 127.0.0.1."""
+    import socket
+    import time
+    import urllib.request
+
+    home = tmp_path_factory.mktemp("served") / "home"
+    init(home)
+    ok(fiat("policy", "publish", EXAMPLE_POLICIES, "--home", home))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    log = (home.parent / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fiat.cli.main", "serve", "--home", str(home), "--port", str(port)],
+        env=_base_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, (home.parent / "serve.log").read_text()
+            try:
+                with urllib.request.urlopen(url + "/healthz", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "fiat serve did not start"
+                time.sleep(0.05)
+        yield home, url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+def authorize_cli(served: tuple[Path, str], *args: str) -> subprocess.CompletedProcess[bytes]:
+    home, url = served
+    return fiat("authorize", "--home", home, "--url", url, *args)
+
+
+@pytest.mark.parametrize(
+    ("action", "resource", "context", "policy"),
+    [
+        ("deploy", "service:docs", {"version": "1.2", "replicas": 3}, "platform-deploys"),
+        ("shell:run", "repo:fiat", {"command": {"argv": ["make", "release"], "cwd": "."}}, "bot-shell-in-repo"),
+    ],
+)
+def test_authorize_sends_environment_evidence_so_the_shipped_policies_permit(
+    served: tuple[Path, str], action: str, resource: str, context: dict[str, object], policy: str
+) -> None:
+    # The shipped policies permit only from a verified environment: without Evidence, a denial.
+    args = ("--principal", "agent:release-bot", "--action", action, "--resource", resource)
+    result = json.loads(out(ok(authorize_cli(served, *args, "--context", json.dumps(context), "--json"))))
+    assert result["decision"] == "allow", result
+    assert result["determiningPolicies"] == [policy]
+    assert result["reasons"] == [f"permitted by policy {policy} ({action.split(':')[0]}.cedar:2)"]
+    p = ok(authorize_cli(served, *args, "--context", json.dumps(context)))
+    assert out(p).startswith(f"allow: permitted by {policy}")
+    assert f"- permitted by policy {policy} (" in out(p)
+
+
+def test_authorize_denial_says_why(served: tuple[Path, str]) -> None:
+    deploy = ("--action", "deploy", "--resource", "service:docs")
+    p = authorize_cli(served, "--principal", "agent:x", *deploy, "--context", '{"version": "1", "replicas": 3}')
+    assert p.returncode == EXIT_FAILED
+    assert out(p).startswith("deny: no policy permits it (deny by default)")
+    assert '- principal Agent::"x" is unknown to the entities' in out(p)
+    p = authorize_cli(
+        served, "--principal", "agent:release-bot", *deploy, "--context", '{"version": "1", "replicas": 60}'
+    )
+    assert p.returncode == EXIT_FAILED
+    assert "- forbidden by policy replica-ceiling (deploy.cedar:15)" in out(p)
+    result = json.loads(out(authorize_cli(served, "--principal", "agent:x", *deploy, "--context", "{}", "--json")))
+    assert result["decision"] == "deny"
+    assert any("to have an attribute" in r for r in result["reasons"]), result  # Cedar's diagnostics

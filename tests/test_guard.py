@@ -1227,6 +1227,40 @@ def test_governed_isolated_child_killed_hard(server: Server, tmp_path: Path, mon
     assert_halt_receipt(receipts[0][1], "environment")
 
 
+def test_governed_names_this_process_as_the_command_so_shell_run_is_permitted(server: Server) -> None:
+    # The schema asks shell:run for context.input.command; as `fiat run`, governed now supplies it.
+    ran: list[str] = []
+
+    @fiat.governed(
+        principal=PRINCIPAL, action=ACTION, resource=RESOURCE, home=server.home, url=server.url, isolate=True
+    )
+    def rebuild() -> str:
+        return "rebuilt"
+
+    with fiat.governed(principal=PRINCIPAL, action=ACTION, resource=RESOURCE, home=server.home, url=server.url) as g:
+        ran.append(g.permit_id)
+    assert ran and ran[0].startswith("pmt_")
+    assert rebuild() == "rebuilt"
+
+
+def test_governed_denial_says_why(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    def deploy(replicas: int, principal: str | None = None) -> None:
+        context = {"version": "1.2", "replicas": replicas}
+        kw: dict[str, Any] = {"home": server.home, "url": server.url, "context": context}
+        with fiat.governed(principal=principal, action="deploy", resource="service:docs", **kw):
+            raise AssertionError("a denied block must not run")
+
+    # The default principal is the OS user (getpass reads LOGNAME first), here unknown to the entities.
+    monkeypatch.delenv("FIAT_PRINCIPAL", raising=False)
+    monkeypatch.setenv("LOGNAME", "mallory")
+    with pytest.raises(fiat.Denied) as info:
+        deploy(3)
+    assert 'principal User::"mallory" is unknown to the entities' in info.value.reason, info.value
+    with pytest.raises(fiat.Denied) as info:
+        deploy(60, PRINCIPAL)
+    assert info.value.reason == "forbidden by policy replica-ceiling (deploy.cedar:15)"
+
+
 # == known src bugs: strict xfails that pass once the guard fails closed here too ===========================
 
 

@@ -434,3 +434,26 @@ def test_history_of_a_fresh_home_is_empty(tmp_path: Path) -> None:
     assert p.returncode == EXIT_INVALID and "version 1 was never published" in p.stderr
     p = fiat("policy", "history", "--home", tmp_path / "no-home")
     assert p.returncode == EXIT_ERROR and "no Fiat home" in p.stderr
+
+
+def test_policies_are_located_by_file_and_line(tmp_path: Path) -> None:
+    """Decisions name a policy as ``name (file:line)``; ``;`` in strings and comments does not confuse it."""
+    from fiat.authorize.policy import load_bundle
+
+    bundle = copy_bundle(tmp_path)
+    (bundle / "extra.cedar").write_text(
+        "// a comment; with a semicolon\n"
+        '@id("semi;colon")\n'
+        'permit (principal, action == Action::"deploy", resource)\n'
+        'when { context.input.version == "1;2" };\n'
+        "\n"
+        'permit (principal, action == Action::"deploy", resource) when { false };\n',
+        encoding="utf-8",
+    )
+    loaded = load_bundle(bundle)
+    assert loaded.where("semi;colon") == "semi;colon (extra.cedar:2)"
+    assert loaded.where("replica-ceiling") == "replica-ceiling (deploy.cedar:15)"
+    assert loaded.where("bot-shell-in-repo") == "bot-shell-in-repo (shell.cedar:2)"  # numbered after extra.cedar
+    # With @shadow policies split off, Cedar renumbers the enforced set: a policy without @id has no place.
+    assert set(loaded.locations) == {n for n in loaded.policy_names() if not n.startswith("policy")}
+    assert loaded.permits_for('Action::"deploy"')[:3] == ["platform-deploys", "critical-needs-approval", "semi;colon"]

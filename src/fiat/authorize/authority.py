@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from fiat.authorize import explain
 from fiat.authorize.names import entity_uid
 from fiat.authorize.permit import Constraints, PermitRequest, PolicyRef, mint_permit
 from fiat.authorize.policy import Evaluation, PolicyBundle, PolicyError, load_bundle, read_bundle_files
@@ -110,11 +111,13 @@ class AuthorizationResult:
     determining: tuple[str, ...] = ()
     shadow: tuple[dict[str, Any], ...] = ()
     obligations: dict[str, Any] = field(default_factory=dict)
+    reasons: tuple[str, ...] = ()  # why, for the caller (not part of the signed statement)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "decision": self.decision,
             "reason": self.reason,
+            "reasons": list(self.reasons or (self.reason,)),
             "actionDigest": self.action_digest,
             "permit": self.permit,
             "permitId": self.permit_id,
@@ -518,7 +521,18 @@ class Authority:
             )
             if evaluation.errors:
                 reason += f"; errors: {'; '.join(evaluation.errors)}"
-            return self._deny_later(enc, now, reason, policy=active, evaluation=evaluation, shadow=shadow)
+            reasons = explain.denial(
+                active.bundle,
+                evaluation,
+                principal=req.principal,
+                action=req.action,
+                resource=req.resource,
+                evidence=req.evidence,
+                attestation=p.attestation,
+            )
+            return self._deny_later(
+                enc, now, reason, policy=active, evaluation=evaluation, shadow=shadow, reasons=reasons
+            )
         # 7. approval (a renewal carries over the approvals of the permit it renews)
         approvals: tuple[str, ...] = ()
         if evaluation.obligations.approval is not None:
@@ -595,6 +609,7 @@ class Authority:
         evaluation: Evaluation | None = None,
         shadow: tuple[dict[str, Any], ...] = (),
         evidence_digest: str | None = None,
+        reasons: tuple[str, ...] = (),
     ) -> _Answer:
         """A denial; its signed statement is submitted to the log. If the log is down: still deny."""
         result = AuthorizationResult(
@@ -603,6 +618,7 @@ class Authority:
             action_digest=enc.digest,
             determining=evaluation.determining if evaluation else (),
             shadow=shadow,
+            reasons=reasons,
         )
         try:
             statement = self._decision_statement(
@@ -647,6 +663,7 @@ class Authority:
             approval_expires=expires,
             determining=evaluation.determining,
             shadow=shadow,
+            reasons=explain.permitted(active.bundle, evaluation, pending=True),
         )
 
     def _allow(
@@ -718,6 +735,7 @@ class Authority:
             "approval": ob.approval,
         }
         reason = statement.predicate["reason"]
+        reasons = explain.permitted(active.bundle, evaluation)
 
         def fill(appended: list[AppendResult]) -> AuthorizationResult:
             return AuthorizationResult(
@@ -731,6 +749,7 @@ class Authority:
                 determining=evaluation.determining,
                 shadow=shadow,
                 obligations=obligations,
+                reasons=reasons,
             )
 
         def unlogged(exc: BaseException) -> _Answer:

@@ -122,6 +122,7 @@ class _Set:
     names: dict[str, str]  # cedar id -> name
     annotations: dict[str, dict[str, str]]
     actions: frozenset[str] | None = None  # action UIDs some policy is scoped to; None: any action
+    permits: tuple[tuple[str, frozenset[str] | None], ...] = ()  # (name, action UIDs or None: any) per permit
 
     def may_apply(self, action: str) -> bool:
         return self.actions is None or action in self.actions
@@ -137,7 +138,8 @@ def _make_set(texts: list[tuple[str, str]]) -> _Set:
     static = parsed.get("staticPolicies", {})
     annotations = {pid: p.get("annotations", {}) for pid, p in static.items()}
     names = {pid: a.get("id", pid) for pid, a in annotations.items()}
-    return _Set(text, handle, names, annotations, _action_scope(static.values()))
+    permits = tuple((names[pid], _action_scope([p])) for pid, p in static.items() if p.get("effect") == "permit")
+    return _Set(text, handle, names, annotations, _action_scope(static.values()), permits)
 
 
 def _action_scope(policies: Any) -> frozenset[str] | None:
@@ -171,6 +173,10 @@ class PolicyBundle:
     shadow_set: _Set = field(repr=False)
     schema: Any = field(repr=False)
     entities: Any = field(repr=False)
+    #: policy name -> "file:line" where the policy (its first annotation) begins.
+    locations: dict[str, str] = field(default_factory=dict, repr=False)
+    #: the UIDs (``Type::"id"``) of every entity in entities.json.
+    entity_uids: frozenset[str] = field(default_factory=frozenset, repr=False)
 
     @property
     def digest(self) -> str:
@@ -182,6 +188,19 @@ class PolicyBundle:
     def policy_names(self) -> list[str]:
         """Every policy of the bundle, enforced and shadow."""
         return sorted(set(self.enforced.names.values()) | set(self.shadow_set.names.values()))
+
+    def where(self, name: str) -> str:
+        """``name (file:line)`` for a policy of this bundle, or just ``name`` when its place is unknown."""
+        place = self.locations.get(name)
+        return f"{name} ({place})" if place else name
+
+    def permits_for(self, action: str) -> list[str]:
+        """The enforced permit policies whose scope may include ``action`` (an action UID)."""
+        return [name for name, actions in self.enforced.permits if actions is None or action in actions]
+
+    def knows(self, uid: str) -> bool:
+        """Whether entities.json holds the entity ``uid`` (``Type::"id"``)."""
+        return uid in self.entity_uids
 
     def validate(self) -> list[str]:
         """Validate every policy against the schema; returns the errors (empty when valid)."""
@@ -373,7 +392,89 @@ def load_bundle(root: Path | None = None, files: dict[str, bytes] | None = None)
         shadow.actions = _action_scope([p for pid, p in static.items() if pid in shadow_ids])
     else:
         enforced, shadow = everything, _make_set([])
-    return PolicyBundle(root, files, schema_text, entities_text, bundle_shadow, enforced, shadow, schema, entities)
+    return PolicyBundle(
+        root,
+        files,
+        schema_text,
+        entities_text,
+        bundle_shadow,
+        enforced,
+        shadow,
+        schema,
+        entities,
+        _locations(texts, everything, renumbered=bool(shadow_ids)),
+        _entity_uids(entities_text),
+    )
+
+
+def _policy_lines(text: str) -> list[int]:
+    """The line (1-based) where each policy of a Cedar file begins, in order.
+
+    Every Cedar policy ends with ``;`` and no ``;`` occurs inside one outside a string
+    literal or a comment (Cedar grammar: ``Policy ::= {Annotation} Effect '(' Scope ')'
+    {Conditions} ';'``), so a scan that skips strings and ``//`` comments finds them.
+    """
+    starts: list[int] = []
+    line, i, n = 1, 0, len(text)
+    begun = False
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line += 1
+        elif c == "/" and text.startswith("//", i):
+            while i < n and text[i] != "\n":
+                i += 1
+            continue
+        elif c == '"':
+            if not begun:
+                starts.append(line)
+                begun = True
+            i += 1
+            while i < n and text[i] != '"':
+                if text[i] == "\n":
+                    line += 1
+                i += 2 if text[i] == "\\" else 1
+        elif c == ";":
+            begun = False
+        elif not c.isspace() and not begun:
+            starts.append(line)
+            begun = True
+        i += 1
+    return starts
+
+
+def _locations(texts: list[tuple[str, str]], everything: _Set, *, renumbered: bool) -> dict[str, str]:
+    """Policy name -> ``file:line``; Cedar numbers the policies ``policy0``, ... in text order.
+
+    When the enforced set was rebuilt without the shadow policies (``renumbered``), Cedar's
+    own ids differ between the sets, so only names given with ``@id`` are located.
+    """
+    places: list[str] = []
+    for file, text in texts:
+        places.extend(f"{file}:{line}" for line in _policy_lines(text))
+    if len(places) != len(everything.names):
+        return {}  # the scan disagrees with Cedar: name no place rather than a wrong one
+    out: dict[str, str] = {}
+    for k, place in enumerate(places):
+        pid = f"policy{k}"
+        name = everything.names.get(pid)
+        if name is not None and (not renumbered or "id" in everything.annotations.get(pid, {})):
+            out[name] = place
+    return out
+
+
+def _entity_uids(entities_text: str) -> frozenset[str]:
+    """The ``Type::"id"`` of every entity in Cedar's entity JSON (already parsed by Cedar)."""
+    try:
+        entities = json.loads(entities_text)
+    except ValueError:
+        return frozenset()
+    uids = set()
+    for e in entities if isinstance(entities, list) else ():
+        uid = e.get("uid") if isinstance(e, dict) else None
+        if isinstance(uid, dict) and isinstance(uid.get("type"), str) and isinstance(uid.get("id"), str):
+            uids.add(f"{uid['type']}::{json.dumps(uid['id'], ensure_ascii=False)}")
+    return frozenset(uids)
 
 
 def _without(text: str, drop: set[str]) -> str:

@@ -824,8 +824,15 @@ def authorize_cmd(
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Ask the authority for a decision as this home's runtime; print the decision and the permit."""
+    """Ask the authority for a decision as this home's runtime; print the decision, why, and the permit.
+
+    The request carries this runtime's environment Evidence, measured as ``fiat measure``
+    does (the probes, ``runtime.files`` and ``runtime.env_allowlist``), as ``fiat run`` sends it.
+    """
+    import os
+
     from fiat.client import AuthorityClient, ClientError
+    from fiat.establish.measure import default_measurer
     from fiat.home import keyring
 
     try:
@@ -837,7 +844,15 @@ def authorize_cmd(
     with errors_to_exit():
         cfg = _config(home)
         rec, key = keyring(cfg).signing_key("runtime", None)
-        body = {"principal": principal, "action": action, "resource": resource, "context": ctx, "parent": parent}
+        evidence = default_measurer(None, os.getcwd(), cfg.runtime.files, cfg.runtime.env_allowlist).measure()
+        body = {
+            "principal": principal,
+            "action": action,
+            "resource": resource,
+            "context": ctx,
+            "parent": parent,
+            "evidence": evidence,
+        }
         if approval_id:
             body["approvalId"] = approval_id
         try:
@@ -849,7 +864,10 @@ def authorize_cmd(
         emit_json(result)
     else:
         colour = {"allow": "green", "deny": "red", "pending": "yellow"}[result["decision"]]
-        out.print(f"[bold {colour}]{result['decision']}[/]: {result['reason']}")
+        out.print(f"[bold {colour}]{result['decision']}[/]: {escape(result['reason'])}")
+        for why in result.get("reasons") or []:
+            if why != result["reason"]:
+                out.print(f"  - {escape(why)}")
         if result.get("approvalId"):
             out.print(f"approval id: {result['approvalId']} (expires {result['approvalExpires']})")
             out.print(f"an approver runs: fiat approve {result['approvalId']}")

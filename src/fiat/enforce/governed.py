@@ -2,22 +2,29 @@
 
 ::
 
-    with fiat.governed(action="deploy", resource="service:payments", context={...}) as g:
+    with fiat.governed(principal="agent:release-bot", action="deploy", resource="service:docs",
+                       context={"version": "1.2", "replicas": 3}) as g:
         for step in plan:
             g.check()          # cooperative code: raises fiat.Halt once trust is lost
             apply(step)
 
-    @fiat.governed(action="tool:refund", resource="order:1", context={...})
+    @fiat.governed(principal="agent:support-assistant", action="tool:refund", resource="order:1",
+                   context={"amount_cents": 2500, "currency": "EUR"})
     async def refund() -> None: ...     # async work is cancelled on a halt
 
-    @fiat.governed(action="shell:run", resource="repo:fiat", isolate=True)
+    @fiat.governed(principal="agent:release-bot", action="shell:run", resource="repo:fiat", isolate=True)
     def crunch() -> int: ...            # runs in a child process, killed hard on a halt
 
-Entering establishes trust exactly as ``fiat run`` does (permit verified locally
-before the body runs; :class:`~fiat.enforce.guard.Denied` or
-:class:`~fiat.enforce.guard.NotEstablished` if not). While the body runs a watcher
-thread re-verifies on every heartbeat and on every trust state. Leaving signs
-the receipt. Many guarded blocks in one process share one trust subscription.
+Entering establishes trust exactly as ``fiat run`` does (environment Evidence
+measured and sent, permit verified locally before the body runs;
+:class:`~fiat.enforce.guard.Denied`, saying why, or
+:class:`~fiat.enforce.guard.NotEstablished` if not). The request's context gets
+``command`` (this Python process's argv and working directory), as ``fiat run``
+adds the command it runs, unless the caller passes its own. The principal is
+``principal=``, else ``$FIAT_PRINCIPAL``, else the operating-system user as
+``user:NAME`` (the policy's entities must know whoever it is). While the body
+runs a watcher thread re-verifies on every heartbeat and on every trust state.
+Leaving signs the receipt. Many guarded blocks in one process share one trust subscription.
 """
 
 from __future__ import annotations
@@ -96,14 +103,17 @@ class governed:
     def _establish(self) -> Session:
         cfg = load_config(self.home, require=True)
         principal = self.principal or os.environ.get("FIAT_PRINCIPAL") or f"user:{getpass.getuser()}"
+        argv, cwd = [sys.executable, *sys.argv], os.getcwd()
+        # As `fiat run` does, the request names what runs: this Python process (unless the caller says).
+        context = {"command": {"argv": argv, "cwd": cwd}, **self.context}
         boot = open_session(
             cfg,
-            argv=[sys.executable, *sys.argv],
-            cwd=os.getcwd(),
+            argv=argv,
+            cwd=cwd,
             principal=principal,
             action=self.action,
             resource=self.resource,
-            context=self.context,
+            context=context,
             parent=self.parent,
             url=self.url,
             settings=self.settings,

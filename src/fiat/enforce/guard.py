@@ -188,7 +188,9 @@ class Session:
             decision = self._wait_for_approval(decision, evidence)
         self.decision = decision
         if decision["decision"] != "allow":
-            raise Denied(decision.get("reason", "denied"), decision)
+            # The authority's explanation (``reasons``) says why in terms the caller can act on.
+            reasons = [r for r in decision.get("reasons") or [] if isinstance(r, str)]
+            raise Denied("; ".join(reasons) or decision.get("reason", "denied"), decision)
         fresh = self.measurer.measure()
         self.claims = verify_permit_locally(
             decision["permit"],
@@ -224,7 +226,8 @@ class Session:
                 self.approval_id = approval_id
                 return self._authorize(evidence)
             if status in ("denied", "expired", "used"):
-                return {**decision, "decision": "deny", "reason": f"approval {approval_id} was {status}"}
+                reason = f"approval {approval_id} was {status}"
+                return {**decision, "decision": "deny", "reason": reason, "reasons": [reason]}
             time.sleep(0.2)
         return decision
 
