@@ -41,13 +41,14 @@ import pytest
 import fiat
 from fiat.config import SETTINGS, load_config
 from fiat.errors import AuditError
-from fiat.home import init_home, open_log
+from fiat.home import init_home
 from fiat.persist.sqlite import SQLiteLogStore
 from fiat.prove.audit import audit_log
 from fiat.prove.log import TransparencyLog
 from fiat.tlog import merkle
 from fiat.tlog.checkpoint import SignedCheckpoint, open_checkpoint
 from fiat.tlog.tiles import HASH_SIZE, TILE_WIDTH, encode_bundle, parse_path
+from fiat.wiring import open_log
 
 HELPER = Path(__file__).parent / "helpers" / "crash_writer.py"
 MAX_IN_FLIGHT = 8  # must match crash_writer.MAX_IN_FLIGHT
@@ -370,7 +371,6 @@ def verify(home: Path, history: History, new_acks: list[Ack], rng: random.Random
         return cp
     finally:
         log.close()
-        log.store.close()
 
 
 # -- the tests --------------------------------------------------------------------

@@ -43,12 +43,13 @@ from fiat.formats.dsse import Envelope
 from fiat.formats.encoding import json_digest
 from fiat.formats.jcs import canonicalize
 from fiat.formats.statement import DECISION, Statement
-from fiat.home import init_home, keyring, open_log, trust_root
+from fiat.home import init_home, keyring, trust_root
 from fiat.persist.sqlite import SQLiteDatabase
 from fiat.prove import evidence as ev
 from fiat.tlog import merkle
 from fiat.tlog.checkpoint import open_checkpoint
 from fiat.verify import Bundle, VerificationPolicy, verify
+from fiat.wiring import open_authority, open_log
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "policies"
@@ -104,7 +105,7 @@ def make_home(where: Path, bundle: Path = EXAMPLES) -> Config:
     """A home made with init_home, ``bundle`` published as version 1 through an Authority."""
     init_home(where)
     cfg = load_config(where, require=True)
-    a = Authority(cfg)
+    a = open_authority(cfg)
     try:
         version, _, index = a.publish_policy(bundle)
         assert (version, index) == (1, 0)
@@ -546,7 +547,7 @@ def test_structured_uids_decide_as_the_string_form_for_ids_cedar_wants_escaped(
 
 @pytest.fixture
 def authority(tmp_path: Path, clean_env: None) -> Iterator[Authority]:
-    a = Authority(make_home(tmp_path / "home"))
+    a = open_authority(make_home(tmp_path / "home"))
     try:
         yield a
     finally:
@@ -604,7 +605,7 @@ def test_shadow_results_are_in_the_signed_decision_statement(authority: Authorit
 def test_whole_bundle_shadow_mode_results_are_logged(tmp_path: Path, clean_env: None) -> None:
     bundle = copy_bundle(tmp_path)
     (bundle / "fiat-policy.toml").write_text("shadow = true\n", encoding="utf-8")
-    a = Authority(make_home(tmp_path / "home", bundle))
+    a = open_authority(make_home(tmp_path / "home", bundle))
     try:
         kid = runtime_kid(a.cfg)
         r = a.authorize(deploy(kid))
@@ -750,7 +751,7 @@ def test_two_authority_processes_share_one_home(tmp_path: Path, clean_env: None)
         log.close()
 
     # Every index holds what its worker was told it holds.
-    authority = Authority(load_config(cfg.home, require=True))
+    authority = open_authority(load_config(cfg.home, require=True))
     try:
         for r in results:
             p = logged_decision(authority, r["decisionIndex"])
@@ -818,8 +819,8 @@ def test_write_lock_queues_writers_of_several_processes(tmp_path: Path) -> None:
 
 def test_an_authority_follows_a_policy_published_through_another(tmp_path: Path, clean_env: None) -> None:
     cfg = make_home(tmp_path / "home")
-    publisher = Authority(cfg)
-    follower = Authority(load_config(cfg.home, require=True))
+    publisher = open_authority(cfg)
+    follower = open_authority(load_config(cfg.home, require=True))
     try:
         kid = runtime_kid(cfg)
         assert follower.policy is not None and follower.policy.version == 1

@@ -220,8 +220,6 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("log.batch_max_entries must be at least 1")
     if not 0 <= cfg.log.batch_linger_ms <= 1000:
         raise ConfigError("log.batch_linger_ms must be between 0 and 1000")
-    if cfg.storage.backend != "sqlite":
-        raise ConfigError(f"storage.backend {cfg.storage.backend!r} is not available; use 'sqlite'")
     if cfg.storage.synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
         raise ConfigError("storage.synchronous must be FULL, NORMAL or EXTRA")
     if not 50 <= cfg.authority.trust_interval_ms <= 60_000:
