@@ -12,6 +12,8 @@ recomputed from its entries with the RFC 9162 leaf/node hashes.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -31,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fiat.authorize.authority import Authority, AuthorizationRequest, AuthorizationResult
+from fiat.authorize.authority import Authority, AuthorizationError, AuthorizationRequest, AuthorizationResult
 from fiat.authorize.names import action_uid, cedar_request_uid, entity_uid, same_principal
 from fiat.authorize.policy import Evaluation, PolicyBundle, PolicyError, load_bundle
 from fiat.config import SETTINGS, Config, load_config
@@ -1017,3 +1019,30 @@ def test_a_cedar_failure_is_a_logged_denial(authority: Authority, monkeypatch: p
     assert (predicate["decision"], predicate["reason"]) == ("deny", r.reason)
     refused.clear()
     assert authority.authorize(deploy(kid)).decision == "allow"  # Cedar back: decided again
+
+
+def test_a_pending_decision_does_not_hold_up_the_decider(tmp_path: Path, clean_env: None) -> None:
+    """While the log cannot commit (another writer holds the home's writer lock), a pending decision
+    is handed to the log like any other: the decider goes on, and answers a request it refuses
+    before logging anything. Once the lock is free, the pending decision and its approval commit."""
+    cfg = make_home(tmp_path / "home")
+    a = open_authority(cfg)
+    kid = runtime_kid(cfg)
+    lock = os.open(cfg.database_path.with_name(cfg.database_path.name + "-writer.lock"), os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            pending = a.submit(deploy(kid, resource="service:payments"))
+            time.sleep(0.5)  # the decider takes the pending request alone (a later batch than the next one)
+            refused = a.submit(dataclasses.replace(deploy(kid), runtime_kid="not-enrolled"))
+            with pytest.raises(AuthorizationError, match="not enrolled"):
+                refused.result(timeout=3)  # 3 s < storage.busy_timeout_ms: the lock is still held
+            assert not pending.done()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        r = pending.result(timeout=30)
+        assert r.decision == "pending" and r.approval_id is not None
+        assert a.approval(r.approval_id)["status"] == "pending"
+    finally:
+        os.close(lock)
+        a.close()
