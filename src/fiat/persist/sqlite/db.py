@@ -239,7 +239,16 @@ class RowStager:
                 self._rows.setdefault(INSERT_LINK, []).append((row.jti, row.kind, row.log_index))
             case PermitRecord():
                 p = row
-                values: tuple[object, ...] = (p.jti, p.parent, p.request, p.log_index, p.principal, p.runtime, p.depth, p.exp)
+                values: tuple[object, ...] = (
+                    p.jti,
+                    p.parent,
+                    p.request,
+                    p.log_index,
+                    p.principal,
+                    p.runtime,
+                    p.depth,
+                    p.exp,
+                )
                 self._rows.setdefault(INSERT_PERMIT, []).append(values)
             case ApprovalRecord():
                 a = row
