@@ -16,6 +16,10 @@ moment, reopens the log and checks that:
 * acknowledged entries have inclusion proofs to the checkpoint acknowledged with them;
 * a full tlog-tiles audit (fiat.prove.audit.audit_log) over a fetcher reading the store passes.
 
+A second child (tests/helpers/crash_authority.py) is an authority whose log ends the process right after a
+batch commits: after it, every pending decision in the log has its approval row and every approval row its
+logged pending decision (they commit in one batch).
+
 The kill delays come from a seeded ``random.Random``; the seed is printed (shown on failure) and can be
 replayed with ``FIAT_CRASH_SEED=<seed>``. Thread scheduling is of course not reproducible.
 """
