@@ -6,6 +6,7 @@ Everything runs on real SQLite files in tmp_path, opened the way Fiat opens them
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -13,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from fiat.config import SETTINGS, Config, load_config
+from fiat.config import SETTINGS, STORAGE_BACKENDS, Config, load_config
 from fiat.errors import ConfigError, StorageError
 from fiat.home import init_home
 from fiat.persist.protocols import LogWriter
 from fiat.persist.records import ApprovalRecord, EvidenceLink, PermitRecord, PolicyVersion, Revocation, StoredPolicy
 from fiat.persist.sqlite import SCHEMA_VERSION
-from fiat.wiring import backend, open_authority, open_authority_store, open_evidence, open_log
+from fiat.wiring import BACKENDS, backend, open_authority, open_authority_store, open_evidence, open_log
 
 # The layout Fiat wrote before it recorded a schema version (user_version 0), statement for
 # statement; ``revocations`` as it was before revocations could expire (no ``expires`` column).
@@ -129,13 +130,18 @@ def test_a_file_that_is_not_a_database_is_refused(cfg: Config) -> None:
 def test_an_unknown_backend_is_a_config_error_naming_the_valid_ones(
     cfg: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    message = r"storage.backend 'postgres' is not a storage backend; use one of: 'sqlite'"
     monkeypatch.setenv("FIAT_STORAGE_BACKEND", "postgres")
-    other = load_config(cfg.home, require=True)
+    with pytest.raises(ConfigError, match=message):
+        load_config(cfg.home, require=True)  # when the configuration loads
+    other = dataclasses.replace(cfg, storage=dataclasses.replace(cfg.storage, backend="postgres"))
     for opener in (open_log, open_evidence, open_authority_store, open_authority):
-        with pytest.raises(
-            ConfigError, match=r"storage.backend 'postgres' is not a storage backend; use one of: 'sqlite'"
-        ):
-            opener(other)
+        with pytest.raises(ConfigError, match=message):
+            opener(other)  # and whenever a configuration built some other way opens storage
+
+
+def test_every_configurable_backend_can_be_built() -> None:
+    assert sorted(BACKENDS) == sorted(STORAGE_BACKENDS)
 
 
 def test_the_log_closes_its_store_and_closing_again_is_harmless(cfg: Config) -> None:

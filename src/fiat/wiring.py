@@ -16,8 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
-from fiat.config import Config
-from fiat.errors import ConfigError
+from fiat.config import Config, check_backend
 from fiat.keyring import KeyRing
 from fiat.persist.protocols import AuthorityStore, EvidenceIndex, LogStore
 from fiat.persist.sqlite import SQLiteAuthorityStore, SQLiteEvidenceIndex, SQLiteLogStore
@@ -52,17 +51,15 @@ class SQLiteBackend:
         return SQLiteAuthorityStore(cfg.database_path, cfg.storage.busy_timeout_ms)
 
 
-#: ``storage.backend`` → the backend it names.
+#: ``storage.backend`` → the backend it names (``fiat.config.STORAGE_BACKENDS`` lists the same names,
+#: so a configuration naming no backend fails when it is loaded).
 BACKENDS: Mapping[str, Backend] = {"sqlite": SQLiteBackend()}
 
 
 def backend(cfg: Config) -> Backend:
     """The backend ``storage.backend`` names; a :class:`ConfigError` naming the valid ones otherwise."""
-    found = BACKENDS.get(cfg.storage.backend)
-    if found is None:
-        valid = ", ".join(repr(name) for name in sorted(BACKENDS))
-        raise ConfigError(f"storage.backend {cfg.storage.backend!r} is not a storage backend; use one of: {valid}")
-    return found
+    check_backend(cfg.storage.backend)
+    return BACKENDS[cfg.storage.backend]
 
 
 def open_log(cfg: Config) -> TransparencyLog:
