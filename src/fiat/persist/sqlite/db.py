@@ -176,8 +176,7 @@ def _check_known(version: int, path: Path) -> None:
     if version > SCHEMA_VERSION:
         raise StorageError(
             f"{path} has schema version {version}, newer than the version {SCHEMA_VERSION} this Fiat knows: "
-            "a newer Fiat wrote it. Upgrade Fiat to open it (or restore a backup this Fiat wrote); "
-            "do not downgrade a home"
+            "a newer Fiat wrote it. Upgrade Fiat to open it, or restore a backup that this version wrote"
         )
     if version < 0:
         raise StorageError(f"{path} records schema version {version}: it is not a Fiat database")

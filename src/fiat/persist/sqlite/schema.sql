@@ -3,6 +3,7 @@
 -- commits the rows it stages (index rows, new approvals) in its own transaction.
 -- Every statement is idempotent: a database written before versions were recorded
 -- (user_version 0, the same layout) is brought up to version 1 by running this file.
+-- log_meta.schema_version is the log tables' older marker of the same layout (always 1).
 
 CREATE TABLE IF NOT EXISTS log_meta (
     id INTEGER PRIMARY KEY CHECK (id = 1),
