@@ -19,9 +19,10 @@ from fiat.authorize.permit import Constraints, PermitRequest, PolicyRef, mint_pe
 from fiat.config import Config, load_config
 from fiat.formats import jws
 from fiat.formats.action import action_digest, action_request
-from fiat.home import init_home, keyring, open_evidence, trust_root
+from fiat.home import init_home, keyring, trust_root
 from fiat.prove import evidence as ev
 from fiat.verify import Bundle, TrustRoot
+from fiat.wiring import open_evidence
 
 ENV_DIGEST = hashlib.sha256(b"environment measurement").hexdigest()
 POLICY = PolicyRef(hashlib.sha256(b"policy bundle v1").hexdigest(), 1, ("allow-deploys",))

@@ -95,7 +95,7 @@ def clean_env() -> Iterator[None]:
 def read_log(home: Path) -> tuple[int, list[bytes]]:
     """(tree size, all entries) read in-process through the public API."""
     from fiat.config import load_config
-    from fiat.home import open_log
+    from fiat.wiring import open_log
 
     with clean_env():
         log = open_log(load_config(home, require=True))
@@ -109,7 +109,7 @@ def read_log(home: Path) -> tuple[int, list[bytes]]:
 
 def append_in_process(home: Path, entries: list[bytes]) -> None:
     from fiat.config import load_config
-    from fiat.home import open_log
+    from fiat.wiring import open_log
 
     with clean_env():
         log = open_log(load_config(home, require=True))

@@ -16,6 +16,10 @@ moment, reopens the log and checks that:
 * acknowledged entries have inclusion proofs to the checkpoint acknowledged with them;
 * a full tlog-tiles audit (fiat.prove.audit.audit_log) over a fetcher reading the store passes.
 
+A second child (tests/helpers/crash_authority.py) is an authority whose log ends the process right after a
+batch commits: after it, every pending decision in the log has its approval row and every approval row its
+logged pending decision (they commit in one batch).
+
 The kill delays come from a seeded ``random.Random``; the seed is printed (shown on failure) and can be
 replayed with ``FIAT_CRASH_SEED=<seed>``. Thread scheduling is of course not reproducible.
 """
@@ -28,6 +32,7 @@ import hashlib
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -39,15 +44,18 @@ from pathlib import Path
 import pytest
 
 import fiat
-from fiat.config import SETTINGS, load_config
+from fiat.config import SETTINGS, Config, load_config
 from fiat.errors import AuditError
-from fiat.home import init_home, open_log
+from fiat.formats.dsse import Envelope
+from fiat.formats.statement import DECISION, Statement
+from fiat.home import init_home
 from fiat.persist.sqlite import SQLiteLogStore
 from fiat.prove.audit import audit_log
 from fiat.prove.log import TransparencyLog
 from fiat.tlog import merkle
 from fiat.tlog.checkpoint import SignedCheckpoint, open_checkpoint
 from fiat.tlog.tiles import HASH_SIZE, TILE_WIDTH, encode_bundle, parse_path
+from fiat.wiring import open_authority, open_log
 
 HELPER = Path(__file__).parent / "helpers" / "crash_writer.py"
 MAX_IN_FLIGHT = 8  # must match crash_writer.MAX_IN_FLIGHT
@@ -370,7 +378,6 @@ def verify(home: Path, history: History, new_acks: list[Ack], rng: random.Random
         return cp
     finally:
         log.close()
-        log.store.close()
 
 
 # -- the tests --------------------------------------------------------------------
@@ -467,3 +474,63 @@ def test_sigkill_with_synchronous_normal(home: Path, writers: Writers, crash_see
         assert w.ready_info is not None and w.ready_info[1] == "NORMAL", w.ready_info
         verify(home, history, w.acks, rng, f"after NORMAL kill {c} (seed {crash_seed})")
     assert history.last is not None and history.last.size > 0
+
+
+# -- a pending decision and its approval ------------------------------------------------
+
+AUTHORITY_HELPER = Path(__file__).parent / "helpers" / "crash_authority.py"
+CRASHED = 70  # must match crash_authority.CRASHED
+
+
+def _pending_in_log(cfg: Config) -> set[str]:
+    """The approval ids named by the pending decisions in the log."""
+    log = open_log(cfg)
+    try:
+        entries = log.read_entries(0, log.checkpoint().size)
+    finally:
+        log.close()
+    ids = set()
+    for raw in entries:
+        if raw.startswith(b"{"):  # a DSSE envelope (permits are compact JWS)
+            statement = Statement.from_envelope(Envelope.parse(raw))
+            if statement.predicate_type == DECISION and statement.predicate["decision"] == "pending":
+                ids.add(statement.predicate["approval"]["id"])
+    return ids
+
+
+def _approval_rows(cfg: Config) -> set[str]:
+    db = sqlite3.connect(cfg.database_path)
+    try:
+        return {str(row[0]) for row in db.execute("SELECT id FROM approvals WHERE status = 'pending'")}
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("crash_after", [1, 2])
+def test_a_crash_after_a_batch_leaves_no_pending_decision_without_its_approval(home: Path, crash_after: int) -> None:
+    """The authority process dies right after a log batch commits; after reopening, every logged
+    pending decision has its approval row and every approval row its logged pending decision."""
+    cfg = load_config(home, require=True)
+    authority = open_authority(cfg)
+    try:
+        authority.publish_policy(Path(fiat.__file__).parent / "examples" / "policies")
+    finally:
+        authority.close()
+    child = subprocess.run(
+        [sys.executable, str(AUTHORITY_HELPER), str(home), "40", str(crash_after)],
+        env=_child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert child.returncode == CRASHED, f"exit {child.returncode}:\n{child.stderr[-4000:]}"
+    logged, stored = _pending_in_log(cfg), _approval_rows(cfg)
+    assert logged, "the crashed batches held no pending decision: the test proves nothing"
+    assert logged - stored == set(), "logged pending decisions without their approval"
+    assert stored - logged == set(), "approvals without their logged pending decision"
+    authority = open_authority(cfg)  # and the home still decides on them
+    try:
+        assert {authority.approval(i)["status"] for i in logged} == {"pending"}
+    finally:
+        authority.close()

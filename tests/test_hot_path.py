@@ -12,6 +12,8 @@ recomputed from its entries with the RFC 9162 leaf/node hashes.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -31,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fiat.authorize.authority import Authority, AuthorizationRequest, AuthorizationResult
+from fiat.authorize.authority import Authority, AuthorizationError, AuthorizationRequest, AuthorizationResult
 from fiat.authorize.names import action_uid, cedar_request_uid, entity_uid
 from fiat.authorize.policy import Evaluation, PolicyBundle, PolicyError, load_bundle
 from fiat.config import SETTINGS, Config, load_config
@@ -43,12 +45,13 @@ from fiat.formats.dsse import Envelope
 from fiat.formats.encoding import json_digest
 from fiat.formats.jcs import canonicalize
 from fiat.formats.statement import DECISION, Statement
-from fiat.home import init_home, keyring, open_log, trust_root
+from fiat.home import init_home, keyring, trust_root
 from fiat.persist.sqlite import SQLiteDatabase
 from fiat.prove import evidence as ev
 from fiat.tlog import merkle
 from fiat.tlog.checkpoint import open_checkpoint
 from fiat.verify import Bundle, VerificationPolicy, verify
+from fiat.wiring import open_authority, open_log
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "policies"
@@ -104,7 +107,7 @@ def make_home(where: Path, bundle: Path = EXAMPLES) -> Config:
     """A home made with init_home, ``bundle`` published as version 1 through an Authority."""
     init_home(where)
     cfg = load_config(where, require=True)
-    a = Authority(cfg)
+    a = open_authority(cfg)
     try:
         version, _, index = a.publish_policy(bundle)
         assert (version, index) == (1, 0)
@@ -546,7 +549,7 @@ def test_structured_uids_decide_as_the_string_form_for_ids_cedar_wants_escaped(
 
 @pytest.fixture
 def authority(tmp_path: Path, clean_env: None) -> Iterator[Authority]:
-    a = Authority(make_home(tmp_path / "home"))
+    a = open_authority(make_home(tmp_path / "home"))
     try:
         yield a
     finally:
@@ -604,7 +607,7 @@ def test_shadow_results_are_in_the_signed_decision_statement(authority: Authorit
 def test_whole_bundle_shadow_mode_results_are_logged(tmp_path: Path, clean_env: None) -> None:
     bundle = copy_bundle(tmp_path)
     (bundle / "fiat-policy.toml").write_text("shadow = true\n", encoding="utf-8")
-    a = Authority(make_home(tmp_path / "home", bundle))
+    a = open_authority(make_home(tmp_path / "home", bundle))
     try:
         kid = runtime_kid(a.cfg)
         r = a.authorize(deploy(kid))
@@ -750,7 +753,7 @@ def test_two_authority_processes_share_one_home(tmp_path: Path, clean_env: None)
         log.close()
 
     # Every index holds what its worker was told it holds.
-    authority = Authority(load_config(cfg.home, require=True))
+    authority = open_authority(load_config(cfg.home, require=True))
     try:
         for r in results:
             p = logged_decision(authority, r["decisionIndex"])
@@ -818,8 +821,8 @@ def test_write_lock_queues_writers_of_several_processes(tmp_path: Path) -> None:
 
 def test_an_authority_follows_a_policy_published_through_another(tmp_path: Path, clean_env: None) -> None:
     cfg = make_home(tmp_path / "home")
-    publisher = Authority(cfg)
-    follower = Authority(load_config(cfg.home, require=True))
+    publisher = open_authority(cfg)
+    follower = open_authority(load_config(cfg.home, require=True))
     try:
         kid = runtime_kid(cfg)
         assert follower.policy is not None and follower.policy.version == 1
@@ -1016,3 +1019,30 @@ def test_a_cedar_failure_is_a_logged_denial(authority: Authority, monkeypatch: p
     assert (predicate["decision"], predicate["reason"]) == ("deny", r.reason)
     refused.clear()
     assert authority.authorize(deploy(kid)).decision == "allow"  # Cedar back: decided again
+
+
+def test_a_pending_decision_does_not_hold_up_the_decider(tmp_path: Path, clean_env: None) -> None:
+    """While the log cannot commit (another writer holds the home's writer lock), a pending decision
+    is handed to the log like any other: the decider goes on, and answers a request it refuses
+    before logging anything. Once the lock is free, the pending decision and its approval commit."""
+    cfg = make_home(tmp_path / "home")
+    a = open_authority(cfg)
+    kid = runtime_kid(cfg)
+    lock = os.open(cfg.database_path.with_name(cfg.database_path.name + "-writer.lock"), os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            pending = a.submit(deploy(kid, resource="service:payments"))
+            time.sleep(0.5)  # the decider takes the pending request alone (a later batch than the next one)
+            refused = a.submit(dataclasses.replace(deploy(kid), runtime_kid="not-enrolled"))
+            with pytest.raises(AuthorizationError, match="not enrolled"):
+                refused.result(timeout=3)  # 3 s < storage.busy_timeout_ms: the lock is still held
+            assert not pending.done()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        r = pending.result(timeout=30)
+        assert r.decision == "pending" and r.approval_id is not None
+        assert a.approval(r.approval_id)["status"] == "pending"
+    finally:
+        os.close(lock)
+        a.close()

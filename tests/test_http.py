@@ -94,9 +94,9 @@ def clean_env() -> Iterator[None]:
 
 
 def append_in_process(home: Path, entries: list[bytes]) -> int:
-    """Append through fiat.home.open_log; return the new tree size."""
+    """Append through fiat.wiring.open_log; return the new tree size."""
     from fiat.config import load_config
-    from fiat.home import open_log
+    from fiat.wiring import open_log
 
     with clean_env():
         log = open_log(load_config(home, require=True))

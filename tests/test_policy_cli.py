@@ -263,7 +263,7 @@ def policy_statement(home: Path, index: int) -> tuple[Any, Any]:
     from fiat.config import load_config
     from fiat.formats.dsse import Envelope
     from fiat.formats.statement import Statement
-    from fiat.home import open_log
+    from fiat.wiring import open_log
 
     with pytest.MonkeyPatch.context() as mp:
         for k in list(os.environ):

@@ -34,10 +34,11 @@ from fiat.formats import dsse as dsse_module
 from fiat.formats import jws as jwslib
 from fiat.formats.action import action_digest, action_request
 from fiat.formats.encoding import b64url, b64url_decode
-from fiat.home import keyring, open_evidence, trust_root
+from fiat.home import keyring, trust_root
 from fiat.prove import evidence as ev
 from fiat.verify import STEPS, Bundle, TrustRoot, verify
 from fiat.verify.bundle import MAX_BUNDLE
+from fiat.wiring import open_evidence
 
 EXIT_FAILED, EXIT_INVALID = 1, 2
 LIMIT_S = 1.0  # each rejection must be this fast

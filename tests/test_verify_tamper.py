@@ -48,13 +48,14 @@ from fiat.formats.dsse import Envelope, sign_envelope
 from fiat.formats.encoding import b64url, b64url_decode, rfc3339
 from fiat.formats.jws import jwk_thumbprint
 from fiat.formats.statement import APPROVAL, DECISION, RECEIPT
-from fiat.home import keyring, log_signer, open_evidence, open_log, trust_root
+from fiat.home import keyring, log_signer, trust_root
 from fiat.keys import load_private_key
 from fiat.prove import evidence as ev
 from fiat.tlog import cosignature, note
 from fiat.tlog.checkpoint import Checkpoint, sign_checkpoint
 from fiat.tlog.proof_file import TlogProof
 from fiat.verify import STEPS, Bundle, TrustedKey, TrustRoot, VerificationResult, verify
+from fiat.wiring import open_evidence, open_log
 from reference_merkle import MemoryTree
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2

@@ -211,6 +211,17 @@ def load_config(home: str | Path | None = None, *, require: bool = False) -> Con
     return cfg
 
 
+#: The values of ``storage.backend``: one per backend ``fiat.wiring.BACKENDS`` can build.
+STORAGE_BACKENDS = ("sqlite",)
+
+
+def check_backend(name: str) -> None:
+    """A :class:`ConfigError` naming the valid backends unless ``name`` is one."""
+    if name not in STORAGE_BACKENDS:
+        valid = ", ".join(repr(b) for b in STORAGE_BACKENDS)
+        raise ConfigError(f"storage.backend {name!r} is not a storage backend; use one of: {valid}")
+
+
 def _validate(cfg: Config) -> None:
     try:
         check_key_name(cfg.log.origin)
@@ -220,8 +231,7 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("log.batch_max_entries must be at least 1")
     if not 0 <= cfg.log.batch_linger_ms <= 1000:
         raise ConfigError("log.batch_linger_ms must be between 0 and 1000")
-    if cfg.storage.backend != "sqlite":
-        raise ConfigError(f"storage.backend {cfg.storage.backend!r} is not available; use 'sqlite'")
+    check_backend(cfg.storage.backend)
     if cfg.storage.synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
         raise ConfigError("storage.synchronous must be FULL, NORMAL or EXTRA")
     if not 50 <= cfg.authority.trust_interval_ms <= 60_000:

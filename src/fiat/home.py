@@ -1,4 +1,8 @@
-"""A Fiat home: its configuration, keys and storage, opened together."""
+"""A Fiat home on disk: ``fiat.toml``, its keys and trust root, and ``init_home``.
+
+Building the objects that run over a home (stores, log, evidence, authority) is
+:mod:`fiat.wiring`'s job; ``init_home`` asks it for the empty log.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,10 @@ from pathlib import Path
 from fiat.config import CONFIG_NAME, Config, load_config, render_default_config, resolve_home
 from fiat.errors import ConfigError, MalformedError
 from fiat.keyring import KeyRing, now_second
-from fiat.keys import ensure_private_key, load_private_key
-from fiat.persist.sqlite import SQLiteEvidenceIndex, SQLiteLogStore
-from fiat.prove.evidence import EvidenceRecorder
-from fiat.prove.log import TransparencyLog
+from fiat.keys import ensure_private_key
 from fiat.tlog.note import Signer, Verifier, check_key_name
 from fiat.verify.trust_root import TrustRoot
+from fiat.wiring import open_log
 
 
 @dataclass(frozen=True)
@@ -61,52 +63,17 @@ def init_home(home: str | Path | None, origin: str | None = None) -> InitReport:
     ring.save()
     log = open_log(cfg)
     log.close()
-    log.store.close()
     return InitReport(root, tuple(created), tuple(kept), log.verifier.encode())
 
 
 def log_keys(cfg: Config) -> tuple[Signer, list[Verifier]]:
     """The active log key (the keyring's, after a rotation) and the retired log keys, which
     still verify the checkpoints they signed. One read of the keyring, one of the key file."""
-    ring = keyring(cfg)
-    active = [r for r in ring.active("log") if r.file is not None]
-    path = cfg.keys_dir / active[-1].file if active and active[-1].file else cfg.log_key_path
-    signer = Signer(cfg.log.origin, load_private_key(path))
-    current = signer.verifier.public_key
-    retired = [
-        Verifier.from_public_key(cfg.log.origin, r.public_key)
-        for r in ring.records
-        if r.role == "log" and r.public_key != current
-    ]
-    return signer, retired
+    return keyring(cfg).log_keys(cfg.log.origin, cfg.log_key_path)
 
 
 def log_signer(cfg: Config) -> Signer:
     return log_keys(cfg)[0]
-
-
-def open_log(cfg: Config) -> TransparencyLog:
-    store = SQLiteLogStore(
-        cfg.database_path, synchronous=cfg.storage.synchronous, busy_timeout_ms=cfg.storage.busy_timeout_ms
-    )
-    try:
-        signer, retired = log_keys(cfg)
-        return TransparencyLog(
-            store,
-            signer,
-            retired=retired,
-            batch_max_entries=cfg.log.batch_max_entries,
-            batch_linger=cfg.log.batch_linger_ms / 1000,
-        )
-    except BaseException:
-        store.close()
-        raise
-
-
-def open_evidence(cfg: Config) -> EvidenceRecorder:
-    log = open_log(cfg)
-    assert isinstance(log.store, SQLiteLogStore)
-    return EvidenceRecorder(log, SQLiteEvidenceIndex(cfg.database_path, cfg.storage.busy_timeout_ms))
 
 
 def keyring(cfg: Config) -> KeyRing:

@@ -25,6 +25,7 @@ from fiat.errors import ConfigError, KeyFileError
 from fiat.formats.encoding import b64url, b64url_decode, parse_time, rfc3339
 from fiat.formats.jws import jwk_thumbprint
 from fiat.keys import load_private_key, write_private_key
+from fiat.tlog.note import Signer, Verifier
 from fiat.verify.trust_root import ROLES, TrustedKey, TrustRoot
 
 KEYRING_NAME = "keyring.json"
@@ -183,6 +184,20 @@ class KeyRing:
         retired = replace(old, valid_until=now, max_tree_size=max_tree_size)
         self.records = [retired if r.kid == old.kid else r for r in self.records]
         return retired, new, key
+
+    def log_keys(self, origin: str, default_key: Path) -> tuple[Signer, list[Verifier]]:
+        """The active log key (``default_key`` until a rotation names another file) and the retired
+        log keys, which still verify the checkpoints they signed."""
+        active = [r for r in self.active("log") if r.file is not None]
+        path = self.dir / active[-1].file if active and active[-1].file else default_key
+        signer = Signer(origin, load_private_key(path))
+        current = signer.verifier.public_key
+        retired = [
+            Verifier.from_public_key(origin, r.public_key)
+            for r in self.records
+            if r.role == "log" and r.public_key != current
+        ]
+        return signer, retired
 
     def trust_root(self, issuer: str, audience: str, log_origin: str, witness_quorum: int = 0) -> TrustRoot:
         return TrustRoot(issuer, audience, log_origin, tuple(r.trusted() for r in self.records), witness_quorum)

@@ -52,6 +52,7 @@ from fiat.errors import FiatError, MalformedError
 from fiat.formats.dsse import Envelope
 from fiat.formats.encoding import b64url_decode
 from fiat.prove.http import log_routes
+from fiat.wiring import open_authority
 
 log = logging.getLogger("fiat.server")
 
@@ -249,7 +250,7 @@ class TrustBroadcaster:
 
 
 def create_app(cfg: Config, *, trust_interval: float = 1.0, authority: Authority | None = None) -> FastAPI:
-    auth = authority or Authority(cfg)
+    auth = authority or open_authority(cfg)
     admin_hash = hashlib.sha256(ensure_admin_token(cfg.keys_dir).encode()).digest()
     dpop = DpopVerifier()
     metrics: Counter[str] = Counter()

@@ -26,7 +26,7 @@ import threading
 import traceback
 
 from fiat.config import load_config
-from fiat.home import open_log
+from fiat.wiring import open_log
 
 MAX_IN_FLIGHT = 8  # the most entries one thread has submitted but not yet acknowledged
 
@@ -80,9 +80,8 @@ def main() -> None:
     stop.set()
     for t in threads:
         t.join()
+    size = log.store.tree_size()  # every append returned: all of it is committed
     log.close()
-    size = log.store.tree_size()
-    log.store.close()
     emit(f"done {size}\n")
 
 

@@ -45,13 +45,14 @@ def _requests(tag: str, n: int) -> list[tuple[str, str, str, dict[str, Any]]]:
 
 
 def authorize(home: str, tag: str, n: int, threads: int) -> None:
-    from fiat.authorize.authority import Authority, AuthorizationRequest
+    from fiat.authorize.authority import AuthorizationRequest
     from fiat.config import load_config
     from fiat.formats.encoding import json_digest
     from fiat.home import keyring
+    from fiat.wiring import open_authority
 
     cfg = load_config(Path(home), require=True)
-    authority = Authority(cfg)
+    authority = open_authority(cfg)
     kid = keyring(cfg).signing_key("runtime")[0].kid
     evidence = {"claims": CLAIMS, "digest": json_digest(CLAIMS)}
     work = _requests(tag, n)

@@ -53,9 +53,9 @@ from fiat.formats.canonical import canonical, compact
 from fiat.formats.dsse import Envelope
 from fiat.formats.encoding import json_digest, rfc3339
 from fiat.formats.statement import APPROVAL, RECEIPT, Statement
-from fiat.home import keyring, log_keys, open_evidence
-from fiat.keyring import KeyRecord, now_second
-from fiat.persist.sqlite import SQLiteAuthorityStore
+from fiat.keyring import KeyRecord, KeyRing, now_second
+from fiat.persist.protocols import AuthorityStore
+from fiat.persist.records import ApprovalRecord, EvidenceLink, StoredPolicy
 from fiat.prove import evidence as ev
 from fiat.prove.log import AppendResult
 from fiat.verify.trust_state import TRUST_STATE_TYP
@@ -280,11 +280,18 @@ def appraise(evidence: dict[str, Any] | None) -> dict[str, Any]:
 
 
 class Authority:
-    """The authorization service, in process. Thread-safe."""
+    """The authorization service, in process. Thread-safe.
+
+    Its stores are passed in (``fiat.wiring.open_authority`` builds them from the home's
+    ``storage.backend``): ``recorder`` logs and indexes the evidence, ``store`` keeps policy
+    versions, approvals, revocations and single use. Closing the authority closes both.
+    """
 
     def __init__(
         self,
         cfg: Config,
+        recorder: ev.EvidenceRecorder,
+        store: AuthorityStore,
         *,
         clock: Callable[[], float] = time.time,
         approval_timeout: float | None = None,
@@ -294,9 +301,9 @@ class Authority:
         self.approval_timeout = (
             float(cfg.authority.approval_timeout_s) if approval_timeout is None else approval_timeout
         )
-        self.recorder = open_evidence(cfg)
+        self.recorder = recorder
         self.log = self.recorder.log
-        self.store = SQLiteAuthorityStore(cfg.database_path, cfg.storage.busy_timeout_ms)
+        self.store = store
         self._decider = _Decider(self)
         self._lock = threading.Lock()
         self._revoke_lock = threading.Lock()
@@ -307,7 +314,7 @@ class Authority:
         self._policy: _ActivePolicy | None = None
         self._policy_error: str | None = None
         self._keys_mtime = self._keyring_mtime()
-        self._ring = keyring(cfg)
+        self._ring = KeyRing(cfg.keys_dir)
         self._authority: tuple[KeyRecord, Ed25519PrivateKey] = self._ring.signing_key("authority")
         self.reload_policy()
 
@@ -333,11 +340,11 @@ class Authority:
             return False
         if mtime == self._keys_mtime:
             return False
-        ring = keyring(self.cfg)
+        ring = KeyRing(self.cfg.keys_dir)
         authority = ring.signing_key("authority")
         with self._lock:
             self._ring, self._authority, self._keys_mtime = ring, authority, mtime
-        signer, retired = log_keys(self.cfg)
+        signer, retired = ring.log_keys(self.cfg.log.origin, self.cfg.log_key_path)
         if signer.verifier != self.log.verifier:
             self.log.rekey(signer, retired)
             log.info("the log now signs with %s", signer.verifier.encode())
@@ -351,7 +358,7 @@ class Authority:
             with self._lock:
                 self._policy, self._policy_error = None, "no policy has been published"
             return False
-        version, digest, files_json, _ = latest
+        version, digest, files_json = latest.version, latest.digest, latest.files
         if self._policy is not None and self._policy.version == version:
             return False
         try:
@@ -390,15 +397,14 @@ class Authority:
         if errors:
             raise PolicyError("the bundle does not validate against its schema:\n  " + "\n  ".join(errors))
         latest = self.store.latest_policy()
-        if latest is not None and latest[1] == bundle.digest:
-            history = self.store.policy_history()
-            return latest[0], bundle.digest, history[-1][3]  # unchanged: no new version
-        version = 1 if latest is None else latest[0] + 1
+        if latest is not None and latest.digest == bundle.digest:
+            return latest.version, bundle.digest, latest.log_index  # unchanged: no new version
+        version = 1 if latest is None else latest.version + 1
         now = self.clock()
         statement = ev.policy_statement(digest=bundle.digest, version=version, files=bundle.manifest(), at=now)
         index = self._log_statement(statement)
         encoded = json.dumps({k: base64.b64encode(v).decode() for k, v in files.items()}, sort_keys=True)
-        self.store.add_policy(version, bundle.digest, encoded, now, index)
+        self.store.add_policy(StoredPolicy(version, bundle.digest, now, index, encoded))
         self.reload_policy()
         return version, bundle.digest, index
 
@@ -644,7 +650,12 @@ class Authority:
         active: _ActivePolicy,
         evaluation: Evaluation,
         shadow: tuple[dict[str, Any], ...],
-    ) -> AuthorizationResult:
+    ) -> _Answer:
+        """A pending decision; its statement and the approval it opens commit in one log batch.
+
+        Nothing waits here (the decider goes on with its batch): the caller learns the approval
+        id once both are durable. If the batch fails, neither exists, and the answer is a denial.
+        """
         approval_id = "apr_" + secrets.token_urlsafe(12)
         expires = now + self.approval_timeout
         group = evaluation.obligations.approval or "default"
@@ -652,19 +663,28 @@ class Authority:
         statement = self._decision_statement(
             enc, now, "pending", reason, self._policy_json(active, evaluation), shadow, approval_id=approval_id
         )
-        index = self._log_statement(statement, decision=True)
-        self.store.add_approval(approval_id, enc.digest, enc.canonical, group, now, expires)
-        return AuthorizationResult(
-            "pending",
-            reason,
-            action_digest=enc.digest,
-            decision_index=index,
-            approval_id=approval_id,
-            approval_expires=expires,
-            determining=evaluation.determining,
-            shadow=shadow,
-            reasons=explain.permitted(active.bundle, evaluation, pending=True),
-        )
+        approval = ApprovalRecord(approval_id, enc.digest, enc.canonical, group, now, expires)
+        futures = self.recorder.submit(statements=[(self._signed(statement, decision=True), None)], rows=[approval])
+        reasons = explain.permitted(active.bundle, evaluation, pending=True)
+
+        def fill(appended: list[AppendResult]) -> AuthorizationResult:
+            return AuthorizationResult(
+                "pending",
+                reason,
+                action_digest=enc.digest,
+                decision_index=appended[0].index,
+                approval_id=approval_id,
+                approval_expires=expires,
+                determining=evaluation.determining,
+                shadow=shadow,
+                reasons=reasons,
+            )
+
+        def unlogged(exc: BaseException) -> _Answer:
+            log.error("authorization failed closed: %s", exc)
+            return self._deny_later(enc, now, f"failed closed: {exc}")
+
+        return _Deferred(futures, fill, unlogged)
 
     def _allow(
         self,
@@ -714,7 +734,7 @@ class Authority:
         envelope = self._signed(statement, decision=True)
         # The approvals this permit consumed join its evidence in the same transaction.
         links = [
-            (jti, "approval", idx)
+            EvidenceLink(jti, "approval", idx)
             for approval_digest in approvals
             if (idx := self.store.approval_log_index(approval_digest)) is not None
         ]
@@ -933,7 +953,7 @@ class Authority:
         if epoch != self._revoked_epoch:
             rows = self.store.revocations_since(0)
             with self._lock:
-                self._revoked = frozenset((k, t) for _, k, t, _, _ in rows)
+                self._revoked = frozenset((r.kind, r.target) for r in rows)
                 self._revoked_epoch = epoch
         return self._revoked
 
@@ -956,7 +976,7 @@ class Authority:
         if len(public_key) != 32:
             raise AuthorizationError("an Ed25519 public key is 32 bytes")
         with self._lock:
-            ring = keyring(self.cfg)
+            ring = KeyRing(self.cfg.keys_dir)
             rec = ring.add_public(role, name, public_key, now_second())
             ring.save()
             self._ring = ring
@@ -982,7 +1002,8 @@ class Authority:
             "revocationEpoch": self.store.revocation_epoch(),
             "since": since,
             "revocations": [
-                {"epoch": e, "kind": k, "target": t, "reason": r, "time": rfc3339(a)} for e, k, t, r, a in revocations
+                {"epoch": r.epoch, "kind": r.kind, "target": r.target, "reason": r.reason, "time": rfc3339(r.at)}
+                for r in revocations
             ],
         }
         return jws.sign_compact(compact(claims), key, kid=rec.kid, typ=TRUST_STATE_TYP)

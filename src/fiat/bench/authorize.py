@@ -33,6 +33,7 @@ from fiat.bench.log import _scratch, machine
 from fiat.config import load_config
 from fiat.formats.encoding import json_digest
 from fiat.home import init_home, keyring
+from fiat.wiring import open_authority
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "policies"
 CLAIMS = {"process": {"exe": "sha256:bench"}}
@@ -184,7 +185,7 @@ def _in_process(
 def _process_worker(home: str, threads: int, seconds: float, start_at: float, conn: Any) -> None:
     """One authority process over the shared home: ``threads`` callers from ``start_at`` for ``seconds``."""
     cfg = load_config(Path(home), require=True)
-    authority = Authority(cfg)
+    authority = open_authority(cfg)
     rec, _ = keyring(cfg).signing_key("runtime")
     _in_process(authority, rec.kid, threads, 0.3)  # warm up
     time.sleep(max(0.0, start_at - time.time()))
@@ -346,7 +347,7 @@ def run_authorize_bench(
         home = tmp / "home"
         init_home(home)
         cfg = load_config(home, require=True)
-        authority = Authority(cfg)
+        authority = open_authority(cfg)
         authority.publish_policy(EXAMPLES)
         rec, key = keyring(cfg).signing_key("runtime")
         floor_before = _floor(authority)

@@ -87,7 +87,6 @@ def _fiat_appends(db: Path, entries: list[bytes], batch: int) -> float:
         log.integrate(entries[b : b + batch])
     elapsed = time.perf_counter() - start
     log.close()
-    log.store.close()
     return len(entries) / elapsed
 
 
@@ -123,7 +122,6 @@ def _sequencer_latency(db: Path, rate: int, seconds: float, linger_ms: float) ->
         next_at += interval
     log.close()
     elapsed = time.perf_counter() - start
-    log.store.close()
     latencies.sort()
     return {
         "offered_per_s": rate,
@@ -197,7 +195,6 @@ def _proofs(db: Path, size: int, progress: Progress | None) -> dict[str, Any]:
     block = b"\x01" + bytes(64)
     sha = _timeit(lambda: hashlib.sha256(block).digest(), 100_000)
     log.close()
-    log.store.close()
     return {
         "tree_size": size,
         "inclusion": {

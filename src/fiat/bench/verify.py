@@ -23,9 +23,10 @@ from fiat.bench.log import _scratch, machine
 from fiat.config import load_config
 from fiat.formats.action import action_digest, action_request
 from fiat.formats.jws import parse as parse_jws
-from fiat.home import init_home, keyring, open_evidence, trust_root
+from fiat.home import init_home, keyring, trust_root
 from fiat.prove import evidence as ev
 from fiat.verify import Bundle, verify
+from fiat.wiring import open_evidence
 
 
 def build_bundles(home: Path, count: int, progress: Progress | None = None) -> tuple[list[bytes], bytes]:

@@ -158,7 +158,7 @@ def log_vkey(home: HomeOpt = None) -> None:
 @log_app.command("checkpoint")
 def log_checkpoint(home: HomeOpt = None) -> None:
     """Print the latest signed checkpoint."""
-    from fiat.home import open_log
+    from fiat.wiring import open_log
 
     with errors_to_exit():
         log = open_log(_config(home))
@@ -177,8 +177,8 @@ def log_append(
     as_json: JsonOpt = False,
 ) -> None:
     """Append entries durably; print each entry's index once it is covered by a signed checkpoint."""
-    from fiat.home import open_log
     from fiat.tlog.tiles import check_entry
+    from fiat.wiring import open_log
 
     files = files or []
     if lines and files:
@@ -238,8 +238,8 @@ def log_serve(
 def serve_log(cfg: Config, host: str, port: int, before: Callable[[str, str], None] | None = None) -> None:
     import uvicorn
 
-    from fiat.home import open_log
     from fiat.prove.http import create_log_app
+    from fiat.wiring import open_log
 
     log = open_log(cfg)
     try:
@@ -279,8 +279,8 @@ def log_proof(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")] = None,
 ) -> None:
     """Write a c2sp.org/tlog-proof@v1 file for an entry against the latest checkpoint."""
-    from fiat.home import open_log
     from fiat.tlog.proof_file import TlogProof
+    from fiat.wiring import open_log
 
     with errors_to_exit():
         log = open_log(_config(home))
@@ -489,8 +489,9 @@ def keys_rotate(
 
     The rotation is a key-rotation statement signed by both keys and appended to the log.
     """
-    from fiat.home import keyring, open_evidence
+    from fiat.home import keyring
     from fiat.prove.evidence import key_rotation_statement, sign_statement
+    from fiat.wiring import open_evidence
 
     with errors_to_exit():
         cfg = _config(home)
@@ -562,7 +563,7 @@ def bundle_export(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")] = None,
 ) -> None:
     """Assemble the evidence bundle of one execution from the log (with its lineage ancestors)."""
-    from fiat.home import open_evidence
+    from fiat.wiring import open_evidence
 
     with errors_to_exit():
         recorder = open_evidence(_config(home))
@@ -695,8 +696,8 @@ def policy_publish(
     """Validate and publish: a new version, its digest, a signed policy statement in the log."""
     import base64
 
-    from fiat.authorize.authority import Authority
     from fiat.authorize.policy import PolicyError, read_bundle_files
+    from fiat.wiring import open_authority
 
     with errors_to_exit():
         cfg = _config(home)
@@ -709,7 +710,7 @@ def policy_publish(
                 result = client.publish(ensure_admin_token(cfg.keys_dir), files)
             version, digest, index = result["version"], result["digest"], result["logIndex"]
         else:
-            authority = Authority(cfg)
+            authority = open_authority(cfg)
             try:
                 version, digest, index = authority.publish_policy(directory)
             except PolicyError as exc:
@@ -726,17 +727,27 @@ def policy_publish(
 def policy_history(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Every published version, kept for audit and diff."""
     from fiat.formats.encoding import rfc3339
-    from fiat.persist.sqlite import SQLiteAuthorityStore
+    from fiat.wiring import open_authority_store
 
     with errors_to_exit():
-        store = SQLiteAuthorityStore(_config(home).database_path)
+        store = open_authority_store(_config(home))
         rows = store.policy_history()
         store.close()
     if as_json:
-        emit_json([{"version": v, "digest": d, "publishedAt": rfc3339(t), "logIndex": i} for v, d, t, i in rows])
+        emit_json(
+            [
+                {
+                    "version": r.version,
+                    "digest": r.digest,
+                    "publishedAt": rfc3339(r.published_at),
+                    "logIndex": r.log_index,
+                }
+                for r in rows
+            ]
+        )
         return
-    for v, d, t, i in rows:
-        out.print(f"v{v}  {rfc3339(t)}  {d}  log #{i}")
+    for r in rows:
+        out.print(f"v{r.version}  {rfc3339(r.published_at)}  {r.digest}  log #{r.log_index}")
 
 
 @policy_app.command("diff")
@@ -749,16 +760,16 @@ def policy_diff(
     import base64
     import difflib
 
-    from fiat.persist.sqlite import SQLiteAuthorityStore
+    from fiat.wiring import open_authority_store
 
     with errors_to_exit():
-        store = SQLiteAuthorityStore(_config(home).database_path)
+        store = open_authority_store(_config(home))
         a, b = store.policy(old), store.policy(new)
         store.close()
     if a is None or b is None:
         fail(EXIT_INVALID, f"version {old if a is None else new} was never published; see `fiat policy history`")
-    fa = {k: base64.b64decode(v).decode() for k, v in json.loads(a[2]).items()}
-    fb = {k: base64.b64decode(v).decode() for k, v in json.loads(b[2]).items()}
+    fa = {k: base64.b64decode(v).decode() for k, v in json.loads(a.files).items()}
+    fb = {k: base64.b64decode(v).decode() for k, v in json.loads(b.files).items()}
     for name in sorted(set(fa) | set(fb)):
         lines = difflib.unified_diff(
             fa.get(name, "").splitlines(keepends=True),
@@ -778,13 +789,13 @@ def serve(
     """Serve the authority (HTTP JSON API, OpenAPI at /docs) and the transparency log (/log)."""
     import uvicorn
 
-    from fiat.authorize.authority import Authority
     from fiat.authorize.policy import PolicyError, bundle_digest, read_bundle_files
     from fiat.server import create_app
+    from fiat.wiring import open_authority
 
     with errors_to_exit():
         cfg = _config(home)
-        authority = Authority(cfg)
+        authority = open_authority(cfg)
         if cfg.authority.policy_dir:
             directory = Path(cfg.authority.policy_dir)
             directory = directory if directory.is_absolute() else cfg.home / directory

@@ -33,7 +33,8 @@ from fiat.formats.statement import (
     Statement,
     Subject,
 )
-from fiat.persist.store import EvidenceIndex, LogWriter, PermitRecord
+from fiat.persist.protocols import EvidenceIndex, LogWriter
+from fiat.persist.records import EvidenceLink, PermitRecord, StagedRow
 from fiat.prove.log import AppendResult, TransparencyLog
 from fiat.tlog.proof_file import TlogProof
 from fiat.verify.bundle import Bundle, BundleStatement
@@ -194,7 +195,8 @@ class EvidenceRecorder:
         kinds: Sequence[str] | None = None,
         request_bytes: bytes | None = None,
         runtime: str | None = None,
-        links: Sequence[tuple[str, str, int]] = (),
+        links: Sequence[EvidenceLink] = (),
+        rows: Sequence[StagedRow] = (),
     ) -> list[AppendResult]:
         """Append a permit (token, action request) and statements (envelope, permit id) as one batch.
 
@@ -203,7 +205,8 @@ class EvidenceRecorder:
         entries themselves. ``claims`` (the permit's), ``kinds`` (one per statement),
         ``request_bytes`` (the request's RFC 8785 bytes) and ``runtime`` (the cnf key's
         thumbprint) spare re-parsing and re-encoding what the caller already has; ``links``
-        (permit id, kind, log index) attach already-logged entries in the same transaction.
+        attach already-logged entries in the same transaction; ``rows`` are further rows that
+        must commit with these entries (the approval a pending decision opens).
         """
         futures = self.submit(
             permit,
@@ -213,6 +216,7 @@ class EvidenceRecorder:
             request_bytes=request_bytes,
             runtime=runtime,
             links=links,
+            rows=rows,
         )
         self.log.flush()  # staged by this thread (the decider): queue before waiting
         return [f.result() for f in futures]
@@ -226,7 +230,8 @@ class EvidenceRecorder:
         kinds: Sequence[str] | None = None,
         request_bytes: bytes | None = None,
         runtime: str | None = None,
-        links: Sequence[tuple[str, str, int]] = (),
+        links: Sequence[EvidenceLink] = (),
+        rows: Sequence[StagedRow] = (),
     ) -> list[Future[AppendResult]]:
         """As :meth:`record`, without waiting: one future per entry, resolved once durable."""
         entries: list[bytes] = []
@@ -262,14 +267,16 @@ class EvidenceRecorder:
             if record_args is not None:
                 jti, parent, request_bytes, sub, runtime, depth, exp = record_args
                 record = PermitRecord(jti, parent, request_bytes, first, sub, runtime, depth, exp)
-            rows = [
-                (jti, statement_kinds[n], first + offset + n)
+            own = [
+                EvidenceLink(jti, statement_kinds[n], first + offset + n)
                 for n, (_, jti) in enumerate(statements)
                 if jti is not None
             ]
-            rows.extend(links)
-            if record is not None or rows:
-                self.index.record_in(writer, record, rows)
+            own.extend(links)
+            if record is not None or own:
+                self.index.record_in(writer, record, own)
+            for row in rows:
+                writer.stage(row)
 
         return self.log.submit(entries, sidecar=sidecar)
 
@@ -281,15 +288,12 @@ class EvidenceRecorder:
 
     def link(self, jti: str, kind: str, log_index: int) -> None:
         """Attach an already-logged statement (e.g. an approval) to a permit's evidence."""
-        self.index.record(None, [(jti, kind, log_index)])
+        self.index.record(None, [EvidenceLink(jti, kind, log_index)])
 
     def close(self) -> None:
-        """Finish queued appends and release the log, its storage and the index."""
+        """Finish queued appends and release the log (which closes its store) and the index. Idempotent."""
         self.log.close()
-        self.log.store.close()
-        close = getattr(self.index, "close", None)
-        if close is not None:
-            close()
+        self.index.close()
 
     def bundle(self, jti: str, with_ancestors: bool = True) -> Bundle:
         """Assemble the evidence of one execution, every entry proven against the latest checkpoint."""
@@ -320,9 +324,10 @@ class EvidenceRecorder:
         request_bytes, permit_index = permit.request, permit.log_index
         token = self.log.read_entries(permit_index, permit_index + 1)[0].decode("ascii")
         statements = []
-        for kind, idx in self.index.entries(jti):
-            if kind == "permit":
+        for link in self.index.entries(jti):
+            if link.kind == "permit":
                 continue
+            idx = link.log_index
             env = Envelope.parse(self.log.read_entries(idx, idx + 1)[0])
             statements.append(BundleStatement(env, Statement.from_envelope(env), self._proof(idx, size)))
         request = loads_strict(request_bytes, "action request")

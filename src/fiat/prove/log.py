@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from fiat.errors import LogClosedError, StorageError
-from fiat.persist.store import LogStore, LogWriter
+from fiat.persist.protocols import LogStore, LogWriter
 from fiat.tlog import merkle, note
 from fiat.tlog.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint, sign_checkpoint
 from fiat.tlog.merkle import HASH_SIZE
@@ -168,7 +168,8 @@ class _Pending:
 class TransparencyLog:
     """An RFC 6962 log with C2SP checkpoints and tiles, over a :class:`LogStore`.
 
-    Thread-safe. Appends from any thread are batched by one sequencer thread.
+    Thread-safe. Appends from any thread are batched by one sequencer thread. The log
+    owns ``store``: :meth:`close` closes it.
     """
 
     def __init__(
@@ -380,7 +381,10 @@ class TransparencyLog:
         return start, cp
 
     def close(self, timeout: float = 30.0) -> None:
-        """Stop accepting appends, finish the queued ones and stop the sequencer."""
+        """Stop accepting appends, finish the queued ones, stop the sequencer and close the store.
+
+        The log owns its store: closing the log closes it. Idempotent.
+        """
         with self._cond:
             self._closing = True
             self._cond.notify_all()
@@ -391,6 +395,7 @@ class TransparencyLog:
             for p in self._queue:
                 p.future.set_exception(LogClosedError("the log closed before this entry was sequenced"))
             self._queue.clear()
+        self.store.close()
 
     # -- reads --------------------------------------------------------------------
 

@@ -1,0 +1,176 @@
+"""The storage contract, as typing Protocols: what every backend implements.
+
+The log logic (:mod:`fiat.prove.log`) talks to storage only through :class:`LogStore`
+and :class:`LogWriter`; evidence recording through :class:`EvidenceIndex`; the authority
+through :class:`AuthorityStore`. Records are the frozen dataclasses of
+:mod:`fiat.persist.records`.
+
+A log store keeps three things:
+
+* entries, by index (append-only);
+* hash tiles, by ``(level, index)``, each stored at its widest width so far
+  (a tile only ever grows to the right, so a narrower partial tile is a prefix);
+* the latest signed checkpoint and the tree size it covers.
+
+A write is one atomic, durable transaction: the entries of a batch, the tiles
+they change, the checkpoint that covers them and the rows staged with them
+(:meth:`LogWriter.stage`: evidence index rows, the approval a pending decision
+opens) commit together or not at all. That is what makes an acknowledged entry
+survive ``kill -9`` and what keeps the stored checkpoint, the index and the
+approvals consistent with the stored tree after any crash. It is why the stores
+of one backend share one database: the log's writer writes the staged rows of the
+other stores in its own transaction.
+
+The DPoP replay cache is not stored: each authority process remembers the proofs
+it accepted in memory (RFC 9449 §11.1), for as long as they could pass the ``iat``
+window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from fiat.persist.records import (
+    ApprovalRecord,
+    EvidenceLink,
+    PermitRecord,
+    PolicyVersion,
+    Revocation,
+    StagedRow,
+    StoredPolicy,
+)
+
+
+class LogWriter(Protocol):
+    """Operations inside one exclusive write transaction."""
+
+    def tree_size(self) -> int:
+        """The committed tree size, read inside the transaction (another writer may have grown it)."""
+
+    def read_tile(self, level: int, index: int) -> bytes | None:
+        """The stored hashes of a tile (its widest version), or None."""
+
+    def write(
+        self,
+        start: int,
+        entries: Sequence[bytes],
+        tiles: Mapping[tuple[int, int], bytes],
+        checkpoint: bytes,
+    ) -> None:
+        """Stage entries ``start..start+len(entries)``, the changed tiles and the new checkpoint."""
+
+    def stage(self, row: StagedRow) -> None:
+        """Write ``row`` in this transaction; a batch's rows may be written together just before it commits."""
+
+
+class LogStore(Protocol):
+    """Storage for one transparency log. Safe to share between threads."""
+
+    def writer(self) -> AbstractContextManager[LogWriter]:
+        """An exclusive write transaction; commits durably on normal exit, rolls back on error."""
+
+    def tree_size(self) -> int:
+        """The tree size of the latest committed checkpoint (0 for an empty log)."""
+
+    def checkpoint(self) -> bytes | None:
+        """The latest committed signed checkpoint, or None before the first one."""
+
+    def read_tile(self, level: int, index: int) -> bytes | None:
+        """The stored hashes of a tile (its widest version), or None."""
+
+    def read_entries(self, start: int, end: int) -> list[bytes]:
+        """Entries ``start..end-1`` (fewer if the log is shorter)."""
+
+    def close(self) -> None:
+        """Release connections. Idempotent."""
+
+
+class EvidenceIndex(Protocol):
+    """Which log entries belong to which execution (by permit id), so a bundle can be assembled.
+
+    The log holds the evidence itself; this index only points into it.
+    """
+
+    def record(self, permit: PermitRecord | None, links: Sequence[EvidenceLink]) -> None:
+        """In one transaction of its own: note a permit (if given) and links to already-logged entries."""
+
+    def record_in(self, writer: LogWriter, permit: PermitRecord | None, links: Sequence[EvidenceLink]) -> None:
+        """The same, staged in a log batch's transaction (see ``TransparencyLog.submit(sidecar=...)``)."""
+
+    def entries(self, jti: str) -> list[EvidenceLink]:
+        """Every entry about ``jti`` (its permit too), in log order."""
+
+    def permit(self, jti: str) -> PermitRecord | None:
+        """The record of an issued permit, or None."""
+
+    def close(self) -> None:
+        """Release connections. Idempotent."""
+
+
+class AuthorityStore(Protocol):
+    """The authority's durable state: policy versions, approvals, revocations, single-use permits.
+
+    Every write is durable when it returns. A new approval is not written here: it is
+    staged (:meth:`LogWriter.stage`) in the log batch of the pending decision that opens it.
+    """
+
+    # policy versions
+    def latest_policy_version(self) -> int | None:
+        """The newest published version number, or None before the first publication."""
+
+    def latest_policy(self) -> StoredPolicy | None:
+        """The newest published version with its files, or None."""
+
+    def policy(self, version: int) -> StoredPolicy | None:
+        """One published version with its files, or None."""
+
+    def policy_history(self) -> list[PolicyVersion]:
+        """Every published version, oldest first."""
+
+    def add_policy(self, policy: StoredPolicy) -> None:
+        """Store a newly published version (its number must be new)."""
+
+    # approvals
+    def approval(self, approval_id: str) -> ApprovalRecord | None:
+        """One approval, or None."""
+
+    def set_approval(
+        self,
+        approval_id: str,
+        expect: str,
+        status: str,
+        approver: str | None,
+        statement_digest: str | None,
+        log_index: int | None,
+    ) -> bool:
+        """Move an approval from ``expect`` to ``status`` (None keeps a field); False if it was not in ``expect``."""
+
+    def approval_log_index(self, statement_digest: str) -> int | None:
+        """Where the approval statement with this digest was logged."""
+
+    def pending_expired(self, now: float) -> list[str]:
+        """The ids of pending approvals whose time ran out by ``now``."""
+
+    # revocations
+    def add_revocation(
+        self, kind: str, target: str, reason: str, at: float, log_index: int, expires: float | None = None
+    ) -> int:
+        """Store a logged revocation; returns its epoch. ``expires``: when it stops mattering, or None."""
+
+    def revocations_since(self, epoch: int, live_at: float | None = None) -> list[Revocation]:
+        """Revocations after ``epoch``, in epoch order; with ``live_at``, only those that still matter then."""
+
+    def revocation_epoch(self) -> int:
+        """The epoch of the latest revocation (0 before any)."""
+
+    def is_revoked(self, kind: str, target: str) -> bool:
+        """Whether ``target`` of ``kind`` was ever revoked."""
+
+    # single-use permits
+    def consume(self, jti: str, at: float) -> bool:
+        """Mark a single-use permit used; False if it already was."""
+
+    def close(self) -> None:
+        """Release connections. Idempotent."""

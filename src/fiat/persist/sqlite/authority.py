@@ -1,0 +1,161 @@
+"""SQLite implementation of :class:`fiat.persist.protocols.AuthorityStore`, in the log's file."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from fiat.persist.records import ApprovalRecord, PolicyVersion, Revocation, StoredPolicy
+from fiat.persist.sqlite.db import SQLiteDatabase, open_schema
+
+_POLICY = "SELECT version, digest, published_at, log_index, files FROM policy_versions"
+
+
+def _policy(row: Any) -> StoredPolicy | None:
+    return None if row is None else StoredPolicy(int(row[0]), str(row[1]), float(row[2]), int(row[3]), str(row[4]))
+
+
+class SQLiteAuthorityStore:
+    """The authority's durable state: policy versions, approvals, revocations, permit use (``FULL`` sync)."""
+
+    def __init__(self, path: str | Path, busy_timeout_ms: int = 30_000) -> None:
+        self.db = SQLiteDatabase(path, "FULL", busy_timeout_ms)
+        try:
+            open_schema(self.db)
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _c(self) -> sqlite3.Connection:
+        return self.db.conn()
+
+    def _write(self, sql: str, args: tuple[object, ...]) -> int:
+        with self.db.transaction() as conn:
+            cur = conn.execute(sql, args)
+        return cur.rowcount
+
+    def close(self) -> None:
+        self.db.close()
+
+    # policy
+    def latest_policy_version(self) -> int | None:
+        row = self._c().execute("SELECT MAX(version) FROM policy_versions").fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def latest_policy(self) -> StoredPolicy | None:
+        return _policy(self._c().execute(_POLICY + " ORDER BY version DESC LIMIT 1").fetchone())
+
+    def policy(self, version: int) -> StoredPolicy | None:
+        return _policy(self._c().execute(_POLICY + " WHERE version = ?", (version,)).fetchone())
+
+    def policy_history(self) -> list[PolicyVersion]:
+        rows = (
+            self._c()
+            .execute("SELECT version, digest, published_at, log_index FROM policy_versions ORDER BY version")
+            .fetchall()
+        )
+        return [PolicyVersion(int(v), str(d), float(t), int(i)) for v, d, t, i in rows]
+
+    def add_policy(self, policy: StoredPolicy) -> None:
+        p = policy
+        self._write(
+            "INSERT INTO policy_versions (version, digest, files, published_at, log_index) VALUES (?, ?, ?, ?, ?)",
+            (p.version, p.digest, p.files, p.published_at, p.log_index),
+        )
+
+    # approvals (a new one is staged with its pending decision: fiat.persist.sqlite.db.RowStager)
+    def approval(self, approval_id: str) -> ApprovalRecord | None:
+        row = (
+            self._c()
+            .execute(
+                "SELECT id, action_digest, request, policy_group, requested_at, expires_at, status, approver,"
+                " statement_digest, log_index FROM approvals WHERE id = ?",
+                (approval_id,),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return ApprovalRecord(
+            row[0], row[1], bytes(row[2]), row[3], float(row[4]), float(row[5]), row[6], row[7], row[8], row[9]
+        )
+
+    def set_approval(
+        self,
+        approval_id: str,
+        expect: str,
+        status: str,
+        approver: str | None,
+        statement_digest: str | None,
+        log_index: int | None,
+    ) -> bool:
+        """Move an approval from status ``expect`` to ``status``; False if it was not in ``expect``."""
+        return (
+            self._write(
+                "UPDATE approvals SET status = ?, approver = COALESCE(?, approver),"
+                " statement_digest = COALESCE(?, statement_digest), log_index = COALESCE(?, log_index)"
+                " WHERE id = ? AND status = ?",
+                (status, approver, statement_digest, log_index, approval_id, expect),
+            )
+            == 1
+        )
+
+    def approval_log_index(self, statement_digest: str) -> int | None:
+        """Where the approval statement with this digest was logged."""
+        row = (
+            self._c()
+            .execute("SELECT log_index FROM approvals WHERE statement_digest = ?", (statement_digest,))
+            .fetchone()
+        )
+        return None if row is None or row[0] is None else int(row[0])
+
+    def pending_expired(self, now: float) -> list[str]:
+        rows = (
+            self._c()
+            .execute("SELECT id FROM approvals WHERE status = 'pending' AND expires_at <= ?", (now,))
+            .fetchall()
+        )
+        return [str(r[0]) for r in rows]
+
+    # revocations
+    def add_revocation(
+        self, kind: str, target: str, reason: str, at: float, log_index: int, expires: float | None = None
+    ) -> int:
+        """``expires``: when the revocation stops mattering (a revoked permit's own expiry), or None."""
+        with self.db.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO revocations (kind, target, reason, at, log_index, expires) VALUES (?, ?, ?, ?, ?, ?)",
+                (kind, target, reason, at, log_index, expires),
+            )
+        return int(cur.lastrowid or 0)
+
+    def revocations_since(self, epoch: int, live_at: float | None = None) -> list[Revocation]:
+        """Revocations after ``epoch``; with ``live_at``, only those that can still matter then."""
+        rows = (
+            self._c()
+            .execute(
+                "SELECT epoch, kind, target, reason, at FROM revocations WHERE epoch > ?"
+                " AND (? IS NULL OR expires IS NULL OR expires > ?) ORDER BY epoch",
+                (epoch, live_at, live_at),
+            )
+            .fetchall()
+        )
+        return [Revocation(int(e), str(k), str(t), str(r), float(a)) for e, k, t, r, a in rows]
+
+    def revocation_epoch(self) -> int:
+        row = self._c().execute("SELECT COALESCE(MAX(epoch), 0) FROM revocations").fetchone()
+        return int(row[0])
+
+    def is_revoked(self, kind: str, target: str) -> bool:
+        row = (
+            self._c()
+            .execute("SELECT 1 FROM revocations WHERE kind = ? AND target = ? LIMIT 1", (kind, target))
+            .fetchone()
+        )
+        return row is not None
+
+    # single-use permits
+    def consume(self, jti: str, at: float) -> bool:
+        """Mark a single-use permit used; False if it already was."""
+        return self._write("INSERT OR IGNORE INTO consumed_permits (jti, at) VALUES (?, ?)", (jti, at)) == 1

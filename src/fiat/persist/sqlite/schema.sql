@@ -1,0 +1,74 @@
+-- Fiat's SQLite schema, version 1 (recorded in PRAGMA user_version; see db.py).
+-- One file holds the log, the evidence index and the authority's state, so a log batch
+-- commits the rows it stages (index rows, new approvals) in its own transaction.
+-- Every statement is idempotent: a database written before versions were recorded
+-- (user_version 0, the same layout) is brought up to version 1 by running this file.
+-- log_meta.schema_version is the log tables' older marker of the same layout (always 1).
+
+CREATE TABLE IF NOT EXISTS log_meta (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    schema_version INTEGER NOT NULL,
+    tree_size INTEGER NOT NULL,
+    checkpoint BLOB
+);
+CREATE TABLE IF NOT EXISTS log_entries (
+    idx INTEGER PRIMARY KEY,
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS log_tiles (
+    level INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO log_meta (id, schema_version, tree_size, checkpoint) VALUES (1, 1, 0, NULL);
+
+CREATE TABLE IF NOT EXISTS evidence (
+    jti TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    log_index INTEGER NOT NULL,
+    PRIMARY KEY (jti, log_index)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS permits (
+    jti TEXT PRIMARY KEY,
+    parent TEXT,
+    request BLOB NOT NULL,
+    log_index INTEGER NOT NULL,
+    principal TEXT NOT NULL,
+    runtime TEXT NOT NULL,
+    depth INTEGER NOT NULL,
+    exp REAL NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS policy_versions (
+    version INTEGER PRIMARY KEY,
+    digest TEXT NOT NULL,
+    files TEXT NOT NULL,
+    published_at REAL NOT NULL,
+    log_index INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS approvals (
+    id TEXT PRIMARY KEY,
+    action_digest TEXT NOT NULL,
+    request BLOB NOT NULL,
+    policy_group TEXT NOT NULL,
+    requested_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    status TEXT NOT NULL,
+    approver TEXT,
+    statement_digest TEXT,
+    log_index INTEGER
+);
+CREATE TABLE IF NOT EXISTS revocations (
+    epoch INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL,
+    log_index INTEGER NOT NULL,
+    expires REAL
+);
+CREATE TABLE IF NOT EXISTS consumed_permits (
+    jti TEXT PRIMARY KEY,
+    at REAL NOT NULL
+);

@@ -1,0 +1,186 @@
+"""Storage: the schema version recorded in the database, old databases, the backend choice, closing,
+and rows staged in a log batch.
+
+Everything runs on real SQLite files in tmp_path, opened the way Fiat opens them (``fiat.wiring``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fiat.config import SETTINGS, STORAGE_BACKENDS, Config, load_config
+from fiat.errors import ConfigError, StorageError
+from fiat.home import init_home
+from fiat.persist.protocols import LogWriter
+from fiat.persist.records import ApprovalRecord, EvidenceLink, PermitRecord, PolicyVersion, Revocation, StoredPolicy
+from fiat.persist.sqlite import SCHEMA_VERSION
+from fiat.wiring import BACKENDS, backend, open_authority, open_authority_store, open_evidence, open_log
+
+# The layout Fiat wrote before it recorded a schema version (user_version 0), statement for
+# statement; ``revocations`` as it was before revocations could expire (no ``expires`` column).
+PRE_VERSIONED = """
+CREATE TABLE log_meta (id INTEGER PRIMARY KEY CHECK (id = 1), schema_version INTEGER NOT NULL,
+    tree_size INTEGER NOT NULL, checkpoint BLOB);
+CREATE TABLE log_entries (idx INTEGER PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE log_tiles (level INTEGER NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (level, idx)) WITHOUT ROWID;
+INSERT OR IGNORE INTO log_meta (id, schema_version, tree_size, checkpoint) VALUES (1, 1, 0, NULL);
+CREATE TABLE evidence (jti TEXT NOT NULL, kind TEXT NOT NULL, log_index INTEGER NOT NULL,
+    PRIMARY KEY (jti, log_index)) WITHOUT ROWID;
+CREATE TABLE permits (jti TEXT PRIMARY KEY, parent TEXT, request BLOB NOT NULL, log_index INTEGER NOT NULL,
+    principal TEXT NOT NULL, runtime TEXT NOT NULL, depth INTEGER NOT NULL, exp REAL NOT NULL);
+CREATE TABLE policy_versions (version INTEGER PRIMARY KEY, digest TEXT NOT NULL, files TEXT NOT NULL,
+    published_at REAL NOT NULL, log_index INTEGER NOT NULL);
+CREATE TABLE approvals (id TEXT PRIMARY KEY, action_digest TEXT NOT NULL, request BLOB NOT NULL,
+    policy_group TEXT NOT NULL, requested_at REAL NOT NULL, expires_at REAL NOT NULL, status TEXT NOT NULL,
+    approver TEXT, statement_digest TEXT, log_index INTEGER);
+CREATE TABLE revocations (epoch INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, target TEXT NOT NULL,
+    reason TEXT NOT NULL, at REAL NOT NULL, log_index INTEGER NOT NULL);
+CREATE TABLE consumed_permits (jti TEXT PRIMARY KEY, at REAL NOT NULL);
+INSERT INTO permits VALUES ('p1', NULL, X'7B7D', 3, 'agent:a', 'kid-1', 0, 2000000000.0);
+INSERT INTO evidence VALUES ('p1', 'permit', 3);
+INSERT INTO evidence VALUES ('p1', 'decision', 4);
+INSERT INTO policy_versions VALUES (1, 'd1', '{}', 1700000000.0, 0);
+INSERT INTO approvals VALUES ('apr_1', 'ad', X'7B7D', 'ops', 1700000001.0, 1700000301.0, 'pending', NULL, NULL, NULL);
+INSERT INTO revocations (kind, target, reason, at, log_index) VALUES ('runtime', 'kid-9', 'lost', 1700000002.0, 5);
+"""
+
+
+@pytest.fixture
+def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Config]:
+    for section, key in SETTINGS:
+        monkeypatch.delenv(f"FIAT_{section.upper()}_{key.upper()}", raising=False)
+    monkeypatch.delenv("FIAT_HOME", raising=False)
+    init_home(tmp_path / "home", origin="persist.example/log")
+    yield load_config(tmp_path / "home", require=True)
+
+
+def _user_version(path: Path) -> int:
+    db = sqlite3.connect(path)
+    try:
+        return int(db.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        db.close()
+
+
+def test_a_new_home_records_the_schema_version(cfg: Config) -> None:
+    assert _user_version(cfg.database_path) == SCHEMA_VERSION == 1
+
+
+def test_a_database_written_before_versions_were_recorded_opens_and_is_stamped(cfg: Config) -> None:
+    cfg.database_path.unlink()
+    for suffix in ("-wal", "-shm"):
+        Path(str(cfg.database_path) + suffix).unlink(missing_ok=True)
+    old = sqlite3.connect(cfg.database_path)
+    old.executescript(PRE_VERSIONED)
+    old.close()
+    assert _user_version(cfg.database_path) == 0
+
+    authority = open_authority(cfg)  # log, evidence index and authority store, all through wiring
+    try:
+        assert authority.log.checkpoint().size == 0  # the empty old log gets its first checkpoint
+        assert authority.recorder.index.permit("p1") == PermitRecord(
+            "p1", None, b"{}", 3, "agent:a", "kid-1", 0, 2000000000.0
+        )
+        assert authority.recorder.index.entries("p1") == [
+            EvidenceLink("p1", "permit", 3),
+            EvidenceLink("p1", "decision", 4),
+        ]
+        store = authority.store
+        assert store.latest_policy() == StoredPolicy(1, "d1", 1700000000.0, 0, "{}")
+        assert store.policy_history() == [PolicyVersion(1, "d1", 1700000000.0, 0)]
+        assert store.approval("apr_1") == ApprovalRecord("apr_1", "ad", b"{}", "ops", 1700000001.0, 1700000301.0)
+        assert store.revocations_since(0) == [Revocation(1, "runtime", "kid-9", "lost", 1700000002.0)]
+        assert store.add_revocation("permit", "p1", "leaked", 1700000003.0, 6, expires=2000000060.0) == 2
+        assert [r.target for r in store.revocations_since(0, live_at=2000000100.0)] == ["kid-9"]
+        assert authority.log.append(b"after the upgrade").index == 0
+    finally:
+        authority.close()
+    assert _user_version(cfg.database_path) == SCHEMA_VERSION
+
+
+def test_a_newer_schema_version_is_refused_and_left_alone(cfg: Config) -> None:
+    db = sqlite3.connect(cfg.database_path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    stores = backend(cfg)
+    for open_store in (stores.log_store, stores.evidence_index, stores.authority_store):
+        with pytest.raises(StorageError, match=r"newer than the version 1 this Fiat knows.*Upgrade Fiat"):
+            open_store(cfg)
+    with pytest.raises(StorageError, match="Upgrade Fiat"):
+        open_log(cfg)
+    assert _user_version(cfg.database_path) == SCHEMA_VERSION + 1
+
+
+def test_a_file_that_is_not_a_database_is_refused(cfg: Config) -> None:
+    cfg.database_path.unlink()
+    for suffix in ("-wal", "-shm"):
+        Path(str(cfg.database_path) + suffix).unlink(missing_ok=True)
+    cfg.database_path.write_bytes(os.urandom(4096))
+    with pytest.raises(StorageError, match=r"fiat\.db"):
+        open_log(cfg)
+
+
+def test_an_unknown_backend_is_a_config_error_naming_the_valid_ones(
+    cfg: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message = r"storage.backend 'postgres' is not a storage backend; use one of: 'sqlite'"
+    monkeypatch.setenv("FIAT_STORAGE_BACKEND", "postgres")
+    with pytest.raises(ConfigError, match=message):
+        load_config(cfg.home, require=True)  # when the configuration loads
+    other = dataclasses.replace(cfg, storage=dataclasses.replace(cfg.storage, backend="postgres"))
+    for opener in (open_log, open_evidence, open_authority_store, open_authority):
+        with pytest.raises(ConfigError, match=message):
+            opener(other)  # and whenever a configuration built some other way opens storage
+
+
+def test_every_configurable_backend_can_be_built() -> None:
+    assert sorted(BACKENDS) == sorted(STORAGE_BACKENDS)
+
+
+def test_the_log_closes_its_store_and_closing_again_is_harmless(cfg: Config) -> None:
+    log = open_log(cfg)
+    log.append(b"one")
+    log.close()
+    with pytest.raises(StorageError, match="closed"):
+        log.store.tree_size()
+    log.close()
+    log.store.close()
+    recorder = open_evidence(cfg)
+    recorder.close()
+    recorder.close()
+    authority = open_authority(cfg)
+    authority.close()
+    authority.close()
+    store = open_authority_store(cfg)
+    store.close()
+    store.close()
+
+
+def test_rows_staged_in_a_log_batch_commit_with_it_or_not_at_all(cfg: Config) -> None:
+    approval = ApprovalRecord("apr_staged", "ad", b"{}", "ops", 1.0, 2.0)
+    log = open_log(cfg)
+    store = open_authority_store(cfg)
+    try:
+
+        def failing(writer: LogWriter, first: int) -> None:
+            writer.stage(approval)
+            raise RuntimeError("the batch fails after staging")
+
+        with pytest.raises(RuntimeError, match="after staging"):
+            log.append_many([b"lost"], sidecar=failing)
+        assert log.checkpoint().size == 0
+        assert store.approval("apr_staged") is None
+
+        log.append_many([b"kept"], sidecar=lambda writer, first: writer.stage(approval))
+        assert log.checkpoint().size == 1
+        assert store.approval("apr_staged") == approval
+    finally:
+        log.close()
+        store.close()
