@@ -1,7 +1,7 @@
 """End-to-end tests of the authority's HTTP API against a real ``fiat serve`` child process.
 
 Every test talks to ``fiat serve --home H --host 127.0.0.1 --port P`` over HTTP, with
-:class:`fiat.client.AuthorityClient` (DPoP-proven runtime calls, signed approvals) or raw
+:class:`fiat.api.client.AuthorityClient` (DPoP-proven runtime calls, signed approvals) or raw
 httpx, and drives the real CLI (``fiat approve``, ``fiat deny``, ``fiat revoke``,
 ``fiat enroll``, ``fiat policy publish``) as child processes. Homes are made with
 ``fiat init`` in tmp_path; the approver key with ``fiat keys add --role approver``.
@@ -44,8 +44,8 @@ import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from fiat.api.client import AuthorityClient, ClientError
 from fiat.authorize.dpop import make_proof
-from fiat.client import AuthorityClient, ClientError
 from fiat.formats.encoding import json_digest
 from fiat.keyring import KeyRing
 from fiat.prove import evidence as ev
@@ -1229,3 +1229,76 @@ def test_runtime_key_rotated_while_serving_is_no_longer_accepted(start: StartFn)
     with pytest.raises(ClientError) as exc:
         a.authorize(deploy())
     assert exc.value.status == 403
+
+
+# -- the API layer: status by exception type, client errors, offline docs -------------------------
+
+
+def test_the_status_of_a_refusal_is_chosen_by_its_type_not_its_message() -> None:
+    """fiat.api.problems: a message that says "already", "signed" or "no approval" changes nothing."""
+    from fiat.api.problems import status_for
+    from fiat.authorize.policy import PolicyError
+    from fiat.errors import (
+        AlreadyConsumedError,
+        AlreadyDecidedError,
+        ApprovalError,
+        ApproverSignatureError,
+        AuthorizationError,
+        BadSignatureError,
+        FiatError,
+        MalformedRequestError,
+        NotFoundError,
+        UnknownApprovalError,
+    )
+
+    assert status_for(AuthorizationError("permit p was already used (single use)")) == 403
+    assert status_for(AlreadyConsumedError("refused")) == 409
+    assert status_for(ApprovalError("no approval 'x': it is already approved")) == 403
+    assert status_for(UnknownApprovalError("approval x is already approved")) == 404
+    assert status_for(AlreadyDecidedError("no approval is signed")) == 409
+    assert status_for(ApproverSignatureError("approval x is already approved")) == 403
+    assert isinstance(ApproverSignatureError("x"), BadSignatureError)
+    assert not isinstance(ApprovalError("the approval is not signed by an approver"), BadSignatureError)
+    assert status_for(MalformedRequestError("already")) == 400
+    assert status_for(PolicyError("signed")) == 422
+    assert status_for(NotFoundError("x")) == 404
+    assert status_for(FiatError("no approval"), default=404) == 404
+    assert status_for(FiatError("already used")) == 400
+
+
+def test_refusals_over_http_are_mapped_by_type_not_by_message(shared: Authority) -> None:
+    """An approver name and an approval id that contain "already" and "signed" (both chosen by
+    the caller) change neither the status nor which counter counts the refusal."""
+    body = deploy(resource="service:payments", replicas=7)
+    p = pending(shared, body)
+    failures, refusals = (metric(shared.url, f"fiat_{m}_total") for m in ("auth_failures", "approvals_refused"))
+    # Signed by alice but naming another approver: a bad signature (403), not a conflict (409).
+    envelope = signed_approval(
+        p["approvalId"], p["actionDigest"], shared.keys.approver_key, shared.keys.approver_kid, approver="already-bob"
+    )
+    r = httpx.post(f"{shared.url}/v1/approvals/{p['approvalId']}", json=envelope)
+    problem = assert_problem(r, 403, "names 'already-bob' but is signed by 'alice'")
+    assert problem["title"] == "Approval refused"
+    assert metric(shared.url, "fiat_auth_failures_total") == failures + 1
+    # An unknown approval whose id says "signed": not found (404), counted as a refused approval,
+    # not as an authentication failure.
+    r = httpx.post(f"{shared.url}/v1/approvals/already-signed", json=envelope)
+    assert_problem(r, 404, "no approval 'already-signed'")
+    assert metric(shared.url, "fiat_auth_failures_total") == failures + 1
+    assert metric(shared.url, "fiat_approvals_refused_total") == refusals + 1
+    assert shared.approval(p["approvalId"])["status"] == "pending"
+    # The mapped statuses, each over HTTP: 400 (malformed), 404 (unknown), 409 (already decided).
+    r = httpx.post(f"{shared.url}/v1/approvals/{p['approvalId']}", json={"envelope": {"payload": 1}})
+    assert_problem(r, 400)
+    ok(approve_cli(shared, p["approvalId"]))
+    again = signed_approval(p["approvalId"], p["actionDigest"], shared.keys.approver_key, shared.keys.approver_kid)
+    problem = assert_problem(httpx.post(f"{shared.url}/v1/approvals/{p['approvalId']}", json=again), 409, "already")
+    assert problem["title"] == "Approval refused"
+    r = httpx.get(f"{shared.url}/v1/approvals/nope", headers={"Authorization": f"Bearer {shared.admin}"})
+    assert_problem(r, 404, "no approval 'nope'")
+    r = httpx.post(
+        f"{shared.url}/v1/revocations",
+        json={"kind": "principal", "target": "not a name", "reason": "r"},
+        headers={"Authorization": f"Bearer {shared.admin}"},
+    )
+    assert_problem(r, 400)

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
-from fiat.client import AuthorityClient
+from fiat.api.client import AuthorityClient
 from fiat.config import load_config
 from fiat.enforce.guard import GuardSettings, Halt, NotEstablished, Runtime, Session
 from fiat.enforce.trust import TrustMonitor

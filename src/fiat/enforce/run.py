@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fiat.client import AuthorityClient, ClientError
+from fiat.api.client import AuthorityClient, ClientError
 from fiat.config import Config
 from fiat.enforce.guard import Denied, GuardSettings, Halt, NotEstablished, Runtime, Session
 from fiat.enforce.trust import TrustMonitor
