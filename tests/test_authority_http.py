@@ -1302,3 +1302,22 @@ def test_refusals_over_http_are_mapped_by_type_not_by_message(shared: Authority)
         headers={"Authorization": f"Bearer {shared.admin}"},
     )
     assert_problem(r, 400)
+
+
+def test_client_errors_name_the_request_and_the_problem(shared: Authority) -> None:
+    with pytest.raises(ClientError) as exc:
+        shared.client.bundle(shared.keys.runtime_key, "xyz")
+    assert exc.value.status == 404
+    assert str(exc.value) == (
+        f"GET {shared.url}/v1/bundles/xyz: 404 Not Found: "
+        "no permit 'xyz' in this home's evidence; check the id (`fiat verify` prints it)"
+    )
+    # No such route: the problem's title and detail are both "Not Found", said once.
+    with AuthorityClient(shared.url + "/nowhere") as lost, pytest.raises(ClientError) as exc:
+        lost.trust_state()
+    assert str(exc.value) == f"GET {shared.url}/nowhere/v1/trust/state?since=0: 404 Not Found"
+    # The CLI prints the same message.
+    p = fiat("approve", "no-such-approval", "--home", shared.home, "--url", shared.url)
+    assert p.returncode == 1, p
+    expected = f"GET {shared.url}/v1/approvals/no-such-approval: 404 Not Found: no approval 'no-such-approval'"
+    assert expected in one_line(p.stderr), p.stderr
