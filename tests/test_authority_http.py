@@ -1321,3 +1321,29 @@ def test_client_errors_name_the_request_and_the_problem(shared: Authority) -> No
     assert p.returncode == 1, p
     expected = f"GET {shared.url}/v1/approvals/no-such-approval: 404 Not Found: no approval 'no-such-approval'"
     assert expected in one_line(p.stderr), p.stderr
+
+
+def test_api_docs_load_nothing_from_another_origin(shared: Authority) -> None:
+    """/docs (Swagger UI) and /redoc reference only same-origin URLs, and each of them is served."""
+    media = {".js": "text/javascript", ".css": "text/css", ".png": "image/png", ".json": "application/json"}
+    seen: set[str] = set()
+    for page, marker in (("/docs", "SwaggerUIBundle"), ("/redoc", "<redoc")):
+        r = httpx.get(shared.url + page)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html"), r.text[:300]
+        assert marker in r.text
+        assert "//" not in re.sub(r"<!--.*?-->", "", r.text, flags=re.S), r.text  # no scheme, no network path
+        urls = re.findall(r'(?:src|href|spec-url)="([^"]*)"', r.text) + re.findall(r"url: '([^']*)'", r.text)
+        assert len(urls) >= 3, urls
+        for url in urls:
+            assert url.startswith("/"), url
+            seen.add(url)
+    assert {"/openapi.json", "/docs/assets/swagger-ui-bundle.js", "/docs/assets/redoc.standalone.js"} <= seen, seen
+    for url in sorted(seen):
+        r = httpx.get(shared.url + url)
+        assert r.status_code == 200, (url, r.text[:300])
+        assert r.headers["content-type"].startswith(media[Path(url).suffix]), (url, r.headers)
+        assert len(r.content) > 1000 or url.endswith(".png"), url
+    assert "SwaggerUIBundle" in httpx.get(shared.url + "/docs/assets/swagger-ui-bundle.js").text
+    # The OAuth 2 redirect page that Swagger UI names is still there, and also loads nothing.
+    r = httpx.get(shared.url + "/docs/oauth2-redirect")
+    assert r.status_code == 200 and "https://" not in r.text and "http://" not in r.text

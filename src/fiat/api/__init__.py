@@ -8,6 +8,7 @@
 * ``credentials.py`` — the admin bearer token and DPoP (RFC 9449) proofs of enrolled keys.
 * ``broadcaster.py`` — the signed trust state, re-signed every interval and pushed on a revocation.
 * ``limits.py`` — the request-body limit (413).
+* ``docs.py`` — Swagger UI and ReDoc served from installed files (no CDN, works offline).
 * ``routes/`` — one module per area: ``authorize``, ``approvals``, ``permits`` (single
   use), ``evidence`` (receipts, bundles), ``admin`` (revocations, enrollments, policies),
   ``trust`` (state and SSE stream), ``ops`` (metrics, health, index), ``log`` (C2SP

@@ -8,7 +8,8 @@
 * ``POST /v1/receipts``, ``GET /v1/bundles/{jti}`` — execution receipts and evidence bundles.
 * ``POST /v1/revocations``, ``POST /v1/enrollments``, ``POST /v1/policies`` — admin (bearer).
 * ``GET /v1/trust/state``, ``GET /v1/trust/stream`` (server-sent events) — the signed trust state.
-* ``GET /metrics`` (Prometheus text), ``GET /healthz``, ``/log/...`` (C2SP tlog-tiles), ``/docs``.
+* ``GET /metrics`` (Prometheus text), ``GET /healthz``, ``/log/...`` (C2SP tlog-tiles),
+  ``/docs`` and ``/redoc`` (served offline).
 
 Errors are RFC 9457 problem details (``application/problem+json``), their status chosen
 by the exception's type (:mod:`fiat.api.problems`).
@@ -28,6 +29,7 @@ from fiat import __version__
 from fiat.api.broadcaster import TrustBroadcaster
 from fiat.api.context import ApiContext
 from fiat.api.credentials import Credentials, ensure_admin_token
+from fiat.api.docs import install_docs
 from fiat.api.limits import BodyLimit
 from fiat.api.problems import install_handlers
 from fiat.api.routes import admin, approvals, authorize, evidence, ops, permits, trust
@@ -65,11 +67,14 @@ def create_app(cfg: Config, *, trust_interval: float = 1.0, authority: Authority
         description="Authorize before anything runs; every decision is signed evidence in the transparency log.",
         lifespan=lifespan,
         redirect_slashes=False,
+        docs_url=None,  # install_docs serves both pages without a CDN
+        redoc_url=None,
     )
     app.state.authority = auth
     app.state.broadcaster = ctx.broadcaster
     app.state.metrics = metrics
     install_handlers(app, metrics)
+    install_docs(app)
     for area in (authorize, approvals, permits, evidence, admin, trust, ops):
         area.install(app, ctx)
     app.router.routes.extend(log_routes(auth.log))
