@@ -1237,6 +1237,7 @@ def test_runtime_key_rotated_while_serving_is_no_longer_accepted(start: StartFn)
 def test_the_status_of_a_refusal_is_chosen_by_its_type_not_its_message() -> None:
     """fiat.api.problems: a message that says "already", "signed" or "no approval" changes nothing."""
     from fiat.api.problems import status_for
+    from fiat.authorize.dpop import DpopError, DpopKeyNotEnrolled
     from fiat.authorize.policy import PolicyError
     from fiat.errors import (
         AlreadyConsumedError,
@@ -1264,6 +1265,8 @@ def test_the_status_of_a_refusal_is_chosen_by_its_type_not_its_message() -> None
     assert status_for(NotFoundError("x")) == 404
     assert status_for(FiatError("no approval"), default=404) == 404
     assert status_for(FiatError("already used")) == 400
+    assert status_for(DpopError("htu", "the key is not enrolled")) == 401
+    assert status_for(DpopKeyNotEnrolled("allow", "replayed")) == 403
 
 
 def test_refusals_over_http_are_mapped_by_type_not_by_message(shared: Authority) -> None:

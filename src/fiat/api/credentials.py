@@ -15,8 +15,8 @@ from pathlib import Path
 
 from fastapi import Request
 
-from fiat.api.problems import Problem
-from fiat.authorize.dpop import DpopError, DpopKeyNotEnrolled, DpopVerifier
+from fiat.api.problems import Problem, refused
+from fiat.authorize.dpop import DpopError, DpopVerifier
 
 ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 - a file name, not a secret
 
@@ -54,10 +54,9 @@ class Credentials:
             return self._dpop.verify(
                 proofs[0] if proofs else None, request.method, str(request.url), allow=self._is_enrolled
             )
-        except DpopKeyNotEnrolled as exc:
-            raise self.refuse(403, exc.reason) from exc
-        except DpopError as exc:
-            raise self.refuse(401, exc.reason) from exc
+        except DpopError as exc:  # 401, or 403 for a key that is not enrolled (by type)
+            self._metrics["auth_failures_total"] += 1
+            raise refused(exc, detail=exc.reason) from exc
 
     def require_admin(self, request: Request) -> None:
         header = request.headers.get("authorization", "")

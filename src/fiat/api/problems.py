@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from fiat.authorize.dpop import DpopError, DpopKeyNotEnrolled
 from fiat.authorize.policy import PolicyError
 from fiat.errors import (
     ApprovalError,
@@ -35,6 +36,8 @@ PROBLEM_JSON = "application/problem+json"
 #: instance of wins, so the kinds of refusal (not found, conflict, bad signature) come
 #: before the components' base classes they are mixed into.
 STATUS_BY_TYPE: Mapping[type[Exception], int] = {
+    DpopKeyNotEnrolled: 403,  # RFC 9110 §15.5.4: a valid proof, by a key this server does not know
+    DpopError: 401,  # RFC 9449 §7.1 / RFC 9110 §15.5.2: no valid proof of possession
     NotFoundError: 404,  # RFC 9110 §15.5.5
     ConflictError: 409,  # RFC 9110 §15.5.10: already decided, already used
     BadSignatureError: 403,  # RFC 9110 §15.5.4: authenticated by the wrong key, or by none
