@@ -93,3 +93,9 @@ def test_pure_packages_use_only_the_standard_library_and_cryptography() -> None:
                 assert (package, path.name, top) == ("formats", "canonical.py", "orjson"), (path, module)
     verifier_modules = {m for p in (SRC / "verify").rglob("*.py") for m in _imports(p)}
     assert "fiat.formats.canonical" not in verifier_modules
+
+
+def test_only_the_edges_import_the_http_layer() -> None:
+    """``fiat.api`` (HTTP) is an edge: the CLI, the guard (its client), the bench and the demo import it."""
+    importers = {package for package, imports in _graph().items() if "api" in imports}
+    assert importers <= {"cli", "enforce", "bench", "demo"}, importers

@@ -1,7 +1,7 @@
 """End-to-end tests of the authority's HTTP API against a real ``fiat serve`` child process.
 
 Every test talks to ``fiat serve --home H --host 127.0.0.1 --port P`` over HTTP, with
-:class:`fiat.client.AuthorityClient` (DPoP-proven runtime calls, signed approvals) or raw
+:class:`fiat.api.client.AuthorityClient` (DPoP-proven runtime calls, signed approvals) or raw
 httpx, and drives the real CLI (``fiat approve``, ``fiat deny``, ``fiat revoke``,
 ``fiat enroll``, ``fiat policy publish``) as child processes. Homes are made with
 ``fiat init`` in tmp_path; the approver key with ``fiat keys add --role approver``.
@@ -44,8 +44,8 @@ import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from fiat.api.client import AuthorityClient, ClientError
 from fiat.authorize.dpop import make_proof
-from fiat.client import AuthorityClient, ClientError
 from fiat.formats.encoding import json_digest
 from fiat.keyring import KeyRing
 from fiat.prove import evidence as ev
@@ -1271,3 +1271,124 @@ def test_runtime_key_rotated_while_serving_is_no_longer_accepted(start: StartFn)
     with pytest.raises(ClientError) as exc:
         a.authorize(deploy())
     assert exc.value.status == 403
+
+
+# -- the API layer: status by exception type, client errors, offline docs -------------------------
+
+
+def test_the_status_of_a_refusal_is_chosen_by_its_type_not_its_message() -> None:
+    """fiat.api.problems: a message that says "already", "signed" or "no approval" changes nothing."""
+    from fiat.api.problems import status_for
+    from fiat.authorize.dpop import DpopError, DpopKeyNotEnrolled
+    from fiat.authorize.policy import PolicyError
+    from fiat.errors import (
+        AlreadyConsumedError,
+        AlreadyDecidedError,
+        ApprovalError,
+        ApproverSignatureError,
+        AuthorizationError,
+        BadSignatureError,
+        FiatError,
+        MalformedRequestError,
+        NotFoundError,
+        UnknownApprovalError,
+    )
+
+    assert status_for(AuthorizationError("permit p was already used (single use)")) == 403
+    assert status_for(AlreadyConsumedError("refused")) == 409
+    assert status_for(ApprovalError("no approval 'x': it is already approved")) == 403
+    assert status_for(UnknownApprovalError("approval x is already approved")) == 404
+    assert status_for(AlreadyDecidedError("no approval is signed")) == 409
+    assert status_for(ApproverSignatureError("approval x is already approved")) == 403
+    assert isinstance(ApproverSignatureError("x"), BadSignatureError)
+    assert not isinstance(ApprovalError("the approval is not signed by an approver"), BadSignatureError)
+    assert status_for(MalformedRequestError("already")) == 400
+    assert status_for(PolicyError("signed")) == 422
+    assert status_for(NotFoundError("x")) == 404
+    assert status_for(FiatError("no approval"), default=404) == 404
+    assert status_for(FiatError("already used")) == 400
+    assert status_for(DpopError("htu", "the key is not enrolled")) == 401
+    assert status_for(DpopKeyNotEnrolled("allow", "replayed")) == 403
+
+
+def test_refusals_over_http_are_mapped_by_type_not_by_message(shared: Authority) -> None:
+    """An approver name and an approval id that contain "already" and "signed" (both chosen by
+    the caller) change neither the status nor which counter counts the refusal."""
+    body = deploy(resource="service:payments", replicas=7)
+    p = pending(shared, body)
+    failures, refusals = (metric(shared.url, f"fiat_{m}_total") for m in ("auth_failures", "approvals_refused"))
+    # Signed by alice but naming another approver: a bad signature (403), not a conflict (409).
+    envelope = signed_approval(
+        p["approvalId"], p["actionDigest"], shared.keys.approver_key, shared.keys.approver_kid, approver="already-bob"
+    )
+    r = httpx.post(f"{shared.url}/v1/approvals/{p['approvalId']}", json=envelope)
+    problem = assert_problem(r, 403, "names 'already-bob' but is signed by 'alice'")
+    assert problem["title"] == "Approval refused"
+    assert metric(shared.url, "fiat_auth_failures_total") == failures + 1
+    # An unknown approval whose id says "signed": not found (404), counted as a refused approval,
+    # not as an authentication failure.
+    r = httpx.post(f"{shared.url}/v1/approvals/already-signed", json=envelope)
+    assert_problem(r, 404, "no approval 'already-signed'")
+    assert metric(shared.url, "fiat_auth_failures_total") == failures + 1
+    assert metric(shared.url, "fiat_approvals_refused_total") == refusals + 1
+    assert shared.approval(p["approvalId"])["status"] == "pending"
+    # The mapped statuses, each over HTTP: 400 (malformed), 404 (unknown), 409 (already decided).
+    r = httpx.post(f"{shared.url}/v1/approvals/{p['approvalId']}", json={"envelope": {"payload": 1}})
+    assert_problem(r, 400)
+    ok(approve_cli(shared, p["approvalId"]))
+    again = signed_approval(p["approvalId"], p["actionDigest"], shared.keys.approver_key, shared.keys.approver_kid)
+    problem = assert_problem(httpx.post(f"{shared.url}/v1/approvals/{p['approvalId']}", json=again), 409, "already")
+    assert problem["title"] == "Approval refused"
+    r = httpx.get(f"{shared.url}/v1/approvals/nope", headers={"Authorization": f"Bearer {shared.admin}"})
+    assert_problem(r, 404, "no approval 'nope'")
+    r = httpx.post(
+        f"{shared.url}/v1/revocations",
+        json={"kind": "principal", "target": "not a name", "reason": "r"},
+        headers={"Authorization": f"Bearer {shared.admin}"},
+    )
+    assert_problem(r, 400)
+
+
+def test_client_errors_name_the_request_and_the_problem(shared: Authority) -> None:
+    with pytest.raises(ClientError) as exc:
+        shared.client.bundle(shared.keys.runtime_key, "xyz")
+    assert exc.value.status == 404
+    assert str(exc.value) == (
+        f"GET {shared.url}/v1/bundles/xyz: 404 Not Found: "
+        "no permit 'xyz' in this home's evidence; check the id (`fiat verify` prints it)"
+    )
+    # No such route: the problem's title and detail are both "Not Found", said once.
+    with AuthorityClient(shared.url + "/nowhere") as lost, pytest.raises(ClientError) as exc:
+        lost.trust_state()
+    assert str(exc.value) == f"GET {shared.url}/nowhere/v1/trust/state?since=0: 404 Not Found"
+    # The CLI prints the same message.
+    p = fiat("approve", "no-such-approval", "--home", shared.home, "--url", shared.url)
+    assert p.returncode == 1, p
+    expected = f"GET {shared.url}/v1/approvals/no-such-approval: 404 Not Found: no approval 'no-such-approval'"
+    assert expected in one_line(p.stderr), p.stderr
+
+
+def test_api_docs_load_nothing_from_another_origin(shared: Authority) -> None:
+    """/docs (Swagger UI) and /redoc reference only same-origin URLs, and each of them is served."""
+    media = {".js": "text/javascript", ".css": "text/css", ".png": "image/png", ".json": "application/json"}
+    seen: set[str] = set()
+    for page, marker in (("/docs", "SwaggerUIBundle"), ("/redoc", "<redoc")):
+        r = httpx.get(shared.url + page)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html"), r.text[:300]
+        assert marker in r.text
+        assert "//" not in re.sub(r"<!--.*?-->", "", r.text, flags=re.S), r.text  # no scheme, no network path
+        urls = re.findall(r'(?:src|href|spec-url)="([^"]*)"', r.text) + re.findall(r"url: '([^']*)'", r.text)
+        assert len(urls) >= 3, urls
+        for url in urls:
+            assert url.startswith("/"), url
+            seen.add(url)
+    assert {"/openapi.json", "/docs/assets/swagger-ui-bundle.js", "/docs/assets/redoc.standalone.js"} <= seen, seen
+    for url in sorted(seen):
+        r = httpx.get(shared.url + url)
+        assert r.status_code == 200, (url, r.text[:300])
+        assert r.headers["content-type"].startswith(media[Path(url).suffix]), (url, r.headers)
+        assert len(r.content) > 1000 or url.endswith(".png"), url
+    assert "SwaggerUIBundle" in httpx.get(shared.url + "/docs/assets/swagger-ui-bundle.js").text
+    # The OAuth 2 redirect page that Swagger UI names is still there, and also loads nothing.
+    r = httpx.get(shared.url + "/docs/oauth2-redirect")
+    assert r.status_code == 200 and "https://" not in r.text and "http://" not in r.text

@@ -52,8 +52,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import fiat
+from fiat.api.client import AuthorityClient
 from fiat.authorize.permit import Constraints, PermitRequest, PolicyRef, mint_permit
-from fiat.client import AuthorityClient
 from fiat.config import load_config
 from fiat.enforce.guard import GuardSettings, NotEstablished, Runtime, Session, verify_permit_locally
 from fiat.enforce.trust import TrustSnapshot

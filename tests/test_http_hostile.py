@@ -190,9 +190,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["version"] == 1
 
+    from fiat.api.credentials import ensure_admin_token
     from fiat.config import load_config
     from fiat.home import keyring
-    from fiat.server import ensure_admin_token
 
     with pytest.MonkeyPatch.context() as mp:
         for k in list(os.environ):

@@ -74,3 +74,53 @@ class InconsistentTreeError(VerificationError):
 
 class AuditError(FiatError):
     """A remote log could not be audited (unreachable, or served something invalid)."""
+
+
+# -- refusals ------------------------------------------------------------------
+#
+# What kind of refusal an error is, independent of the component that raised it.
+# Concrete errors mix one of these into their component's base class, and the
+# HTTP API maps them to a status by type (``fiat.api.problems``), never by text.
+
+
+class NotFoundError(FiatError):
+    """What the request names (an approval, a permit) does not exist here."""
+
+
+class ConflictError(FiatError):
+    """What the request names exists, but its state forbids the change (already decided, already used)."""
+
+
+class BadSignatureError(FiatError):
+    """A statement is not signed by a key entitled to sign it: an authentication failure."""
+
+
+# -- the authority -------------------------------------------------------------
+
+
+class AuthorizationError(FiatError):
+    """A request the authority refuses before deciding (bad input, unknown runtime)."""
+
+
+class MalformedRequestError(AuthorizationError):
+    """The request itself is malformed (not canonicalizable, not a valid name, not a valid choice)."""
+
+
+class AlreadyConsumedError(AuthorizationError, ConflictError):
+    """A single-use permit was already used."""
+
+
+class ApprovalError(FiatError):
+    """An approval that cannot be accepted (unknown, expired, already decided, wrongly signed)."""
+
+
+class UnknownApprovalError(ApprovalError, NotFoundError):
+    """No approval has this id."""
+
+
+class AlreadyDecidedError(ApprovalError, ConflictError):
+    """The approval is no longer pending (approved, denied, expired, used, or decided concurrently)."""
+
+
+class ApproverSignatureError(ApprovalError, BadSignatureError):
+    """An approval is not signed by an enrolled, active approver, or not by the approver it names."""

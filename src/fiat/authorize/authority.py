@@ -46,7 +46,16 @@ from fiat.authorize.names import entity_uid
 from fiat.authorize.permit import Constraints, PermitRequest, PolicyRef, mint_permit
 from fiat.authorize.policy import Evaluation, PolicyBundle, PolicyError, load_bundle, read_bundle_files
 from fiat.config import Config
-from fiat.errors import FiatError, MalformedError
+from fiat.errors import (
+    AlreadyConsumedError,
+    AlreadyDecidedError,
+    ApprovalError,
+    ApproverSignatureError,
+    AuthorizationError,
+    MalformedError,
+    MalformedRequestError,
+    UnknownApprovalError,
+)
 from fiat.formats import jws
 from fiat.formats.action import EncodedRequest, encode_action_request
 from fiat.formats.canonical import canonical, compact
@@ -70,18 +79,6 @@ APPROVAL_VALIDITY = 600.0  # a granted approval must be used within this long
 def principal_key(principal: str) -> str:
     """The one spelling of a principal used for revocations (its Cedar entity UID)."""
     return entity_uid(principal, "principal")
-
-
-class AuthorizationError(FiatError):
-    """A request the authority refuses before deciding (bad input, unknown runtime)."""
-
-
-class MalformedRequestError(AuthorizationError):
-    """The request itself is malformed (not canonicalizable, not a valid name)."""
-
-
-class ApprovalError(FiatError):
-    """An approval that cannot be accepted (unknown, expired, already decided, wrongly signed)."""
 
 
 @dataclass(frozen=True)
@@ -834,7 +831,7 @@ class Authority:
         self.expire_approvals()
         a = self.store.approval(approval_id)
         if a is None:
-            raise ApprovalError(f"no approval {approval_id!r}")
+            raise UnknownApprovalError(f"no approval {approval_id!r}")
         return {
             "id": a.id,
             "status": a.status,
@@ -852,9 +849,9 @@ class Authority:
         self.expire_approvals()
         a = self.store.approval(approval_id)
         if a is None:
-            raise ApprovalError(f"no approval {approval_id!r}")
+            raise UnknownApprovalError(f"no approval {approval_id!r}")
         if a.status != "pending":
-            raise ApprovalError(f"approval {approval_id} is already {a.status}")
+            raise AlreadyDecidedError(f"approval {approval_id} is already {a.status}")
         try:
             statement = Statement.from_envelope(envelope)
         except MalformedError as exc:
@@ -874,14 +871,14 @@ class Authority:
                 signer = key
                 break
         if signer is None:
-            raise ApprovalError("the approval is not signed by an enrolled, active approver key")
+            raise ApproverSignatureError("the approval is not signed by an enrolled, active approver key")
         if p.get("approver") != signer.name:
-            raise ApprovalError(f"the approval names {p.get('approver')!r} but is signed by {signer.name!r}")
+            raise ApproverSignatureError(f"the approval names {p.get('approver')!r} but is signed by {signer.name!r}")
         index = self.recorder.record(statements=[(envelope, None)])[0].index
         status = "approved" if p["decision"] == "approve" else "denied"
         digest = hashlib.sha256(envelope.encode()).hexdigest()
         if not self.store.set_approval(approval_id, "pending", status, signer.name, digest, index):
-            raise ApprovalError(f"approval {approval_id} was decided concurrently")
+            raise AlreadyDecidedError(f"approval {approval_id} was decided concurrently")
         return {"id": approval_id, "status": status, "approver": signer.name, "logIndex": index}
 
     def expire_approvals(self) -> list[str]:
@@ -904,14 +901,14 @@ class Authority:
 
     def revoke(self, kind: str, target: str, reason: str) -> tuple[int, int]:
         if kind not in ("permit", "principal", "runtime"):
-            raise AuthorizationError("revoke a permit, a principal or a runtime")
+            raise MalformedRequestError("revoke a permit, a principal or a runtime")
         if not target or not reason:
-            raise AuthorizationError("a revocation needs a target and a reason")
+            raise MalformedRequestError("a revocation needs a target and a reason")
         if kind == "principal":
             try:
                 target = principal_key(target)
             except MalformedError as exc:
-                raise AuthorizationError(str(exc)) from exc
+                raise MalformedRequestError(str(exc)) from exc
         with self._revoke_lock:  # the signed epoch is the stored epoch
             now = self.clock()
             epoch = self.store.revocation_epoch() + 1
@@ -942,7 +939,7 @@ class Authority:
         if record.exp < self.clock():
             raise AuthorizationError(f"permit {jti} has expired")
         if not self.store.consume(jti, self.clock()):
-            raise AuthorizationError(f"permit {jti} was already used (single use)")
+            raise AlreadyConsumedError(f"permit {jti} was already used (single use)")
 
     def is_revoked(self, kind: str, target: str) -> bool:
         """Revocations are held in memory and refreshed from storage whenever its epoch moves."""
@@ -972,9 +969,9 @@ class Authority:
 
     def enroll(self, role: str, name: str, public_key: bytes) -> KeyRecord:
         if role not in ("runtime", "approver", "witness"):
-            raise AuthorizationError("enroll a runtime, an approver or a witness")
+            raise MalformedRequestError("enroll a runtime, an approver or a witness")
         if len(public_key) != 32:
-            raise AuthorizationError("an Ed25519 public key is 32 bytes")
+            raise MalformedRequestError("an Ed25519 public key is 32 bytes")
         with self._lock:
             ring = KeyRing(self.cfg.keys_dir)
             rec = ring.add_public(role, name, public_key, now_second())

@@ -27,15 +27,15 @@ import httpx
 from rich.console import Console
 from rich.progress import Progress
 
+from fiat.api.client import AuthorityClient
+from fiat.api.credentials import ensure_admin_token
 from fiat.bench.log import _scratch, machine
-from fiat.client import AuthorityClient
 from fiat.config import load_config
 from fiat.enforce.guard import GuardSettings, Halt, Runtime, Session
 from fiat.enforce.run import halt_group
 from fiat.enforce.trust import TrustMonitor
 from fiat.establish.measure import default_measurer
 from fiat.home import init_home, keyring, trust_root
-from fiat.server import ensure_admin_token
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "policies"
 SLEEPER = ["sleep", "600"]  # coreutils: a small process, so a thousand fit

@@ -238,7 +238,7 @@ def log_serve(
 def serve_log(cfg: Config, host: str, port: int, before: Callable[[str, str], None] | None = None) -> None:
     import uvicorn
 
-    from fiat.prove.http import create_log_app
+    from fiat.api.routes.log import create_log_app
     from fiat.wiring import open_log
 
     log = open_log(cfg)
@@ -702,8 +702,8 @@ def policy_publish(
     with errors_to_exit():
         cfg = _config(home)
         if url:
-            from fiat.client import AuthorityClient
-            from fiat.server import ensure_admin_token
+            from fiat.api.client import AuthorityClient
+            from fiat.api.credentials import ensure_admin_token
 
             files = {k: base64.b64encode(v).decode() for k, v in read_bundle_files(directory).items()}
             with AuthorityClient(url) as client:
@@ -789,8 +789,8 @@ def serve(
     """Serve the authority (HTTP JSON API, OpenAPI at /docs) and the transparency log (/log)."""
     import uvicorn
 
+    from fiat.api.app import create_app
     from fiat.authorize.policy import PolicyError, bundle_digest, read_bundle_files
-    from fiat.server import create_app
     from fiat.wiring import open_authority
 
     with errors_to_exit():
@@ -842,7 +842,7 @@ def authorize_cmd(
     """
     import os
 
-    from fiat.client import AuthorityClient, ClientError
+    from fiat.api.client import AuthorityClient, ClientError
     from fiat.establish.measure import default_measurer
     from fiat.home import keyring
 
@@ -891,7 +891,7 @@ def authorize_cmd(
 
 
 def _decide(approval_id: str, approve: bool, name: str | None, reason: str, url: str | None, home: Path | None) -> None:
-    from fiat.client import AuthorityClient, ClientError
+    from fiat.api.client import AuthorityClient, ClientError
     from fiat.home import keyring
 
     with errors_to_exit():
@@ -940,8 +940,8 @@ def revoke_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Revoke a permit, a principal or a runtime: signed, logged, pushed to guards at once."""
-    from fiat.client import AuthorityClient, ClientError
-    from fiat.server import ensure_admin_token
+    from fiat.api.client import AuthorityClient, ClientError
+    from fiat.api.credentials import ensure_admin_token
 
     chosen = [(k, v) for k, v in (("permit", permit), ("principal", principal), ("runtime", runtime)) if v]
     if len(chosen) != 1:
@@ -970,8 +970,8 @@ def enroll_cmd(
     home: HomeOpt = None,
 ) -> None:
     """Enroll a remote runtime's or approver's public key with the authority (admin)."""
-    from fiat.client import AuthorityClient, ClientError
-    from fiat.server import ensure_admin_token
+    from fiat.api.client import AuthorityClient, ClientError
+    from fiat.api.credentials import ensure_admin_token
 
     with errors_to_exit():
         cfg = _config(home)

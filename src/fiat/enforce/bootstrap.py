@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from fiat.client import AuthorityClient
+from fiat.api.client import AuthorityClient
 from fiat.config import Config
 from fiat.enforce.guard import GuardSettings, Halt, NotEstablished, Runtime, Session
 from fiat.enforce.trust import TrustMonitor

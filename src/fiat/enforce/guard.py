@@ -45,8 +45,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from fiat.api.client import AuthorityClient, ClientError
 from fiat.authorize.names import entity_uid
-from fiat.client import AuthorityClient, ClientError
 from fiat.enforce.trust import TrustMonitor, TrustSnapshot
 from fiat.errors import FiatError, VerificationError
 from fiat.establish.measure import Measurer

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fiat.client import ClientError
+from fiat.api.client import ClientError
 from fiat.config import Config
 from fiat.enforce.bootstrap import Heartbeat, open_session
 from fiat.enforce.guard import Denied, GuardSettings, Halt, NotEstablished, Session

@@ -17,7 +17,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from fiat.errors import FiatError
+from fiat.errors import FiatError, NotFoundError
 from fiat.formats import jws
 from fiat.formats.canonical import canonical_built
 from fiat.formats.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, sign_envelope
@@ -320,7 +320,7 @@ class EvidenceRecorder:
     def _bundle(self, jti: str, size: int) -> Bundle:
         permit = self.index.permit(jti)
         if permit is None:
-            raise FiatError(f"no permit {jti!r} in this home's evidence; check the id (`fiat verify` prints it)")
+            raise NotFoundError(f"no permit {jti!r} in this home's evidence; check the id (`fiat verify` prints it)")
         request_bytes, permit_index = permit.request, permit.log_index
         token = self.log.read_entries(permit_index, permit_index + 1)[0].decode("ascii")
         statements = []

@@ -1,4 +1,5 @@
-"""The log's read API, per C2SP tlog-tiles, as a Starlette application.
+"""The log's read API, per C2SP tlog-tiles: routes that ``fiat serve`` mounts, and
+``fiat log serve``'s whole application (:func:`create_log_app`).
 
 Routes (all ``GET``, under ``/log``):
 

@@ -14,11 +14,31 @@ from fiat.prove import evidence as ev
 
 
 class ClientError(FiatError):
-    """The server refused a request (its RFC 9457 problem detail is the message) or cannot be reached."""
+    """The server refused a request or cannot be reached.
+
+    A refusal's message names the request and the RFC 9457 problem, e.g.
+    ``GET http://127.0.0.1:8080/v1/bundles/xyz: 404 Not Found: no permit 'xyz' ...``;
+    ``status`` is the HTTP status (None when the server could not be reached).
+    """
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+def _refusal(r: httpx.Response) -> str:
+    """``<status> <title>[: <detail>]`` from an RFC 9457 problem (or the start of any other body)."""
+    title, detail = r.reason_phrase or "", ""
+    try:
+        body = r.json()
+    except ValueError:
+        detail = " ".join(r.text[:200].split())
+    else:
+        if isinstance(body, dict):
+            title = str(body.get("title") or title)
+            detail = str(body.get("detail") or "")
+    head = f"{r.status_code} {title}".rstrip()
+    return f"{head}: {detail}" if detail and detail != title else head
 
 
 class AuthorityClient:
@@ -42,12 +62,7 @@ class AuthorityClient:
         except httpx.HTTPError as exc:
             raise ClientError(f"cannot reach the authority at {self.url}: {exc}; is `fiat serve` running?") from exc
         if r.status_code >= 400:
-            try:
-                body = r.json()
-                detail = f"{body.get('title', r.status_code)}: {body.get('detail', '')}"
-            except ValueError:
-                detail = r.text[:200]
-            raise ClientError(f"HTTP {r.status_code} {detail}", r.status_code)
+            raise ClientError(f"{method} {url}: {_refusal(r)}", r.status_code)
         return r.json()
 
     # runtime calls, proven with DPoP (RFC 9449)

@@ -1,0 +1,84 @@
+"""``fiat serve``: the authority's HTTP JSON API and the transparency log, in one server.
+
+* ``POST /v1/authorize`` — a decision (and a permit); the caller proves the runtime key
+  with an RFC 9449 DPoP proof.
+* ``GET /v1/approvals/{id}``, ``POST /v1/approvals/{id}`` — read / decide an approval
+  (the decision is an approval statement signed by an approver key).
+* ``POST /v1/permits/{jti}/consume`` — use a single-use permit (DPoP by its ``cnf`` key).
+* ``POST /v1/receipts``, ``GET /v1/bundles/{jti}`` — execution receipts and evidence bundles.
+* ``POST /v1/revocations``, ``POST /v1/enrollments``, ``POST /v1/policies`` — admin (bearer).
+* ``GET /v1/trust/state``, ``GET /v1/trust/stream`` (server-sent events) — the signed trust state.
+* ``GET /metrics`` (Prometheus text), ``GET /healthz``, ``/log/...`` (C2SP tlog-tiles),
+  ``/docs`` and ``/redoc`` (served offline).
+
+Errors are RFC 9457 problem details (``application/problem+json``), their status chosen
+by the exception's type (:mod:`fiat.api.problems`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from fastapi import FastAPI
+
+from fiat import __version__
+from fiat.api.broadcaster import TrustBroadcaster
+from fiat.api.context import ApiContext
+from fiat.api.credentials import Credentials, ensure_admin_token
+from fiat.api.docs import install_docs
+from fiat.api.limits import BodyLimit
+from fiat.api.problems import install_handlers
+from fiat.api.routes import admin, approvals, authorize, evidence, ops, permits, trust
+from fiat.api.routes.log import log_routes
+from fiat.authorize.authority import Authority
+from fiat.config import Config
+from fiat.wiring import open_authority
+
+#: Decisions wait on the log's group commit: more concurrent requests make bigger batches.
+WORKER_THREADS = 128
+
+
+def create_app(cfg: Config, *, trust_interval: float = 1.0, authority: Authority | None = None) -> FastAPI:
+    auth = authority or open_authority(cfg)
+    metrics: Counter[str] = Counter()
+    ctx = ApiContext(
+        authority=auth,
+        broadcaster=TrustBroadcaster(auth, trust_interval),
+        credentials=Credentials(ensure_admin_token(cfg.keys_dir), auth.is_enrolled, metrics),
+        metrics=metrics,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
+        task = asyncio.create_task(ctx.broadcaster.run())
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.to_thread(auth.close)
+
+    app = FastAPI(
+        title="Fiat authority",
+        version=__version__,
+        description="Authorize before anything runs; every decision is signed evidence in the transparency log.",
+        lifespan=lifespan,
+        redirect_slashes=False,
+        docs_url=None,  # install_docs serves both pages without a CDN
+        redoc_url=None,
+    )
+    app.state.authority = auth
+    app.state.broadcaster = ctx.broadcaster
+    app.state.metrics = metrics
+    install_handlers(app, metrics)
+    install_docs(app)
+    for area in (authorize, approvals, permits, evidence, admin, trust, ops):
+        area.install(app, ctx)
+    app.router.routes.extend(log_routes(auth.log))
+    ops.install_index(app, ctx)
+    app.add_middleware(BodyLimit)
+    return app

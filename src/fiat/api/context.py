@@ -1,0 +1,18 @@
+"""What every route of one application shares."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from fiat.api.broadcaster import TrustBroadcaster
+from fiat.api.credentials import Credentials
+from fiat.authorize.authority import Authority
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    authority: Authority
+    broadcaster: TrustBroadcaster
+    credentials: Credentials
+    metrics: Counter[str]

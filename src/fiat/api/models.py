@@ -1,0 +1,53 @@
+"""The request bodies on the wire: strict (no coercion, no unknown fields), bounded in size.
+
+Field names are the wire's (camelCase), so they are the OpenAPI schema's too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# No docstrings on the models: they would become descriptions in the OpenAPI document.
+
+
+class AuthorizeBody(Strict):  # POST /v1/authorize: the action request, the runtime key, its Evidence
+    principal: str = Field(min_length=1, max_length=1024)
+    action: str = Field(min_length=1, max_length=1024)
+    resource: str = Field(min_length=1, max_length=1024)
+    context: dict[str, Any] = Field(default_factory=dict)
+    parent: str | None = Field(default=None, max_length=256)
+    runtimeKid: str = Field(min_length=1, max_length=128)
+    evidence: dict[str, Any] | None = None
+    approvalId: str | None = Field(default=None, max_length=128)
+    renews: str | None = Field(default=None, max_length=256)
+
+
+class ApprovalBody(Strict):  # POST /v1/approvals/{id}: an approval/v1 statement in a DSSE envelope
+    envelope: dict[str, Any]
+
+
+class ReceiptBody(Strict):  # POST /v1/receipts: a receipt/v1 statement in DSSE, signed by the permit's cnf key
+    envelope: dict[str, Any]
+
+
+class RevocationBody(Strict):
+    kind: str = Field(pattern="^(permit|principal|runtime)$")
+    target: str = Field(min_length=1, max_length=1024)
+    reason: str = Field(min_length=1, max_length=2048)
+
+
+class EnrollmentBody(Strict):
+    role: str = Field(pattern="^(runtime|approver|witness)$")
+    name: str = Field(min_length=1, max_length=256)
+    publicKey: str = Field(min_length=43, max_length=43)
+
+
+class PolicyBody(Strict):
+    files: dict[str, str]  # file name -> base64 content

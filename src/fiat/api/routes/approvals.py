@@ -1,0 +1,37 @@
+"""``GET /v1/approvals/{id}`` (read) and ``POST /v1/approvals/{id}`` (decide, with a signed approval statement)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+
+from fiat.api.context import ApiContext
+from fiat.api.models import ApprovalBody
+from fiat.api.problems import refused
+from fiat.errors import ApprovalError, BadSignatureError, MalformedError
+from fiat.formats.dsse import Envelope
+
+
+def install(app: FastAPI, ctx: ApiContext) -> None:
+    auth, metrics = ctx.authority, ctx.metrics
+
+    @app.get("/v1/approvals/{approval_id}", tags=["approvals"])
+    def get_approval(approval_id: str, request: Request) -> dict[str, Any]:
+        ctx.credentials.admin_or_enrolled(request)
+        try:
+            return auth.approval(approval_id)
+        except ApprovalError as exc:
+            raise refused(exc) from exc
+
+    @app.post("/v1/approvals/{approval_id}", tags=["approvals"])
+    def decide_approval(approval_id: str, body: ApprovalBody) -> dict[str, Any]:
+        try:
+            envelope = Envelope.from_json(body.envelope)
+        except MalformedError as exc:
+            raise refused(exc) from exc
+        try:
+            return auth.decide_approval(approval_id, envelope)
+        except ApprovalError as exc:
+            metrics["auth_failures_total" if isinstance(exc, BadSignatureError) else "approvals_refused_total"] += 1
+            raise refused(exc, title="Approval refused") from exc

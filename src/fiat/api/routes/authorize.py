@@ -1,0 +1,47 @@
+"""``POST /v1/authorize``: a decision and, when allowed, a permit bound to the runtime key."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from fiat.api.context import ApiContext
+from fiat.api.models import AuthorizeBody
+from fiat.api.problems import refused
+from fiat.authorize.authority import AuthorizationRequest
+from fiat.errors import AuthorizationError, MalformedRequestError
+
+
+def install(app: FastAPI, ctx: ApiContext) -> None:
+    auth, metrics = ctx.authority, ctx.metrics
+
+    @app.post("/v1/authorize", tags=["authorize"], response_class=JSONResponse)
+    async def authorize(body: AuthorizeBody, request: Request) -> JSONResponse:
+        # Checked on the event loop; decided by the authority's decider thread; awaited
+        # without holding a worker thread while the evidence becomes durable.
+        kid, _ = ctx.credentials.runtime_proof(request)
+        if kid != body.runtimeKid:
+            raise ctx.credentials.refuse(401, "the DPoP proof's key is not the runtime key named in the request")
+        try:
+            pending = auth.submit(
+                AuthorizationRequest(
+                    body.principal,
+                    body.action,
+                    body.resource,
+                    body.runtimeKid,
+                    body.context,
+                    body.parent,
+                    body.evidence,
+                    body.approvalId,
+                    body.renews,
+                )
+            )
+            result = await asyncio.wrap_future(pending)
+        except AuthorizationError as exc:
+            invalid = isinstance(exc, MalformedRequestError)
+            metrics["requests_invalid_total" if invalid else "authorizations_refused_total"] += 1
+            raise refused(exc) from exc
+        metrics[f"decisions_{result.decision}_total"] += 1
+        return JSONResponse(result.to_json())  # already JSON types: no response-model encoding pass

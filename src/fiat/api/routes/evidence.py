@@ -1,0 +1,37 @@
+"""``POST /v1/receipts`` (a runtime's execution receipt, logged) and ``GET /v1/bundles/{jti}`` (the evidence bundle)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+
+from fiat.api.context import ApiContext
+from fiat.api.models import ReceiptBody
+from fiat.api.problems import refused
+from fiat.errors import AuthorizationError, FiatError, MalformedError
+from fiat.formats.dsse import Envelope
+
+
+def install(app: FastAPI, ctx: ApiContext) -> None:
+    auth, metrics = ctx.authority, ctx.metrics
+
+    @app.post("/v1/receipts", tags=["evidence"])
+    def receipt(body: ReceiptBody) -> dict[str, Any]:
+        try:
+            envelope = Envelope.from_json(body.envelope)
+            index = auth.record_receipt(envelope)
+        except MalformedError as exc:
+            raise refused(exc) from exc
+        except AuthorizationError as exc:
+            metrics["auth_failures_total"] += 1  # a receipt not provably from the permit's runtime
+            raise refused(exc) from exc
+        return {"logIndex": index}
+
+    @app.get("/v1/bundles/{jti}", tags=["evidence"])
+    def bundle(jti: str, request: Request) -> dict[str, Any]:
+        ctx.credentials.admin_or_enrolled(request)
+        try:
+            return auth.bundle(jti)
+        except FiatError as exc:
+            raise refused(exc, default=404) from exc

@@ -1,0 +1,44 @@
+"""For operators, outside the OpenAPI document: ``/metrics`` (Prometheus text), ``/healthz``, ``/``."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse, Response
+
+from fiat import __version__
+from fiat.api.context import ApiContext
+
+
+def install(app: FastAPI, ctx: ApiContext) -> None:
+    auth, broadcaster, metrics = ctx.authority, ctx.broadcaster, ctx.metrics
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> PlainTextResponse:
+        lines = [f"fiat_{k} {v}" for k, v in sorted(metrics.items())]
+        lines.append(f"fiat_log_tree_size {auth.log.checkpoint().size}")
+        lines.append(f"fiat_trust_state_epoch {broadcaster.epoch}")
+        return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, Any]:
+        active = auth.policy
+        return {
+            "status": "ok",
+            "time": time.time(),
+            "logSize": auth.log.checkpoint().size,
+            "policyVersion": None if active is None else active.version,
+        }
+
+
+def install_index(app: FastAPI, ctx: ApiContext) -> None:
+    """``/``: where things are (after every other route, as it always was)."""
+    auth = ctx.authority
+
+    @app.get("/", include_in_schema=False)
+    def index() -> Response:
+        return PlainTextResponse(
+            f"Fiat {__version__}\nAPI: /docs\nlog: /log/checkpoint\nverifier key: {auth.log.verifier.encode()}\n"
+        )

@@ -1,0 +1,24 @@
+"""``POST /v1/permits/{jti}/consume``: the runtime bound to a single-use permit (cnf) uses it, once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+
+from fiat.api.context import ApiContext
+from fiat.api.problems import refused
+from fiat.errors import AuthorizationError
+
+
+def install(app: FastAPI, ctx: ApiContext) -> None:
+    auth = ctx.authority
+
+    @app.post("/v1/permits/{jti}/consume", tags=["authorize"])
+    def consume(jti: str, request: Request) -> dict[str, Any]:
+        kid, _ = ctx.credentials.runtime_proof(request)
+        try:
+            auth.consume(jti, kid)
+        except AuthorizationError as exc:
+            raise refused(exc, title="Refused") from exc
+        return {"permitId": jti, "consumed": True}
