@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from fiat.authorize.dpop import make_proof
 from fiat.client import AuthorityClient, ClientError
 from fiat.formats.encoding import json_digest
-from fiat.keyring import KeyRing
+from fiat.keys.keyring import KeyRing
 from fiat.prove import evidence as ev
 
 REPO = Path(__file__).resolve().parents[1]

@@ -532,7 +532,7 @@ def test_proof_verifies(proof_home: tuple[Path, str], proof_file: Path, tmp_path
     doc = json.loads(out(ok(verify_proof(proof_file, v, entry, "--json"))))
     assert doc["verified"] is True
     assert doc["index"] == 13
-    assert doc["tree_size"] == len(ENTRIES)
+    assert doc["treeSize"] == len(ENTRIES)
     assert doc["origin"] == "proof.example/log"
     assert "inclusion-proof" in doc["steps"]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from fiat.config import CONFIG_NAME, Config, load_config, render_default_config, resolve_home
 from fiat.errors import ConfigError, MalformedError
-from fiat.keyring import KeyRing, now_second
-from fiat.keys import ensure_private_key, load_private_key
+from fiat.keys.keyring import KeyRing, now_second
+from fiat.keys.pem import ensure_private_key, load_private_key
 from fiat.persist.sqlite import SQLiteEvidenceIndex, SQLiteLogStore
 from fiat.prove.evidence import EvidenceRecorder
 from fiat.prove.log import TransparencyLog

@@ -2,6 +2,7 @@
 
 * ``POST /v1/authorize`` — a decision (and a permit); the caller proves the runtime key
   with an RFC 9449 DPoP proof.
+* ``GET /v1/approvals[?status=pending]`` — what approvers are asked (an enrolled key or admin);
 * ``GET /v1/approvals/{id}``, ``POST /v1/approvals/{id}`` — read / decide an approval
   (the decision is an approval statement signed by an approver key).
 * ``POST /v1/permits/{jti}/consume`` — use a single-use permit (DPoP by its ``cnf`` key).
@@ -366,6 +367,13 @@ def create_app(cfg: Config, *, trust_interval: float = 1.0, authority: Authority
             raise Problem(403, "Forbidden", str(exc)) from exc
         metrics[f"decisions_{result.decision}_total"] += 1
         return JSONResponse(result.to_json())  # already JSON types: no response-model encoding pass
+
+    @app.get("/v1/approvals", tags=["approvals"])
+    def list_approvals(request: Request, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        admin_or_enrolled(request)
+        if status not in (None, "pending", "approved", "denied", "expired", "used") or not 1 <= limit <= 1000:
+            raise Problem(400, "Bad Request", "status is pending|approved|denied|expired|used; limit 1..1000")
+        return auth.approvals(status, limit)
 
     @app.get("/v1/approvals/{approval_id}", tags=["approvals"])
     def get_approval(approval_id: str, request: Request) -> dict[str, Any]:

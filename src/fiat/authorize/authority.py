@@ -54,8 +54,9 @@ from fiat.formats.dsse import Envelope
 from fiat.formats.encoding import json_digest, rfc3339
 from fiat.formats.statement import APPROVAL, RECEIPT, Statement
 from fiat.home import keyring, log_keys, open_evidence
-from fiat.keyring import KeyRecord, now_second
+from fiat.keys.keyring import KeyRecord, now_second
 from fiat.persist.sqlite import SQLiteAuthorityStore
+from fiat.persist.store import ApprovalRecord
 from fiat.prove import evidence as ev
 from fiat.prove.log import AppendResult
 
@@ -797,6 +798,15 @@ class Authority:
         a = self.store.approval(approval_id)
         if a is None:
             raise ApprovalError(f"no approval {approval_id!r}")
+        return self._approval_json(a)
+
+    def approvals(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest approvals (with ``status``, when given), oldest first: what approvers are asked."""
+        self.expire_approvals()
+        return [self._approval_json(a) for a in self.store.approvals(status, limit)]
+
+    @staticmethod
+    def _approval_json(a: ApprovalRecord) -> dict[str, Any]:
         return {
             "id": a.id,
             "status": a.status,
