@@ -676,3 +676,29 @@ def test_proof_unreadable_inputs(proof_home: tuple[Path, str], proof_file: Path,
     p = verify_proof(proof_file, v, tmp_path / "absent.bin")
     assert p.returncode == EXIT_INVALID
     assert "absent.bin" in err(p)
+
+
+# -- one JSON key style -------------------------------------------------------------------------
+
+
+def test_camel_keys_converts_every_key_and_leaves_values_alone() -> None:
+    from fiat.cli.common import camel_keys
+
+    doc = {"tree_size": 1, "in_process": [{"per_s": 2, "name": "a_b"}], "ratio": 0.5, "http_closed": None}
+    want = {"treeSize": 1, "inProcess": [{"perS": 2, "name": "a_b"}], "ratio": 0.5, "httpClosed": None}
+    assert camel_keys(doc) == want
+
+
+def test_bench_json_keys_are_camel_case() -> None:
+    p = ok(fiat("bench", "verify", "--json", "--bundles", "1", "--seconds", "0.05"))
+    doc = json.loads(out(p))
+
+    def keys(obj: object) -> list[str]:
+        if isinstance(obj, dict):
+            return [k for k, v in obj.items() for k in (k, *keys(v))]
+        if isinstance(obj, list):
+            return [k for v in obj for k in keys(v)]
+        return []
+
+    assert "bundlesPerS" in doc and "floorPerBundleUs" in doc, doc
+    assert not [k for k in keys(doc) if "_" in k], doc
