@@ -702,3 +702,25 @@ def test_bench_json_keys_are_camel_case() -> None:
 
     assert "bundlesPerS" in doc and "floorPerBundleUs" in doc, doc
     assert not [k for k in keys(doc) if "_" in k], doc
+
+
+def test_log_serve_on_a_busy_port_says_so_before_any_banner(home: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        p = fiat("log", "serve", "--home", home, "--host", "127.0.0.1", "--port", port)
+    assert p.returncode == EXIT_ERROR, err(p)
+    assert f"port {port} is already in use" in err(p) and "--port" in err(p), err(p)
+    assert "serving the log" not in err(p)
+
+
+def test_log_entry_of_a_plain_entry(home: Path, tmp_path: Path) -> None:
+    f = tmp_path / "e"
+    f.write_bytes(b"\x00raw bytes\xff")
+    ok(fiat("log", "append", f, "--home", home))
+    assert ok(fiat("log", "entry", "0", "--home", home)).stdout == b"\x00raw bytes\xff"
+    p = fiat("log", "entry", "0", "--decode", "--home", home)
+    assert p.returncode == EXIT_INVALID and "neither a permit" in err(p), err(p)
