@@ -13,10 +13,10 @@ import typer
 from rich.markup import escape
 
 from fiat.cli.common import (
-    EXIT_ERROR,
-    EXIT_FAILED,
+    EXIT_INVALID,
     HomeOpt,
     JsonOpt,
+    authority_errors,
     config,
     emit_json,
     errors_to_exit,
@@ -34,17 +34,14 @@ STATUSES = ("pending", "approved", "denied", "expired", "used")
 
 def _with_client(url: str | None, home: Path | None, name: str | None, call: Any) -> Any:
     """``call(client, approver record, approver key)`` against the authority; errors become exits."""
-    from fiat.client import AuthorityClient, ClientError
+    from fiat.client import AuthorityClient
     from fiat.home import keyring
 
     with errors_to_exit():
         cfg = config(home)
         rec, key = keyring(cfg).signing_key("approver", name)
-        try:
-            with AuthorityClient(server_url(cfg, url)) as client:
-                return call(client, rec, key)
-        except ClientError as exc:
-            fail(EXIT_ERROR if exc.status is None else EXIT_FAILED, str(exc))
+        with authority_errors(), AuthorityClient(server_url(cfg, url)) as client:
+            return call(client, rec, key)
 
 
 def _decide(
@@ -93,8 +90,6 @@ def approvals_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List approvals (pending ones by default): id, status, who asks to do what to which resource."""
-    from fiat.cli.common import EXIT_INVALID
-
     if status != "all" and status not in STATUSES:
         fail(EXIT_INVALID, f"--status must be one of {', '.join(STATUSES)} or all, not {status!r}")
     if not 1 <= limit <= 1000:

@@ -8,11 +8,11 @@ from typing import Annotated, Any
 import typer
 
 from fiat.cli.common import (
-    EXIT_ERROR,
     EXIT_FAILED,
     EXIT_INVALID,
     HomeOpt,
     JsonOpt,
+    authority_errors,
     config,
     emit_json,
     errors_to_exit,
@@ -35,7 +35,7 @@ def authorize_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Ask the authority for a decision as this home's runtime; print the decision and the permit."""
-    from fiat.client import AuthorityClient, ClientError
+    from fiat.client import AuthorityClient
     from fiat.home import keyring
 
     ctx = parse_context(context)
@@ -51,11 +51,8 @@ def authorize_cmd(
         }
         if approval_id:
             body["approvalId"] = approval_id
-        try:
-            with AuthorityClient(server_url(cfg, url)) as client:
-                result = client.authorize(key, rec.kid, body)
-        except ClientError as exc:
-            fail(EXIT_ERROR if exc.status is None else EXIT_FAILED, str(exc))
+        with authority_errors(), AuthorityClient(server_url(cfg, url)) as client:
+            result = client.authorize(key, rec.kid, body)
     if as_json:
         emit_json(result)
     else:
@@ -82,7 +79,7 @@ def revoke_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Revoke a permit, a principal or a runtime: signed, logged, pushed to guards at once."""
-    from fiat.client import AuthorityClient, ClientError
+    from fiat.client import AuthorityClient
     from fiat.server import ensure_admin_token
 
     chosen = [(k, v) for k, v in (("permit", permit), ("principal", principal), ("runtime", runtime)) if v]
@@ -92,11 +89,8 @@ def revoke_cmd(
     assert target is not None
     with errors_to_exit():
         cfg = config(home)
-        try:
-            with AuthorityClient(server_url(cfg, url)) as client:
-                result = client.revoke(ensure_admin_token(cfg.keys_dir), kind, target, reason)
-        except ClientError as exc:
-            fail(EXIT_ERROR if exc.status is None else EXIT_FAILED, str(exc))
+        with authority_errors(), AuthorityClient(server_url(cfg, url)) as client:
+            result = client.revoke(ensure_admin_token(cfg.keys_dir), kind, target, reason)
     if as_json:
         emit_json(result)
         return
@@ -111,16 +105,13 @@ def enroll_cmd(
     home: HomeOpt = None,
 ) -> None:
     """Enroll a remote runtime's or approver's public key with the authority (admin)."""
-    from fiat.client import AuthorityClient, ClientError
+    from fiat.client import AuthorityClient
     from fiat.server import ensure_admin_token
 
     with errors_to_exit():
         cfg = config(home)
-        try:
-            with AuthorityClient(server_url(cfg, url)) as client:
-                rec = client.enroll(ensure_admin_token(cfg.keys_dir), role, name, public_key)
-        except ClientError as exc:
-            fail(EXIT_ERROR if exc.status is None else EXIT_FAILED, str(exc))
+        with authority_errors(), AuthorityClient(server_url(cfg, url)) as client:
+            rec = client.enroll(ensure_admin_token(cfg.keys_dir), role, name, public_key)
     out.print(f"enrolled {role} {name}: {rec['kid']}")
 
 

@@ -81,6 +81,17 @@ def errors_to_exit() -> Iterator[None]:
         fail(EXIT_ERROR, str(exc))
 
 
+@contextmanager
+def authority_errors() -> Iterator[None]:
+    """A refusal by the authority exits 1 (its problem detail is the message); no answer at all exits 3."""
+    from fiat.client import ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        fail(EXIT_ERROR if exc.status is None else EXIT_FAILED, str(exc))
+
+
 def emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
@@ -114,7 +125,7 @@ def home_log(cfg: Config) -> Iterator[TransparencyLog]:
         yield log
     finally:
         log.close()
-        log.store.close()
+        log.store.close()  # redundant once TransparencyLog.close() closes the store it owns
 
 
 def read_input(path: Path, what: str) -> bytes:
