@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from fiat.api.client import AuthorityClient, ClientError
 from fiat.authorize.dpop import make_proof
 from fiat.formats.encoding import json_digest
-from fiat.keyring import KeyRing
+from fiat.keys.keyring import KeyRing
 from fiat.prove import evidence as ev
 
 REPO = Path(__file__).resolve().parents[1]
@@ -609,6 +609,7 @@ def test_whole_bundle_shadow_mode_denies_and_reports(start: StartFn, tmp_path: P
     bundle = tmp_path / "shadow-bundle"
     shutil.copytree(EXAMPLES, bundle)
     (bundle / "fiat-policy.toml").write_text("shadow = true\n", encoding="utf-8")
+    (bundle / "tests.json").unlink()  # its cases expect allows, which a bundle in shadow mode never gives
     a = start(bundle=bundle)
     r = a.authorize(deploy())
     assert r["decision"] == "deny", r
@@ -1392,3 +1393,78 @@ def test_api_docs_load_nothing_from_another_origin(shared: Authority) -> None:
     # The OAuth 2 redirect page that Swagger UI names is still there, and also loads nothing.
     r = httpx.get(shared.url + "/docs/oauth2-redirect")
     assert r.status_code == 200 and "https://" not in r.text and "http://" not in r.text
+
+
+# -- what a newcomer meets at the command line ---------------------------------------------------
+
+
+def test_approvals_list_and_show_say_what_is_asked(shared: Authority) -> None:
+    body = deploy(resource="service:payments", replicas=5)
+    p = pending(shared, body)
+    approval_id = p["approvalId"]
+    where = ("--home", shared.home, "--url", shared.url)
+    listed = json.loads(ok(fiat("approvals", "list", *where, "--json")).stdout)["approvals"]
+    (mine,) = [a for a in listed if a["id"] == approval_id]
+    assert mine["status"] == "pending" and mine["actionDigest"] == p["actionDigest"]
+    assert mine["request"]["principal"] == "agent:release-bot"
+    assert (mine["request"]["action"], mine["request"]["resource"]) == ("deploy", "service:payments")
+    assert mine["request"]["context"] == {"version": "1.2.0", "replicas": 5}
+    text = one_line(ok(fiat("approvals", "list", *where)).stdout)
+    assert f"{approval_id} pending agent:release-bot deploy service:payments" in text, text
+    shown = ok(fiat("approvals", "show", approval_id, *where)).stdout
+    for needle in ("agent:release-bot", "deploy", "service:payments", '"replicas": 5', '"version": "1.2.0"', "pending"):
+        assert needle in shown, shown
+    assert json.loads(ok(fiat("approvals", "show", approval_id, *where, "--json")).stdout) == shared.approval(
+        approval_id
+    )
+    decided = json.loads(ok(fiat("approve", approval_id, *where, "--reason", "seen", "--json")).stdout)
+    assert decided["id"] == approval_id and decided["status"] == "approved" and decided["approver"] == "alice"
+    assert isinstance(decided["logIndex"], int)
+    still = json.loads(ok(fiat("approvals", "list", *where, "--json")).stdout)["approvals"]
+    assert approval_id not in [a["id"] for a in still]
+    every = json.loads(ok(fiat("approvals", "list", "--status", "all", *where, "--json")).stdout)["approvals"]
+    assert [a["status"] for a in every if a["id"] == approval_id] == ["approved"]
+    missing = fiat("approvals", "show", "apr_nope", *where)
+    assert missing.returncode == 1 and "apr_nope" in missing.stderr, missing.stderr
+
+
+def test_deny_with_json(shared: Authority) -> None:
+    p = pending(shared, deploy(resource="service:payments", replicas=6))
+    denied = fiat("deny", p["approvalId"], "--home", shared.home, "--url", shared.url, "--json")
+    doc = json.loads(ok(denied).stdout)
+    assert doc["status"] == "denied" and doc["id"] == p["approvalId"]
+
+
+def test_log_entry_prints_the_bytes_or_decodes_the_permit_and_statement(shared: Authority) -> None:
+    r = shared.authorize(deploy())
+    assert r["decision"] == "allow", r
+    raw = subprocess.run(
+        [*FIAT, "log", "entry", str(r["permitLogIndex"]), "--home", str(shared.home)],
+        env=_env(),
+        capture_output=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert raw == log_entry(shared.url, r["permitLogIndex"]) == r["permit"].encode("ascii")
+    permit = json.loads(ok(fiat("log", "entry", r["permitLogIndex"], "--decode", "--home", shared.home)).stdout)
+    assert permit["kind"] == "permit" and permit["index"] == r["permitLogIndex"]
+    assert permit["header"]["kid"] == shared.keys.authority_kid
+    assert permit["claims"] == decode_permit(shared, r["permit"])
+    statement = json.loads(ok(fiat("log", "entry", r["decisionLogIndex"], "--decode", "--home", shared.home)).stdout)
+    assert statement["kind"] == "statement" and statement["payloadType"] == "application/vnd.in-toto+json"
+    assert statement["statement"]["predicateType"] == "https://fiat.local/predicate/decision/v1"
+    assert statement["signatures"] == [{"keyid": shared.keys.authority_kid}]
+    beyond = fiat("log", "entry", "1000000", "--home", shared.home)
+    assert beyond.returncode == 2 and "1000000" in beyond.stderr, beyond.stderr
+
+
+def test_serve_on_a_busy_port_says_so_before_any_banner(template: tuple[Path, Keys], tmp_path: Path) -> None:
+    home = new_home(template, tmp_path)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        p = fiat("serve", "--home", home, "--host", "127.0.0.1", "--port", str(port), timeout=60)
+    assert p.returncode == 3, p.stdout + p.stderr
+    assert f"port {port} is already in use" in p.stderr and "--port" in p.stderr, p.stderr
+    assert "Fiat authority at" not in p.stderr + p.stdout, p.stderr

@@ -532,7 +532,7 @@ def test_proof_verifies(proof_home: tuple[Path, str], proof_file: Path, tmp_path
     doc = json.loads(out(ok(verify_proof(proof_file, v, entry, "--json"))))
     assert doc["verified"] is True
     assert doc["index"] == 13
-    assert doc["tree_size"] == len(ENTRIES)
+    assert doc["treeSize"] == len(ENTRIES)
     assert doc["origin"] == "proof.example/log"
     assert "inclusion-proof" in doc["steps"]
 
@@ -761,3 +761,51 @@ def test_authorize_denial_says_why(served: tuple[Path, str]) -> None:
     result = json.loads(out(authorize_cli(served, "--principal", "agent:x", *deploy, "--context", "{}", "--json")))
     assert result["decision"] == "deny"
     assert any("to have an attribute" in r for r in result["reasons"]), result  # Cedar's diagnostics
+
+
+# -- one JSON key style -------------------------------------------------------------------------
+
+
+def test_camel_keys_converts_every_key_and_leaves_values_alone() -> None:
+    from fiat.cli.common import camel_keys
+
+    doc = {"tree_size": 1, "in_process": [{"per_s": 2, "name": "a_b"}], "ratio": 0.5, "http_closed": None}
+    want = {"treeSize": 1, "inProcess": [{"perS": 2, "name": "a_b"}], "ratio": 0.5, "httpClosed": None}
+    assert camel_keys(doc) == want
+
+
+def test_bench_json_keys_are_camel_case() -> None:
+    p = ok(fiat("bench", "verify", "--json", "--bundles", "1", "--seconds", "0.05"))
+    doc = json.loads(out(p))
+
+    def keys(obj: object) -> list[str]:
+        if isinstance(obj, dict):
+            return [k for k, v in obj.items() for k in (k, *keys(v))]
+        if isinstance(obj, list):
+            return [k for v in obj for k in keys(v)]
+        return []
+
+    assert "bundlesPerS" in doc and "floorPerBundleUs" in doc, doc
+    assert not [k for k in keys(doc) if "_" in k], doc
+
+
+def test_log_serve_on_a_busy_port_says_so_before_any_banner(home: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        p = fiat("log", "serve", "--home", home, "--host", "127.0.0.1", "--port", port)
+    assert p.returncode == EXIT_ERROR, err(p)
+    assert f"port {port} is already in use" in err(p) and "--port" in err(p), err(p)
+    assert "serving the log" not in err(p)
+
+
+def test_log_entry_of_a_plain_entry(home: Path, tmp_path: Path) -> None:
+    f = tmp_path / "e"
+    f.write_bytes(b"\x00raw bytes\xff")
+    ok(fiat("log", "append", f, "--home", home))
+    assert ok(fiat("log", "entry", "0", "--home", home)).stdout == b"\x00raw bytes\xff"
+    p = fiat("log", "entry", "0", "--decode", "--home", home)
+    assert p.returncode == EXIT_INVALID and "neither a permit" in err(p), err(p)

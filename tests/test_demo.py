@@ -43,3 +43,23 @@ def test_demo_plays_every_scenario_and_verifies_the_evidence(tmp_path: Path) -> 
         receipt = next(s for s in bundle.statements if s.statement.predicate_type.endswith("/receipt/v1"))
         outcomes.append(receipt.statement.predicate["outcome"])
     assert sorted(outcomes) == ["completed", "completed", "halted", "halted"]
+
+
+def test_demo_on_a_busy_port_says_so_and_does_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "demo"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FIAT_")}
+    with socket.socket() as busy:  # somebody else's server
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "fiat.cli.main", "demo", "--home", str(home), "--port", str(port), "--no-serve"],
+            capture_output=True,
+            text=True,
+            env={**env, "COLUMNS": "200", "NO_COLOR": "1"},
+            timeout=120,
+        )
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert f"port {port} is already in use" in proc.stderr and "--port" in proc.stderr, proc.stderr
+    assert "trust" not in proc.stderr, proc.stderr  # not a misleading trust failure
+    assert not home.exists()  # nothing was set up against the wrong server

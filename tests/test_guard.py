@@ -964,6 +964,7 @@ def test_permit_expiry_renewal_refused_halts(server: Server, victim: Path, runs:
     shutil.copytree(EXAMPLES, refusing)
     # Keep only the forbid rule: no policy permits shell:run any more.
     (refusing / "shell.cedar").write_text(shell[shell.index('@id("lineage-limit")') :])
+    (refusing / "tests.json").unlink()  # its cases expect shell:run to be allowed; publish would refuse
 
     def publish(directory: Path) -> None:
         ok(fiat_cli("policy", "publish", directory, "--home", server.home, "--url", server.url, "--json"))
@@ -1352,3 +1353,78 @@ def test_background_children_do_not_outlive_the_run(server: Server, runs: list[F
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+# -- fiat run's own output ------------------------------------------------------------------------
+
+
+def _run_args(server: Server, *extra: str) -> list[str]:
+    return [
+        *("run", "--home", str(server.home), "--url", server.url),
+        *("--principal", PRINCIPAL, "--action", ACTION, "--resource", RESOURCE, *extra),
+    ]
+
+
+def test_run_json_is_the_only_thing_on_stdout(server: Server, tmp_path: Path) -> None:
+    loud = [sys.executable, "-c", 'print(\'{"not": "fiat"}\'); print("more output")']
+    p = fiat_cli(*_run_args(server, "--json"), "--", *loud)
+    assert p.returncode == 0, p.stdout + p.stderr
+    result = json.loads(p.stdout)  # the whole of stdout is fiat's result
+    assert result["outcome"] == "completed" and result["exitCode"] == 0, result
+    assert '{"not": "fiat"}\nmore output\n' in p.stderr, p.stderr  # the command's stdout went to stderr
+
+
+def test_run_json_out_leaves_the_commands_stdout_alone(server: Server, tmp_path: Path) -> None:
+    result_file = tmp_path / "result.json"
+    loud = [sys.executable, "-c", 'print(\'{"not": "fiat"}\')']
+    p = fiat_cli(*_run_args(server, "--json-out", str(result_file)), "--", *loud)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout == '{"not": "fiat"}\n', p.stdout
+    result = json.loads(result_file.read_text())
+    assert result["outcome"] == "completed" and result["permitId"].startswith("pmt_"), result
+    missing = fiat_cli(*_run_args(server, "--json-out", str(tmp_path / "no" / "dir.json")), "--", "true")
+    assert missing.returncode == 2 and "--json-out" in missing.stderr, missing.stderr
+
+
+def test_run_command_not_found_is_127(server: Server) -> None:
+    p = fiat_cli(*_run_args(server, "--json"), "--", "no-such-command-anywhere")
+    assert p.returncode == 127, p.stdout + p.stderr
+    assert json.loads(p.stdout)["outcome"] == "failed"
+
+
+def test_no_approve_hint_after_the_approval_was_denied(server: Server, tmp_path: Path) -> None:
+    ok(fiat_cli("keys", "add", "--role", "approver", "--name", "bob", "--home", server.home))
+    deploy = [
+        *("run", "--home", str(server.home), "--url", server.url),
+        *("--principal", PRINCIPAL, "--action", "deploy", "--resource", "service:payments"),
+        *("--context", json.dumps({"version": "2.0.0", "replicas": 4}), "--", "true"),
+    ]
+    # Still pending when the wait ends: an approver can still decide it, so the hint stays.
+    waited = fiat_cli(*deploy, env=base_env(FIAT_RUNTIME_APPROVAL_WAIT_S="0"))
+    assert waited.returncode == 125, waited.stderr
+    assert "an approver runs `fiat approve`" in waited.stderr, waited.stderr
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fiat.cli.main", *deploy],
+        env=base_env(FIAT_RUNTIME_APPROVAL_WAIT_S="60"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        said: list[str] = []
+        for line in proc.stderr:
+            said.append(line)
+            m = re.search(r"approval (apr_[A-Za-z0-9_-]+) pending", line)
+            if m:
+                ok(fiat_cli("deny", m.group(1), "--home", server.home, "--url", server.url, "--reason", "no"))
+                break
+        _, rest = proc.communicate(timeout=60)
+        stderr = "".join(said) + rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    assert proc.returncode == 125, stderr
+    assert "was denied" in stderr, stderr
+    assert "an approver runs" not in stderr, stderr

@@ -864,18 +864,18 @@ def test_bench_authorize_with_processes_smoke() -> None:
     p = fiat(*args, "--json")
     assert p.returncode == 0, show(p)
     r = json.loads(p.stdout)
-    spread = r["in_processes"]
+    spread = r["inProcesses"]
     assert (spread["processes"], spread["threads"]) == (2, 4)
-    assert spread["decisions"] > 0 and spread["per_s"] > 0 and spread["cpu_us_per_decision"] > 0
-    assert spread["p50_ms"] > 0 and spread["p99_ms"] >= spread["p50_ms"]
-    assert r["in_process"]["outcomes"] == {"allow": r["in_process"]["decisions"]}  # every decision an allow
-    assert r["http"] == [] and r["http_closed"] == []
-    best = max(r["in_process"]["per_s"], spread["per_s"])
-    assert r["per_decision_us"] == round(1e6 / best, 1)
-    assert r["ratio_to_floor"] > 0
+    assert spread["decisions"] > 0 and spread["perS"] > 0 and spread["cpuUsPerDecision"] > 0
+    assert spread["p50Ms"] > 0 and spread["p99Ms"] >= spread["p50Ms"]
+    assert r["inProcess"]["outcomes"] == {"allow": r["inProcess"]["decisions"]}  # every decision an allow
+    assert r["http"] == [] and r["httpClosed"] == []
+    best = max(r["inProcess"]["perS"], spread["perS"])
+    assert r["perDecisionUs"] == round(1e6 / best, 1)
+    assert r["ratioToFloor"] > 0
     # Two signing processes: about one to two cores here, but a loaded machine skews either run.
-    assert 0.2 <= spread["parallel_capacity"] <= 5.0
-    assert r["ratio_to_floor"] == pytest.approx(r["per_decision_us"] / r["floor"]["per_decision_us"], abs=0.02)
+    assert 0.2 <= spread["parallelCapacity"] <= 5.0
+    assert r["ratioToFloor"] == pytest.approx(r["perDecisionUs"] / r["floor"]["perDecisionUs"], abs=0.02)
 
     p = fiat(*args)
     assert p.returncode == 0, show(p)

@@ -540,8 +540,8 @@ def test_audit_append_split_view_and_rollback(base: Base, servers: Callable[[Pat
     # 3. The next audit checks consistency with the size seen before.
     doc = verify_json(live.url, base.vkey, auditor, EXIT_OK)
     assert doc["verified"] is True
-    assert doc["tree_size"] == grown
-    assert doc["previous_size"] == SIZE
+    assert doc["treeSize"] == grown
+    assert doc["previousSize"] == SIZE
     assert "consistency" in doc["steps"]
     seen = remembered.read_bytes()
     assert seen.split(b"\n")[1] == str(grown).encode()

@@ -1405,5 +1405,5 @@ def test_zz_nothing_was_lost(server: Server) -> None:
     assert p.returncode == 0, p.stdout + p.stderr
     report = json.loads(p.stdout)
     assert report["verified"] is True
-    assert report["previous_size"] is not None and report["previous_size"] <= server.sizes[0]
-    assert report["tree_size"] >= max(server.sizes)
+    assert report["previousSize"] is not None and report["previousSize"] <= server.sizes[0]
+    assert report["treeSize"] >= max(server.sizes)

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fiat.errors import KeyFileError, MalformedError, NoteVerificationError
 from fiat.formats.jws import jwk_thumbprint
-from fiat.keys import load_private_key, write_private_key
+from fiat.keys.pem import load_private_key, write_private_key
 from fiat.tlog import cosignature, note
 from fiat.tlog.checkpoint import Checkpoint, open_with_any, sign_checkpoint
 from fiat.verify import TrustRoot
@@ -101,8 +101,8 @@ def test_log_key_rotation_keeps_old_proofs_valid_and_bounds_the_retired_key(tmp_
     assert retired.max_tree_size == 2
     assert len(root.log_verifiers(tree_size=2)) == 2 and len(root.log_verifiers(tree_size=3)) == 1
     # A checkpoint signed by the retired key for a larger tree is refused.
-    from fiat.keyring import KeyRing
-    from fiat.keys import load_private_key
+    from fiat.keys.keyring import KeyRing
+    from fiat.keys.pem import load_private_key
 
     ring = KeyRing(home / "keys")
     rec = ring.find(retired.kid)
@@ -179,7 +179,7 @@ def test_cosignature_v1_round_trip_and_tamper() -> None:
 def test_a_key_rotated_in_the_second_it_began_keeps_a_period(tmp_path: Path) -> None:
     # Validity is recorded in whole seconds and ends exclusively: rotating at once must not
     # leave the old key an empty period (what it signed in its one second would not verify).
-    from fiat.keyring import KeyRing
+    from fiat.keys.keyring import KeyRing
 
     ring = KeyRing(tmp_path / "keys")
     old, _ = ring.create("authority", "authority")

@@ -457,3 +457,52 @@ def test_policies_are_located_by_file_and_line(tmp_path: Path) -> None:
     # With @shadow policies split off, Cedar renumbers the enforced set: a policy without @id has no place.
     assert set(loaded.locations) == {n for n in loaded.policy_names() if not n.startswith("policy")}
     assert loaded.permits_for('Action::"deploy"')[:3] == ["platform-deploys", "critical-needs-approval", "semi;colon"]
+
+
+# -- errors that name the file and line; publish runs the bundle's own tests --------------------
+
+
+def _line_of(path: Path, needle: str) -> int:
+    return next(n for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if needle in line)
+
+
+def test_a_syntax_error_names_the_file_and_line(tmp_path: Path) -> None:
+    bundle = copy_bundle(tmp_path)
+    with (bundle / "refunds.cedar").open("a", encoding="utf-8") as f:
+        f.write('\n@id("half-written")\npermit (principal, action, resource\n')
+    line = _line_of(bundle / "refunds.cedar", "half-written")
+    p = fiat("policy", "validate", bundle)
+    assert p.returncode == EXIT_INVALID, show(p)
+    assert f"refunds.cedar:{line}:" in p.stderr, show(p)
+    bundle2 = copy_bundle(tmp_path, "bundle2")
+    edit(bundle2 / "shell.cedar", 'resource == Repo::"fiat"', 'resource == Repo::"fiat" &&')
+    p = fiat("policy", "validate", bundle2)
+    assert p.returncode == EXIT_INVALID, show(p)
+    assert "shell.cedar:" in p.stderr and "deploy.cedar" not in p.stderr, show(p)
+
+
+def test_a_validation_error_names_the_file_and_line_of_the_policy(tmp_path: Path) -> None:
+    bundle = copy_bundle(tmp_path)
+    edit(bundle / "shell.cedar", 'resource == Repo::"fiat"', 'resource == Widget::"fiat"')
+    line = _line_of(bundle / "shell.cedar", '@id("bot-shell-in-repo")')
+    p = fiat("policy", "validate", bundle)
+    assert p.returncode == EXIT_FAILED, show(p)
+    errors = [e for e in p.stderr.splitlines() if e.startswith("✗")]
+    assert errors and all(e.startswith(f"✗ bot-shell-in-repo: shell.cedar:{line}: ") for e in errors), show(p)
+
+
+def test_publish_refuses_a_bundle_whose_own_tests_fail(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert fiat("init", "--home", home).returncode == EXIT_OK
+    bundle = copy_bundle(tmp_path, "failing-tests")
+    # Valid Cedar, but the bundle's own tests.json expects the bot to deploy docs.
+    edit(bundle / "deploy.cedar", "context.input.replicas <= 20 };", "context.input.replicas <= 2 };")
+    before_rows, before_size = history(home), log_size(home)
+    p = fiat("policy", "publish", bundle, "--home", home)
+    assert p.returncode == EXIT_FAILED, show(p)
+    assert "bot deploys docs" in p.stderr and "not published" in p.stderr and "--skip-tests" in p.stderr, show(p)
+    assert p.stdout == ""
+    assert history(home) == before_rows and log_size(home) == before_size
+    p = fiat("policy", "publish", bundle, "--home", home, "--skip-tests", "--json")
+    assert p.returncode == EXIT_OK, show(p)
+    assert json.loads(p.stdout)["version"] == len(before_rows) + 1

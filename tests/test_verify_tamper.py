@@ -49,7 +49,7 @@ from fiat.formats.encoding import b64url, b64url_decode, rfc3339
 from fiat.formats.jws import jwk_thumbprint
 from fiat.formats.statement import APPROVAL, DECISION, RECEIPT
 from fiat.home import keyring, log_signer, trust_root
-from fiat.keys import load_private_key
+from fiat.keys.pem import load_private_key
 from fiat.prove import evidence as ev
 from fiat.tlog import cosignature, note
 from fiat.tlog.checkpoint import Checkpoint, sign_checkpoint

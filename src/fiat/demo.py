@@ -28,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 from rich.console import Console
@@ -37,6 +37,7 @@ from rich.table import Table
 from fiat.config import load_config
 from fiat.errors import FiatError
 from fiat.home import init_home, trust_root
+from fiat.serving import check_port_free
 from fiat.verify import Bundle, TrustRoot, verify
 
 EXAMPLES = Path(__file__).resolve().parent / "examples" / "policies"
@@ -59,7 +60,7 @@ class Demo:
     def __init__(self, home: Path, host: str, port: int, console: Console) -> None:
         self.home, self.host, self.port, self.console = home, host, port, console
         self.url = f"http://{host}:{port}"
-        self.server: subprocess.Popen[bytes] | None = None
+        self.server: subprocess.Popen[str] | None = None
         self.env = {**os.environ, "FIAT_HOME": str(home), "FIAT_SERVER_HOST": host, "FIAT_SERVER_PORT": str(port)}
         self.evidence_dir = home / "evidence"
 
@@ -73,6 +74,8 @@ class Demo:
         )
 
     def start(self) -> None:
+        # Before anything else: on a busy port the guards would ask somebody else's server.
+        check_port_free(self.host, self.port)
         if self.home.exists():
             if not (self.home / "fiat.toml").exists():
                 raise FiatError(f"{self.home} exists and is not a Fiat home; choose another --home")
@@ -83,17 +86,33 @@ class Demo:
         published = self.fiat("policy", "publish", str(EXAMPLES))
         if published.returncode != 0:
             raise FiatError(f"could not publish the example policy: {published.stderr.strip()}")
-        self.server = subprocess.Popen(
+        server = self.server = subprocess.Popen(
             [sys.executable, "-m", "fiat.cli.main", "serve", "--host", self.host, "--port", str(self.port)],
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            text=True,
         )
+        # `fiat serve` prints its banner once it holds the port: until then, whatever answers
+        # on the port is not ours (it may have taken the port since the check above).
+        banner = threading.Event()
+        said: list[str] = []
+
+        def watch(stream: IO[str]) -> None:
+            for line in stream:
+                said.append(line)
+                if line.startswith("Fiat authority at "):
+                    banner.set()
+
+        assert server.stderr is not None
+        threading.Thread(target=watch, args=(server.stderr,), daemon=True).start()
         deadline = time.time() + 30
         while time.time() < deadline:
-            if self.server.poll() is not None:
-                err = self.server.stderr.read().decode() if self.server.stderr else ""
-                raise FiatError(f"fiat serve did not start on {self.url}: {err.strip()[-400:]}")
+            if server.poll() is not None:
+                time.sleep(0.2)  # let the watcher read what it said
+                raise FiatError(f"fiat serve did not start on {self.url}: {''.join(said).strip()[-400:]}")
+            if not banner.wait(0.2):
+                continue
             try:
                 if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
                     return
@@ -148,11 +167,9 @@ class Demo:
         out = proc.stdout.read()
         proc.wait()
         reader.join(5)
-        # The command's own output comes first (passed through); fiat's JSON result is last.
-        start = out.rfind("\n{\n")
-        start = 0 if out.startswith("{\n") and start < 0 else start
+        # With --json, stdout holds fiat's JSON result alone (the command's output went to stderr).
         try:
-            result = json.loads(out[start:]) if start >= 0 else {}
+            result = json.loads(out) if out.strip() else {}
         except ValueError:
             result = {}
         scenario.exit_code = proc.returncode

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from fiat.config import CONFIG_NAME, Config, load_config, render_default_config, resolve_home
 from fiat.errors import ConfigError, MalformedError
-from fiat.keyring import KeyRing, now_second
-from fiat.keys import ensure_private_key
+from fiat.keys.keyring import KeyRing, now_second
+from fiat.keys.pem import ensure_private_key
 from fiat.tlog.note import Signer, Verifier, check_key_name
 from fiat.verify.trust_root import TrustRoot
 from fiat.wiring import open_log

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from fiat.config import Config, check_backend
-from fiat.keyring import KeyRing
+from fiat.keys.keyring import KeyRing
 from fiat.persist.protocols import AuthorityStore, EvidenceIndex, LogStore
 from fiat.persist.sqlite import SQLiteAuthorityStore, SQLiteEvidenceIndex, SQLiteLogStore
 from fiat.prove.evidence import EvidenceRecorder

@@ -94,6 +94,13 @@ class AuthorityClient:
             raise ClientError("reading an approval needs an enrolled key or the admin token")
         return dict(self._request("GET", path, headers=headers))
 
+    def approvals(self, key: Ed25519PrivateKey, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest approvals (with ``status``, when given), read with an enrolled key."""
+        path = "/v1/approvals"
+        query = {"limit": str(limit), **({"status": status} if status else {})}
+        headers = {"DPoP": make_proof(key, "GET", self.url + path)}
+        return list(self._request("GET", path, params=query, headers=headers))
+
     def decide(
         self, approval_id: str, approve: bool, key: Ed25519PrivateKey, kid: str, name: str, reason: str = ""
     ) -> dict[str, Any]:

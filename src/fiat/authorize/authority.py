@@ -62,7 +62,7 @@ from fiat.formats.canonical import canonical, compact
 from fiat.formats.dsse import Envelope
 from fiat.formats.encoding import json_digest, rfc3339
 from fiat.formats.statement import APPROVAL, RECEIPT, Statement
-from fiat.keyring import KeyRecord, KeyRing, now_second
+from fiat.keys.keyring import KeyRecord, KeyRing, now_second
 from fiat.persist.protocols import AuthorityStore
 from fiat.persist.records import ApprovalRecord, EvidenceLink, StoredPolicy
 from fiat.prove import evidence as ev
@@ -832,6 +832,15 @@ class Authority:
         a = self.store.approval(approval_id)
         if a is None:
             raise UnknownApprovalError(f"no approval {approval_id!r}")
+        return self._approval_json(a)
+
+    def approvals(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest approvals (with ``status``, when given), oldest first: what approvers are asked."""
+        self.expire_approvals()
+        return [self._approval_json(a) for a in self.store.approvals(status, limit)]
+
+    @staticmethod
+    def _approval_json(a: ApprovalRecord) -> dict[str, Any]:
         return {
             "id": a.id,
             "status": a.status,

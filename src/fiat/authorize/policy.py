@@ -32,6 +32,7 @@ Policy annotations (Cedar ``@name("value")``):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import tomllib
@@ -123,9 +124,88 @@ class _Set:
     annotations: dict[str, dict[str, str]]
     actions: frozenset[str] | None = None  # action UIDs some policy is scoped to; None: any action
     permits: tuple[tuple[str, frozenset[str] | None], ...] = ()  # (name, action UIDs or None: any) per permit
+    sources: tuple[tuple[str, str], ...] = ()  # (file name, text), concatenated in this order
 
     def may_apply(self, action: str) -> bool:
         return self.actions is None or action in self.actions
+
+    def locate(self, policy_id: str) -> str | None:
+        """``file.cedar:LINE`` where the policy Cedar calls ``policy_id`` begins, if known.
+
+        Cedar numbers the policies of a set ``policy0``, ``policy1``, … in text order; the
+        files were concatenated in ``sources`` order, so the k-th policy is found by counting.
+        """
+        if not policy_id.startswith("policy") or not policy_id[6:].isdigit():
+            return None
+        k = int(policy_id[6:])
+        for name, text in self.sources:
+            starts = _policy_starts(text)
+            if k < len(starts):
+                return f"{name}:{starts[k]}"
+            k -= len(starts)
+        return None
+
+
+_EOF = "unexpected end of input"
+
+
+def _parses(text: str) -> int | None:
+    """How many policies ``text`` holds, or None when Cedar cannot parse it."""
+    try:
+        return len(json.loads(cedarpy.policies_to_json_str(text)).get("staticPolicies", {})) if text.strip() else 0
+    except Exception:  # cedarpy raises plain exceptions for parse errors
+        return None
+
+
+def _is_code(line: str) -> bool:
+    stripped = line.strip()
+    return bool(stripped) and not stripped.startswith("//")
+
+
+@functools.lru_cache(maxsize=64)
+def _policy_starts(text: str) -> tuple[int, ...]:
+    """The 1-based line on which each policy of a file that parses begins (its annotations included).
+
+    Cedar reports no source positions, so the file's line prefixes are parsed: once a prefix
+    holds c complete policies, the next policy begins on the next line that is not blank or
+    a comment. Only used to explain an error.
+    """
+    lines = text.splitlines(keepends=True)
+    starts: list[int] = []
+    count = 0
+    waiting = True  # every policy so far is complete: the next code line starts one
+    for n, line in enumerate(lines, 1):
+        if waiting and _is_code(line):
+            starts.append(n)
+            waiting = False
+        got = _parses("".join(lines[:n]))
+        if got is not None and got > count:
+            count, waiting = got, True
+    return tuple(starts[:count])
+
+
+def _syntax_error_line(text: str) -> int | None:
+    """The line of a file's first syntax error, found by parsing line prefixes (see above)."""
+    lines = text.splitlines(keepends=True)
+    last_ok = 0
+    for n in range(1, len(lines) + 1):
+        try:
+            cedarpy.policies_to_json_str("".join(lines[:n]))
+            last_ok = n
+        except Exception as exc:
+            if _EOF not in str(exc):
+                return n  # an unexpected token on this line
+    # Only "unexpected end of input": the policy begun after the last complete prefix never ends.
+    return next((n for n in range(last_ok + 1, len(lines) + 1) if _is_code(lines[n - 1])), None)
+
+
+def _where_parse_fails(texts: list[tuple[str, str]]) -> str:
+    """``file.cedar:LINE: `` for the first file Cedar cannot parse on its own, else ``""``."""
+    for name, text in texts:
+        if _parses(text) is None:
+            line = _syntax_error_line(text)
+            return f"{name}:{line}: " if line else f"{name}: "
+    return ""
 
 
 def _make_set(texts: list[tuple[str, str]]) -> _Set:
@@ -134,12 +214,12 @@ def _make_set(texts: list[tuple[str, str]]) -> _Set:
         handle = cedarpy.PolicySet.from_str(text) if text.strip() else None
         parsed = json.loads(cedarpy.policies_to_json_str(text)) if text.strip() else {"staticPolicies": {}}
     except Exception as exc:  # cedarpy raises plain exceptions for parse errors
-        raise PolicyError(f"Cedar cannot parse the policies: {exc}") from exc
+        raise PolicyError(f"Cedar cannot parse the policies: {_where_parse_fails(texts)}{exc}") from exc
     static = parsed.get("staticPolicies", {})
     annotations = {pid: p.get("annotations", {}) for pid, p in static.items()}
     names = {pid: a.get("id", pid) for pid, a in annotations.items()}
     permits = tuple((names[pid], _action_scope([p])) for pid, p in static.items() if p.get("effect") == "permit")
-    return _Set(text, handle, names, annotations, _action_scope(static.values()), permits)
+    return _Set(text, handle, names, annotations, _action_scope(static.values()), permits, tuple(texts))
 
 
 def _action_scope(policies: Any) -> frozenset[str] | None:
@@ -214,7 +294,9 @@ class PolicyBundle:
             except Exception as exc:
                 return [f"the schema or policies cannot be parsed: {exc}"]
             for e in result.errors:
-                errors.append(f"{s.names.get(e.policy_id, e.policy_id)}: {e.error}")
+                where = s.locate(e.policy_id)
+                name = s.names.get(e.policy_id, e.policy_id)
+                errors.append(f"{name}: {where}: {e.error}" if where else f"{name}: {e.error}")
         return errors
 
     def evaluate(self, principal: str, action: str, resource: str, context: dict[str, Any]) -> Evaluation:

@@ -84,7 +84,10 @@ def run_governed(
     outputs: Sequence[str] = (),
     settings: GuardSettings | None = None,
     on_status: Any = None,
+    command_stdout: int | None = None,
 ) -> RunResult:
+    """Run ``argv`` governed. ``command_stdout``: a file descriptor for the command's stdout
+    (default: inherited), so that a caller can keep its own stdout for machine output."""
     cwd = os.getcwd()
     full_context = {**(context or {}), "command": {"argv": list(argv), "cwd": cwd}}
     boot = open_session(
@@ -112,7 +115,7 @@ def run_governed(
         except ClientError as exc:
             return RunResult(EXIT_NOT_ESTABLISHED, "not-established", str(exc))
         status(f"permit {session.permit_id}: {decision.get('reason', '')}")
-        return _supervise(session, argv, boot.monitor, boot.settings, evidence_path, outputs, decision)
+        return _supervise(session, argv, boot.monitor, boot.settings, evidence_path, outputs, decision, command_stdout)
     finally:
         boot.release()
 
@@ -125,12 +128,13 @@ def _supervise(
     evidence_path: Path | None,
     outputs: Sequence[str],
     decision: dict[str, Any],
+    command_stdout: int | None = None,
 ) -> RunResult:
     heartbeat = Heartbeat(session, monitor)
     start = time.time()
     session.execution_start = start
     try:
-        proc = subprocess.Popen(list(argv), start_new_session=True)  # its own process group
+        proc = subprocess.Popen(list(argv), start_new_session=True, stdout=command_stdout)  # its own process group
     except OSError as exc:
         heartbeat.close()
         session.halted = None

@@ -136,6 +136,9 @@ class AuthorityStore(Protocol):
     def approval(self, approval_id: str) -> ApprovalRecord | None:
         """One approval, or None."""
 
+    def approvals(self, status: str | None = None, limit: int = 100) -> list[ApprovalRecord]:
+        """The newest ``limit`` approvals (with ``status``, when given), oldest first."""
+
     def set_approval(
         self,
         approval_id: str,

@@ -1,4 +1,4 @@
-"""``GET /v1/approvals/{id}`` (read) and ``POST /v1/approvals/{id}`` (decide, with a signed approval statement)."""
+"""``GET /v1/approvals[?status=&limit=]`` (what approvers are asked), ``GET /v1/approvals/{id}`` (read) and ``POST /v1/approvals/{id}`` (decide, with a signed approval statement)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,20 @@ from fastapi import FastAPI, Request
 
 from fiat.api.context import ApiContext
 from fiat.api.models import ApprovalBody
-from fiat.api.problems import refused
+from fiat.api.problems import Problem, refused
 from fiat.errors import ApprovalError, BadSignatureError, MalformedError
 from fiat.formats.dsse import Envelope
 
 
 def install(app: FastAPI, ctx: ApiContext) -> None:
     auth, metrics = ctx.authority, ctx.metrics
+
+    @app.get("/v1/approvals", tags=["approvals"])
+    def list_approvals(request: Request, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        ctx.credentials.admin_or_enrolled(request)
+        if status not in (None, "pending", "approved", "denied", "expired", "used") or not 1 <= limit <= 1000:
+            raise Problem(400, "Bad Request", "status is pending|approved|denied|expired|used; limit 1..1000")
+        return auth.approvals(status, limit)
 
     @app.get("/v1/approvals/{approval_id}", tags=["approvals"])
     def get_approval(approval_id: str, request: Request) -> dict[str, Any]:

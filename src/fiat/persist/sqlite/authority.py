@@ -81,6 +81,23 @@ class SQLiteAuthorityStore:
             row[0], row[1], bytes(row[2]), row[3], float(row[4]), float(row[5]), row[6], row[7], row[8], row[9]
         )
 
+    def approvals(self, status: str | None = None, limit: int = 100) -> list[ApprovalRecord]:
+        """The newest ``limit`` approvals (with ``status``, when given), oldest first."""
+        rows = (
+            self._c()
+            .execute(
+                "SELECT id, action_digest, request, policy_group, requested_at, expires_at, status, approver,"
+                " statement_digest, log_index FROM approvals WHERE ? IS NULL OR status = ?"
+                " ORDER BY requested_at DESC, id LIMIT ?",
+                (status, status, limit),
+            )
+            .fetchall()
+        )
+        return [
+            ApprovalRecord(r[0], r[1], bytes(r[2]), r[3], float(r[4]), float(r[5]), r[6], r[7], r[8], r[9])
+            for r in reversed(rows)
+        ]
+
     def set_approval(
         self,
         approval_id: str,

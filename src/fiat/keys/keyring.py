@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fiat.errors import ConfigError, KeyFileError
 from fiat.formats.encoding import b64url, b64url_decode, parse_time, rfc3339
 from fiat.formats.jws import jwk_thumbprint
-from fiat.keys import load_private_key, write_private_key
+from fiat.keys.pem import load_private_key, write_private_key
 from fiat.tlog.note import Signer, Verifier
 from fiat.verify.trust_root import ROLES, TrustedKey, TrustRoot
 

@@ -1,0 +1,107 @@
+"""``fiat bench …``: benchmarks, each beside a floor measured in the same run.
+
+``--json`` results use camelCase keys like every other ``--json`` output.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fiat.cli.common import JsonOpt, camel_keys, emit_json, err, errors_to_exit, out
+
+bench_app = typer.Typer(help="Benchmarks, each beside a floor measured in the same run.", no_args_is_help=True)
+
+
+@bench_app.command("log")
+def bench_log(
+    as_json: JsonOpt = False,
+    entries: Annotated[int, typer.Option(help="Entries per throughput run.")] = 100_000,
+    proof_tree: Annotated[int, typer.Option(help="Tree size for proof timings.")] = 1_000_000,
+    workdir: Annotated[
+        Path | None, typer.Option(help="Where to put the scratch databases (default: a temp dir).")
+    ] = None,
+) -> None:
+    """Append throughput, integration latency and proof timings beside SHA-256 + SQLite floors."""
+    from fiat.bench.log import render_markdown, run_log_bench
+
+    with errors_to_exit():
+        result = run_log_bench(
+            entries=entries, proof_tree=proof_tree, workdir=workdir, console=None if as_json else err
+        )
+    if as_json:
+        emit_json(camel_keys(result))
+    else:
+        out.print(render_markdown(result))
+
+
+@bench_app.command("verify")
+def bench_verify(
+    as_json: JsonOpt = False,
+    bundles: Annotated[int, typer.Option(help="Distinct real bundles to build and cycle through.")] = 50,
+    seconds: Annotated[float, typer.Option(help="How long to time verification.")] = 3.0,
+) -> None:
+    """Bundles verified per second beside the floor of the same raw Ed25519 verifications."""
+    from fiat.bench.verify import render_markdown, run_verify_bench
+
+    with errors_to_exit():
+        result = run_verify_bench(bundles=bundles, seconds=seconds, console=None if as_json else err)
+    if as_json:
+        emit_json(camel_keys(result))
+    else:
+        out.print(render_markdown(result))
+
+
+@bench_app.command("authorize")
+def bench_authorize(
+    as_json: JsonOpt = False,
+    seconds: Annotated[float, typer.Option(help="How long each measurement runs.")] = 5.0,
+    threads: Annotated[int, typer.Option(help="Concurrent in-process callers (per process).")] = 64,
+    rate: Annotated[int, typer.Option(help="Offered HTTP load, requests per second.")] = 1000,
+    http: Annotated[bool, typer.Option(help="Also measure over HTTP against a real `fiat serve`.")] = True,
+    processes: Annotated[
+        int, typer.Option(help="Also measure this many authority processes sharing one home (0 or 1 to skip).")
+    ] = 2,
+    rounds: Annotated[int, typer.Option(help="Rounds of each many-caller measurement; the median is kept.")] = 3,
+) -> None:
+    """Decisions/s and p50/p99 in process and over HTTP, beside raw Cedar + Ed25519 in the same run."""
+    from fiat.bench.authorize import render_markdown, run_authorize_bench
+
+    if processes < 0 or threads < 1 or rounds < 1:
+        raise typer.BadParameter("--threads and --rounds must be at least 1, --processes at least 0")
+    with errors_to_exit():
+        result = run_authorize_bench(
+            seconds=seconds,
+            threads=threads,
+            rate=rate,
+            http=http,
+            processes=processes,
+            rounds=rounds,
+            console=None if as_json else err,
+        )
+    if as_json:
+        emit_json(camel_keys(result))
+    else:
+        out.print(render_markdown(result))
+
+
+@bench_app.command("runtime")
+def bench_runtime(
+    as_json: JsonOpt = False,
+    runs: Annotated[int, typer.Option(help="Revoke-to-halt runs for the latency percentiles.")] = 100,
+    cpu_seconds: Annotated[float, typer.Option(help="How long to measure one guard's CPU.")] = 10.0,
+    concurrent: Annotated[int, typer.Option(help="Concurrent guarded actions on one node (0 to skip).")] = 1000,
+) -> None:
+    """Halt latency (p50/p99), guard CPU per action, and 1,000 concurrent guarded actions."""
+    from fiat.bench.runtime import render_markdown, run_runtime_bench
+
+    with errors_to_exit():
+        result = run_runtime_bench(
+            runs=runs, cpu_seconds=cpu_seconds, concurrent=concurrent, console=None if as_json else err
+        )
+    if as_json:
+        emit_json(camel_keys(result))
+    else:
+        out.print(render_markdown(result))

@@ -1,0 +1,53 @@
+"""``fiat serve``: the authority (HTTP JSON API) and the transparency log, on one bound port."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from fiat.cli.common import EXIT_ERROR, HomeOpt, config, err, errors_to_exit, fail
+
+
+def serve(
+    home: HomeOpt = None,
+    host: Annotated[str | None, typer.Option(help="Listen address (default: server.host, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default: server.port, 8750).")] = None,
+) -> None:
+    """Serve the authority (HTTP JSON API, OpenAPI at /docs) and the transparency log (/log)."""
+    from fiat.api.app import create_app
+    from fiat.serving import bind, publish_configured_policy, run_server, url_host
+    from fiat.wiring import open_authority
+
+    with errors_to_exit():
+        cfg = config(home)
+        h, p = host or cfg.server.host, cfg.server.port if port is None else port
+        sock = bind(h, p)  # before anything is said or published: a busy port is the first error
+        try:
+            authority = open_authority(cfg)
+            published = publish_configured_policy(authority, cfg)
+            if published is not None and published.version is not None:
+                err.print(f"published {published.directory} as policy version {published.version}")
+            elif published is not None and published.error is not None:
+                err.print(
+                    f"[yellow]warning:[/] {published.directory} was not published: {published.error};"
+                    " the active policy stays"
+                )
+            app_ = create_app(cfg, trust_interval=cfg.authority.trust_interval_ms / 1000, authority=authority)
+        except BaseException:
+            sock.close()
+            raise
+        active = authority.policy
+        err.print(f"Fiat authority at http://{url_host(h)}:{sock.getsockname()[1]}  (API docs /docs, log /log)")
+        err.print(f"log verifier key: {authority.log.verifier.encode()}")
+        err.print("policy: " + (f"version {active.version}" if active else "none published: every request is denied"))
+        # Many request threads wait on one sequencer thread: hand the GIL over more often so the
+        # sequencer and the event loop are not starved by a CPU-bound request (default 5 ms).
+        sys.setswitchinterval(0.001)
+        if not run_server(app_, sock):
+            fail(EXIT_ERROR, "the authority did not start; see the messages above")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
