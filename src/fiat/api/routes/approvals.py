@@ -1,4 +1,9 @@
-"""``GET /v1/approvals[?status=&limit=]`` (what approvers are asked), ``GET /v1/approvals/{id}`` (read) and ``POST /v1/approvals/{id}`` (decide, with a signed approval statement)."""
+"""The approval routes.
+
+* ``GET /v1/approvals[?status=&limit=]`` — what approvers are asked;
+* ``GET /v1/approvals/{id}`` — one request in full;
+* ``POST /v1/approvals/{id}`` — decide, with a signed approval statement.
+"""
 
 from __future__ import annotations
 
