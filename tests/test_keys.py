@@ -186,7 +186,7 @@ def test_a_key_rotated_in_the_second_it_began_keeps_a_period(tmp_path: Path) -> 
     retired, new, _ = ring.rotate("authority")
     assert retired.kid == old.kid and retired.valid_until is not None
     assert retired.valid_from < retired.valid_until == new.valid_from
-    assert retired.active_at(retired.valid_from) and not retired.active_at(retired.valid_until)
-    assert new.active_at(new.valid_from)
+    assert retired.valid_at(retired.valid_from) and not retired.valid_at(retired.valid_until)
+    assert new.valid_at(new.valid_from)
     trusted = retired.trusted()  # as a verifier sees it in the trust root
     assert trusted.valid_at(retired.valid_from) and not trusted.valid_at(retired.valid_until)

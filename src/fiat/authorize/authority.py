@@ -473,7 +473,7 @@ class Authority:
         """Steps 1–5, and the policy context of step 6."""
         # 1. runtime
         runtime = self._ring.find(req.runtime_kid)
-        if runtime is None or runtime.role != "runtime" or not runtime.active_at(now):
+        if runtime is None or runtime.role != "runtime" or not runtime.valid_at(now):
             raise AuthorizationError(f"runtime key {req.runtime_kid} is not enrolled or not active")
         if self.is_revoked("runtime", req.runtime_kid):
             return self._deny_later(enc, now, f"runtime {req.runtime_kid} is revoked")
@@ -875,7 +875,7 @@ class Authority:
         signer = None
         for sig in envelope.signatures:
             key = self._ring.find(sig.keyid)
-            usable = key is not None and key.role == "approver" and key.active_at(now)
+            usable = key is not None and key.role == "approver" and key.valid_at(now)
             if key is not None and usable and envelope.verify_with(key.kid, key.public_key):
                 signer = key
                 break
@@ -974,7 +974,7 @@ class Authority:
     def is_enrolled(self, kid: str) -> bool:
         """Any active key of this authority's keyring (runtime, approver, witness…)."""
         key = self._ring.find(kid)
-        return key is not None and key.active_at(self.clock())
+        return key is not None and key.valid_at(self.clock())
 
     def enroll(self, role: str, name: str, public_key: bytes) -> KeyRecord:
         if role not in ("runtime", "approver", "witness"):

@@ -32,20 +32,17 @@ KEYRING_NAME = "keyring.json"
 
 
 @dataclass(frozen=True)
-class KeyRecord:
-    kid: str
-    role: str
-    name: str
-    public_key: bytes
-    valid_from: float
-    valid_until: float | None = None
-    file: str | None = None  # private key file in the keys directory, when this home holds it
-    max_tree_size: int | None = None  # a retired log key: the largest tree it signed
+class KeyRecord(TrustedKey):
+    """A trusted key as this home's keyring holds it (its validity is :meth:`TrustedKey.valid_at`).
 
-    def active_at(self, t: float) -> bool:
-        return self.valid_from <= t and (self.valid_until is None or t < self.valid_until)
+    Beyond what a trust root says of a key, the keyring knows where its private key
+    file is, when this home holds it. ``to_json`` is the keyring file's record.
+    """
+
+    file: str | None = None  # private key file in the keys directory, when this home holds it
 
     def trusted(self) -> TrustedKey:
+        """The key as a trust root lists it (no file)."""
         return TrustedKey(
             self.kid, self.role, self.name, self.public_key, self.valid_from, self.valid_until, self.max_tree_size
         )
@@ -76,8 +73,8 @@ class KeyRecord:
             b64url_decode(v["publicKey"], "keyring"),
             parse_time(v["validFrom"], "keyring"),
             None if until is None else parse_time(until, "keyring"),
-            v.get("file"),
             v.get("maxTreeSize"),
+            v.get("file"),
         )
 
 
@@ -117,7 +114,7 @@ class KeyRing:
 
     def active(self, role: str, at: float | None = None) -> list[KeyRecord]:
         t = time.time() if at is None else at
-        return [r for r in self.records if r.role == role and r.active_at(t)]
+        return [r for r in self.records if r.role == role and r.valid_at(t)]
 
     def signing_key(self, role: str, name: str | None = None) -> tuple[KeyRecord, Ed25519PrivateKey]:
         """The active key of ``role`` this home can sign with (by ``name`` when several are active)."""
@@ -136,7 +133,7 @@ class KeyRing:
 
     def register(self, role: str, name: str, key: Ed25519PrivateKey, file: str, valid_from: float) -> KeyRecord:
         public = key.public_key().public_bytes_raw()
-        rec = KeyRecord(jwk_thumbprint(public), role, name, public, valid_from, None, file)
+        rec = KeyRecord(jwk_thumbprint(public), role, name, public, valid_from, file=file)
         if self.find(rec.kid) is None:
             self.records.append(rec)
         return self.find(rec.kid) or rec
