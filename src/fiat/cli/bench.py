@@ -5,8 +5,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -31,10 +32,7 @@ def bench_log(
         result = run_log_bench(
             entries=entries, proof_tree=proof_tree, workdir=workdir, console=None if as_json else err
         )
-    if as_json:
-        emit_json(camel_keys(result))
-    else:
-        out.print(render_markdown(result))
+    _report(result, render_markdown, as_json)
 
 
 @bench_app.command("verify")
@@ -48,10 +46,7 @@ def bench_verify(
 
     with errors_to_exit():
         result = run_verify_bench(bundles=bundles, seconds=seconds, console=None if as_json else err)
-    if as_json:
-        emit_json(camel_keys(result))
-    else:
-        out.print(render_markdown(result))
+    _report(result, render_markdown, as_json)
 
 
 @bench_app.command("authorize")
@@ -81,10 +76,7 @@ def bench_authorize(
             rounds=rounds,
             console=None if as_json else err,
         )
-    if as_json:
-        emit_json(camel_keys(result))
-    else:
-        out.print(render_markdown(result))
+    _report(result, render_markdown, as_json)
 
 
 @bench_app.command("runtime")
@@ -101,7 +93,12 @@ def bench_runtime(
         result = run_runtime_bench(
             runs=runs, cpu_seconds=cpu_seconds, concurrent=concurrent, console=None if as_json else err
         )
+    _report(result, render_markdown, as_json)
+
+
+def _report(result: dict[str, Any], render: Callable[[dict[str, Any]], str], as_json: bool) -> None:
+    """A benchmark's result: camelCase JSON for machines, or the Markdown of BENCHMARKS.md."""
     if as_json:
         emit_json(camel_keys(result))
     else:
-        out.print(render_markdown(result))
+        out.print(render(result))
