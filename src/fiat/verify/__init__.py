@@ -8,6 +8,12 @@ driver, no JWT or JSON-canonicalization package. ::
     result = verify(Bundle.parse(open("run.bundle.json", "rb").read()),
                     TrustRoot.parse(open("trust-root.json", "rb").read()))
     assert result.verified, result.failed
+
+What lives here: ``permit`` (the one set of permit rules, shared with the runtime guard),
+``trust_state`` (the authority's signed trust state), ``trust_root``, ``bundle`` and
+``verifier`` (the 15 named steps). May import: the standard library, ``cryptography``,
+``fiat.errors``, ``fiat.formats`` and ``fiat.tlog`` — never a producer
+(tests/test_architecture.py and tests/test_verify_isolation.py hold it to that).
 """
 
 from fiat.verify.bundle import MEDIA_TYPE as BUNDLE_MEDIA_TYPE

@@ -1,0 +1,14 @@
+"""Enforce: the runtime guard — start an action only on a verified permit, keep proving trust, halt.
+
+* ``bootstrap`` — the one set-up of a governed execution (settings, runtime key, trust
+  root, client, trust subscription, session) and the one heartbeat loop;
+* ``guard`` — :class:`~fiat.enforce.guard.Session`: establish, check, renew, halt, receipt;
+  the permit rules it applies are the verifier's own (:mod:`fiat.verify.permit`);
+* ``trust`` — the shared subscription to the authority's signed trust states (SSE);
+* ``run`` — ``fiat run`` (a command in its own process group);
+* ``governed`` — ``fiat.governed`` (a context manager and decorator for Python code).
+
+May import: ``fiat.verify``, ``fiat.formats``, ``fiat.tlog``, ``fiat.establish``,
+``fiat.prove`` (statements and audit), ``fiat.api.client`` (its only HTTP), ``fiat.config``,
+``fiat.home`` and ``fiat.keys``; nothing imports it but the edges (cli, bench, demo).
+"""
