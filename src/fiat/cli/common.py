@@ -124,8 +124,7 @@ def home_log(cfg: Config) -> Iterator[TransparencyLog]:
     try:
         yield log
     finally:
-        log.close()
-        log.store.close()  # redundant once TransparencyLog.close() closes the store it owns
+        log.close()  # the log owns its store and closes it
 
 
 def read_input(path: Path, what: str) -> bytes:
