@@ -294,7 +294,7 @@ def play(home: Path, host: str, port: int, console: Console, keep_serving: bool 
         table.add_column("evidence", ratio=2)
         for s in scenarios:
             why = s.detail.replace("the permit " + (s.permit or "?"), "the permit")
-            table.add_row(s.name, s.outcome, str(s.exit_code), why[:90], s.verified)
+            table.add_row(s.name, s.outcome, str(s.exit_code), _shorten(why, 90), s.verified)
         console.print(table)
         console.print(f"evidence bundles: {demo.evidence_dir}   trust root: {home / 'trust-root.json'}")
         console.print("(`fiat` is .venv/bin/fiat after `make run`)")
@@ -316,3 +316,11 @@ def play(home: Path, host: str, port: int, console: Console, keep_serving: bool 
     finally:
         demo.stop()
     return scenarios
+
+
+def _shorten(text: str, width: int) -> str:
+    """``text`` cut at a word boundary to at most ``width`` characters, with an ellipsis if cut."""
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1].rsplit(" ", 1)[0].rstrip(",;:")
+    return cut + "…"
