@@ -17,11 +17,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from functools import lru_cache
 
-import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fiat.errors import MalformedError, VerificationError
 from fiat.formats import jws
+from fiat.formats.canonical import compact
 
 DPOP_TYP = "dpop+jwt"
 
@@ -56,7 +56,8 @@ def make_proof(key: Ed25519PrivateKey, method: str, url: str, now: int | None = 
         "htu": normalize_htu(url),
         "iat": int(time.time()) if now is None else now,
     }
-    return jwt.encode(claims, key, algorithm="EdDSA", headers={"typ": DPOP_TYP, "jwk": jws.jwk(public)})
+    # RFC 9449 §4.2: typ dpop+jwt, the public key as a JWK in the protected header.
+    return jws.sign_with_header({"typ": DPOP_TYP, "jwk": jws.jwk(public)}, compact(claims), key)
 
 
 class DpopVerifier:

@@ -28,6 +28,13 @@ def _protected_header(kid: str, typ: str) -> bytes:
     return b64url(json.dumps(header, separators=(",", ":")).encode("ascii")).encode("ascii")
 
 
+def sign_with_header(header: dict[str, Any], payload: bytes, key: Ed25519PrivateKey) -> str:
+    """A compact JWS over ``payload`` with this protected header (``alg`` is set to EdDSA, RFC 8037 §3.1)."""
+    protected = b64url(json.dumps({"alg": "EdDSA", **header}, separators=(",", ":")).encode("ascii"))
+    signing_input = protected.encode("ascii") + b"." + b64url(payload).encode("ascii")
+    return (signing_input + b"." + b64url(key.sign(signing_input)).encode("ascii")).decode("ascii")
+
+
 def sign_compact(payload: bytes, key: Ed25519PrivateKey, *, kid: str, typ: str) -> str:
     """A compact JWS (RFC 7515 §7.1) over ``payload`` (JSON claims), signed with Ed25519 (RFC 8037 §3.1).
 
