@@ -18,19 +18,18 @@ from typing import Any
 
 from fiat.authorize.decision import AuthorizationRequest
 from fiat.authorize.revocations import Revocations
-from fiat.authorize.signing import AuthorityKeys
+from fiat.authorize.signing import AuthorityKeys, read_statement
 from fiat.errors import (
     AlreadyDecidedError,
     ApprovalError,
     ApproverSignatureError,
-    MalformedError,
     UnknownApprovalError,
 )
 from fiat.formats import jws
 from fiat.formats.action import EncodedRequest, encode_action_request
 from fiat.formats.dsse import Envelope
 from fiat.formats.encoding import json_digest, rfc3339
-from fiat.formats.statement import APPROVAL, Statement
+from fiat.formats.statement import APPROVAL
 from fiat.persist.protocols import AuthorityStore
 from fiat.persist.records import ApprovalRecord
 from fiat.prove import evidence as ev
@@ -116,12 +115,7 @@ class Approvals:
             raise UnknownApprovalError(f"no approval {approval_id!r}")
         if a.status != "pending":
             raise AlreadyDecidedError(f"approval {approval_id} is already {a.status}")
-        try:
-            statement = Statement.from_envelope(envelope)
-        except MalformedError as exc:
-            raise ApprovalError(f"the approval is not an in-toto statement: {exc}") from exc
-        if statement.predicate_type != APPROVAL:
-            raise ApprovalError("the statement is not an approval/v1 statement")
+        statement = read_statement(envelope, APPROVAL, ApprovalError, "approval", "an approval/v1")
         p = statement.predicate
         if p.get("id") != approval_id or p.get("decision") not in ("approve", "deny"):
             raise ApprovalError("the approval names another request or has no decision")

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fiat.authorize.policy import PolicyBundle, PolicyError, load_bundle, read_bundle_files
@@ -34,21 +34,18 @@ class ActivePolicy:
     bundle: PolicyBundle
 
 
+@dataclass(eq=False)
 class PolicyState:
     """The active policy version (swapped whole on a change; readers take no lock)."""
 
-    def __init__(
-        self,
-        store: AuthorityStore,
-        recorder: ev.EvidenceRecorder,
-        keys: AuthorityKeys,
-        clock: Callable[[], float],
-    ) -> None:
-        self.store, self.recorder, self.keys, self.clock = store, recorder, keys, clock
-        self._lock = threading.Lock()
-        self._checked = time.monotonic()
-        self.active: ActivePolicy | None = None
-        self.error: str | None = None
+    store: AuthorityStore
+    recorder: ev.EvidenceRecorder
+    keys: AuthorityKeys
+    clock: Callable[[], float]
+    active: ActivePolicy | None = field(default=None, init=False)
+    error: str | None = field(default=None, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _checked: float = field(default_factory=time.monotonic, init=False, repr=False)
 
     def reload(self) -> bool:
         """Load the newest published policy version if it changed. Returns True on change."""

@@ -6,21 +6,16 @@ key; the authority logs it next to the permit's evidence, where the permit's bun
 
 from __future__ import annotations
 
-from fiat.authorize.signing import AuthorityKeys
-from fiat.errors import AuthorizationError, MalformedError
+from fiat.authorize.signing import AuthorityKeys, read_statement
+from fiat.errors import AuthorizationError
 from fiat.formats.dsse import Envelope
-from fiat.formats.statement import RECEIPT, Statement
+from fiat.formats.statement import RECEIPT
 from fiat.prove import evidence as ev
 
 
 def record_receipt(recorder: ev.EvidenceRecorder, keys: AuthorityKeys, envelope: Envelope) -> int:
     """Log a runtime's execution receipt after checking it is signed by the permit's cnf key."""
-    try:
-        statement = Statement.from_envelope(envelope)
-    except MalformedError as exc:
-        raise AuthorizationError(f"the receipt is not an in-toto statement: {exc}") from exc
-    if statement.predicate_type != RECEIPT:
-        raise AuthorizationError("the statement is not a receipt/v1 statement")
+    statement = read_statement(envelope, RECEIPT, AuthorizationError, "receipt", "a receipt/v1")
     permit = statement.predicate.get("permit")
     jti = permit.get("jti") if isinstance(permit, dict) else None
     record = recorder.index.permit(jti) if isinstance(jti, str) else None

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from fiat.authorize.names import entity_uid
 from fiat.authorize.signing import AuthorityKeys
@@ -29,22 +30,19 @@ def principal_key(principal: str) -> str:
     return entity_uid(principal, "principal")
 
 
+@dataclass(eq=False)
 class Revocations:
     """Revoke, ask whether something is revoked, consume a single-use permit."""
 
-    def __init__(
-        self,
-        store: AuthorityStore,
-        recorder: ev.EvidenceRecorder,
-        keys: AuthorityKeys,
-        clock: Callable[[], float],
-    ) -> None:
-        self.store, self.recorder, self.keys, self.clock = store, recorder, keys, clock
-        self._lock = threading.Lock()
-        self._revoke_lock = threading.Lock()
-        self._revoked: frozenset[tuple[str, str]] = frozenset()
-        self._revoked_epoch = -1
-        self._revoked_checked = 0.0
+    store: AuthorityStore
+    recorder: ev.EvidenceRecorder
+    keys: AuthorityKeys
+    clock: Callable[[], float]
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _revoke_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _revoked: frozenset[tuple[str, str]] = field(default=frozenset(), init=False, repr=False)
+    _revoked_epoch: int = field(default=-1, init=False, repr=False)
+    _revoked_checked: float = field(default=0.0, init=False, repr=False)
 
     def revoke(self, kind: str, target: str, reason: str) -> tuple[int, int]:
         if kind not in ("permit", "principal", "runtime"):

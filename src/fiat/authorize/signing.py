@@ -15,7 +15,7 @@ import threading
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fiat.config import Config
-from fiat.errors import MalformedRequestError
+from fiat.errors import FiatError, MalformedError, MalformedRequestError
 from fiat.formats.dsse import Envelope
 from fiat.formats.statement import Statement
 from fiat.keys.keyring import KeyRecord, KeyRing, now_second
@@ -91,3 +91,18 @@ class AuthorityKeys:
     def record(self, recorder: ev.EvidenceRecorder, statement: Statement, jti: str | None = None) -> int:
         """Sign with the authority key and append to the log; returns the log index."""
         return recorder.record(statements=[(self.sign(statement), jti)])[0].index
+
+
+def read_statement(envelope: Envelope, predicate_type: str, error: type[FiatError], what: str, kind: str) -> Statement:
+    """The in-toto statement another party signed (an approver, a runtime), of the expected type.
+
+    ``what`` names the document in the error (``approval``), ``kind`` its expected type
+    (``an approval/v1``); anything else raises ``error``.
+    """
+    try:
+        statement = Statement.from_envelope(envelope)
+    except MalformedError as exc:
+        raise error(f"the {what} is not an in-toto statement: {exc}") from exc
+    if statement.predicate_type != predicate_type:
+        raise error(f"the statement is not {kind} statement")
+    return statement
