@@ -1,0 +1,156 @@
+"""Human approvals: step 7 (``approval``) of the decision walk.
+
+When an obligation of the permitting policy asks for a human, the decision is pending and
+opens an approval (:meth:`fiat.authorize.outcomes.Outcomes.pending`). An approver decides it
+with a signed approval/v1 statement in DSSE, bound to the action digest
+(:meth:`Approvals.decide`); a granted approval is used once, unexpired, by the request that
+names it (:meth:`Approvals.use`), and a renewal carries over the approvals of the permit it
+renews (:meth:`Approvals.renewed`). Pending approvals past their timeout become logged
+denials (:meth:`Approvals.expire`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+from fiat.authorize.decision import AuthorizationRequest
+from fiat.authorize.revocations import Revocations
+from fiat.authorize.signing import AuthorityKeys, read_statement
+from fiat.errors import (
+    AlreadyDecidedError,
+    ApprovalError,
+    ApproverSignatureError,
+    UnknownApprovalError,
+)
+from fiat.formats import jws
+from fiat.formats.action import EncodedRequest, encode_action_request
+from fiat.formats.dsse import Envelope
+from fiat.formats.encoding import json_digest, rfc3339
+from fiat.formats.statement import APPROVAL
+from fiat.persist.protocols import AuthorityStore
+from fiat.persist.records import ApprovalRecord
+from fiat.prove import evidence as ev
+
+APPROVAL_TIMEOUT = 300.0
+APPROVAL_VALIDITY = 600.0  # a granted approval must be used within this long
+
+
+def approval_json(a: ApprovalRecord) -> dict[str, Any]:
+    """An approval as approvers are shown it (``/v1/approvals``, ``fiat approvals``)."""
+    return {
+        "id": a.id,
+        "status": a.status,
+        "actionDigest": a.action_digest,
+        "request": json.loads(a.request),
+        "group": a.group,
+        "requestedAt": rfc3339(a.requested_at),
+        "expiresAt": rfc3339(a.expires_at),
+        "approver": a.approver,
+    }
+
+
+class Approvals:
+    """Open approvals are rows of the authority store; every decision on one is logged."""
+
+    def __init__(
+        self,
+        store: AuthorityStore,
+        recorder: ev.EvidenceRecorder,
+        keys: AuthorityKeys,
+        revocations: Revocations,
+        clock: Callable[[], float],
+        deny: Callable[[EncodedRequest, float, str], object],
+    ) -> None:
+        self.store, self.recorder, self.keys, self.revocations = store, recorder, keys, revocations
+        self.clock = clock
+        self._deny = deny  # a logged denial, waited for
+
+    def use(self, approval_id: str | None, digest: str, now: float) -> str | None:
+        """Consume a granted approval bound to this action; None if there is none to use."""
+        if approval_id is None:
+            return None
+        a = self.store.approval(approval_id)
+        if a is None or a.action_digest != digest or a.status != "approved":
+            return None
+        if a.expires_at + APPROVAL_VALIDITY < now:
+            return None
+        if not self.store.set_approval(approval_id, "approved", "used", None, None, None):
+            return None  # single use: someone else consumed it
+        return a.statement_digest
+
+    def renewed(self, req: AuthorizationRequest, digest: str, now: float) -> tuple[str, ...] | None:
+        """Approvals of the permit being renewed, if it is this runtime's, for this action, and live."""
+        assert req.renews is not None
+        old = self.recorder.index.permit(req.renews)
+        if old is None or old.runtime != req.runtime_kid or self.revocations.is_revoked("permit", req.renews):
+            return None
+        if json_digest(json.loads(old.request)) != digest or old.exp + 5 < now:
+            return None
+        token = self.recorder.log.read_entries(old.log_index, old.log_index + 1)[0].decode("ascii")
+        claims = jws.parse(token).claims
+        approvals = claims.get("approvals") or []
+        return tuple(a for a in approvals if isinstance(a, str)) or None
+
+    def get(self, approval_id: str) -> dict[str, Any]:
+        self.expire()
+        a = self.store.approval(approval_id)
+        if a is None:
+            raise UnknownApprovalError(f"no approval {approval_id!r}")
+        return approval_json(a)
+
+    def newest(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest approvals (with ``status``, when given), oldest first: what approvers are asked."""
+        self.expire()
+        return [approval_json(a) for a in self.store.approvals(status, limit)]
+
+    def decide(self, approval_id: str, envelope: Envelope) -> dict[str, Any]:
+        """Accept an approver's signed approval/denial (approval/v1 statement in DSSE)."""
+        now = self.clock()
+        self.expire()
+        a = self.store.approval(approval_id)
+        if a is None:
+            raise UnknownApprovalError(f"no approval {approval_id!r}")
+        if a.status != "pending":
+            raise AlreadyDecidedError(f"approval {approval_id} is already {a.status}")
+        statement = read_statement(envelope, APPROVAL, ApprovalError, "approval", "an approval/v1")
+        p = statement.predicate
+        if p.get("id") != approval_id or p.get("decision") not in ("approve", "deny"):
+            raise ApprovalError("the approval names another request or has no decision")
+        if statement.subject("action-request") != a.action_digest:
+            raise ApprovalError("the approval is bound to another action")
+        signer = None
+        for sig in envelope.signatures:
+            key = self.keys.ring.find(sig.keyid)
+            usable = key is not None and key.role == "approver" and key.valid_at(now)
+            if key is not None and usable and envelope.verify_with(key.kid, key.public_key):
+                signer = key
+                break
+        if signer is None:
+            raise ApproverSignatureError("the approval is not signed by an enrolled, active approver key")
+        if p.get("approver") != signer.name:
+            raise ApproverSignatureError(f"the approval names {p.get('approver')!r} but is signed by {signer.name!r}")
+        index = self.recorder.record(statements=[(envelope, None)])[0].index
+        status = "approved" if p["decision"] == "approve" else "denied"
+        digest = hashlib.sha256(envelope.encode()).hexdigest()
+        if not self.store.set_approval(approval_id, "pending", status, signer.name, digest, index):
+            raise AlreadyDecidedError(f"approval {approval_id} was decided concurrently")
+        return {"id": approval_id, "status": status, "approver": signer.name, "logIndex": index}
+
+    def expire(self) -> list[str]:
+        """Pending approvals past their timeout become denials (logged)."""
+        now = self.clock()
+        expired = []
+        for approval_id in self.store.pending_expired(now):
+            if not self.store.set_approval(approval_id, "pending", "expired", None, None, None):
+                continue
+            a = self.store.approval(approval_id)
+            if a is None:
+                continue
+            r = json.loads(a.request)
+            enc = encode_action_request(r["principal"], r["action"], r["resource"], r["context"], r["parent"])
+            self._deny(enc, now, f"approval {approval_id} timed out; denied")
+            expired.append(approval_id)
+        return expired

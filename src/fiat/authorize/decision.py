@@ -1,0 +1,62 @@
+"""What a decision is asked and what it answers, in process.
+
+:class:`AuthorizationRequest` is the input of the decision walk (step 2, ``request``,
+checks and canonicalizes it: :func:`fiat.authorize.decider.check_request`);
+:class:`AuthorizationResult` is its answer: allow (with the permit of step 8), deny or
+pending (with the approval step 7 opened). ``to_json`` is the ``/v1/authorize`` response
+body; :mod:`fiat.authorize.authority` re-exports both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fiat.formats.encoding import rfc3339
+
+
+@dataclass(frozen=True)
+class AuthorizationRequest:
+    principal: str
+    action: str
+    resource: str
+    runtime_kid: str
+    context: dict[str, Any] = field(default_factory=dict)
+    parent: str | None = None
+    evidence: dict[str, Any] | None = None
+    approval_id: str | None = None
+    renews: str | None = None  # the permit this one renews (same action, same runtime)
+
+
+@dataclass(frozen=True)
+class AuthorizationResult:
+    decision: str  # allow | deny | pending
+    reason: str
+    action_digest: str | None = None
+    permit: str | None = None
+    permit_id: str | None = None
+    decision_index: int | None = None
+    permit_index: int | None = None
+    approval_id: str | None = None
+    approval_expires: float | None = None
+    determining: tuple[str, ...] = ()
+    shadow: tuple[dict[str, Any], ...] = ()
+    obligations: dict[str, Any] = field(default_factory=dict)
+    reasons: tuple[str, ...] = ()  # why, for the caller (not part of the signed statement)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "decision": self.decision,
+            "reason": self.reason,
+            "reasons": list(self.reasons or (self.reason,)),
+            "actionDigest": self.action_digest,
+            "permit": self.permit,
+            "permitId": self.permit_id,
+            "decisionLogIndex": self.decision_index,
+            "permitLogIndex": self.permit_index,
+            "approvalId": self.approval_id,
+            "approvalExpires": None if self.approval_expires is None else rfc3339(self.approval_expires),
+            "determiningPolicies": list(self.determining),
+            "shadow": list(self.shadow),
+            "obligations": self.obligations,
+        }

@@ -1,0 +1,315 @@
+"""The three outcomes of a decision, each a signed decision statement handed to the log.
+
+* :meth:`Outcomes.deny_later`: a denial, whichever step refused (fail closed: if the log
+  is down, still a denial);
+* :meth:`Outcomes.pending`: step 7 (``approval``) asks for a human: the pending statement
+  and the approval row it opens commit in one log batch;
+* :meth:`Outcomes.allow`: step 8 (``permit``): the permit is minted (JWS, ``cnf`` = the
+  runtime key) and logged with the signed decision statement, in one durable batch.
+
+Nothing here waits for the log: each outcome is a :data:`Deferred` whose caller is answered
+by the log's sequencer once the evidence is durable (:meth:`Outcomes.settle_later`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import secrets
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from fiat.authorize import explain
+from fiat.authorize.decision import AuthorizationRequest, AuthorizationResult
+from fiat.authorize.permit import Constraints, PermitRequest, PolicyRef, mint_permit
+from fiat.authorize.policy import Evaluation
+from fiat.authorize.policy_state import ActivePolicy
+from fiat.authorize.signing import AuthorityKeys
+from fiat.config import Config
+from fiat.formats import jws
+from fiat.formats.action import EncodedRequest
+from fiat.formats.statement import Statement
+from fiat.persist.protocols import AuthorityStore
+from fiat.persist.records import ApprovalRecord, EvidenceLink
+from fiat.prove import evidence as ev
+from fiat.prove.log import AppendResult
+
+log = logging.getLogger("fiat.authority")
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """An answer whose evidence is submitted to the log but not yet durable.
+
+    ``fill`` builds the result from the appended entries (their log indexes); ``on_error``
+    gives the answer instead when the appends fail (for an allow: a denial, fail closed).
+    """
+
+    futures: list[Future[AppendResult]]
+    fill: Callable[[list[AppendResult]], AuthorizationResult]
+    on_error: Callable[[BaseException], Answer]
+
+
+Answer = AuthorizationResult | Deferred
+
+
+def decision_statement(
+    enc: EncodedRequest,
+    now: float,
+    decision: str,
+    reason: str,
+    policy: dict[str, Any],
+    shadow: tuple[dict[str, Any], ...],
+    **extra: Any,
+) -> Statement:
+    """The decision statement of one request (its digests computed once, in ``enc``)."""
+    return ev.decision_statement(
+        decision=decision,
+        reason=reason,
+        request=enc.request,
+        request_digest=enc.digest,
+        policy=policy,
+        at=now,
+        context_digest=enc.context_digest,
+        shadow=shadow,
+        **extra,
+    )
+
+
+def policy_json(active: ActivePolicy | None, evaluation: Evaluation | None) -> dict[str, Any]:
+    if active is None:
+        return {"digest": None, "version": None, "determining": []}
+    return PolicyRef(active.digest, active.version, evaluation.determining if evaluation else ()).to_json()
+
+
+class Outcomes:
+    """Builds each outcome's signed evidence and submits it to the log, without waiting."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        recorder: ev.EvidenceRecorder,
+        store: AuthorityStore,
+        keys: AuthorityKeys,
+        approval_timeout: float,
+    ) -> None:
+        self.cfg, self.recorder, self.store, self.keys = cfg, recorder, store, keys
+        self.log = recorder.log
+        self.approval_timeout = approval_timeout
+
+    def settle(self, answer: Answer) -> AuthorizationResult:
+        """Wait for an answer's log appends and return the final result."""
+        done: Future[AuthorizationResult] = Future()
+        self.settle_later(answer, done)
+        self.log.flush()  # anything this thread staged must reach the sequencer before waiting
+        return done.result()
+
+    def settle_later(self, answer: Answer, done: Future[AuthorizationResult]) -> None:
+        """Resolve ``done`` once an answer's log appends are durable (called back by the sequencer)."""
+        if isinstance(answer, AuthorizationResult):
+            done.set_result(answer)
+            return
+
+        def appended(_: Future[AppendResult]) -> None:
+            try:
+                results = [f.result() for f in answer.futures]
+            except Exception as exc:
+                try:
+                    self.settle_later(answer.on_error(exc), done)
+                except Exception as again:  # never leave a caller waiting
+                    done.set_exception(again)
+                return
+            try:
+                done.set_result(answer.fill(results))
+            except Exception as exc:
+                done.set_exception(exc)
+
+        answer.futures[-1].add_done_callback(appended)  # one batch: the last entry resolves last
+
+    def deny(
+        self,
+        enc: EncodedRequest,
+        now: float,
+        reason: str,
+        *,
+        evidence_digest: str | None = None,
+    ) -> AuthorizationResult:
+        """A logged denial, waited for (outside the decider thread)."""
+        return self.settle(self.deny_later(enc, now, reason, evidence_digest=evidence_digest))
+
+    def deny_later(
+        self,
+        enc: EncodedRequest,
+        now: float,
+        reason: str,
+        *,
+        policy: ActivePolicy | None = None,
+        evaluation: Evaluation | None = None,
+        shadow: tuple[dict[str, Any], ...] = (),
+        evidence_digest: str | None = None,
+        reasons: tuple[str, ...] = (),
+    ) -> Answer:
+        """A denial; its signed statement is submitted to the log. If the log is down: still deny."""
+        result = AuthorizationResult(
+            "deny",
+            reason,
+            action_digest=enc.digest,
+            determining=evaluation.determining if evaluation else (),
+            shadow=shadow,
+            reasons=reasons,
+        )
+        try:
+            statement = decision_statement(
+                enc, now, "deny", reason, policy_json(policy, evaluation), shadow, evidence_digest=evidence_digest
+            )
+            futures = self.recorder.submit(statements=[(self.keys.sign(statement, decision=True), None)])
+        except Exception as exc:
+            log.error("could not log a denial: %s", exc)
+            return result
+
+        def unlogged(exc: BaseException) -> Answer:
+            log.error("could not log a denial: %s", exc)
+            return result
+
+        return Deferred(
+            futures, lambda appended: dataclasses.replace(result, decision_index=appended[0].index), unlogged
+        )
+
+    def pending(
+        self,
+        enc: EncodedRequest,
+        now: float,
+        active: ActivePolicy,
+        evaluation: Evaluation,
+        shadow: tuple[dict[str, Any], ...],
+    ) -> Answer:
+        """A pending decision; its statement and the approval it opens commit in one log batch.
+
+        Nothing waits here (the decider goes on with its batch): the caller learns the approval
+        id once both are durable. If the batch fails, neither exists, and the answer is a denial.
+        """
+        approval_id = "apr_" + secrets.token_urlsafe(12)
+        expires = now + self.approval_timeout
+        group = evaluation.obligations.approval or "default"
+        reason = f"approval by {group} required (policy {', '.join(evaluation.determining)})"
+        statement = decision_statement(
+            enc, now, "pending", reason, policy_json(active, evaluation), shadow, approval_id=approval_id
+        )
+        approval = ApprovalRecord(approval_id, enc.digest, enc.canonical, group, now, expires)
+        futures = self.recorder.submit(statements=[(self.keys.sign(statement, decision=True), None)], rows=[approval])
+        reasons = explain.permitted(active.bundle, evaluation, pending=True)
+
+        def fill(appended: list[AppendResult]) -> AuthorizationResult:
+            return AuthorizationResult(
+                "pending",
+                reason,
+                action_digest=enc.digest,
+                decision_index=appended[0].index,
+                approval_id=approval_id,
+                approval_expires=expires,
+                determining=evaluation.determining,
+                shadow=shadow,
+                reasons=reasons,
+            )
+
+        def unlogged(exc: BaseException) -> Answer:
+            log.error("authorization failed closed: %s", exc)
+            return self.deny_later(enc, now, f"failed closed: {exc}")
+
+        return Deferred(futures, fill, unlogged)
+
+    def allow(
+        self,
+        enc: EncodedRequest,
+        now: float,
+        req: AuthorizationRequest,
+        attestation: dict[str, Any],
+        active: ActivePolicy,
+        evaluation: Evaluation,
+        approvals: tuple[str, ...],
+        shadow: tuple[dict[str, Any], ...],
+    ) -> Answer:
+        runtime = self.keys.ring.find(req.runtime_kid)
+        assert runtime is not None
+        ob = evaluation.obligations
+        rec, key = self.keys.authority
+        request, digest = enc.request, enc.digest
+        spec = PermitRequest(
+            request,
+            runtime.public_key,
+            PolicyRef(active.digest, active.version, evaluation.determining),
+            attestation["digest"],
+            ttl=ob.ttl,
+            constraints=Constraints(ob.max_duration, ob.heartbeat_ms, ob.single_use),
+            approvals=approvals,
+            action_digest=digest,
+        )
+        token, claims = mint_permit(
+            spec,
+            key=key,
+            kid=rec.kid,
+            issuer=self.cfg.authority.issuer,
+            audience=self.cfg.authority.audience,
+            now=int(now),
+        )
+        jti = claims["jti"]
+        statement = decision_statement(
+            enc,
+            now,
+            "allow",
+            "permitted by " + ", ".join(evaluation.determining),
+            policy_json(active, evaluation),
+            shadow,
+            permit=(jti, hashlib.sha256(token.encode("ascii")).hexdigest()),
+            evidence_digest=attestation["digest"],
+        )
+        envelope = self.keys.sign(statement, decision=True)
+        # The approvals this permit consumed join its evidence in the same transaction.
+        links = [
+            EvidenceLink(jti, "approval", idx)
+            for approval_digest in approvals
+            if (idx := self.store.approval_log_index(approval_digest)) is not None
+        ]
+        futures = self.recorder.submit(
+            permit=(token, request),
+            statements=[(envelope, jti)],
+            claims=claims,
+            kinds=["decision"],
+            request_bytes=enc.canonical,
+            runtime=jws.jwk_thumbprint(runtime.public_key),
+            links=links,
+        )
+        obligations = {
+            "ttl": ob.ttl,
+            "maxDuration": ob.max_duration,
+            "heartbeatIntervalMs": ob.heartbeat_ms,
+            "singleUse": ob.single_use,
+            "approval": ob.approval,
+        }
+        reason = statement.predicate["reason"]
+        reasons = explain.permitted(active.bundle, evaluation)
+
+        def fill(appended: list[AppendResult]) -> AuthorizationResult:
+            return AuthorizationResult(
+                "allow",
+                reason,
+                action_digest=digest,
+                permit=token,
+                permit_id=jti,
+                decision_index=appended[1].index,
+                permit_index=appended[0].index,
+                determining=evaluation.determining,
+                shadow=shadow,
+                obligations=obligations,
+                reasons=reasons,
+            )
+
+        def unlogged(exc: BaseException) -> Answer:
+            # No durable evidence, no permit: fail closed.
+            log.error("authorization failed closed: the permit could not be logged: %s", exc)
+            return self.deny_later(enc, now, f"failed closed: the permit could not be logged: {exc}")
+
+        return Deferred(futures, fill, unlogged)

@@ -1,0 +1,49 @@
+"""The signed trust state: what guards re-check between the steps of a running execution.
+
+A JWS (``typ`` fiat-trust-state+jwt, checked by :mod:`fiat.verify.trust_state`) signed with
+the authority key, holding the log's checkpoint, the active policy (its version and digest,
+step 6) and the revocations since an epoch (steps 1, 4 and 5, re-checked by every guard).
+"""
+
+from __future__ import annotations
+
+from fiat.authorize.policy_state import ActivePolicy
+from fiat.authorize.signing import AuthorityKeys
+from fiat.formats import jws
+from fiat.formats.canonical import compact
+from fiat.formats.encoding import rfc3339
+from fiat.persist.protocols import AuthorityStore
+from fiat.prove.log import TransparencyLog
+from fiat.verify.trust_state import TRUST_STATE_TYP
+
+
+def sign_trust_state(
+    keys: AuthorityKeys,
+    store: AuthorityStore,
+    transparency_log: TransparencyLog,
+    active: ActivePolicy | None,
+    *,
+    issuer: str,
+    now: float,
+    since: int = 0,
+    epoch: int = 0,
+) -> str:
+    """The signed trust state document (JWS, typ fiat-trust-state+jwt)."""
+    rec, key = keys.authority
+    revocations = store.revocations_since(since, live_at=now)
+    cp = transparency_log.checkpoint()
+    claims = {
+        "iss": issuer,
+        "iat": int(now),
+        "time": round(now, 3),
+        "epoch": epoch,
+        "checkpoint": cp.note_bytes.decode("utf-8"),
+        "policy": None if active is None else {"version": active.version, "digest": {"sha256": active.digest}},
+        "revocationEpoch": store.revocation_epoch(),
+        "since": since,
+        "revocations": [
+            {"epoch": r.epoch, "kind": r.kind, "target": r.target, "reason": r.reason, "time": rfc3339(r.at)}
+            for r in revocations
+        ],
+    }
+    return jws.sign_compact(compact(claims), key, kid=rec.kid, typ=TRUST_STATE_TYP)
