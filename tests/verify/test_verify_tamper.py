@@ -25,7 +25,6 @@ import base64
 import copy
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 import time
@@ -38,7 +37,6 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from evidence_helpers import ENV_DIGEST, POLICY, Execution, make_execution
 from fiat.authorize.permit import Constraints, PermitRequest, mint_permit
 from fiat.config import Config
 from fiat.errors import MalformedError
@@ -56,29 +54,15 @@ from fiat.tlog.checkpoint import Checkpoint, sign_checkpoint
 from fiat.tlog.proof_file import TlogProof
 from fiat.verify import STEPS, Bundle, TrustedKey, TrustRoot, VerificationResult, verify
 from fiat.wiring import open_evidence, open_log
-from reference_merkle import MemoryTree
+from support.evidence import ENV_DIGEST, POLICY, Execution, make_execution
+from support.processes import cli_env, fiat
+from support.reference_merkle import MemoryTree
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
 Json = dict[str, Any]
 
 # -- running the CLI ------------------------------------------------------------------------
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FIAT_")}
-    env.update({"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "250"})
-    return env
-
-
-def fiat(*args: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "fiat.cli.main", *map(str, args)],
-        env=_env(),
-        capture_output=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def fiat_ok(*args: str | Path) -> subprocess.CompletedProcess[bytes]:
@@ -1174,7 +1158,7 @@ def fiat_batch(d: Path, argvs: dict[str, list[str]]) -> dict[str, CliRun]:
     (d / "jobs.json").write_text(json.dumps(jobs), encoding="utf-8")
     proc = subprocess.run(
         [sys.executable, "-c", CLI_BATCH, str(d / "jobs.json"), str(d / "codes.json")],
-        env=_env(),
+        env=cli_env(),
         capture_output=True,
         timeout=300,
         check=False,

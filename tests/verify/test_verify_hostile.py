@@ -13,9 +13,7 @@ import base64
 import copy
 import hashlib
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,7 +25,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evidence_helpers import ENV_DIGEST, POLICY, Execution, make_execution
 from fiat.authorize.permit import Constraints, PermitRequest, mint_permit
 from fiat.errors import MalformedError
 from fiat.formats import dsse as dsse_module
@@ -39,6 +36,8 @@ from fiat.prove import evidence as ev
 from fiat.verify import STEPS, Bundle, TrustRoot, verify
 from fiat.verify.bundle import MAX_BUNDLE
 from fiat.wiring import open_evidence
+from support.evidence import ENV_DIGEST, POLICY, Execution, make_execution
+from support.processes import fiat
 
 EXIT_FAILED, EXIT_INVALID = 1, 2
 LIMIT_S = 1.0  # each rejection must be this fast
@@ -733,22 +732,6 @@ def test_arbitrary_bytes_are_malformed(raw: bytes) -> None:
 
 
 # -- the CLI ----------------------------------------------------------------------------------------------------
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FIAT_")}
-    env.update({"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "250"})
-    return env
-
-
-def fiat(*args: str | Path) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "fiat.cli.main", *map(str, args)],
-        env=_env(),
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def _hostile_files(real: Real) -> dict[str, bytes]:
