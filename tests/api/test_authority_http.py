@@ -19,6 +19,7 @@ recomputed with the ``rfc8785`` package; log entries are read over C2SP tlog-til
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import queue
@@ -129,38 +130,38 @@ class Authority:
 StartFn = Callable[..., Authority]
 
 
+@contextlib.contextmanager
+def serving(home: Path, keys: Keys, env: dict[str, str] | None = None) -> Iterator[Authority]:
+    """``fiat serve`` of ``home`` and a client of it; both closed at the end."""
+    with FiatServer(home, env=env) as server:
+        a = Authority(home, server, keys, AuthorityClient(server.url, timeout=30))
+        try:
+            yield a
+        finally:
+            a.client.close()
+
+
 @pytest.fixture
 def start(template: tuple[Path, Keys], tmp_path: Path) -> Iterator[StartFn]:
     """Start servers for one test (its own home unless given one); stopped at the end."""
-    started: list[Authority] = []
+    with contextlib.ExitStack() as started:
 
-    def _start(
-        home: Path | None = None, env: dict[str, str] | None = None, bundle: Path | None = EXAMPLES
-    ) -> Authority:
-        if home is None:
-            home = new_home(template, tmp_path, bundle)
-        server = FiatServer(home, env=env).start()
-        a = Authority(home, server, template[1], AuthorityClient(server.url, timeout=30))
-        started.append(a)
-        return a
+        def _start(
+            home: Path | None = None, env: dict[str, str] | None = None, bundle: Path | None = EXAMPLES
+        ) -> Authority:
+            if home is None:
+                home = new_home(template, tmp_path, bundle)
+            return started.enter_context(serving(home, template[1], env))
 
-    yield _start
-    for a in started:
-        a.client.close()
-        a.server.stop()
+        yield _start
 
 
 @pytest.fixture(scope="module")
 def shared(template: tuple[Path, Keys], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Authority]:
     """The example bundle, served for the tests that do not interfere (trust ticks every 5 s)."""
     home = new_home(template, tmp_path_factory.mktemp("shared"))
-    server = FiatServer(home, env={"FIAT_AUTHORITY_TRUST_INTERVAL_MS": "5000"}).start()
-    a = Authority(home, server, template[1], AuthorityClient(server.url, timeout=30))
-    try:
+    with serving(home, template[1], {"FIAT_AUTHORITY_TRUST_INTERVAL_MS": "5000"}) as a:
         yield a
-    finally:
-        a.client.close()
-        server.stop()
 
 
 # -- requests ----------------------------------------------------------------------------------
@@ -1121,14 +1122,8 @@ def test_every_decision_is_a_signed_decision_statement_in_the_log(shared: Author
 @pytest.fixture(scope="module")
 def scratch(template: tuple[Path, Keys], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Authority]:
     """A second example server for tests that revoke principals the shared server needs."""
-    home = new_home(template, tmp_path_factory.mktemp("scratch"))
-    server = FiatServer(home).start()
-    a = Authority(home, server, template[1], AuthorityClient(server.url, timeout=30))
-    try:
+    with serving(new_home(template, tmp_path_factory.mktemp("scratch")), template[1]) as a:
         yield a
-    finally:
-        a.client.close()
-        server.stop()
 
 
 def test_revoked_principal_is_denied_whatever_its_spelling(scratch: Authority) -> None:

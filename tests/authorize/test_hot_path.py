@@ -17,7 +17,6 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -52,7 +51,7 @@ from fiat.tlog import merkle
 from fiat.tlog.checkpoint import open_checkpoint
 from fiat.verify import Bundle, VerificationPolicy, verify
 from fiat.wiring import open_authority, open_log
-from support import EXAMPLES, WORKERS
+from support import EXAMPLES, WORKERS, copy_bundle, edit
 from support.processes import cli_env, show
 from support.processes import fiat_text as fiat
 
@@ -94,18 +93,6 @@ def make_home(where: Path, bundle: Path = EXAMPLES) -> Config:
     finally:
         a.close()
     return cfg
-
-
-def copy_bundle(where: Path) -> Path:
-    dst = where / "bundle"
-    shutil.copytree(EXAMPLES.resolve(), dst)
-    return dst
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    assert old in text, f"{path.name} no longer contains {old!r}; update this test"
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
 def runtime_kid(cfg: Config) -> str:

@@ -14,32 +14,18 @@ import hashlib
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fiat.authorize.policy import bundle_digest, read_bundle_files
-from support import EXAMPLES
+from support import EXAMPLES, copy_bundle, edit
 from support.processes import EXIT_ERROR, EXIT_FAILED, EXIT_INVALID, EXIT_OK, show
 from support.processes import fiat_text as fiat
 
 POLICY_PREDICATE = "https://fiat.local/predicate/policy/v1"
 HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-def copy_bundle(tmp_path: Path, name: str = "bundle") -> Path:
-    # examples/policies may be a symbolic link: copy what it points at.
-    dst = tmp_path / name
-    shutil.copytree(EXAMPLES.resolve(), dst)
-    return dst
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    assert old in text, f"{path.name} no longer contains {old!r}; update this test"
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
 def cases() -> list[dict[str, Any]]:

@@ -8,8 +8,23 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "policies"
 WORKERS = Path(__file__).resolve().parent / "workers"
+
+
+def copy_bundle(where: Path, name: str = "bundle") -> Path:
+    """A copy of the example policy bundle at ``where/name`` (examples/policies is a link: copy its target)."""
+    dst = where / name
+    shutil.copytree(EXAMPLES.resolve(), dst)
+    return dst
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    """Replace the first ``old`` of a file with ``new``; ``old`` must be there."""
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{path.name} no longer contains {old!r}; update this test"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
