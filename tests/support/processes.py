@@ -134,7 +134,7 @@ def free_port() -> int:
 class FiatServer:
     """A real ``fiat serve`` (or, with ``log=True``, ``fiat log serve``) child process on 127.0.0.1.
 
-    ``home`` is passed as ``--home`` (None: the working directory's home); ``env`` adds to
+    ``home`` is passed as ``--home`` (None: none is, and the server finds ``./.fiat`` in ``cwd``); ``env`` adds to
     :func:`cli_env`. Without ``port`` it binds ``--host 127.0.0.1 --port P`` on a free port
     and, should another process take that port first, tries another (``attempts``); with
     ``port`` the command gets no address flags (the environment or ``fiat.toml`` gives it).
@@ -153,7 +153,8 @@ class FiatServer:
         output: Path | None = None,
         start_timeout: float = SERVER_START_TIMEOUT,
     ) -> None:
-        self.home = home
+        self._home_flag = home is not None
+        self.home: Path = home if home is not None else (cwd or Path.cwd()) / ".fiat"
         self.is_log = log
         self.env = cli_env(env)
         self.cwd = cwd
@@ -177,13 +178,11 @@ class FiatServer:
     def _output_for(self, port: int) -> Path:
         if self._output is not None:
             return self._output
-        if self.home is not None:
-            return self.home.parent / f"{self.home.name}-serve-{port}.log"
-        return (self.cwd or Path.cwd()) / f"serve-{port}.log"
+        return self.home.parent / f"{self.home.name}-serve-{port}.log"
 
     def _argv(self) -> list[str]:
         argv = [*FIAT, *(("log", "serve") if self.is_log else ("serve",))]
-        if self.home is not None:
+        if self._home_flag:
             argv += ["--home", str(self.home)]
         if self.fixed_port is None:
             argv += ["--host", "127.0.0.1", "--port", str(self.port)]
