@@ -53,7 +53,7 @@ from support.processes import fiat as run_fiat
 
 GOCODE = Path("/usr/share/gocode")
 GO_SUMDB = GOCODE / "src/golang.org/x/mod/sumdb"
-GO_SRC = Path(__file__).parent / "interop" / "go"
+GO_SRC = Path(__file__).resolve().parent / "go"
 #: The only non-standard-library packages the Go programs may import.
 GO_ALLOWED_IMPORTS = {"golang.org/x/mod/sumdb/note", "golang.org/x/mod/sumdb/tlog"}
 
