@@ -70,7 +70,7 @@ from fiat.tlog.tiles import entry_bundles_for_size, parse_bundle
 from fiat.verify import TrustedKey, TrustRoot
 from fiat.verify.bundle import Bundle
 from fiat.verify.trust_state import TRUST_STATE_TYP
-from support.processes import FiatServer, cli_env, ok
+from support.processes import FIAT, FiatServer, cli_env, ok
 from support.processes import fiat_text as fiat_cli
 
 EXAMPLES = Path(fiat.__file__).resolve().parent / "examples" / "policies"
@@ -202,7 +202,7 @@ class FiatRun:
         self.evidence = work / "bundle.json"
         command = command or [sys.executable, str(victim), str(work), str(seconds)]
         args = [
-            *(sys.executable, "-m", "fiat.cli.main", "run", "--json", "--home", str(home), "--url", server_url),
+            *(*FIAT, "run", "--json", "--home", str(home), "--url", server_url),
             *("--principal", PRINCIPAL, "--action", ACTION, "--resource", RESOURCE),
             *("--evidence", str(self.evidence), "--", *command),
         ]
@@ -1341,7 +1341,7 @@ def test_no_approve_hint_after_the_approval_was_denied(server: FiatServer, tmp_p
     assert waited.returncode == 125, waited.stderr
     assert "an approver runs `fiat approve`" in waited.stderr, waited.stderr
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fiat.cli.main", *deploy],
+        [*FIAT, *deploy],
         env=cli_env(FIAT_RUNTIME_APPROVAL_WAIT_S="60"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
