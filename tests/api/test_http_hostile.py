@@ -27,8 +27,6 @@ import os
 import re
 import secrets
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -45,9 +43,10 @@ from hypothesis import strategies as st
 from fiat.authorize.dpop import make_proof
 from fiat.formats import jws
 from fiat.formats.encoding import json_digest
+from support import EXAMPLES
+from support.processes import FiatServer, clean_env
+from support.processes import fiat_text as fiat
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples" / "policies"
 PROBLEM = "application/problem+json"
 MIB = 1 << 20
 
@@ -55,31 +54,6 @@ pytestmark = pytest.mark.timeout(300)
 
 
 # -- the server ----------------------------------------------------------------------------
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FIAT_")}
-    for k in ("FORCE_COLOR", "CLICOLOR_FORCE", "PY_COLORS"):
-        env.pop(k, None)
-    env.update({"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "250", "PYTHONDONTWRITEBYTECODE": "1"})
-    return env
-
-
-def fiat(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fiat.cli.main", *map(str, args)],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def check(r: httpx.Response, method: str = "") -> httpx.Response:
@@ -103,7 +77,9 @@ def assert_problem(status: int, content_type: str, body: bytes, where: str, meth
 
 
 @dataclass
-class Server:
+class Target:
+    """The module's server, what it was started with, and the requests aimed at it."""
+
     url: str
     port: int
     home: Path
@@ -180,7 +156,7 @@ def evidence() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     base = tmp_path_factory.mktemp("hostile")
     home, auditor = base / "home", base / "auditor"
     p = fiat("init", "--home", home, "--json")
@@ -194,37 +170,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     from fiat.config import load_config
     from fiat.home import keyring
 
-    with pytest.MonkeyPatch.context() as mp:
-        for k in list(os.environ):
-            if k.startswith("FIAT_"):
-                mp.delenv(k)
+    with clean_env():
         cfg = load_config(home, require=True)
         rec, key = keyring(cfg).signing_key("runtime")
         token = ensure_admin_token(cfg.keys_dir)
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_file = (base / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fiat.cli.main", "serve", "--home", str(home), "--port", str(port)],
-        env=_env(),
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
+    process = FiatServer(home, output=base / "serve.log").start()
+    url, port = process.url, process.port
     # No keep-alive: a 5xx makes uvicorn drop the connection, which must not fail the next request.
     client = httpx.Client(base_url=url, timeout=30, limits=httpx.Limits(max_keepalive_connections=0))
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, (base / "serve.log").read_text()
-            try:
-                if client.get("/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "fiat serve did not come up in 30 s"
-            time.sleep(0.05)
-        s = Server(url, port, home, auditor, vkey, rec.kid, key, token, client)
+        s = Target(url, port, home, auditor, vkey, rec.kid, key, token, client)
         s.routes = set(client.get("/openapi.json").json()["paths"])
         # The auditor sees the starting tree, so the final audit proves the log only grew.
         p = fiat("log", "verify", "--url", url + "/log", "--vkey", vkey, "--home", auditor)
@@ -240,13 +196,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield s
     finally:
         client.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-        log_file.close()
+        process.stop()
 
 
 # -- the endpoints -----------------------------------------------------------------------------
@@ -265,11 +215,11 @@ POSTS = [
 NEWER = {"/v1/receipts": "/v1/receipts", "/v1/bundles/{permit}": "/v1/bundles/{jti}"}
 
 
-def present(s: Server, template: str) -> bool:
+def present(s: Target, template: str) -> bool:
     return template not in NEWER or NEWER[template] in s.routes
 
 
-def require(s: Server, template: str) -> None:
+def require(s: Target, template: str) -> None:
     if not present(s, template):
         pytest.skip(f"this server has no {template}")
 
@@ -284,11 +234,11 @@ GETS = [
 ]
 
 
-def path_of(s: Server, template: str) -> str:
+def path_of(s: Target, template: str) -> str:
     return template.format(approval=s.approval_id, permit=s.permit_id)
 
 
-def good_body(s: Server, template: str) -> dict[str, Any]:
+def good_body(s: Target, template: str) -> dict[str, Any]:
     """A body each endpoint accepts the shape of (its effect is harmless or refused later)."""
     return {
         "/v1/authorize": s.body(),
@@ -323,7 +273,7 @@ MALFORMED = [
 
 
 @pytest.mark.parametrize(("template", "auth", "reads_body"), POSTS, ids=[p[0] for p in POSTS])
-def test_malformed_and_wrongly_typed_bodies(server: Server, template: str, auth: str, reads_body: bool) -> None:
+def test_malformed_and_wrongly_typed_bodies(server: Target, template: str, auth: str, reads_body: bool) -> None:
     require(server, template)
     path = path_of(server, template)
     for body in MALFORMED:
@@ -365,7 +315,7 @@ FIELDS: dict[str, dict[str, tuple[bool, tuple[type, ...]]]] = {
 
 
 @pytest.mark.parametrize("template", list(FIELDS))
-def test_wrong_field_types_unknown_and_missing_fields(server: Server, template: str) -> None:
+def test_wrong_field_types_unknown_and_missing_fields(server: Target, template: str) -> None:
     require(server, template)
     auth = next(a for t, a, _ in POSTS if t == template)
     path = path_of(server, template)
@@ -397,7 +347,7 @@ def test_wrong_field_types_unknown_and_missing_fields(server: Server, template: 
     server.healthy()
 
 
-def test_values_inside_nested_objects_are_typed_too(server: Server) -> None:
+def test_values_inside_nested_objects_are_typed_too(server: Target) -> None:
     r = server.post_raw("/v1/policies", json.dumps({"files": {"a.cedar": 5}}).encode(), "admin")
     assert r.status_code == 400 and "files.a.cedar" in r.json()["detail"]
     r = server.post_raw("/v1/policies", json.dumps({"files": {"a.cedar": None}}).encode(), "admin")
@@ -422,7 +372,7 @@ LIMITS = [
 
 
 @pytest.mark.parametrize(("template", "name", "limit"), LIMITS, ids=[f"{t}:{n}" for t, n, _ in LIMITS])
-def test_strings_past_their_maximum_length(server: Server, template: str, name: str, limit: int) -> None:
+def test_strings_past_their_maximum_length(server: Target, template: str, name: str, limit: int) -> None:
     if template == "/v1/authorize" and name not in server.authorize_fields():
         pytest.skip(f"{template} has no field {name}")
     auth = next(a for t, a, _ in POSTS if t == template)
@@ -436,7 +386,7 @@ def test_strings_past_their_maximum_length(server: Server, template: str, name: 
     server.healthy()
 
 
-def test_empty_strings_and_exact_public_key_length(server: Server) -> None:
+def test_empty_strings_and_exact_public_key_length(server: Target) -> None:
     for name in ("principal", "action", "resource", "runtimeKid"):
         r = server.authorize(server.body(**{name: ""}))
         assert r.status_code == 400 and name in r.json()["detail"], r.text
@@ -462,7 +412,7 @@ def nested(levels: int, inner: bytes = b"1", kind: str = "object") -> bytes:
 
 
 @pytest.mark.parametrize("levels", [5_000, 100_000, 400_000])
-def test_deeply_nested_json_is_refused_cleanly(server: Server, levels: int) -> None:
+def test_deeply_nested_json_is_refused_cleanly(server: Target, levels: int) -> None:
     for kind in ("object", "array"):
         deep = nested(levels, kind=kind)
         if len(deep) > MIB - 200:
@@ -494,7 +444,7 @@ def test_deeply_nested_json_is_refused_cleanly(server: Server, levels: int) -> N
     server.healthy()
 
 
-def test_moderately_nested_context_is_a_problem_or_a_logged_deny(server: Server) -> None:
+def test_moderately_nested_context_is_a_problem_or_a_logged_deny(server: Target) -> None:
     # Deep enough to pass the JSON parser but past the canonical-JSON depth limit (64): a clear 4xx.
     for levels in (65, 100, 500, 900):
         body = json.dumps(server.body(context={})).encode().replace(b'"context": {}', b'"context": ' + nested(levels))
@@ -568,7 +518,7 @@ def chunked(payload: bytes, piece: int = 32 * 1024) -> bytes:
     return b"".join(parts) + b"0\r\n\r\n"
 
 
-def head(s: Server, method: str, path: str, extra: Iterable[tuple[str, str]] = ()) -> bytes:
+def head(s: Target, method: str, path: str, extra: Iterable[tuple[str, str]] = ()) -> bytes:
     lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{s.port}", "Content-Type: application/json"]
     lines += [f"{k}: {v}" for k, v in extra]
     return ("\r\n".join(lines) + "\r\n").encode("latin-1")
@@ -580,7 +530,7 @@ def big_json(size: int) -> bytes:
 
 
 @pytest.mark.parametrize("path", [p for p, _, _ in POSTS] + GETS)
-def test_two_mib_body_with_content_length_is_413(server: Server, path: str) -> None:
+def test_two_mib_body_with_content_length_is_413(server: Target, path: str) -> None:
     require(server, path)
     path = path_of(server, path)
     method = "GET" if path in GETS else "POST"
@@ -591,7 +541,7 @@ def test_two_mib_body_with_content_length_is_413(server: Server, path: str) -> N
     server.healthy()
 
 
-def test_body_limit_boundary(server: Server) -> None:
+def test_body_limit_boundary(server: Target) -> None:
     at_limit = big_json(MIB)
     assert len(at_limit) == MIB
     r = server.post_raw("/v1/authorize", at_limit, "dpop")
@@ -611,7 +561,7 @@ BODY_READERS = [p for p, _, reads in POSTS if reads]
 
 
 @pytest.mark.parametrize("path", BODY_READERS)
-def test_two_mib_chunked_body_is_refused(server: Server, path: str) -> None:
+def test_two_mib_chunked_body_is_refused(server: Target, path: str) -> None:
     """The streamed-size check holds: nothing of a 2 MiB chunked body is accepted (today: 400)."""
     require(server, path)
     path = path_of(server, path)
@@ -625,7 +575,7 @@ def test_two_mib_chunked_body_is_refused(server: Server, path: str) -> None:
 
 
 @pytest.mark.parametrize("path", BODY_READERS)
-def test_two_mib_chunked_body_is_413(server: Server, path: str) -> None:
+def test_two_mib_chunked_body_is_413(server: Target, path: str) -> None:
     require(server, path)
     path = path_of(server, path)
     extra = [("Transfer-Encoding", "chunked"), *server.auth_headers(_auth_of(server, path), "POST", path).items()]
@@ -633,11 +583,11 @@ def test_two_mib_chunked_body_is_413(server: Server, path: str) -> None:
     assert status == 413, body[:300]
 
 
-def _auth_of(s: Server, path: str) -> str:
+def _auth_of(s: Target, path: str) -> str:
     return next(a for t, a, _ in POSTS if path_of(s, t) == path)
 
 
-def test_chunked_body_to_an_endpoint_without_a_body(server: Server) -> None:
+def test_chunked_body_to_an_endpoint_without_a_body(server: Target) -> None:
     # consume() has no body parameter: whatever is streamed, it answers on the permit alone.
     path = "/v1/permits/prm_does_not_exist/consume"
     extra = [("Transfer-Encoding", "chunked"), ("DPoP", server.proof("POST", path))]
@@ -652,7 +602,7 @@ def test_chunked_body_to_an_endpoint_without_a_body(server: Server) -> None:
 # -- paths, methods, query parameters ---------------------------------------------------------
 
 
-def raw_get(s: Server, method: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, str, bytes]:
+def raw_get(s: Target, method: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, str, bytes]:
     """A request whose path goes out exactly as written (http.client does not normalize it)."""
     conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
     try:
@@ -704,7 +654,7 @@ PATH_TRICKS = [
 
 
 @pytest.mark.parametrize("path", PATH_TRICKS, ids=[p[:48] for p in PATH_TRICKS])
-def test_path_tricks(server: Server, path: str) -> None:
+def test_path_tricks(server: Target, path: str) -> None:
     for method, headers in (("GET", {}), ("POST", {"Content-Type": "application/json", "Content-Length": "0"})):
         status, ctype, body = raw_get(server, method, path, headers)
         assert status < 500, (method, path, status, body[:300])
@@ -737,7 +687,7 @@ PERMIT_PATH_TRICKS = [
 
 
 @pytest.mark.parametrize("path", PERMIT_PATH_TRICKS, ids=[p[:48] for p in PERMIT_PATH_TRICKS])
-def test_permit_path_tricks(server: Server, path: str) -> None:
+def test_permit_path_tricks(server: Target, path: str) -> None:
     for headers in ({}, {"DPoP": server.proof("POST", path)}):
         status, ctype, body = raw_get(server, "POST", path, headers)
         assert 400 <= status < 500, (path, status, body[:300])
@@ -745,7 +695,7 @@ def test_permit_path_tricks(server: Server, path: str) -> None:
     server.healthy()
 
 
-def test_log_paths_refuse_traversal(server: Server) -> None:
+def test_log_paths_refuse_traversal(server: Target) -> None:
     """The tlog-tiles routes answer plain-text 404s (C2SP style), never 5xx, never a file."""
     for path in (
         "/log/tile/0/x/../../../../etc/passwd",
@@ -786,7 +736,7 @@ METHODS = {
 
 
 @pytest.mark.parametrize("path", list(METHODS))
-def test_wrong_methods_are_405(server: Server, path: str) -> None:
+def test_wrong_methods_are_405(server: Target, path: str) -> None:
     require(server, path.replace("/v1/bundles/x", "/v1/bundles/{permit}"))
     for method in METHODS[path]:
         r = server.request(method, path, headers={"Authorization": f"Bearer {server.token}"})
@@ -794,7 +744,7 @@ def test_wrong_methods_are_405(server: Server, path: str) -> None:
     server.healthy()
 
 
-def test_unknown_http_method_is_refused_by_the_server(server: Server) -> None:
+def test_unknown_http_method_is_refused_by_the_server(server: Target) -> None:
     """A method that is not HTTP at all is refused before the application (by the HTTP parser,
     as a plain 400) or by the application (405); never served, never a 5xx."""
     r = server.http.request("FOO", "/v1/authorize")
@@ -802,7 +752,7 @@ def test_unknown_http_method_is_refused_by_the_server(server: Server) -> None:
     server.healthy()
 
 
-def test_405_names_the_allowed_methods(server: Server) -> None:
+def test_405_names_the_allowed_methods(server: Target) -> None:
     r = server.request("PUT", "/healthz")
     assert r.status_code == 405
     assert "GET" in r.headers.get("allow", "")
@@ -824,7 +774,7 @@ def test_405_names_the_allowed_methods(server: Server) -> None:
         "since=-" + "9" * 30,
     ],
 )
-def test_bad_trust_state_query_is_400(server: Server, query: str) -> None:
+def test_bad_trust_state_query_is_400(server: Target, query: str) -> None:
     r = server.request("GET", f"/v1/trust/state?{query}")
     assert r.status_code == 400, (query, r.text)
     server.healthy()
@@ -833,19 +783,19 @@ def test_bad_trust_state_query_is_400(server: Server, query: str) -> None:
 @pytest.mark.parametrize(
     "query", ["", "since=0", "since=3", "since=1&since=2", "unknown=1", "since=9223372036854775807"]
 )
-def test_good_trust_state_query(server: Server, query: str) -> None:
+def test_good_trust_state_query(server: Target, query: str) -> None:
     r = server.request("GET", f"/v1/trust/state?{query}")
     assert r.status_code == 200, (query, r.text)
     assert r.json()["state"].count(".") == 2
 
 
 @pytest.mark.parametrize("since", [str(2**63), "9" * 25])
-def test_trust_state_since_past_64_bits_is_400(server: Server, since: str) -> None:
+def test_trust_state_since_past_64_bits_is_400(server: Target, since: str) -> None:
     r = server.http.get(f"/v1/trust/state?since={since}")
     assert r.status_code == 400, r.text
 
 
-def test_trust_stream_survives_abandoned_subscribers(server: Server) -> None:
+def test_trust_stream_survives_abandoned_subscribers(server: Target) -> None:
     for _ in range(10):
         with server.http.stream("GET", "/v1/trust/stream", timeout=10) as r:
             assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
@@ -867,24 +817,24 @@ def _token(header: dict[str, Any], claims: dict[str, Any], sig: bytes = b"\0" * 
     return _b64(json.dumps(header).encode()) + "." + _b64(json.dumps(claims).encode()) + "." + _b64(sig)
 
 
-def _claims(s: Server, method: str, path: str, **over: Any) -> dict[str, Any]:
+def _claims(s: Target, method: str, path: str, **over: Any) -> dict[str, Any]:
     c = {"jti": secrets.token_urlsafe(16), "htm": method, "htu": s.url + path, "iat": int(time.time())}
     c.update(over)
     return c
 
 
-def _header(s: Server, **over: Any) -> dict[str, Any]:
+def _header(s: Target, **over: Any) -> dict[str, Any]:
     h = {"typ": "dpop+jwt", "alg": "EdDSA", "jwk": jws.jwk(s.key.public_key().public_bytes_raw())}
     h.update(over)
     return h
 
 
-def _signed(s: Server, method: str, path: str, headers: dict[str, Any] | None = None, **claims: Any) -> str:
+def _signed(s: Target, method: str, path: str, headers: dict[str, Any] | None = None, **claims: Any) -> str:
     h = {k: v for k, v in _header(s, **(headers or {})).items() if k != "alg"}
     return jwt.encode(_claims(s, method, path, **claims), s.key, algorithm="EdDSA", headers=h)
 
 
-DpopCase = Callable[[Server, str, str], str]
+DpopCase = Callable[[Target, str, str], str]
 
 DPOP_REFUSED: dict[str, DpopCase] = {
     "empty": lambda s, m, p: "",
@@ -952,11 +902,11 @@ DPOP_TARGETS = [
 ]
 
 
-def dpop_targets(s: Server) -> list[tuple[str, str]]:
+def dpop_targets(s: Target) -> list[tuple[str, str]]:
     return [(m, t) for m, t in DPOP_TARGETS if present(s, t)]
 
 
-def _send_dpop(s: Server, method: str, template: str, proof: str) -> httpx.Response:
+def _send_dpop(s: Target, method: str, template: str, proof: str) -> httpx.Response:
     path = path_of(s, template)
     body = json.dumps(s.body()).encode() if template == "/v1/authorize" else None
     headers = {"DPoP": proof, "Content-Type": "application/json"}
@@ -964,7 +914,7 @@ def _send_dpop(s: Server, method: str, template: str, proof: str) -> httpx.Respo
 
 
 @pytest.mark.parametrize("case", list(DPOP_REFUSED))
-def test_invalid_dpop_is_401(server: Server, case: str) -> None:
+def test_invalid_dpop_is_401(server: Target, case: str) -> None:
     for method, template in dpop_targets(server):
         proof = DPOP_REFUSED[case](server, method, path_of(server, template))
         r = check(_send_dpop(server, method, template, proof))
@@ -976,7 +926,7 @@ def test_invalid_dpop_is_401(server: Server, case: str) -> None:
     "case",
     [pytest.param(c) for c in DPOP_500],
 )
-def test_invalid_dpop_signature_is_401(server: Server, case: str) -> None:
+def test_invalid_dpop_signature_is_401(server: Target, case: str) -> None:
     statuses = {}
     for method, template in dpop_targets(server):
         proof = DPOP_500[case](server, method, path_of(server, template))
@@ -984,7 +934,7 @@ def test_invalid_dpop_signature_is_401(server: Server, case: str) -> None:
     assert set(statuses.values()) == {401}, statuses
 
 
-def test_invalid_dpop_signature_never_grants(server: Server) -> None:
+def test_invalid_dpop_signature_never_grants(server: Target) -> None:
     """Whatever the status today, a proof that does not verify never yields a decision or a consumed permit."""
     for case in DPOP_500.values():
         for method, template in dpop_targets(server):
@@ -994,7 +944,7 @@ def test_invalid_dpop_signature_never_grants(server: Server) -> None:
     server.healthy()
 
 
-def test_dpop_of_an_unenrolled_key(server: Server) -> None:
+def test_dpop_of_an_unenrolled_key(server: Target) -> None:
     stranger = Ed25519PrivateKey.generate()
     r = server.authorize(server.body(), DPoP=server.proof("POST", "/v1/authorize", stranger))
     # A stranger's key is refused before anything else is looked at (and its proof is not remembered).
@@ -1018,7 +968,7 @@ def test_dpop_of_an_unenrolled_key(server: Server) -> None:
     server.healthy()
 
 
-def test_dpop_replay_is_refused(server: Server) -> None:
+def test_dpop_replay_is_refused(server: Target) -> None:
     proof = server.proof("POST", "/v1/authorize")
     first = server.request("POST", "/v1/authorize", json=server.body(), headers={"DPoP": proof})
     again = server.request("POST", "/v1/authorize", json=server.body(), headers={"DPoP": proof})
@@ -1026,7 +976,7 @@ def test_dpop_replay_is_refused(server: Server) -> None:
     assert "replay" in again.json()["detail"]
 
 
-def test_non_ascii_and_control_bytes_in_headers(server: Server) -> None:
+def test_non_ascii_and_control_bytes_in_headers(server: Target) -> None:
     body = json.dumps(server.body()).encode()
     for value in (b"\xe9.\xe9.\xe9", b"\xff" * 100, b"a\x01b.c.d", b"\x7f"):
         data = head(server, "POST", "/v1/authorize", [("Content-Length", str(len(body)))])
@@ -1045,7 +995,7 @@ def test_non_ascii_and_control_bytes_in_headers(server: Server) -> None:
     server.healthy()
 
 
-def test_two_dpop_headers_are_refused(server: Server) -> None:
+def test_two_dpop_headers_are_refused(server: Target) -> None:
     proofs = [("DPoP", server.proof("POST", "/v1/authorize")), ("DPoP", server.proof("POST", "/v1/authorize"))]
     r = server.http.post("/v1/authorize", json=server.body(), headers=proofs)
     assert r.status_code == 401, r.text
@@ -1087,7 +1037,7 @@ def bearer_variants(token: str) -> list[str]:
         ("GET", "/v1/bundles/{permit}"),
     ],
 )
-def test_invalid_bearer_tokens_are_401(server: Server, method: str, template: str) -> None:
+def test_invalid_bearer_tokens_are_401(server: Target, method: str, template: str) -> None:
     require(server, template)
     path = path_of(server, template)
     key = base64.urlsafe_b64encode(Ed25519PrivateKey.generate().public_key().public_bytes_raw()).rstrip(b"=").decode()
@@ -1145,7 +1095,7 @@ CONTEXTS = [
 
 
 @pytest.mark.parametrize("context", CONTEXTS)
-def test_floats_nulls_and_odd_numbers_in_the_context(server: Server, context: str) -> None:
+def test_floats_nulls_and_odd_numbers_in_the_context(server: Target, context: str) -> None:
     body = json.dumps(server.body(context={}, evidence=evidence())).replace('"context": {}', f'"context": {context}')
     r = server.authorize(content=body.encode())
     if r.status_code == 200:
@@ -1158,7 +1108,7 @@ def test_floats_nulls_and_odd_numbers_in_the_context(server: Server, context: st
     server.healthy()
 
 
-def test_the_callers_context_cannot_forge_the_authoritys_facts(server: Server) -> None:
+def test_the_callers_context_cannot_forge_the_authoritys_facts(server: Target) -> None:
     # The caller's context sits under context.input; a forged "fiat" member does not verify the environment.
     ctx = {"version": "1", "replicas": 3, "fiat": {"environment": {"verified": True, "digest": "x"}}}
     r = server.authorize(server.body(context=ctx))
@@ -1168,7 +1118,7 @@ def test_the_callers_context_cannot_forge_the_authoritys_facts(server: Server) -
 # -- hostile admin payloads -------------------------------------------------------------------------
 
 
-def test_policy_file_names_and_contents(server: Server) -> None:
+def test_policy_file_names_and_contents(server: Target) -> None:
     b64 = base64.b64encode
     cases: list[dict[str, str]] = [
         {},
@@ -1193,7 +1143,7 @@ def test_policy_file_names_and_contents(server: Server) -> None:
     server.healthy()
 
 
-def test_policy_file_name_too_long_is_400(server: Server) -> None:
+def test_policy_file_name_too_long_is_400(server: Target) -> None:
     r = server.http.post(
         "/v1/policies",
         json={"files": {"a" * 300 + ".cedar": "AAAA"}},
@@ -1202,7 +1152,7 @@ def test_policy_file_name_too_long_is_400(server: Server) -> None:
     assert r.status_code == 400, r.text
 
 
-def test_policy_file_name_with_a_lone_surrogate_is_400(server: Server) -> None:
+def test_policy_file_name_with_a_lone_surrogate_is_400(server: Target) -> None:
     r = server.http.post(
         "/v1/policies",
         content=b'{"files": {"\\ud800.cedar": "AAAA"}}',
@@ -1212,7 +1162,7 @@ def test_policy_file_name_with_a_lone_surrogate_is_400(server: Server) -> None:
 
 
 @pytest.mark.parametrize("template", ["/v1/approvals/{approval}", "/v1/receipts"])
-def test_hostile_envelopes(server: Server, template: str) -> None:
+def test_hostile_envelopes(server: Target, template: str) -> None:
     require(server, template)
     path = path_of(server, template)
     b64 = lambda d: base64.b64encode(d).decode()  # noqa: E731
@@ -1343,7 +1293,7 @@ def encode_body(body: Any, ascii_only: bool) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
-def test_fuzz_authorize(server: Server) -> None:
+def test_fuzz_authorize(server: Target) -> None:
     seen: dict[int, int] = {}
 
     @settings(
@@ -1373,7 +1323,7 @@ def test_fuzz_authorize(server: Server) -> None:
 # -- nothing was lost ---------------------------------------------------------------------------------
 
 
-def test_zz_nothing_was_lost(server: Server) -> None:
+def test_zz_nothing_was_lost(server: Target) -> None:
     server.healthy()
     # A valid request is still allowed, with a permit, logged.
     r = server.authorize(server.body(evidence=evidence(), context={"version": "9.9.9", "replicas": 2}))

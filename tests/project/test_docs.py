@@ -38,18 +38,18 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import REPO
+from support.processes import FiatServer, cli_env, free_port
+
+ROOT = REPO
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHELL, PYTHON = ("bash", "sh", "shell", "console"), ("python", "py")
 DIRECTIVE = re.compile(r"<!--\s*doc-test:\s*(?P<what>.*?)\s*-->")
@@ -110,12 +110,6 @@ def console_commands(body: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Session:
     """One document's run: a fresh directory, an environment, and a `fiat serve` when asked for."""
 
@@ -127,46 +121,25 @@ class Session:
         self.scripts = where / "blocks"
         self.scripts.mkdir()
         self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FIAT_") and k != "VIRTUAL_ENV"}
-        for k in ("FORCE_COLOR", "CLICOLOR_FORCE", "PY_COLORS"):
-            env.pop(k, None)
-        env.update(
+        env = cli_env(
             {
-                "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
-                "PYTHONPATH": os.pathsep.join(p for p in [str(ROOT / "src"), env.get("PYTHONPATH", "")] if p),
+                "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+                "PYTHONPATH": os.pathsep.join(p for p in [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")] if p),
                 "HOME": str(where / "user-home"),
                 "FIAT_SERVER_PORT": str(self.port),
-                "NO_COLOR": "1",
-                "TERM": "dumb",
                 "COLUMNS": "200",
-                "PYTHONDONTWRITEBYTECODE": "1",
             }
         )
+        env.pop("VIRTUAL_ENV", None)
         self.env = env
-        self.server: subprocess.Popen[bytes] | None = None
-        self.server_log = where / "serve.log"
+        self.server = FiatServer(None, port=self.port, cwd=self.cwd, env=env, output=where / "serve.log")
 
     def serve(self) -> None:
-        if self.server is not None:
-            assert self.server.poll() is None, f"fiat serve exited:\n{self.server_log.read_text()}"
+        """`fiat serve` as documented (home and port from the working directory and environment)."""
+        if self.server.running():
             return
-        with self.server_log.open("wb") as log:
-            self.server = subprocess.Popen(
-                [sys.executable, "-m", "fiat.cli.main", "serve"],
-                cwd=self.cwd,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + SERVE_TIMEOUT
-        while True:
-            assert self.server.poll() is None, f"fiat serve exited:\n{self.server_log.read_text()}"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2):
-                    return
-            except OSError:
-                assert time.monotonic() < deadline, f"fiat serve did not start:\n{self.server_log.read_text()}"
-                time.sleep(0.05)
+        assert not self.server.exited(), f"fiat serve exited:\n{self.server.text()}"
+        self.server.start()
 
     def run(self, block: Block) -> subprocess.CompletedProcess[str]:
         if block.directive == "serve":
@@ -183,13 +156,7 @@ class Session:
         )
 
     def close(self) -> None:
-        if self.server is not None and self.server.poll() is None:
-            self.server.terminate()
-            try:
-                self.server.wait(10)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait(10)
+        self.server.stop()
 
 
 @pytest.fixture

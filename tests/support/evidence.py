@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from fiat.authorize.permit import Constraints, PermitRequest, PolicyRef, mint_permit
 from fiat.config import Config, load_config
 from fiat.formats import jws
@@ -139,3 +141,64 @@ def make_execution(
 
 def dump(obj: Any) -> bytes:
     return json.dumps(obj, indent=2).encode()
+
+
+def custom_execution(
+    cfg: Config,
+    *,
+    now: float,
+    decision_at: float | None = None,
+    authority: tuple[str, Ed25519PrivateKey] | None = None,
+    resource: str = "service:ledger",
+    context: dict[str, Any] | None = None,
+    constraints: Constraints | None = None,
+) -> Bundle:
+    """A completed execution like ``make_execution``'s, with the decision time, the permit-signing key,
+    the resource, the request context and the permit's constraints chosen by the caller."""
+    ring = keyring(cfg)
+    if authority is None:
+        arec, akey = ring.signing_key("authority")
+        authority = (arec.kid, akey)
+    akid, akey = authority
+    rrec, rkey = ring.signing_key("runtime", cfg.runtime_name)
+    request = action_request(
+        "agent:release-bot", "deploy", resource, {"version": "2.0.0"} if context is None else context
+    )
+    digest = action_digest(request)
+    spec = PermitRequest(
+        request, rrec.public_key, POLICY, ENV_DIGEST, ttl=60, constraints=constraints or Constraints(max_duration=300)
+    )
+    token, claims = mint_permit(
+        spec, key=akey, kid=akid, issuer=cfg.authority.issuer, audience=cfg.authority.audience, now=int(now)
+    )
+    jti, permit_digest = claims["jti"], jws.parse(token).digest
+    recorder = open_evidence(cfg)
+    try:
+        recorder.record_permit(token, request)
+        decision = ev.decision_statement(
+            decision="allow",
+            reason="custom execution",
+            request=request,
+            request_digest=digest,
+            policy=POLICY.to_json(),
+            at=now if decision_at is None else decision_at,
+            permit=(jti, permit_digest),
+        )
+        recorder.record_statement(ev.sign_statement(decision, [(akid, akey)]), jti)
+        receipt = ev.receipt_statement(
+            permit_id=jti,
+            permit_digest=permit_digest,
+            start=now,
+            end=now + 1,
+            outcome="completed",
+            exit_code=0,
+            halt_reason=None,
+            verifications=1,
+            verification_chain="0" * 64,
+            measurement_start={"digest": {"sha256": ENV_DIGEST}},
+            measurement_end={"digest": {"sha256": ENV_DIGEST}},
+        )
+        recorder.record_statement(ev.sign_statement(receipt, [(rrec.kid, rkey)]), jti)
+        return recorder.bundle(jti)
+    finally:
+        recorder.close()

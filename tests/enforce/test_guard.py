@@ -70,6 +70,8 @@ from fiat.tlog.tiles import entry_bundles_for_size, parse_bundle
 from fiat.verify import TrustedKey, TrustRoot
 from fiat.verify.bundle import Bundle
 from fiat.verify.trust_state import TRUST_STATE_TYP
+from support.processes import FIAT, FiatServer, cli_env, ok
+from support.processes import fiat_text as fiat_cli
 
 EXAMPLES = Path(fiat.__file__).resolve().parent / "examples" / "policies"
 PERMIT_RE = re.compile(r"permit (pmt_[A-Za-z0-9_-]+)")
@@ -113,37 +115,9 @@ child.wait()
 # -- processes ------------------------------------------------------------------------------------
 
 
-def base_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FIAT_")}
-    env.update({"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "250", "PYTHONDONTWRITEBYTECODE": "1"})
-    env.update(extra)
-    return env
-
-
-def fiat_cli(
-    *args: str | Path, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fiat.cli.main", *map(str, args)],
-        env=env or base_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def ok(p: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert p.returncode == 0, f"{p.args}: exit {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
-    return p
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def serve_authority(home: Path) -> FiatServer:
+    """``fiat serve`` on a free port of 127.0.0.1, pushing a trust state every 100 ms."""
+    return FiatServer(home, env={"FIAT_AUTHORITY_TRUST_INTERVAL_MS": str(int(TRUST_INTERVAL * 1000))}).start()
 
 
 def make_home(home: Path) -> Path:
@@ -152,51 +126,10 @@ def make_home(home: Path) -> Path:
     return home
 
 
-class Server:
-    """``fiat serve`` on a free port of 127.0.0.1, pushing a trust state every 100 ms."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = home.parent / f"serve-{self.port}.log"
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "fiat.cli.main", "serve", "--home", str(home)),
-                    *("--host", "127.0.0.1", "--port", str(self.port)),
-                ],
-                env=base_env(FIAT_AUTHORITY_TRUST_INTERVAL_MS=str(int(TRUST_INTERVAL * 1000))),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise AssertionError(f"fiat serve did not become ready:\n{self.log.read_text()[-2000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FiatServer]:
     """One authority for the module (tests that kill or repolicy it restore it or use their own)."""
-    s = Server(make_home(tmp_path_factory.mktemp("authority") / "home"))
+    s = serve_authority(make_home(tmp_path_factory.mktemp("authority") / "home"))
     try:
         yield s
     finally:
@@ -269,11 +202,11 @@ class FiatRun:
         self.evidence = work / "bundle.json"
         command = command or [sys.executable, str(victim), str(work), str(seconds)]
         args = [
-            *(sys.executable, "-m", "fiat.cli.main", "run", "--json", "--home", str(home), "--url", server_url),
+            *(*FIAT, "run", "--json", "--home", str(home), "--url", server_url),
             *("--principal", PRINCIPAL, "--action", ACTION, "--resource", RESOURCE),
             *("--evidence", str(self.evidence), "--", *command),
         ]
-        run_env = base_env(
+        run_env = cli_env(
             FIAT_RUNTIME_HEARTBEAT_MS=str(int(HEARTBEAT * 1000)),
             FIAT_RUNTIME_STALENESS_MS=str(int(staleness * 1000)),
             FIAT_RUNTIME_HALT_GRACE_MS="1000",
@@ -561,7 +494,7 @@ class FakeTrust:
     with its real log key: valid states (the real current checkpoint, time now, the real
     policy digest, no revocations) until ``turn(bad)`` makes every later state ``bad(self)``."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: FiatServer) -> None:
         cfg = load_config(server.home, require=True)
         self.rec, self.key = keyring(cfg).signing_key("authority")
         self.signer = log_signer(cfg)
@@ -606,7 +539,7 @@ class FakeTrust:
 # == the tests ==========================================================================================
 
 
-def test_completed_run_bundle_verifies(server: Server, victim: Path, runs: list[FiatRun], tmp_path: Path) -> None:
+def test_completed_run_bundle_verifies(server: FiatServer, victim: Path, runs: list[FiatRun], tmp_path: Path) -> None:
     """The positive case: a command that ends on its own exits 0; its bundle verifies offline."""
     r = start_run(runs, server.url, server.home, victim, tmp_path / "run", seconds=0.5)
     code, result = r.finish()
@@ -627,7 +560,7 @@ def test_completed_run_bundle_verifies(server: Server, victim: Path, runs: list[
 
 
 def test_authority_killed_halts_at_trust_fresh(victim: Path, runs: list[FiatRun], tmp_path: Path) -> None:
-    own = Server(make_home(tmp_path / "home"))  # this test kills its authority
+    own = serve_authority(make_home(tmp_path / "home"))  # this test kills its authority
     try:
         observer = TrustObserver(own.url)
         r = start_run(runs, own.url, own.home, victim, tmp_path / "run", staleness=SHORT_STALENESS)
@@ -663,7 +596,7 @@ def test_authority_killed_halts_at_trust_fresh(victim: Path, runs: list[FiatRun]
 
 
 @pytest.fixture(scope="module")
-def other_runtime(server: Server) -> tuple[str, Ed25519PrivateKey]:
+def other_runtime(server: FiatServer) -> tuple[str, Ed25519PrivateKey]:
     """A second runtime key, enrolled with the real authority through `fiat enroll` (POST /v1/enrollments)."""
     key = Ed25519PrivateKey.generate()
     public = b64url(key.public_key().public_bytes_raw())
@@ -696,7 +629,7 @@ def _swap_permit(answer: dict[str, Any], decision: dict[str, Any]) -> dict[str, 
     return {**answer, "permit": decision["permit"], "permitId": decision["permitId"]}
 
 
-def _tampers(server: Server, other: tuple[str, Ed25519PrivateKey]) -> dict[str, tuple[str, Callable[..., Any]]]:
+def _tampers(server: FiatServer, other: tuple[str, Ed25519PrivateKey]) -> dict[str, tuple[str, Callable[..., Any]]]:
     cfg = load_config(server.home, require=True)
     rec, runtime_key = keyring(cfg).signing_key("runtime")
 
@@ -731,7 +664,7 @@ def _tampers(server: Server, other: tuple[str, Ed25519PrivateKey]) -> dict[str, 
     }
 
 
-def test_untampered_proxy_is_transparent(server: Server, victim: Path, runs: list[FiatRun], tmp_path: Path) -> None:
+def test_untampered_proxy_is_transparent(server: FiatServer, victim: Path, runs: list[FiatRun], tmp_path: Path) -> None:
     """The control for the attacks below: through the proxy, untouched, a run completes (DPoP, the
     streamed trust state, the receipt and the bundle all pass through)."""
     proxy = Proxy(server.url, on_authorize=lambda _request, answer: answer)
@@ -747,7 +680,7 @@ def test_untampered_proxy_is_transparent(server: Server, victim: Path, runs: lis
 
 @pytest.mark.parametrize("tamper", ["flipped-signature", "other-runtime", "other-command", "other-resource"])
 def test_tampered_permit_never_starts(
-    server: Server,
+    server: FiatServer,
     victim: Path,
     runs: list[FiatRun],
     tmp_path: Path,
@@ -770,7 +703,7 @@ def test_tampered_permit_never_starts(
 
 
 @pytest.fixture(scope="module")
-def local_permit(server: Server) -> dict[str, Any]:
+def local_permit(server: FiatServer) -> dict[str, Any]:
     """What verify_permit_locally needs, with a minting function using the home's real authority key."""
     cfg = load_config(server.home, require=True)
     ring = keyring(cfg)
@@ -924,7 +857,7 @@ def _bad_signature(fake: FakeTrust) -> str:
     ids=["split-view-two-roots", "split-view-rollback", "trust-state-bad-signature"],
 )
 def test_fake_trust_stream_halts(
-    server: Server,
+    server: FiatServer,
     victim: Path,
     runs: list[FiatRun],
     tmp_path: Path,
@@ -953,7 +886,9 @@ def test_fake_trust_stream_halts(
 # -- 4. the permit expires ---------------------------------------------------------------------------------------
 
 
-def test_permit_expiry_renewal_refused_halts(server: Server, victim: Path, runs: list[FiatRun], tmp_path: Path) -> None:
+def test_permit_expiry_renewal_refused_halts(
+    server: FiatServer, victim: Path, runs: list[FiatRun], tmp_path: Path
+) -> None:
     ttl = 2
     short = tmp_path / "short-ttl"
     shutil.copytree(EXAMPLES, short)
@@ -998,7 +933,7 @@ class _FreshMonitor:
         return TrustSnapshot(state_time=self.clock(), received=self.clock(), policy_digest=self.policy())
 
 
-def test_session_halts_at_permit_expiry_when_clock_passes_exp(server: Server, tmp_path: Path) -> None:
+def test_session_halts_at_permit_expiry_when_clock_passes_exp(server: FiatServer, tmp_path: Path) -> None:
     cfg = load_config(server.home, require=True)
     rec, key = keyring(cfg).signing_key("runtime")
     fake_now = [time.time()]
@@ -1044,7 +979,7 @@ def test_session_halts_at_permit_expiry_when_clock_passes_exp(server: Server, tm
 
 
 def test_measured_file_changed_halts_at_environment(
-    server: Server, victim: Path, runs: list[FiatRun], tmp_path: Path
+    server: FiatServer, victim: Path, runs: list[FiatRun], tmp_path: Path
 ) -> None:
     watched = tmp_path / "deploy.toml"
     watched.write_text("replicas = 3\n")
@@ -1068,7 +1003,7 @@ def test_measured_file_changed_halts_at_environment(
 
 
 def test_revocation_via_cli_halts_within_a_second(
-    server: Server, victim: Path, runs: list[FiatRun], tmp_path: Path
+    server: FiatServer, victim: Path, runs: list[FiatRun], tmp_path: Path
 ) -> None:
     r = start_run(runs, server.url, server.home, victim, tmp_path / "run")
     pids = r.wait_started()
@@ -1107,7 +1042,7 @@ def test_revocation_via_cli_halts_within_a_second(
 GOVERNED_SETTINGS = GuardSettings(heartbeat=HEARTBEAT, staleness=STALENESS, grace=0.5)
 
 
-def _governed(server: Server, tmp_path: Path, **kw: Any) -> fiat.governed:
+def _governed(server: FiatServer, tmp_path: Path, **kw: Any) -> fiat.governed:
     context = {"command": {"argv": [sys.executable, *sys.argv], "cwd": str(tmp_path)}}
     return fiat.governed(
         principal=PRINCIPAL,
@@ -1121,7 +1056,7 @@ def _governed(server: Server, tmp_path: Path, **kw: Any) -> fiat.governed:
     )
 
 
-def test_governed_sync_block_halted_by_revocation(server: Server, tmp_path: Path) -> None:
+def test_governed_sync_block_halted_by_revocation(server: FiatServer, tmp_path: Path) -> None:
     revoked_at: list[float] = []
 
     def revoke(permit_id: str) -> None:
@@ -1158,7 +1093,7 @@ def test_governed_sync_block_halted_by_revocation(server: Server, tmp_path: Path
     assert_halt_receipt(receipts[handle.receipt_index], "revocation", handle.permit_id)
 
 
-def test_governed_async_function_cancelled(server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_governed_async_function_cancelled(server: FiatServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     watched = tmp_path / "model.bin"
     watched.write_bytes(b"v1")
     monkeypatch.setenv("FIAT_RUNTIME_FILES", str(watched))
@@ -1189,7 +1124,9 @@ def test_governed_async_function_cancelled(server: Server, tmp_path: Path, monke
     assert_halt_receipt(receipts[0][1], "environment")
 
 
-def test_governed_isolated_child_killed_hard(server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_governed_isolated_child_killed_hard(
+    server: FiatServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     watched = tmp_path / "weights.bin"
     watched.write_bytes(b"v1")
     monkeypatch.setenv("FIAT_RUNTIME_FILES", str(watched))
@@ -1228,7 +1165,7 @@ def test_governed_isolated_child_killed_hard(server: Server, tmp_path: Path, mon
     assert_halt_receipt(receipts[0][1], "environment")
 
 
-def test_governed_names_this_process_as_the_command_so_shell_run_is_permitted(server: Server) -> None:
+def test_governed_names_this_process_as_the_command_so_shell_run_is_permitted(server: FiatServer) -> None:
     # The schema asks shell:run for context.input.command; as `fiat run`, governed now supplies it.
     ran: list[str] = []
 
@@ -1244,7 +1181,7 @@ def test_governed_names_this_process_as_the_command_so_shell_run_is_permitted(se
     assert rebuild() == "rebuilt"
 
 
-def test_governed_denial_says_why(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_governed_denial_says_why(server: FiatServer, monkeypatch: pytest.MonkeyPatch) -> None:
     def deploy(replicas: int, principal: str | None = None) -> None:
         context = {"version": "1.2", "replicas": replicas}
         kw: dict[str, Any] = {"home": server.home, "url": server.url, "context": context}
@@ -1265,11 +1202,11 @@ def test_governed_denial_says_why(server: Server, monkeypatch: pytest.MonkeyPatc
 # == known src bugs: strict xfails that pass once the guard fails closed here too ===========================
 
 
-def _publish(server: Server, directory: Path) -> None:
+def _publish(server: FiatServer, directory: Path) -> None:
     ok(fiat_cli("policy", "publish", directory, "--home", server.home, "--url", server.url, "--json"))
 
 
-def test_trust_lost_before_start_never_starts(server: Server, runs: list[FiatRun], tmp_path: Path) -> None:
+def test_trust_lost_before_start_never_starts(server: FiatServer, runs: list[FiatRun], tmp_path: Path) -> None:
     fake = FakeTrust(server)
 
     def lose_trust_during_authorization(_: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
@@ -1289,7 +1226,7 @@ def test_trust_lost_before_start_never_starts(server: Server, runs: list[FiatRun
     assert code == EXIT_NOT_ESTABLISHED and result["reason"].startswith("trust-signature"), result
 
 
-def test_unprovable_checkpoint_halts(server: Server, victim: Path, runs: list[FiatRun], tmp_path: Path) -> None:
+def test_unprovable_checkpoint_halts(server: FiatServer, victim: Path, runs: list[FiatRun], tmp_path: Path) -> None:
     fake = FakeTrust(server)
     proxy = Proxy(server.url, stream=fake)
     try:
@@ -1304,7 +1241,7 @@ def test_unprovable_checkpoint_halts(server: Server, victim: Path, runs: list[Fi
 
 
 def test_future_dated_state_does_not_extend_freshness(
-    server: Server, victim: Path, runs: list[FiatRun], tmp_path: Path
+    server: FiatServer, victim: Path, runs: list[FiatRun], tmp_path: Path
 ) -> None:
     fake = FakeTrust(server)
     proxy = Proxy(server.url, stream=fake)
@@ -1320,7 +1257,7 @@ def test_future_dated_state_does_not_extend_freshness(
     assert_halted(code, result, "trust-fresh")
 
 
-def test_max_duration_halts(server: Server, victim: Path, runs: list[FiatRun], tmp_path: Path) -> None:
+def test_max_duration_halts(server: FiatServer, victim: Path, runs: list[FiatRun], tmp_path: Path) -> None:
     bounded = tmp_path / "bounded"
     shutil.copytree(EXAMPLES, bounded)
     shell = (bounded / "shell.cedar").read_text()
@@ -1336,7 +1273,7 @@ def test_max_duration_halts(server: Server, victim: Path, runs: list[FiatRun], t
     assert r.halted_at - pids["started"] <= 1 + 2 * HEARTBEAT + SLACK
 
 
-def test_background_children_do_not_outlive_the_run(server: Server, runs: list[FiatRun], tmp_path: Path) -> None:
+def test_background_children_do_not_outlive_the_run(server: FiatServer, runs: list[FiatRun], tmp_path: Path) -> None:
     pidfile = tmp_path / "background.pid"
     script = (
         "import subprocess, sys\n"
@@ -1358,14 +1295,14 @@ def test_background_children_do_not_outlive_the_run(server: Server, runs: list[F
 # -- fiat run's own output ------------------------------------------------------------------------
 
 
-def _run_args(server: Server, *extra: str) -> list[str]:
+def _run_args(server: FiatServer, *extra: str) -> list[str]:
     return [
         *("run", "--home", str(server.home), "--url", server.url),
         *("--principal", PRINCIPAL, "--action", ACTION, "--resource", RESOURCE, *extra),
     ]
 
 
-def test_run_json_is_the_only_thing_on_stdout(server: Server, tmp_path: Path) -> None:
+def test_run_json_is_the_only_thing_on_stdout(server: FiatServer, tmp_path: Path) -> None:
     loud = [sys.executable, "-c", 'print(\'{"not": "fiat"}\'); print("more output")']
     p = fiat_cli(*_run_args(server, "--json"), "--", *loud)
     assert p.returncode == 0, p.stdout + p.stderr
@@ -1374,7 +1311,7 @@ def test_run_json_is_the_only_thing_on_stdout(server: Server, tmp_path: Path) ->
     assert '{"not": "fiat"}\nmore output\n' in p.stderr, p.stderr  # the command's stdout went to stderr
 
 
-def test_run_json_out_leaves_the_commands_stdout_alone(server: Server, tmp_path: Path) -> None:
+def test_run_json_out_leaves_the_commands_stdout_alone(server: FiatServer, tmp_path: Path) -> None:
     result_file = tmp_path / "result.json"
     loud = [sys.executable, "-c", 'print(\'{"not": "fiat"}\')']
     p = fiat_cli(*_run_args(server, "--json-out", str(result_file)), "--", *loud)
@@ -1386,13 +1323,13 @@ def test_run_json_out_leaves_the_commands_stdout_alone(server: Server, tmp_path:
     assert missing.returncode == 2 and "--json-out" in missing.stderr, missing.stderr
 
 
-def test_run_command_not_found_is_127(server: Server) -> None:
+def test_run_command_not_found_is_127(server: FiatServer) -> None:
     p = fiat_cli(*_run_args(server, "--json"), "--", "no-such-command-anywhere")
     assert p.returncode == 127, p.stdout + p.stderr
     assert json.loads(p.stdout)["outcome"] == "failed"
 
 
-def test_no_approve_hint_after_the_approval_was_denied(server: Server, tmp_path: Path) -> None:
+def test_no_approve_hint_after_the_approval_was_denied(server: FiatServer, tmp_path: Path) -> None:
     ok(fiat_cli("keys", "add", "--role", "approver", "--name", "bob", "--home", server.home))
     deploy = [
         *("run", "--home", str(server.home), "--url", server.url),
@@ -1400,12 +1337,12 @@ def test_no_approve_hint_after_the_approval_was_denied(server: Server, tmp_path:
         *("--context", json.dumps({"version": "2.0.0", "replicas": 4}), "--", "true"),
     ]
     # Still pending when the wait ends: an approver can still decide it, so the hint stays.
-    waited = fiat_cli(*deploy, env=base_env(FIAT_RUNTIME_APPROVAL_WAIT_S="0"))
+    waited = fiat_cli(*deploy, env={"FIAT_RUNTIME_APPROVAL_WAIT_S": "0"})
     assert waited.returncode == 125, waited.stderr
     assert "an approver runs `fiat approve`" in waited.stderr, waited.stderr
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fiat.cli.main", *deploy],
-        env=base_env(FIAT_RUNTIME_APPROVAL_WAIT_S="60"),
+        [*FIAT, *deploy],
+        env=cli_env(FIAT_RUNTIME_APPROVAL_WAIT_S="60"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -29,7 +29,7 @@ from fiat.errors import MalformedError, NoteVerificationError, ProofError
 from fiat.tlog import merkle, note, tiles
 from fiat.tlog.checkpoint import Checkpoint
 from fiat.tlog.tiles import Tile
-from reference_merkle import MemoryTree
+from support.reference_merkle import MemoryTree
 
 REJECTED = (MalformedError, NoteVerificationError)
 

@@ -18,10 +18,7 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +26,9 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_ERROR = 0, 1, 2, 3
+from support.processes import EXIT_ERROR, EXIT_FAILED, EXIT_INVALID, EXIT_OK, clean_env, err, fiat, free_port
+from support.processes import FiatServer as Server
+
 ORIGIN = "e2e.example/fiat-log"
 BULK = 70_000
 SPECIAL = [b"", b"\x00\xff\n" * 7, b"z" * 65_535, b"last entry"]
@@ -50,29 +49,6 @@ def entry(i: int) -> bytes:
 # -- helpers ------------------------------------------------------------------------
 
 
-def _base_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FIAT_")}
-    for k in ("FORCE_COLOR", "CLICOLOR_FORCE", "PY_COLORS"):
-        env.pop(k, None)
-    env.update({"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "250", "PYTHONDONTWRITEBYTECODE": "1"})
-    return env
-
-
-def fiat(*args: str | Path, stdin: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "fiat.cli.main", *map(str, args)],
-        env=_base_env(),
-        input=stdin,
-        capture_output=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def err(p: subprocess.CompletedProcess[bytes]) -> str:
-    return " ".join(p.stderr.decode("utf-8").split())
-
-
 def verify(url: str, vkey: str, auditor: Path, *extra: str) -> subprocess.CompletedProcess[bytes]:
     return fiat("log", "verify", "--url", url, "--vkey", vkey, "--home", auditor, *extra)
 
@@ -82,15 +58,6 @@ def verify_json(url: str, vkey: str, auditor: Path, expect: int) -> dict[str, ob
     assert p.returncode == expect, f"exit {p.returncode}\nstdout: {p.stdout.decode()}\nstderr: {err(p)}"
     doc: dict[str, object] = json.loads(p.stdout)
     return doc
-
-
-@contextmanager
-def clean_env() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as mp:
-        for k in list(os.environ):
-            if k.startswith("FIAT_"):
-                mp.delenv(k)
-        yield
 
 
 def append_in_process(home: Path, entries: list[bytes]) -> int:
@@ -106,12 +73,6 @@ def append_in_process(home: Path, entries: list[bytes]) -> int:
         finally:
             log.close()
             log.store.close()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def leaf(e: bytes) -> bytes:
@@ -137,64 +98,10 @@ def max_age(cache_control: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    port: int
-    home: Path
-    log_file: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/log"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-
-def start_server(home: Path, log_dir: Path) -> Server:
-    """Start `fiat log serve` on a free port; return once /log/checkpoint answers 200."""
-    last_output = ""
-    for attempt in range(3):  # another process may grab the free port between probe and bind
-        port = free_port()
-        log_file = log_dir / f"serve-{home.name}-{port}.log"
-        with log_file.open("wb") as sink:
-            proc = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "fiat.cli.main", "log", "serve"),
-                    *("--home", str(home), "--host", "127.0.0.1", "--port", str(port)),
-                ],
-                env=_base_env(),
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
-        server = Server(proc, port, home, log_file)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if httpx.get(f"{server.url}/checkpoint", timeout=1).status_code == 200:
-                    return server
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        server.stop()
-        last_output = log_file.read_text(errors="replace")
-        if attempt == 2 or "address already in use" not in last_output.lower():
-            break
-    raise AssertionError(f"fiat log serve did not become ready:\n{last_output}")
-
-
 @pytest.fixture(scope="module")
 def servers(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path], Server]:
     """A factory of servers that are all terminated when the module's tests are done."""
     started: list[Server] = []
-    log_dir = tmp_path_factory.mktemp("server-logs")
 
     def finalize() -> None:
         for s in started:
@@ -203,7 +110,7 @@ def servers(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     request.addfinalizer(finalize)
 
     def start(home: Path) -> Server:
-        s = start_server(home, log_dir)
+        s = Server(home, log=True).start()
         started.append(s)
         return s
 

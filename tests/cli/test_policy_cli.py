@@ -14,57 +14,18 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fiat.authorize.policy import bundle_digest, read_bundle_files
+from support import EXAMPLES, copy_bundle, edit
+from support.processes import EXIT_ERROR, EXIT_FAILED, EXIT_INVALID, EXIT_OK, show
+from support.processes import fiat_text as fiat
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples" / "policies"
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_ERROR = 0, 1, 2, 3
 POLICY_PREDICATE = "https://fiat.local/predicate/policy/v1"
 HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FIAT_")}
-    for k in ("FORCE_COLOR", "CLICOLOR_FORCE", "PY_COLORS"):
-        env.pop(k, None)
-    env.update({"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "250", "PYTHONDONTWRITEBYTECODE": "1"})
-    return env
-
-
-def fiat(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fiat.cli.main", *map(str, args)],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def show(p: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
-
-
-def copy_bundle(tmp_path: Path, name: str = "bundle") -> Path:
-    # examples/policies may be a symbolic link: copy what it points at.
-    dst = tmp_path / name
-    shutil.copytree(EXAMPLES.resolve(), dst)
-    return dst
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    assert old in text, f"{path.name} no longer contains {old!r}; update this test"
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
 def cases() -> list[dict[str, Any]]:

@@ -14,7 +14,9 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "fiat"
+from support import REPO
+
+SRC = REPO / "src" / "fiat"
 
 PURE = {"formats": {"errors"}, "tlog": {"errors"}, "verify": {"errors", "formats", "tlog"}}
 

@@ -1,6 +1,6 @@
 """Crash durability of the transparency log: SIGKILL a writer process under load, reopen, prove nothing was lost.
 
-A child process (tests/helpers/crash_writer.py) opens a Fiat home's log and appends from several threads,
+A child process (tests/support/workers/crash_writer.py) opens a Fiat home's log and appends from several threads,
 printing an acknowledgement line (index, SHA-256 of the entry, the covering checkpoint) after every append
 that returned. The parent reads the acknowledgements as they stream, kills the child with SIGKILL at a random
 moment, reopens the log and checks that:
@@ -16,7 +16,7 @@ moment, reopens the log and checks that:
 * acknowledged entries have inclusion proofs to the checkpoint acknowledged with them;
 * a full tlog-tiles audit (fiat.prove.audit.audit_log) over a fetcher reading the store passes.
 
-A second child (tests/helpers/crash_authority.py) is an authority whose log ends the process right after a
+A second child (tests/support/workers/crash_authority.py) is an authority whose log ends the process right after a
 batch commits: after it, every pending decision in the log has its approval row and every approval row its
 logged pending decision (they commit in one batch).
 
@@ -56,8 +56,9 @@ from fiat.tlog import merkle
 from fiat.tlog.checkpoint import SignedCheckpoint, open_checkpoint
 from fiat.tlog.tiles import HASH_SIZE, TILE_WIDTH, encode_bundle, parse_path
 from fiat.wiring import open_authority, open_log
+from support import WORKERS
 
-HELPER = Path(__file__).parent / "helpers" / "crash_writer.py"
+HELPER = WORKERS / "crash_writer.py"
 MAX_IN_FLIGHT = 8  # must match crash_writer.MAX_IN_FLIGHT
 THREADS = 4
 ORIGIN = "crash.example/log"
@@ -478,7 +479,7 @@ def test_sigkill_with_synchronous_normal(home: Path, writers: Writers, crash_see
 
 # -- a pending decision and its approval ------------------------------------------------
 
-AUTHORITY_HELPER = Path(__file__).parent / "helpers" / "crash_authority.py"
+AUTHORITY_HELPER = WORKERS / "crash_authority.py"
 CRASHED = 70  # must match crash_authority.CRASHED
 
 

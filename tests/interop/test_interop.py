@@ -13,7 +13,7 @@ not use, and the other way round where the format allows it:
 * RFC 8785 (JCS) — the ``rfc8785`` package, by property test and the RFC's
   number-serialization examples.
 
-Bundles come from :func:`evidence_helpers.make_execution`: a real home, real
+Bundles come from :func:`support.evidence.make_execution`: a real home, real
 keys, a real log. Nothing is mocked.
 """
 
@@ -46,7 +46,6 @@ from securesystemslib import dsse as sslib_dsse
 from securesystemslib import exceptions as sslib_exceptions
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
-from evidence_helpers import POLICY, Execution, make_execution
 from fiat.authorize.permit import PermitRequest, mint_permit
 from fiat.errors import MalformedError, VerificationError
 from fiat.formats import jws as fjws
@@ -60,6 +59,7 @@ from fiat.home import keyring
 from fiat.home import trust_root as home_trust_root
 from fiat.verify import Bundle, TrustRoot, verify
 from fiat.verify.permit import PERMIT_TYP
+from support.evidence import POLICY, Execution, make_execution
 
 pytestmark = pytest.mark.interop
 

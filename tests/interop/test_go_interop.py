@@ -22,15 +22,14 @@ missing (``make system-deps`` installs them).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import random
 import shutil
-import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -49,10 +48,12 @@ from fiat.home import log_signer
 from fiat.tlog import note
 from fiat.tlog.checkpoint import Checkpoint, sign_checkpoint
 from fiat.tlog.note import Signer, Verifier
+from support.processes import FiatServer
+from support.processes import fiat as run_fiat
 
 GOCODE = Path("/usr/share/gocode")
 GO_SUMDB = GOCODE / "src/golang.org/x/mod/sumdb"
-GO_SRC = Path(__file__).parent / "interop" / "go"
+GO_SRC = Path(__file__).resolve().parent / "go"
 #: The only non-standard-library packages the Go programs may import.
 GO_ALLOWED_IMPORTS = {"golang.org/x/mod/sumdb/note", "golang.org/x/mod/sumdb/tlog"}
 
@@ -89,33 +90,7 @@ CLI_TIMEOUT = 120
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _fiat_cmd() -> list[str]:
-    script = Path(sys.executable).with_name("fiat")
-    if script.is_file():
-        return [str(script)]
-    return [sys.executable, "-m", "fiat.cli.main"]
-
-
-def _clean_env() -> dict[str, str]:
-    """The environment without FIAT_* overrides, so the home's fiat.toml alone configures the log."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("FIAT_")}
-
-
-def fiat(*args: str | Path, stdin: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-    cmd = [*_fiat_cmd(), *map(str, args)]
-    proc = subprocess.run(cmd, input=stdin, capture_output=True, timeout=CLI_TIMEOUT, env=_clean_env())
-    if check and proc.returncode != 0:
-        pytest.fail(
-            f"{' '.join(cmd)} exited {proc.returncode}\nstdout: {proc.stdout.decode(errors='replace')[-2000:]}\n"
-            f"stderr: {proc.stderr.decode(errors='replace')[-2000:]}"
-        )
-    return proc
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+fiat = functools.partial(run_fiat, timeout=CLI_TIMEOUT, check=True)
 
 
 def http_get(url: str, timeout: float = 10.0) -> bytes:
@@ -201,65 +176,6 @@ class GoTools:
         )
 
 
-class LogServer:
-    """A real ``fiat log serve`` subprocess on a free 127.0.0.1 port."""
-
-    def __init__(self, home: Path, log_path: Path) -> None:
-        self.home = home
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.url = ""
-
-    def start(self, attempts: int = 3) -> None:
-        last = ""
-        for _ in range(attempts):
-            port = free_port()
-            self.url = f"http://127.0.0.1:{port}/log"
-            with self.log_path.open("ab") as log_file:
-                self.proc = subprocess.Popen(
-                    [
-                        *_fiat_cmd(),
-                        "log",
-                        "serve",
-                        "--home",
-                        str(self.home),
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(port),
-                    ],
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                    env=_clean_env(),
-                )
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    break  # died: maybe the port was taken in between; try another
-                try:
-                    http_get(self.url + "/checkpoint", timeout=2)
-                    return
-                except (urllib.error.URLError, OSError):
-                    time.sleep(0.05)
-            self.stop()
-            last = self.log_path.read_text(errors="replace")[-2000:]
-        pytest.fail(f"`fiat log serve` did not answer {self.url}/checkpoint; its output:\n{last}")
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-    def checkpoint(self) -> bytes:
-        return http_get(self.url + "/checkpoint")
-
-
 @dataclass
 class Step:
     size: int
@@ -274,7 +190,7 @@ class Step:
 class GrownLog:
     home: Path
     vkey: str
-    server: LogServer
+    server: FiatServer
     entries: list[bytes]
     steps: list[Step]
     work: Path
@@ -347,7 +263,7 @@ def grown(tmp_path_factory: pytest.TempPathFactory, go_tools: GoTools) -> Iterat
     home = work / "home"
     fiat("init", "--home", home)
     vkey = vkey_of(home)
-    server = LogServer(home, work / "serve.log")
+    server = FiatServer(home, log=True, output=work / "serve.log")
     rng = random.Random(20_240_601)
     entries: list[bytes] = []
     steps: list[Step] = []
@@ -364,7 +280,7 @@ def grown(tmp_path_factory: pytest.TempPathFactory, go_tools: GoTools) -> Iterat
                 assert indexes == list(range(len(entries), size)), "fiat log append returned unexpected indexes"
                 entries.extend(new)
             cp_path = work / f"checkpoint-{size}"
-            cp_path.write_bytes(server.checkpoint())
+            cp_path.write_bytes(http_get(server.url + "/checkpoint"))
             args: list[str | Path] = ["-url", server.url, "-vkey", vkey]
             if previous is not None:
                 args += ["-old-checkpoint", previous.checkpoint]
@@ -681,7 +597,7 @@ def test_go_note_sign_matches_fiat(grown: GrownLog, go_tools: GoTools) -> None:
 
 def test_served_checkpoint_is_go_note_sign_output(grown: GrownLog, go_tools: GoTools) -> None:
     """The checkpoint the server hands out is exactly what Go's note.Sign makes of its text."""
-    served = grown.server.checkpoint()
+    served = http_get(grown.url + "/checkpoint")
     text = note.parse(served).text
     skey = log_signer(load_config(grown.home, require=True)).encode()
     go = go_tools.notesign_run("-skey", skey, stdin=text.encode())
@@ -690,7 +606,7 @@ def test_served_checkpoint_is_go_note_sign_output(grown: GrownLog, go_tools: GoT
 
 
 def test_go_accepts_fiat_vkey(grown: GrownLog, go_tools: GoTools, other_home: Path) -> None:
-    served = grown.server.checkpoint()
+    served = http_get(grown.url + "/checkpoint")
     opened = go_tools.notesign_run("-vkey", grown.vkey, stdin=served)
     assert opened.returncode == 0, opened.explain()
     info = json.loads(opened.stdout)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,19 +16,9 @@ from fiat.keys.pem import load_private_key, write_private_key
 from fiat.tlog import cosignature, note
 from fiat.tlog.checkpoint import Checkpoint, open_with_any, sign_checkpoint
 from fiat.verify import TrustRoot
+from support.processes import fiat_text
 
-
-def fiat(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "fiat.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=60,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"fiat {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
-    return proc
+fiat = functools.partial(fiat_text, check=True)
 
 
 def keys(home: Path) -> list[dict[str, object]]:

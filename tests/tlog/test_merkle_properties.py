@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from fiat.errors import ProofError
 from fiat.tlog import merkle, tiles
 from fiat.tlog.merkle import verify_consistency, verify_inclusion
-from reference_merkle import MemoryTree
+from support.reference_merkle import MemoryTree
 
 SETTINGS = settings(
     max_examples=40,

@@ -13,9 +13,7 @@ import base64
 import copy
 import hashlib
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,18 +25,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evidence_helpers import ENV_DIGEST, POLICY, Execution, make_execution
-from fiat.authorize.permit import Constraints, PermitRequest, mint_permit
+from fiat.authorize.permit import Constraints
 from fiat.errors import MalformedError
 from fiat.formats import dsse as dsse_module
-from fiat.formats import jws as jwslib
-from fiat.formats.action import action_digest, action_request
 from fiat.formats.encoding import b64url, b64url_decode
-from fiat.home import keyring, trust_root
-from fiat.prove import evidence as ev
+from fiat.home import trust_root
 from fiat.verify import STEPS, Bundle, TrustRoot, verify
 from fiat.verify.bundle import MAX_BUNDLE
-from fiat.wiring import open_evidence
+from support.evidence import Execution, custom_execution, make_execution
+from support.processes import fiat
 
 EXIT_FAILED, EXIT_INVALID = 1, 2
 LIMIT_S = 1.0  # each rejection must be this fast
@@ -582,47 +577,9 @@ def test_signature_checks_are_linear_in_signatures(real: Real, monkeypatch: pyte
 
 
 def _execution_with_constraints(real: Real, constraints: Constraints) -> Bundle:
-    cfg = real.child.cfg
-    ring = keyring(cfg)
-    arec, akey = ring.signing_key("authority")
-    rrec, rkey = ring.signing_key("runtime", cfg.runtime_name)
-    now = time.time()
-    request = action_request("agent:release-bot", "deploy", "service:huge", {})
-    spec = PermitRequest(request, rrec.public_key, POLICY, ENV_DIGEST, constraints=constraints)
-    token, claims = mint_permit(
-        spec, key=akey, kid=arec.kid, issuer=cfg.authority.issuer, audience=cfg.authority.audience, now=int(now)
+    return custom_execution(
+        real.child.cfg, now=time.time(), resource="service:huge", context={}, constraints=constraints
     )
-    jti, digest = claims["jti"], jwslib.parse(token).digest
-    recorder = open_evidence(cfg)
-    try:
-        recorder.record_permit(token, request)
-        decision = ev.decision_statement(
-            decision="allow",
-            reason="r",
-            request=request,
-            request_digest=action_digest(request),
-            policy=POLICY.to_json(),
-            at=now,
-            permit=(jti, digest),
-        )
-        recorder.record_statement(ev.sign_statement(decision, [(arec.kid, akey)]), jti)
-        receipt = ev.receipt_statement(
-            permit_id=jti,
-            permit_digest=digest,
-            start=now,
-            end=now + 1,
-            outcome="completed",
-            exit_code=0,
-            halt_reason=None,
-            verifications=1,
-            verification_chain="0" * 64,
-            measurement_start={"digest": {"sha256": ENV_DIGEST}},
-            measurement_end={"digest": {"sha256": ENV_DIGEST}},
-        )
-        recorder.record_statement(ev.sign_statement(receipt, [(rrec.kid, rkey)]), jti)
-        return recorder.bundle(jti)
-    finally:
-        recorder.close()
 
 
 def test_signed_permit_with_ordinary_constraints_verifies(real: Real) -> None:
@@ -733,22 +690,6 @@ def test_arbitrary_bytes_are_malformed(raw: bytes) -> None:
 
 
 # -- the CLI ----------------------------------------------------------------------------------------------------
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FIAT_")}
-    env.update({"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "250"})
-    return env
-
-
-def fiat(*args: str | Path) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "fiat.cli.main", *map(str, args)],
-        env=_env(),
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def _hostile_files(real: Real) -> dict[str, bytes]:

@@ -15,63 +15,24 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_ERROR = 0, 1, 2, 3
+from support import EXAMPLES
+from support.processes import EXIT_ERROR, EXIT_FAILED, EXIT_INVALID, FiatServer, clean_env, err, fiat, ok
+
 PROOF_HEADER = b"c2sp.org/tlog-proof@v1"
 
 
 # -- helpers ------------------------------------------------------------------------
 
 
-def _base_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FIAT_")}
-    for k in ("FORCE_COLOR", "CLICOLOR_FORCE", "PY_COLORS"):
-        env.pop(k, None)
-    env.update({"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "250", "PYTHONDONTWRITEBYTECODE": "1"})
-    return env
-
-
-def fiat(
-    *args: str | Path,
-    cwd: Path | None = None,
-    env: dict[str, str] | None = None,
-    stdin: bytes | None = None,
-    timeout: float = 60,
-) -> subprocess.CompletedProcess[bytes]:
-    """Run ``fiat ARGS`` in a child process; never raises on a non-zero exit."""
-    full_env = _base_env()
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "fiat.cli.main", *map(str, args)],
-        cwd=cwd,
-        env=full_env,
-        input=stdin,
-        capture_output=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 def out(p: subprocess.CompletedProcess[bytes]) -> str:
     return p.stdout.decode("utf-8")
-
-
-def err(p: subprocess.CompletedProcess[bytes]) -> str:
-    """stderr with whitespace collapsed, so a wrapped line cannot break a substring check."""
-    return " ".join(p.stderr.decode("utf-8").split())
-
-
-def ok(p: subprocess.CompletedProcess[bytes]) -> subprocess.CompletedProcess[bytes]:
-    assert p.returncode == EXIT_OK, f"exit {p.returncode}\nstdout: {out(p)}\nstderr: {p.stderr.decode()}"
-    return p
 
 
 def init(home: Path, *extra: str, env: dict[str, str] | None = None) -> dict[str, object]:
@@ -80,16 +41,6 @@ def init(home: Path, *extra: str, env: dict[str, str] | None = None) -> dict[str
 
 def vkey(home: Path) -> str:
     return out(ok(fiat("log", "vkey", "--home", home))).strip()
-
-
-@contextmanager
-def clean_env() -> Iterator[None]:
-    """In-process reads of a home must not see the test runner's own FIAT_* settings."""
-    with pytest.MonkeyPatch.context() as mp:
-        for k in list(os.environ):
-            if k.startswith("FIAT_"):
-                mp.delenv(k)
-        yield
 
 
 def read_log(home: Path) -> tuple[int, list[bytes]]:
@@ -680,45 +631,15 @@ def test_proof_unreadable_inputs(proof_home: tuple[Path, str], proof_file: Path,
 
 # -- fiat authorize against a running `fiat serve` ---------------------------------------------------
 
-EXAMPLE_POLICIES = Path(__file__).resolve().parents[1] / "src" / "fiat" / "examples" / "policies"
-
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     """A fresh home with the shipped example policies, served by a real `fiat serve` on 127.0.0.1."""
-    import socket
-    import time
-    import urllib.request
-
     home = tmp_path_factory.mktemp("served") / "home"
     init(home)
-    ok(fiat("policy", "publish", EXAMPLE_POLICIES, "--home", home))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    log = (home.parent / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fiat.cli.main", "serve", "--home", str(home), "--port", str(port)],
-        env=_base_env(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, (home.parent / "serve.log").read_text()
-            try:
-                with urllib.request.urlopen(url + "/healthz", timeout=2):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "fiat serve did not start"
-                time.sleep(0.05)
-        yield home, url
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
+    ok(fiat("policy", "publish", EXAMPLES, "--home", home))
+    with FiatServer(home) as server:
+        yield home, server.url
 
 
 def authorize_cli(served: tuple[Path, str], *args: str) -> subprocess.CompletedProcess[bytes]:

@@ -3,7 +3,7 @@ shadow results in the signed decision, several authorities over one home, policy
 
 Everything is real: homes made with ``init_home`` in tmp_path, the example bundle published
 through ``Authority.publish_policy``, SQLite files, Cedar, Ed25519 signatures, child
-processes (tests/helpers/shared_home_worker.py and the ``fiat`` command line). What is
+processes (tests/support/workers/shared_home_worker.py and the ``fiat`` command line). What is
 checked independently of Fiat's own code: RFC 8785 bytes against the ``rfc8785`` package,
 Cedar decisions against ``cedarpy`` given the string form of each entity UID, the log's root
 recomputed from its entries with the RFC 9162 leaf/node hashes.
@@ -17,7 +17,6 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -52,11 +51,11 @@ from fiat.tlog import merkle
 from fiat.tlog.checkpoint import open_checkpoint
 from fiat.verify import Bundle, VerificationPolicy, verify
 from fiat.wiring import open_authority, open_log
+from support import EXAMPLES, WORKERS, copy_bundle, edit
+from support.processes import cli_env, show
+from support.processes import fiat_text as fiat
 
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = REPO / "examples" / "policies"
-HELPER = Path(__file__).parent / "helpers" / "shared_home_worker.py"
-FIAT = (sys.executable, "-m", "fiat.cli.main")
+HELPER = WORKERS / "shared_home_worker.py"
 CLAIMS = {"image": "registry.example/agent@sha256:" + "ab" * 32, "host": "ci-7"}
 EVIDENCE = {"claims": CLAIMS, "digest": json_digest(CLAIMS)}
 SHADOW_DENY = {"scope": "with-shadow-policies", "decision": "deny", "determining": ["refund-currency-eur-only"]}
@@ -77,26 +76,6 @@ def _config_env_names() -> set[str]:
     return {"FIAT_HOME"} | {f"FIAT_{s.upper()}_{k.upper()}" for s, k in SETTINGS}
 
 
-def _child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FIAT_")}
-    for k in ("FORCE_COLOR", "CLICOLOR_FORCE", "PY_COLORS"):
-        env.pop(k, None)
-    env.update({"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "250", "PYTHONDONTWRITEBYTECODE": "1"})
-    src = str(REPO / "src")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
-    return env
-
-
-def fiat(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*FIAT, *map(str, args)], env=_child_env(), capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
-def show(p: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {p.returncode}\nstdout:\n{p.stdout[-4000:]}\nstderr:\n{p.stderr[-4000:]}"
-
-
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in _config_env_names():
@@ -114,18 +93,6 @@ def make_home(where: Path, bundle: Path = EXAMPLES) -> Config:
     finally:
         a.close()
     return cfg
-
-
-def copy_bundle(where: Path) -> Path:
-    dst = where / "bundle"
-    shutil.copytree(EXAMPLES.resolve(), dst)
-    return dst
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    assert old in text, f"{path.name} no longer contains {old!r}; update this test"
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
 def runtime_kid(cfg: Config) -> str:
@@ -677,7 +644,7 @@ def _start_workers(argvs: list[list[str]], stderr_dir: Path) -> list[subprocess.
                 stdout=subprocess.PIPE,
                 stderr=err,
                 text=True,
-                env=_child_env(),
+                env=cli_env(),
             )
         )
         err.close()

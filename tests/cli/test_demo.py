@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 from fiat.verify import Bundle, TrustRoot, verify
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from support.processes import fiat_text, free_port
 
 
 def test_demo_plays_every_scenario_and_verifies_the_evidence(tmp_path: Path) -> None:
     home = tmp_path / "demo"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FIAT_")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "fiat.cli.main", "demo", "--home", str(home), "--port", str(free_port()), "--no-serve"],
-        capture_output=True,
-        text=True,
-        env={**env, "COLUMNS": "200"},
-        timeout=240,
+    proc = fiat_text(
+        "demo", "--home", home, "--port", str(free_port()), "--no-serve", env={"COLUMNS": "200"}, timeout=240
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
@@ -47,18 +34,11 @@ def test_demo_plays_every_scenario_and_verifies_the_evidence(tmp_path: Path) -> 
 
 def test_demo_on_a_busy_port_says_so_and_does_nothing(tmp_path: Path) -> None:
     home = tmp_path / "demo"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FIAT_")}
     with socket.socket() as busy:  # somebody else's server
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        proc = subprocess.run(
-            [sys.executable, "-m", "fiat.cli.main", "demo", "--home", str(home), "--port", str(port), "--no-serve"],
-            capture_output=True,
-            text=True,
-            env={**env, "COLUMNS": "200", "NO_COLOR": "1"},
-            timeout=120,
-        )
+        proc = fiat_text("demo", "--home", home, "--port", str(port), "--no-serve", env={"COLUMNS": "200"}, timeout=120)
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert f"port {port} is already in use" in proc.stderr and "--port" in proc.stderr, proc.stderr
     assert "trust" not in proc.stderr, proc.stderr  # not a misleading trust failure

@@ -25,7 +25,6 @@ import base64
 import copy
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 import time
@@ -38,47 +37,30 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from evidence_helpers import ENV_DIGEST, POLICY, Execution, make_execution
 from fiat.authorize.permit import Constraints, PermitRequest, mint_permit
 from fiat.config import Config
 from fiat.errors import MalformedError
 from fiat.formats import jws as jwslib
-from fiat.formats.action import action_digest, action_request
 from fiat.formats.dsse import Envelope, sign_envelope
 from fiat.formats.encoding import b64url, b64url_decode, rfc3339
 from fiat.formats.jws import jwk_thumbprint
 from fiat.formats.statement import APPROVAL, DECISION, RECEIPT
 from fiat.home import keyring, log_signer, trust_root
 from fiat.keys.pem import load_private_key
-from fiat.prove import evidence as ev
 from fiat.tlog import cosignature, note
 from fiat.tlog.checkpoint import Checkpoint, sign_checkpoint
 from fiat.tlog.proof_file import TlogProof
 from fiat.verify import STEPS, Bundle, TrustedKey, TrustRoot, VerificationResult, verify
-from fiat.wiring import open_evidence, open_log
-from reference_merkle import MemoryTree
+from fiat.wiring import open_log
+from support.evidence import ENV_DIGEST, POLICY, Execution, custom_execution, make_execution
+from support.processes import cli_env, fiat
+from support.reference_merkle import MemoryTree
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
 Json = dict[str, Any]
 
 # -- running the CLI ------------------------------------------------------------------------
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FIAT_")}
-    env.update({"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "250"})
-    return env
-
-
-def fiat(*args: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "fiat.cli.main", *map(str, args)],
-        env=_env(),
-        capture_output=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def fiat_ok(*args: str | Path) -> subprocess.CompletedProcess[bytes]:
@@ -173,62 +155,6 @@ def log_consistency(cfg: Config, old: int, new: int) -> list[bytes]:
 
 def checkpoint_size(proof: TlogProof) -> int:
     return Checkpoint.parse_text(note.parse(proof.checkpoint).text).size
-
-
-def custom_execution(
-    cfg: Config,
-    *,
-    now: float,
-    decision_at: float | None = None,
-    authority: tuple[str, Ed25519PrivateKey] | None = None,
-    resource: str = "service:ledger",
-) -> Bundle:
-    """Like ``make_execution`` but the decision time and the permit-signing key can be chosen."""
-    ring = keyring(cfg)
-    if authority is None:
-        arec, akey = ring.signing_key("authority")
-        authority = (arec.kid, akey)
-    akid, akey = authority
-    rrec, rkey = ring.signing_key("runtime", cfg.runtime_name)
-    request = action_request("agent:release-bot", "deploy", resource, {"version": "2.0.0"})
-    digest = action_digest(request)
-    spec = PermitRequest(
-        request, rrec.public_key, POLICY, ENV_DIGEST, ttl=60, constraints=Constraints(max_duration=300)
-    )
-    token, claims = mint_permit(
-        spec, key=akey, kid=akid, issuer=cfg.authority.issuer, audience=cfg.authority.audience, now=int(now)
-    )
-    jti, permit_digest = claims["jti"], jwslib.parse(token).digest
-    recorder = open_evidence(cfg)
-    try:
-        recorder.record_permit(token, request)
-        decision = ev.decision_statement(
-            decision="allow",
-            reason="custom execution",
-            request=request,
-            request_digest=digest,
-            policy=POLICY.to_json(),
-            at=now if decision_at is None else decision_at,
-            permit=(jti, permit_digest),
-        )
-        recorder.record_statement(ev.sign_statement(decision, [(akid, akey)]), jti)
-        receipt = ev.receipt_statement(
-            permit_id=jti,
-            permit_digest=permit_digest,
-            start=now,
-            end=now + 1,
-            outcome="completed",
-            exit_code=0,
-            halt_reason=None,
-            verifications=1,
-            verification_chain="0" * 64,
-            measurement_start={"digest": {"sha256": ENV_DIGEST}},
-            measurement_end={"digest": {"sha256": ENV_DIGEST}},
-        )
-        recorder.record_statement(ev.sign_statement(receipt, [(rrec.kid, rkey)]), jti)
-        return recorder.bundle(jti)
-    finally:
-        recorder.close()
 
 
 # -- the world: real executions in real homes ------------------------------------------------
@@ -1174,7 +1100,7 @@ def fiat_batch(d: Path, argvs: dict[str, list[str]]) -> dict[str, CliRun]:
     (d / "jobs.json").write_text(json.dumps(jobs), encoding="utf-8")
     proc = subprocess.run(
         [sys.executable, "-c", CLI_BATCH, str(d / "jobs.json"), str(d / "codes.json")],
-        env=_env(),
+        env=cli_env(),
         capture_output=True,
         timeout=300,
         check=False,

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from evidence_helpers import make_execution
+from support.evidence import make_execution
 
 BLOCKED = (
     "starlette",

@@ -19,9 +19,9 @@ recomputed with the ``rfc8785`` package; log entries are read over C2SP tlog-til
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
-import os
 import queue
 import re
 import shutil
@@ -29,7 +29,6 @@ import socket
 import sqlite3
 import struct
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -49,98 +48,16 @@ from fiat.authorize.dpop import make_proof
 from fiat.formats.encoding import json_digest
 from fiat.keys.keyring import KeyRing
 from fiat.prove import evidence as ev
+from support import EXAMPLES
+from support.processes import FiatServer, free_port, ok, one_line
+from support.processes import fiat as fiat_bytes
+from support.processes import fiat_text as fiat
 
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = REPO / "examples" / "policies"
 DECISION_V1 = "https://fiat.local/predicate/decision/v1"
 APPROVAL_V1 = "https://fiat.local/predicate/approval/v1"
 IN_TOTO = "application/vnd.in-toto+json"
 PROBLEM = "application/problem+json"
 ISSUER, AUDIENCE = "fiat.local", "fiat-runtime"
-SERVER_START_TIMEOUT = 30.0
-FIAT = (sys.executable, "-m", "fiat.cli.main")
-
-
-# -- processes ------------------------------------------------------------------------------
-
-
-def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FIAT_")}
-    for k in ("FORCE_COLOR", "CLICOLOR_FORCE", "PY_COLORS"):
-        env.pop(k, None)
-    env.update({"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "250", "PYTHONDONTWRITEBYTECODE": "1"})
-    env.update(extra or {})
-    return env
-
-
-def fiat(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*FIAT, *map(str, args)],
-        env=_env(env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def ok(p: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert p.returncode == 0, f"exit {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
-    return p
-
-
-def one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """A ``fiat serve`` child process on a free port of 127.0.0.1."""
-
-    def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
-        self.home = home
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.output = home.parent / f"{home.name}-serve-{self.port}.log"
-        self._out = self.output.open("wb")
-        self.proc = subprocess.Popen(
-            [*FIAT, "serve", "--home", str(home), "--host", "127.0.0.1", "--port", str(self.port)],
-            env=_env(env),
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                self.stop()
-                pytest.fail(f"fiat serve exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"fiat serve did not answer /healthz within {SERVER_START_TIMEOUT} s:\n{self.log()}")
-            time.sleep(0.05)
-
-    def log(self) -> str:
-        return self.output.read_text(encoding="utf-8", errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self._out.close()
 
 
 # -- homes ------------------------------------------------------------------------------------
@@ -191,7 +108,7 @@ class Authority:
     """A running server with the keys of its home and a client."""
 
     home: Path
-    server: Server
+    server: FiatServer
     keys: Keys
     client: AuthorityClient
 
@@ -213,38 +130,38 @@ class Authority:
 StartFn = Callable[..., Authority]
 
 
+@contextlib.contextmanager
+def serving(home: Path, keys: Keys, env: dict[str, str] | None = None) -> Iterator[Authority]:
+    """``fiat serve`` of ``home`` and a client of it; both closed at the end."""
+    with FiatServer(home, env=env) as server:
+        a = Authority(home, server, keys, AuthorityClient(server.url, timeout=30))
+        try:
+            yield a
+        finally:
+            a.client.close()
+
+
 @pytest.fixture
 def start(template: tuple[Path, Keys], tmp_path: Path) -> Iterator[StartFn]:
     """Start servers for one test (its own home unless given one); stopped at the end."""
-    started: list[Authority] = []
+    with contextlib.ExitStack() as started:
 
-    def _start(
-        home: Path | None = None, env: dict[str, str] | None = None, bundle: Path | None = EXAMPLES
-    ) -> Authority:
-        if home is None:
-            home = new_home(template, tmp_path, bundle)
-        server = Server(home, env)
-        a = Authority(home, server, template[1], AuthorityClient(server.url, timeout=30))
-        started.append(a)
-        return a
+        def _start(
+            home: Path | None = None, env: dict[str, str] | None = None, bundle: Path | None = EXAMPLES
+        ) -> Authority:
+            if home is None:
+                home = new_home(template, tmp_path, bundle)
+            return started.enter_context(serving(home, template[1], env))
 
-    yield _start
-    for a in started:
-        a.client.close()
-        a.server.stop()
+        yield _start
 
 
 @pytest.fixture(scope="module")
 def shared(template: tuple[Path, Keys], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Authority]:
     """The example bundle, served for the tests that do not interfere (trust ticks every 5 s)."""
     home = new_home(template, tmp_path_factory.mktemp("shared"))
-    server = Server(home, {"FIAT_AUTHORITY_TRUST_INTERVAL_MS": "5000"})
-    a = Authority(home, server, template[1], AuthorityClient(server.url, timeout=30))
-    try:
+    with serving(home, template[1], {"FIAT_AUTHORITY_TRUST_INTERVAL_MS": "5000"}) as a:
         yield a
-    finally:
-        a.client.close()
-        server.stop()
 
 
 # -- requests ----------------------------------------------------------------------------------
@@ -1205,14 +1122,8 @@ def test_every_decision_is_a_signed_decision_statement_in_the_log(shared: Author
 @pytest.fixture(scope="module")
 def scratch(template: tuple[Path, Keys], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Authority]:
     """A second example server for tests that revoke principals the shared server needs."""
-    home = new_home(template, tmp_path_factory.mktemp("scratch"))
-    server = Server(home)
-    a = Authority(home, server, template[1], AuthorityClient(server.url, timeout=30))
-    try:
+    with serving(new_home(template, tmp_path_factory.mktemp("scratch")), template[1]) as a:
         yield a
-    finally:
-        a.client.close()
-        server.stop()
 
 
 def test_revoked_principal_is_denied_whatever_its_spelling(scratch: Authority) -> None:
@@ -1438,13 +1349,7 @@ def test_deny_with_json(shared: Authority) -> None:
 def test_log_entry_prints_the_bytes_or_decodes_the_permit_and_statement(shared: Authority) -> None:
     r = shared.authorize(deploy())
     assert r["decision"] == "allow", r
-    raw = subprocess.run(
-        [*FIAT, "log", "entry", str(r["permitLogIndex"]), "--home", str(shared.home)],
-        env=_env(),
-        capture_output=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    raw = fiat_bytes("log", "entry", r["permitLogIndex"], "--home", shared.home, check=True).stdout
     assert raw == log_entry(shared.url, r["permitLogIndex"]) == r["permit"].encode("ascii")
     permit = json.loads(ok(fiat("log", "entry", r["permitLogIndex"], "--decode", "--home", shared.home)).stdout)
     assert permit["kind"] == "permit" and permit["index"] == r["permitLogIndex"]
