@@ -263,3 +263,8 @@ def render_default_config(origin: str) -> str:
         lines.append(f"# {help_text}")
         lines.append(f"{key} = {json.dumps(value)}" if isinstance(value, str | list) else f"{key} = {value}")
     return "\n".join(lines) + "\n"
+
+
+def authority_url(cfg: Config, url: str | None = None) -> str:
+    """The authority's base URL: ``url`` when given, else ``http://server.host:server.port``."""
+    return url or f"http://{cfg.server.host}:{cfg.server.port}"

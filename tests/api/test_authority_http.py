@@ -1309,6 +1309,20 @@ def test_api_docs_load_nothing_from_another_origin(shared: Authority) -> None:
 # -- what a newcomer meets at the command line ---------------------------------------------------
 
 
+def test_only_approvers_and_the_admin_list_the_approval_queue(shared: Authority) -> None:
+    """A runtime key must not read every pending request: it could take another runtime's approval."""
+    p = pending(shared, deploy(resource="service:payments", replicas=4))
+    with pytest.raises(ClientError) as refused:
+        shared.client.approvals(shared.keys.runtime_key)
+    assert refused.value.status == 403
+    # The runtime still reads its own approval by id; approvers and the admin see the queue.
+    assert shared.client.approval(shared.keys.runtime_key, p["approvalId"])["status"] == "pending"
+    listed = shared.client.approvals(shared.keys.approver_key)
+    assert p["approvalId"] in [a["id"] for a in listed]
+    r = httpx.get(f"{shared.url}/v1/approvals", headers={"Authorization": f"Bearer {shared.admin}"})
+    assert r.status_code == 200 and p["approvalId"] in [a["id"] for a in r.json()]
+
+
 def test_approvals_list_and_show_say_what_is_asked(shared: Authority) -> None:
     body = deploy(resource="service:payments", replicas=5)
     p = pending(shared, body)

@@ -1365,3 +1365,27 @@ def test_no_approve_hint_after_the_approval_was_denied(server: FiatServer, tmp_p
     assert proc.returncode == 125, stderr
     assert "was denied" in stderr, stderr
     assert "an approver runs" not in stderr, stderr
+
+
+def test_a_malformed_request_leaves_no_trust_subscription_open(tmp_path: Path) -> None:
+    """open_session builds the session last: a bad principal releases the subscription and the client."""
+    from fiat.enforce.bootstrap import open_session
+    from fiat.enforce.trust import TrustMonitor
+    from fiat.errors import MalformedError
+    from fiat.home import init_home
+
+    init_home(tmp_path / "home")
+    cfg = load_config(tmp_path / "home", require=True)
+    url = "http://127.0.0.1:9"  # nothing listens: the subscription would retry in the background
+    with pytest.raises(MalformedError):
+        open_session(
+            cfg,
+            argv=["true"],
+            cwd=str(tmp_path),
+            principal="no principal",
+            action="a",
+            resource="r:x",
+            context={},
+            url=url,
+        )
+    assert url not in TrustMonitor._shared

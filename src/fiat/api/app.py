@@ -48,7 +48,7 @@ def create_app(cfg: Config, *, trust_interval: float = 1.0, authority: Authority
     ctx = ApiContext(
         authority=auth,
         broadcaster=TrustBroadcaster(auth, trust_interval),
-        credentials=Credentials(ensure_admin_token(cfg.keys_dir), auth.is_enrolled, metrics),
+        credentials=Credentials(ensure_admin_token(cfg.keys_dir), auth.is_enrolled, metrics, auth.role_of),
         metrics=metrics,
     )
 

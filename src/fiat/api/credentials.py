@@ -35,9 +35,16 @@ def ensure_admin_token(keys_dir: Path) -> str:
 class Credentials:
     """Checks a request's credentials; raises a 401/403 :class:`Problem` when they do not hold."""
 
-    def __init__(self, admin_token: str, is_enrolled: Callable[[str], bool], metrics: Counter[str]) -> None:
+    def __init__(
+        self,
+        admin_token: str,
+        is_enrolled: Callable[[str], bool],
+        metrics: Counter[str],
+        role_of: Callable[[str], str | None] | None = None,
+    ) -> None:
         self._admin_hash = hashlib.sha256(admin_token.encode()).digest()
         self._is_enrolled = is_enrolled
+        self._role_of = role_of
         self._dpop = DpopVerifier()
         self._metrics = metrics
 
@@ -73,3 +80,12 @@ class Credentials:
             self.require_admin(request)
         else:
             self.runtime_proof(request)  # refuses keys that are not enrolled
+
+    def admin_or_approver(self, request: Request) -> None:
+        """The admin token, or a DPoP proof by an enrolled *approver* key (not a runtime's)."""
+        if request.headers.get("authorization"):
+            self.require_admin(request)
+            return
+        kid, _ = self.runtime_proof(request)
+        if self._role_of is None or self._role_of(kid) != "approver":
+            raise self.refuse(403, "listing approvals needs an approver key or the admin token")

@@ -215,6 +215,10 @@ class Authority:
         """Any active key of this authority's keyring (runtime, approver, witness…)."""
         return self._keys.is_enrolled(kid, self.clock())
 
+    def role_of(self, kid: str) -> str | None:
+        """The role of an active key of this authority's keyring, or None."""
+        return self._keys.role_of(kid, self.clock())
+
     def enroll(self, role: str, name: str, public_key: bytes) -> KeyRecord:
         return self._keys.enroll(role, name, public_key)
 

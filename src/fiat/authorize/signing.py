@@ -63,8 +63,12 @@ class AuthorityKeys:
 
     def is_enrolled(self, kid: str, now: float) -> bool:
         """Any active key of this authority's keyring (runtime, approver, witness…)."""
+        return self.role_of(kid, now) is not None
+
+    def role_of(self, kid: str, now: float) -> str | None:
+        """The role of an active key of this authority's keyring, or None."""
         key = self.ring.find(kid)
-        return key is not None and key.valid_at(now)
+        return key.role if key is not None and key.valid_at(now) else None
 
     def enroll(self, role: str, name: str, public_key: bytes) -> KeyRecord:
         if role not in ("runtime", "approver", "witness"):

@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from fiat.config import Config, load_config
+from fiat.config import Config, authority_url, load_config
 from fiat.errors import (
     AuditError,
     ConfigError,
@@ -157,7 +157,7 @@ def parse_context(context: str) -> dict[str, Any]:
 
 
 def server_url(cfg: Config, url: str | None) -> str:
-    return url or f"http://{cfg.server.host}:{cfg.server.port}"
+    return authority_url(cfg, url)
 
 
 def write_output(data: str, output: Path | None) -> None:

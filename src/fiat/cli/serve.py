@@ -24,6 +24,7 @@ def serve(
         cfg = config(home)
         h, p = host or cfg.server.host, cfg.server.port if port is None else port
         sock = bind(h, p)  # before anything is said or published: a busy port is the first error
+        authority = None
         try:
             authority = open_authority(cfg)
             published = publish_configured_policy(authority, cfg)
@@ -37,6 +38,8 @@ def serve(
             app_ = create_app(cfg, trust_interval=cfg.authority.trust_interval_ms / 1000, authority=authority)
         except BaseException:
             sock.close()
+            if authority is not None:
+                authority.close()
             raise
         active = authority.policy
         err.print(f"Fiat authority at http://{url_host(h)}:{sock.getsockname()[1]}  (API docs /docs, log /log)")

@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from fiat.api.client import AuthorityClient
-from fiat.config import Config
+from fiat.config import Config, authority_url
 from fiat.enforce.guard import GuardSettings, Halt, NotEstablished, Runtime, Session
 from fiat.enforce.trust import TrustMonitor
 from fiat.establish.measure import default_measurer
@@ -32,10 +32,6 @@ def guard_settings(cfg: Config) -> GuardSettings:
         grace=cfg.runtime.halt_grace_ms / 1000,
         approval_wait=cfg.runtime.approval_wait_s,
     )
-
-
-def authority_url(cfg: Config, url: str | None = None) -> str:
-    return url or f"http://{cfg.server.host}:{cfg.server.port}"
 
 
 @dataclass
@@ -83,10 +79,29 @@ def open_session(
     root = trust_root(cfg)
     measurer = default_measurer(list(argv), cwd, cfg.runtime.files, cfg.runtime.env_allowlist)
     client = AuthorityClient(url)
-    monitor = TrustMonitor.shared(url, root)
-    session = Session(
-        client, root, Runtime(rec.kid, key), monitor, measurer, principal, action, resource, context, parent, settings
-    )
+    try:
+        monitor = TrustMonitor.shared(url, root)
+    except BaseException:
+        client.close()
+        raise
+    try:
+        session = Session(
+            client,
+            root,
+            Runtime(rec.kid, key),
+            monitor,
+            measurer,
+            principal,
+            action,
+            resource,
+            context,
+            parent,
+            settings,
+        )
+    except BaseException:  # e.g. a malformed principal: nothing may stay open
+        monitor.release()
+        client.close()
+        raise
     return Bootstrap(session, client, monitor, url)
 
 

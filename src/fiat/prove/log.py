@@ -395,6 +395,10 @@ class TransparencyLog:
             for p in self._queue:
                 p.future.set_exception(LogClosedError("the log closed before this entry was sequenced"))
             self._queue.clear()
+        if thread is not None and thread.is_alive():
+            # A batch still being written keeps its connection; the store closes with the process.
+            log.error("the log's sequencer did not stop within %.0f s; its store is left open", timeout)
+            return
         self.store.close()
 
     # -- reads --------------------------------------------------------------------

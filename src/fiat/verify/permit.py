@@ -77,17 +77,25 @@ def digest_of(obj: Any, where: str, step: str) -> str:
 
 
 # -- static rules ---------------------------------------------------------------------------
-def check_signature(parsed: jws.Jws, root: TrustRoot) -> TrustedKey:
-    """Step ``permit-signature``: returns the authority key that signed it."""
+def check_authority_signature(parsed: jws.Jws, root: TrustRoot, *, typ: str, step: str) -> TrustedKey:
+    """``typ`` is as expected, ``kid`` names an authority key of the trust root, and its signature verifies.
+
+    The rule for everything the authority signs as a JWS (permits, trust states); returns the key.
+    """
     h = parsed.header
-    if h.get("typ") != PERMIT_TYP:
-        raise VerificationError("permit-signature", f"typ must be {PERMIT_TYP!r}, not {h.get('typ')!r}")
+    if h.get("typ") != typ:
+        raise VerificationError(step, f"typ must be {typ!r}, not {h.get('typ')!r}")
     kid = h.get("kid")
     key = root.find(kid, "authority") if isinstance(kid, str) else None
     if key is None:
-        raise VerificationError("permit-signature", f"kid {kid!r} is not an authority key of the trust root")
-    jws.verify_signature(parsed, key.public_key, "permit-signature")
+        raise VerificationError(step, f"kid {kid!r} is not an authority key of the trust root")
+    jws.verify_signature(parsed, key.public_key, step)
     return key
+
+
+def check_signature(parsed: jws.Jws, root: TrustRoot) -> TrustedKey:
+    """Step ``permit-signature``: returns the authority key that signed it."""
+    return check_authority_signature(parsed, root, typ=PERMIT_TYP, step="permit-signature")
 
 
 def check_key_validity(authority: TrustedKey, claims: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from fiat.errors import MalformedError, VerificationError
 from fiat.formats import jws
+from fiat.verify.permit import check_authority_signature
 from fiat.verify.trust_root import TrustRoot
 
 TRUST_STATE_TYP = "fiat-trust-state+jwt"
@@ -26,13 +27,7 @@ def verify_trust_state(token: str, root: TrustRoot) -> dict[str, Any]:
         parsed = jws.parse(token)
     except MalformedError as exc:
         raise VerificationError(step, f"the trust state is not a JWS: {exc.reason}") from exc
-    if parsed.header.get("typ") != TRUST_STATE_TYP:
-        raise VerificationError(step, f"typ must be {TRUST_STATE_TYP}")
-    kid = parsed.header.get("kid")
-    key = root.find(kid, "authority") if isinstance(kid, str) else None
-    if key is None:
-        raise VerificationError(step, f"kid {kid!r} is not an authority key of the trust root")
-    jws.verify_signature(parsed, key.public_key, step)
+    key = check_authority_signature(parsed, root, typ=TRUST_STATE_TYP, step=step)
     iat = parsed.claims.get("iat")
     if not isinstance(iat, int) or isinstance(iat, bool) or not key.valid_at(iat):
         raise VerificationError(step, f"authority key {key.kid} was not valid when the state was signed")

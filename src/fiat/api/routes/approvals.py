@@ -1,6 +1,6 @@
 """The approval routes.
 
-* ``GET /v1/approvals[?status=&limit=]`` — what approvers are asked;
+* ``GET /v1/approvals[?status=&limit=]`` — what approvers are asked (approver keys and admin only);
 * ``GET /v1/approvals/{id}`` — one request in full;
 * ``POST /v1/approvals/{id}`` — decide, with a signed approval statement.
 """
@@ -23,7 +23,8 @@ def install(app: FastAPI, ctx: ApiContext) -> None:
 
     @app.get("/v1/approvals", tags=["approvals"])
     def list_approvals(request: Request, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        ctx.credentials.admin_or_enrolled(request)
+        # Only approvers (and the admin) see the queue: a runtime reads its own approval by id.
+        ctx.credentials.admin_or_approver(request)
         if status not in (None, "pending", "approved", "denied", "expired", "used") or not 1 <= limit <= 1000:
             raise Problem(400, "Bad Request", "status is pending|approved|denied|expired|used; limit 1..1000")
         return auth.approvals(status, limit)

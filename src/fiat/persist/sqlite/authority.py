@@ -66,37 +66,20 @@ class SQLiteAuthorityStore:
 
     # approvals (a new one is staged with its pending decision: fiat.persist.sqlite.db.RowStager)
     def approval(self, approval_id: str) -> ApprovalRecord | None:
-        row = (
-            self._c()
-            .execute(
-                "SELECT id, action_digest, request, policy_group, requested_at, expires_at, status, approver,"
-                " statement_digest, log_index FROM approvals WHERE id = ?",
-                (approval_id,),
-            )
-            .fetchone()
-        )
-        if row is None:
-            return None
-        return ApprovalRecord(
-            row[0], row[1], bytes(row[2]), row[3], float(row[4]), float(row[5]), row[6], row[7], row[8], row[9]
-        )
+        row = self._c().execute(_APPROVAL_SELECT + " WHERE id = ?", (approval_id,)).fetchone()
+        return None if row is None else _approval(row)
 
     def approvals(self, status: str | None = None, limit: int = 100) -> list[ApprovalRecord]:
         """The newest ``limit`` approvals (with ``status``, when given), oldest first."""
         rows = (
             self._c()
             .execute(
-                "SELECT id, action_digest, request, policy_group, requested_at, expires_at, status, approver,"
-                " statement_digest, log_index FROM approvals WHERE ? IS NULL OR status = ?"
-                " ORDER BY requested_at DESC, id LIMIT ?",
+                _APPROVAL_SELECT + " WHERE ? IS NULL OR status = ? ORDER BY requested_at DESC, id LIMIT ?",
                 (status, status, limit),
             )
             .fetchall()
         )
-        return [
-            ApprovalRecord(r[0], r[1], bytes(r[2]), r[3], float(r[4]), float(r[5]), r[6], r[7], r[8], r[9])
-            for r in reversed(rows)
-        ]
+        return [_approval(r) for r in reversed(rows)]
 
     def set_approval(
         self,
@@ -176,3 +159,13 @@ class SQLiteAuthorityStore:
     def consume(self, jti: str, at: float) -> bool:
         """Mark a single-use permit used; False if it already was."""
         return self._write("INSERT OR IGNORE INTO consumed_permits (jti, at) VALUES (?, ?)", (jti, at)) == 1
+
+
+_APPROVAL_SELECT = (
+    "SELECT id, action_digest, request, policy_group, requested_at, expires_at, status, approver,"
+    " statement_digest, log_index FROM approvals"
+)
+
+
+def _approval(r: Any) -> ApprovalRecord:
+    return ApprovalRecord(r[0], r[1], bytes(r[2]), r[3], float(r[4]), float(r[5]), r[6], r[7], r[8], r[9])
