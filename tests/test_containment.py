@@ -335,6 +335,22 @@ def test_the_command_cannot_read_the_home(server: Server, runs: list[Run], tmp_p
     assert "\n0\n" in output, "the home is not empty inside the sandbox"
 
 
+def test_hidden_and_readonly_paths(server: Server, runs: list[Run], tmp_path: Path) -> None:
+    secret, frozen = tmp_path / "secret", tmp_path / "frozen"
+    secret.mkdir()
+    (secret / "token").write_text("hunter2")
+    frozen.mkdir()
+    script = f"ls -A {secret} | wc -l\ncat {secret}/token\necho changed > {frozen}/file && echo WROTE\ntouch ready\n"
+    env = {"FIAT_RUNTIME_HIDDEN_PATHS": str(secret), "FIAT_RUNTIME_READONLY_PATHS": str(frozen)}
+    r = start(runs, server, tmp_path / "run", script, **env)
+    code, _ = r.finish()
+    output = r.err.read_text()
+    assert code == 0, output  # `touch ready` is the last command: the run itself completed
+    assert "\n0\n" in output and "hunter2" not in output and "WROTE" not in output, output
+    assert "Read-only file system" in output, output
+    assert not (frozen / "file").exists() and (secret / "token").read_text() == "hunter2"
+
+
 # -- unavailable containment ---------------------------------------------------------------------------
 
 
@@ -456,3 +472,56 @@ def test_isolated_function_leaves_nothing_behind_when_it_returns(server: Server,
 
     assert spawn() == "returned"
     assert_tree_gone(marker, time.monotonic(), "after the isolated function returned")
+
+
+def test_a_governed_block_records_that_it_ran_in_process(server: Server, tmp_path: Path) -> None:
+    with fiat.governed(
+        principal=PRINCIPAL,
+        action=ACTION,
+        resource=RESOURCE,
+        context={"command": {"argv": [sys.executable, *sys.argv], "cwd": str(tmp_path)}},
+        home=server.home,
+        url=server.url,
+    ) as g:
+        g.check()
+    bundle = tmp_path / "bundle.json"
+    ok(fiat_cli("bundle", g.permit_id, "--home", server.home, "-o", bundle))
+    (receipt,) = [
+        s.statement for s in Bundle.parse(bundle.read_bytes()).statements if s.statement.predicate_type == RECEIPT
+    ]
+    assert receipt.predicate["containment"] == "none"
+
+
+# -- configuration ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("FIAT_RUNTIME_CONTAINMENT", "chroot", "runtime.containment 'chroot' is not a containment"),
+        ("FIAT_RUNTIME_HIDDEN_PATHS", "relative/dir", "runtime.hidden_paths: 'relative/dir' is not an absolute path"),
+        ("FIAT_RUNTIME_READONLY_PATHS", "/ok,rel", "runtime.readonly_paths: 'rel' is not an absolute path"),
+    ],
+)
+def test_containment_settings_are_validated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str, says: str
+) -> None:
+    from fiat.config import load_config
+    from fiat.errors import ConfigError
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        load_config(tmp_path)
+
+
+def test_containment_settings_have_defaults_and_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fiat.config import load_config
+
+    cfg = load_config(tmp_path)
+    assert (cfg.runtime.containment, cfg.runtime.bwrap_path) == ("namespace", "bwrap")
+    assert cfg.runtime.hidden_paths == [] and cfg.runtime.readonly_paths == []
+    monkeypatch.setenv("FIAT_RUNTIME_CONTAINMENT", "process")
+    monkeypatch.setenv("FIAT_RUNTIME_HIDDEN_PATHS", "/a,/b")
+    cfg = load_config(tmp_path)
+    assert cfg.runtime.containment == "process" and cfg.runtime.hidden_paths == ["/a", "/b"]
+    assert cfg.sources["runtime.containment"] == "env FIAT_RUNTIME_CONTAINMENT"
