@@ -7,8 +7,10 @@
 set -euo pipefail
 need=()
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
-command -v go >/dev/null 2>&1 || need+=(golang-go)
-[ -d /usr/share/gocode/src/golang.org/x/mod/sumdb/tlog ] || need+=(golang-golang-x-mod-dev)
+if [ "${1:-}" != "--runtime" ]; then  # --runtime: only what `fiat run` needs (for `make run`)
+  command -v go >/dev/null 2>&1 || need+=(golang-go)
+  [ -d /usr/share/gocode/src/golang.org/x/mod/sumdb/tlog ] || need+=(golang-golang-x-mod-dev)
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing ${need[*]}" >&2
