@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck check bench clean system-deps
+.PHONY: run test lint typecheck check bench clean system-deps runtime-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,16 +13,21 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## Fiat's main job on embedded defaults (SQLite, local keys): init a home, log, serve.
-run: $(STAMP)
+run: $(STAMP) runtime-deps
 	$(VENV)/bin/fiat demo
 
 ## The whole test suite (installs what it needs first).
 test: $(STAMP) system-deps
 	$(PY) -m pytest -n 2 -q
 
-## System packages some tests use (Go's sumdb/note and tlog for interop checks).
+## System packages: bubblewrap (`fiat run`'s containment) and what some tests use (Go's
+## sumdb/note and tlog for interop checks).
 system-deps:
 	@bash scripts/system-deps.sh
+
+## Only what `fiat run` needs: bubblewrap.
+runtime-deps:
+	@bash scripts/system-deps.sh --runtime
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests

@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# Installs the Debian packages that the interoperability tests use: Go and Go's
-# golang.org/x/mod (sumdb/note, sumdb/tlog), the reference implementations our
-# log must match byte for byte. Needs root and apt; otherwise it says what to
-# install and those tests are skipped with that reason.
+# Installs the Debian packages Fiat uses from the system: bubblewrap, which
+# `fiat run` contains governed commands with (runtime.containment = "namespace"),
+# and, for the interoperability tests, Go and Go's golang.org/x/mod (sumdb/note,
+# sumdb/tlog), the reference implementations our log must match byte for byte.
+# Needs root and apt; otherwise it says what to install (those tests are skipped).
 set -euo pipefail
 need=()
-command -v go >/dev/null 2>&1 || need+=(golang-go)
-[ -d /usr/share/gocode/src/golang.org/x/mod/sumdb/tlog ] || need+=(golang-golang-x-mod-dev)
+command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+if [ "${1:-}" != "--runtime" ]; then  # --runtime: only what `fiat run` needs (for `make run`)
+  command -v go >/dev/null 2>&1 || need+=(golang-go)
+  [ -d /usr/share/gocode/src/golang.org/x/mod/sumdb/tlog ] || need+=(golang-golang-x-mod-dev)
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "installing ${need[*]} for the interoperability tests" >&2
+  echo "installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
   apt-get install -y -qq "${need[@]}" >/dev/null
 else
-  echo "note: install ${need[*]} (Debian/Ubuntu) to run the Go interoperability tests; they will be skipped" >&2
+  echo "note: install ${need[*]} (Debian/Ubuntu): bubblewrap for \`fiat run\`'s containment, Go for the interoperability tests (skipped without it)" >&2
 fi

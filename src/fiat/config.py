@@ -46,6 +46,15 @@ SETTINGS: dict[tuple[str, str], tuple[type, Any, str]] = {
     ("runtime", "approval_wait_s"): (float, 300.0, "How long `fiat run` waits for a human approval."),
     ("runtime", "files"): (list, [], "Files and globs whose contents are part of the measured environment."),
     ("runtime", "env_allowlist"): (list, ["PATH"], "Environment variables whose values are measured."),
+    ("runtime", "containment"): (
+        str,
+        "namespace",
+        "How a governed command is contained: namespace (bubblewrap PID namespace, the home hidden) or "
+        "process (process group, subreaper and parent-death signal; weaker).",
+    ),
+    ("runtime", "bwrap_path"): (str, "bwrap", "The bubblewrap binary that namespace containment runs."),
+    ("runtime", "hidden_paths"): (list, [], "Paths covered by an empty tmpfs inside the sandbox (besides the home)."),
+    ("runtime", "readonly_paths"): (list, [], "Paths bound read-only inside the sandbox."),
     ("storage", "backend"): (str, "sqlite", "Storage backend: sqlite."),
     ("storage", "path"): (str, "fiat.db", "Database file; relative paths are inside the home."),
     ("storage", "synchronous"): (
@@ -93,6 +102,10 @@ class RuntimeSettings:
     approval_wait_s: float
     files: list[str]
     env_allowlist: list[str]
+    containment: str
+    bwrap_path: str
+    hidden_paths: list[str]
+    readonly_paths: list[str]
 
 
 @dataclass(frozen=True)
@@ -211,6 +224,9 @@ def load_config(home: str | Path | None = None, *, require: bool = False) -> Con
     return cfg
 
 
+#: The values of ``runtime.containment`` (:mod:`fiat.enforce.containment`).
+CONTAINMENTS = ("namespace", "process")
+
 #: The values of ``storage.backend``: one per backend ``fiat.wiring.BACKENDS`` can build.
 STORAGE_BACKENDS = ("sqlite",)
 
@@ -244,6 +260,15 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("runtime.staleness_ms must be between 100 and 600000")
     if not 0 <= cfg.runtime.halt_grace_ms <= 600_000:
         raise ConfigError("runtime.halt_grace_ms must be between 0 and 600000")
+    if cfg.runtime.containment not in CONTAINMENTS:
+        valid = ", ".join(repr(c) for c in CONTAINMENTS)
+        raise ConfigError(f"runtime.containment {cfg.runtime.containment!r} is not a containment; use one of: {valid}")
+    if not cfg.runtime.bwrap_path:
+        raise ConfigError("runtime.bwrap_path must name the bubblewrap binary")
+    for key in ("hidden_paths", "readonly_paths"):
+        for p in getattr(cfg.runtime, key):
+            if not os.path.isabs(p):
+                raise ConfigError(f"runtime.{key}: {p!r} is not an absolute path")
     if not 0 <= cfg.server.port <= 65535:
         raise ConfigError("server.port must be between 0 and 65535")
 

@@ -210,6 +210,9 @@ class FiatRun:
             FIAT_RUNTIME_HEARTBEAT_MS=str(int(HEARTBEAT * 1000)),
             FIAT_RUNTIME_STALENESS_MS=str(int(staleness * 1000)),
             FIAT_RUNTIME_HALT_GRACE_MS="1000",
+            # The victim reports its pids, which mean something on this host only outside a PID
+            # namespace; tests/test_containment.py covers the default, namespace containment.
+            FIAT_RUNTIME_CONTAINMENT="process",
             **(env or {}),
         )
         self.proc = subprocess.Popen(

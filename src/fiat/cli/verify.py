@@ -74,7 +74,10 @@ def verify_cmd(
         for step in result.steps:
             out.print(f"{marks[step.status]} {step.name:<24} {escape(step.detail)}")
         if result.verified:
-            out.print(f"[bold green]verified[/]: execution {escape(str(result.permit_id))}")
+            held = result.containment or "not recorded"
+            out.print(
+                f"[bold green]verified[/]: execution {escape(str(result.permit_id))} (containment: {escape(held)})"
+            )
         else:
             failed = result.failed
             out.print(f"[bold red]NOT verified[/]: failed at {failed.name if failed else '?'}")

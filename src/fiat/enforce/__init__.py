@@ -5,7 +5,9 @@
 * ``guard`` — :class:`~fiat.enforce.guard.Session`: establish, check, renew, halt, receipt;
   the permit rules it applies are the verifier's own (:mod:`fiat.verify.permit`);
 * ``trust`` — the shared subscription to the authority's signed trust states (SSE);
-* ``run`` — ``fiat run`` (a command in its own process group);
+* ``containment`` — the one place that starts a governed process and ends its whole tree
+  (a bubblewrap PID namespace, or a process group with a subreaper);
+* ``run`` — ``fiat run`` (a contained command);
 * ``governed`` — ``fiat.governed`` (a context manager and decorator for Python code).
 
 May import: ``fiat.verify``, ``fiat.formats``, ``fiat.tlog``, ``fiat.establish``,

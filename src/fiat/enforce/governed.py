@@ -13,7 +13,8 @@
     async def refund() -> None: ...     # async work is cancelled on a halt
 
     @fiat.governed(principal="agent:release-bot", action="shell:run", resource="repo:fiat", isolate=True)
-    def crunch() -> int: ...            # runs in a child process, killed hard on a halt
+    def crunch() -> int: ...            # runs in a child process; it and every process it
+                                        # starts are killed on a halt
 
 Entering establishes trust exactly as ``fiat run`` does (environment Evidence
 measured and sent, permit verified locally before the body runs;
@@ -25,6 +26,12 @@ adds the command it runs, unless the caller passes its own. The principal is
 ``user:NAME`` (the policy's entities must know whoever it is). While the body
 runs a watcher thread re-verifies on every heartbeat and on every trust state.
 Leaving signs the receipt. Many guarded blocks in one process share one trust subscription.
+
+``isolate=True`` contains the child with :mod:`fiat.enforce.containment`'s ``process``
+mode (a fork cannot enter a new PID namespace): its own session, ``PR_SET_PDEATHSIG``, and
+it is a child subreaper, so that on a halt — or when the function returns — every process
+it started is found and killed. The receipt records ``containment: "process"`` (``"none"``
+for a block that runs in this process).
 """
 
 from __future__ import annotations
@@ -36,7 +43,6 @@ import getpass
 import inspect
 import multiprocessing
 import os
-import signal
 import sys
 import threading
 import time
@@ -46,6 +52,7 @@ from typing import Any, Literal, TypeVar, cast
 
 from fiat.config import load_config
 from fiat.enforce.bootstrap import Bootstrap, Heartbeat, open_session
+from fiat.enforce.containment import IN_PROCESS, PROCESS, Tree, become_subreaper, die_with_parent
 from fiat.enforce.guard import GuardSettings, Halt, Session
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -125,6 +132,7 @@ class governed:
             self._release()
             raise
         session = boot.session
+        session.containment = PROCESS if self.isolate else IN_PROCESS
         self._session = session
         self._start = time.time()
         session.execution_start = self._start
@@ -237,25 +245,31 @@ class governed:
         return cast(F, wrapper)
 
     def _run_isolated(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Run ``fn`` in a child process that the guard kills (SIGTERM, grace, SIGKILL) on a halt."""
+        """Run ``fn`` in a contained child process; on a halt it and all it started are killed
+        (SIGTERM to the whole tree, the grace period, then SIGKILL)."""
         ctx = multiprocessing.get_context("fork")
         parent_end, child_end = ctx.Pipe(duplex=False)
         session = self._establish()
-        proc = ctx.Process(target=_child, args=(fn, args, kwargs, child_end), daemon=True)
+        proc = ctx.Process(target=_child, args=(fn, args, kwargs, child_end, os.getpid()), daemon=True)
         halted = threading.Event()
         self._begin_watch(lambda _h: halted.set())
         error: BaseException | None = None
         try:
             proc.start()
             child_end.close()
+            assert proc.pid is not None
+            pid = proc.pid
+            tree = Tree(lambda: [pid] if proc.exitcode is None else [], keep=[pid])
             while proc.is_alive() and not halted.is_set():
                 proc.join(0.05)
-            if halted.is_set() and proc.is_alive():
-                assert proc.pid is not None
-                os.kill(proc.pid, signal.SIGTERM)
-                proc.join(session.settings.grace)
-                if proc.is_alive():
-                    os.kill(proc.pid, signal.SIGKILL)
+                tree.members()  # remember the tree while it is whole
+            if halted.is_set():
+                tree.terminate()
+                deadline = time.monotonic() + session.settings.grace
+                while proc.is_alive() and time.monotonic() < deadline:
+                    proc.join(0.02)
+                    tree.members()
+                tree.kill()
                 proc.join()
             if session.halted is not None:
                 raise session.halted
@@ -272,10 +286,15 @@ class governed:
             self._finish(error if not isinstance(error, Halt) else None)
 
 
-def _child(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], conn: Any) -> None:
+def _child(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], conn: Any, guard: int) -> None:
+    die_with_parent(guard)
+    os.setsid()
+    become_subreaper()  # every orphan of the tree is re-parented here, where a sweep finds it
     try:
         conn.send((True, fn(*args, **kwargs)))
     except BaseException as exc:  # report, do not hide, the child's failure
         conn.send((False, exc))
     finally:
         conn.close()
+        # What the function started ends with it.
+        Tree(lambda: [os.getpid()], include_roots=False).kill()

@@ -163,6 +163,8 @@ class Session:
         self.receipt_index: int | None = None
         self.execution_start: float = 0.0  # when the action itself started (fixed across renewals)
         self.renewed_from: list[str] = []
+        #: Which containment held the action (:mod:`fiat.enforce.containment`), for the receipt.
+        self.containment: str | None = None
 
     # -- establish ------------------------------------------------------------------------
     def _authorize(self, evidence: dict[str, Any], renews: str | None = None) -> dict[str, Any]:
@@ -261,6 +263,12 @@ class Session:
             self._event("halt", {"step": halt.step, "reason": halt.reason})
             raise
         self._event("verified", {"permit": self.permit_id})
+
+    def stop(self, halt: Halt) -> None:
+        """Halt for a reason found outside a check (e.g. a signal to the guard); it joins the chain."""
+        if self.halted is None:
+            self.halted = halt
+            self._event("halt", {"step": halt.step, "reason": halt.reason})
 
     def _trust_checks(self, now: float) -> TrustSnapshot:
         """The trust-state steps, shared by the start gate and every heartbeat; returns the snapshot."""
@@ -388,6 +396,7 @@ class Session:
             measurement_start={"digest": {"sha256": self.claims["environment"]["digest"]["sha256"]}},
             measurement_end={"digest": {"sha256": end_measurement["digest"]}},
             outputs=outputs or [],
+            containment=self.containment,
         )
         envelope = ev.sign_statement(statement, [(self.runtime.kid, self.runtime.key)])
         return int(self.client.receipt(envelope.to_json())["logIndex"])

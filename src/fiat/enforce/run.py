@@ -5,9 +5,12 @@ Exit codes (documented in README.md):
 * the command's own exit status when it ran to its end (0 completed, 1–123 its failure);
 * 124 — halted: trust could no longer be proven while it ran (the receipt says why);
 * 125 — denied: the authority refused, or an approval was not granted in time; never started;
-* 126 — not established: the permit failed local verification, or the authority was
-  unreachable; never started;
+* 126 — not established: the configured containment is unavailable, the permit failed local
+  verification, or the authority was unreachable; never started;
 * 128+N — the command died of signal N on its own.
+
+The command is started, and its whole process tree ended, by :mod:`fiat.enforce.containment`.
+SIGTERM, SIGINT and SIGHUP to the guard halt the command (step ``signal``), with a receipt.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from typing import Any
 from fiat.api.client import ClientError
 from fiat.config import Config
 from fiat.enforce.bootstrap import Heartbeat, open_session
+from fiat.enforce.containment import Containment, ContainmentUnavailable
 from fiat.enforce.guard import Denied, GuardSettings, Halt, NotEstablished, Session
 from fiat.enforce.trust import TrustMonitor
 
@@ -89,6 +93,11 @@ def run_governed(
     """Run ``argv`` governed. ``command_stdout``: a file descriptor for the command's stdout
     (default: inherited), so that a caller can keep its own stdout for machine output."""
     cwd = os.getcwd()
+    containment = Containment.from_config(cfg)
+    try:
+        containment.check(cwd)  # before any permit: an unavailable sandbox never starts the command
+    except ContainmentUnavailable as exc:
+        return RunResult(EXIT_NOT_ESTABLISHED, "not-established", str(exc))
     full_context = {**(context or {}), "command": {"argv": list(argv), "cwd": cwd}}
     boot = open_session(
         cfg,
@@ -115,7 +124,9 @@ def run_governed(
         except ClientError as exc:
             return RunResult(EXIT_NOT_ESTABLISHED, "not-established", str(exc))
         status(f"permit {session.permit_id}: {decision.get('reason', '')}")
-        return _supervise(session, argv, boot.monitor, boot.settings, evidence_path, outputs, decision, command_stdout)
+        return _supervise(
+            session, argv, boot.monitor, boot.settings, evidence_path, outputs, decision, command_stdout, containment
+        )
     finally:
         boot.release()
 
@@ -129,17 +140,66 @@ def _supervise(
     outputs: Sequence[str],
     decision: dict[str, Any],
     command_stdout: int | None = None,
+    containment: Containment | None = None,
 ) -> RunResult:
+    containment = containment or Containment()
     heartbeat = Heartbeat(session, monitor)
     start = time.time()
     session.execution_start = start
+    session.containment = containment.mode
+    signalled: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        signalled.append(signum)
+        heartbeat.wake.set()
+
+    restore = _on_signals(on_signal)
     try:
-        proc = subprocess.Popen(list(argv), start_new_session=True, stdout=command_stdout)  # its own process group
+        return _contained(
+            session, argv, heartbeat, settings, evidence_path, outputs, decision, command_stdout, containment, signalled
+        )
+    finally:
+        restore()
+
+
+def _on_signals(handler: Callable[[int], None]) -> Callable[[], None]:
+    """SIGTERM, SIGINT and SIGHUP call ``handler(signum)`` (main thread only); returns the undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {s: signal.signal(s, lambda signum, _frame: handler(signum)) for s in GUARD_SIGNALS}
+
+    def restore() -> None:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+    return restore
+
+
+#: Signals the guard turns into a halt of the command, with a receipt naming the signal.
+GUARD_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def _contained(
+    session: Session,
+    argv: Sequence[str],
+    heartbeat: Heartbeat,
+    settings: GuardSettings,
+    evidence_path: Path | None,
+    outputs: Sequence[str],
+    decision: dict[str, Any],
+    command_stdout: int | None,
+    containment: Containment,
+    signalled: list[int],
+) -> RunResult:
+    start = session.execution_start
+    try:
+        contained = containment.start(argv, cwd=os.getcwd(), stdout=command_stdout)
     except OSError as exc:
         heartbeat.close()
         session.halted = None
         index = session.receipt(start, time.time(), "failed", 127)
         return RunResult(127, "failed", f"cannot start {argv[0]}: {exc.strerror}", session.permit_id, index)
+    proc = contained.proc
     exited = threading.Event()
 
     def reap() -> None:
@@ -150,10 +210,13 @@ def _supervise(
     threading.Thread(target=reap, daemon=True).start()
     latency = None
     try:
-        halt = heartbeat.run(exited.is_set)
+        halt = heartbeat.run(lambda: exited.is_set() or bool(signalled))
+        if halt is None and signalled:
+            halt = Halt("signal", f"the guard received {signal.Signals(signalled[0]).name}")
+            session.stop(halt)
         if halt is not None:
             t0 = time.monotonic()
-            halt_group(proc, settings.grace)
+            contained.halt(settings.grace)
             latency = time.monotonic() - t0
         else:
             # The command ended: trust must still have held at its end, or the run counts as halted.
@@ -163,11 +226,10 @@ def _supervise(
                 halt = h
     finally:
         heartbeat.close()
-        if proc.poll() is None:  # interrupted (e.g. Ctrl-C): never leave the action running ungoverned
-            halt_group(proc, settings.grace)
-        # Whatever the command left running in its process group ends with it.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:  # interrupted: never leave the action running ungoverned
+            contained.halt(settings.grace)
+        # Whatever the command left running ends with it.
+        contained.sweep()
     end = time.time()
     code = proc.returncode
     if halt is not None:

@@ -127,9 +127,11 @@ def receipt_statement(
     outputs: Sequence[tuple[str, str]] = (),
     execution_start: float | None = None,
     renewed_from: Sequence[str] = (),
+    containment: str | None = None,
 ) -> Statement:
     """A receipt. ``start`` is when this permit began governing the execution (for a renewed
-    permit, the renewal); ``execution_start`` is when the action itself started."""
+    permit, the renewal); ``execution_start`` is when the action itself started;
+    ``containment`` which containment held it (absent: not recorded)."""
     if outcome not in ("completed", "failed", "halted"):
         raise ValueError("outcome is completed, failed or halted")
     predicate = {
@@ -145,6 +147,8 @@ def receipt_statement(
         "executionStart": rfc3339(start if execution_start is None else execution_start),
         "renewedFrom": list(renewed_from),
     }
+    if containment is not None:
+        predicate["containment"] = containment
     return Statement((Subject("permit", permit_digest),), RECEIPT, predicate)
 
 

@@ -19,7 +19,8 @@ failure names its step, and the steps after a failure are reported skipped.
 7. ``statement-digests``    every statement's subject digests are recomputed and match.
 8. ``decision``             an ``allow`` decision for this permit (jti and digest) is present.
 9. ``approvals``            each approval the permit names is present, signed, and approves this action.
-10. ``receipt``             the receipt is for this permit and started inside its validity window.
+10. ``receipt``             the receipt is for this permit and started inside its validity window
+                            (its detail says which containment held the action, or "not recorded").
 11. ``environment-binding`` the receipt's start measurement equals the permit's environment digest.
 12. ``log-inclusion``       the permit and every statement are in the log: each tlog-proof's
                             checkpoint is signed by the trust root's log key for its origin, and
@@ -102,6 +103,8 @@ class StepResult:
 class VerificationResult:
     steps: list[StepResult] = field(default_factory=list)
     permit_id: str | None = None
+    #: The containment the receipt records (``namespace``, ``process``, ``none``); None: not recorded.
+    containment: str | None = None
 
     @property
     def verified(self) -> bool:
@@ -117,6 +120,7 @@ class VerificationResult:
             "verified": self.verified,
             "permit": self.permit_id,
             "failedStep": failed.name if failed else None,
+            "containment": self.containment,
             "steps": [s.to_json() for s in self.steps],
         }
 
@@ -138,6 +142,7 @@ class _Run:
         self.claims = bundle.permit.claims
         self.authority: TrustedKey | None = None
         self.cnf_key: bytes = b""
+        self.containment: str | None = None  # what the receipt says held the action
         self.cnf_kid: str = ""
         self.action_digest: str = ""
         self.checkpoints: dict[int, set[bytes]] = {}
@@ -290,7 +295,11 @@ class _Run:
         began = _time(p, "executionStart", step) if "executionStart" in p else start
         if isinstance(max_duration, int) and end - began > max_duration + skew:
             raise VerificationError(step, f"the execution ran {end - start:.0f} s, beyond maxDuration {max_duration} s")
-        return f"{p.get('outcome')} (exit {p.get('exitCode')})"
+        containment = p.get("containment")
+        if containment is not None and not isinstance(containment, str):
+            raise VerificationError(step, "the receipt's containment is not a string")
+        self.containment = containment
+        return f"{p.get('outcome')} (exit {p.get('exitCode')}); containment: {containment or 'not recorded'}"
 
     # 11
     def environment_binding(self) -> str:
@@ -437,4 +446,5 @@ def verify(bundle: Bundle, trust_root: TrustRoot, policy: VerificationPolicy | N
             failed = True
             continue
         result.steps.append(StepResult(name, "pass", detail))
+    result.containment = run.containment
     return result
