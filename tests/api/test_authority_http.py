@@ -1334,9 +1334,11 @@ def test_approvals_list_and_show_say_what_is_asked(shared: Authority) -> None:
     assert mine["request"]["principal"] == "agent:release-bot"
     assert (mine["request"]["action"], mine["request"]["resource"]) == ("deploy", "service:payments")
     assert mine["request"]["context"] == {"version": "1.2.0", "replicas": 5}
+    assert mine["runtime"] == shared.keys.runtime_kid  # which runtime asked
     text = one_line(ok(fiat("approvals", "list", *where)).stdout)
     assert f"{approval_id} pending agent:release-bot deploy service:payments" in text, text
     shown = ok(fiat("approvals", "show", approval_id, *where)).stdout
+    assert re.search(r"runtime:\s+" + re.escape(shared.keys.runtime_kid), shown), shown
     for needle in ("agent:release-bot", "deploy", "service:payments", '"replicas": 5', '"version": "1.2.0"', "pending"):
         assert needle in shown, shown
     assert json.loads(ok(fiat("approvals", "show", approval_id, *where, "--json")).stdout) == shared.approval(

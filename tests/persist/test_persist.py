@@ -70,7 +70,33 @@ def _user_version(path: Path) -> int:
 
 
 def test_a_new_home_records_the_schema_version(cfg: Config) -> None:
-    assert _user_version(cfg.database_path) == SCHEMA_VERSION == 1
+    assert _user_version(cfg.database_path) == SCHEMA_VERSION == 2
+
+
+def test_a_version_1_database_gains_the_approvals_runtime_column(cfg: Config) -> None:
+    """Schema 2 records which runtime asked for an approval; a version-1 file is brought up to date."""
+    db = sqlite3.connect(cfg.database_path)
+    db.execute("ALTER TABLE approvals DROP COLUMN runtime")
+    db.execute(
+        "INSERT INTO approvals (id, action_digest, request, policy_group, requested_at, expires_at, status)"
+        " VALUES ('apr_old', 'ad', x'7b7d', 'ops', 1700000001.0, 1700000301.0, 'pending')"
+    )
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    authority = open_authority(cfg)
+    try:
+        old = authority.store.approval("apr_old")
+        assert old is not None and old.runtime is None
+        assert authority.approval("apr_old")["runtime"] is None
+    finally:
+        authority.close()
+    assert _user_version(cfg.database_path) == SCHEMA_VERSION
+    db = sqlite3.connect(cfg.database_path)
+    try:
+        assert "runtime" in {row[1] for row in db.execute("PRAGMA table_info(approvals)")}
+    finally:
+        db.close()
 
 
 def test_a_database_written_before_versions_were_recorded_opens_and_is_stamped(cfg: Config) -> None:

@@ -49,6 +49,7 @@ def approval_json(a: ApprovalRecord) -> dict[str, Any]:
         "requestedAt": rfc3339(a.requested_at),
         "expiresAt": rfc3339(a.expires_at),
         "approver": a.approver,
+        "runtime": a.runtime,
     }
 
 

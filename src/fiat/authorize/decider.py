@@ -261,7 +261,7 @@ class Decider:
             else:
                 granted = self.approvals.use(req.approval_id, enc.digest, now) if req.approval_id else None
                 if granted is None:
-                    return outcomes.pending(enc, now, active, evaluation, shadow)
+                    return outcomes.pending(enc, now, active, evaluation, shadow, runtime=req.runtime_kid)
                 approvals = (granted,)
         # 8. permit
         return outcomes.allow(enc, now, req, p.attestation, active, evaluation, approvals, shadow)

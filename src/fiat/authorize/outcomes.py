@@ -185,6 +185,8 @@ class Outcomes:
         active: ActivePolicy,
         evaluation: Evaluation,
         shadow: tuple[dict[str, Any], ...],
+        *,
+        runtime: str | None = None,
     ) -> Answer:
         """A pending decision; its statement and the approval it opens commit in one log batch.
 
@@ -198,7 +200,7 @@ class Outcomes:
         statement = decision_statement(
             enc, now, "pending", reason, policy_json(active, evaluation), shadow, approval_id=approval_id
         )
-        approval = ApprovalRecord(approval_id, enc.digest, enc.canonical, group, now, expires)
+        approval = ApprovalRecord(approval_id, enc.digest, enc.canonical, group, now, expires, runtime=runtime)
         futures = self.recorder.submit(statements=[(self.keys.sign(statement, decision=True), None)], rows=[approval])
         reasons = explain.permitted(active.bundle, evaluation, pending=True)
 

@@ -119,7 +119,7 @@ def approvals_show(
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show what an approval asks, in full: principal, action, resource, context, lineage, status."""
+    """Show what an approval asks, in full: principal, action, resource, context, lineage, runtime, status."""
     a = _with_client(url, home, name, lambda client, _rec, key: client.approval(key, approval_id))
     if as_json:
         emit_json(a)
@@ -132,6 +132,7 @@ def approvals_show(
         ("action", r["action"]),
         ("resource", r["resource"]),
         ("parent", r.get("parent") or "none (a root execution)"),
+        ("runtime", a.get("runtime") or "not recorded"),
         ("group", a["group"]),
         ("requested", a["requestedAt"]),
         ("expires", a["expiresAt"]),

@@ -51,6 +51,7 @@ class ApprovalRecord:
     approver: str | None = None
     statement_digest: str | None = None  # of the approver's signed approval/v1 statement
     log_index: int | None = None  # where that statement was logged
+    runtime: str | None = None  # the kid of the runtime that asked (None: recorded before schema 2)
 
 
 @dataclass(frozen=True, slots=True)

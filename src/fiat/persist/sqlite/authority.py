@@ -163,9 +163,9 @@ class SQLiteAuthorityStore:
 
 _APPROVAL_SELECT = (
     "SELECT id, action_digest, request, policy_group, requested_at, expires_at, status, approver,"
-    " statement_digest, log_index FROM approvals"
+    " statement_digest, log_index, runtime FROM approvals"
 )
 
 
 def _approval(r: Any) -> ApprovalRecord:
-    return ApprovalRecord(r[0], r[1], bytes(r[2]), r[3], float(r[4]), float(r[5]), r[6], r[7], r[8], r[9])
+    return ApprovalRecord(r[0], r[1], bytes(r[2]), r[3], float(r[4]), float(r[5]), r[6], r[7], r[8], r[9], r[10])

@@ -25,7 +25,8 @@ from fiat.persist.records import ApprovalRecord, EvidenceLink, PermitRecord, Sta
 
 #: The layout of ``schema.sql``, recorded in ``PRAGMA user_version``. 0 is a database written
 #: before versions were recorded (the same layout as version 1) or a new, empty file.
-SCHEMA_VERSION = 1
+#: 1: the layout of the first recorded version; 2: approvals record the runtime that asked.
+SCHEMA_VERSION = 2
 
 
 def _schema_statements() -> list[str]:
@@ -206,6 +207,9 @@ def open_schema(db: SQLiteDatabase) -> None:
             columns = {row[1] for row in conn.execute("PRAGMA table_info(revocations)")}
             if "expires" not in columns:  # homes created before revocations could expire
                 conn.execute("ALTER TABLE revocations ADD COLUMN expires REAL")
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(approvals)")}
+            if "runtime" not in columns:  # schema 2: the runtime that asked for an approval
+                conn.execute("ALTER TABLE approvals ADD COLUMN runtime TEXT")
             row = conn.execute("SELECT schema_version FROM log_meta WHERE id = 1").fetchone()
             if row[0] != 1:
                 raise StorageError(f"{db.path} has log schema version {row[0]}; this Fiat reads version 1")
@@ -221,7 +225,7 @@ INSERT_PERMIT = (
 INSERT_LINK = "INSERT OR IGNORE INTO evidence (jti, kind, log_index) VALUES (?, ?, ?)"
 INSERT_APPROVAL = (
     "INSERT INTO approvals (id, action_digest, request, policy_group, requested_at, expires_at, status,"
-    " approver, statement_digest, log_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " approver, statement_digest, log_index, runtime) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -262,6 +266,7 @@ class RowStager:
                     a.approver,
                     a.statement_digest,
                     a.log_index,
+                    a.runtime,
                 )
                 self._rows.setdefault(INSERT_APPROVAL, []).append(values)
             case _:

@@ -57,7 +57,8 @@ CREATE TABLE IF NOT EXISTS approvals (
     status TEXT NOT NULL,
     approver TEXT,
     statement_digest TEXT,
-    log_index INTEGER
+    log_index INTEGER,
+    runtime TEXT
 );
 CREATE TABLE IF NOT EXISTS revocations (
     epoch INTEGER PRIMARY KEY AUTOINCREMENT,
