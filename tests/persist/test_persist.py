@@ -79,7 +79,7 @@ def test_a_version_1_database_gains_the_approvals_runtime_column(cfg: Config) ->
     db.execute("ALTER TABLE approvals DROP COLUMN runtime")
     db.execute(
         "INSERT INTO approvals (id, action_digest, request, policy_group, requested_at, expires_at, status)"
-        " VALUES ('apr_old', 'ad', x'7b7d', 'ops', 1700000001.0, 1700000301.0, 'pending')"
+        " VALUES ('apr_old', 'ad', x'7b7d', 'ops', 1700000001.0, 4000000000.0, 'pending')"
     )
     db.execute("PRAGMA user_version = 1")
     db.commit()
@@ -137,7 +137,9 @@ def test_a_newer_schema_version_is_refused_and_left_alone(cfg: Config) -> None:
     db.close()
     stores = backend(cfg)
     for open_store in (stores.log_store, stores.evidence_index, stores.authority_store):
-        with pytest.raises(StorageError, match=r"newer than the version 1 this Fiat knows.*Upgrade Fiat"):
+        with pytest.raises(
+            StorageError, match=rf"newer than the version {SCHEMA_VERSION} this Fiat knows.*Upgrade Fiat"
+        ):
             open_store(cfg)
     with pytest.raises(StorageError, match="Upgrade Fiat"):
         open_log(cfg)
