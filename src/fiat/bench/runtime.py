@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
@@ -32,13 +33,30 @@ from fiat.api.credentials import ensure_admin_token
 from fiat.bench.log import _scratch, machine
 from fiat.config import load_config
 from fiat.enforce.guard import GuardSettings, Halt, Runtime, Session
-from fiat.enforce.run import halt_group
 from fiat.enforce.trust import TrustMonitor
 from fiat.establish.measure import default_measurer
 from fiat.home import init_home, keyring, trust_root
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "policies"
 SLEEPER = ["sleep", "600"]  # coreutils: a small process, so a thousand fit
+
+
+def halt_group(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM to the whole process group, a grace period, then SIGKILL.
+
+    The benchmark halts a plain process group, the floor of any containment: what
+    ``fiat run``'s containment adds on top is not measured here yet.
+    """
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(grace)
+    # Anything left in the group, even if the leader already exited.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def _pct(values: list[float], p: float) -> float:

@@ -15,11 +15,9 @@ SIGTERM, SIGINT and SIGHUP to the guard halt the command (step ``signal``), with
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -44,22 +42,8 @@ class RunResult:
     reason: str = ""
     permit_id: str | None = None
     receipt_index: int | None = None
-    halt_latency: float | None = None  # seconds from the halting check to the process group being gone
+    halt_latency: float | None = None  # seconds from the halting check to the contained tree being gone
     decision: dict[str, Any] = field(default_factory=dict)
-
-
-def halt_group(proc: subprocess.Popen[bytes], grace: float) -> None:
-    """SIGTERM to the whole process group, a grace period, then SIGKILL."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(grace)
-    # Anything left in the group, even if the leader already exited.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
 
 
 def digest_outputs(paths: Sequence[str]) -> list[tuple[str, str]]:
