@@ -477,3 +477,35 @@ def test_containment_settings_have_defaults_and_overrides(tmp_path: Path, monkey
     cfg = load_config(tmp_path)
     assert cfg.runtime.containment == "process" and cfg.runtime.hidden_paths == ["/a", "/b"]
     assert cfg.sources["runtime.containment"] == "env FIAT_RUNTIME_CONTAINMENT"
+
+
+# -- the process tree walk ------------------------------------------------------------------------
+
+
+def test_children_are_found_from_every_thread_as_a_full_table_scan_finds_them() -> None:
+    """``children()`` reads each thread's ``children`` file: a child forked by another thread of
+    the parent is still its child (a walk of the main thread's file alone would miss it)."""
+    from fiat.enforce import containment
+
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn() -> None:
+        procs.append(subprocess.Popen(["sleep", "30"]))
+
+    try:
+        spawn()
+        threads = [threading.Thread(target=spawn) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        me = os.getpid()
+        by_table = {p for p, (pp, _) in containment._table().items() if pp == me}
+        mine = {p.pid for p in procs}
+        assert mine <= set(containment.children(me))
+        assert set(containment.children(me)) == by_table
+        assert mine <= set(containment.descendants([me]))
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()

@@ -1,10 +1,16 @@
 """``fiat bench runtime``: how fast a guard halts, what it costs, how many it can carry.
 
+* **Sandbox start-up** — from the call that starts a governed command (the permit is
+  already verified) to the command's first instruction (its first byte of output), for
+  each containment of :mod:`fiat.enforce.containment` beside a plain ``fork``/``exec``
+  of the same command (the floor).
 * **Halt latency** — from the revocation request leaving the admin client to the guarded
-  process group being gone, over many runs (real ``fiat serve``, real processes, the
-  push-based trust stream).
-* **Guard CPU** — the CPU time a guard process spends per second on one guarded action
-  at the default heartbeat (250 ms), as a share of one core.
+  command's whole tree being gone, over many runs (real ``fiat serve``, real processes, the
+  push-based trust stream), for a plain process group (the floor) and for each containment.
+* **Guard CPU** — the CPU time a guard spends per second on one guarded action at the
+  default heartbeat (250 ms), as a share of one core: in this process (the verification
+  loop alone), and for a real ``fiat run`` process with its command contained (read from
+  ``/proc`` after its start-up, so only the steady state counts).
 * **1,000 concurrent guarded actions on one node** — 1,000 permits, 1,000 processes, one
   supervisor and one shared trust subscription: how long a verification round over all of
   them takes, and how long until all are gone after revoking their principal.
@@ -13,6 +19,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import resource
 import signal
@@ -31,7 +38,8 @@ from rich.progress import Progress
 from fiat.api.client import AuthorityClient
 from fiat.api.credentials import ensure_admin_token
 from fiat.bench.log import _scratch, machine
-from fiat.config import load_config
+from fiat.config import CONTAINMENTS, load_config
+from fiat.enforce.containment import Contained, Containment, ContainmentUnavailable
 from fiat.enforce.guard import GuardSettings, Halt, Runtime, Session
 from fiat.enforce.trust import TrustMonitor
 from fiat.establish.measure import default_measurer
@@ -42,11 +50,7 @@ SLEEPER = ["sleep", "600"]  # coreutils: a small process, so a thousand fit
 
 
 def halt_group(proc: subprocess.Popen[bytes], grace: float) -> None:
-    """SIGTERM to the whole process group, a grace period, then SIGKILL.
-
-    The benchmark halts a plain process group, the floor of any containment: what
-    ``fiat run``'s containment adds on top is not measured here yet.
-    """
+    """SIGTERM to the whole process group, a grace period, then SIGKILL: the floor of any containment."""
     try:
         os.killpg(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -126,55 +130,144 @@ class _Bench:
             self.server.kill()
 
 
+class _Started:
+    """One started command: contained (``fiat run``'s own code) or a plain process group (the floor)."""
+
+    def __init__(self, containment: Containment | None, argv: list[str], stdout: int | None = None) -> None:
+        self.contained: Contained | None = None
+        self.proc: subprocess.Popen[bytes]
+        if containment is None:
+            self.proc = subprocess.Popen(argv, start_new_session=True, stdout=stdout)
+        else:
+            self.contained = containment.start(argv, cwd=os.getcwd(), stdout=stdout)
+            self.proc = self.contained.proc
+
+    def halt(self, grace: float) -> None:
+        if self.contained is None:
+            halt_group(self.proc, grace)
+        else:
+            self.contained.halt(grace)
+
+
+def _containments(b: _Bench) -> dict[str, Containment | None]:
+    """The floor (a plain process group) and every containment available here, as ``fiat run`` sets it up."""
+    found: dict[str, Containment | None] = {"group": None}
+    for mode in CONTAINMENTS:
+        c = dataclasses.replace(Containment.from_config(b.cfg), mode=mode)
+        try:
+            c.check(os.getcwd())
+        except ContainmentUnavailable:
+            continue  # reported as absent, never silently measured as something else
+        found[mode] = c
+    return found
+
+
+def _startup(b: _Bench, runs: int, progress: Progress | None) -> dict[str, Any]:
+    """Start → the command's first byte of output, per containment; ratios to the plain fork/exec."""
+    argv = ["echo", "x"]
+    modes = _containments(b)
+    task = progress.add_task("sandbox start-up", total=runs * len(modes)) if progress else None
+    samples: dict[str, list[float]] = {m: [] for m in modes}
+    done = 0
+    for _ in range(runs):
+        for mode, containment in modes.items():  # interleaved: drift in the machine hits all alike
+            r, w = os.pipe()
+            try:
+                t0 = time.perf_counter()
+                started = _Started(containment, argv, stdout=w)
+                os.close(w)
+                w = -1
+                if not os.read(r, 1):
+                    raise RuntimeError(f"the {mode} start-up probe wrote nothing")
+                samples[mode].append(time.perf_counter() - t0)
+                started.proc.wait()
+                if started.contained is not None:
+                    started.contained.sweep()
+            finally:
+                os.close(r)
+                if w >= 0:
+                    os.close(w)
+            done += 1
+            if progress and task is not None:
+                progress.update(task, completed=done)
+    floor = _pct(samples["group"], 0.5)
+    return {
+        "runs": runs,
+        "command": " ".join(argv),
+        "modes": {
+            m: {
+                "p50_ms": round(_pct(v, 0.5) * 1000, 2),
+                "p99_ms": round(_pct(v, 0.99) * 1000, 2),
+                "ratio_to_floor": round(_pct(v, 0.5) / floor, 2),
+            }
+            for m, v in samples.items()
+        },
+        "unavailable": [m for m in CONTAINMENTS if m not in modes],
+    }
+
+
 def _halt_latency(b: _Bench, runs: int, progress: Progress | None) -> dict[str, Any]:
-    task = progress.add_task("halt latency", total=runs) if progress else None
-    latencies: list[float] = []
+    """Revocation → the whole tree gone, for the floor and each containment (runs interleaved)."""
+    modes = _containments(b)
+    task = progress.add_task("halt latency", total=runs * len(modes)) if progress else None
+    latencies: dict[str, list[float]] = {m: [] for m in modes}
     admin = AuthorityClient(b.url)
-    for i in range(runs):
-        s = b.session()
-        s.establish()
-        proc = subprocess.Popen(SLEEPER, start_new_session=True)
-        wake = b.monitor.subscribe()
-        gone = threading.Event()
-        t_gone = [0.0]
+    done = 0
+    try:
+        for _ in range(runs):
+            for mode, containment in modes.items():
+                latencies[mode].append(_one_halt(b, admin, containment))
+                done += 1
+                if progress and task is not None:
+                    progress.update(task, completed=done)
+    finally:
+        admin.close()
+    return {
+        "runs": runs,
+        "modes": {
+            m: {
+                "p50_ms": round(_pct(v, 0.5) * 1000, 2),
+                "p99_ms": round(_pct(v, 0.99) * 1000, 2),
+                "max_ms": round(max(v) * 1000, 2),
+            }
+            for m, v in latencies.items()
+        },
+    }
 
-        def guard(
-            session: Session = s,
-            p: subprocess.Popen[bytes] = proc,
-            w: threading.Event = wake,
-            gone: threading.Event = gone,
-            t_gone: list[float] = t_gone,
-        ) -> None:
-            while True:
-                w.wait(session.heartbeat)
-                w.clear()
-                try:
-                    session.check()
-                except Halt:
-                    halt_group(p, 2.0)
-                    t_gone[0] = time.perf_counter()
-                    gone.set()
-                    return
 
-        thread = threading.Thread(target=guard, daemon=True)
-        thread.start()
+def _one_halt(b: _Bench, admin: AuthorityClient, containment: Containment | None) -> float:
+    s = b.session()
+    s.establish()
+    started = _Started(containment, SLEEPER)
+    wake = b.monitor.subscribe()
+    gone = threading.Event()
+    t_gone = [0.0]
+
+    def guard() -> None:
+        while True:
+            wake.wait(s.heartbeat)
+            wake.clear()
+            try:
+                s.check()
+            except Halt:
+                started.halt(2.0)
+                t_gone[0] = time.perf_counter()
+                gone.set()
+                return
+
+    thread = threading.Thread(target=guard, daemon=True)
+    thread.start()
+    try:
         time.sleep(0.05)
         t0 = time.perf_counter()
         admin.revoke(b.token, "permit", s.permit_id, "benchmark")
         if not gone.wait(10):
-            proc.kill()
             raise RuntimeError("a revoked action was not halted within 10 s")
-        latencies.append(t_gone[0] - t0)
+        return t_gone[0] - t0
+    finally:
         b.monitor.unsubscribe(wake)
-        if progress and task is not None:
-            progress.update(task, completed=i + 1)
-    admin.close()
-    return {
-        "runs": runs,
-        "p50_ms": round(_pct(latencies, 0.5) * 1000, 2),
-        "p99_ms": round(_pct(latencies, 0.99) * 1000, 2),
-        "max_ms": round(max(latencies) * 1000, 2),
-    }
+        if started.proc.poll() is None:
+            started.halt(0.0)
 
 
 def _cpu(b: _Bench, seconds: float) -> dict[str, Any]:
@@ -203,6 +296,52 @@ def _cpu(b: _Bench, seconds: float) -> dict[str, Any]:
         "cpu_percent_of_one_core": round(100 * cpu / (t1 - t0), 3),
         "cpu_per_check_us": round(cpu / max(checks, 1) * 1e6, 1),
     }
+
+
+def _process_cpu(pid: int) -> float:
+    """User + system CPU seconds of process ``pid``, all its threads (``/proc/PID/stat``, proc(5))."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cli_cpu(b: _Bench, seconds: float) -> dict[str, Any]:
+    """Steady-state CPU of a real ``fiat run`` guarding a contained ``sleep`` (its default containment)."""
+    env = {**os.environ, "FIAT_HOME": str(b.home)}
+    argv = [sys.executable, "-m", "fiat.cli.main", "run", "--url", b.url,
+            "--principal", "agent:release-bot", "--action", "shell:run", "--resource", "repo:fiat",
+            "--", "sleep", str(int(seconds + 30))]  # fmt: skip
+    proc = subprocess.Popen(argv, env=env, cwd=b.home.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not _has_child(proc.pid):  # the command started: start-up and establishment are over
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"fiat run did not start its command: {proc.stderr.read().decode() if proc.stderr else ''}"
+                )
+            time.sleep(0.05)
+        time.sleep(1.0)
+        c0, t0 = _process_cpu(proc.pid), time.perf_counter()
+        time.sleep(seconds)
+        c1, t1 = _process_cpu(proc.pid), time.perf_counter()
+    finally:
+        proc.send_signal(signal.SIGTERM)  # the guard halts its command and signs the receipt
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return {
+        "seconds": round(t1 - t0, 2),
+        "containment": b.cfg.runtime.containment,
+        "cpu_percent_of_one_core": round(100 * (c1 - c0) / (t1 - t0), 3),
+    }
+
+
+def _has_child(pid: int) -> bool:
+    try:
+        return bool(Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+    except OSError:
+        return False
 
 
 def _concurrent(b: _Bench, count: int, progress: Progress | None) -> dict[str, Any]:
@@ -274,26 +413,58 @@ def run_runtime_bench(
     with progress, _scratch(workdir) as tmp:
         b = _Bench(tmp / "home")
         try:
+            startup = _startup(b, runs, progress)
             latency = _halt_latency(b, runs, progress)
             cpu = _cpu(b, cpu_seconds)
+            cli_cpu = _cli_cpu(b, cpu_seconds)
             many = _concurrent(b, concurrent, progress) if concurrent else None
         finally:
             b.close()
-    return {"benchmark": "runtime", "machine": machine(), "halt": latency, "cpu": cpu, "concurrent": many}
+    return {
+        "benchmark": "runtime",
+        "machine": machine(),
+        "startup": startup,
+        "halt": latency,
+        "cpu": cpu,
+        "cli_cpu": cli_cpu,
+        "concurrent": many,
+    }
 
 
 def render_markdown(r: dict[str, Any]) -> str:
-    m, h, c, n = r["machine"], r["halt"], r["cpu"], r["concurrent"]
+    m, st, h, c, cc, n = r["machine"], r["startup"], r["halt"], r["cpu"], r["cli_cpu"], r["concurrent"]
+    names = {"group": "plain process group (floor)", "process": "process containment", "namespace": "namespace (bwrap)"}
     lines = [
         f"### `fiat bench runtime` — {m['cpu']}, {m['cores']} cores, Python {m['python']}",
         "",
-        f"Halt latency, revocation request → process group gone, {h['runs']} runs: "
-        f"p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms, max {h['max_ms']} ms "
-        "(target p99 ≤ 100 ms; Keylime polls every 2 s).",
+        f"Start-up, start call → the command's first byte of output (`{st['command']}`), {st['runs']} runs each:",
+        "",
+        "| start | p50 | p99 | ratio to the floor (p50) |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {names.get(k, k)} | {v['p50_ms']} ms | {v['p99_ms']} ms | {v['ratio_to_floor']}× |"
+        for k, v in st["modes"].items()
+    ]
+    if st["unavailable"]:
+        lines += ["", "Unavailable here (not measured): " + ", ".join(st["unavailable"]) + "."]
+    lines += [
+        "",
+        f"Halt latency, revocation request → the whole tree gone, {h['runs']} runs each "
+        "(target p99 ≤ 100 ms; Keylime polls every 2 s):",
+        "",
+        "| halted as | p50 | p99 | max |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {names.get(k, k)} | {v['p50_ms']} ms | {v['p99_ms']} ms | {v['max_ms']} ms |" for k, v in h["modes"].items()
+    ]
+    lines += [
         "",
         f"Guard CPU at the {c['heartbeat_ms']} ms heartbeat over {c['seconds']} s ({c['checks']} verifications): "
         f"{c['cpu_percent_of_one_core']} % of one core, {c['cpu_per_check_us']} µs per verification "
-        "(target ≤ 1 %).",
+        f"(target ≤ 1 %); a real `fiat run` ({cc['containment']} containment) over {cc['seconds']} s of its "
+        f"steady state: {cc['cpu_percent_of_one_core']} % of one core.",
     ]
     if n:
         lines += [
@@ -303,4 +474,4 @@ def render_markdown(r: dict[str, Any]) -> str:
             f"p50 {n['round_p50_ms']} ms, p99 {n['round_p99_ms']} ms; after revoking their principal "
             f"{n['halted']:,} halted and all were gone in {n['all_gone_after_revoke_ms']} ms.",
         ]
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"

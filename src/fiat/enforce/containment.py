@@ -31,6 +31,7 @@ import ctypes
 import errno
 import functools
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -94,6 +95,7 @@ def _stat(pid: int) -> tuple[int, str] | None:
 
 
 def _table() -> dict[int, tuple[int, str]]:
+    """Every process's (ppid, start time): the fallback where ``/proc/PID/task/TID/children`` is absent."""
     table = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -103,21 +105,52 @@ def _table() -> dict[int, tuple[int, str]]:
     return table
 
 
+def _has_children_files() -> bool:
+    return os.path.exists(f"/proc/self/task/{os.getpid()}/children")
+
+
+_CHILDREN_FILES = _has_children_files()
+
+
+def children(pid: int) -> list[int]:
+    """The children of ``pid``, from each of its threads' ``children`` file (``proc(5)``).
+
+    A child belongs to the thread that forked it (or, for an orphan, the thread of the
+    subreaper it was given to), so every thread's file is read. Reading costs a few files
+    per process of the tree instead of a scan of every process on the machine, which keeps
+    a halt's sweeps short on a busy host; where the kernel lacks the files the whole
+    process table is read instead.
+    """
+    if not _CHILDREN_FILES:
+        return [p for p, (pp, _) in _table().items() if pp == pid]
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                found.extend(int(c) for c in f.read().split())
+        except OSError:
+            continue  # the thread ended meanwhile
+    return found
+
+
 def descendants(roots: Iterable[int], exclude: Iterable[int] = ()) -> dict[int, str]:
     """Every live descendant of ``roots`` (pid -> start time), not entering ``exclude``."""
-    children: dict[int, list[int]] = {}
-    table = _table()
-    for pid, (ppid, _) in table.items():
-        children.setdefault(ppid, []).append(pid)
     skip = set(exclude)
     out: dict[int, str] = {}
-    todo = [c for r in roots for c in children.get(r, [])]
+    todo = [c for r in roots for c in children(r)]
     while todo:
         pid = todo.pop()
         if pid in out or pid in skip:
             continue
-        out[pid] = table[pid][1]
-        todo.extend(children.get(pid, []))
+        st = _stat(pid)
+        if st is None:
+            continue  # gone (or a zombie) meanwhile
+        out[pid] = st[1]
+        todo.extend(children(pid))
     return out
 
 
@@ -182,12 +215,13 @@ class Tree:
             _signal(new, signal.SIGSTOP)
             stopped.update(new)
         _signal(stopped, signal.SIGKILL)
-        deadline = time.monotonic() + 2.0
+        deadline, delay = time.monotonic() + 2.0, 0.001
         while time.monotonic() < deadline:
             _reap(p for p in self.seen if p not in self._keep)
             if not self.alive():
                 break
-            time.sleep(_POLL)
+            time.sleep(delay)  # a killed process is usually gone within a millisecond or two
+            delay = min(delay * 2, _POLL)
 
 
 # -- containment ---------------------------------------------------------------------------------------
@@ -298,6 +332,35 @@ def _resolve(command: str, cwd: str) -> None:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), command)
 
 
+class _ExitWatch:
+    """Wakes the moment ``pid`` exits (a pidfd, ``pidfd_open(2)``), else after the timeout.
+
+    A halt returns as soon as the command is gone instead of at the next poll tick; where
+    pidfds are unavailable it sleeps the timeout, as a poll would.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self._poll: select.poll | None = None
+        self._fd = -1
+        with contextlib.suppress(OSError, AttributeError):
+            self._fd = os.pidfd_open(pid)
+            self._poll = select.poll()
+            self._poll.register(self._fd, select.POLLIN)
+
+    def wait(self, timeout: float) -> None:
+        if self._poll is None:
+            time.sleep(timeout)
+        else:
+            self._poll.poll(max(0, int(timeout * 1000)))
+
+    def __enter__(self) -> _ExitWatch:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+
+
 @dataclass
 class Contained:
     """A started governed process and its whole tree."""
@@ -323,21 +386,22 @@ class Contained:
     def halt(self, grace: float) -> None:
         """SIGTERM to every process of the tree, up to ``grace`` seconds, then SIGKILL to all."""
         if self.mode == NAMESPACE:
-            inits = [p for p, (pp, _) in _table().items() if pp == self.proc.pid]
+            inits = children(self.proc.pid)
             self.tree.terminate(skip=[self.proc.pid, *inits])  # the namespace init ends with its command
         else:
             self.tree.terminate()
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            self.tree.members()
-            time.sleep(_POLL)
+        with _ExitWatch(self.proc.pid) as exited:
+            while (left := deadline - time.monotonic()) > 0 and self.proc.poll() is None:
+                self.tree.members()
+                exited.wait(min(_POLL, left))
         self.sweep()
 
     def sweep(self) -> None:
         """Nothing of the tree outlives this call (used after a halt and after the command ended)."""
         if self.mode == NAMESPACE and self.proc.poll() is None:
             # SIGKILL to the namespace's init ends every process in it; bwrap then exits.
-            for pid in [p for p, (pp, _) in _table().items() if pp == self.proc.pid]:
+            for pid in children(self.proc.pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         self.tree.kill()
