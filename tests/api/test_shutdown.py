@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,9 @@ import pytest
 
 import fiat
 from fiat.config import load_config
+from fiat.enforce.trust import TrustMonitor
 from fiat.errors import ConfigError
+from fiat.home import trust_root
 from support.processes import FIAT, FiatServer, clean_env, cli_env, ok
 from support.processes import fiat_text as fiat_cli
 
@@ -308,6 +311,47 @@ def test_log_serve_drains_and_exits(home: Path, servers: list[FiatServer]) -> No
     server = serve(servers, home, drain_s=30, log=True)
     assert httpx.get(server.url + "/checkpoint", timeout=5).status_code == 200
     exit_within(server, sigterm(server), 5.0)
+
+
+def test_forged_going_away_neither_halts_nor_extends_trust(home: Path) -> None:
+    """``going-away`` is unsigned: a guard's monitor records it, but it is no trust state — not a
+    crypto failure (as an unparsed data line would be), and no freshness either."""
+    body = (
+        b"event: going-away\ndata: " + json.dumps({"drainS": 3, "reason": "shutdown"}).encode() + b"\n\n"
+        b"event: some-future-event\ndata: not a JWS\n\n"
+    )
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+            time.sleep(2)  # then the stream ends, as a drained server's does
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    with clean_env():
+        root = trust_root(load_config(home, require=True))
+    monitor = TrustMonitor(f"http://127.0.0.1:{httpd.server_address[1]}", root)
+    try:
+        monitor.start()
+        deadline = time.monotonic() + 10
+        while monitor.snapshot().going_away is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)  # the event after it is read too
+        snap = monitor.snapshot()
+    finally:
+        monitor.stop()
+        httpd.shutdown()
+    assert snap.going_away is not None and "shutting down (going-away)" in snap.going_away, snap
+    assert "within 3 s" in snap.going_away
+    assert snap.crypto_failure is None and snap.split_view is None, snap
+    assert snap.state_time is None and snap.received is None, "an unsigned notice made trust fresh"
 
 
 @pytest.mark.parametrize("value", ["-1", "601", "nan", "soon"])

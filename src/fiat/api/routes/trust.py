@@ -47,12 +47,13 @@ def install(app: FastAPI, ctx: ApiContext) -> None:
             drain.streams += 1
             told = False
             try:
-                while not drain.closing.is_set() and not await request.is_disconnected():
-                    if drain.going_away.is_set() and not told:
+                while not await request.is_disconnected():
+                    if drain.going_away.is_set() and not told:  # said once, before the stream ends
                         told = True
                         body = json.dumps({"drainS": drain.seconds, "reason": "shutdown"})
                         yield f"event: going-away\ndata: {body}\n\n".encode()
-                        continue
+                    if drain.closing.is_set():
+                        return
                     state = await _next(q, drain.closing if told else drain.going_away)
                     if state is None:
                         yield b": keep-alive\n\n"
