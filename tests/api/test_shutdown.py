@@ -276,10 +276,12 @@ def test_trust_stream_is_told_going_away_and_closed_before_exit(
     assert r.status_code == 400, r.text
     for path in ("/v1/trust/state", "/log/checkpoint", "/healthz"):
         assert httpx.get(server.url + path, timeout=5).status_code == 200, path
-    took = exit_within(server, signalled, EXIT_BOUND)
+    exit_within(server, signalled, EXIT_BOUND)
     stream.thread.join(5)
+    # Ended by the server (the chunked body's last chunk), not cut off by the process dying:
+    # a cut-off stream is an incomplete chunked read (httpx.RemoteProtocolError).
     assert stream.ended_at is not None and stream.error is None, stream.error
-    assert stream.ended_at - signalled < took, "the stream was not ended before the process exited"
+    assert stream.ended_at - signalled >= DRAIN_S - 0.2, "the stream ended before the drain was over"
     # The trust state was still pushed after going-away (revocations must still reach guards).
     after = stream.kinds()[stream.kinds().index("going-away") + 1 :]
     assert after.count("trust-state") >= 3, stream.kinds()
