@@ -65,6 +65,11 @@ SETTINGS: dict[tuple[str, str], tuple[type, Any, str]] = {
     ("storage", "busy_timeout_ms"): (int, 5000, "How long a write waits for another writer before failing (closed)."),
     ("server", "host"): (str, "127.0.0.1", "Address `fiat log serve` listens on."),
     ("server", "port"): (int, 8750, "TCP port `fiat log serve` listens on."),
+    ("server", "drain_s"): (
+        float,
+        10.0,
+        "On SIGTERM/SIGINT, how long the server drains (no new permits; receipts still accepted) before it exits.",
+    ),
 }
 
 
@@ -120,6 +125,7 @@ class StorageSettings:
 class ServerSettings:
     host: str
     port: int
+    drain_s: float
 
 
 @dataclass(frozen=True)
@@ -271,6 +277,8 @@ def _validate(cfg: Config) -> None:
                 raise ConfigError(f"runtime.{key}: {p!r} is not an absolute path")
     if not 0 <= cfg.server.port <= 65535:
         raise ConfigError("server.port must be between 0 and 65535")
+    if not 0 <= cfg.server.drain_s <= 600:  # also rejects NaN
+        raise ConfigError("server.drain_s must be between 0 and 600 (seconds)")
 
 
 def render_default_config(origin: str) -> str:

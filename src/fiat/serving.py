@@ -1,8 +1,31 @@
-"""Starting a server: bind its socket first, publish the configured policy, run it.
+"""Starting a server: bind its socket first, publish the configured policy, run it, drain it.
 
 ``fiat serve``, ``fiat log serve`` and ``fiat demo`` bind the listening socket before
 they print where they serve, so a busy port is a clear error (naming the port) and
 never a banner followed by a crash, nor a client talking to somebody else's server.
+
+**A clean shutdown** (:func:`run_server`, :class:`Drain`). uvicorn's own handling of
+SIGTERM/SIGINT waits for every open connection to finish, and a trust stream never
+does: the server would stay half alive, pushing trust states while refusing work. Here
+the first SIGTERM or SIGINT starts a *drain* instead:
+
+1. no new permits: ``POST /v1/authorize`` (new permits and renewals) and
+   ``POST /v1/permits/{jti}/consume`` answer 503 problem details with ``Retry-After``,
+   and so does a new ``GET /v1/trust/stream``;
+2. every open trust stream is sent ``event: going-away`` (data ``{"drainS": N,
+   "reason": "shutdown"}``), so a guard knows the authority is leaving and does not take
+   the closed stream for an attack; trust states keep being pushed on those streams
+   (they are still true, and a revocation must still reach the guards);
+3. receipts, approval decisions, admin calls and every read (bundles, log, trust state)
+   keep being served;
+4. the drain ends after ``server.drain_s`` seconds, or sooner once no trust stream is
+   open and no request is in flight (for :data:`QUIET_S` on end); then every stream is
+   ended, uvicorn's graceful shutdown closes the connections (at most
+   :data:`GRACEFUL_S` for a request still running) and the process exits 0.
+
+A second SIGTERM/SIGINT during the drain ends it at once (the streams are still ended).
+The process exits within ``server.drain_s`` + 2 s of the first signal. One line on
+stderr says when the drain starts and one when it ends.
 
 Imports: ``fiat.config``, ``fiat.errors``; ``fiat.authorize.policy`` and uvicorn only when
 they are used. Never the CLI.
@@ -10,10 +33,20 @@ they are used. Never the CLI.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
+import logging
+import math
+import signal
 import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from fiat.config import Config
@@ -23,6 +56,19 @@ if TYPE_CHECKING:
     from fiat.authorize.authority import Authority
 
 BACKLOG = 2048  # uvicorn's default
+
+#: The drain ends early once no trust stream is open and no request in flight for this long
+#: (a guard between its command's end and its receipt, or reconnecting, is not lost to a gap).
+QUIET_S = 0.5
+
+#: After the drain, how long uvicorn's graceful shutdown waits for a request still running
+#: before cancelling it (the ``drain_s`` + 2 s bound of the shutdown includes this).
+GRACEFUL_S = 1
+
+#: The signals that drain the server: SIGTERM (``kill``, service managers) and SIGINT (Ctrl-C).
+DRAIN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+log = logging.getLogger("fiat.server")
 
 
 class BindError(FiatError):
@@ -68,16 +114,113 @@ def check_port_free(host: str, port: int) -> None:
     bind(host, port).close()
 
 
-def run_server(app: Any, sock: socket.socket) -> bool:
-    """Serve ``app`` on the bound ``sock`` until interrupted. False if the app failed to start."""
+class Drain:
+    """One server's shutdown drain (see the module docstring); read by the routes, driven by
+    :func:`run_server`. Every method runs on the server's event loop."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started_at: float | None = None  # time.monotonic() when the drain began
+        self.streams = 0  # open trust streams
+        self.going_away = asyncio.Event()  # set when the drain begins: streams say going-away
+        self.closing = asyncio.Event()  # set when the drain ends: streams end
+        self._quiet_since: float | None = None
+
+    @property
+    def draining(self) -> bool:
+        return self.started_at is not None
+
+    def begin(self, now: float) -> None:
+        if self.started_at is None:
+            self.started_at = now
+            self.going_away.set()
+
+    def close(self) -> None:
+        self.going_away.set()
+        self.closing.set()
+
+    def retry_after(self, now: float) -> int:
+        """Seconds a refused client should wait (``Retry-After``, RFC 9110 §10.2.3): until the
+        drain is over, and one more for a restarted server to come up."""
+        left = self.seconds - (now - self.started_at) if self.started_at is not None else self.seconds
+        return max(1, math.ceil(left) + 1)
+
+    def over(self, now: float, in_flight: int) -> bool:
+        """True once the drain has lasted ``seconds``, or nothing has been open for :data:`QUIET_S`."""
+        if self.started_at is None:
+            return False
+        if now - self.started_at >= self.seconds:
+            return True
+        if self.streams > 0 or in_flight > 0:
+            self._quiet_since = None
+            return False
+        if self._quiet_since is None:
+            self._quiet_since = now
+        return now - self._quiet_since >= QUIET_S
+
+
+def run_server(app: Any, sock: socket.socket, drain: Drain | None = None) -> bool:
+    """Serve ``app`` on the bound ``sock`` until SIGTERM/SIGINT, then drain (``drain``; none:
+    the server stops at once) and exit. False if the app failed to start."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    class DrainingServer(uvicorn.Server):
+        """uvicorn's server, with the drain in front of its graceful shutdown."""
+
+        def __init__(self, config: uvicorn.Config, drain: Drain) -> None:
+            super().__init__(config)
+            self.drain = drain
+            self.signals = 0
+            self.closed = False
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            # A signal handler (main thread): only flags, acted on by on_tick on the loop.
+            self.signals += 1
+            if self.signals > 1 or not self.started:
+                self.should_exit = True  # a second signal, or one before the server started: now
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # As uvicorn's, except that the signals are not raised again afterwards: a server
+            # that drained and exited cleanly exits 0, not by the signal.
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in DRAIN_SIGNALS}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
+
+        async def on_tick(self, counter: int) -> bool:
+            now = time.monotonic()
+            if self.signals and not self.drain.draining and not self.should_exit:
+                self.drain.begin(now)
+                _say(f"draining for {self.drain.seconds:g} s: no new permits; receipts still accepted")
+            in_flight = len(self.server_state.tasks) - self.drain.streams  # a stream is a task too
+            if self.drain.draining and not self.should_exit and self.drain.over(now, in_flight):
+                self.should_exit = True
+            if self.should_exit and not self.closed:
+                self.closed = True
+                self.drain.close()  # end every stream, so the graceful shutdown does not wait on them
+                if self.drain.draining:
+                    took = now - (self.drain.started_at or now)
+                    _say(f"drain over after {took:.1f} s: closing {self.drain.streams} trust stream(s); exiting")
+            return await super().on_tick(counter)
+
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=GRACEFUL_S)
+    server = DrainingServer(config, drain if drain is not None else Drain(0))
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
     return server.started
+
+
+def _say(line: str) -> None:
+    """One line on stderr, whatever the logging configuration (an operator watches for it)."""
+    print(line, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,9 @@
 * ``GET /metrics`` (Prometheus text), ``GET /healthz``, ``/log/...`` (C2SP tlog-tiles),
   ``/docs`` and ``/redoc`` (served offline).
 
+On SIGTERM/SIGINT the server drains (:mod:`fiat.serving`): no new permits, receipts
+still accepted, ``event: going-away`` on every trust stream, then it exits.
+
 Errors are RFC 9457 problem details (``application/problem+json``), their status chosen
 by the exception's type (:mod:`fiat.api.problems`).
 """
@@ -36,13 +39,18 @@ from fiat.api.routes import admin, approvals, authorize, evidence, ops, permits,
 from fiat.api.routes.log import log_routes
 from fiat.authorize.authority import Authority
 from fiat.config import Config
+from fiat.serving import Drain
 from fiat.wiring import open_authority
 
 #: Decisions wait on the log's group commit: more concurrent requests make bigger batches.
 WORKER_THREADS = 128
 
 
-def create_app(cfg: Config, *, trust_interval: float = 1.0, authority: Authority | None = None) -> FastAPI:
+def create_app(
+    cfg: Config, *, trust_interval: float = 1.0, authority: Authority | None = None, drain: Drain | None = None
+) -> FastAPI:
+    """The application; ``drain`` is the shutdown drain :func:`fiat.serving.run_server` drives
+    (default: a new one of ``server.drain_s``, at ``app.state.drain``)."""
     auth = authority or open_authority(cfg)
     metrics: Counter[str] = Counter()
     ctx = ApiContext(
@@ -50,6 +58,7 @@ def create_app(cfg: Config, *, trust_interval: float = 1.0, authority: Authority
         broadcaster=TrustBroadcaster(auth, trust_interval),
         credentials=Credentials(ensure_admin_token(cfg.keys_dir), auth.is_enrolled, metrics, auth.role_of),
         metrics=metrics,
+        drain=drain if drain is not None else Drain(cfg.server.drain_s),
     )
 
     @asynccontextmanager
@@ -74,6 +83,7 @@ def create_app(cfg: Config, *, trust_interval: float = 1.0, authority: Authority
     app.state.authority = auth
     app.state.broadcaster = ctx.broadcaster
     app.state.metrics = metrics
+    app.state.drain = ctx.drain
     install_handlers(app, metrics)
     install_docs(app)
     for area in (authorize, approvals, permits, evidence, admin, trust, ops):

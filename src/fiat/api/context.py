@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from fiat.api.broadcaster import TrustBroadcaster
 from fiat.api.credentials import Credentials
 from fiat.authorize.authority import Authority
+from fiat.serving import Drain
 
 
 @dataclass(frozen=True)
@@ -16,3 +17,4 @@ class ApiContext:
     broadcaster: TrustBroadcaster
     credentials: Credentials
     metrics: Counter[str]
+    drain: Drain  # the shutdown drain (fiat.serving): what is refused while the server drains

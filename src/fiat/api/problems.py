@@ -10,6 +10,7 @@ import logging
 from collections import Counter
 from collections.abc import Mapping
 from http import HTTPStatus
+from time import monotonic
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,6 +28,7 @@ from fiat.errors import (
     MalformedRequestError,
     NotFoundError,
 )
+from fiat.serving import Drain
 
 log = logging.getLogger("fiat.server")
 
@@ -60,9 +62,29 @@ def status_for(exc: Exception, default: int = 400) -> int:
 class Problem(Exception):
     """Raised by a route: answered as a problem-details body with this status."""
 
-    def __init__(self, status: int, title: str, detail: str, kind: str = "about:blank") -> None:
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        kind: str = "about:blank",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.status, self.title, self.detail, self.kind = status, title, detail, kind
+        self.headers = dict(headers or {})
+
+
+def refuse_while_draining(drain: Drain, what: str) -> None:
+    """Raise a 503 problem with ``Retry-After`` (RFC 9110 §15.6.4, §10.2.3) while the server
+    drains for its shutdown (:mod:`fiat.serving`): ``what`` is not granted any more."""
+    if drain.draining:
+        raise Problem(
+            503,
+            "Service Unavailable",
+            f"the authority is shutting down: {what}; retry against the restarted authority",
+            headers={"Retry-After": str(drain.retry_after(monotonic()))},
+        )
 
 
 def refused(exc: Exception, *, title: str | None = None, default: int = 400, detail: str | None = None) -> Problem:
@@ -85,7 +107,10 @@ def install_handlers(app: FastAPI, metrics: Counter[str]) -> None:
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return problem(exc.status, exc.title, exc.detail, request.url.path, exc.kind)
+        response = problem(exc.status, exc.title, exc.detail, request.url.path, exc.kind)
+        for name, value in exc.headers.items():
+            response.headers[name] = value
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -111,7 +111,7 @@ def log_serve(
 def serve_log(cfg: Config, host: str, port: int, before: Callable[[str, str], None] | None = None) -> None:
     """Bind ``host``:``port`` (0: any free port), then say where the log is served, then serve it."""
     from fiat.api.routes.log import create_log_app
-    from fiat.serving import bind, run_server, url_host
+    from fiat.serving import Drain, bind, run_server, url_host
 
     with home_log(cfg) as log:
         app_ = create_log_app(log)
@@ -122,7 +122,7 @@ def serve_log(cfg: Config, host: str, port: int, before: Callable[[str, str], No
             before(url, vkey)
         err.print(f"serving the log at {url}")
         err.print(f"verifier key: {vkey}")
-        if not run_server(app_, sock):
+        if not run_server(app_, sock, Drain(cfg.server.drain_s)):  # reads in flight finish; then it exits
             fail(EXIT_ERROR, "the log server did not start; see the messages above")
 
 

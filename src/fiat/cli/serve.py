@@ -15,9 +15,13 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Listen address (default: server.host, 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port (default: server.port, 8750).")] = None,
 ) -> None:
-    """Serve the authority (HTTP JSON API, OpenAPI at /docs) and the transparency log (/log)."""
+    """Serve the authority (HTTP JSON API, OpenAPI at /docs) and the transparency log (/log).
+
+    SIGTERM or SIGINT drains it for server.drain_s seconds (no new permits; receipts still
+    accepted; trust streams told going-away), then it exits 0; a second signal exits at once.
+    """
     from fiat.api.app import create_app
-    from fiat.serving import bind, publish_configured_policy, run_server, url_host
+    from fiat.serving import Drain, bind, publish_configured_policy, run_server, url_host
     from fiat.wiring import open_authority
 
     with errors_to_exit():
@@ -35,7 +39,10 @@ def serve(
                     f"[yellow]warning:[/] {published.directory} was not published: {published.error};"
                     " the active policy stays"
                 )
-            app_ = create_app(cfg, trust_interval=cfg.authority.trust_interval_ms / 1000, authority=authority)
+            drain = Drain(cfg.server.drain_s)
+            app_ = create_app(
+                cfg, trust_interval=cfg.authority.trust_interval_ms / 1000, authority=authority, drain=drain
+            )
         except BaseException:
             sock.close()
             if authority is not None:
@@ -48,7 +55,7 @@ def serve(
         # Many request threads wait on one sequencer thread: hand the GIL over more often so the
         # sequencer and the event loop are not starved by a CPU-bound request (default 5 ms).
         sys.setswitchinterval(0.001)
-        if not run_server(app_, sock):
+        if not run_server(app_, sock, drain):
             fail(EXIT_ERROR, "the authority did not start; see the messages above")
 
 

@@ -277,14 +277,16 @@ class Session:
             raise Halt("trust-signature", f"cryptographic verification failed: {snap.crypto_failure}")
         # Age by the older of the signed time and the local receipt time: a state dated in the
         # future (a fast authority clock, a forgery) cannot stretch freshness.
+        # An authority that said it is shutting down (unsigned: it only explains a halt).
+        leaving = f"; {snap.going_away}" if snap.going_away else ""
         if snap.state_time is None or snap.received is None:
-            raise Halt("trust-fresh", "trust is unverifiable: no trust state yet")
+            raise Halt("trust-fresh", f"trust is unverifiable: no trust state yet{leaving}")
         age = now - min(snap.state_time, snap.received)
         if age > self.settings.staleness:
             raise Halt(
                 "trust-fresh",
                 f"trust is unverifiable: the last trust state is {age:.1f} s old "
-                f"(bound {self.settings.staleness:.1f} s)",
+                f"(bound {self.settings.staleness:.1f} s){leaving}",
             )
         if snap.split_view:
             raise Halt("log-continuity", f"governance continuity failed: {snap.split_view}")

@@ -13,6 +13,16 @@ each signed trust state it checks, one named step each:
 
 Guards read the result without touching the network (``snapshot``) and are woken
 at once when a state arrives, so a revocation halts them within milliseconds.
+
+The stream is read as server-sent events (WHATWG HTML §9.2.6: ``event:`` and ``data:``
+fields, dispatched at a blank line). ``trust-state`` events (and, for older servers,
+events without a type) carry the signed states above. ``going-away`` says the authority
+has begun its shutdown drain (:mod:`fiat.serving`): it is recorded in the snapshot
+(``going_away``, and named when a guard halts for staleness) and logged, and the monitor
+keeps reconnecting with backoff as after any closed stream. It is *unauthenticated*, so
+it changes no check: it cannot extend trust (freshness still needs a fresh signed state,
+and guards halt fail-closed without one) nor withdraw it, so a forged one is harmless.
+Events of any other type are ignored.
 """
 
 from __future__ import annotations
@@ -57,6 +67,7 @@ class TrustSnapshot:
     split_view: str | None = None
     last_error: str | None = None
     unproven_since: float | None = None  # a newer checkpoint seen but not yet proven consistent
+    going_away: str | None = None  # the authority said it is shutting down (unsigned: information only)
 
 
 class TrustMonitor:
@@ -153,6 +164,7 @@ class TrustMonitor:
         import httpx
 
         backoff = 0.1
+        data: list[str]
         while not self._stop.is_set():
             try:
                 with (
@@ -162,7 +174,10 @@ class TrustMonitor:
                     if response.status_code != 200:
                         raise FiatError(f"trust stream answered HTTP {response.status_code}")
                     backoff = 0.1
+                    with self._lock:
+                        self._snap.going_away = None  # a new stream: an authority that is not leaving
                     buffer = bytearray()
+                    kind, data = "", []  # the event being read: its type and data lines
                     for chunk in response.iter_raw():
                         if self._stop.is_set():
                             return
@@ -173,14 +188,49 @@ class TrustMonitor:
                             continue
                         lines, buffer = bytes(buffer[:end]), buffer[end + 1 :]
                         for line in lines.split(b"\n"):
-                            if line.startswith(b"data:"):
-                                self.accept(line[5:].strip().decode("ascii", "replace"))
+                            line = line.rstrip(b"\r")
+                            if not line:  # the end of an event: dispatch it
+                                if data:
+                                    self._dispatch(kind, "\n".join(data))
+                                kind, data = "", []
+                            elif line.startswith(b"event:"):
+                                kind = line[6:].strip().decode("ascii", "replace")
+                            elif line.startswith(b"data:"):
+                                data.append(line[5:].strip().decode("ascii", "replace"))
             except Exception as exc:  # network trouble: staleness will show it to the guards
                 with self._lock:
                     self._snap.last_error = str(exc)
                 log.debug("trust stream interrupted: %s", exc)
             self._stop.wait(backoff)
             backoff = min(backoff * 2, 1.0)
+
+    def _dispatch(self, kind: str, data: str) -> None:
+        """One server-sent event: a trust state, a going-away notice, or (any other type) nothing."""
+        if kind in ("", "message", "trust-state"):
+            self.accept(data)
+        elif kind == "going-away":
+            self.going_away(data)
+
+    def going_away(self, data: str) -> None:
+        """``event: going-away``: note that the authority is shutting down; trust is unchanged.
+
+        Unauthenticated (see the module docstring): it only annotates the snapshot, so that
+        a guard that halts for staleness says why the states stopped. The data, JSON
+        ``{"drainS": N, "reason": "shutdown"}``, is read leniently, as nothing depends on it.
+        """
+        import json
+
+        try:
+            body = json.loads(data)
+        except ValueError:
+            body = {}
+        drain = body.get("drainS") if isinstance(body, dict) else None
+        within = f" within {drain:g} s" if isinstance(drain, int | float) and not isinstance(drain, bool) else ""
+        note = f"the authority is shutting down (going-away): its trust stream ends{within}"
+        with self._lock:
+            self._snap.going_away = note
+        log.info("%s; reconnecting when it closes", note)
+        self._notify()
 
     def accept(self, token: str) -> None:
         """Verify one trust state and fold it into the snapshot (public for tests and push paths)."""

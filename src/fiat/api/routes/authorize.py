@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from fiat.api.context import ApiContext
 from fiat.api.models import AuthorizeBody
-from fiat.api.problems import refused
+from fiat.api.problems import refuse_while_draining, refused
 from fiat.authorize.authority import AuthorizationRequest
 from fiat.errors import AuthorizationError, MalformedRequestError
 
@@ -21,6 +21,8 @@ def install(app: FastAPI, ctx: ApiContext) -> None:
     async def authorize(body: AuthorizeBody, request: Request) -> JSONResponse:
         # Checked on the event loop; decided by the authority's decider thread; awaited
         # without holding a worker thread while the evidence becomes durable.
+        # A draining server (fiat.serving) grants nothing: no new permit, no renewal.
+        refuse_while_draining(ctx.drain, "no new permits or renewals are granted")
         kid, _ = ctx.credentials.runtime_proof(request)
         if kid != body.runtimeKid:
             raise ctx.credentials.refuse(401, "the DPoP proof's key is not the runtime key named in the request")

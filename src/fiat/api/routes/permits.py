@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 
 from fiat.api.context import ApiContext
-from fiat.api.problems import refused
+from fiat.api.problems import refuse_while_draining, refused
 from fiat.errors import AuthorizationError
 
 
@@ -16,6 +16,7 @@ def install(app: FastAPI, ctx: ApiContext) -> None:
 
     @app.post("/v1/permits/{jti}/consume", tags=["authorize"])
     def consume(jti: str, request: Request) -> dict[str, Any]:
+        refuse_while_draining(ctx.drain, "single-use permits are not consumed")  # fiat.serving
         kid, _ = ctx.credentials.runtime_proof(request)
         try:
             auth.consume(jti, kid)

@@ -1,8 +1,22 @@
-"""``GET /v1/trust/state`` and ``GET /v1/trust/stream`` (server-sent events): the signed trust state."""
+"""``GET /v1/trust/state`` and ``GET /v1/trust/stream`` (server-sent events): the signed trust state.
+
+The stream's events (WHATWG HTML §9.2 server-sent events):
+
+* ``event: trust-state`` — ``data:`` one signed trust state (JWS), every interval and at
+  once on a revocation;
+* ``event: going-away`` — ``data: {"drainS": N, "reason": "shutdown"}``: the server has
+  begun its shutdown drain (:mod:`fiat.serving`) and will end the stream within ``N`` s;
+  trust states keep coming until then. Unsigned, so a guard may only reconnect sooner for
+  it, never trust longer (:mod:`fiat.enforce.trust`);
+* ``: keep-alive`` comments while nothing else is said.
+
+While the server drains, a new stream is refused (503, ``Retry-After``).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,13 +24,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
 from fiat.api.context import ApiContext
-from fiat.api.problems import Problem
+from fiat.api.problems import Problem, refuse_while_draining
 
 KEEP_ALIVE_S = 15
 
 
 def install(app: FastAPI, ctx: ApiContext) -> None:
-    auth, broadcaster = ctx.authority, ctx.broadcaster
+    auth, broadcaster, drain = ctx.authority, ctx.broadcaster, ctx.drain
 
     @app.get("/v1/trust/state", tags=["trust"])
     def trust_state(since: int = 0) -> dict[str, Any]:
@@ -26,20 +40,44 @@ def install(app: FastAPI, ctx: ApiContext) -> None:
 
     @app.get("/v1/trust/stream", tags=["trust"])
     async def trust_stream(request: Request) -> StreamingResponse:
-        q = broadcaster.subscribe()
+        refuse_while_draining(drain, "no new trust streams are opened")
 
         async def events() -> AsyncIterator[bytes]:
+            q = broadcaster.subscribe()
+            drain.streams += 1
+            told = False
             try:
                 while not await request.is_disconnected():
-                    try:
-                        state = await asyncio.wait_for(q.get(), timeout=KEEP_ALIVE_S)
-                    except TimeoutError:
+                    if drain.going_away.is_set() and not told:  # said once, before the stream ends
+                        told = True
+                        body = json.dumps({"drainS": drain.seconds, "reason": "shutdown"})
+                        yield f"event: going-away\ndata: {body}\n\n".encode()
+                    if drain.closing.is_set():
+                        return
+                    state = await _next(q, drain.closing if told else drain.going_away)
+                    if state is None:
                         yield b": keep-alive\n\n"
-                        continue
-                    yield f"event: trust-state\ndata: {state}\n\n".encode()
+                    elif state:
+                        yield f"event: trust-state\ndata: {state}\n\n".encode()
             finally:
+                drain.streams -= 1
                 broadcaster.unsubscribe(q)
 
         return StreamingResponse(
             events(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         )
+
+
+async def _next(q: asyncio.Queue[str], interrupt: asyncio.Event) -> str | None:
+    """The next trust state; "" once ``interrupt`` is set; None after :data:`KEEP_ALIVE_S` of neither."""
+    getter = asyncio.ensure_future(q.get())
+    waiter = asyncio.ensure_future(interrupt.wait())
+    try:
+        done, _ = await asyncio.wait({getter, waiter}, timeout=KEEP_ALIVE_S, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        if not getter.done():
+            getter.cancel()
+    if getter in done:
+        return getter.result()
+    return "" if waiter in done else None
