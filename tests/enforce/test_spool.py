@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 import fiat
+from fiat.api.client import AuthorityClient
 from fiat.config import load_config
 from fiat.enforce.spool import ReceiptSpool, SpoolError
 from fiat.formats.dsse import Envelope
@@ -352,3 +353,50 @@ def test_receipts_list_json_shape(tmp_path: Path) -> None:
     assert entry["permitId"] == "pmt_1" and entry["attempts"] == 0 and entry["lastError"] is None
     text = ok(fiat_cli("receipts", "list", "--home", home)).stdout
     assert "pmt_1" in text and "attempts 0" in text and "http://127.0.0.1:9" in text
+
+
+def test_governed_block_spools_its_receipt_when_the_authority_dies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A `fiat.governed` block halted because the authority is gone still gets its receipt:
+    spooled at block exit, said on stderr, uploaded after the authority is back."""
+    from fiat.enforce.guard import GuardSettings
+
+    monkeypatch.setenv("FIAT_RUNTIME_RECEIPT_UPLOAD_S", "1")
+    home = make_home(tmp_path / "home")
+    server = serve(home)
+    guard = fiat.governed(
+        principal=PRINCIPAL,
+        action=ACTION,
+        resource=RESOURCE,
+        context={"command": {"argv": [sys.executable, *sys.argv], "cwd": str(tmp_path)}},
+        home=home,
+        url=server.url,
+        settings=GuardSettings(heartbeat=0.1, staleness=0.8, grace=0.5),
+    )
+    try:
+        with pytest.raises(fiat.Halt) as info, guard as g:
+            handle = g
+            server.proc.send_signal(signal.SIGKILL)
+            server.proc.wait(30)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                g.check()
+                time.sleep(0.02)
+    finally:
+        server.stop()
+    assert info.value.step == "trust-fresh"
+    assert handle.receipt_index is None and handle.receipt_spooled is not None
+    assert handle.receipt_spooled == home / "spool" / "receipts" / f"{handle.permit_id}.json"
+    assert f"receipt for {handle.permit_id} spooled at {handle.receipt_spooled}" in capfd.readouterr().err
+    again = serve(home, port=server.port)
+    try:
+        report = ReceiptSpool(home).flush(30)
+        assert list(report.uploaded) == [handle.permit_id] and report.remaining == {}
+        _, key = keyring(load_config(home)).signing_key("runtime")
+        with AuthorityClient(again.url) as client:
+            bundle = Bundle.parse(json.dumps(client.bundle(key, handle.permit_id)).encode())
+    finally:
+        again.stop()
+    receipts = [s.statement.predicate for s in bundle.statements if s.statement.predicate_type == RECEIPT]
+    assert [r["outcome"] for r in receipts] == ["halted"]

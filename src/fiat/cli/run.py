@@ -50,6 +50,10 @@ def measure_cmd(
     out.print(f"digest: {evidence['digest']}")
 
 
+#: Outcomes of a command that started: each has a receipt.
+FINISHED = ("completed", "failed", "halted")
+
+
 def run_cmd(
     command: Annotated[list[str], typer.Argument(help="The command to govern, after --.")],
     principal: Annotated[str, typer.Option(help="Who acts, e.g. agent:release-bot.")],
@@ -130,6 +134,8 @@ def run_cmd(
             err.print(f"fiat: approval id {result.decision['approvalId']}; an approver runs `fiat approve` with it")
     if result.receipt_index is not None and not as_json:
         err.print(f"[dim]fiat:[/] receipt for {result.permit_id} logged at index {result.receipt_index}")
+    if result.receipt_index is None and result.receipt_spooled is None and result.outcome in FINISHED:
+        err.print(f"[bold red]fiat:[/] the receipt for {result.permit_id} is neither logged nor spooled")
     if result.receipt_spooled is not None:
         # Said on stderr with --json too: the receipt is safe, but not logged yet.
         err.print(

@@ -15,6 +15,7 @@ authority is reachable: receipts spooled while it was not are uploaded in the ba
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,20 +80,24 @@ class Bootstrap:
     def deliver(self, envelope: Envelope, evidence: Path | None = None) -> Delivery:
         """Spool the signed receipt durably, then upload it within ``runtime.receipt_upload_s``.
 
-        A background flush of older receipts is waited for first (within the same bound).
+        A background flush of older receipts is waited for first, for at most half the bound,
+        so that the whole delivery stays within ``upload_s`` (were it cut short, nothing is lost:
+        a spooled receipt is only removed once logged, and uploading again is idempotent).
         Should the spool itself be unwritable, the receipt is still uploaded directly.
         """
-        self.flusher.join(self.upload_s)
+        started = time.monotonic()
+        self.flusher.join(self.upload_s / 2)
+        budget = max(self.upload_s - (time.monotonic() - started), self.upload_s / 2)
         jti = self.session.permit_id
         try:
             entry = self.spool.put(envelope.to_json(), jti, self.url, evidence)
         except SpoolError as exc:
             try:
-                index = int(self.client.receipt(envelope.to_json(), timeout=max(self.upload_s, 0.05))["logIndex"])
+                index = int(self.client.receipt(envelope.to_json(), timeout=max(budget, 0.05))["logIndex"])
             except ClientError as upload:
                 return Delivery(None, None, f"{exc}; and it could not be uploaded: {upload}")
             return Delivery(index)
-        done = self.spool.upload(entry, self.upload_s, lock=False)
+        done = self.spool.upload(entry, budget, lock=False)
         if done.index is not None:
             return Delivery(done.index)
         return Delivery(None, entry.path, done.error)
