@@ -213,6 +213,9 @@ class FiatRun:
             # The victim reports its pids, which mean something on this host only outside a PID
             # namespace; tests/test_containment.py covers the default, namespace containment.
             FIAT_RUNTIME_CONTAINMENT="process",
+            # A run whose authority is gone retries its receipt's upload this long before it exits
+            # (the receipt stays spooled); short here, where exit timing bounds some tests.
+            FIAT_RUNTIME_RECEIPT_UPLOAD_S="0.5",
             **(env or {}),
         )
         self.proc = subprocess.Popen(
