@@ -91,7 +91,7 @@ def receipts_flush(
     from fiat.home import keyring
 
     if not 0 < timeout <= 3600:
-        fail(EXIT_INVALID, "--timeout must be between 0 and 3600 seconds")
+        fail(EXIT_INVALID, "--timeout must be more than 0 and at most 3600 seconds")
 
     def progress(done: Uploaded) -> None:
         if as_json:
