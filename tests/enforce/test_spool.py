@@ -176,11 +176,25 @@ def test_authority_killed_mid_run_receipt_spooled_then_flushed_and_bundle_verifi
     again = serve(home, port=server.port)
     try:
         size = log_size(again.url)
-        flushed = fiat_cli("receipts", "flush", "--home", home, "--json")
-        assert flushed.returncode == 0, show(flushed)
-        report = json.loads(flushed.stdout)
-        index = report["uploaded"][result["permitId"]]
-        assert report["remaining"] == {} and report["bundles"] == {result["permitId"]: str(run.evidence.resolve())}
+        # Two flushes of one spool at once: both succeed, the receipt is logged once.
+        flushes = [
+            subprocess.Popen(
+                [*FIAT, "receipts", "flush", "--home", str(home), "--json"],
+                env=cli_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        outputs = [f.communicate(timeout=120) for f in flushes]
+        assert [f.returncode for f in flushes] == [0, 0], outputs
+        reports = [json.loads(stdout) for stdout, _ in outputs]
+        indexes = {r["uploaded"].get(result["permitId"]) for r in reports} - {None}
+        assert len(indexes) == 1, reports
+        (index,) = indexes
+        assert all(r["remaining"] == {} for r in reports), reports
+        assert str(run.evidence.resolve()) in [r["bundles"].get(result["permitId"]) for r in reports]
         assert log_size(again.url) == size + 1  # the receipt, logged once
         assert not spooled.exists()
         assert json.loads(ok(fiat_cli("receipts", "list", "--home", home, "--json")).stdout)["pending"] == []

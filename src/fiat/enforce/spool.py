@@ -18,8 +18,8 @@ separate step, with retries and backoff, that may happen now or much later:
   fsynced). The authority logs one receipt per permit (:mod:`fiat.authorize.receipts`), so
   the same receipt uploaded twice is one log entry with one index: two processes flushing
   one spool at once cannot log anything twice. Each upload still takes an exclusive
-  ``flock`` on the spool file (non-blocking: a file another process is uploading is left to
-  it), which only spares duplicate work.
+  ``flock`` on the spool file (waiting for another process that holds it, within the bound),
+  which only spares duplicate work: the second then gets the same index from the authority.
 * Retries: a network failure, or a 5xx answer, is retried with exponential backoff (0.1 s,
   doubling, at most 1 s between tries) until the bound given (``runtime.receipt_upload_s``,
   2 s by default, at the end of a run: a dead authority never holds a run up for long). Any
@@ -248,27 +248,28 @@ class ReceiptSpool:
 
     # -- uploading -----------------------------------------------------------------------------
     @contextlib.contextmanager
-    def _locked(self, entry: Spooled) -> Iterator[bool]:
-        """An exclusive, non-blocking flock on the entry's file; yields False when another process
-        holds it or the file is gone or was replaced since it was read."""
+    def _locked(self, entry: Spooled, deadline: float) -> Iterator[bool]:
+        """An exclusive flock on the entry's file, waited for until ``deadline`` (monotonic);
+        yields False if another process held it all that time. A file already gone (another
+        process uploaded it) needs no lock: uploading it again is idempotent."""
         try:
             fd = os.open(entry.path, os.O_RDONLY)
         except FileNotFoundError:
-            yield False
+            yield True
             return
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    yield False
-                    return
-                raise
-            try:
-                same = os.stat(entry.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            yield same
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                        raise
+                    if time.monotonic() >= deadline:
+                        yield False
+                        return
+                    time.sleep(0.02)
+            yield True
         finally:
             os.close(fd)
 
@@ -276,15 +277,18 @@ class ReceiptSpool:
         """Upload one receipt, retrying within ``budget`` seconds; on success the file is removed
         and the result has its log index, otherwise the file is kept with its attempts counted.
 
-        ``url`` overrides the authority the entry names. ``lock=False`` is for the process that
+        ``url`` overrides the authority the entry names. With ``lock``, a process uploading the
+        same file is waited for (within the budget), and the receipt is then sent all the same:
+        the authority answers the index it logged it at. ``lock=False`` is for the process that
         just spooled the receipt (nobody else can be uploading it yet to any harm).
         """
         if not lock:
             return self._upload(entry, budget, url)
-        with self._locked(entry) as held:
+        started = time.monotonic()
+        with self._locked(entry, started + budget) as held:
             if not held:
-                return Uploaded(entry, None, "being uploaded by another process")
-            return self._upload(entry, budget, url)
+                return Uploaded(entry, None, "another process held it for the whole upload bound")
+            return self._upload(entry, budget - (time.monotonic() - started), url)
 
     def _upload(self, entry: Spooled, budget: float, url: str | None) -> Uploaded:
         deadline = time.monotonic() + max(budget, 0.0)
