@@ -44,6 +44,12 @@ SETTINGS: dict[tuple[str, str], tuple[type, Any, str]] = {
     ("runtime", "staleness_ms"): (int, 3000, "A guard halts when the newest signed trust state is older than this."),
     ("runtime", "halt_grace_ms"): (int, 2000, "Between SIGTERM and SIGKILL when a guard halts an action."),
     ("runtime", "approval_wait_s"): (float, 300.0, "How long `fiat run` waits for a human approval."),
+    ("runtime", "receipt_upload_s"): (
+        float,
+        2.0,
+        "How long a run, at its end, tries to upload its spooled receipt (retries with backoff) "
+        "before it exits and leaves the receipt in the spool.",
+    ),
     ("runtime", "files"): (list, [], "Files and globs whose contents are part of the measured environment."),
     ("runtime", "env_allowlist"): (list, ["PATH"], "Environment variables whose values are measured."),
     ("runtime", "containment"): (
@@ -105,6 +111,7 @@ class RuntimeSettings:
     staleness_ms: int
     halt_grace_ms: int
     approval_wait_s: float
+    receipt_upload_s: float
     files: list[str]
     env_allowlist: list[str]
     containment: str
@@ -266,6 +273,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("runtime.staleness_ms must be between 100 and 600000")
     if not 0 <= cfg.runtime.halt_grace_ms <= 600_000:
         raise ConfigError("runtime.halt_grace_ms must be between 0 and 600000")
+    if not 0 <= cfg.runtime.receipt_upload_s <= 600:
+        raise ConfigError("runtime.receipt_upload_s must be between 0 and 600")
     if cfg.runtime.containment not in CONTAINMENTS:
         valid = ", ".join(repr(c) for c in CONTAINMENTS)
         raise ConfigError(f"runtime.containment {cfg.runtime.containment!r} is not a containment; use one of: {valid}")

@@ -71,8 +71,11 @@ class AuthorityClient:
         proof = make_proof(key, "POST", url)
         return dict(self._request("POST", "/v1/authorize", json={**body, "runtimeKid": kid}, headers={"DPoP": proof}))
 
-    def receipt(self, envelope: dict[str, Any]) -> dict[str, Any]:
-        return dict(self._request("POST", "/v1/receipts", json={"envelope": envelope}))
+    def receipt(self, envelope: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """Log an execution receipt; ``timeout`` (seconds) bounds this one request. Idempotent:
+        the same receipt again answers the same ``logIndex``."""
+        kw: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        return dict(self._request("POST", "/v1/receipts", json={"envelope": envelope}, **kw))
 
     def bundle(self, key: Ed25519PrivateKey, jti: str) -> dict[str, Any]:
         path = f"/v1/bundles/{jti}"

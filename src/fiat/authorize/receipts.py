@@ -2,19 +2,40 @@
 
 A receipt is a receipt/v1 in-toto statement in DSSE, signed by the permit's ``cnf`` runtime
 key; the authority logs it next to the permit's evidence, where the permit's bundle picks it up.
+
+One receipt per permit, and uploading is idempotent (a runtime spools its receipt and may
+upload it more than once, :mod:`fiat.enforce.spool`): the same envelope again answers the
+index it was logged at, and no new entry; a *different* receipt for a permit that already has
+one is refused (:class:`ReceiptConflictError`, 409), since an execution ends once.
 """
 
 from __future__ import annotations
 
+import threading
+
 from fiat.authorize.signing import AuthorityKeys, read_statement
-from fiat.errors import AuthorizationError
+from fiat.errors import AuthorizationError, ConflictError
 from fiat.formats.dsse import Envelope
 from fiat.formats.statement import RECEIPT
 from fiat.prove import evidence as ev
 
 
+class ReceiptConflictError(AuthorizationError, ConflictError):
+    """A different receipt for this permit is already logged."""
+
+
+#: Serializes check-then-append of receipts in this process. Several server processes on one
+#: home are serialized only in-process here: two of them could each log the same receipt once
+#: (a later change adds idempotency keys in the shared database).
+_RECEIPTS = threading.Lock()
+
+
 def record_receipt(recorder: ev.EvidenceRecorder, keys: AuthorityKeys, envelope: Envelope) -> int:
-    """Log a runtime's execution receipt after checking it is signed by the permit's cnf key."""
+    """Log a runtime's execution receipt after checking it is signed by the permit's cnf key.
+
+    Idempotent: if this exact envelope (its RFC 8785 bytes) is already logged for the permit,
+    its index is returned and nothing is appended; a different logged receipt is a conflict.
+    """
     statement = read_statement(envelope, RECEIPT, AuthorizationError, "receipt", "a receipt/v1")
     permit = statement.predicate.get("permit")
     jti = permit.get("jti") if isinstance(permit, dict) else None
@@ -24,4 +45,16 @@ def record_receipt(recorder: ev.EvidenceRecorder, keys: AuthorityKeys, envelope:
     runtime = keys.ring.find(record.runtime)
     if runtime is None or not envelope.verify_with(runtime.kid, runtime.public_key):
         raise AuthorizationError("the receipt is not signed by the permit's cnf runtime key")
-    return recorder.record(statements=[(envelope, jti)], kinds=["receipt"])[0].index
+    encoded = envelope.encode()
+    with _RECEIPTS:
+        for link in recorder.index.entries(jti):
+            if link.kind != "receipt":
+                continue
+            logged = recorder.log.read_entries(link.log_index, link.log_index + 1)[0]
+            if logged == encoded:
+                return link.log_index
+            raise ReceiptConflictError(
+                f"a different receipt for permit {jti} is already logged at index {link.log_index}; "
+                "an execution has one receipt"
+            )
+        return recorder.record(statements=[(envelope, jti)], kinds=["receipt"])[0].index

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from fiat.cli import approvals, authorize, bench, demo, home, keys, log, policy, run, serve, verify
+from fiat.cli import approvals, authorize, bench, demo, home, keys, log, policy, receipts, run, serve, verify
 from fiat.cli.common import EXIT_INVALID, fail
 from fiat.logs import setup_logging
 
@@ -27,6 +27,7 @@ app.add_typer(log.log_app, name="log")
 app.add_typer(policy.policy_app, name="policy")
 app.add_typer(keys.keys_app, name="keys")
 app.add_typer(approvals.approvals_app, name="approvals")
+app.add_typer(receipts.receipts_app, name="receipts")
 app.add_typer(keys.trust_app, name="trust-root")
 app.add_typer(bench.bench_app, name="bench")
 

@@ -50,6 +50,10 @@ def measure_cmd(
     out.print(f"digest: {evidence['digest']}")
 
 
+#: Outcomes of a command that started: each has a receipt.
+FINISHED = ("completed", "failed", "halted")
+
+
 def run_cmd(
     command: Annotated[list[str], typer.Argument(help="The command to govern, after --.")],
     principal: Annotated[str, typer.Option(help="Who acts, e.g. agent:release-bot.")],
@@ -78,7 +82,8 @@ def run_cmd(
     """Run CMD only with a verified permit; re-verify while it runs; halt it when trust is lost.
 
     Exit codes: the command's own status; 124 halted; 125 denied; 126 trust not established;
-    127 the command was not found.
+    127 the command was not found. The receipt is spooled in the home before it is uploaded: if
+    the authority cannot take it, the exit code is the same and stderr names the spool file.
     """
     from fiat.enforce.run import run_governed
 
@@ -110,6 +115,7 @@ def run_cmd(
         "reason": result.reason,
         "permitId": result.permit_id,
         "receiptLogIndex": result.receipt_index,
+        "receiptSpooled": None if result.receipt_spooled is None else str(result.receipt_spooled),
         "haltLatencyMs": None if result.halt_latency is None else round(result.halt_latency * 1000, 2),
         "approvalId": result.decision.get("approvalId"),
     }
@@ -128,6 +134,19 @@ def run_cmd(
             err.print(f"fiat: approval id {result.decision['approvalId']}; an approver runs `fiat approve` with it")
     if result.receipt_index is not None and not as_json:
         err.print(f"[dim]fiat:[/] receipt for {result.permit_id} logged at index {result.receipt_index}")
+    if result.receipt_index is None and result.receipt_spooled is None and result.outcome in FINISHED:
+        err.print(f"[bold red]fiat:[/] the receipt for {result.permit_id} is neither logged nor spooled")
+    if result.receipt_spooled is not None:
+        # Said on stderr with --json too: the receipt is safe, but not logged yet.
+        err.print(
+            f"[bold yellow]fiat:[/] receipt for {result.permit_id} spooled at {escape(str(result.receipt_spooled))}; "
+            "it will be uploaded by the next fiat run or `fiat receipts flush`"
+        )
+        if evidence is not None:
+            err.print(
+                f"[bold yellow]fiat:[/] no bundle written to {escape(str(evidence))} yet (it would lack the receipt); "
+                f"`fiat receipts flush` writes it once the receipt is logged"
+            )
     raise typer.Exit(result.exit_code)
 
 

@@ -5,22 +5,30 @@ loads the runtime key and the trust root, joins the shared trust subscription an
 builds the :class:`~fiat.enforce.guard.Session`; :meth:`Bootstrap.establish` waits for
 a fresh trust state and establishes the permit. :class:`Heartbeat` is the one
 re-verification loop: every heartbeat and every pushed trust state runs
-``Session.check()`` until the caller says stop or a check halts.
+``Session.check()`` until the caller says stop or a check halts, and pokes the
+receipt spool's :class:`~fiat.enforce.spool.Flusher` after every successful check (the
+authority is reachable: receipts spooled while it was not are uploaded in the background).
+:meth:`Bootstrap.deliver` spools a signed receipt durably, then uploads it within
+``runtime.receipt_upload_s``.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from fiat.api.client import AuthorityClient
+from fiat.api.client import AuthorityClient, ClientError
 from fiat.config import Config, authority_url
 from fiat.enforce.guard import GuardSettings, Halt, NotEstablished, Runtime, Session
+from fiat.enforce.spool import Flusher, ReceiptSpool, SpoolError
 from fiat.enforce.trust import TrustMonitor
 from fiat.establish.measure import default_measurer
+from fiat.formats.dsse import Envelope
 from fiat.home import keyring, trust_root
 
 
@@ -34,6 +42,16 @@ def guard_settings(cfg: Config) -> GuardSettings:
     )
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """Where a signed receipt went: logged at ``index``, or waiting in the spool at ``spooled``
+    (``error`` says why it is not logged yet)."""
+
+    index: int | None
+    spooled: Path | None = None
+    error: str | None = None
+
+
 @dataclass
 class Bootstrap:
     """A session with the client and the trust subscription it holds; release them once."""
@@ -42,6 +60,9 @@ class Bootstrap:
     client: AuthorityClient
     monitor: TrustMonitor
     url: str
+    spool: ReceiptSpool
+    upload_s: float
+    flusher: Flusher
 
     @property
     def settings(self) -> GuardSettings:
@@ -52,7 +73,34 @@ class Bootstrap:
         staleness = self.settings.staleness
         if not self.monitor.wait_fresh(staleness):
             raise NotEstablished("trust-fresh", f"no valid trust state from {self.url} within {staleness:.1f} s")
-        return self.session.establish()
+        decision = self.session.establish()
+        self.flusher.poke()  # the authority answers: upload what earlier runs left in the spool
+        return decision
+
+    def deliver(self, envelope: Envelope, evidence: Path | None = None) -> Delivery:
+        """Spool the signed receipt durably, then upload it within ``runtime.receipt_upload_s``.
+
+        A background flush of older receipts is waited for first, for at most half the bound,
+        so that the whole delivery stays within ``upload_s`` (were it cut short, nothing is lost:
+        a spooled receipt is only removed once logged, and uploading again is idempotent).
+        Should the spool itself be unwritable, the receipt is still uploaded directly.
+        """
+        started = time.monotonic()
+        self.flusher.join(self.upload_s / 2)
+        budget = max(self.upload_s - (time.monotonic() - started), self.upload_s / 2)
+        jti = self.session.permit_id
+        try:
+            entry = self.spool.put(envelope.to_json(), jti, self.url, evidence)
+        except SpoolError as exc:
+            try:
+                index = int(self.client.receipt(envelope.to_json(), timeout=max(budget, 0.05))["logIndex"])
+            except ClientError as upload:
+                return Delivery(None, None, f"{exc}; and it could not be uploaded: {upload}")
+            return Delivery(index)
+        done = self.spool.upload(entry, budget, lock=False)
+        if done.index is not None:
+            return Delivery(done.index)
+        return Delivery(None, entry.path, done.error)
 
     def release(self) -> None:
         self.monitor.release()
@@ -84,6 +132,7 @@ def open_session(
     except BaseException:
         client.close()
         raise
+    spool = ReceiptSpool(cfg.home)
     try:
         session = Session(
             client,
@@ -102,14 +151,16 @@ def open_session(
         monitor.release()
         client.close()
         raise
-    return Bootstrap(session, client, monitor, url)
+    upload_s = cfg.runtime.receipt_upload_s
+    flusher = Flusher(spool, url, upload_s, runtime_key=key)
+    return Bootstrap(session, client, monitor, url, spool, upload_s, flusher)
 
 
 class Heartbeat:
     """The re-verification loop: a check on every heartbeat and on every pushed trust state."""
 
-    def __init__(self, session: Session, monitor: TrustMonitor) -> None:
-        self.session, self.monitor = session, monitor
+    def __init__(self, session: Session, monitor: TrustMonitor, flusher: Flusher | None = None) -> None:
+        self.session, self.monitor, self.flusher = session, monitor, flusher
         #: Set by the trust subscription on every new state; callers set it to end a wait early.
         self.wake: threading.Event = monitor.subscribe()
 
@@ -124,6 +175,8 @@ class Heartbeat:
                 self.session.check()
             except Halt as halt:
                 return halt
+            if self.flusher is not None:
+                self.flusher.poke()  # trust is fresh, so the authority is back: flush the spool
         return None
 
     def close(self) -> None:

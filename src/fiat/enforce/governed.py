@@ -25,7 +25,11 @@ adds the command it runs, unless the caller passes its own. The principal is
 ``principal=``, else ``$FIAT_PRINCIPAL``, else the operating-system user as
 ``user:NAME`` (the policy's entities must know whoever it is). While the body
 runs a watcher thread re-verifies on every heartbeat and on every trust state.
-Leaving signs the receipt. Many guarded blocks in one process share one trust subscription.
+Leaving signs the receipt and spools it durably before uploading it
+(:mod:`fiat.enforce.spool`): should the authority be unreachable, the block still ends as
+it would have, ``receipt_spooled`` names the spool file, a line on stderr says so, and
+the receipt is uploaded later (the next ``fiat run``, ``fiat receipts flush``, or any
+running guard once the authority is back). Many guarded blocks in one process share one trust subscription.
 
 ``isolate=True`` contains the child with :mod:`fiat.enforce.containment`'s ``process``
 mode (a fork cannot enter a new PID namespace): its own session, ``PR_SET_PDEATHSIG``, and
@@ -61,9 +65,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 class Guarded:
     """The handle a governed block gets: ``check()``, the permit, and whether it was halted."""
 
-    def __init__(self, session: Session) -> None:
-        self._session = session
-
     @property
     def permit_id(self) -> str:
         return self._session.permit_id
@@ -75,6 +76,14 @@ class Guarded:
     @property
     def receipt_index(self) -> int | None:
         return self._session.receipt_index
+
+    @property
+    def receipt_spooled(self) -> Path | None:
+        """The spool file of a receipt that could not be uploaded yet (None once logged)."""
+        return self._owner._spooled
+
+    def __init__(self, session: Session, owner: governed) -> None:
+        self._session, self._owner = session, owner
 
     def check(self) -> None:
         """Raise :class:`Halt` if trust was lost (the watcher already halted the block)."""
@@ -105,6 +114,7 @@ class governed:
         self._stop = threading.Event()
         self._start = 0.0
         self._on_halt: Callable[[Halt], None] | None = None
+        self._spooled: Path | None = None
 
     # -- establish / finish ----------------------------------------------------------------
     def _establish(self) -> Session:
@@ -140,7 +150,7 @@ class governed:
 
     def _watch(self) -> None:
         assert self._session is not None and self._boot is not None
-        with Heartbeat(self._session, self._boot.monitor) as heartbeat:
+        with Heartbeat(self._session, self._boot.monitor, self._boot.flusher) as heartbeat:
             halt = heartbeat.run(self._stop.is_set)
         if halt is not None and self._on_halt is not None:
             self._on_halt(halt)
@@ -168,7 +178,16 @@ class governed:
                     outcome, code = "failed", None
                 else:
                     outcome, code = "completed", 0
-                session.receipt_index = session.receipt(self._start, time.time(), outcome, code)
+                envelope = session.sign_receipt(self._start, time.time(), outcome, code)
+                assert self._boot is not None
+                delivery = self._boot.deliver(envelope)
+                session.receipt_index, self._spooled = delivery.index, delivery.spooled
+                if delivery.index is None:
+                    where = f"spooled at {delivery.spooled}" if delivery.spooled else "NOT spooled"
+                    sys.stderr.write(
+                        f"fiat: receipt for {session.permit_id} {where}; it will be uploaded by the next "
+                        f"fiat run or `fiat receipts flush` ({delivery.error})\n"
+                    )
         finally:
             self._release()
 
@@ -181,7 +200,7 @@ class governed:
     def __enter__(self) -> Guarded:
         session = self._establish()
         self._begin_watch(None)
-        return Guarded(session)
+        return Guarded(session, self)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> Literal[False]:
         self._finish(exc)
@@ -201,7 +220,7 @@ class governed:
                 loop.call_soon_threadsafe(task.cancel)
 
         self._begin_watch(cancel)
-        return Guarded(session)
+        return Guarded(session, self)
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any

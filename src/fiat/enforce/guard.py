@@ -29,8 +29,10 @@ blocking on the network — each failure is a halt naming its step:
                         re-authorization; a refusal halts);
 * ``environment``       a fresh measurement still has the permitted digest.
 
-**Prove** (``receipt()``): the runtime signs an execution receipt (cnf key) with a hash
-chain over every verification event, and it is logged.
+**Prove** (``sign_receipt()``): the runtime signs an execution receipt (cnf key) with a hash
+chain over every verification event. ``fiat run`` and ``fiat.governed`` spool it durably
+before uploading it (:mod:`fiat.enforce.spool`), so an unreachable authority delays the
+receipt but never loses it; ``receipt()`` signs and uploads in one step, unspooled.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from fiat.enforce.trust import TrustMonitor, TrustSnapshot
 from fiat.errors import FiatError, VerificationError
 from fiat.establish.measure import Measurer
 from fiat.formats.action import encode_action_request
+from fiat.formats.dsse import Envelope
 from fiat.formats.jcs import canonicalize
 from fiat.prove import evidence as ev
 from fiat.verify import permit as permit_rules
@@ -373,15 +376,15 @@ class Session:
             log.warning("renewal failed, will retry: %s", exc)  # trust-fresh bounds how long this may last
 
     # -- prove ------------------------------------------------------------------------------------
-    def receipt(
+    def sign_receipt(
         self,
         start: float,
         end: float,
         outcome: str,
         exit_code: int | None,
         outputs: list[tuple[str, str]] | None = None,
-    ) -> int:
-        """Sign the execution receipt with the runtime (cnf) key and log it; returns its log index."""
+    ) -> Envelope:
+        """Sign the execution receipt with the runtime (cnf) key (nothing is sent)."""
         end_measurement = self.measurer.measure()
         statement = ev.receipt_statement(
             permit_id=self.permit_id,
@@ -400,7 +403,18 @@ class Session:
             outputs=outputs or [],
             containment=self.containment,
         )
-        envelope = ev.sign_statement(statement, [(self.runtime.kid, self.runtime.key)])
+        return ev.sign_statement(statement, [(self.runtime.kid, self.runtime.key)])
+
+    def receipt(
+        self,
+        start: float,
+        end: float,
+        outcome: str,
+        exit_code: int | None,
+        outputs: list[tuple[str, str]] | None = None,
+    ) -> int:
+        """Sign the execution receipt and log it directly (no spool); returns its log index."""
+        envelope = self.sign_receipt(start, end, outcome, exit_code, outputs)
         return int(self.client.receipt(envelope.to_json())["logIndex"])
 
     def bundle(self) -> dict[str, Any]:

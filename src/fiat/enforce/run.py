@@ -11,6 +11,11 @@ Exit codes (documented in README.md):
 
 The command is started, and its whole process tree ended, by :mod:`fiat.enforce.containment`.
 SIGTERM, SIGINT and SIGHUP to the guard halt the command (step ``signal``), with a receipt.
+
+The receipt is spooled durably before it is uploaded (:mod:`fiat.enforce.spool`). When the
+authority cannot take it within ``runtime.receipt_upload_s``, the run still exits with the
+code above, and the result names the spool file (``receipt_spooled``); with ``--evidence``
+no bundle lacking the receipt is written: the flush that uploads the receipt writes it.
 """
 
 from __future__ import annotations
@@ -27,10 +32,9 @@ from typing import Any
 
 from fiat.api.client import ClientError
 from fiat.config import Config
-from fiat.enforce.bootstrap import Heartbeat, open_session
+from fiat.enforce.bootstrap import Bootstrap, Delivery, Heartbeat, open_session
 from fiat.enforce.containment import Containment, ContainmentUnavailable
-from fiat.enforce.guard import Denied, GuardSettings, Halt, NotEstablished, Session
-from fiat.enforce.trust import TrustMonitor
+from fiat.enforce.guard import Denied, GuardSettings, Halt, NotEstablished
 
 EXIT_HALTED, EXIT_DENIED, EXIT_NOT_ESTABLISHED = 124, 125, 126
 
@@ -44,6 +48,7 @@ class RunResult:
     receipt_index: int | None = None
     halt_latency: float | None = None  # seconds from the halting check to the contained tree being gone
     decision: dict[str, Any] = field(default_factory=dict)
+    receipt_spooled: Path | None = None  # not uploaded yet: the receipt waits in this spool file
 
 
 def digest_outputs(paths: Sequence[str]) -> list[tuple[str, str]]:
@@ -108,18 +113,14 @@ def run_governed(
         except ClientError as exc:
             return RunResult(EXIT_NOT_ESTABLISHED, "not-established", str(exc))
         status(f"permit {session.permit_id}: {decision.get('reason', '')}")
-        return _supervise(
-            session, argv, boot.monitor, boot.settings, evidence_path, outputs, decision, command_stdout, containment
-        )
+        return _supervise(boot, argv, evidence_path, outputs, decision, command_stdout, containment)
     finally:
         boot.release()
 
 
 def _supervise(
-    session: Session,
+    boot: Bootstrap,
     argv: Sequence[str],
-    monitor: TrustMonitor,
-    settings: GuardSettings,
     evidence_path: Path | None,
     outputs: Sequence[str],
     decision: dict[str, Any],
@@ -127,7 +128,8 @@ def _supervise(
     containment: Containment | None = None,
 ) -> RunResult:
     containment = containment or Containment()
-    heartbeat = Heartbeat(session, monitor)
+    session = boot.session
+    heartbeat = Heartbeat(session, boot.monitor, boot.flusher)
     start = time.time()
     session.execution_start = start
     session.containment = containment.mode
@@ -140,7 +142,7 @@ def _supervise(
     restore = _on_signals(on_signal)
     try:
         return _contained(
-            session, argv, heartbeat, settings, evidence_path, outputs, decision, command_stdout, containment, signalled
+            boot, argv, heartbeat, evidence_path, outputs, decision, command_stdout, containment, signalled
         )
     finally:
         restore()
@@ -164,10 +166,9 @@ GUARD_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def _contained(
-    session: Session,
+    boot: Bootstrap,
     argv: Sequence[str],
     heartbeat: Heartbeat,
-    settings: GuardSettings,
     evidence_path: Path | None,
     outputs: Sequence[str],
     decision: dict[str, Any],
@@ -175,14 +176,16 @@ def _contained(
     containment: Containment,
     signalled: list[int],
 ) -> RunResult:
+    session, settings = boot.session, boot.settings
     start = session.execution_start
     try:
         contained = containment.start(argv, cwd=os.getcwd(), stdout=command_stdout)
     except OSError as exc:
         heartbeat.close()
         session.halted = None
-        index = session.receipt(start, time.time(), "failed", 127)
-        return RunResult(127, "failed", f"cannot start {argv[0]}: {exc.strerror}", session.permit_id, index)
+        reason = f"cannot start {argv[0]}: {exc.strerror}"
+        delivery = boot.deliver(session.sign_receipt(start, time.time(), "failed", 127), evidence_path)
+        return _result(boot, delivery, evidence_path, 127, "failed", reason, None, {})
     proc = contained.proc
     exited = threading.Event()
 
@@ -225,10 +228,32 @@ def _contained(
         exit_code = 128 - code if code < 0 else code
         reason = f"the command exited with {exit_code}"
     receipt_exit = code if code is not None and code >= 0 else None
-    try:
-        index = session.receipt(start, end, outcome, receipt_exit, digest_outputs(outputs))
-    except ClientError as exc:
-        return RunResult(exit_code, outcome, f"{reason}; the receipt could not be logged: {exc}", session.permit_id)
+    envelope = session.sign_receipt(start, end, outcome, receipt_exit, digest_outputs(outputs))
+    delivery = boot.deliver(envelope, evidence_path)
+    return _result(boot, delivery, evidence_path, exit_code, outcome, reason, latency, decision)
+
+
+def _result(
+    boot: Bootstrap,
+    delivery: Delivery,
+    evidence_path: Path | None,
+    exit_code: int,
+    outcome: str,
+    reason: str,
+    latency: float | None,
+    decision: dict[str, Any],
+) -> RunResult:
+    """The run's result once its receipt is delivered: logged (the bundle written when asked), or
+    spooled (the command's own exit code all the same, and no bundle that lacks the receipt)."""
+    session = boot.session
+    if delivery.index is None:
+        why = f"the receipt is not logged yet: {delivery.error}"
+        return RunResult(
+            exit_code, outcome, f"{reason}; {why}", session.permit_id, None, latency, decision, delivery.spooled
+        )
     if evidence_path is not None:
-        evidence_path.write_text(json.dumps(session.bundle(), indent=2) + "\n", encoding="utf-8")
-    return RunResult(exit_code, outcome, reason, session.permit_id, index, latency, decision)
+        try:
+            evidence_path.write_text(json.dumps(session.bundle(), indent=2) + "\n", encoding="utf-8")
+        except ClientError as exc:
+            reason = f"{reason}; the evidence bundle could not be fetched: {exc} (`fiat bundle {session.permit_id}`)"
+    return RunResult(exit_code, outcome, reason, session.permit_id, delivery.index, latency, decision)

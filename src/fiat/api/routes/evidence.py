@@ -1,4 +1,5 @@
-"""``POST /v1/receipts`` (a runtime's execution receipt, logged) and ``GET /v1/bundles/{jti}`` (the evidence bundle)."""
+"""``POST /v1/receipts`` (a runtime's execution receipt, logged once: idempotent) and
+``GET /v1/bundles/{jti}`` (the evidence bundle)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from fastapi import FastAPI, Request
 from fiat.api.context import ApiContext
 from fiat.api.models import ReceiptBody
 from fiat.api.problems import refused
-from fiat.errors import AuthorizationError, FiatError, MalformedError
+from fiat.errors import AuthorizationError, ConflictError, FiatError, MalformedError
 from fiat.formats.dsse import Envelope
 
 
@@ -21,8 +22,8 @@ def install(app: FastAPI, ctx: ApiContext) -> None:
         try:
             envelope = Envelope.from_json(body.envelope)
             index = auth.record_receipt(envelope)
-        except MalformedError as exc:
-            raise refused(exc) from exc
+        except (MalformedError, ConflictError) as exc:
+            raise refused(exc) from exc  # 400; 409: a different receipt for this permit is logged
         except AuthorizationError as exc:
             metrics["auth_failures_total"] += 1  # a receipt not provably from the permit's runtime
             raise refused(exc) from exc
