@@ -397,6 +397,7 @@ class Session:
             measurement_end={"digest": {"sha256": end_measurement["digest"]}},
             outputs=outputs or [],
             containment=self.containment,
+            heartbeat_ms=round(self.heartbeat * 1000),
         )
         envelope = ev.sign_statement(statement, [(self.runtime.kid, self.runtime.key)])
         return int(self.client.receipt(envelope.to_json())["logIndex"])
