@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,13 +22,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fiat.authorize.permit import Constraints
+from fiat.enforce.governed import governed as fiat_governed
 from fiat.errors import MalformedError
 from fiat.formats.encoding import b64std, b64std_decode
+from fiat.formats.statement import RECEIPT
 from fiat.tlog import note
 from fiat.verify import Bundle, TrustRoot, VerificationResult, verify
 from fiat.verify.trust_root import MAX_LINEAGE_DEPTH
+from support import EXAMPLES
 from support.evidence import Execution, make_execution, make_home
-from support.processes import fiat
+from support.processes import FiatServer, cli_env, fiat, ok
 from support.receipts import Revoke, claimed_execution
 
 #: A permit without maxDuration or heartbeatIntervalMs (a policy without those annotations).
@@ -368,3 +374,84 @@ def test_verdict_of_a_completed_run(tmp_path: Path, t: float) -> None:
     line, report = _verdict(tmp_path, ex)
     assert line == f"verified: execution {ex.jti} completed (exit 0) (containment: not recorded)", line
     assert (report["outcome"], report["exitCode"]) == ("completed", 0)
+
+
+# -- real runs: honest receipts still verify, and the verdict says how they ended --------------------
+
+PERMIT_RE = re.compile(r"permit (pmt_[A-Za-z0-9_-]+)")
+
+
+def _receipt(path: Path) -> dict[str, Any]:
+    bundle = Bundle.parse(path.read_bytes())
+    (receipt,) = (s.statement.predicate for s in bundle.statements if s.statement.predicate_type == RECEIPT)
+    return dict(receipt)
+
+
+def test_real_fiat_run_and_governed_receipts_verify(tmp_path: Path) -> None:
+    """``fiat run`` (completed across a renewal, failed, halted by ``fiat revoke``) and a
+    ``fiat.governed`` block against a real ``fiat serve``: every bundle verifies and says how it ended."""
+    home = tmp_path / "home"
+    ok(fiat("init", "--home", home, "--json"))
+    ok(fiat("policy", "publish", EXAMPLES, "--home", home, "--json"))
+    root = tmp_path / "root.json"
+    ok(fiat("trust-root", "export", "--home", home, "-o", root))
+    env = cli_env(FIAT_RUNTIME_CONTAINMENT="process")
+    who = ("--principal", "agent:release-bot", "--action", "shell:run", "--resource", "repo:fiat")
+    with FiatServer(home, env={"FIAT_AUTHORITY_TRUST_INTERVAL_MS": "200"}) as server:
+
+        def run(name: str, *command: str) -> subprocess.Popen[str]:
+            argv = ["run", "--json", "--home", str(home), "--url", server.url, *who]
+            return subprocess.Popen(
+                [sys.executable, "-m", "fiat.cli.main", *argv, "--evidence", str(tmp_path / name), "--", *command],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+
+        # The shell policy's permits live 30 s and are renewed with a third of that left: 23 s spans a renewal.
+        completed = run("completed.json", "sleep", "23")
+        halted = run("halted.json", "sleep", "60")
+        try:
+            failed = run("failed.json", "sh", "-c", "exit 3")
+            assert failed.wait(60) == 3, failed.communicate()
+            assert halted.stderr is not None
+            permit = None
+            for line in halted.stderr:
+                if m := PERMIT_RE.search(line):
+                    permit = m.group(1)
+                    break
+            assert permit, "the run to be revoked never named its permit"
+            time.sleep(1)
+            ok(fiat("revoke", "--permit", permit, "--reason", "test: stop", "--home", home, "--url", server.url))
+            assert halted.wait(60) == 124
+            with fiat_governed(
+                action="shell:run",
+                resource="repo:fiat",
+                principal="agent:release-bot",
+                context={"command": {"argv": ["governed"], "cwd": str(tmp_path)}},
+                home=home,
+                url=server.url,
+            ) as g:
+                time.sleep(1.5)
+                g.check()
+            ok(fiat("bundle", g.permit_id, "--home", home, "-o", tmp_path / "governed.json"))
+            assert completed.wait(90) == 0, completed.communicate()
+        finally:
+            for proc in (completed, halted):
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    for name, verdict in (
+        ("completed.json", "completed (exit 0) (containment: process)"),
+        ("failed.json", "verified: failed (exit 3)"),
+        ("halted.json", "verified: halted at revocation (the permit"),
+        ("governed.json", "completed (exit 0) (containment: none)"),
+    ):
+        proc = fiat("verify", tmp_path / name, "--trust-root", root)
+        text = proc.stdout.decode()
+        assert proc.returncode == 0, (name, text, proc.stderr.decode())
+        assert verdict in text.strip().splitlines()[-1], (name, text)
+    receipt = _receipt(tmp_path / "completed.json")
+    assert receipt["renewedFrom"] and receipt["heartbeatMs"] == 250, receipt
+    assert receipt["verifications"]["count"] >= 23 / 0.25 / 4, receipt

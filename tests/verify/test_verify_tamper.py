@@ -256,7 +256,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     rot_post = make_execution(rot_home)
     assert rot_post.bundle.permit.header["kid"] != old_kid
 
-
     return World(
         tmp=tmp,
         cfg=cfg,
@@ -1352,17 +1351,22 @@ def test_cli_human_output(world: World, inputs: dict[str, tuple[bytes, bytes]]) 
     d = world.tmp / "human"
     d.mkdir()
     good, bad = inputs["valid/child-with-lineage"], inputs["removed/receipt"]
-    for name, (b, r) in (("good", good), ("bad", bad)):
+    halted = inputs["valid/halted-by-a-revocation-in-the-bundle"]
+    for name, (b, r) in (("good", good), ("bad", bad), ("halted", halted)):
         (d / f"{name}.json").write_bytes(b)
         (d / f"{name}.root.json").write_bytes(r)
     with ThreadPoolExecutor(2) as pool:
-        ok, ko = pool.map(
-            lambda n: fiat("verify", d / f"{n}.json", "--trust-root", d / f"{n}.root.json"), ("good", "bad")
+        ok, ko, stopped = pool.map(
+            lambda n: fiat("verify", d / f"{n}.json", "--trust-root", d / f"{n}.root.json"), ("good", "bad", "halted")
         )
     assert ok.returncode == EXIT_OK, ok.stderr
-    assert f"verified: execution {world.child.jti}" in ok.stdout.decode()
+    assert f"verified: execution {world.child.jti} completed (exit 0)" in ok.stdout.decode()
     assert ko.returncode == EXIT_FAILED, ko.stderr
     assert "NOT verified: failed at receipt" in ko.stdout.decode()
+    # A halt verifies as a halt: the verdict never reads as a success.
+    assert stopped.returncode == EXIT_OK, stopped.stderr
+    verdict = stopped.stdout.decode().strip().splitlines()[-1]
+    assert verdict.startswith("verified: halted at revocation (the permit was revoked: test)"), verdict
 
 
 def test_authority_public_key_swapped_under_the_same_kid(world: World) -> None:
