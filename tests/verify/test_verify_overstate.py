@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from fiat.authorize.permit import Constraints
 from fiat.enforce.governed import governed as fiat_governed
 from fiat.errors import MalformedError
-from fiat.formats.encoding import b64std, b64std_decode
+from fiat.formats.encoding import b64std, b64std_decode, b64url, b64url_decode
 from fiat.formats.statement import RECEIPT
 from fiat.tlog import note
 from fiat.verify import Bundle, TrustRoot, VerificationResult, verify
@@ -164,6 +164,14 @@ def test_run_halted_by_a_revocation_verifies_and_says_so(tmp_path: Path, t: floa
     )
     result = verifies(ex)
     assert (result.outcome, result.halt_reason) == ("halted", "revocation: the permit was revoked: test")
+
+
+def test_revocation_after_the_end_refutes_nothing(tmp_path: Path, t: float) -> None:
+    verifies(
+        claimed_execution(
+            tmp_path / "home", now=t, revocations=[Revoke("permit", t + 30), Revoke("principal", t + 31)], receipt={}
+        )
+    )
 
 
 # -- rule: ended after the permit expired ----------------------------------------------------------
@@ -308,6 +316,12 @@ def test_non_canonical_base64_is_refused_everywhere(data: bytes) -> None:
         b64std_decode(flipped, "t")
     with pytest.raises(MalformedError, match="non-canonical"):
         note.b64decode_strict(flipped, "t")
+    # base64url (JWS, JWK): the same rule, unpadded.
+    url = b64url(data)
+    url_flipped = _unused_bits_set(canonical).rstrip("=").replace("+", "-").replace("/", "_")
+    assert b64url_decode(url, "t") == data
+    with pytest.raises(MalformedError, match="non-canonical"):
+        b64url_decode(url_flipped, "t")
 
 
 def test_dsse_payload_and_signature_with_unused_bits_set_are_refused(tmp_path: Path) -> None:

@@ -340,7 +340,7 @@ class _Run:
         max_duration = self.claims.get("constraints", {}).get("maxDuration")
         began = _time(p, "executionStart", step) if "executionStart" in p else start
         if isinstance(max_duration, int) and end - began > max_duration + skew:
-            raise VerificationError(step, f"the execution ran {end - start:.0f} s, beyond maxDuration {max_duration} s")
+            raise VerificationError(step, f"the execution ran {end - began:.0f} s, beyond maxDuration {max_duration} s")
         containment = p.get("containment")
         if containment is not None and not isinstance(containment, str):
             raise VerificationError(step, "the receipt's containment is not a string")
@@ -356,7 +356,8 @@ class _Run:
 
     @staticmethod
     def _outcome(p: dict[str, Any]) -> tuple[str, int | None, str | None]:
-        """The outcome is one of three; a completed execution exited 0; a halted one names its halt."""
+        """Rule ``receipt: outcome`` (docs/formats.md, "What a receipt may claim"): the outcome is one
+        of three; a completed execution exited 0; a halted one names its halt (``<step>: <reason>``)."""
         step = "receipt"
         outcome, exit_code, halt_reason = p.get("outcome"), p.get("exitCode"), p.get("haltReason")
         if outcome not in OUTCOMES:
