@@ -64,8 +64,10 @@ def make_execution(
     with_receipt: bool = True,
     now: float | None = None,
     ttl: int = 60,
+    constraints: Constraints | None = None,
 ) -> Execution:
-    """One governed execution, logged end to end; returns its bundle."""
+    """One governed execution, logged end to end; returns its bundle. ``constraints``: the
+    permit's (default: maxDuration 300 s, heartbeat 250 ms)."""
     cfg = load_config(home, require=True) if (home / "fiat.toml").exists() else make_home(home)
     ring = keyring(cfg)
     arec, akey = ring.signing_key("authority")
@@ -96,7 +98,7 @@ def make_execution(
             POLICY,
             ENV_DIGEST,
             ttl=ttl,
-            constraints=Constraints(max_duration=300, heartbeat_interval_ms=250),
+            constraints=constraints or Constraints(max_duration=300, heartbeat_interval_ms=250),
             approvals=tuple(approval_digests),
         )
         token, claims = mint_permit(

@@ -13,6 +13,9 @@ child per case that runs ``fiat.cli.main`` as ``__main__``, and one case of each
 is re-run as a plain ``python -m fiat.cli.main`` for comparison (a fresh interpreter
 costs ~0.3 s here; ninety of them would dominate the run).
 
+Receipts that the bundle's own revocation refutes are made by ``support.receipts``: the real
+authority revokes, then logs the receipt the runtime key signed, and assembles the bundle.
+
 Two cases need bundles ``make_execution`` cannot make: a decision signed at another time
 than the permit (so that the decision key's validity, not the permit key's, is what
 fails) and a permit minted with a retired key. ``custom_execution`` below builds them
@@ -54,6 +57,7 @@ from fiat.verify import STEPS, Bundle, TrustedKey, TrustRoot, VerificationResult
 from fiat.wiring import open_log
 from support.evidence import ENV_DIGEST, POLICY, Execution, custom_execution, make_execution
 from support.processes import cli_env, fiat
+from support.receipts import Revoke, claimed_execution
 from support.reference_merkle import MemoryTree
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
@@ -179,6 +183,11 @@ class World:
     rot_post: Execution  # made after, with the new key
     rot_old_key_permit: Bundle  # minted after the rotation with the retired key
     rot_root: bytes  # exported by the CLI after the rotation
+    # Receipts claiming what the bundle's own revocation refutes, logged by the real authority
+    # (support.receipts): one halted by the revocation (honest), one that ran on, one that started after.
+    revoked_halted: Execution
+    revoked_ran_on: Execution
+    revoked_before_start: Execution
 
     @property
     def iat(self) -> int:
@@ -200,6 +209,21 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     now = time.time()
     late = custom_execution(cfg, now=now, decision_at=now + 10)
     early = custom_execution(cfg, now=now, decision_at=now - 10)
+
+    t = float(int(time.time()))
+    halted = {"outcome": "halted", "exit_code": None, "halt_reason": "revocation: the permit was revoked: test"}
+    revoked_halted = claimed_execution(
+        home, now=t, revocations=[Revoke("permit", t + 5)], receipt={**halted, "end": t + 6, "verifications": 24}
+    )
+    revoked_ran_on = claimed_execution(
+        home, now=t, revocations=[Revoke("permit", t + 5)], receipt={"end": t + 30, "verifications": 120}
+    )
+    revoked_before_start = claimed_execution(
+        home,
+        now=t,
+        revocations=[Revoke("permit", t + 1)],
+        receipt={**halted, "start": t + 20, "execution_start": t + 20, "end": t + 21},
+    )
 
     # Key rotation, end to end through the CLI, in a home of its own.
     rot_home = tmp / "rot"
@@ -250,6 +274,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         rot_post=rot_post,
         rot_old_key_permit=rot_old_key_permit,
         rot_root=(tmp / "rot-root.json").read_bytes(),
+        revoked_halted=revoked_halted,
+        revoked_ran_on=revoked_ran_on,
+        revoked_before_start=revoked_before_start,
     )
 
 
@@ -341,6 +368,11 @@ def _(w: World) -> Input:
 @case("valid/post-rotation-bundle-new-trust-root", None)
 def _(w: World) -> Input:
     return bj_of(w.rot_post), w.rot_root
+
+
+@case("valid/halted-by-a-revocation-in-the-bundle", None)
+def _(w: World) -> Input:
+    return bj_of(w.revoked_halted), w.root
 
 
 # permit-signature -------------------------------------------------------------------------
@@ -513,6 +545,41 @@ def _(w: World) -> Input:
         p["executionStart"] = rfc3339(w.iat - 3600)
 
     return _resigned_receipt(w, long_since_start), w.root
+
+
+@case("receipt/completed-after-the-permit-was-revoked", "receipt", "without halting")
+def _(w: World) -> Input:
+    return bj_of(w.revoked_ran_on), w.root
+
+
+@case("receipt/started-after-the-permit-was-revoked", "receipt", "a revoked permit never runs")
+def _(w: World) -> Input:
+    return bj_of(w.revoked_before_start), w.root
+
+
+@case("receipt/completed-after-the-permit-expired", "receipt", "after the permit chain expired")
+def _(w: World) -> Input:
+    def past_exp(p: Json) -> None:
+        p["end"] = rfc3339(w.base.bundle.permit.claims["exp"] + 60)
+        p["verifications"]["count"] = 1000
+
+    return _resigned_receipt(w, past_exp), w.root
+
+
+@case("receipt/too-few-verifications-for-its-duration", "receipt", "records at least 10")
+def _(w: World) -> Input:
+    def long_and_unchecked(p: Json) -> None:
+        p["end"] = rfc3339(w.iat + 50)  # 250 ms heartbeat: at least floor(50 / 4) - 2 = 10; it says 8
+
+    return _resigned_receipt(w, long_and_unchecked), w.root
+
+
+@case("receipt/completed-with-a-nonzero-exit-code", "receipt", "not 0")
+def _(w: World) -> Input:
+    def exit_one(p: Json) -> None:
+        p["exitCode"] = 1
+
+    return _resigned_receipt(w, exit_one), w.root
 
 
 @case("receipt/measured-environment-differs", "environment-binding", "differs from the permitted one")
@@ -720,6 +787,11 @@ def _(w: World) -> Input:
     bj = bj_of(w.child)
     bj["ancestors"] = [bj_of(w.other)]
     return bj, w.root
+
+
+@case("lineage/deeper-than-the-trust-root-allows", "lineage", "at most 0 (maxLineageDepth)")
+def _(w: World) -> Input:
+    return bj_of(w.child), dataclasses.replace(w.root, max_lineage_depth=0)
 
 
 @case("lineage/stray-ancestor-on-a-root-execution", "lineage", "no parent")
@@ -987,6 +1059,43 @@ def _(w: World) -> Input:
     return bj, w.root
 
 
+def unused_bits_set(text: str) -> str:
+    """The same bytes in a non-canonical spelling: the last character's unused bits set (RFC 4648 §3.5)."""
+    pad = len(text) - len(text.rstrip("="))
+    assert pad in (1, 2), text
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    i = len(text) - pad - 1
+    out = text[:i] + alphabet[alphabet.index(text[i]) | (0b1111 if pad == 2 else 0b11)] + text[i + 1 :]
+    assert out != text and base64.b64decode(out) == base64.b64decode(text)
+    return out
+
+
+@case("malformed/dsse-signature-unused-bits-set", "malformed")
+def _(w: World) -> Input:
+    bj = bj_of(w.base)
+    sig = bj["statements"][index_of(bj, RECEIPT)]["envelope"]["signatures"][0]
+    sig["sig"] = unused_bits_set(sig["sig"])
+    return bj, w.root
+
+
+@case("malformed/dsse-payload-unused-bits-set", "malformed")
+def _(w: World) -> Input:
+    for ex in (w.base, w.approved, w.child, w.other, w.revoked_halted, w.revoked_ran_on):
+        bj = bj_of(ex)
+        for st in bj["statements"]:
+            if len(base64.b64decode(st["envelope"]["payload"])) % 3:
+                st["envelope"]["payload"] = unused_bits_set(st["envelope"]["payload"])
+                return bj, w.root
+    raise AssertionError("every payload's length is a multiple of 3: no unused bits to set")
+
+
+@case("malformed/consistency-hash-unused-bits-set", "malformed")
+def _(w: World) -> Input:
+    bj = multi_checkpoint(w, with_consistency=True)
+    bj["consistency"][0]["proof"][0] = unused_bits_set(bj["consistency"][0]["proof"][0])
+    return bj, w.root
+
+
 @case("malformed/tlog-proof-header-flipped", "malformed")
 def _(w: World) -> Input:
     bj = bj_of(w.base)
@@ -1242,17 +1351,22 @@ def test_cli_human_output(world: World, inputs: dict[str, tuple[bytes, bytes]]) 
     d = world.tmp / "human"
     d.mkdir()
     good, bad = inputs["valid/child-with-lineage"], inputs["removed/receipt"]
-    for name, (b, r) in (("good", good), ("bad", bad)):
+    halted = inputs["valid/halted-by-a-revocation-in-the-bundle"]
+    for name, (b, r) in (("good", good), ("bad", bad), ("halted", halted)):
         (d / f"{name}.json").write_bytes(b)
         (d / f"{name}.root.json").write_bytes(r)
     with ThreadPoolExecutor(2) as pool:
-        ok, ko = pool.map(
-            lambda n: fiat("verify", d / f"{n}.json", "--trust-root", d / f"{n}.root.json"), ("good", "bad")
+        ok, ko, stopped = pool.map(
+            lambda n: fiat("verify", d / f"{n}.json", "--trust-root", d / f"{n}.root.json"), ("good", "bad", "halted")
         )
     assert ok.returncode == EXIT_OK, ok.stderr
-    assert f"verified: execution {world.child.jti}" in ok.stdout.decode()
+    assert f"verified: execution {world.child.jti} completed (exit 0)" in ok.stdout.decode()
     assert ko.returncode == EXIT_FAILED, ko.stderr
     assert "NOT verified: failed at receipt" in ko.stdout.decode()
+    # A halt verifies as a halt: the verdict never reads as a success.
+    assert stopped.returncode == EXIT_OK, stopped.stderr
+    verdict = stopped.stdout.decode().strip().splitlines()[-1]
+    assert verdict.startswith("verified: halted at revocation (the permit was revoked: test)"), verdict
 
 
 def test_authority_public_key_swapped_under_the_same_kid(world: World) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -23,6 +23,9 @@ from fiat.cli.common import (
     write_output,
 )
 from fiat.errors import MalformedError
+
+if TYPE_CHECKING:
+    from fiat.verify import VerificationResult
 
 
 def bundle_export(
@@ -74,15 +77,28 @@ def verify_cmd(
         for step in result.steps:
             out.print(f"{marks[step.status]} {step.name:<24} {escape(step.detail)}")
         if result.verified:
-            held = result.containment or "not recorded"
-            out.print(
-                f"[bold green]verified[/]: execution {escape(str(result.permit_id))} (containment: {escape(held)})"
-            )
+            out.print(f"[bold green]verified[/]: {escape(verdict(result))}")
         else:
             failed = result.failed
             out.print(f"[bold red]NOT verified[/]: failed at {failed.name if failed else '?'}")
     if not result.verified:
         raise typer.Exit(EXIT_FAILED)
+
+
+def verdict(result: VerificationResult) -> str:
+    """The verdict line of a verified bundle, saying what became of the execution, so that no one
+    reads a halt or a failure as a success (docs/formats.md, "``fiat verify`` exit codes")."""
+    execution = f"execution {result.permit_id}"
+    held = f"(containment: {result.containment or 'not recorded'})"
+    if result.outcome == "halted":
+        step, _, reason = (result.halt_reason or "").partition(": ")
+        return f"halted at {step} ({reason or 'no reason recorded'}) — {execution} {held}"
+    if result.outcome == "failed":
+        code = "no exit code" if result.exit_code is None else f"exit {result.exit_code}"
+        return f"failed ({code}) — {execution} {held}"
+    if result.outcome == "completed":
+        return f"{execution} completed (exit 0) {held}"
+    return f"{execution} (no receipt)"
 
 
 def register(app: typer.Typer) -> None:

@@ -402,6 +402,7 @@ class Session:
             measurement_end={"digest": {"sha256": end_measurement["digest"]}},
             outputs=outputs or [],
             containment=self.containment,
+            heartbeat_ms=round(self.heartbeat * 1000),
         )
         return ev.sign_statement(statement, [(self.runtime.kid, self.runtime.key)])
 

@@ -8,13 +8,35 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from fiat.errors import MalformedError
 from fiat.formats.encoding import json_digest
 from fiat.formats.jcs import canonical_string, canonicalize
+
+
+def entity_uid(value: str, what: str) -> str:
+    """A principal's or resource's one spelling, as a Cedar entity UID: ``Type::"id"`` stays;
+    ``kind:id`` becomes ``Kind::"id"``. Revocations name principals this way, and the offline
+    verifier compares a bundle's revocations with a permit's ``sub`` through it."""
+    if not isinstance(value, str) or not value or len(value) > 1024:
+        raise MalformedError(what, "must be a non-empty string of at most 1,024 characters")
+    return _entity_uid(value, what)
+
+
+@lru_cache(maxsize=4096)
+def _entity_uid(value: str, what: str) -> str:
+    if '::"' in value and value.endswith('"'):
+        return value
+    kind, sep, ident = value.partition(":")
+    if not sep or not kind or not ident or not kind.replace("_", "").isalnum():
+        raise MalformedError(what, f'{value!r} is neither Type::"id" nor kind:id')
+    # Raw UTF-8 (Cedar reads ``"zoë"``, not ``"zo\\u00eb"``), so both spellings name one principal.
+    return f"{kind[0].upper()}{kind[1:]}::{json.dumps(ident, ensure_ascii=False)}"
 
 
 def action_request(

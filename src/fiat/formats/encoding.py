@@ -26,6 +26,7 @@ def b64url(data: bytes) -> str:
 
 
 def b64url_decode(text: str, what: str) -> bytes:
+    """Unpadded base64url (RFC 7515 §2) in its one canonical spelling (unused bits zero, RFC 4648 §3.5)."""
     if not isinstance(text, str) or not _B64URL.fullmatch(text) or len(text) % 4 == 1:
         raise MalformedError(what, "not unpadded base64url (RFC 7515 §2)")
     raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
@@ -39,12 +40,22 @@ def b64std(data: bytes) -> str:
 
 
 def b64std_decode(text: str, what: str) -> bytes:
+    """Standard base64 (RFC 4648 §4), padded, in its one canonical spelling.
+
+    RFC 4648 §3.5 lets a decoder ignore the unused bits of the last character; Fiat
+    does not: an encoding whose unused bits are not zero (or any other spelling that
+    does not re-encode to itself) is refused, so each value has exactly one encoding
+    and a bundle's bytes are unique (the same rule as :func:`b64url_decode` for JWS,
+    and as ``fiat.tlog.note.b64decode_strict`` for signed notes and proof files).
+    """
     if not isinstance(text, str):
         raise MalformedError(what, "expected a base64 string")
     try:
         raw = base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
         raise MalformedError(what, "invalid base64") from exc
+    if b64std(raw) != text:
+        raise MalformedError(what, "non-canonical base64 (RFC 4648 §3.5: the unused bits must be zero)")
     return raw
 
 

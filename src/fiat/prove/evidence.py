@@ -37,7 +37,7 @@ from fiat.persist.protocols import EvidenceIndex, LogWriter
 from fiat.persist.records import EvidenceLink, PermitRecord, StagedRow
 from fiat.prove.log import AppendResult, TransparencyLog
 from fiat.tlog.proof_file import TlogProof
-from fiat.verify.bundle import Bundle, BundleStatement
+from fiat.verify.bundle import MAX_ANCESTORS, Bundle, BundleStatement
 
 KIND_BY_TYPE = {
     DECISION: "decision",
@@ -128,10 +128,13 @@ def receipt_statement(
     execution_start: float | None = None,
     renewed_from: Sequence[str] = (),
     containment: str | None = None,
+    heartbeat_ms: int | None = None,
 ) -> Statement:
     """A receipt. ``start`` is when this permit began governing the execution (for a renewed
     permit, the renewal); ``execution_start`` is when the action itself started;
-    ``containment`` which containment held it (absent: not recorded)."""
+    ``containment`` which containment held it (absent: not recorded); ``heartbeat_ms`` the
+    guard's re-verification interval, which the verifier holds ``verifications`` to
+    (docs/formats.md, "What a receipt may claim"; absent: not recorded)."""
     if outcome not in ("completed", "failed", "halted"):
         raise ValueError("outcome is completed, failed or halted")
     predicate = {
@@ -149,6 +152,8 @@ def receipt_statement(
     }
     if containment is not None:
         predicate["containment"] = containment
+    if heartbeat_ms is not None:
+        predicate["heartbeatMs"] = heartbeat_ms
     return Statement((Subject("permit", permit_digest),), RECEIPT, predicate)
 
 
@@ -309,8 +314,8 @@ class EvidenceRecorder:
         parent = own.permit.claims.get("parent")
         seen = {jti}
         while isinstance(parent, str):
-            if parent in seen or len(ancestors) >= 32:
-                raise FiatError(f"the lineage of {jti} loops or is deeper than 32")
+            if parent in seen or len(ancestors) >= MAX_ANCESTORS:
+                raise FiatError(f"the lineage of {jti} loops or is deeper than {MAX_ANCESTORS}")
             seen.add(parent)
             anc = self._bundle(parent, cp.size)
             ancestors.append(anc)

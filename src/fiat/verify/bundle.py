@@ -27,11 +27,12 @@ from fiat.formats.encoding import b64std, b64std_decode, loads_strict
 from fiat.formats.statement import Statement
 from fiat.tlog.merkle import HASH_SIZE
 from fiat.tlog.proof_file import TlogProof
+from fiat.verify.trust_root import MAX_LINEAGE_DEPTH
 
 MEDIA_TYPE = "application/vnd.fiat.bundle.v1+json"
 MAX_BUNDLE = 8 << 20
 MAX_STATEMENTS = 256
-MAX_ANCESTORS = 32
+MAX_ANCESTORS = MAX_LINEAGE_DEPTH
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Media type ``application/vnd.fiat.trust-root.v1+json`` (docs/formats.md). It
 names the permit issuer and audience, every key by role with its validity
-period, the log origin, and the witness quorum. It holds public keys only.
+period, the log origin, the witness quorum and the deepest lineage the relying
+party accepts (``maxLineageDepth``). It holds public keys only.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from fiat.tlog import note
 
 MEDIA_TYPE = "application/vnd.fiat.trust-root.v1+json"
 ROLES = ("authority", "log", "runtime", "approver", "witness")
+#: The most ancestors an execution may have: what the authority assembles into a bundle
+#: (``EvidenceRecorder.bundle``) and what a bundle may carry (``fiat.verify.bundle``). A
+#: trust root's ``maxLineageDepth`` defaults to it and may only lower it.
+MAX_LINEAGE_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,8 @@ class TrustRoot:
     log_origin: str
     keys: tuple[TrustedKey, ...] = field(default_factory=tuple)
     witness_quorum: int = 0
+    #: The deepest lineage (number of ancestors) the verifier's ``lineage`` step accepts.
+    max_lineage_depth: int = MAX_LINEAGE_DEPTH
 
     def find(self, kid: str, role: str | None = None) -> TrustedKey | None:
         for k in self.keys:
@@ -127,6 +134,7 @@ class TrustRoot:
             "audience": self.audience,
             "log": {"origin": self.log_origin},
             "witnesses": {"quorum": self.witness_quorum},
+            "maxLineageDepth": self.max_lineage_depth,
             "keys": [k.to_json() for k in self.keys],
         }
 
@@ -150,10 +158,17 @@ class TrustRoot:
         quorum = witnesses.get("quorum") if isinstance(witnesses, dict) else None
         if not isinstance(quorum, int) or isinstance(quorum, bool) or quorum < 0:
             raise MalformedError(what, "witnesses.quorum must be a non-negative integer")
+        depth = v.get("maxLineageDepth", MAX_LINEAGE_DEPTH)
+        if not isinstance(depth, int) or isinstance(depth, bool) or not 0 <= depth <= MAX_LINEAGE_DEPTH:
+            raise MalformedError(
+                what,
+                f"maxLineageDepth must be an integer from 0 to {MAX_LINEAGE_DEPTH} (a bundle carries at most "
+                f"{MAX_LINEAGE_DEPTH} ancestors); omit it for {MAX_LINEAGE_DEPTH}",
+            )
         parsed = tuple(TrustedKey.from_json(k) for k in keys)
         if quorum > len([k for k in parsed if k.role == "witness"]):
             raise MalformedError(what, f"a witness quorum of {quorum} exceeds the number of witness keys")
-        return cls(issuer, audience, log["origin"], parsed, quorum)
+        return cls(issuer, audience, log["origin"], parsed, quorum, depth)
 
     @classmethod
     def parse(cls, data: bytes) -> TrustRoot:

@@ -20,7 +20,12 @@ failure names its step, and the steps after a failure are reported skipped.
 8. ``decision``             an ``allow`` decision for this permit (jti and digest) is present.
 9. ``approvals``            each approval the permit names is present, signed, and approves this action.
 10. ``receipt``             the receipt is for this permit and started inside its validity window
-                            (its detail says which containment held the action, or "not recorded").
+                            (its detail says which containment held the action, or "not recorded"),
+                            and claims nothing the rest of the bundle contradicts (docs/formats.md,
+                            "What a receipt may claim"): no revocation in the bundle precedes the
+                            execution, nor a completed or failed one's end by more than the halt
+                            bound; such a run ends within the permit chain's validity; and its
+                            verification count fits its duration and heartbeat.
 11. ``environment-binding`` the receipt's start measurement equals the permit's environment digest.
 12. ``log-inclusion``       the permit and every statement are in the log: each tlog-proof's
                             checkpoint is signed by the trust root's log key for its origin, and
@@ -29,28 +34,34 @@ failure names its step, and the steps after a failure are reported skipped.
                             (RFC 9162 §2.1.4); two roots for one size is a split view.
 14. ``witness-quorum``      when the trust root asks for one, each checkpoint carries that many
                             valid witness cosignatures (C2SP tlog-cosignature).
-15. ``lineage``             each ancestor verifies, and the parent links form an unbroken chain.
+15. ``lineage``             at most ``maxLineageDepth`` (trust root) ancestors; each verifies, once
+                            (all steps but this one: the chain is this step's walk), and the parent
+                            links form an unbroken chain without a loop.
 
 No I/O: the caller parses files; this module only decides.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from fiat.errors import MalformedError, VerificationError
 from fiat.formats import jws
+from fiat.formats.action import entity_uid
 from fiat.formats.encoding import json_digest, parse_time
 from fiat.formats.statement import (
     APPROVAL,
     DECISION,
     PREDICATE_TYPES,
     RECEIPT,
+    REVOCATION,
     SIGNER_ROLE,
 )
 from fiat.tlog import cosignature, merkle, note
@@ -78,6 +89,22 @@ STEPS = (
     "witness-quorum",
     "lineage",
 )
+#: An ancestor is verified by every step but ``lineage``: its link to its own parent is part
+#: of the descendant's walk, so each ancestor is verified exactly once (linear in the depth).
+ANCESTOR_STEPS = STEPS[:-1]
+
+OUTCOMES = ("completed", "failed", "halted")
+#: The longest heartbeat a guard accepts (``runtime.heartbeat_ms``, ``@heartbeat_ms``: 10..60000 ms):
+#: assumed for a receipt that records none and a permit that asks for none.
+MAX_GUARD_HEARTBEAT_MS = 60_000
+#: A check measures the environment and may wait for the GIL, so however short the heartbeat,
+#: the verifier counts on no more than one check per second.
+MIN_CHECK_INTERVAL = 1.0
+#: The verification-count rule allows each check to take this many heartbeats (a loaded machine,
+#: a slow measurement) ...
+HEARTBEAT_SLACK = 4
+#: ... and this many checks fewer (the partial first and last intervals; times are whole seconds).
+HEARTBEAT_MARGIN = 2
 
 
 @dataclass(frozen=True)
@@ -87,6 +114,16 @@ class VerificationPolicy:
     require_receipt: bool = True
     #: Tolerated disagreement (seconds) between clocks of authority and runtime.
     clock_skew: float = 5.0
+    #: The staleness bound (seconds) the verifier assumes of the guard: the default
+    #: ``runtime.staleness_ms``. A guard holds only trust states younger than this, and every state
+    #: signed after a revocation lists it, so a guard still running ``staleness + clock_skew`` after
+    #: a revocation did not honour it (docs/formats.md, "What a receipt may claim").
+    staleness: float = 3.0
+
+    @property
+    def halt_bound(self) -> float:
+        """How long after a revocation (authority clock) a guard may still run: ``staleness + clock_skew``."""
+        return self.staleness + self.clock_skew
 
 
 @dataclass(frozen=True)
@@ -105,6 +142,11 @@ class VerificationResult:
     permit_id: str | None = None
     #: The containment the receipt records (``namespace``, ``process``, ``none``); None: not recorded.
     containment: str | None = None
+    #: What the receipt says became of the execution (``completed``, ``failed``, ``halted``); None: no receipt.
+    outcome: str | None = None
+    exit_code: int | None = None
+    #: For a halted execution: ``<step>: <reason>``, as the guard recorded it.
+    halt_reason: str | None = None
 
     @property
     def verified(self) -> bool:
@@ -121,6 +163,9 @@ class VerificationResult:
             "permit": self.permit_id,
             "failedStep": failed.name if failed else None,
             "containment": self.containment,
+            "outcome": self.outcome,
+            "exitCode": self.exit_code,
+            "haltReason": self.halt_reason,
             "steps": [s.to_json() for s in self.steps],
         }
 
@@ -143,6 +188,7 @@ class _Run:
         self.authority: TrustedKey | None = None
         self.cnf_key: bytes = b""
         self.containment: str | None = None  # what the receipt says held the action
+        self.outcome: tuple[str, int | None, str | None] | None = None  # outcome, exit code, halt reason
         self.cnf_kid: str = ""
         self.action_digest: str = ""
         self.checkpoints: dict[int, set[bytes]] = {}
@@ -294,12 +340,123 @@ class _Run:
         max_duration = self.claims.get("constraints", {}).get("maxDuration")
         began = _time(p, "executionStart", step) if "executionStart" in p else start
         if isinstance(max_duration, int) and end - began > max_duration + skew:
-            raise VerificationError(step, f"the execution ran {end - start:.0f} s, beyond maxDuration {max_duration} s")
+            raise VerificationError(step, f"the execution ran {end - began:.0f} s, beyond maxDuration {max_duration} s")
         containment = p.get("containment")
         if containment is not None and not isinstance(containment, str):
             raise VerificationError(step, "the receipt's containment is not a string")
+        outcome, exit_code, halt_reason = self._outcome(p)
+        self._not_revoked(p, began, end, outcome)
+        if outcome != "halted":
+            self._within_validity(p, end, outcome)
+            self._verification_count(p, end - began)
         self.containment = containment
-        return f"{p.get('outcome')} (exit {p.get('exitCode')}); containment: {containment or 'not recorded'}"
+        self.outcome = (outcome, exit_code, halt_reason)
+        said = f"halted at {halt_reason}" if outcome == "halted" else f"{outcome} (exit {exit_code})"
+        return f"{said}; containment: {containment or 'not recorded'}"
+
+    @staticmethod
+    def _outcome(p: dict[str, Any]) -> tuple[str, int | None, str | None]:
+        """Rule ``receipt: outcome`` (docs/formats.md, "What a receipt may claim"): the outcome is one
+        of three; a completed execution exited 0; a halted one names its halt (``<step>: <reason>``)."""
+        step = "receipt"
+        outcome, exit_code, halt_reason = p.get("outcome"), p.get("exitCode"), p.get("haltReason")
+        if outcome not in OUTCOMES:
+            raise VerificationError(step, f"the receipt's outcome {outcome!r} is not one of {', '.join(OUTCOMES)}")
+        if exit_code is not None and (not isinstance(exit_code, int) or isinstance(exit_code, bool)):
+            raise VerificationError(step, "the receipt's exitCode is not an integer or null")
+        if halt_reason is not None and not isinstance(halt_reason, str):
+            raise VerificationError(step, "the receipt's haltReason is not a string or null")
+        if outcome == "completed" and exit_code != 0:
+            raise VerificationError(step, f"the receipt says completed with exit code {exit_code!r}, not 0")
+        if outcome == "halted" and not halt_reason:
+            raise VerificationError(step, "the receipt says halted but names no halt (haltReason)")
+        return str(outcome), exit_code, halt_reason
+
+    def _not_revoked(self, p: dict[str, Any], began: float, end: float, outcome: str) -> None:
+        """Rules ``receipt: revoked before the start`` and ``receipt: ran on after a revocation``.
+
+        A revocation in the bundle (authority-signed: step 6) of this permit, of a permit it renewed
+        (``renewedFrom``), of its principal (in its Cedar spelling) or of its runtime (the cnf key's
+        kid), dated more than the halt bound before the execution started, means a revoked permit
+        ran; dated more than the halt bound before a completed or failed execution's end, it means
+        the guard did not halt (its final check would have held a trust state listing it).
+        """
+        step = "receipt"
+        renewed = p.get("renewedFrom", [])
+        if not isinstance(renewed, list) or not all(isinstance(r, str) for r in renewed):
+            raise VerificationError(step, "the receipt's renewedFrom is not a list of permit ids")
+        jti = self.claims["jti"]
+        targets: dict[tuple[str, str], str] = {("permit", r): f"the permit it renewed, {r}," for r in renewed}
+        targets[("permit", jti)] = f"the permit {jti}"
+        targets[("runtime", self.cnf_kid)] = f"its runtime {self.cnf_kid}"
+        # A sub that is no entity name cannot be named by a principal revocation either.
+        with contextlib.suppress(MalformedError):
+            targets[("principal", entity_uid(self.claims["sub"], "sub"))] = f"its principal {self.claims['sub']}"
+        bound = self.policy.halt_bound
+        for s in self._of(REVOCATION):
+            r = s.statement.predicate
+            kind, target = r.get("kind"), r.get("target")
+            what = targets.get((kind, target)) if isinstance(kind, str) and isinstance(target, str) else None
+            if what is None:
+                continue
+            at = _time(r, "time", step)
+            if at + bound < began:
+                raise VerificationError(
+                    step,
+                    f"{what} was revoked at {r.get('time')}, before the execution started at "
+                    f"{p.get('executionStart', p.get('start'))}: a revoked permit never runs",
+                )
+            live = kind != "permit" or target == jti  # a renewed permit no longer governs at the end
+            if outcome != "halted" and live and at + bound < end:
+                raise VerificationError(
+                    step,
+                    f"{what} was revoked at {r.get('time')}, yet the execution {outcome} at {p.get('end')} "
+                    f"without halting (a guard halts within {bound:.0f} s of a revocation: staleness "
+                    f"{self.policy.staleness:.0f} s + clock skew {self.policy.clock_skew:.0f} s)",
+                )
+
+    def _within_validity(self, p: dict[str, Any], end: float, outcome: str) -> None:
+        """Rule ``receipt: ended after the permit expired``: a guard's every check, the final one at the
+        end included, halts at ``exp``; the bundle's permit is the chain's last, so its ``exp`` is the latest."""
+        exp, skew = self.claims["exp"], self.policy.clock_skew
+        if end > exp + skew:
+            raise VerificationError(
+                "receipt",
+                f"the execution {outcome} at {p.get('end')}, {end - exp:.0f} s after the permit chain expired "
+                f"(exp {exp}; clock skew {skew:.0f} s): a guard halts an action when its permit expires",
+            )
+
+    def _verification_count(self, p: dict[str, Any], duration: float) -> None:
+        """Rule ``receipt: too few verifications``: a guard checks on every heartbeat ``H`` (the
+        permit's ``heartbeatIntervalMs``, else the receipt's ``heartbeatMs``, else the longest a guard
+        accepts), so over ``D`` seconds it records at least
+        ``floor(D / (max(H, MIN_CHECK_INTERVAL) * HEARTBEAT_SLACK)) - HEARTBEAT_MARGIN`` verifications."""
+        step = "receipt"
+        v = p.get("verifications")
+        count = v.get("count") if isinstance(v, dict) else None
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise VerificationError(step, "the receipt's verifications.count is not a non-negative integer")
+        permit_hb = self.claims.get("constraints", {}).get("heartbeatIntervalMs")
+        receipt_hb = p.get("heartbeatMs")
+        if receipt_hb is not None and (
+            not isinstance(receipt_hb, int) or isinstance(receipt_hb, bool) or not 10 <= receipt_hb <= 60_000
+        ):
+            raise VerificationError(step, "the receipt's heartbeatMs is not an integer from 10 to 60000")
+        if isinstance(permit_hb, int) and not isinstance(permit_hb, bool) and permit_hb > 0:
+            heartbeat_ms, source = permit_hb, "the permit's heartbeatIntervalMs"
+        elif receipt_hb is not None:
+            heartbeat_ms, source = receipt_hb, "the receipt's heartbeatMs"
+        else:
+            heartbeat_ms, source = MAX_GUARD_HEARTBEAT_MS, "none recorded: the longest a guard accepts"
+        interval = max(heartbeat_ms / 1000, MIN_CHECK_INTERVAL) * HEARTBEAT_SLACK
+        required = math.floor(duration / interval) - HEARTBEAT_MARGIN
+        if count < required:
+            raise VerificationError(
+                step,
+                f"the receipt counts {count} verifications over {duration:.0f} s; a guard with a "
+                f"{heartbeat_ms} ms heartbeat ({source}) records at least {required} "
+                f"(one per {interval:.0f} s, less {HEARTBEAT_MARGIN})",
+            )
 
     # 11
     def environment_binding(self) -> str:
@@ -392,40 +549,59 @@ class _Run:
 
     # 15
     def lineage(self) -> str:
+        step = "lineage"
         parent = self.claims.get("parent")
         ancestors = self.bundle.ancestors
         if parent is None:
             if ancestors:
-                raise VerificationError("lineage", "the permit has no parent but the bundle carries ancestors")
+                raise VerificationError(step, "the permit has no parent but the bundle carries ancestors")
             return "root execution"
         if not ancestors:
-            raise VerificationError("lineage", f"the permit descends from {parent} but the bundle has no ancestors")
+            raise VerificationError(step, f"the permit descends from {parent} but the bundle has no ancestors")
+        cap = self.root.max_lineage_depth
+        if len(ancestors) > cap:
+            raise VerificationError(
+                step,
+                f"the lineage is {len(ancestors)} ancestors deep; the trust root accepts at most {cap} "
+                "(maxLineageDepth)",
+            )
+        policy = dataclasses.replace(self.policy, require_receipt=False)
+        seen = {self.claims["jti"]}
         expected: Any = parent
         for depth, anc in enumerate(ancestors):
-            if anc.permit.claims.get("jti") != expected:
-                raise VerificationError("lineage", f"ancestor {depth} is not the parent permit {expected}")
-            policy = VerificationPolicy(require_receipt=False, clock_skew=self.policy.clock_skew)
-            # The ancestor's own lineage is the rest of the (flat) list.
-            result = verify(dataclasses.replace(anc, ancestors=ancestors[depth + 1 :]), self.root, policy)
+            jti = anc.permit.claims.get("jti")
+            if jti != expected:
+                raise VerificationError(step, f"ancestor {depth} is not the parent permit {expected}")
+            if jti in seen:
+                raise VerificationError(step, f"the lineage loops: {jti} appears twice")
+            seen.add(jti)
+            # Verified once, on its own: its link to its parent is the next turn of this walk.
+            result = _verify(dataclasses.replace(anc, ancestors=()), self.root, policy, ANCESTOR_STEPS)
             if not result.verified:
                 f = result.failed
                 raise VerificationError(
-                    "lineage", f"ancestor {expected} fails at {f.name if f else '?'}: {f.detail if f else ''}"
+                    step, f"ancestor {expected} fails at {f.name if f else '?'}: {f.detail if f else ''}"
                 )
             expected = anc.permit.claims.get("parent")
         if expected is not None:
-            raise VerificationError("lineage", f"the lineage stops at {expected}, whose permit is not in the bundle")
+            raise VerificationError(step, f"the lineage stops at {expected}, whose permit is not in the bundle")
         return f"{len(ancestors)} ancestor(s)"
 
 
 def verify(bundle: Bundle, trust_root: TrustRoot, policy: VerificationPolicy | None = None) -> VerificationResult:
     """Verify ``bundle`` offline against ``trust_root``; every step is reported."""
-    run = _Run(bundle, trust_root, policy or VerificationPolicy())
+    return _verify(bundle, trust_root, policy or VerificationPolicy(), STEPS)
+
+
+def _verify(
+    bundle: Bundle, trust_root: TrustRoot, policy: VerificationPolicy, steps: tuple[str, ...]
+) -> VerificationResult:
+    run = _Run(bundle, trust_root, policy)
     result = VerificationResult(
         permit_id=bundle.permit.claims.get("jti") if isinstance(bundle.permit.claims.get("jti"), str) else None
     )
     failed = False
-    for name in STEPS:
+    for name in steps:
         if failed:
             result.steps.append(StepResult(name, "skip", "not checked: an earlier step failed"))
             continue
@@ -447,4 +623,6 @@ def verify(bundle: Bundle, trust_root: TrustRoot, policy: VerificationPolicy | N
             continue
         result.steps.append(StepResult(name, "pass", detail))
     result.containment = run.containment
+    if run.outcome is not None:
+        result.outcome, result.exit_code, result.halt_reason = run.outcome
     return result
