@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,11 +69,20 @@ def check_port_free(host: str, port: int) -> None:
     bind(host, port).close()
 
 
-def run_server(app: Any, sock: socket.socket) -> bool:
-    """Serve ``app`` on the bound ``sock`` until interrupted. False if the app failed to start."""
+def run_server(app: Any, sock: socket.socket, *, trusted_proxies: Sequence[str] = ()) -> bool:
+    """Serve ``app`` on the bound ``sock`` until interrupted. False if the app failed to start.
+
+    ``X-Forwarded-For``/``-Proto`` are honoured only from ``trusted_proxies`` (``server.trusted_proxies``);
+    uvicorn's own default would trust them from 127.0.0.1, i.e. from any local process.
+    """
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    proxies = list(trusted_proxies)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, log_level="warning", access_log=False, proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None
+        )
+    )
     try:
         server.run(sockets=[sock])
     finally:

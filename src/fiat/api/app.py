@@ -28,7 +28,7 @@ from fastapi import FastAPI
 from fiat import __version__
 from fiat.api.broadcaster import TrustBroadcaster
 from fiat.api.context import ApiContext
-from fiat.api.credentials import Credentials, ensure_admin_token
+from fiat.api.credentials import Credentials, read_admin_token
 from fiat.api.docs import install_docs
 from fiat.api.limits import BodyLimit
 from fiat.api.problems import install_handlers
@@ -42,14 +42,18 @@ from fiat.wiring import open_authority
 WORKER_THREADS = 128
 
 
-def create_app(cfg: Config, *, trust_interval: float = 1.0, authority: Authority | None = None) -> FastAPI:
+def create_app(
+    cfg: Config, *, trust_interval: float = 1.0, authority: Authority | None = None, public_url: str | None = None
+) -> FastAPI:
+    """The application; ``public_url``: the URL DPoP proofs must name (default :attr:`Config.public_url`)."""
+    token = read_admin_token(cfg.keys_dir)  # a missing, empty or weak token stops the server here
     auth = authority or open_authority(cfg)
     metrics: Counter[str] = Counter()
+    credentials = Credentials(
+        token, auth.is_enrolled, metrics, auth.role_of, replay=auth.store, public_url=public_url or cfg.public_url
+    )
     ctx = ApiContext(
-        authority=auth,
-        broadcaster=TrustBroadcaster(auth, trust_interval),
-        credentials=Credentials(ensure_admin_token(cfg.keys_dir), auth.is_enrolled, metrics, auth.role_of),
-        metrics=metrics,
+        authority=auth, broadcaster=TrustBroadcaster(auth, trust_interval), credentials=credentials, metrics=metrics
     )
 
     @asynccontextmanager

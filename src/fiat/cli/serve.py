@@ -17,13 +17,17 @@ def serve(
 ) -> None:
     """Serve the authority (HTTP JSON API, OpenAPI at /docs) and the transparency log (/log)."""
     from fiat.api.app import create_app
+    from fiat.api.credentials import read_admin_token
+    from fiat.config import public_url_for
     from fiat.serving import bind, publish_configured_policy, run_server, url_host
     from fiat.wiring import open_authority
 
     with errors_to_exit():
         cfg = config(home)
+        read_admin_token(cfg.keys_dir)  # a missing, empty or weak admin token: refuse before anything runs
         h, p = host or cfg.server.host, cfg.server.port if port is None else port
         sock = bind(h, p)  # before anything is said or published: a busy port is the first error
+        public_url = public_url_for(cfg, h, sock.getsockname()[1])  # what DPoP proofs must name as htu
         authority = None
         try:
             authority = open_authority(cfg)
@@ -35,7 +39,9 @@ def serve(
                     f"[yellow]warning:[/] {published.directory} was not published: {published.error};"
                     " the active policy stays"
                 )
-            app_ = create_app(cfg, trust_interval=cfg.authority.trust_interval_ms / 1000, authority=authority)
+            app_ = create_app(
+                cfg, trust_interval=cfg.authority.trust_interval_ms / 1000, authority=authority, public_url=public_url
+            )
         except BaseException:
             sock.close()
             if authority is not None:
@@ -44,11 +50,12 @@ def serve(
         active = authority.policy
         err.print(f"Fiat authority at http://{url_host(h)}:{sock.getsockname()[1]}  (API docs /docs, log /log)")
         err.print(f"log verifier key: {authority.log.verifier.encode()}")
+        err.print(f"public URL (DPoP htu): {public_url}")
         err.print("policy: " + (f"version {active.version}" if active else "none published: every request is denied"))
         # Many request threads wait on one sequencer thread: hand the GIL over more often so the
         # sequencer and the event loop are not starved by a CPU-bound request (default 5 ms).
         sys.setswitchinterval(0.001)
-        if not run_server(app_, sock):
+        if not run_server(app_, sock, trusted_proxies=cfg.server.trusted_proxies):
             fail(EXIT_ERROR, "the authority did not start; see the messages above")
 
 
