@@ -51,6 +51,11 @@ def serve(
         err.print(f"Fiat authority at http://{url_host(h)}:{sock.getsockname()[1]}  (API docs /docs, log /log)")
         err.print(f"log verifier key: {authority.log.verifier.encode()}")
         err.print(f"public URL (DPoP htu): {public_url}")
+        if not cfg.server.public_url and h in ("0.0.0.0", "::"):  # noqa: S104 - comparing, not binding
+            err.print(
+                f"[yellow]warning:[/] listening on every interface, but proofs must name {public_url}:"
+                " set server.public_url to the URL clients use"
+            )
         err.print("policy: " + (f"version {active.version}" if active else "none published: every request is denied"))
         # Many request threads wait on one sequencer thread: hand the GIL over more often so the
         # sequencer and the event loop are not starved by a CPU-bound request (default 5 ms).
