@@ -73,7 +73,7 @@ class DpopVerifier:
     """
 
     def __init__(
-        self, cache: ReplayCache, max_age: float = 60.0, max_future: float = 5.0, prune_interval: float = 30.0
+        self, cache: ReplayCache, max_age: float = 60.0, max_future: float = 5.0, prune_interval: float = 5.0
     ) -> None:
         self.cache = cache
         self.max_age = max_age
@@ -122,7 +122,7 @@ class DpopVerifier:
         # Step 9: htu.
         htu = claims.get("htu")
         if not isinstance(htu, str) or normalize_htu(htu) != normalize_htu(url):
-            raise DpopError(step, f"htu {htu!r} is not this request's URI")
+            raise DpopError(step, f"htu {htu!r} is not this request's URI {normalize_htu(url)!r}")
         # Step 11: iat within the acceptable window.
         iat = claims.get("iat")
         if not isinstance(iat, int | float) or isinstance(iat, bool):

@@ -9,6 +9,9 @@ from typing import Any
 from fiat.persist.records import ApprovalRecord, PolicyVersion, Revocation, StoredPolicy
 from fiat.persist.sqlite.db import SQLiteDatabase, open_schema
 
+#: The most expired DPoP proofs one pruning transaction deletes.
+PRUNE_CHUNK = 1000
+
 _POLICY = "SELECT version, digest, published_at, log_index, files FROM policy_versions"
 
 
@@ -180,10 +183,22 @@ class SQLiteAuthorityStore:
         return cur.rowcount == 1
 
     def prune_proofs(self, now: float) -> int:
-        """Forget the proofs that expired by ``now``; how many."""
-        with self._proofs.transaction() as conn:
-            cur = conn.execute("DELETE FROM dpop_proofs WHERE expires <= ?", (now,))
-        return cur.rowcount
+        """Forget the proofs that expired by ``now``; how many.
+
+        In transactions of at most :data:`PRUNE_CHUNK` rows, so the log's writer, which shares
+        the file's writer lock, never waits behind one long delete.
+        """
+        pruned = 0
+        while True:
+            with self._proofs.transaction() as conn:
+                cur = conn.execute(
+                    "DELETE FROM dpop_proofs WHERE key IN"
+                    " (SELECT key FROM dpop_proofs WHERE expires <= ? ORDER BY expires LIMIT ?)",
+                    (now, PRUNE_CHUNK),
+                )
+            pruned += cur.rowcount
+            if cur.rowcount < PRUNE_CHUNK:
+                return pruned
 
 
 _APPROVAL_SELECT = (
