@@ -174,9 +174,21 @@ def private_database_files(path: Path) -> None:
     SQLite creates the WAL and shared-memory files with the mode of the database file, so a
     database created 0600 keeps all three private whatever the umask; a file an older Fiat
     created 0644 (or one widened since) is tightened here, silently, when it is ours.
+
+    An existing database file is never opened here: closing any descriptor of a file drops
+    every POSIX lock this process holds on it, SQLite's included (SQLite's "How To Corrupt"
+    §2.2). A new one is created under a temporary name and linked into place.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    os.close(fd)
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.new")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        os.close(fd)  # before the file has its name: no SQLite connection can hold it
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another connection or process created it meanwhile
+        finally:
+            tmp.unlink(missing_ok=True)
     uid = os.getuid()
     for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         try:
