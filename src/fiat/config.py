@@ -9,10 +9,12 @@ Precedence: environment, then ``fiat.toml``, then the built-in default.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import socket
 import tomllib
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +78,18 @@ SETTINGS: dict[tuple[str, str], tuple[type, Any, str]] = {
         10.0,
         "On SIGTERM/SIGINT, how long the server drains (no new permits; receipts still accepted) before it exits.",
     ),
+    ("server", "public_url"): (
+        str,
+        "",
+        "The authority's URL as its clients use it; DPoP proofs must name it as htu (RFC 9449). "
+        "Empty: http://server.host:server.port.",
+    ),
+    ("server", "trusted_proxies"): (
+        list,
+        [],
+        "Reverse proxies (IP addresses or CIDR networks) whose X-Forwarded-For/-Proto headers are honoured; "
+        "empty: none are.",
+    ),
 }
 
 
@@ -133,6 +147,8 @@ class ServerSettings:
     host: str
     port: int
     drain_s: float
+    public_url: str
+    trusted_proxies: list[str]
 
 
 @dataclass(frozen=True)
@@ -165,6 +181,11 @@ class Config:
     @property
     def audit_dir(self) -> Path:
         return self.home / "audit"
+
+    @property
+    def public_url(self) -> str:
+        """``server.public_url`` without a trailing slash, else ``http://server.host:server.port``."""
+        return public_url_for(self, self.server.host, self.server.port)
 
 
 def _coerce(value: Any, typ: type, where: str) -> Any:
@@ -288,6 +309,43 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("server.port must be between 0 and 65535")
     if not 0 <= cfg.server.drain_s <= 600:  # also rejects NaN
         raise ConfigError("server.drain_s must be between 0 and 600 (seconds)")
+    if cfg.server.public_url:
+        check_public_url(cfg.server.public_url)
+    for proxy in cfg.server.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"server.trusted_proxies: {proxy!r} is not an IP address or CIDR network (e.g. 10.0.0.5 or 10.0.0.0/24)"
+            ) from None
+
+
+def check_public_url(url: str) -> None:
+    """``server.public_url``: an absolute http(s) URL with a host, no credentials, query or fragment.
+
+    It is what a DPoP proof's ``htu`` must name (RFC 9449 §4.3 step 9), so it may carry a path
+    prefix (a proxy serving the authority under ``/fiat``) but nothing a request URI would not.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"server.public_url {url!r} must be an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None or parts.query or parts.fragment or "#" in url:
+        raise ConfigError(f"server.public_url {url!r} must not carry credentials, a query or a fragment")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number or out of range
+    except ValueError as exc:
+        raise ConfigError(f"server.public_url {url!r}: {exc}") from None
+
+
+def public_url_for(cfg: Config, host: str, port: int) -> str:
+    """The public URL: ``server.public_url`` (no trailing slash), else ``http://host:port``.
+
+    ``fiat serve`` passes the address it actually listens on (``--host``/``--port``; ``--port 0``:
+    the port the OS chose), so a proof for the URL a local client uses is accepted.
+    """
+    if cfg.server.public_url:
+        return cfg.server.public_url.rstrip("/")
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 def render_default_config(origin: str) -> str:
@@ -308,5 +366,5 @@ def render_default_config(origin: str) -> str:
 
 
 def authority_url(cfg: Config, url: str | None = None) -> str:
-    """The authority's base URL: ``url`` when given, else ``http://server.host:server.port``."""
-    return url or f"http://{cfg.server.host}:{cfg.server.port}"
+    """The authority's base URL: ``url`` when given, else :attr:`Config.public_url` (the URL its proofs name)."""
+    return url or cfg.public_url

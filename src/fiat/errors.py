@@ -20,6 +20,10 @@ class ConfigError(FiatError):
     """The home directory or ``fiat.toml`` is missing, unreadable or invalid."""
 
 
+class AdminTokenError(ConfigError):
+    """The admin token file is missing, empty or too weak to be the admin credential."""
+
+
 class KeyFileError(FiatError):
     """A key file is missing, malformed, has unsafe permissions or the wrong passphrase."""
 

@@ -1,7 +1,13 @@
-"""A Fiat home on disk: ``fiat.toml``, its keys and trust root, and ``init_home``.
+"""A Fiat home on disk: ``fiat.toml``, its keys, admin token and trust root, and ``init_home``.
 
 Building the objects that run over a home (stores, log, evidence, authority) is
 :mod:`fiat.wiring`'s job; ``init_home`` asks it for the empty log.
+
+Every file Fiat writes in a home is 0600 and every directory 0700, whatever the umask:
+the home holds private keys, the admin token and the database. ``init_home`` tightens
+what an older Fiat left looser (``fiat.toml``, the directories; the database tightens
+itself when opened), silently. A private key or admin token readable by others is
+refused instead (it may have leaked): the message says to ``chmod 600`` it.
 """
 
 from __future__ import annotations
@@ -11,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fiat.config import CONFIG_NAME, Config, load_config, render_default_config, resolve_home
-from fiat.errors import ConfigError, MalformedError
+from fiat.errors import AdminTokenError, ConfigError, MalformedError
+from fiat.keys.admin_token import ADMIN_TOKEN_FILE, read_admin_token, write_admin_token
 from fiat.keys.keyring import KeyRing, now_second
 from fiat.keys.pem import ensure_private_key
 from fiat.tlog.note import Signer, Verifier, check_key_name
@@ -30,12 +37,13 @@ class InitReport:
 def init_home(home: str | Path | None, origin: str | None = None) -> InitReport:
     """Create the home, its ``fiat.toml``, its keys and an empty log. Idempotent; never replaces a key."""
     root = resolve_home(home)
-    root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(root, 0o700)
     created: list[str] = []
     kept: list[str] = []
     cfg_path = root / CONFIG_NAME
     if cfg_path.exists():
+        os.chmod(cfg_path, 0o600)
         kept.append(CONFIG_NAME)
     else:
         defaults = load_config(root)  # defaults + environment, validated
@@ -44,7 +52,9 @@ def init_home(home: str | Path | None, origin: str | None = None) -> InitReport:
             check_key_name(chosen)
         except MalformedError as exc:
             raise ConfigError(f"origin {chosen!r} is not a valid log origin: {exc.reason}") from exc
-        cfg_path.write_text(render_default_config(chosen), encoding="utf-8")
+        fd = os.open(cfg_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(render_default_config(chosen))
         created.append(CONFIG_NAME)
     cfg = load_config(root, require=True)
     cfg.keys_dir.mkdir(parents=True, exist_ok=True)
@@ -61,6 +71,17 @@ def init_home(home: str | Path | None, origin: str | None = None) -> InitReport:
             rec, _ = ring.create(role, name)
             created.append(f"keys/{rec.file} ({role})")
     ring.save()
+    token = f"keys/{ADMIN_TOKEN_FILE}"
+    if not (cfg.keys_dir / ADMIN_TOKEN_FILE).exists():
+        write_admin_token(cfg.keys_dir)
+        created.append(token)
+    else:
+        try:
+            read_admin_token(cfg.keys_dir)
+            kept.append(token)
+        except AdminTokenError:  # empty or weak: it cannot be used, so a fresh one replaces it
+            write_admin_token(cfg.keys_dir)
+            created.append(f"{token} (replaced: the old one was unusable)")
     log = open_log(cfg)
     log.close()
     return InitReport(root, tuple(created), tuple(kept), log.verifier.encode())

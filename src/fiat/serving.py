@@ -43,7 +43,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -159,9 +159,15 @@ class Drain:
         return now - self._quiet_since >= QUIET_S
 
 
-def run_server(app: Any, sock: socket.socket, drain: Drain | None = None) -> bool:
+def run_server(
+    app: Any, sock: socket.socket, drain: Drain | None = None, *, trusted_proxies: Sequence[str] = ()
+) -> bool:
     """Serve ``app`` on the bound ``sock`` until SIGTERM/SIGINT, then drain (``drain``; none:
-    the server stops at once) and exit. False if the app failed to start."""
+    the server stops at once) and exit. False if the app failed to start.
+
+    ``X-Forwarded-For``/``-Proto`` are honoured only from ``trusted_proxies`` (``server.trusted_proxies``);
+    uvicorn's own default would trust them from 127.0.0.1, i.e. from any local process.
+    """
     import uvicorn
 
     class DrainingServer(uvicorn.Server):
@@ -209,7 +215,15 @@ def run_server(app: Any, sock: socket.socket, drain: Drain | None = None) -> boo
                     _say(f"drain over after {took:.1f} s: closing {self.drain.streams} trust stream(s); exiting")
             return await super().on_tick(counter)
 
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=GRACEFUL_S)
+    proxies = list(trusted_proxies)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_S,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
+    )
     server = DrainingServer(config, drain if drain is not None else Drain(0))
     try:
         server.run(sockets=[sock])

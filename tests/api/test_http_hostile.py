@@ -976,6 +976,40 @@ def test_dpop_replay_is_refused(server: Target) -> None:
     assert "replay" in again.json()["detail"]
 
 
+def test_a_proof_for_another_authority_is_refused_whatever_the_host_header(server: Target) -> None:
+    """htu is compared with the authority's public URL, never with one built from ``Host`` (RFC 9449 §4.3 step 9)."""
+    for host in ("evil.example", f"evil.example:{server.port}", f"localhost:{server.port}"):
+        proof = make_proof(server.key, "POST", f"http://{host}/v1/authorize")
+        r = server.request("POST", "/v1/authorize", json=server.body(), headers={"DPoP": proof, "Host": host})
+        assert r.status_code == 401 and "htu" in r.json()["detail"], (host, r.text)
+    server.healthy()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Forwarded-Proto": "https"},
+        {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"},
+        {"Forwarded": "proto=https;host=evil.example"},
+        {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example"},
+    ],
+    ids=["x-forwarded-proto", "with-for", "forwarded", "x-forwarded-host"],
+)
+def test_forwarded_headers_from_an_untrusted_peer_change_nothing(server: Target, headers: dict[str, str]) -> None:
+    """No proxy is configured (``server.trusted_proxies`` is empty), so 127.0.0.1 is not one either: a
+    proof for the https URL (or another host) that forwarded headers would make up is refused; one
+    for the real URL is accepted with the same headers."""
+    https = server.url.replace("http://", "https://", 1)
+    for htu in (https + "/v1/authorize", "https://evil.example/v1/authorize"):
+        proof = make_proof(server.key, "POST", htu)
+        r = server.request("POST", "/v1/authorize", json=server.body(), headers={"DPoP": proof, **headers})
+        assert r.status_code == 401 and "htu" in r.json()["detail"], (htu, r.text)
+    r = server.request(
+        "POST", "/v1/authorize", json=server.body(), headers={"DPoP": server.proof("POST", "/v1/authorize"), **headers}
+    )
+    assert r.status_code == 200, r.text
+
+
 def test_non_ascii_and_control_bytes_in_headers(server: Target) -> None:
     body = json.dumps(server.body()).encode()
     for value in (b"\xe9.\xe9.\xe9", b"\xff" * 100, b"a\x01b.c.d", b"\x7f"):

@@ -70,7 +70,55 @@ def _user_version(path: Path) -> int:
 
 
 def test_a_new_home_records_the_schema_version(cfg: Config) -> None:
-    assert _user_version(cfg.database_path) == SCHEMA_VERSION == 2
+    assert _user_version(cfg.database_path) == SCHEMA_VERSION == 3
+
+
+def test_a_version_2_database_gains_the_dpop_replay_cache(cfg: Config) -> None:
+    """Schema 3 stores the DPoP replay cache; a version-2 file (no ``dpop_proofs``) is brought up to date
+    on open, and what it held stays."""
+    db = sqlite3.connect(cfg.database_path)
+    db.execute("DROP TABLE dpop_proofs")
+    db.execute(
+        "INSERT INTO approvals (id, action_digest, request, policy_group, requested_at, expires_at, status, runtime)"
+        " VALUES ('apr_v2', 'ad', x'7b7d', 'ops', 1700000001.0, 4000000000.0, 'pending', 'kid-2')"
+    )
+    db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+    store = open_authority_store(cfg)
+    try:
+        old = store.approval("apr_v2")
+        assert old is not None and old.runtime == "kid-2"
+        assert store.remember_proof("k1", 2000.0, 1000.0) is True
+        assert store.remember_proof("k1", 2000.0, 1000.0) is False
+    finally:
+        store.close()
+    assert _user_version(cfg.database_path) == SCHEMA_VERSION
+    db = sqlite3.connect(cfg.database_path)
+    try:
+        assert db.execute("SELECT key, expires FROM dpop_proofs").fetchall() == [("k1", 2000.0)]
+    finally:
+        db.close()
+
+
+def test_the_replay_cache_inserts_once_forgets_expired_rows_and_is_shared(cfg: Config) -> None:
+    """``remember_proof`` is one atomic insert-if-absent: of two stores (two processes' worth of
+    connections) over one file only the first wins; an expired row counts as absent; pruning deletes
+    exactly the expired rows."""
+    a, b = open_authority_store(cfg), open_authority_store(cfg)
+    try:
+        assert a.remember_proof("p", expires=100.0, now=10.0) is True
+        assert b.remember_proof("p", expires=100.0, now=50.0) is False  # live: a replay
+        assert a.remember_proof("p", expires=100.0, now=99.0) is False
+        assert b.remember_proof("p", expires=300.0, now=100.0) is True  # expired at 100: absent again
+        assert a.remember_proof("q", expires=150.0, now=100.0) is True
+        assert a.prune_proofs(now=200.0) == 1  # q; p now lives until 300
+        assert b.remember_proof("q", expires=400.0, now=200.0) is True
+        assert b.remember_proof("p", expires=400.0, now=299.0) is False
+        assert a.prune_proofs(now=1000.0) == 2
+    finally:
+        a.close()
+        b.close()
 
 
 def test_a_version_1_database_gains_the_approvals_runtime_column(cfg: Config) -> None:

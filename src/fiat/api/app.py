@@ -31,7 +31,7 @@ from fastapi import FastAPI
 from fiat import __version__
 from fiat.api.broadcaster import TrustBroadcaster
 from fiat.api.context import ApiContext
-from fiat.api.credentials import Credentials, ensure_admin_token
+from fiat.api.credentials import Credentials, read_admin_token
 from fiat.api.docs import install_docs
 from fiat.api.limits import BodyLimit
 from fiat.api.problems import install_handlers
@@ -47,16 +47,26 @@ WORKER_THREADS = 128
 
 
 def create_app(
-    cfg: Config, *, trust_interval: float = 1.0, authority: Authority | None = None, drain: Drain | None = None
+    cfg: Config,
+    *,
+    trust_interval: float = 1.0,
+    authority: Authority | None = None,
+    public_url: str | None = None,
+    drain: Drain | None = None,
 ) -> FastAPI:
-    """The application; ``drain`` is the shutdown drain :func:`fiat.serving.run_server` drives
-    (default: a new one of ``server.drain_s``, at ``app.state.drain``)."""
+    """The application; ``public_url``: the URL DPoP proofs must name (default :attr:`Config.public_url`);
+    ``drain``: the shutdown drain :func:`fiat.serving.run_server` drives (default: a new one of
+    ``server.drain_s``, at ``app.state.drain``)."""
+    token = read_admin_token(cfg.keys_dir)  # a missing, empty or weak token stops the server here
     auth = authority or open_authority(cfg)
     metrics: Counter[str] = Counter()
+    credentials = Credentials(
+        token, auth.is_enrolled, metrics, auth.role_of, replay=auth.store, public_url=public_url or cfg.public_url
+    )
     ctx = ApiContext(
         authority=auth,
         broadcaster=TrustBroadcaster(auth, trust_interval),
-        credentials=Credentials(ensure_admin_token(cfg.keys_dir), auth.is_enrolled, metrics, auth.role_of),
+        credentials=credentials,
         metrics=metrics,
         drain=drain if drain is not None else Drain(cfg.server.drain_s),
     )

@@ -3,17 +3,19 @@
 A proof is a JWT with header ``typ`` = ``dpop+jwt``, ``alg`` EdDSA/Ed25519 and the
 public key as ``jwk``; claims ``jti``, ``htm`` (method), ``htu`` (URI without
 query or fragment) and ``iat``. Verification follows RFC 9449 §4.3, one step each;
-``jti`` values are remembered until they could no longer pass the ``iat``
-window, so a proof cannot be replayed (§11.1).
+``jti`` values are remembered in the store's replay cache
+(:class:`~fiat.persist.protocols.ReplayCache`) until they could no longer pass the
+``iat`` window, so a proof cannot be replayed (§11.1) — not after a restart, nor to
+another authority process over the same store.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 import time
 import urllib.parse
-from collections import OrderedDict
 from collections.abc import Callable
 from functools import lru_cache
 
@@ -22,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fiat.errors import MalformedError, VerificationError
 from fiat.formats import jws
 from fiat.formats.canonical import compact
+from fiat.persist.protocols import ReplayCache
 
 DPOP_TYP = "dpop+jwt"
 
@@ -61,13 +64,22 @@ def make_proof(key: Ed25519PrivateKey, method: str, url: str, now: int | None = 
 
 
 class DpopVerifier:
-    """Checks proofs and remembers their ``jti`` values."""
+    """Checks proofs and remembers their ``jti`` values in a :class:`ReplayCache`.
 
-    def __init__(self, max_age: float = 60.0, max_future: float = 5.0, cache_size: int = 200_000) -> None:
+    A proof is remembered, scoped by its key, until ``iat + max_age + max_future``: past
+    that it fails the ``iat`` check anyway (the ``max_future`` margin covers clocks of
+    several authority processes that differ a little). Every ``prune_interval`` seconds
+    the expired rows are deleted, so the cache holds at most the proofs of one window.
+    """
+
+    def __init__(
+        self, cache: ReplayCache, max_age: float = 60.0, max_future: float = 5.0, prune_interval: float = 5.0
+    ) -> None:
+        self.cache = cache
         self.max_age = max_age
         self.max_future = max_future
-        self.cache_size = cache_size
-        self._seen: OrderedDict[str, float] = OrderedDict()
+        self.prune_interval = prune_interval
+        self._pruned = 0.0
         self._lock = threading.Lock()
 
     def verify(
@@ -110,7 +122,7 @@ class DpopVerifier:
         # Step 9: htu.
         htu = claims.get("htu")
         if not isinstance(htu, str) or normalize_htu(htu) != normalize_htu(url):
-            raise DpopError(step, f"htu {htu!r} is not this request's URI")
+            raise DpopError(step, f"htu {htu!r} is not this request's URI {normalize_htu(url)!r}")
         # Step 11: iat within the acceptable window.
         iat = claims.get("iat")
         if not isinstance(iat, int | float) or isinstance(iat, bool):
@@ -125,12 +137,17 @@ class DpopVerifier:
         # Only proofs by known keys are remembered, so strangers cannot fill the replay cache.
         if allow is not None and not allow(kid):
             raise DpopKeyNotEnrolled(step, f"the proof's key {kid} is not enrolled with this authority")
-        with self._lock:
-            while self._seen and next(iter(self._seen.values())) < t:
-                self._seen.popitem(last=False)
-            if jti in self._seen:
-                raise DpopError(step, "this DPoP proof was already used (replay)")
-            if len(self._seen) >= self.cache_size:
-                raise DpopError(step, "too many proofs in flight; retry shortly")
-            self._seen[jti] = float(iat) + self.max_age + self.max_future
+        # The key scopes the jti by the proof key (two runtimes cannot collide) and is a digest,
+        # so the stored rows have one size whatever the jti.
+        key = hashlib.sha256(f"{kid} {jti}".encode()).hexdigest()
+        if not self.cache.remember_proof(key, float(iat) + self.max_age + self.max_future, t):
+            raise DpopError(step, "this DPoP proof was already used (replay)")
+        self._prune(t)
         return kid, public
+
+    def _prune(self, now: float) -> None:
+        with self._lock:
+            if now - self._pruned < self.prune_interval:
+                return
+            self._pruned = now
+        self.cache.prune_proofs(now)

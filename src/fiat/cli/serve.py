@@ -21,13 +21,17 @@ def serve(
     accepted; trust streams told going-away), then it exits 0; a second signal exits at once.
     """
     from fiat.api.app import create_app
+    from fiat.api.credentials import read_admin_token
+    from fiat.config import public_url_for
     from fiat.serving import Drain, bind, publish_configured_policy, run_server, url_host
     from fiat.wiring import open_authority
 
     with errors_to_exit():
         cfg = config(home)
+        read_admin_token(cfg.keys_dir)  # a missing, empty or weak admin token: refuse before anything runs
         h, p = host or cfg.server.host, cfg.server.port if port is None else port
         sock = bind(h, p)  # before anything is said or published: a busy port is the first error
+        public_url = public_url_for(cfg, h, sock.getsockname()[1])  # what DPoP proofs must name as htu
         authority = None
         try:
             authority = open_authority(cfg)
@@ -41,7 +45,11 @@ def serve(
                 )
             drain = Drain(cfg.server.drain_s)
             app_ = create_app(
-                cfg, trust_interval=cfg.authority.trust_interval_ms / 1000, authority=authority, drain=drain
+                cfg,
+                trust_interval=cfg.authority.trust_interval_ms / 1000,
+                authority=authority,
+                public_url=public_url,
+                drain=drain,
             )
         except BaseException:
             sock.close()
@@ -51,11 +59,17 @@ def serve(
         active = authority.policy
         err.print(f"Fiat authority at http://{url_host(h)}:{sock.getsockname()[1]}  (API docs /docs, log /log)")
         err.print(f"log verifier key: {authority.log.verifier.encode()}")
+        err.print(f"public URL (DPoP htu): {public_url}")
+        if not cfg.server.public_url and h in ("0.0.0.0", "::"):  # noqa: S104 - comparing, not binding
+            err.print(
+                f"[yellow]warning:[/] listening on every interface, but proofs must name {public_url}:"
+                " set server.public_url to the URL clients use"
+            )
         err.print("policy: " + (f"version {active.version}" if active else "none published: every request is denied"))
         # Many request threads wait on one sequencer thread: hand the GIL over more often so the
         # sequencer and the event loop are not starved by a CPU-bound request (default 5 ms).
         sys.setswitchinterval(0.001)
-        if not run_server(app_, sock, drain):
+        if not run_server(app_, sock, drain, trusted_proxies=cfg.server.trusted_proxies):
             fail(EXIT_ERROR, "the authority did not start; see the messages above")
 
 

@@ -21,9 +21,9 @@ approvals consistent with the stored tree after any crash. It is why the stores
 of one backend share one database: the log's writer writes the staged rows of the
 other stores in its own transaction.
 
-The DPoP replay cache is not stored: each authority process remembers the proofs
-it accepted in memory (RFC 9449 §11.1), for as long as they could pass the ``iat``
-window.
+The DPoP replay cache (:class:`ReplayCache`, part of :class:`AuthorityStore`) is stored
+too: a proof refused as a replay stays refused after a restart, and every authority
+process over one store refuses a proof another one accepted (RFC 9449 §11.1).
 """
 
 from __future__ import annotations
@@ -109,8 +109,24 @@ class EvidenceIndex(Protocol):
         """Release connections. Idempotent."""
 
 
-class AuthorityStore(Protocol):
-    """The authority's durable state: policy versions, approvals, revocations, single-use permits.
+class ReplayCache(Protocol):
+    """The DPoP proofs already accepted, each until it could no longer pass the ``iat`` window (RFC 9449 §11.1)."""
+
+    def remember_proof(self, key: str, expires: float, now: float) -> bool:
+        """Atomically insert ``key`` (a digest naming one proof) unless it is held and unexpired at ``now``.
+
+        True: the proof is new and is now remembered until ``expires``; False: a replay. One
+        atomic insert-if-absent, so of two processes offered the same proof only one gets True.
+        A row that expired by ``now`` counts as absent. Survives a restart of the process.
+        """
+
+    def prune_proofs(self, now: float) -> int:
+        """Delete the rows that expired by ``now`` (the caller does so periodically); returns how many."""
+
+
+class AuthorityStore(ReplayCache, Protocol):
+    """The authority's durable state: policy versions, approvals, revocations, single-use permits,
+    and the DPoP replay cache.
 
     Every write is durable when it returns. A new approval is not written here: it is
     staged (:meth:`LogWriter.stage`) in the log batch of the pending decision that opens it.

@@ -212,7 +212,8 @@ def load_remembered(audit_dir: Path, origin: str) -> bytes | None:
 
 def remember(audit_dir: Path, cp: SignedCheckpoint) -> Path:
     """Atomically record ``cp`` as the latest checkpoint seen for its origin."""
-    audit_dir.mkdir(parents=True, exist_ok=True)
+    audit_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the home: private, as every home is
+    audit_dir.mkdir(mode=0o700, exist_ok=True)
     path = remembered_path(audit_dir, cp.origin)
     fd, tmp = tempfile.mkstemp(dir=audit_dir, prefix=".tmp-")
     try:

@@ -19,11 +19,12 @@ def install(app: FastAPI, ctx: ApiContext) -> None:
 
     @app.post("/v1/authorize", tags=["authorize"], response_class=JSONResponse)
     async def authorize(body: AuthorizeBody, request: Request) -> JSONResponse:
-        # Checked on the event loop; decided by the authority's decider thread; awaited
-        # without holding a worker thread while the evidence becomes durable.
+        # The proof is checked in a worker thread (its jti is written to the store's replay cache);
+        # decided by the authority's decider thread; awaited without holding a worker thread
+        # while the evidence becomes durable.
         # A draining server (fiat.serving) grants nothing: no new permit, no renewal.
         refuse_while_draining(ctx.drain, "no new permits or renewals are granted")
-        kid, _ = ctx.credentials.runtime_proof(request)
+        kid, _ = await asyncio.to_thread(ctx.credentials.runtime_proof, request)
         if kid != body.runtimeKid:
             raise ctx.credentials.refuse(401, "the DPoP proof's key is not the runtime key named in the request")
         try:

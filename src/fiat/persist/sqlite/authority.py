@@ -9,6 +9,9 @@ from typing import Any
 from fiat.persist.records import ApprovalRecord, PolicyVersion, Revocation, StoredPolicy
 from fiat.persist.sqlite.db import SQLiteDatabase, open_schema
 
+#: The most expired DPoP proofs one pruning transaction deletes.
+PRUNE_CHUNK = 1000
+
 _POLICY = "SELECT version, digest, published_at, log_index, files FROM policy_versions"
 
 
@@ -17,10 +20,12 @@ def _policy(row: Any) -> StoredPolicy | None:
 
 
 class SQLiteAuthorityStore:
-    """The authority's durable state: policy versions, approvals, revocations, permit use (``FULL`` sync)."""
+    """The authority's durable state: policy versions, approvals, revocations, permit use (``FULL`` sync),
+    and the DPoP replay cache (``NORMAL`` sync: see :meth:`remember_proof`)."""
 
     def __init__(self, path: str | Path, busy_timeout_ms: int = 30_000) -> None:
         self.db = SQLiteDatabase(path, "FULL", busy_timeout_ms)
+        self._proofs = SQLiteDatabase(path, "NORMAL", busy_timeout_ms)
         try:
             open_schema(self.db)
         except BaseException:
@@ -37,6 +42,7 @@ class SQLiteAuthorityStore:
 
     def close(self) -> None:
         self.db.close()
+        self._proofs.close()
 
     # policy
     def latest_policy_version(self) -> int | None:
@@ -159,6 +165,40 @@ class SQLiteAuthorityStore:
     def consume(self, jti: str, at: float) -> bool:
         """Mark a single-use permit used; False if it already was."""
         return self._write("INSERT OR IGNORE INTO consumed_permits (jti, at) VALUES (?, ?)", (jti, at)) == 1
+
+    # the DPoP replay cache (RFC 9449 §11.1)
+    def remember_proof(self, key: str, expires: float, now: float) -> bool:
+        """Insert ``key`` unless a live row has it (one statement: atomic across processes).
+
+        Written with ``synchronous = NORMAL``: it survives a crash or restart of the process at
+        once, and a power loss from the next ``FULL`` commit on, which the WAL orders after it
+        (the decision the proof asked for is one).
+        """
+        with self._proofs.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO dpop_proofs (key, expires) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET expires = excluded.expires WHERE dpop_proofs.expires <= ?",
+                (key, expires, now),
+            )
+        return cur.rowcount == 1
+
+    def prune_proofs(self, now: float) -> int:
+        """Forget the proofs that expired by ``now``; how many.
+
+        In transactions of at most :data:`PRUNE_CHUNK` rows, so the log's writer, which shares
+        the file's writer lock, never waits behind one long delete.
+        """
+        pruned = 0
+        while True:
+            with self._proofs.transaction() as conn:
+                cur = conn.execute(
+                    "DELETE FROM dpop_proofs WHERE key IN"
+                    " (SELECT key FROM dpop_proofs WHERE expires <= ? ORDER BY expires LIMIT ?)",
+                    (now, PRUNE_CHUNK),
+                )
+            pruned += cur.rowcount
+            if cur.rowcount < PRUNE_CHUNK:
+                return pruned
 
 
 _APPROVAL_SELECT = (

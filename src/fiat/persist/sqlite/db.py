@@ -25,8 +25,9 @@ from fiat.persist.records import ApprovalRecord, EvidenceLink, PermitRecord, Sta
 
 #: The layout of ``schema.sql``, recorded in ``PRAGMA user_version``. 0 is a database written
 #: before versions were recorded (the same layout as version 1) or a new, empty file.
-#: 1: the layout of the first recorded version; 2: approvals record the runtime that asked.
-SCHEMA_VERSION = 2
+#: 1: the layout of the first recorded version; 2: approvals record the runtime that asked;
+#: 3: the DPoP replay cache (``dpop_proofs``), so a replay is refused across restarts and processes.
+SCHEMA_VERSION = 3
 
 
 def _schema_statements() -> list[str]:
@@ -122,12 +123,13 @@ class SQLiteDatabase:
         if self._closed:
             raise StorageError("the database is closed")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_database_files(self.path)
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self._busy / 1000)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._sync}")
             conn.execute(f"PRAGMA busy_timeout={self._busy}")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot open the database {self.path}: {exc}") from exc
         self._local.conn = conn
         with self._lock:
@@ -164,6 +166,37 @@ class SQLiteDatabase:
                     conn.close()
             self._all.clear()
         self._local = threading.local()
+
+
+def private_database_files(path: Path) -> None:
+    """Create the database file 0600 if absent and tighten it, ``-wal`` and ``-shm`` to 0600.
+
+    SQLite creates the WAL and shared-memory files with the mode of the database file, so a
+    database created 0600 keeps all three private whatever the umask; a file an older Fiat
+    created 0644 (or one widened since) is tightened here, silently, when it is ours.
+
+    An existing database file is never opened here: closing any descriptor of a file drops
+    every POSIX lock this process holds on it, SQLite's included (SQLite's "How To Corrupt"
+    §2.2). A new one is created under a temporary name and linked into place.
+    """
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.new")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        os.close(fd)  # before the file has its name: no SQLite connection can hold it
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another connection or process created it meanwhile
+        finally:
+            tmp.unlink(missing_ok=True)
+    uid = os.getuid()
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            continue
+        if st.st_mode & 0o077 and st.st_uid == uid:
+            os.chmod(p, 0o600)
 
 
 def _user_version(conn: sqlite3.Connection, path: Path) -> int:

@@ -1,8 +1,9 @@
--- Fiat's SQLite schema, version 1 (recorded in PRAGMA user_version; see db.py).
+-- Fiat's SQLite schema, version 3 (recorded in PRAGMA user_version; see db.py).
 -- One file holds the log, the evidence index and the authority's state, so a log batch
 -- commits the rows it stages (index rows, new approvals) in its own transaction.
 -- Every statement is idempotent: a database written before versions were recorded
--- (user_version 0, the same layout) is brought up to version 1 by running this file.
+-- (user_version 0) or by an older version is brought up to date by running this file
+-- (db.py adds the columns a table created by an older version lacks).
 -- log_meta.schema_version is the log tables' older marker of the same layout (always 1).
 
 CREATE TABLE IF NOT EXISTS log_meta (
@@ -73,3 +74,11 @@ CREATE TABLE IF NOT EXISTS consumed_permits (
     jti TEXT PRIMARY KEY,
     at REAL NOT NULL
 );
+
+-- Schema 3: the DPoP replay cache (RFC 9449 §11.1). key: SHA-256 of the proof key's
+-- thumbprint and the proof's jti; expires: when the proof could no longer pass the iat window.
+CREATE TABLE IF NOT EXISTS dpop_proofs (
+    key TEXT PRIMARY KEY,
+    expires REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dpop_proofs_expires ON dpop_proofs (expires);
