@@ -102,6 +102,8 @@ def open_session(
         monitor.release()
         client.close()
         raise
+    # DPoP proofs are dated on the session's steady clock, as every other time it writes.
+    client.clock = session.now
     return Bootstrap(session, client, monitor, url)
 
 

@@ -134,7 +134,7 @@ class governed:
         session = boot.session
         session.containment = PROCESS if self.isolate else IN_PROCESS
         self._session = session
-        self._start = time.time()
+        self._start = session.now()  # steady time (see fiat.enforce.guard, "Time")
         session.execution_start = self._start
         return session
 
@@ -168,7 +168,7 @@ class governed:
                     outcome, code = "failed", None
                 else:
                     outcome, code = "completed", 0
-                session.receipt_index = session.receipt(self._start, time.time(), outcome, code)
+                session.receipt_index = session.receipt(self._start, session.now(), outcome, code)
         finally:
             self._release()
 

@@ -128,7 +128,7 @@ def _supervise(
 ) -> RunResult:
     containment = containment or Containment()
     heartbeat = Heartbeat(session, monitor)
-    start = time.time()
+    start = session.now()  # steady time (see fiat.enforce.guard, "Time")
     session.execution_start = start
     session.containment = containment.mode
     signalled: list[int] = []
@@ -181,7 +181,7 @@ def _contained(
     except OSError as exc:
         heartbeat.close()
         session.halted = None
-        index = session.receipt(start, time.time(), "failed", 127)
+        index = session.receipt(start, session.now(), "failed", 127)
         return RunResult(127, "failed", f"cannot start {argv[0]}: {exc.strerror}", session.permit_id, index)
     proc = contained.proc
     exited = threading.Event()
@@ -214,7 +214,7 @@ def _contained(
             contained.halt(settings.grace)
         # Whatever the command left running ends with it.
         contained.sweep()
-    end = time.time()
+    end = session.now()
     code = proc.returncode
     if halt is not None:
         outcome, exit_code, reason = "halted", EXIT_HALTED, f"halted at {halt.step}: {halt.reason}"
