@@ -36,7 +36,7 @@ chain over every verification event, and it is logged.
 and from then on keeps time with a :class:`~fiat.enforce.clock.SteadyClock` — that wall
 time advanced by the monotonic clock (``mono``) only. Every check against a signed wall
 time uses it: the permit window at establishment and at each renewal (the verifier's rule,
-nbf − skew ≤ now < exp + skew), ``permit-expiry`` (now ≥ exp), the renewal timing,
+nbf − skew ≤ now < exp), ``permit-expiry`` (now ≥ exp), the renewal timing,
 ``max-duration`` (now − ``execution_start``, both steady), ``policy-current``'s
 re-authorization bound; and so do the times the session writes (verification events,
 ``execution_start`` and the receipt's ``end`` through :meth:`Session.now`), which keeps
