@@ -390,11 +390,9 @@ def test_fiat_run_under_a_stepped_wall_clock_halts_on_time(server: FiatServer, t
         print(f"{step}: halted {ran:.2f} s after the command started (without the step: {plain:.2f} s)")
         # At maximum duration, give or take scheduling: not at once (before the fix, +1h halted
         # at trust-fresh right after the step) nor later (-1h let the command run its 30 s).
-        # The command's own start comes a Python start-up after the guard's, hence the - 0.5;
+        # The command's own start comes a Python start-up after the guard's, hence the - 1;
         # libfaketime on a loaded machine delays the guard by up to seconds, hence the + 5.
-        assert MAX_DURATION - 0.5 <= ran <= MAX_DURATION + 5, (
-            f"{step}: ran {ran:.2f} s (without the step {plain:.2f} s)"
-        )
+        assert MAX_DURATION - 1 <= ran <= MAX_DURATION + 5, f"{step}: ran {ran:.2f} s (without the step {plain:.2f} s)"
         assert "the wall clock stepped" in err, f"{step}: no clock-step warning: {err}"
         # The receipt's times are the guard's steady times: its bundle verifies offline.
         verified = fiat_cli("verify", tmp_path / step / "bundle.json", "--trust-root", root, "--json")
