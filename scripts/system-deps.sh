@@ -2,7 +2,8 @@
 # Installs the Debian packages Fiat uses from the system: bubblewrap, which
 # `fiat run` contains governed commands with (runtime.containment = "namespace"),
 # and, for the interoperability tests, Go and Go's golang.org/x/mod (sumdb/note,
-# sumdb/tlog), the reference implementations our log must match byte for byte.
+# sumdb/tlog), the reference implementations our log must match byte for byte;
+# for the clock-step test (tests/enforce/test_clock.py), libfaketime.
 # Needs root and apt; otherwise it says what to install (those tests are skipped).
 set -euo pipefail
 need=()
@@ -10,6 +11,7 @@ command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 if [ "${1:-}" != "--runtime" ]; then  # --runtime: only what `fiat run` needs (for `make run`)
   command -v go >/dev/null 2>&1 || need+=(golang-go)
   [ -d /usr/share/gocode/src/golang.org/x/mod/sumdb/tlog ] || need+=(golang-golang-x-mod-dev)
+  compgen -G "/usr/lib/*/faketime/libfaketimeMT.so.1" >/dev/null || need+=(faketime)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -18,5 +20,5 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   apt-get update -qq >/dev/null
   apt-get install -y -qq "${need[@]}" >/dev/null
 else
-  echo "note: install ${need[*]} (Debian/Ubuntu): bubblewrap for \`fiat run\`'s containment, Go for the interoperability tests (skipped without it)" >&2
+  echo "note: install ${need[*]} (Debian/Ubuntu): bubblewrap for \`fiat run\`'s containment, Go for the interoperability tests, faketime for the clock-step test (skipped without them)" >&2
 fi

@@ -964,7 +964,10 @@ def test_session_halts_at_permit_expiry_when_clock_passes_exp(server: FiatServer
             RESOURCE,
             {"command": {"argv": argv, "cwd": str(tmp_path)}},
             settings=GuardSettings(heartbeat=HEARTBEAT, staleness=STALENESS),
+            # Time passes on both clocks (a step of the wall clock alone changes nothing:
+            # tests/enforce/test_clock.py).
             clock=clock,
+            mono=clock,
         )
         session.establish()
         exp = float(session.claims["exp"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -42,9 +43,17 @@ def _refusal(r: httpx.Response) -> str:
 
 
 class AuthorityClient:
-    def __init__(self, url: str, timeout: float = 30.0) -> None:
+    """``clock`` dates the DPoP proofs (``iat``, RFC 9449 §4.2). A governed session sets it to
+    its steady clock (:mod:`fiat.enforce.clock`): after a wall-clock step the authority, on its
+    own clock, would refuse proofs dated by the stepped one, and renewals with them."""
+
+    def __init__(self, url: str, timeout: float = 30.0, clock: Callable[[], float] = time.time) -> None:
         self.url = url.rstrip("/")
+        self.clock = clock
         self._http = httpx.Client(timeout=timeout)
+
+    def _proof(self, key: Ed25519PrivateKey, method: str, url: str) -> str:
+        return make_proof(key, method, url, now=int(self.clock()))
 
     def close(self) -> None:
         self._http.close()
@@ -68,7 +77,7 @@ class AuthorityClient:
     # runtime calls, proven with DPoP (RFC 9449)
     def authorize(self, key: Ed25519PrivateKey, kid: str, body: dict[str, Any]) -> dict[str, Any]:
         url = self.url + "/v1/authorize"
-        proof = make_proof(key, "POST", url)
+        proof = self._proof(key, "POST", url)
         return dict(self._request("POST", "/v1/authorize", json={**body, "runtimeKid": kid}, headers={"DPoP": proof}))
 
     def receipt(self, envelope: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
@@ -79,11 +88,11 @@ class AuthorityClient:
 
     def bundle(self, key: Ed25519PrivateKey, jti: str) -> dict[str, Any]:
         path = f"/v1/bundles/{jti}"
-        return dict(self._request("GET", path, headers={"DPoP": make_proof(key, "GET", self.url + path)}))
+        return dict(self._request("GET", path, headers={"DPoP": self._proof(key, "GET", self.url + path)}))
 
     def consume(self, key: Ed25519PrivateKey, jti: str) -> dict[str, Any]:
         path = f"/v1/permits/{jti}/consume"
-        return dict(self._request("POST", path, headers={"DPoP": make_proof(key, "POST", self.url + path)}))
+        return dict(self._request("POST", path, headers={"DPoP": self._proof(key, "POST", self.url + path)}))
 
     def approval(
         self, key: Ed25519PrivateKey | None, approval_id: str, admin_token: str | None = None
@@ -92,7 +101,7 @@ class AuthorityClient:
         if admin_token is not None:
             headers = {"Authorization": f"Bearer {admin_token}"}
         elif key is not None:
-            headers = {"DPoP": make_proof(key, "GET", self.url + path)}
+            headers = {"DPoP": self._proof(key, "GET", self.url + path)}
         else:
             raise ClientError("reading an approval needs an enrolled key or the admin token")
         return dict(self._request("GET", path, headers=headers))
@@ -101,7 +110,7 @@ class AuthorityClient:
         """The newest approvals (with ``status``, when given), read with an enrolled key."""
         path = "/v1/approvals"
         query = {"limit": str(limit), **({"status": status} if status else {})}
-        headers = {"DPoP": make_proof(key, "GET", self.url + path)}
+        headers = {"DPoP": self._proof(key, "GET", self.url + path)}
         return list(self._request("GET", path, params=query, headers=headers))
 
     def decide(

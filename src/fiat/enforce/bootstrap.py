@@ -151,6 +151,8 @@ def open_session(
         monitor.release()
         client.close()
         raise
+    # DPoP proofs are dated on the session's steady clock, as every other time it writes.
+    client.clock = session.now
     upload_s = cfg.runtime.receipt_upload_s
     flusher = Flusher(spool, url, upload_s, runtime_key=key)
     return Bootstrap(session, client, monitor, url, spool, upload_s, flusher)

@@ -144,7 +144,7 @@ class governed:
         session = boot.session
         session.containment = PROCESS if self.isolate else IN_PROCESS
         self._session = session
-        self._start = time.time()
+        self._start = session.now()  # steady time (see fiat.enforce.guard, "Time")
         session.execution_start = self._start
         return session
 
@@ -178,7 +178,7 @@ class governed:
                     outcome, code = "failed", None
                 else:
                     outcome, code = "completed", 0
-                envelope = session.sign_receipt(self._start, time.time(), outcome, code)
+                envelope = session.sign_receipt(self._start, session.now(), outcome, code)
                 assert self._boot is not None
                 delivery = self._boot.deliver(envelope)
                 session.receipt_index, self._spooled = delivery.index, delivery.spooled

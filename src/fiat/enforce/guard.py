@@ -33,6 +33,24 @@ blocking on the network — each failure is a halt naming its step:
 chain over every verification event. ``fiat run`` and ``fiat.governed`` spool it durably
 before uploading it (:mod:`fiat.enforce.spool`), so an unreachable authority delays the
 receipt but never loses it; ``receipt()`` signs and uploads in one step, unspooled.
+
+**Time** (issue 10): a session reads the wall clock (``clock``) once, when it is made,
+and from then on keeps time with a :class:`~fiat.enforce.clock.SteadyClock` — that wall
+time advanced by the monotonic clock (``mono``) only. Every check against a signed wall
+time uses it: the permit window at establishment and at each renewal (the verifier's rule,
+nbf − skew ≤ now < exp), ``permit-expiry`` (now ≥ exp), the renewal timing,
+``max-duration`` (now − ``execution_start``, both steady), ``policy-current``'s
+re-authorization bound; and so do the times the session writes (verification events,
+``execution_start`` and the receipt's ``end`` through :meth:`Session.now`), which keeps
+the receipt consistent with the permits the guard accepted. ``trust-fresh`` and
+``log-continuity`` run on the monotonic clock alone: a trust state's age is the age it had
+when it arrived (by the monitor's own steady clock against its signed time, see
+:mod:`fiat.enforce.trust`) plus the monotonic time since. So a wall-clock step in either
+direction after the anchor neither extends nor ends an execution. Each check first compares
+``wall − monotonic`` with the previous check's; a move beyond
+:data:`~fiat.enforce.clock.CLOCK_STEP_THRESHOLD` is recorded as a ``clock-step`` event
+(``stepSeconds``, positive forward) in the verification chain and logged as a warning on
+``fiat.guard``; it does not halt by itself.
 """
 
 from __future__ import annotations
@@ -41,6 +59,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +68,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fiat.api.client import AuthorityClient, ClientError
 from fiat.authorize.names import entity_uid
+from fiat.enforce.clock import SteadyClock
 from fiat.enforce.trust import TrustMonitor, TrustSnapshot
 from fiat.errors import FiatError, VerificationError
 from fiat.establish.measure import Measurer
@@ -143,7 +163,8 @@ class Session:
     context: dict[str, Any] = field(default_factory=dict)
     parent: str | None = None
     settings: GuardSettings = field(default_factory=GuardSettings)
-    clock: Callable[[], float] = time.time
+    clock: Callable[[], float] = time.time  # the wall clock, read once (see "Time" above)
+    mono: Callable[[], float] = time.monotonic
     approval_id: str | None = None
     on_status: Callable[[str], None] | None = None
 
@@ -156,18 +177,26 @@ class Session:
         self.evidence_start: dict[str, Any] = {}
         self.verifications = 0
         self.chain = hashlib.sha256(b"fiat-verification-chain/v1").hexdigest()
+        #: How many events of each kind joined the chain (``verified``, ``clock-step``, …).
+        self.event_counts: Counter[str] = Counter()
+        self.steady = SteadyClock(self.clock, self.mono)
         self.halted: Halt | None = None
         self.principal_key = entity_uid(self.principal, "principal")
         self._lock = threading.Lock()
         self._renewal: threading.Thread | None = None
         self._renewal_error: str | None = None
         self._reauth_since: float | None = None
-        self.permit_since: float = 0.0  # when the current permit began governing
+        self.permit_since: float = 0.0  # when the current permit began governing (steady time)
         self.receipt_index: int | None = None
-        self.execution_start: float = 0.0  # when the action itself started (fixed across renewals)
+        # When the action itself started (fixed across renewals); set from now().
+        self.execution_start: float = 0.0
         self.renewed_from: list[str] = []
         #: Which containment held the action (:mod:`fiat.enforce.containment`), for the receipt.
         self.containment: str | None = None
+
+    def now(self) -> float:
+        """The session's steady wall time: what every check and every recorded time uses."""
+        return self.steady.now()
 
     # -- establish ------------------------------------------------------------------------
     def _authorize(self, evidence: dict[str, Any], renews: str | None = None) -> dict[str, Any]:
@@ -203,7 +232,7 @@ class Session:
             self.runtime.public_key,
             self.action_digest,
             fresh["digest"],
-            self.clock(),
+            self.now(),
             self.settings.clock_skew,
         )
         self.token = decision["permit"]
@@ -212,20 +241,20 @@ class Session:
                 self.client.consume(self.runtime.key, self.claims["jti"])
             except ClientError as exc:
                 raise NotEstablished("permit-single-use", str(exc)) from exc
-        self.permit_since = self.clock()
+        self.permit_since = self.now()
         self.gate()
         self._event("established", {"permit": self.claims["jti"]})
         return decision
 
     def _wait_for_approval(self, decision: dict[str, Any], evidence: dict[str, Any]) -> dict[str, Any]:
         approval_id = decision.get("approvalId")
-        deadline = self.clock() + self.settings.approval_wait
+        deadline = self.now() + self.settings.approval_wait
         if approval_id and self.on_status is not None:
             self.on_status(
                 f"approval {approval_id} pending ({decision.get('reason', '')}); "
                 f"waiting up to {self.settings.approval_wait:.0f} s for `fiat approve {approval_id}`"
             )
-        while approval_id and self.clock() < deadline:
+        while approval_id and self.now() < deadline:
             status = self.client.approval(self.runtime.key, approval_id)["status"]
             if status == "approved":
                 self.approval_id = approval_id
@@ -252,13 +281,15 @@ class Session:
     # -- verify ---------------------------------------------------------------------------------
     def _event(self, kind: str, data: dict[str, Any]) -> None:
         self.verifications += 1
-        event = {"n": self.verifications, "time": round(self.clock(), 3), "kind": kind, **data}
+        self.event_counts[kind] += 1
+        event = {"n": self.verifications, "time": round(self.now(), 3), "kind": kind, **data}
         self.chain = hashlib.sha256(bytes.fromhex(self.chain) + canonicalize(event)).hexdigest()
 
     def check(self) -> None:
         """One verification round; raises :class:`Halt` naming the failed step."""
         if self.halted is not None:
             raise self.halted
+        self._note_clock_step()
         try:
             self._check()
         except Halt as halt:
@@ -267,24 +298,40 @@ class Session:
             raise
         self._event("verified", {"permit": self.permit_id})
 
+    def _note_clock_step(self) -> None:
+        """A wall-clock step since the previous check joins the chain (it changes no check)."""
+        step = self.steady.step()
+        if step is not None:
+            log.warning(
+                "the wall clock stepped %+.1f s during permit %s; the guard keeps time on the monotonic clock",
+                step,
+                self.permit_id,
+            )
+            self._event("clock-step", {"stepSeconds": round(step, 3)})
+
     def stop(self, halt: Halt) -> None:
         """Halt for a reason found outside a check (e.g. a signal to the guard); it joins the chain."""
         if self.halted is None:
             self.halted = halt
             self._event("halt", {"step": halt.step, "reason": halt.reason})
 
-    def _trust_checks(self, now: float) -> TrustSnapshot:
-        """The trust-state steps, shared by the start gate and every heartbeat; returns the snapshot."""
+    def _trust_checks(self) -> TrustSnapshot:
+        """The trust-state steps, shared by the start gate and every heartbeat; returns the snapshot.
+
+        Both bounds run on the monotonic clock (``received`` and ``unproven_since`` are
+        monotonic readings of the monitor, the same clock as ``mono``)."""
         snap = self.monitor.snapshot()
+        mono = self.mono()
         if snap.crypto_failure:
             raise Halt("trust-signature", f"cryptographic verification failed: {snap.crypto_failure}")
-        # Age by the older of the signed time and the local receipt time: a state dated in the
-        # future (a fast authority clock, a forgery) cannot stretch freshness.
+        # Age by the older of the signed time and the local receipt time (``age_at_receipt`` is
+        # never negative): a state dated in the future (a fast authority clock, a forgery) cannot
+        # stretch freshness; then the monotonic time since it arrived.
         # An authority that said it is shutting down (unsigned: it only explains a halt).
         leaving = f"; {snap.going_away}" if snap.going_away else ""
         if snap.state_time is None or snap.received is None:
             raise Halt("trust-fresh", f"trust is unverifiable: no trust state yet{leaving}")
-        age = now - min(snap.state_time, snap.received)
+        age = (mono - snap.received) + snap.age_at_receipt
         if age > self.settings.staleness:
             raise Halt(
                 "trust-fresh",
@@ -293,10 +340,10 @@ class Session:
             )
         if snap.split_view:
             raise Halt("log-continuity", f"governance continuity failed: {snap.split_view}")
-        if snap.unproven_since is not None and now - snap.unproven_since > self.settings.staleness:
+        if snap.unproven_since is not None and mono - snap.unproven_since > self.settings.staleness:
             raise Halt(
                 "log-continuity",
-                f"the log's newest checkpoint has not been proven consistent for {now - snap.unproven_since:.1f} s",
+                f"the log's newest checkpoint has not been proven consistent for {mono - snap.unproven_since:.1f} s",
             )
         for kind, target in (
             ("permit", self.permit_id),
@@ -311,13 +358,13 @@ class Session:
     def gate(self) -> None:
         """The last check before the action starts: trust must hold now, or it never starts."""
         try:
-            self._trust_checks(self.clock())
+            self._trust_checks()
         except Halt as halt:
             raise NotEstablished(halt.step, halt.reason) from None
 
     def _check(self) -> None:
-        now = self.clock()
-        snap = self._trust_checks(now)
+        now = self.now()
+        snap = self._trust_checks()
         max_duration = self.claims.get("constraints", {}).get("maxDuration")
         if isinstance(max_duration, int) and self.execution_start and now - self.execution_start > max_duration:
             raise Halt("max-duration", f"the action ran past its maximum duration of {max_duration} s")
@@ -361,13 +408,13 @@ class Session:
                 self.runtime.public_key,
                 self.action_digest,
                 evidence["digest"],
-                self.clock(),
+                self.now(),
                 self.settings.clock_skew,
             )
             with self._lock:
                 self.renewed_from.append(self.permit_id)
                 self.token, self.claims = decision["permit"], claims
-                self.permit_since = max(self.clock(), float(claims["nbf"]))
+                self.permit_since = max(self.now(), float(claims["nbf"]))
             self._reauth_since = None
             self._event("renewed", {"permit": claims["jti"]})
         except NotEstablished as exc:

@@ -130,7 +130,7 @@ def _supervise(
     containment = containment or Containment()
     session = boot.session
     heartbeat = Heartbeat(session, boot.monitor, boot.flusher)
-    start = time.time()
+    start = session.now()  # steady time (see fiat.enforce.guard, "Time")
     session.execution_start = start
     session.containment = containment.mode
     signalled: list[int] = []
@@ -184,7 +184,7 @@ def _contained(
         heartbeat.close()
         session.halted = None
         reason = f"cannot start {argv[0]}: {exc.strerror}"
-        delivery = boot.deliver(session.sign_receipt(start, time.time(), "failed", 127), evidence_path)
+        delivery = boot.deliver(session.sign_receipt(start, session.now(), "failed", 127), evidence_path)
         return _result(boot, delivery, evidence_path, 127, "failed", reason, None, {})
     proc = contained.proc
     exited = threading.Event()
@@ -217,7 +217,7 @@ def _contained(
             contained.halt(settings.grace)
         # Whatever the command left running ends with it.
         contained.sweep()
-    end = time.time()
+    end = session.now()
     code = proc.returncode
     if halt is not None:
         outcome, exit_code, reason = "halted", EXIT_HALTED, f"halted at {halt.step}: {halt.reason}"

@@ -23,6 +23,13 @@ keeps reconnecting with backoff as after any closed stream. It is *unauthenticat
 it changes no check: it cannot extend trust (freshness still needs a fresh signed state,
 and guards halt fail-closed without one) nor withdraw it, so a forged one is harmless.
 Events of any other type are ignored.
+
+Time (issue 10): a state's arrival is stamped on the monotonic clock (``received``), with
+the age it already had then (``age_at_receipt``: the monitor's steady wall time minus the
+signed time, never negative — see :mod:`fiat.enforce.clock`; the steady clock is anchored
+when the monitor is made, so a later wall-clock step neither ages nor rejuvenates a state);
+``unproven_since`` is monotonic too. A guard's ``trust-fresh`` age is ``age_at_receipt``
+plus the monotonic time since ``received``.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from fiat.enforce.clock import SteadyClock
 from fiat.errors import FiatError, MalformedError, VerificationError
 from fiat.prove.audit import HttpFetcher
 from fiat.tlog import merkle
@@ -58,7 +66,8 @@ class TrustSnapshot:
     """What the latest verified trust state says, and anything that went wrong."""
 
     state_time: float | None = None  # the authority's signed time of the latest valid state
-    received: float | None = None
+    received: float | None = None  # when it arrived, on the monitor's monotonic clock
+    age_at_receipt: float = 0.0  # how old it was on arrival: steady wall time - signed time, >= 0
     epoch: int = 0
     policy_digest: str | None = None
     revocations: dict[tuple[str, str], Revocation] = field(default_factory=dict)
@@ -66,7 +75,7 @@ class TrustSnapshot:
     crypto_failure: str | None = None
     split_view: str | None = None
     last_error: str | None = None
-    unproven_since: float | None = None  # a newer checkpoint seen but not yet proven consistent
+    unproven_since: float | None = None  # (monotonic) a newer checkpoint seen, not yet proven consistent
     going_away: str | None = None  # the authority said it is shutting down (unsigned: information only)
 
 
@@ -76,10 +85,17 @@ class TrustMonitor:
     _shared: ClassVar[dict[str, TrustMonitor]] = {}
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, url: str, root: TrustRoot, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        url: str,
+        root: TrustRoot,
+        clock: Callable[[], float] = time.time,
+        mono: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.url = url.rstrip("/")
         self.root = root
-        self.clock = clock
+        self.clock, self.mono = clock, mono
+        self.steady = SteadyClock(clock, mono)  # anchored now: later wall-clock steps do not move it
         self._lock = threading.Lock()
         self._snap = TrustSnapshot()
         self._listeners: set[threading.Event] = set()
@@ -234,7 +250,7 @@ class TrustMonitor:
 
     def accept(self, token: str) -> None:
         """Verify one trust state and fold it into the snapshot (public for tests and push paths)."""
-        now = self.clock()
+        now, local = self.mono(), self.steady.now()
         try:
             claims = verify_trust_state(token, self.root)
         except VerificationError as exc:
@@ -273,6 +289,7 @@ class TrustMonitor:
         with self._lock:
             s = self._snap
             s.state_time, s.received, s.epoch = float(state_time), now, epoch
+            s.age_at_receipt = max(0.0, local - float(state_time))
             s.policy_digest = digest
             s.revocations.update(revocations)
             s.last_error = None
