@@ -104,8 +104,11 @@ def credentials(api: Api, case: Case) -> dict[str, str]:
     return {}
 
 
-def first_failure(api: Api, operation: APIOperation, mode: GenerationMode, session: requests.Session) -> str | None:
-    """Up to :data:`MAX_EXAMPLES` ``mode`` cases of ``operation``; the (shrunk) failure, if any."""
+def first_failure(
+    api: Api, operation: APIOperation, mode: GenerationMode, session: requests.Session, seen: set[tuple[str, int]]
+) -> str | None:
+    """Up to :data:`MAX_EXAMPLES` ``mode`` cases of ``operation``; the (shrunk) failure, if any.
+    ``seen`` collects (operation, status) of every response."""
     last: list[str] = []
 
     @given(case=operation.as_strategy(generation_mode=mode))
@@ -122,6 +125,7 @@ def first_failure(api: Api, operation: APIOperation, mode: GenerationMode, sessi
         if mode is GenerationMode.POSITIVE and operation.path == "/v1/authorize" and isinstance(case.body, dict):
             case.body["runtimeKid"] = api.kid  # past the credential check, into the authority
         response = case.call(session=session, headers=credentials(api, case), timeout=30)
+        seen.add((operation.label, response.status_code))
         try:
             case.validate_response(response, checks=CHECKS)
         except (Failure, FailureGroup) as exc:
@@ -144,12 +148,17 @@ def first_failure(api: Api, operation: APIOperation, mode: GenerationMode, sessi
 def test_every_operation_answers_as_its_openapi_document_says(api: Api, mode: GenerationMode) -> None:
     schema = schemathesis.openapi.from_url(api.url + "/openapi.json")
     failures: dict[str, str] = {}
+    seen: set[tuple[str, int]] = set()
     with requests.Session() as session:
         for result in schema.get_all_operations():
             operation = result.ok()
-            if operation.path != STREAM and (failure := first_failure(api, operation, mode, session)):
+            if operation.path != STREAM and (failure := first_failure(api, operation, mode, session, seen)):
                 failures[operation.label] = failure
     assert not failures, "\n\n".join(f"{label}:\n{detail}" for label, detail in failures.items())
+    if mode is GenerationMode.POSITIVE:
+        # The credentials worked: generated requests got past the credential check to the route itself.
+        for label in ("POST /v1/authorize", "POST /v1/policies", "GET /v1/approvals", "GET /v1/bundles/{jti}"):
+            assert {status for op, status in seen if op == label} - {401, 403}, (label, sorted(seen))
 
 
 def test_every_error_is_declared_as_problem_json(api: Api) -> None:
