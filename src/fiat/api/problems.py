@@ -2,6 +2,13 @@
 
 The status of a refusal is chosen by the exception's TYPE (:data:`STATUS_BY_TYPE`),
 never by its message: the message is the problem's ``detail`` and nothing else.
+
+The OpenAPI document says so too: each route declares the error statuses it can answer
+with :func:`problem_responses`, every one as ``application/problem+json`` with the
+:data:`PROBLEM_SCHEMA` (``#/components/schemas/ProblemDetails``). A request that fails
+validation is a 400 problem (:func:`install_handlers`), so FastAPI's own ``422
+HTTPValidationError`` entry, which would promise a body this server never sends, is taken
+out of the document (:func:`declare_problems`).
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from collections import Counter
 from collections.abc import Mapping
 from http import HTTPStatus
 from time import monotonic
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -49,6 +57,70 @@ STATUS_BY_TYPE: Mapping[type[Exception], int] = {
     AuthorizationError: 403,
     ApprovalError: 403,
 }
+
+
+#: RFC 9457 §3.1: the members of a problem-details object (``instance`` only when the
+#: problem concerns a request path; every member of our problems is always a string but ``status``).
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "ProblemDetails",
+    "type": "object",
+    "description": "An RFC 9457 problem-details object: what was refused and why (``detail``).",
+    "properties": {
+        "type": {"type": "string", "description": "A URI naming the problem type", "default": "about:blank"},
+        "title": {"type": "string", "description": "A short summary: the status's reason phrase or the refusal"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599, "description": "The HTTP status"},
+        "detail": {"type": "string", "description": "What was wrong and, where there is one, what to do next"},
+        "instance": {"type": "string", "description": "The request path the problem concerns"},
+    },
+    "required": ["type", "title", "status", "detail"],
+}
+PROBLEM_REF = "#/components/schemas/ProblemDetails"
+
+#: What each error status means on this API (the descriptions in the OpenAPI document).
+PROBLEM_MEANING: Mapping[int, str] = {
+    400: "Malformed: the body, a parameter or a value in it failed validation",
+    401: "No valid credential: the admin bearer token or a DPoP proof (RFC 9449) is missing or invalid",
+    403: "Refused: a valid credential of a key not entitled to this, or a refusal by the authority",
+    404: "What the request names does not exist here",
+    409: "What the request names exists, but its state forbids this (already decided, already used)",
+    413: "The request body is over the size limit",
+    422: "Well-formed, but the policy bundle does not validate",
+    503: "The server is shutting down (draining): retry against the restarted server after Retry-After",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route: each of ``statuses`` as an ``application/problem+json``
+    problem (RFC 9457 §3), described by :data:`PROBLEM_MEANING`; a 503 also declares its
+    ``Retry-After`` (RFC 9110 §10.2.3) header."""
+    declared: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        response: dict[str, Any] = {
+            "description": PROBLEM_MEANING.get(status, HTTPStatus(status).phrase),
+            "content": {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_REF}}},
+        }
+        if status == 503:
+            response["headers"] = {
+                "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}
+            }
+        declared[status] = response
+    return declared
+
+
+def declare_problems(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` (an OpenAPI document FastAPI made) with ``ProblemDetails`` among its schemas, and
+    without FastAPI's ``422 HTTPValidationError`` (validation errors are 400 problems here)."""
+    for operations in doc.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            content = responses.get("422", {}).get("content", {})
+            if content.get("application/json", {}).get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+                del responses["422"]
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    schemas["ProblemDetails"] = PROBLEM_SCHEMA
+    return doc
 
 
 def status_for(exc: Exception, default: int = 400) -> int:
@@ -103,7 +175,16 @@ def problem(status: int, title: str, detail: str, instance: str = "", kind: str 
 
 
 def install_handlers(app: FastAPI, metrics: Counter[str]) -> None:
-    """Every error the application can meet becomes a problem-details body."""
+    """Every error the application can meet becomes a problem-details body, and the OpenAPI
+    document declares problem bodies (:func:`declare_problems`)."""
+    fastapi_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = declare_problems(fastapi_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:

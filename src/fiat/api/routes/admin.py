@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 
 from fiat.api.context import ApiContext
 from fiat.api.models import EnrollmentBody, PolicyBody, RevocationBody
-from fiat.api.problems import Problem, refused
+from fiat.api.problems import Problem, problem_responses, refused
 from fiat.authorize.policy import PolicyError
 from fiat.errors import AuthorizationError, FiatError
 from fiat.formats.encoding import b64url_decode
@@ -24,7 +24,7 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 def install(app: FastAPI, ctx: ApiContext) -> None:
     auth, broadcaster = ctx.authority, ctx.broadcaster
 
-    @app.post("/v1/revocations", tags=["admin"])
+    @app.post("/v1/revocations", tags=["admin"], responses=problem_responses(400, 401, 403, 413))
     async def revoke(body: RevocationBody, request: Request) -> dict[str, Any]:
         ctx.credentials.require_admin(request)
         try:
@@ -34,7 +34,7 @@ def install(app: FastAPI, ctx: ApiContext) -> None:
         await broadcaster.publish_now()  # pushed at once, not at the next tick
         return {"revocationEpoch": epoch, "logIndex": index}
 
-    @app.post("/v1/enrollments", tags=["admin"])
+    @app.post("/v1/enrollments", tags=["admin"], responses=problem_responses(400, 401, 413))
     def enroll(body: EnrollmentBody, request: Request) -> dict[str, Any]:
         ctx.credentials.require_admin(request)
         try:
@@ -44,7 +44,7 @@ def install(app: FastAPI, ctx: ApiContext) -> None:
             raise refused(exc) from exc
         return rec.trusted().to_json()
 
-    @app.post("/v1/policies", tags=["admin"])
+    @app.post("/v1/policies", tags=["admin"], responses=problem_responses(400, 401, 413, 422))
     def publish(body: PolicyBody, request: Request) -> dict[str, Any]:
         ctx.credentials.require_admin(request)
         with tempfile.TemporaryDirectory() as tmp:

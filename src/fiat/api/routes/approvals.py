@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 
 from fiat.api.context import ApiContext
 from fiat.api.models import ApprovalBody
-from fiat.api.problems import Problem, refused
+from fiat.api.problems import Problem, problem_responses, refused
 from fiat.errors import ApprovalError, BadSignatureError, MalformedError
 from fiat.formats.dsse import Envelope
 
@@ -21,7 +21,7 @@ from fiat.formats.dsse import Envelope
 def install(app: FastAPI, ctx: ApiContext) -> None:
     auth, metrics = ctx.authority, ctx.metrics
 
-    @app.get("/v1/approvals", tags=["approvals"])
+    @app.get("/v1/approvals", tags=["approvals"], responses=problem_responses(400, 401, 403))
     def list_approvals(request: Request, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         # Only approvers (and the admin) see the queue: a runtime reads its own approval by id.
         ctx.credentials.admin_or_approver(request)
@@ -29,7 +29,7 @@ def install(app: FastAPI, ctx: ApiContext) -> None:
             raise Problem(400, "Bad Request", "status is pending|approved|denied|expired|used; limit 1..1000")
         return auth.approvals(status, limit)
 
-    @app.get("/v1/approvals/{approval_id}", tags=["approvals"])
+    @app.get("/v1/approvals/{approval_id}", tags=["approvals"], responses=problem_responses(401, 403, 404))
     def get_approval(approval_id: str, request: Request) -> dict[str, Any]:
         ctx.credentials.admin_or_enrolled(request)
         try:
@@ -37,7 +37,7 @@ def install(app: FastAPI, ctx: ApiContext) -> None:
         except ApprovalError as exc:
             raise refused(exc) from exc
 
-    @app.post("/v1/approvals/{approval_id}", tags=["approvals"])
+    @app.post("/v1/approvals/{approval_id}", tags=["approvals"], responses=problem_responses(400, 403, 404, 409, 413))
     def decide_approval(approval_id: str, body: ApprovalBody) -> dict[str, Any]:
         try:
             envelope = Envelope.from_json(body.envelope)

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from fiat.api.context import ApiContext
 from fiat.api.models import AuthorizeBody
-from fiat.api.problems import refuse_while_draining, refused
+from fiat.api.problems import problem_responses, refuse_while_draining, refused
 from fiat.authorize.authority import AuthorizationRequest
 from fiat.errors import AuthorizationError, MalformedRequestError
 
@@ -17,7 +17,12 @@ from fiat.errors import AuthorizationError, MalformedRequestError
 def install(app: FastAPI, ctx: ApiContext) -> None:
     auth, metrics = ctx.authority, ctx.metrics
 
-    @app.post("/v1/authorize", tags=["authorize"], response_class=JSONResponse)
+    @app.post(
+        "/v1/authorize",
+        tags=["authorize"],
+        response_class=JSONResponse,
+        responses=problem_responses(400, 401, 403, 413, 503),
+    )
     async def authorize(body: AuthorizeBody, request: Request) -> JSONResponse:
         # The proof is checked in a worker thread (its jti is written to the store's replay cache);
         # decided by the authority's decider thread; awaited without holding a worker thread

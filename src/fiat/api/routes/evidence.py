@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 
 from fiat.api.context import ApiContext
 from fiat.api.models import ReceiptBody
-from fiat.api.problems import refused
+from fiat.api.problems import problem_responses, refused
 from fiat.errors import AuthorizationError, ConflictError, FiatError, MalformedError
 from fiat.formats.dsse import Envelope
 
@@ -17,7 +17,7 @@ from fiat.formats.dsse import Envelope
 def install(app: FastAPI, ctx: ApiContext) -> None:
     auth, metrics = ctx.authority, ctx.metrics
 
-    @app.post("/v1/receipts", tags=["evidence"])
+    @app.post("/v1/receipts", tags=["evidence"], responses=problem_responses(400, 403, 409, 413))
     def receipt(body: ReceiptBody) -> dict[str, Any]:
         try:
             envelope = Envelope.from_json(body.envelope)
@@ -29,7 +29,7 @@ def install(app: FastAPI, ctx: ApiContext) -> None:
             raise refused(exc) from exc
         return {"logIndex": index}
 
-    @app.get("/v1/bundles/{jti}", tags=["evidence"])
+    @app.get("/v1/bundles/{jti}", tags=["evidence"], responses=problem_responses(400, 401, 403, 404))
     def bundle(jti: str, request: Request) -> dict[str, Any]:
         ctx.credentials.admin_or_enrolled(request)
         try:

@@ -24,21 +24,31 @@ from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
 from fiat.api.context import ApiContext
-from fiat.api.problems import Problem, refuse_while_draining
+from fiat.api.problems import Problem, problem_responses, refuse_while_draining
 
 KEEP_ALIVE_S = 15
+#: The stream's 200 in the OpenAPI document: server-sent events, not JSON.
+SSE_RESPONSE = {
+    "description": "Server-sent events: trust-state (a signed trust state, JWS), going-away, keep-alive comments",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+}
 
 
 def install(app: FastAPI, ctx: ApiContext) -> None:
     auth, broadcaster, drain = ctx.authority, ctx.broadcaster, ctx.drain
 
-    @app.get("/v1/trust/state", tags=["trust"])
+    @app.get("/v1/trust/state", tags=["trust"], responses=problem_responses(400))
     def trust_state(since: int = 0) -> dict[str, Any]:
         if not 0 <= since < 2**63:
             raise Problem(400, "Bad Request", "since must be a revocation epoch (0 ≤ since < 2^63)")
         return {"state": auth.trust_state(since, broadcaster.epoch)}
 
-    @app.get("/v1/trust/stream", tags=["trust"])
+    @app.get(
+        "/v1/trust/stream",
+        tags=["trust"],
+        response_class=StreamingResponse,
+        responses={200: SSE_RESPONSE, **problem_responses(503)},
+    )
     async def trust_stream(request: Request) -> StreamingResponse:
         refuse_while_draining(drain, "no new trust streams are opened")
 
