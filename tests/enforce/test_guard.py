@@ -70,7 +70,7 @@ from fiat.tlog.tiles import entry_bundles_for_size, parse_bundle
 from fiat.verify import TrustedKey, TrustRoot
 from fiat.verify.bundle import Bundle
 from fiat.verify.trust_state import TRUST_STATE_TYP
-from support.processes import FIAT, FiatServer, cli_env, ok
+from support.processes import FIAT, FiatServer, cli_env, free_port, ok
 from support.processes import fiat_text as fiat_cli
 
 EXAMPLES = Path(fiat.__file__).resolve().parent / "examples" / "policies"
@@ -130,6 +130,26 @@ def make_home(home: Path) -> Path:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FiatServer]:
     """One authority for the module (tests that kill or repolicy it restore it or use their own)."""
     s = serve_authority(make_home(tmp_path_factory.mktemp("authority") / "home"))
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+#: The port every :class:`Proxy` of this module listens on: the ``proxied`` server's public URL.
+PROXY_PORT = free_port()
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FiatServer]:
+    """An authority reached through a :class:`Proxy`: its ``server.public_url`` is the proxy's URL."""
+    s = FiatServer(
+        make_home(tmp_path_factory.mktemp("proxied") / "home"),
+        env={
+            "FIAT_AUTHORITY_TRUST_INTERVAL_MS": str(int(TRUST_INTERVAL * 1000)),
+            "FIAT_SERVER_PUBLIC_URL": f"http://127.0.0.1:{PROXY_PORT}",
+        },
+    ).start()
     try:
         yield s
     finally:
@@ -399,8 +419,10 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length",
 class Proxy:
     """An HTTP proxy on 127.0.0.1 in front of the real server.
 
-    Everything passes through untouched — the ``Host`` header too, so DPoP proofs made for
-    the proxy's URL verify at the server, and ``/v1/trust/stream`` is streamed as it comes —
+    Everything passes through untouched — the ``Host`` header too; DPoP proofs made for the
+    proxy's URL verify at the ``proxied`` server, whose ``server.public_url`` is the proxy's
+    (as behind a real reverse proxy; any other server refuses them, RFC 9449 §4.3), and
+    ``/v1/trust/stream`` is streamed as it comes —
     except a ``/v1/authorize`` answer that ``on_authorize(request, answer)`` rewrites, and the
     trust stream when ``stream`` (a FakeTrust) serves it instead.
     """
@@ -410,12 +432,13 @@ class Proxy:
         upstream: str,
         on_authorize: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None,
         stream: FakeTrust | None = None,
+        port: int = 0,
     ) -> None:
         self.upstream, self.on_authorize, self.stream = upstream, on_authorize, stream
         self.closing = threading.Event()
         self.tampered = 0
         handler = type("Handler", (_ProxyHandler,), {"proxy": self})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -604,7 +627,7 @@ def test_authority_killed_halts_at_trust_fresh(victim: Path, runs: list[FiatRun]
 
 
 @pytest.fixture(scope="module")
-def other_runtime(server: FiatServer) -> tuple[str, Ed25519PrivateKey]:
+def other_runtime(proxied: FiatServer) -> tuple[str, Ed25519PrivateKey]:
     """A second runtime key, enrolled with the real authority through `fiat enroll` (POST /v1/enrollments)."""
     key = Ed25519PrivateKey.generate()
     public = b64url(key.public_key().public_bytes_raw())
@@ -618,9 +641,9 @@ def other_runtime(server: FiatServer) -> tuple[str, Ed25519PrivateKey]:
             "--public-key",
             public,
             "--home",
-            server.home,
+            proxied.home,
             "--url",
-            server.url,
+            proxied.url,
         )
     )
     kid = jws.jwk_thumbprint(key.public_key().public_bytes_raw())
@@ -637,6 +660,18 @@ def _swap_permit(answer: dict[str, Any], decision: dict[str, Any]) -> dict[str, 
     return {**answer, "permit": decision["permit"], "permitId": decision["permitId"]}
 
 
+class _PublicUrlClient(AuthorityClient):
+    """The attacker's own client of the ``proxied`` server, straight to its port (not through the
+    proxy, which would tamper with its answers too), with proofs for the server's public URL."""
+
+    def __init__(self, server: FiatServer) -> None:
+        super().__init__(server.url)
+        self.public = server.env["FIAT_SERVER_PUBLIC_URL"]
+
+    def _proof(self, key: Ed25519PrivateKey, method: str, url: str) -> str:
+        return super()._proof(key, method, self.public + url[len(self.url) :])
+
+
 def _tampers(server: FiatServer, other: tuple[str, Ed25519PrivateKey]) -> dict[str, tuple[str, Callable[..., Any]]]:
     cfg = load_config(server.home, require=True)
     rec, runtime_key = keyring(cfg).signing_key("runtime")
@@ -647,21 +682,21 @@ def _tampers(server: FiatServer, other: tuple[str, Ed25519PrivateKey]) -> dict[s
     def other_runtime_permit(request: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
         # A real permit from the real server, for this very action and environment, bound to another runtime.
         kid, key = other
-        with AuthorityClient(server.url) as client:
+        with _PublicUrlClient(server) as client:
             return _swap_permit(answer, client.authorize(key, kid, _without_kid(request)))
 
     def other_command_permit(request: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
         # A real permit for the same principal, action and resource, but another command line.
         body = _without_kid(request)
         body["context"] = {**body["context"], "command": {**body["context"]["command"], "argv": ["true"]}}
-        with AuthorityClient(server.url) as client:
+        with _PublicUrlClient(server) as client:
             return _swap_permit(answer, client.authorize(runtime_key, rec.kid, body))
 
     def other_resource_permit(request: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
         # A real permit for another action on another resource (a deploy of service:docs).
         body = {**_without_kid(request), "action": "deploy", "resource": "service:docs"}
         body["context"] = {**body["context"], "version": "1.0.0", "replicas": 2}
-        with AuthorityClient(server.url) as client:
+        with _PublicUrlClient(server) as client:
             return _swap_permit(answer, client.authorize(runtime_key, rec.kid, body))
 
     return {
@@ -672,12 +707,14 @@ def _tampers(server: FiatServer, other: tuple[str, Ed25519PrivateKey]) -> dict[s
     }
 
 
-def test_untampered_proxy_is_transparent(server: FiatServer, victim: Path, runs: list[FiatRun], tmp_path: Path) -> None:
+def test_untampered_proxy_is_transparent(
+    proxied: FiatServer, victim: Path, runs: list[FiatRun], tmp_path: Path
+) -> None:
     """The control for the attacks below: through the proxy, untouched, a run completes (DPoP, the
     streamed trust state, the receipt and the bundle all pass through)."""
-    proxy = Proxy(server.url, on_authorize=lambda _request, answer: answer)
+    proxy = Proxy(proxied.url, port=PROXY_PORT, on_authorize=lambda _request, answer: answer)
     try:
-        r = start_run(runs, proxy.url, server.home, victim, tmp_path / "run", seconds=0.3)
+        r = start_run(runs, proxy.url, proxied.home, victim, tmp_path / "run", seconds=0.3)
         code, result = r.finish()
     finally:
         proxy.close()
@@ -688,17 +725,17 @@ def test_untampered_proxy_is_transparent(server: FiatServer, victim: Path, runs:
 
 @pytest.mark.parametrize("tamper", ["flipped-signature", "other-runtime", "other-command", "other-resource"])
 def test_tampered_permit_never_starts(
-    server: FiatServer,
+    proxied: FiatServer,
     victim: Path,
     runs: list[FiatRun],
     tmp_path: Path,
     other_runtime: tuple[str, Ed25519PrivateKey],
     tamper: str,
 ) -> None:
-    step, rewrite = _tampers(server, other_runtime)[tamper]
-    proxy = Proxy(server.url, on_authorize=rewrite)
+    step, rewrite = _tampers(proxied, other_runtime)[tamper]
+    proxy = Proxy(proxied.url, port=PROXY_PORT, on_authorize=rewrite)
     try:
-        r = start_run(runs, proxy.url, server.home, victim, tmp_path / "run")
+        r = start_run(runs, proxy.url, proxied.home, victim, tmp_path / "run")
         code, result = r.finish()
     finally:
         proxy.close()
@@ -865,17 +902,17 @@ def _bad_signature(fake: FakeTrust) -> str:
     ids=["split-view-two-roots", "split-view-rollback", "trust-state-bad-signature"],
 )
 def test_fake_trust_stream_halts(
-    server: FiatServer,
+    proxied: FiatServer,
     victim: Path,
     runs: list[FiatRun],
     tmp_path: Path,
     bad: Callable[[FakeTrust], str],
     step: str,
 ) -> None:
-    fake = FakeTrust(server)
-    proxy = Proxy(server.url, stream=fake)
+    fake = FakeTrust(proxied)
+    proxy = Proxy(proxied.url, port=PROXY_PORT, stream=fake)
     try:
-        r = start_run(runs, proxy.url, server.home, victim, tmp_path / "run")
+        r = start_run(runs, proxy.url, proxied.home, victim, tmp_path / "run")
         pids = r.wait_started()
         time.sleep(3 * TRUST_INTERVAL)  # valid states keep arriving and verifying
         assert r.proc.poll() is None, r.why()
@@ -1217,8 +1254,8 @@ def _publish(server: FiatServer, directory: Path) -> None:
     ok(fiat_cli("policy", "publish", directory, "--home", server.home, "--url", server.url, "--json"))
 
 
-def test_trust_lost_before_start_never_starts(server: FiatServer, runs: list[FiatRun], tmp_path: Path) -> None:
-    fake = FakeTrust(server)
+def test_trust_lost_before_start_never_starts(proxied: FiatServer, runs: list[FiatRun], tmp_path: Path) -> None:
+    fake = FakeTrust(proxied)
 
     def lose_trust_during_authorization(_: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
         fake.turn(_bad_signature)
@@ -1227,9 +1264,9 @@ def test_trust_lost_before_start_never_starts(server: FiatServer, runs: list[Fia
         return answer
 
     marker = tmp_path / "marker"
-    proxy = Proxy(server.url, on_authorize=lose_trust_during_authorization, stream=fake)
+    proxy = Proxy(proxied.url, port=PROXY_PORT, on_authorize=lose_trust_during_authorization, stream=fake)
     try:
-        r = start_run(runs, proxy.url, server.home, Path(), tmp_path / "run", command=["touch", str(marker)])
+        r = start_run(runs, proxy.url, proxied.home, Path(), tmp_path / "run", command=["touch", str(marker)])
         code, result = r.finish()
     finally:
         proxy.close()
@@ -1237,11 +1274,11 @@ def test_trust_lost_before_start_never_starts(server: FiatServer, runs: list[Fia
     assert code == EXIT_NOT_ESTABLISHED and result["reason"].startswith("trust-signature"), result
 
 
-def test_unprovable_checkpoint_halts(server: FiatServer, victim: Path, runs: list[FiatRun], tmp_path: Path) -> None:
-    fake = FakeTrust(server)
-    proxy = Proxy(server.url, stream=fake)
+def test_unprovable_checkpoint_halts(proxied: FiatServer, victim: Path, runs: list[FiatRun], tmp_path: Path) -> None:
+    fake = FakeTrust(proxied)
+    proxy = Proxy(proxied.url, port=PROXY_PORT, stream=fake)
     try:
-        r = start_run(runs, proxy.url, server.home, victim, tmp_path / "run", staleness=SHORT_STALENESS)
+        r = start_run(runs, proxy.url, proxied.home, victim, tmp_path / "run", staleness=SHORT_STALENESS)
         r.wait_started()
         # A larger tree with an arbitrary root: the log serves no tiles for it, so it can never be proven.
         fake.turn(lambda f: f.sign(checkpoint=f.checkpoint(f.size + 1000, bytes(32))))
@@ -1252,12 +1289,12 @@ def test_unprovable_checkpoint_halts(server: FiatServer, victim: Path, runs: lis
 
 
 def test_future_dated_state_does_not_extend_freshness(
-    server: FiatServer, victim: Path, runs: list[FiatRun], tmp_path: Path
+    proxied: FiatServer, victim: Path, runs: list[FiatRun], tmp_path: Path
 ) -> None:
-    fake = FakeTrust(server)
-    proxy = Proxy(server.url, stream=fake)
+    fake = FakeTrust(proxied)
+    proxy = Proxy(proxied.url, port=PROXY_PORT, stream=fake)
     try:
-        r = start_run(runs, proxy.url, server.home, victim, tmp_path / "run", staleness=SHORT_STALENESS)
+        r = start_run(runs, proxy.url, proxied.home, victim, tmp_path / "run", staleness=SHORT_STALENESS)
         r.wait_started()
         fake.turn(lambda f: f.sign(time=round(time.time() + 30, 3)))
         assert fake.emitted_bad.wait(5)
