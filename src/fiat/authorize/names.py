@@ -3,7 +3,8 @@
 ``Type::"id"`` stays as it is; the shorthand ``kind:id`` becomes ``Kind::"id"``
 (``agent:release-bot`` → ``Agent::"release-bot"``); actions are plain names
 (``deploy`` → ``Action::"deploy"``). Revocations and policy both use this one
-spelling, so ``user:alice`` and ``User::"alice"`` are the same principal.
+spelling, so ``user:alice`` and ``User::"alice"`` are the same principal. The entity
+spelling itself is :func:`fiat.formats.action.entity_uid` (the verifier uses it too).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from functools import lru_cache
 from typing import Any
 
 from fiat.errors import MalformedError
+from fiat.formats.action import entity_uid
+
+__all__ = ["action_uid", "cedar_request_uid", "entity_uid"]
 
 # A Cedar entity type: identifiers joined by ``::`` (Cedar grammar, ``Path``).
 _TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:::[A-Za-z_][A-Za-z0-9_]*)*\Z")
@@ -39,24 +43,6 @@ def _request_uid(uid: str) -> Any:
     if sep and _TYPE.match(kind) and rest.endswith('"') and _PLAIN_ID.match(rest[:-1]):
         return {"type": kind, "id": rest[:-1]}
     return uid
-
-
-def entity_uid(value: str, what: str) -> str:
-    """``Type::"id"`` stays; ``kind:id`` becomes ``Kind::"id"``."""
-    if not isinstance(value, str) or not value or len(value) > 1024:
-        raise MalformedError(what, "must be a non-empty string of at most 1,024 characters")
-    return _entity_uid(value, what)
-
-
-@lru_cache(maxsize=4096)
-def _entity_uid(value: str, what: str) -> str:
-    if '::"' in value and value.endswith('"'):
-        return value
-    kind, sep, ident = value.partition(":")
-    if not sep or not kind or not ident or not kind.replace("_", "").isalnum():
-        raise MalformedError(what, f'{value!r} is neither Type::"id" nor kind:id')
-    # Raw UTF-8 (Cedar reads ``"zoë"``, not ``"zo\\u00eb"``), so both spellings name one principal.
-    return f"{kind[0].upper()}{kind[1:]}::{json.dumps(ident, ensure_ascii=False)}"
 
 
 def action_uid(value: str) -> str:

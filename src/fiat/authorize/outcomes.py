@@ -3,7 +3,8 @@
 * :meth:`Outcomes.deny_later`: a denial, whichever step refused (fail closed: if the log
   is down, still a denial);
 * :meth:`Outcomes.pending`: step 7 (``approval``) asks for a human: the pending statement
-  and the approval row it opens commit in one log batch;
+  and the approval row it opens commit in one log batch; the same action asked again by the
+  same runtime while that approval is pending and unexpired names it again, opening none;
 * :meth:`Outcomes.allow`: step 8 (``permit``): the permit is minted (JWS, ``cnf`` = the
   runtime key) and logged with the signed decision statement, in one durable batch.
 
@@ -17,6 +18,7 @@ import dataclasses
 import hashlib
 import logging
 import secrets
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -99,6 +101,11 @@ class Outcomes:
         self.cfg, self.recorder, self.store, self.keys = cfg, recorder, store, keys
         self.log = recorder.log
         self.approval_timeout = approval_timeout
+        # Approvals opened by this process whose batch is not yet durable, by (action digest,
+        # runtime): a repeat in the same burst names the same one. Each leaves once its batch
+        # resolves, by when the store answers for it (:meth:`_open_approval`).
+        self._opening: dict[tuple[str, str], tuple[str, float, list[Future[AppendResult]]]] = {}
+        self._opening_lock = threading.Lock()
 
     def settle(self, answer: Answer) -> AuthorizationResult:
         """Wait for an answer's log appends and return the final result."""
@@ -178,6 +185,30 @@ class Outcomes:
             futures, lambda appended: dataclasses.replace(result, decision_index=appended[0].index), unlogged
         )
 
+    def _open_approval(self, digest: str, runtime: str, now: float) -> tuple[str, float, list[Future[AppendResult]]]:
+        """The approval already open for this action and runtime, pending and unexpired, if any:
+        (id, expiry, the futures of its batch while that is not yet durable)."""
+        with self._opening_lock:
+            held = self._opening.get((digest, runtime))
+        if held is not None and held[1] > now:
+            return held
+        # Not held (any more): its batch resolved, so the store has it, if it committed.
+        a = self.store.pending_approval(digest, runtime, now)
+        return ("", 0.0, []) if a is None else (a.id, a.expires_at, [])
+
+    def _hold(
+        self, key: tuple[str, str], approval_id: str, expires: float, futures: list[Future[AppendResult]]
+    ) -> None:
+        with self._opening_lock:
+            self._opening[key] = (approval_id, expires, futures)
+
+        def resolved(_: Future[AppendResult]) -> None:
+            with self._opening_lock:
+                if self._opening.get(key, ("",))[0] == approval_id:
+                    del self._opening[key]
+
+        futures[-1].add_done_callback(resolved)
+
     def pending(
         self,
         enc: EncodedRequest,
@@ -186,22 +217,43 @@ class Outcomes:
         evaluation: Evaluation,
         shadow: tuple[dict[str, Any], ...],
         *,
-        runtime: str | None = None,
+        runtime: str,
+        note: str | None = None,
     ) -> Answer:
         """A pending decision; its statement and the approval it opens commit in one log batch.
 
+        While an approval for this action and this runtime is pending and unexpired, the decision
+        names it instead of opening another (a retry, a burst, a failed redemption: one approval
+        for an approver to decide). ``note`` says why the approval the request named was not used.
         Nothing waits here (the decider goes on with its batch): the caller learns the approval
         id once both are durable. If the batch fails, neither exists, and the answer is a denial.
         """
-        approval_id = "apr_" + secrets.token_urlsafe(12)
-        expires = now + self.approval_timeout
         group = evaluation.obligations.approval or "default"
+        approval_id, expires, prior = self._open_approval(enc.digest, runtime, now)
+        opens = not approval_id
+        if opens:
+            approval_id, expires = "apr_" + secrets.token_urlsafe(12), now + self.approval_timeout
         reason = f"approval by {group} required (policy {', '.join(evaluation.determining)})"
+        if note:
+            reason += f"; {note}"
         statement = decision_statement(
-            enc, now, "pending", reason, policy_json(active, evaluation), shadow, approval_id=approval_id
+            enc,
+            now,
+            "pending",
+            reason,
+            policy_json(active, evaluation),
+            shadow,
+            approval_id=approval_id,
+            approval_group=group,
         )
-        approval = ApprovalRecord(approval_id, enc.digest, enc.canonical, group, now, expires, runtime=runtime)
-        futures = self.recorder.submit(statements=[(self.keys.sign(statement, decision=True), None)], rows=[approval])
+        rows = (
+            [ApprovalRecord(approval_id, enc.digest, enc.canonical, group, now, expires, runtime=runtime)]
+            if opens
+            else []
+        )
+        futures = self.recorder.submit(statements=[(self.keys.sign(statement, decision=True), None)], rows=rows)
+        if opens:
+            self._hold((enc.digest, runtime), approval_id, expires, futures)
         reasons = explain.permitted(active.bundle, evaluation, pending=True)
 
         def fill(appended: list[AppendResult]) -> AuthorizationResult:
@@ -209,7 +261,7 @@ class Outcomes:
                 "pending",
                 reason,
                 action_digest=enc.digest,
-                decision_index=appended[0].index,
+                decision_index=appended[-1].index,
                 approval_id=approval_id,
                 approval_expires=expires,
                 determining=evaluation.determining,
@@ -221,7 +273,9 @@ class Outcomes:
             log.error("authorization failed closed: %s", exc)
             return self.deny_later(enc, now, f"failed closed: {exc}")
 
-        return Deferred(futures, fill, unlogged)
+        # The batch that opened the approval is queued before this one: it resolves first, and
+        # if it failed, the approval this names does not exist and the answer is a denial.
+        return Deferred(prior + futures, fill, unlogged)
 
     def allow(
         self,
@@ -267,6 +321,7 @@ class Outcomes:
             shadow,
             permit=(jti, hashlib.sha256(token.encode("ascii")).hexdigest()),
             evidence_digest=attestation["digest"],
+            approval_group=ob.approval if approvals else None,
         )
         envelope = self.keys.sign(statement, decision=True)
         # The approvals this permit consumed join its evidence in the same transaction.

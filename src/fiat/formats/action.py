@@ -3,13 +3,18 @@
 ``digest = SHA-256(RFC 8785(action request))`` where the request is::
 
     {"principal": str, "action": str, "resource": str, "context": {...}, "parent": str | null}
+
+A principal has one spelling, its Cedar entity UID (:func:`entity_uid`): ``user:alice`` and
+``User::"alice"`` name the same principal, for revocations, policy and approvals alike.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from fiat.errors import MalformedError
@@ -102,3 +107,21 @@ def _check(request: dict[str, Any]) -> None:
 
 def action_digest(request: dict[str, Any]) -> str:
     return json_digest(request)
+
+
+def entity_uid(value: str, what: str) -> str:
+    """A principal or resource as a Cedar entity UID: ``Type::"id"`` stays; ``kind:id`` becomes ``Kind::"id"``."""
+    if not isinstance(value, str) or not value or len(value) > 1024:
+        raise MalformedError(what, "must be a non-empty string of at most 1,024 characters")
+    return _entity_uid(value, what)
+
+
+@lru_cache(maxsize=4096)
+def _entity_uid(value: str, what: str) -> str:
+    if '::"' in value and value.endswith('"'):
+        return value
+    kind, sep, ident = value.partition(":")
+    if not sep or not kind or not ident or not kind.replace("_", "").isalnum():
+        raise MalformedError(what, f'{value!r} is neither Type::"id" nor kind:id')
+    # Raw UTF-8 (Cedar reads ``"zoë"``, not ``"zo\\u00eb"``), so both spellings name one principal.
+    return f"{kind[0].upper()}{kind[1:]}::{json.dumps(ident, ensure_ascii=False)}"

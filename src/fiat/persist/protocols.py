@@ -153,6 +153,13 @@ class AuthorityStore(Protocol):
     def approval_log_index(self, statement_digest: str) -> int | None:
         """Where the approval statement with this digest was logged."""
 
+    def approval_by_statement(self, statement_digest: str) -> ApprovalRecord | None:
+        """The approval decided by the approval statement with this digest, or None."""
+
+    def pending_approval(self, action_digest: str, runtime: str, now: float) -> ApprovalRecord | None:
+        """The newest approval still pending and unexpired at ``now`` that ``runtime`` asked for
+        this action, or None (an indexed lookup: asked on every pending decision)."""
+
     def pending_expired(self, now: float) -> list[str]:
         """The ids of pending approvals whose time ran out by ``now``."""
 
