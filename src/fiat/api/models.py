@@ -48,7 +48,7 @@ class EnrollmentBody(Strict):
     name: str = Field(min_length=1, max_length=256)
     publicKey: str = Field(min_length=43, max_length=43)
     #: An approver key's approver groups (``@approval("ops")`` needs one of group ``ops``).
-    groups: list[str] = Field(default_factory=list, max_length=32)
+    groups: list[str] | None = Field(default=None, max_length=32)
     #: Who holds an approver key, as a principal (``user:alice``; default ``user:<name>``).
     identity: str | None = Field(default=None, min_length=1, max_length=1024)
 

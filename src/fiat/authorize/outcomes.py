@@ -104,7 +104,7 @@ class Outcomes:
         # Approvals opened by this process whose batch is not yet durable, by (action digest,
         # runtime): a repeat in the same burst names the same one. Each leaves once its batch
         # resolves, by when the store answers for it (:meth:`_open_approval`).
-        self._opening: dict[tuple[str, str], tuple[str, float, list[Future[AppendResult]]]] = {}
+        self._opening: dict[tuple[str, str], ApprovalRecord] = {}
         self._opening_lock = threading.Lock()
 
     def settle(self, answer: Answer) -> AuthorizationResult:
@@ -185,26 +185,24 @@ class Outcomes:
             futures, lambda appended: dataclasses.replace(result, decision_index=appended[0].index), unlogged
         )
 
-    def _open_approval(self, digest: str, runtime: str, now: float) -> tuple[str, float, list[Future[AppendResult]]]:
-        """The approval already open for this action and runtime, pending and unexpired, if any:
-        (id, expiry, the futures of its batch while that is not yet durable)."""
+    def _open_approval(self, digest: str, runtime: str, group: str, now: float) -> ApprovalRecord | None:
+        """The approval already open for this action, runtime and group, pending and unexpired, if any."""
         with self._opening_lock:
             held = self._opening.get((digest, runtime))
-        if held is not None and held[1] > now:
-            return held
-        # Not held (any more): its batch resolved, so the store has it, if it committed.
-        a = self.store.pending_approval(digest, runtime, now)
-        return ("", 0.0, []) if a is None else (a.id, a.expires_at, [])
+        if held is None or held.expires_at <= now or held.group != group:
+            # Not held (any more): its batch resolved, so the store has it if it committed.
+            held = self.store.pending_approval(digest, runtime, now)
+        return held if held is not None and held.group == group else None
 
-    def _hold(
-        self, key: tuple[str, str], approval_id: str, expires: float, futures: list[Future[AppendResult]]
-    ) -> None:
+    def _hold(self, approval: ApprovalRecord, futures: list[Future[AppendResult]]) -> None:
+        """Name ``approval`` to repeats until its batch resolves (from then on the store does)."""
+        key = (approval.action_digest, approval.runtime or "")
         with self._opening_lock:
-            self._opening[key] = (approval_id, expires, futures)
+            self._opening[key] = approval
 
         def resolved(_: Future[AppendResult]) -> None:
             with self._opening_lock:
-                if self._opening.get(key, ("",))[0] == approval_id:
+                if self._opening.get(key) is approval:
                     del self._opening[key]
 
         futures[-1].add_done_callback(resolved)
@@ -220,19 +218,24 @@ class Outcomes:
         runtime: str,
         note: str | None = None,
     ) -> Answer:
-        """A pending decision; its statement and the approval it opens commit in one log batch.
+        """A pending decision; its statement and the approval it names commit in one log batch.
 
-        While an approval for this action and this runtime is pending and unexpired, the decision
-        names it instead of opening another (a retry, a burst, a failed redemption: one approval
-        for an approver to decide). ``note`` says why the approval the request named was not used.
+        While an approval for this action, this runtime and this group is pending and unexpired,
+        the decision names it instead of opening another (a retry, a burst, a failed redemption:
+        one approval for an approver to decide); its row is staged again (inserted only if absent),
+        so a logged pending decision never names an approval the store lacks, even when the batch
+        that opened it failed. ``note`` says why the approval the request named was not used.
         Nothing waits here (the decider goes on with its batch): the caller learns the approval
         id once both are durable. If the batch fails, neither exists, and the answer is a denial.
         """
         group = evaluation.obligations.approval or "default"
-        approval_id, expires, prior = self._open_approval(enc.digest, runtime, now)
-        opens = not approval_id
-        if opens:
-            approval_id, expires = "apr_" + secrets.token_urlsafe(12), now + self.approval_timeout
+        approval = self._open_approval(enc.digest, runtime, group, now)
+        opens = approval is None
+        if approval is None:
+            approval_id = "apr_" + secrets.token_urlsafe(12)
+            approval = ApprovalRecord(
+                approval_id, enc.digest, enc.canonical, group, now, now + self.approval_timeout, runtime=runtime
+            )
         reason = f"approval by {group} required (policy {', '.join(evaluation.determining)})"
         if note:
             reason += f"; {note}"
@@ -243,25 +246,26 @@ class Outcomes:
             reason,
             policy_json(active, evaluation),
             shadow,
-            approval_id=approval_id,
+            approval_id=approval.id,
             approval_group=group,
         )
-        rows = (
-            [ApprovalRecord(approval_id, enc.digest, enc.canonical, group, now, expires, runtime=runtime)]
-            if opens
-            else []
+        futures = self.recorder.submit(
+            statements=[(self.keys.sign(statement, decision=True), None)],
+            rows=[
+                dataclasses.replace(approval, status="pending", approver=None, statement_digest=None, log_index=None)
+            ],
         )
-        futures = self.recorder.submit(statements=[(self.keys.sign(statement, decision=True), None)], rows=rows)
         if opens:
-            self._hold((enc.digest, runtime), approval_id, expires, futures)
+            self._hold(approval, futures)
         reasons = explain.permitted(active.bundle, evaluation, pending=True)
+        approval_id, expires = approval.id, approval.expires_at
 
         def fill(appended: list[AppendResult]) -> AuthorizationResult:
             return AuthorizationResult(
                 "pending",
                 reason,
                 action_digest=enc.digest,
-                decision_index=appended[-1].index,
+                decision_index=appended[0].index,
                 approval_id=approval_id,
                 approval_expires=expires,
                 determining=evaluation.determining,
@@ -273,9 +277,7 @@ class Outcomes:
             log.error("authorization failed closed: %s", exc)
             return self.deny_later(enc, now, f"failed closed: {exc}")
 
-        # The batch that opened the approval is queued before this one: it resolves first, and
-        # if it failed, the approval this names does not exist and the answer is a denial.
-        return Deferred(prior + futures, fill, unlogged)
+        return Deferred(futures, fill, unlogged)
 
     def allow(
         self,

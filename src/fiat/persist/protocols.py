@@ -62,7 +62,11 @@ class LogWriter(Protocol):
         """Stage entries ``start..start+len(entries)``, the changed tiles and the new checkpoint."""
 
     def stage(self, row: StagedRow) -> None:
-        """Write ``row`` in this transaction; a batch's rows may be written together just before it commits."""
+        """Write ``row`` in this transaction; a batch's rows may be written together just before it commits.
+
+        An :class:`ApprovalRecord` whose id is already stored is left as stored (a pending decision
+        naming an approval already open stages it again, so that it exists whichever batch commits).
+        """
 
 
 class LogStore(Protocol):
