@@ -48,7 +48,7 @@ from fiat.authorize.dpop import make_proof
 from fiat.formats.encoding import json_digest
 from fiat.keys.keyring import KeyRing
 from fiat.prove import evidence as ev
-from support import EXAMPLES
+from support import EXAMPLES, copy_bundle, edit
 from support.processes import FiatServer, free_port, ok, one_line
 from support.processes import fiat as fiat_bytes
 from support.processes import fiat_text as fiat
@@ -1532,3 +1532,58 @@ def test_a_repeated_request_names_the_approval_already_pending(shared: Authority
     assert all(f"approval {burst_id} " in r["reason"] for r in waiting), waiting  # says why it was not used
     queue_ = shared.client.approvals(shared.keys.approver_key, "pending", 1000)
     assert len([a for a in queue_ if a["actionDigest"] == digest]) == 1
+
+
+def test_enroll_cli_sets_an_approvers_groups_and_identity(shared: Authority) -> None:
+    key = Ed25519PrivateKey.generate()
+    where = ("--url", shared.url, "--home", shared.home)
+    args = ("enroll", "--role", "approver", "--name", "dora", "--public-key", b64url(public_bytes(key)))
+    p = ok(fiat(*args, "--group", "ops", "--group", "sec", "--identity", "user:dora", *where))
+    assert "groups: ops, sec; identity: user:dora" in p.stdout, p.stdout
+    root = json.loads(ok(fiat("trust-root", "export", "--home", shared.home)).stdout)
+    (dora,) = [k for k in root["keys"] if k["kid"] == thumbprint(key)]
+    assert dora["groups"] == ["ops", "sec"] and dora["identity"] == "user:dora"
+    runtime = Ed25519PrivateKey.generate()
+    refused = fiat(
+        "enroll",
+        "--role",
+        "runtime",
+        "--name",
+        "r",
+        "--public-key",
+        b64url(public_bytes(runtime)),
+        "--group",
+        "ops",
+        *where,
+    )
+    assert refused.returncode == 2 and "approver keys" in refused.stderr, refused.stderr
+
+
+def test_an_approved_permit_verifies_offline_and_renews_only_for_the_same_group(start: StartFn, tmp_path: Path) -> None:
+    """The allow decision names the group; the offline verifier holds the approval to it; a renewal carries
+    the approvals over while the policy asks the same group, and asks anew once it asks another."""
+    from fiat.verify import Bundle, TrustRoot, VerificationPolicy, verify
+
+    a = start()
+    body = deploy(resource="service:payments", replicas=16)
+    p = pending(a, body)
+    ok(approve_cli(a, p["approvalId"]))
+    r = a.authorize({**body, "approvalId": p["approvalId"]})
+    assert r["decision"] == "allow", r
+    root = TrustRoot.parse(ok(fiat_bytes("trust-root", "export", "--home", a.home)).stdout)
+    bundle = Bundle.from_json(a.client.bundle(a.keys.runtime_key, r["permitId"]))
+    result = verify(bundle, root, VerificationPolicy(require_receipt=False))
+    assert result.verified, result.to_json()
+    # Renewed under the same policy: the approvals carry over.
+    renewed = a.authorize({**body, "renews": r["permitId"]})
+    assert renewed["decision"] == "allow", renewed
+    assert decode_permit(a, renewed["permit"])["approvals"] == decode_permit(a, r["permit"])["approvals"]
+    # The policy now asks group sec: the ops approval no longer carries over.
+    bundle_dir = copy_bundle(tmp_path)
+    edit(bundle_dir / "deploy.cedar", '@approval("ops")', '@approval("sec")')
+    ok(fiat("policy", "publish", bundle_dir, "--home", a.home, "--url", a.url))
+    deadline = time.monotonic() + 20
+    while (again := a.authorize({**body, "renews": renewed["permitId"]}))["decision"] == "allow":
+        assert time.monotonic() < deadline, again  # the server follows the newly published version
+        time.sleep(0.2)
+    assert again["decision"] == "pending" and "approval by sec required" in again["reason"], again
