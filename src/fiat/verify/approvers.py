@@ -49,16 +49,21 @@ def required_group(bundle: Bundle) -> str | None:
 
 
 def _signers(s: BundleStatement, root: TrustRoot, label: str) -> list[TrustedKey]:
+    """The approver keys that validly signed ``s``, valid at its time (after step 6 passed)."""
     try:
         at = parse_time(s.statement.predicate.get("time"), "approval time")
     except MalformedError as exc:
         raise VerificationError(STEP, f"{label}: {exc.reason}") from exc
-    keys = []
-    for sig in s.envelope.signatures:
-        key = root.find(sig.keyid, "approver")
-        if key is not None and key.valid_at(at) and s.envelope.verify_signature(sig, key.public_key):
-            keys.append(key)
-    return keys
+    candidates = [
+        (sig, key)
+        for sig in s.envelope.signatures
+        if (key := root.find(sig.keyid, "approver")) is not None and key.valid_at(at)
+    ]
+    if len(candidates) == 1:
+        # Step 6 (statement-signatures) found a valid signature by a trusted approver key valid at
+        # this time: with one candidate, it is this one (each signature is checked once).
+        return [candidates[0][1]]
+    return [key for sig, key in candidates if s.envelope.verify_signature(sig, key.public_key)]
 
 
 def check_approvers(bundle: Bundle, root: TrustRoot, approvals: Sequence[BundleStatement]) -> None:
