@@ -6,10 +6,11 @@ again by the same runtime gets the approval already open for it. An approver dec
 with a signed approval/v1 statement in DSSE, bound to the action digest
 (:meth:`Approvals.decide`): the signing key must be an approver of the group the policy
 names (``@approval("ops")``), and its holder must not be the principal who asked
-(docs/formats.md, "Approvals"). A granted approval is used once, unexpired, by the request
-of the runtime that asked for it that names it (:meth:`Approvals.use`), and a renewal
-carries over the approvals of the permit it renews (:meth:`Approvals.renewed`). Pending
-approvals past their timeout become logged denials (:meth:`Approvals.expire`).
+(docs/formats.md, "Approvals"). A granted approval is used once, unexpired, by a request
+that names it from the runtime that asked for it (:meth:`Approvals.use`), and a renewal
+carries over the approvals of the permit it renews while the policy asks the same group
+(:meth:`Approvals.renewed`). Pending approvals past their timeout become logged denials
+(:meth:`Approvals.expire`).
 """
 
 from __future__ import annotations

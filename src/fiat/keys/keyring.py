@@ -89,7 +89,7 @@ class KeyRecord(TrustedKey):
             None if until is None else parse_time(until, "keyring"),
             v.get("maxTreeSize"),
             check_groups(v.get("groups", []), "keyring"),
-            v.get("identity"),
+            _identity(v.get("identity")),
             file=v.get("file"),
         )
 
@@ -114,6 +114,13 @@ def check_approver(role: str, approver: Approver | None) -> Approver:
     return checked, identity
 
 
+def _identity(value: Any) -> str | None:
+    """A keyring record's approver identity: absent, or a principal (``user:alice``)."""
+    if value is not None:
+        entity_uid(value, "keyring identity")  # a damaged keyring fails on load, not at an approval
+    return value if value is None else str(value)
+
+
 def now_second() -> float:
     # Times are recorded to the second (RFC 3339 without fractions).
     return float(int(time.time()))
@@ -128,7 +135,7 @@ class KeyRing:
             try:
                 data = json.loads(self.path.read_text(encoding="utf-8"))
                 self.records = [KeyRecord.from_json(r) for r in data["keys"]]
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, MalformedError) as exc:
                 raise ConfigError(f"{self.path} is damaged ({exc}); restore it from a backup") from exc
 
     def save(self) -> None:
