@@ -81,7 +81,7 @@ class Demo:
                 raise FiatError(f"{self.home} exists and is not a Fiat home; choose another --home")
             shutil.rmtree(self.home)  # a fresh demo home every time
         init_home(self.home)
-        self.fiat("keys", "add", "--role", "approver", "--name", "demo-approver")
+        self.fiat("keys", "add", "--role", "approver", "--name", "demo-approver", "--group", "ops")
         self.evidence_dir.mkdir()
         published = self.fiat("policy", "publish", str(EXAMPLES))
         if published.returncode != 0:

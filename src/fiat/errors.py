@@ -128,3 +128,11 @@ class AlreadyDecidedError(ApprovalError, ConflictError):
 
 class ApproverSignatureError(ApprovalError, BadSignatureError):
     """An approval is not signed by an enrolled, active approver, or not by the approver it names."""
+
+
+class ApproverGroupError(ApprovalError):
+    """A well-signed approval by an approver key that is not of the group the request needs."""
+
+
+class SelfApprovalError(ApprovalError):
+    """A well-signed approval by the approver who is the principal that asked for the action."""

@@ -48,7 +48,7 @@ from fiat.authorize.dpop import make_proof
 from fiat.formats.encoding import json_digest
 from fiat.keys.keyring import KeyRing
 from fiat.prove import evidence as ev
-from support import EXAMPLES
+from support import EXAMPLES, copy_bundle, edit
 from support.processes import FiatServer, free_port, ok, one_line
 from support.processes import fiat as fiat_bytes
 from support.processes import fiat_text as fiat
@@ -78,7 +78,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Keys]:
     """One home made with `fiat init` + an approver key; tests copy it (same keys, empty log)."""
     home = tmp_path_factory.mktemp("template") / "home"
     ok(fiat("init", "--home", home))
-    ok(fiat("keys", "add", "--role", "approver", "--name", "alice", "--home", home))
+    ok(fiat("keys", "add", "--role", "approver", "--name", "alice", "--group", "ops", "--home", home))
     root = json.loads(ok(fiat("trust-root", "export", "--home", home)).stdout)
     (authority,) = [k for k in root["keys"] if k["role"] == "authority"]
     ring = KeyRing(home / "keys")
@@ -335,8 +335,8 @@ def assert_decision_logged(a: Authority, result: dict[str, Any]) -> dict[str, An
         assert log_entry(a.url, result["permitLogIndex"]) == result["permit"].encode()
     else:
         assert p["permit"] is None
-    if result["decision"] == "pending":
-        assert p["approval"] == {"id": result["approvalId"]}
+    if result["decision"] == "pending":  # the approval it opened (or names again) and the group it needs
+        assert p["approval"] == {"id": result["approvalId"], "group": "ops"}
     return statement
 
 
@@ -1389,3 +1389,201 @@ def test_serve_on_a_busy_port_says_so_before_any_banner(template: tuple[Path, Ke
     assert p.returncode == 3, p.stdout + p.stderr
     assert f"port {port} is already in use" in p.stderr and "--port" in p.stderr, p.stderr
     assert "Fiat authority at" not in p.stderr + p.stdout, p.stderr
+
+
+# -- who may approve, and who may redeem ----------------------------------------------------------------
+
+
+def enroll_approver(
+    a: Authority, name: str, groups: tuple[str, ...] = (), identity: str | None = None
+) -> tuple[Ed25519PrivateKey, str]:
+    """A real approver key, enrolled over HTTP (admin) with its groups and identity."""
+    key = Ed25519PrivateKey.generate()
+    rec = a.client.enroll(a.admin, "approver", name, b64url(public_bytes(key)), groups, identity)
+    assert rec["kid"] == thumbprint(key) and rec["role"] == "approver"
+    assert rec.get("groups", []) == list(groups) and rec.get("identity") == identity
+    return key, rec["kid"]
+
+
+def post_approval(a: Authority, p: dict[str, Any], key: Ed25519PrivateKey, kid: str, name: str) -> httpx.Response:
+    body = signed_approval(p["approvalId"], p["actionDigest"], key, kid, approver=name)
+    return httpx.post(f"{a.url}/v1/approvals/{p['approvalId']}", json=body)
+
+
+def test_only_an_approver_of_the_required_group_approves(shared: Authority) -> None:
+    """@approval("ops"): a key of another group, or of none, is refused (403, naming the group)."""
+    body = deploy(resource="service:payments", replicas=11)
+    p = pending(shared, body)
+    refusals = metric(shared.url, "fiat_approvals_refused_total")
+    sec_key, sec_kid = enroll_approver(shared, "sam", ("sec",))
+    r = post_approval(shared, p, sec_key, sec_kid, "sam")
+    problem = assert_problem(r, 403, "needs an approver of group 'ops'")
+    assert problem["title"] == "Approval refused"
+    assert "sam" in problem["detail"] and "sec" in problem["detail"], problem
+    none_key, none_kid = enroll_approver(shared, "nora")  # enrolled in no group
+    for decision in ("approve", "deny"):  # an approver outside the group decides neither way
+        envelope = signed_approval(p["approvalId"], p["actionDigest"], none_key, none_kid, decision, "nora")
+        r = httpx.post(f"{shared.url}/v1/approvals/{p['approvalId']}", json=envelope)
+        assert_problem(r, 403, "needs an approver of group 'ops'")
+    assert metric(shared.url, "fiat_approvals_refused_total") == refusals + 3
+    assert shared.approval(p["approvalId"])["status"] == "pending"
+    assert shared.authorize({**body, "approvalId": p["approvalId"]})["decision"] == "pending"
+    # An approver of the group (alice, enrolled with --group ops) approves; it is then redeemed.
+    ok(approve_cli(shared, p["approvalId"]))
+    r2 = shared.authorize({**body, "approvalId": p["approvalId"]})
+    assert r2["decision"] == "allow", r2
+    allow = assert_decision_logged(shared, r2)
+    assert allow["predicate"]["approval"] == {"group": "ops"}  # what the verifier holds the approval to
+
+
+def test_nobody_approves_their_own_request(start: StartFn) -> None:
+    """The approver's identity (default user:NAME) is never the principal who asked, in any spelling."""
+    a = start()
+    body = deploy(resource="service:payments", replicas=12, principal="user:alice")
+    p = pending(a, body)
+    # alice's own key (group ops, identity user:alice by default) may not approve alice's request.
+    own = approve_cli(a, p["approvalId"])
+    assert own.returncode == 1, own
+    assert "403" in own.stderr and "nobody approves their own request" in own.stderr, own.stderr
+    # The agent's approver key, its identity in the Cedar spelling, may not approve the agent's request.
+    bot_key, bot_kid = enroll_approver(a, "release-bot-owner", ("ops",), 'Agent::"release-bot"')
+    q = pending(a, deploy(resource="service:payments", replicas=12))
+    assert_problem(post_approval(a, q, bot_key, bot_kid, "release-bot-owner"), 403, "their own request")
+    assert a.approval(p["approvalId"])["status"] == a.approval(q["approvalId"])["status"] == "pending"
+    # Another approver of the group approves each.
+    bob_key, bob_kid = enroll_approver(a, "bob", ("ops",), "user:bob")
+    assert post_approval(a, p, bob_key, bob_kid, "bob").status_code == 200
+    assert post_approval(a, q, a.keys.approver_key, a.keys.approver_kid, "alice").status_code == 200
+    assert a.authorize({**body, "approvalId": p["approvalId"]})["decision"] == "allow"
+
+
+def test_an_approval_is_redeemed_only_by_the_runtime_that_asked(shared: Authority) -> None:
+    """Runtime B cannot redeem the approval runtime A asked for; A still can."""
+    b_key, b_kid = enroll_runtime(shared, "vm-b")
+    body = deploy(resource="service:payments", replicas=13)
+    p = pending(shared, body)
+    assert shared.approval(p["approvalId"])["runtime"] == shared.keys.runtime_kid
+    ok(approve_cli(shared, p["approvalId"]))
+    stolen = shared.authorize({**body, "approvalId": p["approvalId"]}, b_key, b_kid)
+    assert stolen["decision"] == "pending" and stolen["permit"] is None, stolen
+    assert stolen["approvalId"] != p["approvalId"]
+    assert "requested by another runtime" in stolen["reason"], stolen
+    assert_decision_logged(shared, stolen)
+    assert shared.approval(p["approvalId"])["status"] == "approved"  # untouched
+    assert shared.approval(stolen["approvalId"])["runtime"] == b_kid
+    mine = shared.authorize({**body, "approvalId": p["approvalId"]})
+    assert mine["decision"] == "allow", mine
+    assert shared.approval(p["approvalId"])["status"] == "used"
+
+
+def _authorize_concurrently(a: Authority, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each body from its own thread and client, released together."""
+    gate = threading.Barrier(len(bodies))
+    results: list[dict[str, Any] | BaseException] = [RuntimeError("not run")] * len(bodies)
+
+    def one(i: int) -> None:
+        with AuthorityClient(a.url, timeout=60) as client:
+            gate.wait(30)
+            try:
+                results[i] = client.authorize(a.keys.runtime_key, a.keys.runtime_kid, bodies[i])
+            except BaseException as exc:  # reported below
+                results[i] = exc
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(bodies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert all(isinstance(r, dict) for r in results), results
+    return [r for r in results if isinstance(r, dict)]
+
+
+def test_a_repeated_request_names_the_approval_already_pending(shared: Authority) -> None:
+    """One approval per action and runtime while it is pending: retries, bursts and lost races add none."""
+    body = deploy(resource="service:payments", replicas=14)
+    first = pending(shared, body)
+    again = pending(shared, body)
+    assert again["approvalId"] == first["approvalId"]
+    assert again["approvalExpires"] == first["approvalExpires"]
+    assert again["decisionLogIndex"] != first["decisionLogIndex"]  # each decision is still logged
+    # Another runtime asking for the same action gets an approval of its own.
+    b_key, b_kid = enroll_runtime(shared, "vm-c")
+    other = shared.authorize(body, b_key, b_kid)
+    assert other["decision"] == "pending" and other["approvalId"] != first["approvalId"], other
+
+    # A concurrent burst of 10 for a new action: one approval, named by all ten.
+    burst = deploy(resource="service:payments", replicas=15)
+    results = _authorize_concurrently(shared, [burst] * 10)
+    assert {r["decision"] for r in results} == {"pending"}, results
+    ids = {r["approvalId"] for r in results}
+    assert len(ids) == 1, ids
+    digest = expected_digest(burst)
+    queue_ = shared.client.approvals(shared.keys.approver_key, "pending", 1000)
+    assert [a["id"] for a in queue_ if a["actionDigest"] == digest] == list(ids)
+
+    # 15 redemptions racing for one approval: one permit, and one new pending approval for the rest.
+    (burst_id,) = ids
+    ok(approve_cli(shared, burst_id))
+    raced = _authorize_concurrently(shared, [{**burst, "approvalId": burst_id}] * 15)
+    allowed = [r for r in raced if r["decision"] == "allow"]
+    waiting = [r for r in raced if r["decision"] == "pending"]
+    assert len(allowed) == 1 and len(waiting) == 14, raced
+    assert len({r["approvalId"] for r in waiting}) == 1, waiting
+    assert all(f"approval {burst_id} " in r["reason"] for r in waiting), waiting  # says why it was not used
+    queue_ = shared.client.approvals(shared.keys.approver_key, "pending", 1000)
+    assert len([a for a in queue_ if a["actionDigest"] == digest]) == 1
+
+
+def test_enroll_cli_sets_an_approvers_groups_and_identity(shared: Authority) -> None:
+    key = Ed25519PrivateKey.generate()
+    where = ("--url", shared.url, "--home", shared.home)
+    args = ("enroll", "--role", "approver", "--name", "dora", "--public-key", b64url(public_bytes(key)))
+    p = ok(fiat(*args, "--group", "ops", "--group", "sec", "--identity", "user:dora", *where))
+    assert "groups: ops, sec; identity: user:dora" in p.stdout, p.stdout
+    root = json.loads(ok(fiat("trust-root", "export", "--home", shared.home)).stdout)
+    (dora,) = [k for k in root["keys"] if k["kid"] == thumbprint(key)]
+    assert dora["groups"] == ["ops", "sec"] and dora["identity"] == "user:dora"
+    runtime = Ed25519PrivateKey.generate()
+    refused = fiat(
+        "enroll",
+        "--role",
+        "runtime",
+        "--name",
+        "r",
+        "--public-key",
+        b64url(public_bytes(runtime)),
+        "--group",
+        "ops",
+        *where,
+    )
+    assert refused.returncode == 2 and "approver keys" in refused.stderr, refused.stderr
+
+
+def test_an_approved_permit_verifies_offline_and_renews_only_for_the_same_group(start: StartFn, tmp_path: Path) -> None:
+    """The allow decision names the group; the offline verifier holds the approval to it; a renewal carries
+    the approvals over while the policy asks the same group, and asks anew once it asks another."""
+    from fiat.verify import Bundle, TrustRoot, VerificationPolicy, verify
+
+    a = start()
+    body = deploy(resource="service:payments", replicas=16)
+    p = pending(a, body)
+    ok(approve_cli(a, p["approvalId"]))
+    r = a.authorize({**body, "approvalId": p["approvalId"]})
+    assert r["decision"] == "allow", r
+    root = TrustRoot.parse(ok(fiat_bytes("trust-root", "export", "--home", a.home)).stdout)
+    bundle = Bundle.from_json(a.client.bundle(a.keys.runtime_key, r["permitId"]))
+    result = verify(bundle, root, VerificationPolicy(require_receipt=False))
+    assert result.verified, result.to_json()
+    # Renewed under the same policy: the approvals carry over.
+    renewed = a.authorize({**body, "renews": r["permitId"]})
+    assert renewed["decision"] == "allow", renewed
+    assert decode_permit(a, renewed["permit"])["approvals"] == decode_permit(a, r["permit"])["approvals"]
+    # The policy now asks group sec: the ops approval no longer carries over.
+    bundle_dir = copy_bundle(tmp_path)
+    edit(bundle_dir / "deploy.cedar", '@approval("ops")', '@approval("sec")')
+    ok(fiat("policy", "publish", bundle_dir, "--home", a.home, "--url", a.url))
+    deadline = time.monotonic() + 20
+    while (again := a.authorize({**body, "renews": renewed["permitId"]}))["decision"] == "allow":
+        assert time.monotonic() < deadline, again  # the server follows the newly published version
+        time.sleep(0.2)
+    assert again["decision"] == "pending" and "approval by sec required" in again["reason"], again

@@ -308,7 +308,13 @@ FIELDS: dict[str, dict[str, tuple[bool, tuple[type, ...]]]] = {
     },
     "/v1/approvals/{approval}": {"envelope": (False, (dict,))},
     "/v1/revocations": {"kind": (False, (str,)), "target": (False, (str,)), "reason": (False, (str,))},
-    "/v1/enrollments": {"role": (False, (str,)), "name": (False, (str,)), "publicKey": (False, (str,))},
+    "/v1/enrollments": {
+        "role": (False, (str,)),
+        "name": (False, (str,)),
+        "publicKey": (False, (str,)),
+        "groups": (True, (list,)),
+        "identity": (True, (str,)),
+    },
     "/v1/policies": {"files": (False, (dict,))},
     "/v1/receipts": {"envelope": (False, (dict,))},
 }

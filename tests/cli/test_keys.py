@@ -178,3 +178,46 @@ def test_a_key_rotated_in_the_second_it_began_keeps_a_period(tmp_path: Path) -> 
     assert new.valid_at(new.valid_from)
     trusted = retired.trusted()  # as a verifier sees it in the trust root
     assert trusted.valid_at(retired.valid_from) and not trusted.valid_at(retired.valid_until)
+
+
+def test_approver_groups_and_identity_are_set_at_enrolment_and_exported(tmp_path: Path) -> None:
+    """`fiat keys add --role approver --group … --identity …`: listed, in the trust root, kept by rotation."""
+    home = tmp_path / "h"
+    fiat("init", "--home", str(home))
+    added = fiat(
+        *("keys", "add", "--role", "approver", "--name", "alice", "--group", "ops", "--group", "sec"),
+        *("--identity", "user:alice", "--home", str(home)),
+    ).stdout
+    assert "groups: ops, sec" in added and "identity user:alice" in added, added
+    solo = fiat("keys", "add", "--role", "approver", "--name", "carol", "--home", str(home)).stdout
+    assert "groups: none" in solo and "identity user:carol" in solo, solo
+    (alice,) = [k for k in keys(home) if k["name"] == "alice"]
+    assert alice["groups"] == ["ops", "sec"] and alice["identity"] == "user:alice"
+    listed = fiat("keys", "list", "--home", str(home)).stdout
+    assert "identity user:alice, groups ops,sec" in listed and "identity user:carol, groups none" in listed, listed
+    exported = json.loads(fiat("trust-root", "export", "--home", str(home)).stdout)
+    (entry,) = [k for k in exported["keys"] if k["name"] == "alice"]
+    assert entry["groups"] == ["ops", "sec"] and entry["identity"] == "user:alice"
+    root = TrustRoot.from_json(exported)
+    a, c = (next(k for k in root.by_role("approver") if k.name == n) for n in ("alice", "carol"))
+    assert a.approves_group("ops") and a.approves_group("sec") and not a.approves_group("payments-owners")
+    assert not c.approves_group("ops") and c.approves_group("default")  # no group: only @approval naming none
+    assert a.principal == 'User::"alice"' and c.principal == 'User::"carol"'
+    # A trust root from before groups (approver keys without groups or identity) still loads.
+    for k in exported["keys"]:
+        k.pop("groups", None)
+        k.pop("identity", None)
+    old = TrustRoot.from_json(exported)
+    assert all(k.groups == () and k.identity is None for k in old.keys)
+    # Groups belong to approver keys only, and are well-formed.
+    bad = dict(exported, keys=[dict(exported["keys"][0], groups=["ops"])])  # the authority key
+    with pytest.raises(MalformedError, match="only approver keys"):
+        TrustRoot.from_json(bad)
+    refused = fiat_text("keys", "add", "--role", "runtime", "--name", "n", "--group", "ops", "--home", str(home))
+    assert refused.returncode == 2 and "approver keys" in refused.stderr, refused.stderr
+    refused = fiat_text("keys", "add", "--role", "approver", "--name", "d", "--group", "o p", "--home", str(home))
+    assert refused.returncode != 0 and "not a group name" in refused.stderr, refused.stderr
+    # A rotated approver key keeps who holds it and its groups.
+    fiat("keys", "rotate", "--role", "approver", "--name", "alice", "--home", str(home))
+    current = [k for k in keys(home) if k["name"] == "alice" and "validUntil" not in k]
+    assert len(current) == 1 and current[0]["groups"] == ["ops", "sec"] and current[0]["identity"] == "user:alice"

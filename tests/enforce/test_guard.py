@@ -1378,7 +1378,7 @@ def test_run_command_not_found_is_127(server: FiatServer) -> None:
 
 
 def test_no_approve_hint_after_the_approval_was_denied(server: FiatServer, tmp_path: Path) -> None:
-    ok(fiat_cli("keys", "add", "--role", "approver", "--name", "bob", "--home", server.home))
+    ok(fiat_cli("keys", "add", "--role", "approver", "--name", "bob", "--group", "ops", "--home", server.home))
     deploy = [
         *("run", "--home", str(server.home), "--url", server.url),
         *("--principal", PRINCIPAL, "--action", "deploy", "--resource", "service:payments"),

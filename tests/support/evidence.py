@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fiat.authorize.permit import Constraints, PermitRequest, PolicyRef, mint_permit
 from fiat.config import Config, load_config
+from fiat.errors import KeyFileError
 from fiat.formats import jws
 from fiat.formats.action import action_digest, action_request
 from fiat.home import init_home, keyring, trust_root
@@ -65,9 +66,15 @@ def make_execution(
     now: float | None = None,
     ttl: int = 60,
     constraints: Constraints | None = None,
+    approval_group: str | None = None,
+    approver_groups: tuple[str, ...] | None = None,
 ) -> Execution:
-    """One governed execution, logged end to end; returns its bundle. ``constraints``: the
-    permit's (default: maxDuration 300 s, heartbeat 250 ms)."""
+    """One governed execution, logged end to end; returns its bundle.
+
+    ``constraints``: the permit's (default: maxDuration 300 s, heartbeat 250 ms).
+    ``approval_group``: the approver group the allow decision names (``@approval("ops")``);
+    the approver keys it creates are of ``approver_groups`` (default: that group).
+    """
     cfg = load_config(home, require=True) if (home / "fiat.toml").exists() else make_home(home)
     ring = keyring(cfg)
     arec, akey = ring.signing_key("authority")
@@ -80,10 +87,12 @@ def make_execution(
         approval_digests = []
         approval_indexes = []
         for n in range(approvals):
+            groups = approver_groups if approver_groups is not None else (approval_group,) if approval_group else ()
             try:
                 prec, pkey = ring.signing_key("approver", f"approver-{n}")
-            except Exception:
-                prec, pkey = ring.create("approver", f"approver-{n}")
+                assert prec.groups == groups, "another home for approvers of other groups"
+            except KeyFileError:
+                prec, pkey = ring.create("approver", f"approver-{n}", approver=(groups, None))
                 ring.save()
             statement = ev.approval_statement(
                 approval_id=f"apr-{n}", decision="approve", approver=prec.name, request_digest=digest, at=t
@@ -117,6 +126,7 @@ def make_execution(
             policy=POLICY.to_json(),
             at=t,
             permit=(jti, permit_digest),
+            approval_group=approval_group if approvals else None,
         )
         recorder.record_statement(ev.sign_statement(decision, [(arec.kid, akey)]), jti)
         if with_receipt:

@@ -203,7 +203,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     home = tmp / "home"
     base = make_execution(home)
     cfg = base.cfg
-    approved = make_execution(home, approvals=1)
+    approved = make_execution(home, approvals=1, approval_group="ops")  # its approver is of group ops
     child = make_execution(home, parent=base.jti)
     other = make_execution(home, resource="service:billing", context={"version": "9.9.9"})
     now = time.time()
@@ -755,6 +755,29 @@ def _(w: World) -> Input:
     bj = bj_of(w.approved)
     del bj["statements"][index_of(bj, APPROVAL)]
     return bj, w.root
+
+
+@case("approvals/signed-by-an-approver-of-another-group", "approvals", "not by an approver of group 'ops'")
+def _(w: World) -> Input:
+    # A real execution whose allow decision names group ops, approved by a key enrolled in group sec.
+    ex = make_execution(w.tmp / "other-group", approvals=1, approval_group="ops", approver_groups=("sec",))
+    return bj_of(ex), ex.trust_root()
+
+
+@case("approvals/approver-relabelled-into-no-group", "approvals", "not by an approver of group 'ops'")
+def _(w: World) -> Input:
+    return bj_of(w.approved), with_key(w.root, _approver_kid(w), groups=())
+
+
+@case("approvals/approved-by-the-principal-who-asked", "approvals", "the principal who asked")
+def _(w: World) -> Input:
+    # The approver's identity, in the Cedar spelling, is the request's principal (agent:release-bot).
+    return bj_of(w.approved), with_key(w.root, _approver_kid(w), identity='Agent::"release-bot"')
+
+
+def _approver_kid(w: World) -> str:
+    bj = bj_of(w.approved)
+    return str(bj["statements"][index_of(bj, APPROVAL)]["envelope"]["signatures"][0]["keyid"])
 
 
 @case("removed/ancestors", "lineage", "no ancestors")

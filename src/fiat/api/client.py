@@ -136,8 +136,21 @@ class AuthorityClient:
     def revoke(self, token: str, kind: str, target: str, reason: str) -> dict[str, Any]:
         return self._admin(token, "POST", "/v1/revocations", {"kind": kind, "target": target, "reason": reason})
 
-    def enroll(self, token: str, role: str, name: str, public_key: str) -> dict[str, Any]:
-        return self._admin(token, "POST", "/v1/enrollments", {"role": role, "name": name, "publicKey": public_key})
+    def enroll(
+        self,
+        token: str,
+        role: str,
+        name: str,
+        public_key: str,
+        groups: tuple[str, ...] = (),
+        identity: str | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"role": role, "name": name, "publicKey": public_key}
+        if groups:
+            body["groups"] = list(groups)
+        if identity is not None:
+            body["identity"] = identity
+        return self._admin(token, "POST", "/v1/enrollments", body)
 
     def publish(self, token: str, files: dict[str, str]) -> dict[str, Any]:
         return self._admin(token, "POST", "/v1/policies", {"files": files})

@@ -47,6 +47,10 @@ class EnrollmentBody(Strict):
     role: str = Field(pattern="^(runtime|approver|witness)$")
     name: str = Field(min_length=1, max_length=256)
     publicKey: str = Field(min_length=43, max_length=43)
+    #: An approver key's approver groups (``@approval("ops")`` needs one of group ``ops``).
+    groups: list[str] | None = Field(default=None, max_length=32)
+    #: Who holds an approver key, as a principal (``user:alice``; default ``user:<name>``).
+    identity: str | None = Field(default=None, min_length=1, max_length=1024)
 
 
 class PolicyBody(Strict):

@@ -1,12 +1,16 @@
 """Human approvals: step 7 (``approval``) of the decision walk.
 
 When an obligation of the permitting policy asks for a human, the decision is pending and
-opens an approval (:meth:`fiat.authorize.outcomes.Outcomes.pending`). An approver decides it
+opens an approval (:meth:`fiat.authorize.outcomes.Outcomes.pending`); the same action asked
+again by the same runtime gets the approval already open for it. An approver decides it
 with a signed approval/v1 statement in DSSE, bound to the action digest
-(:meth:`Approvals.decide`); a granted approval is used once, unexpired, by the request that
-names it (:meth:`Approvals.use`), and a renewal carries over the approvals of the permit it
-renews (:meth:`Approvals.renewed`). Pending approvals past their timeout become logged
-denials (:meth:`Approvals.expire`).
+(:meth:`Approvals.decide`): the signing key must be an approver of the group the policy
+names (``@approval("ops")``), and its holder must not be the principal who asked
+(docs/formats.md, "Approvals"). A granted approval is used once, unexpired, by a request
+that names it from the runtime that asked for it (:meth:`Approvals.use`), and a renewal
+carries over the approvals of the permit it renews while the policy asks the same group
+(:meth:`Approvals.renewed`). Pending approvals past their timeout become logged denials
+(:meth:`Approvals.expire`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fiat.authorize.decision import AuthorizationRequest
@@ -22,14 +27,17 @@ from fiat.authorize.signing import AuthorityKeys, read_statement
 from fiat.errors import (
     AlreadyDecidedError,
     ApprovalError,
+    ApproverGroupError,
     ApproverSignatureError,
+    SelfApprovalError,
     UnknownApprovalError,
 )
 from fiat.formats import jws
-from fiat.formats.action import EncodedRequest, encode_action_request
+from fiat.formats.action import EncodedRequest, encode_action_request, entity_uid
 from fiat.formats.dsse import Envelope
 from fiat.formats.encoding import json_digest, rfc3339
 from fiat.formats.statement import APPROVAL
+from fiat.keys.keyring import KeyRecord
 from fiat.persist.protocols import AuthorityStore
 from fiat.persist.records import ApprovalRecord
 from fiat.prove import evidence as ev
@@ -53,6 +61,34 @@ def approval_json(a: ApprovalRecord) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Redemption:
+    """What became of the approval a request names: the digest of its statement, when granted to
+    this request now, else why not (said in the pending decision that follows)."""
+
+    statement_digest: str | None
+    refusal: str | None = None
+
+
+def check_entitled(approval: ApprovalRecord, signer: KeyRecord) -> None:
+    """The approver rules (docs/formats.md, "Approvals"): a key of the group the request needs,
+    held by someone other than the principal who asked (compared in the principal's one spelling)."""
+    group = approval.group
+    if not signer.approves_group(group):
+        member = ", ".join(signer.groups) if signer.groups else "no group"
+        raise ApproverGroupError(
+            f"approval {approval.id} needs an approver of group {group!r}; approver key {signer.kid} "
+            f"({signer.name}) is in {member}. An approver of group {group!r} must decide it "
+            f"(approver keys get their groups at enrolment: `fiat keys add --role approver --group {group}`)"
+        )
+    principal = json.loads(approval.request)["principal"]
+    if signer.principal == entity_uid(principal, "principal"):
+        raise SelfApprovalError(
+            f"approval {approval.id} was asked for by {principal}, who holds approver key {signer.kid} "
+            f"({signer.name}): nobody approves their own request; another approver of group {group!r} must decide it"
+        )
+
+
 class Approvals:
     """Open approvals are rows of the authority store; every decision on one is logged."""
 
@@ -69,21 +105,29 @@ class Approvals:
         self.clock = clock
         self._deny = deny  # a logged denial, waited for
 
-    def use(self, approval_id: str | None, digest: str, now: float) -> str | None:
-        """Consume a granted approval bound to this action; None if there is none to use."""
-        if approval_id is None:
-            return None
-        a = self.store.approval(approval_id)
-        if a is None or a.action_digest != digest or a.status != "approved":
-            return None
-        if a.expires_at + APPROVAL_VALIDITY < now:
-            return None
-        if not self.store.set_approval(approval_id, "approved", "used", None, None, None):
-            return None  # single use: someone else consumed it
-        return a.statement_digest
+    def use(self, approval_id: str, digest: str, runtime: str, now: float) -> Redemption:
+        """Consume a granted approval bound to this action and to the runtime that asked for it.
 
-    def renewed(self, req: AuthorizationRequest, digest: str, now: float) -> tuple[str, ...] | None:
-        """Approvals of the permit being renewed, if it is this runtime's, for this action, and live."""
+        An approval is redeemed only by the runtime key that requested it (recorded with it since
+        schema version 2; one recorded without a runtime is redeemed by none), once, unexpired.
+        Anything else leaves the approval as it was and says why it was not used.
+        """
+        a = self.store.approval(approval_id)
+        if a is None or a.action_digest != digest:
+            return Redemption(None, f"approval {approval_id} is not for this action")
+        if a.runtime != runtime:
+            return Redemption(None, f"approval {approval_id} was requested by another runtime")
+        if a.status != "approved":
+            return Redemption(None, f"approval {approval_id} is {a.status}, not approved")
+        if a.expires_at + APPROVAL_VALIDITY < now:
+            return Redemption(None, f"approval {approval_id} was granted too long ago to be used")
+        if not self.store.set_approval(approval_id, "approved", "used", None, None, None):
+            return Redemption(None, f"approval {approval_id} was used by another request")  # single use
+        return Redemption(a.statement_digest)
+
+    def renewed(self, req: AuthorizationRequest, digest: str, group: str, now: float) -> tuple[str, ...] | None:
+        """Approvals of the permit being renewed, if it is this runtime's, for this action, and live,
+        and each was granted for the ``group`` the policy asks for now."""
         assert req.renews is not None
         old = self.recorder.index.permit(req.renews)
         if old is None or old.runtime != req.runtime_kid or self.revocations.is_revoked("permit", req.renews):
@@ -92,8 +136,12 @@ class Approvals:
             return None
         token = self.recorder.log.read_entries(old.log_index, old.log_index + 1)[0].decode("ascii")
         claims = jws.parse(token).claims
-        approvals = claims.get("approvals") or []
-        return tuple(a for a in approvals if isinstance(a, str)) or None
+        approvals = tuple(a for a in claims.get("approvals") or [] if isinstance(a, str))
+        for d in approvals:
+            granted = self.store.approval_by_statement(d)
+            if granted is None or granted.group != group:
+                return None  # the policy now asks another group: a new approval
+        return approvals or None
 
     def get(self, approval_id: str) -> dict[str, Any]:
         self.expire()
@@ -122,17 +170,20 @@ class Approvals:
             raise ApprovalError("the approval names another request or has no decision")
         if statement.subject("action-request") != a.action_digest:
             raise ApprovalError("the approval is bound to another action")
-        signer = None
+        signers = []
         for sig in envelope.signatures:
             key = self.keys.ring.find(sig.keyid)
             usable = key is not None and key.role == "approver" and key.valid_at(now)
             if key is not None and usable and envelope.verify_with(key.kid, key.public_key):
-                signer = key
-                break
-        if signer is None:
+                signers.append(key)
+        if not signers:
             raise ApproverSignatureError("the approval is not signed by an enrolled, active approver key")
-        if p.get("approver") != signer.name:
-            raise ApproverSignatureError(f"the approval names {p.get('approver')!r} but is signed by {signer.name!r}")
+        signer = next((k for k in signers if k.name == p.get("approver")), None)
+        if signer is None:
+            raise ApproverSignatureError(
+                f"the approval names {p.get('approver')!r} but is signed by {signers[0].name!r}"
+            )
+        check_entitled(a, signer)  # of the group asked for, and not the principal who asked
         index = self.recorder.record(statements=[(envelope, None)])[0].index
         status = "approved" if p["decision"] == "approve" else "denied"
         digest = hashlib.sha256(envelope.encode()).hexdigest()

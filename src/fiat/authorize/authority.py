@@ -15,8 +15,11 @@
 5. ``revocation`` neither principal nor runtime is revoked.
 6. ``policy``     Cedar evaluates the request (deny by default, forbid wins); shadow
                   results are logged, not enforced; obligations come from annotations.
-7. ``approval``   if an obligation asks for a human, a pending approval is created, or
-                  a granted one (bound to this action digest, unexpired, unused) is consumed.
+7. ``approval``   if an obligation asks for a human, a pending approval is created (or the
+                  one already pending for this action and runtime is named again), or a
+                  granted one (bound to this action digest and this runtime, unexpired,
+                  unused; decided by an approver of the group asked for who is not the
+                  principal) is consumed.
 8. ``permit``     the permit is minted (JWS, ``cnf`` = the runtime key) and logged with
                   the signed decision statement, in one durable batch.
 
@@ -219,8 +222,11 @@ class Authority:
         """The role of an active key of this authority's keyring, or None."""
         return self._keys.role_of(kid, self.clock())
 
-    def enroll(self, role: str, name: str, public_key: bytes) -> KeyRecord:
-        return self._keys.enroll(role, name, public_key)
+    def enroll(
+        self, role: str, name: str, public_key: bytes, groups: tuple[str, ...] = (), identity: str | None = None
+    ) -> KeyRecord:
+        """Enrol a public key; an approver's with the approver groups it belongs to and who holds it."""
+        return self._keys.enroll(role, name, public_key, groups, identity)
 
     # -- the signed trust state -----------------------------------------------------------
 

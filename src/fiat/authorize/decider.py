@@ -254,14 +254,18 @@ class Decider:
             )
         # 7. approval (a renewal carries over the approvals of the permit it renews)
         approvals: tuple[str, ...] = ()
-        if evaluation.obligations.approval is not None:
-            carried = self.approvals.renewed(req, enc.digest, now) if req.renews else None
+        group = evaluation.obligations.approval
+        if group is not None:
+            carried = self.approvals.renewed(req, enc.digest, group, now) if req.renews else None
             if carried:
                 approvals = carried
             else:
-                granted = self.approvals.use(req.approval_id, enc.digest, now) if req.approval_id else None
-                if granted is None:
-                    return outcomes.pending(enc, now, active, evaluation, shadow, runtime=req.runtime_kid)
-                approvals = (granted,)
+                used = (
+                    self.approvals.use(req.approval_id, enc.digest, req.runtime_kid, now) if req.approval_id else None
+                )
+                if used is None or used.statement_digest is None:
+                    note = None if used is None else used.refusal
+                    return outcomes.pending(enc, now, active, evaluation, shadow, runtime=req.runtime_kid, note=note)
+                approvals = (used.statement_digest,)
         # 8. permit
         return outcomes.allow(enc, now, req, p.attestation, active, evaluation, approvals, shadow)

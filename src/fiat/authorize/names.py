@@ -1,11 +1,10 @@
 """Names of principals, actions and resources as Cedar entity UIDs (standard library only).
 
-``entity_uid`` itself lives in :mod:`fiat.formats.action` (the offline verifier needs the same spelling).
-
 ``Type::"id"`` stays as it is; the shorthand ``kind:id`` becomes ``Kind::"id"``
 (``agent:release-bot`` → ``Agent::"release-bot"``); actions are plain names
 (``deploy`` → ``Action::"deploy"``). Revocations and policy both use this one
-spelling, so ``user:alice`` and ``User::"alice"`` are the same principal.
+spelling, so ``user:alice`` and ``User::"alice"`` are the same principal. The entity
+spelling itself is :func:`fiat.formats.action.entity_uid` (the verifier uses it too).
 """
 
 from __future__ import annotations

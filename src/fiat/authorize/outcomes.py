@@ -3,7 +3,8 @@
 * :meth:`Outcomes.deny_later`: a denial, whichever step refused (fail closed: if the log
   is down, still a denial);
 * :meth:`Outcomes.pending`: step 7 (``approval``) asks for a human: the pending statement
-  and the approval row it opens commit in one log batch;
+  and the approval row it opens commit in one log batch; the same action asked again by the
+  same runtime while that approval is pending and unexpired names it again, opening none;
 * :meth:`Outcomes.allow`: step 8 (``permit``): the permit is minted (JWS, ``cnf`` = the
   runtime key) and logged with the signed decision statement, in one durable batch.
 
@@ -17,6 +18,7 @@ import dataclasses
 import hashlib
 import logging
 import secrets
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -99,6 +101,11 @@ class Outcomes:
         self.cfg, self.recorder, self.store, self.keys = cfg, recorder, store, keys
         self.log = recorder.log
         self.approval_timeout = approval_timeout
+        # Approvals opened by this process whose batch is not yet durable, by (action digest,
+        # runtime): a repeat in the same burst names the same one. Each leaves once its batch
+        # resolves, by when the store answers for it (:meth:`_open_approval`).
+        self._opening: dict[tuple[str, str], ApprovalRecord] = {}
+        self._opening_lock = threading.Lock()
 
     def settle(self, answer: Answer) -> AuthorizationResult:
         """Wait for an answer's log appends and return the final result."""
@@ -178,6 +185,28 @@ class Outcomes:
             futures, lambda appended: dataclasses.replace(result, decision_index=appended[0].index), unlogged
         )
 
+    def _open_approval(self, digest: str, runtime: str, group: str, now: float) -> ApprovalRecord | None:
+        """The approval already open for this action, runtime and group, pending and unexpired, if any."""
+        with self._opening_lock:
+            held = self._opening.get((digest, runtime))
+        if held is None or held.expires_at <= now or held.group != group:
+            # Not held (any more): its batch resolved, so the store has it if it committed.
+            held = self.store.pending_approval(digest, runtime, now)
+        return held if held is not None and held.group == group else None
+
+    def _hold(self, approval: ApprovalRecord, futures: list[Future[AppendResult]]) -> None:
+        """Name ``approval`` to repeats until its batch resolves (from then on the store does)."""
+        key = (approval.action_digest, approval.runtime or "")
+        with self._opening_lock:
+            self._opening[key] = approval
+
+        def resolved(_: Future[AppendResult]) -> None:
+            with self._opening_lock:
+                if self._opening.get(key) is approval:
+                    del self._opening[key]
+
+        futures[-1].add_done_callback(resolved)
+
     def pending(
         self,
         enc: EncodedRequest,
@@ -186,23 +215,50 @@ class Outcomes:
         evaluation: Evaluation,
         shadow: tuple[dict[str, Any], ...],
         *,
-        runtime: str | None = None,
+        runtime: str,
+        note: str | None = None,
     ) -> Answer:
-        """A pending decision; its statement and the approval it opens commit in one log batch.
+        """A pending decision; its statement and the approval it names commit in one log batch.
 
+        While an approval for this action, this runtime and this group is pending and unexpired,
+        the decision names it instead of opening another (a retry, a burst, a failed redemption:
+        one approval for an approver to decide); its row is staged again (inserted only if absent),
+        so a logged pending decision never names an approval the store lacks, even when the batch
+        that opened it failed. ``note`` says why the approval the request named was not used.
         Nothing waits here (the decider goes on with its batch): the caller learns the approval
         id once both are durable. If the batch fails, neither exists, and the answer is a denial.
         """
-        approval_id = "apr_" + secrets.token_urlsafe(12)
-        expires = now + self.approval_timeout
         group = evaluation.obligations.approval or "default"
+        approval = self._open_approval(enc.digest, runtime, group, now)
+        opens = approval is None
+        if approval is None:
+            approval_id = "apr_" + secrets.token_urlsafe(12)
+            approval = ApprovalRecord(
+                approval_id, enc.digest, enc.canonical, group, now, now + self.approval_timeout, runtime=runtime
+            )
         reason = f"approval by {group} required (policy {', '.join(evaluation.determining)})"
+        if note:
+            reason += f"; {note}"
         statement = decision_statement(
-            enc, now, "pending", reason, policy_json(active, evaluation), shadow, approval_id=approval_id
+            enc,
+            now,
+            "pending",
+            reason,
+            policy_json(active, evaluation),
+            shadow,
+            approval_id=approval.id,
+            approval_group=group,
         )
-        approval = ApprovalRecord(approval_id, enc.digest, enc.canonical, group, now, expires, runtime=runtime)
-        futures = self.recorder.submit(statements=[(self.keys.sign(statement, decision=True), None)], rows=[approval])
+        futures = self.recorder.submit(
+            statements=[(self.keys.sign(statement, decision=True), None)],
+            rows=[
+                dataclasses.replace(approval, status="pending", approver=None, statement_digest=None, log_index=None)
+            ],
+        )
+        if opens:
+            self._hold(approval, futures)
         reasons = explain.permitted(active.bundle, evaluation, pending=True)
+        approval_id, expires = approval.id, approval.expires_at
 
         def fill(appended: list[AppendResult]) -> AuthorizationResult:
             return AuthorizationResult(
@@ -267,6 +323,7 @@ class Outcomes:
             shadow,
             permit=(jti, hashlib.sha256(token.encode("ascii")).hexdigest()),
             evidence_digest=attestation["digest"],
+            approval_group=ob.approval if approvals else None,
         )
         envelope = self.keys.sign(statement, decision=True)
         # The approvals this permit consumed join its evidence in the same transaction.

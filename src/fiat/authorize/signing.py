@@ -70,14 +70,17 @@ class AuthorityKeys:
         key = self.ring.find(kid)
         return key.role if key is not None and key.valid_at(now) else None
 
-    def enroll(self, role: str, name: str, public_key: bytes) -> KeyRecord:
+    def enroll(
+        self, role: str, name: str, public_key: bytes, groups: tuple[str, ...] = (), identity: str | None = None
+    ) -> KeyRecord:
+        """Enrol a public key; an approver key with its approver ``groups`` and ``identity`` (who holds it)."""
         if role not in ("runtime", "approver", "witness"):
             raise MalformedRequestError("enroll a runtime, an approver or a witness")
         if len(public_key) != 32:
             raise MalformedRequestError("an Ed25519 public key is 32 bytes")
         with self._lock:
             ring = KeyRing(self.cfg.keys_dir)
-            rec = ring.add_public(role, name, public_key, now_second())
+            rec = ring.add_public(role, name, public_key, now_second(), (groups, identity))
             ring.save()
             self.ring = ring
             self._mtime = self._keyring_mtime()

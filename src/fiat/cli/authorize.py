@@ -11,7 +11,9 @@ from rich.markup import escape
 from fiat.cli.common import (
     EXIT_FAILED,
     EXIT_INVALID,
+    GroupOpt,
     HomeOpt,
+    IdentityOpt,
     JsonOpt,
     authority_errors,
     config,
@@ -114,18 +116,27 @@ def enroll_cmd(
     role: Annotated[str, typer.Option(help="runtime, approver or witness.")],
     name: Annotated[str, typer.Option(help="The node, person or witness name.")],
     public_key: Annotated[str, typer.Option(help="Ed25519 public key, base64url (43 characters).")],
+    group: GroupOpt = None,
+    identity: IdentityOpt = None,
     url: Annotated[str | None, typer.Option(help="The authority.")] = None,
     home: HomeOpt = None,
 ) -> None:
-    """Enroll a remote runtime's or approver's public key with the authority (admin)."""
+    """Enroll a remote runtime's or approver's public key with the authority (admin); an approver's
+    with the approver groups it belongs to (--group) and who holds it (--identity)."""
     from fiat.api.client import AuthorityClient
     from fiat.api.credentials import ensure_admin_token
 
+    groups = tuple(group or ())
+    if role != "approver" and (groups or identity is not None):
+        fail(EXIT_INVALID, "--group and --identity belong to approver keys (--role approver)")
     with errors_to_exit():
         cfg = config(home)
         with authority_errors(), AuthorityClient(server_url(cfg, url)) as client:
-            rec = client.enroll(ensure_admin_token(cfg.keys_dir), role, name, public_key)
+            rec = client.enroll(ensure_admin_token(cfg.keys_dir), role, name, public_key, groups, identity)
     out.print(f"enrolled {role} {name}: {rec['kid']}")
+    if role == "approver":
+        groups_text = ", ".join(rec.get("groups", [])) or "none"
+        out.print(escape(f"groups: {groups_text}; identity: {rec.get('identity') or 'user:' + name}"))
 
 
 def register_authorize(app: typer.Typer) -> None:

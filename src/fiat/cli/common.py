@@ -47,6 +47,21 @@ HomeOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 UrlOpt = Annotated[str | None, typer.Option(help="The authority.")]
+#: An approver key's approver groups and identity, set at enrolment (docs/formats.md, "Approvals").
+GroupOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--group",
+        help='An approver group the approver key belongs to (repeat for several): @approval("ops") needs a key '
+        "of group ops. Without one, the key decides only requests whose @approval names no group.",
+    ),
+]
+IdentityOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Who holds the approver key, as a principal (default user:NAME); never approves its own requests."
+    ),
+]
 
 
 def fail(code: int, message: str, hint: str | None = None) -> NoReturn:

@@ -7,10 +7,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from fiat.cli.common import (
     EXIT_INVALID,
+    GroupOpt,
     HomeOpt,
+    IdentityOpt,
     JsonOpt,
     config,
     emit_json,
@@ -38,13 +41,18 @@ def keys_list(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     for r in ring.records:
         period = r.trusted().period()
         mine = "private key held" if r.file else "public only"
-        out.print(f"{r.role:<10} {r.kid}  {r.name:<24} {period}  ({mine})")
+        who = ""
+        if r.role == "approver":
+            who = f"  identity {r.identity or 'user:' + r.name}, groups {','.join(r.groups) or 'none'}"
+        out.print(f"{r.role:<10} {r.kid}  {r.name:<24} {period}  ({mine}){escape(who)}")
 
 
 @keys_app.command("add")
 def keys_add(
     role: Annotated[str, typer.Option(help="runtime, approver or witness.")],
     name: Annotated[str, typer.Option(help="Who holds it: a node, a person, a witness name.")],
+    group: GroupOpt = None,
+    identity: IdentityOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -53,14 +61,22 @@ def keys_add(
 
     if role not in ("runtime", "approver", "witness"):
         fail(EXIT_INVALID, f"keys of role {role!r} are created by `fiat init` or rotated with `fiat keys rotate`")
+    groups = tuple(group or ())
+    if role != "approver" and (groups or identity is not None):
+        fail(EXIT_INVALID, "--group and --identity belong to approver keys (--role approver)")
     with errors_to_exit():
         ring = keyring(config(home))
-        rec, _ = ring.create(role, name)
+        rec, _ = ring.create(role, name, approver=(groups, identity) if role == "approver" else None)
         ring.save()
     if as_json:
         emit_json(rec.to_json())
         return
-    out.print(f"created {role} key {rec.kid} for {name} (keys/{rec.file})")
+    out.print(f"created {role} key {rec.kid} for {escape(name)} (keys/{rec.file})")
+    if role == "approver":
+        out.print(
+            f"identity {escape(rec.identity or 'user:' + name)} (never approves its own requests); groups: "
+            + (escape(", ".join(groups)) if groups else "none (it decides only @approval naming no group; add --group)")
+        )
 
 
 @keys_app.command("rotate")

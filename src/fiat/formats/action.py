@@ -3,6 +3,9 @@
 ``digest = SHA-256(RFC 8785(action request))`` where the request is::
 
     {"principal": str, "action": str, "resource": str, "context": {...}, "parent": str | null}
+
+A principal has one spelling, its Cedar entity UID (:func:`entity_uid`): ``user:alice`` and
+``User::"alice"`` name the same principal, for revocations, policy and approvals alike.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Roles: ``authority`` (signs permits and decisions), ``log`` (signs checkpoints),
 ``runtime`` (each runtime node signs its receipts), ``approver`` (each human
-approver), ``witness`` (cosigns checkpoints).
+approver: with the approver groups it belongs to and the principal who holds it, both
+set at enrolment), ``witness`` (cosigns checkpoints).
 
 Each key has a stable ID, the RFC 7638 JWK thumbprint of its public key, and a
 validity period. Rotation closes the old key's period and opens the new one's
@@ -21,12 +22,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from fiat.errors import ConfigError, KeyFileError
+from fiat.errors import ConfigError, KeyFileError, MalformedError
+from fiat.formats.action import entity_uid
 from fiat.formats.encoding import b64url, b64url_decode, parse_time, rfc3339
 from fiat.formats.jws import jwk_thumbprint
 from fiat.keys.pem import load_private_key, write_private_key
 from fiat.tlog.note import Signer, Verifier
-from fiat.verify.trust_root import ROLES, TrustedKey, TrustRoot
+from fiat.verify.trust_root import ROLES, TrustedKey, TrustRoot, check_groups
 
 KEYRING_NAME = "keyring.json"
 
@@ -44,7 +46,15 @@ class KeyRecord(TrustedKey):
     def trusted(self) -> TrustedKey:
         """The key as a trust root lists it (no file)."""
         return TrustedKey(
-            self.kid, self.role, self.name, self.public_key, self.valid_from, self.valid_until, self.max_tree_size
+            self.kid,
+            self.role,
+            self.name,
+            self.public_key,
+            self.valid_from,
+            self.valid_until,
+            self.max_tree_size,
+            self.groups,
+            self.identity,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -61,6 +71,10 @@ class KeyRecord(TrustedKey):
             out["file"] = self.file
         if self.max_tree_size is not None:
             out["maxTreeSize"] = self.max_tree_size
+        if self.groups:
+            out["groups"] = list(self.groups)
+        if self.identity is not None:
+            out["identity"] = self.identity
         return out
 
     @classmethod
@@ -74,8 +88,37 @@ class KeyRecord(TrustedKey):
             parse_time(v["validFrom"], "keyring"),
             None if until is None else parse_time(until, "keyring"),
             v.get("maxTreeSize"),
-            v.get("file"),
+            check_groups(v.get("groups", []), "keyring"),
+            _identity(v.get("identity")),
+            file=v.get("file"),
         )
+
+
+#: An approver key's ``(groups, identity)`` (docs/formats.md, "Approvals").
+Approver = tuple[tuple[str, ...], str | None]
+
+
+def check_approver(role: str, approver: Approver | None) -> Approver:
+    """Groups and identity belong to approver keys only; each well-formed, or a :class:`KeyFileError`."""
+    if approver is None or approver == ((), None):
+        return (), None
+    if role != "approver":
+        raise KeyFileError(f"only approver keys have groups and an identity, not a {role} key")
+    groups, identity = approver
+    try:
+        checked = check_groups(list(groups), "approver key")
+        if identity is not None:
+            entity_uid(identity, "approver identity")
+    except MalformedError as exc:
+        raise KeyFileError(str(exc)) from exc
+    return checked, identity
+
+
+def _identity(value: Any) -> str | None:
+    """A keyring record's approver identity: absent, or a principal (``user:alice``)."""
+    if value is not None:
+        entity_uid(value, "keyring identity")  # a damaged keyring fails on load, not at an approval
+    return value if value is None else str(value)
 
 
 def now_second() -> float:
@@ -92,7 +135,7 @@ class KeyRing:
             try:
                 data = json.loads(self.path.read_text(encoding="utf-8"))
                 self.records = [KeyRecord.from_json(r) for r in data["keys"]]
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, MalformedError) as exc:
                 raise ConfigError(f"{self.path} is damaged ({exc}); restore it from a backup") from exc
 
     def save(self) -> None:
@@ -131,35 +174,62 @@ class KeyRing:
         assert rec.file is not None
         return rec, load_private_key(self.dir / rec.file)
 
-    def register(self, role: str, name: str, key: Ed25519PrivateKey, file: str, valid_from: float) -> KeyRecord:
+    def register(
+        self,
+        role: str,
+        name: str,
+        key: Ed25519PrivateKey,
+        file: str,
+        valid_from: float,
+        approver: Approver | None = None,
+    ) -> KeyRecord:
         public = key.public_key().public_bytes_raw()
-        rec = KeyRecord(jwk_thumbprint(public), role, name, public, valid_from, file=file)
+        groups, identity = approver if approver is not None else ((), None)
+        rec = KeyRecord(
+            jwk_thumbprint(public), role, name, public, valid_from, groups=groups, identity=identity, file=file
+        )
         if self.find(rec.kid) is None:
             self.records.append(rec)
         return self.find(rec.kid) or rec
 
-    def add_public(self, role: str, name: str, public_key: bytes, valid_from: float) -> KeyRecord:
-        """Enroll a key whose private half lives elsewhere (a remote runtime, an approver's laptop)."""
+    def add_public(
+        self, role: str, name: str, public_key: bytes, valid_from: float, approver: Approver | None = None
+    ) -> KeyRecord:
+        """Enroll a key whose private half lives elsewhere (a remote runtime, an approver's laptop).
+
+        Enrolling the same key again with the same role, groups and identity returns it as it was;
+        with other groups or another identity it is refused (membership is set at enrolment).
+        """
         if role not in ROLES:
             raise KeyFileError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
+        groups, identity = check_approver(role, approver)
         kid = jwk_thumbprint(public_key)
         existing = self.find(kid)
         if existing is not None:
             if existing.role != role:
                 raise KeyFileError(f"key {kid} is already enrolled as {existing.role}")
+            if (existing.groups, existing.identity) != (groups, identity):
+                raise KeyFileError(
+                    f"key {kid} is already enrolled with groups {list(existing.groups)} and identity "
+                    f"{existing.identity!r}; group membership is set at enrolment: enrol a new key instead"
+                )
             return existing
-        rec = KeyRecord(kid, role, name, public_key, valid_from)
+        rec = KeyRecord(kid, role, name, public_key, valid_from, groups=groups, identity=identity)
         self.records.append(rec)
         return rec
 
-    def create(self, role: str, name: str, valid_from: float | None = None) -> tuple[KeyRecord, Ed25519PrivateKey]:
+    def create(
+        self, role: str, name: str, valid_from: float | None = None, approver: Approver | None = None
+    ) -> tuple[KeyRecord, Ed25519PrivateKey]:
+        """A new key of ``role`` held by this home; an approver key with its ``(groups, identity)``."""
         if role not in ROLES:
             raise KeyFileError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
+        checked = check_approver(role, approver)
         key = Ed25519PrivateKey.generate()
         kid = jwk_thumbprint(key.public_key().public_bytes_raw())
         file = f"{role}-{kid[:12]}.pem"
         write_private_key(self.dir / file, key)
-        rec = self.register(role, name, key, file, now_second() if valid_from is None else valid_from)
+        rec = self.register(role, name, key, file, now_second() if valid_from is None else valid_from, checked)
         return rec, key
 
     def rotate(
@@ -177,7 +247,8 @@ class KeyRing:
             # the successor at the next second instead.
             time.sleep(max(0.0, old.valid_from + 1 - time.time()))
             now = old.valid_from + 1
-        new, key = self.create(role, old.name, valid_from=now)
+        # An approver's successor keeps its groups and identity: rotation changes the key, not who holds it.
+        new, key = self.create(role, old.name, valid_from=now, approver=(old.groups, old.identity))
         retired = replace(old, valid_until=now, max_tree_size=max_tree_size)
         self.records = [retired if r.kid == old.kid else r for r in self.records]
         return retired, new, key

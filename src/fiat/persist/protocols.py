@@ -62,7 +62,11 @@ class LogWriter(Protocol):
         """Stage entries ``start..start+len(entries)``, the changed tiles and the new checkpoint."""
 
     def stage(self, row: StagedRow) -> None:
-        """Write ``row`` in this transaction; a batch's rows may be written together just before it commits."""
+        """Write ``row`` in this transaction; a batch's rows may be written together just before it commits.
+
+        An :class:`ApprovalRecord` whose id is already stored is left as stored (a pending decision
+        naming an approval already open stages it again, so that it exists whichever batch commits).
+        """
 
 
 class LogStore(Protocol):
@@ -168,6 +172,13 @@ class AuthorityStore(ReplayCache, Protocol):
 
     def approval_log_index(self, statement_digest: str) -> int | None:
         """Where the approval statement with this digest was logged."""
+
+    def approval_by_statement(self, statement_digest: str) -> ApprovalRecord | None:
+        """The approval decided by the approval statement with this digest, or None."""
+
+    def pending_approval(self, action_digest: str, runtime: str, now: float) -> ApprovalRecord | None:
+        """The newest approval still pending and unexpired at ``now`` that ``runtime`` asked for
+        this action, or None (an indexed lookup: asked on every pending decision)."""
 
     def pending_expired(self, now: float) -> list[str]:
         """The ids of pending approvals whose time ran out by ``now``."""

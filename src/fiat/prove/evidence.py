@@ -65,11 +65,15 @@ def decision_statement(
     approval_id: str | None = None,
     context_digest: str | None = None,
     shadow: Sequence[dict[str, Any]] = (),
+    approval_group: str | None = None,
 ) -> Statement:
     """A decision (allow, deny or pending). Denials are evidence too.
 
     ``shadow`` holds what shadow policies would have decided (evaluated and logged,
     not enforced); ``context_digest`` spares re-canonicalizing the request's context.
+    ``approval``: for a pending decision the approval it opened (``id``) and the approver
+    group it needs (``group``); for an allow that consumed approvals, that ``group`` — what
+    the verifier holds each approval's signing key to (docs/formats.md, "Approvals").
     """
     if decision not in ("allow", "deny", "pending"):
         raise ValueError("decision must be allow, deny or pending")
@@ -87,11 +91,18 @@ def decision_statement(
         },
         "policy": policy,
         "permit": None if permit is None else {"jti": permit[0], "digest": {"sha256": permit[1]}},
-        "approval": None if approval_id is None else {"id": approval_id},
+        "approval": _approval_member(approval_id, approval_group),
     }
     if shadow:
         predicate["shadow"] = [dict(s) for s in shadow]
     return Statement((Subject("action-request", request_digest),), DECISION, predicate)
+
+
+def _approval_member(approval_id: str | None, group: str | None) -> dict[str, str] | None:
+    member = {} if approval_id is None else {"id": approval_id}
+    if group is not None:
+        member["group"] = group
+    return member or None
 
 
 def approval_statement(

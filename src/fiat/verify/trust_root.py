@@ -4,14 +4,22 @@ Media type ``application/vnd.fiat.trust-root.v1+json`` (docs/formats.md). It
 names the permit issuer and audience, every key by role with its validity
 period, the log origin, the witness quorum and the deepest lineage the relying
 party accepts (``maxLineageDepth``). It holds public keys only.
+
+An approver key also names who holds it and what it may approve (docs/formats.md,
+"Approvals"): ``identity``, the principal the approver is (``user:alice``; absent in trust
+roots from before: ``user:<name>``), and ``groups``, the approver groups it belongs to
+(``@approval("ops")`` needs a key of group ``ops``; absent: none). A request of the
+``default`` group (``@approval`` naming none) may be decided by any approver key.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from fiat.errors import MalformedError
+from fiat.formats.action import entity_uid
 from fiat.formats.encoding import b64url, b64url_decode, loads_strict, parse_time, rfc3339
 from fiat.formats.jws import jwk_thumbprint
 from fiat.tlog import note
@@ -22,6 +30,22 @@ ROLES = ("authority", "log", "runtime", "approver", "witness")
 #: (``EvidenceRecorder.bundle``) and what a bundle may carry (``fiat.verify.bundle``). A
 #: trust root's ``maxLineageDepth`` defaults to it and may only lower it.
 MAX_LINEAGE_DEPTH = 32
+#: The group of a policy annotated ``@approval`` without a group name: any approver key decides it.
+DEFAULT_APPROVAL_GROUP = "default"
+#: An approver group's name (the string of ``@approval("…")``, when an approver key may join it).
+GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+
+
+def check_groups(groups: Any, what: str) -> tuple[str, ...]:
+    """Approver groups as a key lists them: distinct names of :data:`GROUP_NAME`, at most 32."""
+    if not isinstance(groups, list | tuple) or len(groups) > 32:
+        raise MalformedError(what, "groups must be a list of at most 32 group names")
+    for g in groups:
+        if not isinstance(g, str) or not GROUP_NAME.match(g):
+            raise MalformedError(what, f"group {g!r} is not a group name (letters, digits, . _ -; at most 64)")
+    if len(set(groups)) != len(groups):
+        raise MalformedError(what, "a group is listed twice")
+    return tuple(groups)
 
 
 @dataclass(frozen=True)
@@ -35,6 +59,10 @@ class TrustedKey:
     #: For a retired log key: the largest tree it ever signed. Checkpoints carry no time, so a
     #: retired log key is trusted only for trees up to the size at which it was retired.
     max_tree_size: int | None = None
+    #: For an approver key: the approver groups it belongs to (set at enrolment).
+    groups: tuple[str, ...] = ()
+    #: For an approver key: the principal who holds it (``user:alice``); None: ``user:<name>``.
+    identity: str | None = None
 
     def valid_at(self, t: float) -> bool:
         return self.valid_from <= t and (self.valid_until is None or t < self.valid_until)
@@ -42,6 +70,16 @@ class TrustedKey:
     def period(self) -> str:
         until = "open" if self.valid_until is None else rfc3339(self.valid_until)
         return f"{rfc3339(self.valid_from)} .. {until}"
+
+    @property
+    def principal(self) -> str:
+        """Who holds an approver key, in the principal's one spelling (``User::"alice"``)."""
+        return entity_uid(self.identity or f"user:{self.name}", "approver identity")
+
+    def approves_group(self, group: str) -> bool:
+        """Whether this approver key may decide a request of ``group``: it is of that group, or the
+        request names none (:data:`DEFAULT_APPROVAL_GROUP`)."""
+        return self.role == "approver" and (group == DEFAULT_APPROVAL_GROUP or group in self.groups)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -60,6 +98,10 @@ class TrustedKey:
                 out["maxTreeSize"] = self.max_tree_size
         if self.role == "witness":
             out["vkey"] = cosigner_vkey(self.name, self.public_key)
+        if self.groups:
+            out["groups"] = list(self.groups)
+        if self.identity is not None:
+            out["identity"] = self.identity
         return out
 
     @classmethod
@@ -83,6 +125,13 @@ class TrustedKey:
         max_size = v.get("maxTreeSize")
         if max_size is not None and (not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 0):
             raise MalformedError(what, "maxTreeSize must be a non-negative integer")
+        groups, identity = check_groups(v.get("groups", []), what), v.get("identity")
+        if role != "approver" and (groups or identity is not None):
+            raise MalformedError(what, f"only approver keys have groups and an identity, not a {role} key")
+        if identity is not None:
+            if not isinstance(identity, str):
+                raise MalformedError(what, "identity must be a principal, e.g. user:alice")
+            entity_uid(identity, f"{what} identity")
         return cls(
             kid,
             role,
@@ -91,6 +140,8 @@ class TrustedKey:
             parse_time(v.get("validFrom"), what),
             None if until is None else parse_time(until, what),
             max_size,
+            groups,
+            identity,
         )
 
 

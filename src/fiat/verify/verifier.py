@@ -18,7 +18,9 @@ failure names its step, and the steps after a failure are reported skipped.
                             type requires, valid at the statement's time (the receipt: by ``cnf``).
 7. ``statement-digests``    every statement's subject digests are recomputed and match.
 8. ``decision``             an ``allow`` decision for this permit (jti and digest) is present.
-9. ``approvals``            each approval the permit names is present, signed, and approves this action.
+9. ``approvals``            each approval the permit names is present, signed, and approves this action,
+                            by an approver of the group the decision names who is not the principal
+                            (:mod:`fiat.verify.approvers`).
 10. ``receipt``             the receipt is for this permit and started inside its validity window
                             (its detail says which containment held the action, or "not recorded"),
                             and claims nothing the rest of the bundle contradicts (docs/formats.md,
@@ -68,6 +70,7 @@ from fiat.tlog import cosignature, merkle, note
 from fiat.tlog.checkpoint import SignedCheckpoint, open_with_any
 from fiat.tlog.proof_file import TlogProof, check_inclusion
 from fiat.verify import permit as permit_rules
+from fiat.verify.approvers import check_approvers
 from fiat.verify.bundle import Bundle, BundleStatement
 from fiat.verify.permit import digest_of
 from fiat.verify.trust_root import TrustedKey, TrustRoot
@@ -311,6 +314,7 @@ class _Run:
                 raise VerificationError("approvals", f"approval {d[:16]}… named by the permit is not in the bundle")
             if s.statement.predicate.get("decision") != "approve":
                 raise VerificationError("approvals", f"approval {d[:16]}… does not approve")
+        check_approvers(self.bundle, self.root, [have[d] for d in wanted])  # group and principal rules
         return f"{len(wanted)} approval(s)"
 
     # 10

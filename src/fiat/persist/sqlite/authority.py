@@ -28,6 +28,7 @@ class SQLiteAuthorityStore:
         self._proofs = SQLiteDatabase(path, "NORMAL", busy_timeout_ms)
         try:
             open_schema(self.db)
+            _ensure_index(self.db)
         except BaseException:
             self.db.close()
             raise
@@ -116,6 +117,25 @@ class SQLiteAuthorityStore:
         )
         return None if row is None or row[0] is None else int(row[0])
 
+    def approval_by_statement(self, statement_digest: str) -> ApprovalRecord | None:
+        """The approval decided by the approval statement with this digest, or None."""
+        row = self._c().execute(_APPROVAL_SELECT + " WHERE statement_digest = ?", (statement_digest,)).fetchone()
+        return None if row is None else _approval(row)
+
+    def pending_approval(self, action_digest: str, runtime: str, now: float) -> ApprovalRecord | None:
+        """The newest approval pending and unexpired at ``now`` for this action and runtime (index
+        ``approvals_open``), or None."""
+        row = (
+            self._c()
+            .execute(
+                _APPROVAL_SELECT + " WHERE action_digest = ? AND runtime = ? AND status = 'pending' AND expires_at > ?"
+                " ORDER BY requested_at DESC LIMIT 1",
+                (action_digest, runtime, now),
+            )
+            .fetchone()
+        )
+        return None if row is None else _approval(row)
+
     def pending_expired(self, now: float) -> list[str]:
         rows = (
             self._c()
@@ -199,6 +219,19 @@ class SQLiteAuthorityStore:
             pruned += cur.rowcount
             if cur.rowcount < PRUNE_CHUNK:
                 return pruned
+
+
+#: The lookup of an open approval by action and runtime (``pending_approval``), made on open
+#: once the schema is current (the ``runtime`` column it covers came with version 2). An index
+#: only: the layout, and so the schema version, is unchanged.
+_INDEX = "CREATE INDEX IF NOT EXISTS approvals_open ON approvals (action_digest, runtime, status)"
+
+
+def _ensure_index(db: SQLiteDatabase) -> None:
+    present = db.conn().execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'approvals_open'")
+    if present.fetchone() is None:
+        with db.transaction() as conn:
+            conn.execute(_INDEX)
 
 
 _APPROVAL_SELECT = (

@@ -256,8 +256,10 @@ INSERT_PERMIT = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_LINK = "INSERT OR IGNORE INTO evidence (jti, kind, log_index) VALUES (?, ?, ?)"
+# OR IGNORE: a pending decision naming an approval already open stages its row again (see
+# fiat.authorize.outcomes.Outcomes.pending); the first committed row stands.
 INSERT_APPROVAL = (
-    "INSERT INTO approvals (id, action_digest, request, policy_group, requested_at, expires_at, status,"
+    "INSERT OR IGNORE INTO approvals (id, action_digest, request, policy_group, requested_at, expires_at, status,"
     " approver, statement_digest, log_index, runtime) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
