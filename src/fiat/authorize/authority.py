@@ -123,6 +123,7 @@ class Authority:
             policy=self._policy,
             approvals=self._approvals,
             outcomes=self._outcomes,
+            store=store,
         )
         self.reload_policy()
 
@@ -179,7 +180,9 @@ class Authority:
         return record_receipt(self.recorder, self._keys, envelope)
 
     def bundle(self, jti: str) -> dict[str, Any]:
-        return self.recorder.bundle(jti).to_json()
+        """The evidence bundle of ``jti``; each permit in it carries the revocations that cover it
+        (its renewal chain, lineage ancestors, principal, runtime), so the verifier's receipt rule applies them."""
+        return self.recorder.bundle(jti, extra=self._revocations.covering).to_json()
 
     # -- approvals ---------------------------------------------------------------------------
 
