@@ -245,10 +245,10 @@ class Decider:
     def check_renewal(self, req: AuthorizationRequest, enc: EncodedRequest, now: float) -> None:
         """A renewal only extends a live, consumed execution (docs/formats.md, "Renewal and revocation").
 
-        The permit it renews was issued here, is unexpired (or expired less than
-        :data:`RENEWAL_GRACE` ago), is bound to the same runtime key (cnf) as the renewing request's
-        DPoP key, has the same action digest, is not covered by a revocation (its renewal chain and
-        lineage walked up), was consumed if it was single use, and has no successor yet. Any
+        The permit it renews was issued here, is not covered by a revocation (its renewal chain and
+        lineage walked up), is bound to the same runtime key (cnf) as the renewing request's DPoP
+        key, has the same action digest, is unexpired (or expired less than :data:`RENEWAL_GRACE`
+        ago), was consumed if it was single use, and has no successor yet. Any
         failure is a refusal (:class:`AuthorizationError`, 403; :class:`AlreadyRenewedError`, 409),
         not a logged denial: nothing was decided.
         """
@@ -257,6 +257,9 @@ class Decider:
         old = self.recorder.index.permit(jti)
         if old is None:
             raise AuthorizationError(f"cannot renew {jti}: no such permit was issued here")
+        revoked = self.revocations.revoked_ancestor(jti)
+        if revoked is not None:
+            raise AuthorizationError(f"cannot renew: {covered_reason(jti, revoked)}")
         if old.runtime != req.runtime_kid:
             raise AuthorizationError(f"cannot renew {jti}: it is bound to another runtime key (cnf)")
         if json_digest(json.loads(old.request)) != enc.digest:
@@ -266,9 +269,6 @@ class Decider:
                 f"cannot renew {jti}: it expired {now - old.exp:.0f} s ago (grace {RENEWAL_GRACE:.0f} s); "
                 "ask for a new permit instead"
             )
-        revoked = self.revocations.revoked_ancestor(jti)
-        if revoked is not None:
-            raise AuthorizationError(f"cannot renew: {covered_reason(jti, revoked)}")
         token = self.recorder.log.read_entries(old.log_index, old.log_index + 1)[0].decode("ascii")
         constraints = jws.parse(token).claims.get("constraints") or {}
         if constraints.get("singleUse") is True and not self.store.is_consumed(jti):
