@@ -4,8 +4,9 @@ When an obligation of the permitting policy asks for a human, the decision is pe
 opens an approval (:meth:`fiat.authorize.outcomes.Outcomes.pending`). An approver decides it
 with a signed approval/v1 statement in DSSE, bound to the action digest
 (:meth:`Approvals.decide`); a granted approval is used once, unexpired, by the request that
-names it (:meth:`Approvals.use`), and a renewal carries over the approvals of the permit it
-renews (:meth:`Approvals.renewed`). Pending approvals past their timeout become logged
+names it (:meth:`Approvals.use`). A renewal redeems none: its successor names, for the record,
+the approvals of the permit it renews (:meth:`Approvals.renewed`), and is never single use
+(docs/formats.md, "Renewal and revocation"). Pending approvals past their timeout become logged
 denials (:meth:`Approvals.expire`).
 """
 

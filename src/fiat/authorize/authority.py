@@ -10,8 +10,10 @@
 3. ``evidence``   the runtime's environment Evidence is appraised into an
                   Attestation Result (RATS, RFC 9334): ``verified`` iff its digest
                   recomputes over its claims.
-4. ``lineage``    a parent permit must be one this authority issued, unrevoked;
-                  the lineage depth is the parent's plus one.
+4. ``lineage``    a parent permit must be one this authority issued, not covered by a
+                  revocation; the lineage depth is the parent's plus one. A renewal
+                  (``renews``) must extend a live execution of this runtime and action,
+                  with no successor yet (docs/formats.md, "Renewal and revocation").
 5. ``revocation`` neither principal nor runtime is revoked.
 6. ``policy``     Cedar evaluates the request (deny by default, forbid wins); shadow
                   results are logged, not enforced; obligations come from annotations.
