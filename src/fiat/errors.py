@@ -114,6 +114,10 @@ class AlreadyConsumedError(AuthorizationError, ConflictError):
     """A single-use permit was already used."""
 
 
+class AlreadyRenewedError(AuthorizationError, ConflictError):
+    """The permit a renewal names already has its one successor (docs/formats.md, "Renewal")."""
+
+
 class ApprovalError(FiatError):
     """An approval that cannot be accepted (unknown, expired, already decided, wrongly signed)."""
 

@@ -46,8 +46,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from fiat.api.client import AuthorityClient, ClientError
 from fiat.authorize.dpop import make_proof
 from fiat.formats.encoding import json_digest
+from fiat.formats.statement import REVOCATION
 from fiat.keys.keyring import KeyRing
 from fiat.prove import evidence as ev
+from fiat.verify.bundle import Bundle
 from support import EXAMPLES, copy_bundle, edit
 from support.processes import FiatServer, free_port, ok, one_line
 from support.processes import fiat as fiat_bytes
@@ -1587,3 +1589,144 @@ def test_an_approved_permit_verifies_offline_and_renews_only_for_the_same_group(
         assert time.monotonic() < deadline, again  # the server follows the newly published version
         time.sleep(0.2)
     assert again["decision"] == "pending" and "approval by sec required" in again["reason"], again
+
+
+# -- renewal and revocation (docs/formats.md, "Renewal and revocation") --------------------------------------------
+
+
+def renew(
+    a: Authority, body: dict[str, Any], jti: str, key: Ed25519PrivateKey | None = None, kid: str | None = None
+) -> Any:
+    return a.authorize({**body, "renews": jti}, key, kid)
+
+
+def revocations_in_bundle(bundle: dict[str, Any]) -> set[tuple[str, str]]:
+    """The (kind, target) of every revocation statement in a bundle's own part."""
+    parsed = Bundle.from_json(bundle)
+    return {
+        (str(s.statement.predicate["kind"]), str(s.statement.predicate["target"]))
+        for s in parsed.statements
+        if s.statement.predicate_type == REVOCATION
+    }
+
+
+def refused(call: Callable[[], Any], status: int, needle: str) -> str:
+    with pytest.raises(ClientError) as exc:
+        call()
+    assert exc.value.status == status, exc.value
+    assert needle in str(exc.value), exc.value
+    return str(exc.value)
+
+
+def test_a_renewal_extends_one_consumed_execution_and_is_never_consumable(shared: Authority) -> None:
+    """Issue 11: each renewal used to copy a single-use permit (and its approval) into a fresh
+    single-use permit, and the same predecessor could be renewed again and again."""
+    body = refund(amount=10000)
+    first = shared.authorize(body)
+    assert first["decision"] == "allow" and first["obligations"]["singleUse"] is True, first
+    refused(lambda: renew(shared, body, first["permitId"]), 403, "never consumed")
+    shared.client.consume(shared.keys.runtime_key, first["permitId"])
+    second = renew(shared, body, first["permitId"])
+    assert second["decision"] == "allow", second
+    claims = decode_permit(shared, second["permit"])
+    assert claims["renews"] == first["permitId"]
+    assert claims["constraints"]["singleUse"] is False and second["obligations"]["singleUse"] is False
+    refused(lambda: renew(shared, body, first["permitId"]), 409, f"already renewed (by {second['permitId']})")
+    third = renew(shared, body, second["permitId"])  # the chain goes on, one link at a time
+    assert third["decision"] == "allow" and decode_permit(shared, third["permit"])["renews"] == second["permitId"]
+
+
+def test_a_renewal_of_an_approved_permit_redeems_no_approval(shared: Authority) -> None:
+    body = deploy(resource="service:payments", replicas=5)
+    p = pending(shared, body)
+    ok(approve_cli(shared, p["approvalId"]))
+    first = shared.authorize({**body, "approvalId": p["approvalId"]})
+    assert first["decision"] == "allow", first
+    approvals = decode_permit(shared, first["permit"])["approvals"]
+    assert approvals
+    if first["obligations"]["singleUse"]:
+        shared.client.consume(shared.keys.runtime_key, first["permitId"])
+    second = renew(shared, {**body, "approvalId": p["approvalId"]}, first["permitId"])
+    assert second["decision"] == "allow", second
+    claims = decode_permit(shared, second["permit"])
+    assert claims["approvals"] == approvals  # named for the record, not redeemed again
+    assert claims["constraints"]["singleUse"] is False
+    refused(lambda: renew(shared, body, first["permitId"]), 409, "already renewed")
+    # Without a renewal, the approval is spent: a fresh request is pending again.
+    assert shared.authorize({**body, "approvalId": p["approvalId"]})["decision"] == "pending"
+
+
+def test_a_renewal_is_refused_for_another_runtime_another_action_or_an_unknown_permit(shared: Authority) -> None:
+    body = deploy(replicas=4)
+    first = shared.authorize(body)
+    assert first["decision"] == "allow", first
+    key, kid = enroll_runtime(shared, "renewal-thief")
+    refused(lambda: renew(shared, body, first["permitId"], key, kid), 403, "bound to another runtime key")
+    refused(lambda: renew(shared, deploy(replicas=5), first["permitId"]), 403, "another action")
+    refused(lambda: renew(shared, body, "pmt_never-issued"), 403, "no such permit")
+    assert renew(shared, body, first["permitId"])["decision"] == "allow"  # the right runtime still can
+
+
+def test_a_burst_of_renewals_of_one_permit_yields_exactly_one_successor(shared: Authority) -> None:
+    """Ten concurrent renewals of one permit: the store's key on the predecessor lets one through."""
+    body = deploy(replicas=6)
+    first = shared.authorize(body)
+    assert first["decision"] == "allow", first
+    results: list[tuple[int, str]] = []
+    lock = threading.Lock()
+    go = threading.Barrier(10)
+
+    def one() -> None:
+        go.wait()
+        try:
+            r = renew(shared, body, first["permitId"])
+            out = (200, str(r["decision"]))
+        except ClientError as exc:
+            out = (exc.status or 0, str(exc))
+        with lock:
+            results.append(out)
+
+    threads = [threading.Thread(target=one) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(s for s, _ in results) == [200] + [409] * 9, results
+    assert [d for s, d in results if s == 200] == ["allow"], results
+
+
+def test_revoking_the_first_permit_covers_its_renewal_chain_and_lineage(shared: Authority) -> None:
+    """Issue 11: revoking the permit id `fiat run` printed did nothing once the guard had renewed it."""
+    body = deploy(replicas=7)
+    first = shared.authorize(body)
+    second = renew(shared, body, first["permitId"])
+    third = renew(shared, body, second["permitId"])
+    child = shared.authorize({**deploy(replicas=1), "parent": second["permitId"]})
+    assert {r["decision"] for r in (first, second, third, child)} == {"allow"}
+    revoke_cli(shared, "permit", first["permitId"], "test: chain revoked")
+    # The authority renews nothing in the chain and mints no child of it.
+    refused(lambda: renew(shared, body, third["permitId"]), 403, f"the revocation of {first['permitId']} covers")
+    late_child = shared.authorize({**deploy(replicas=2), "parent": third["permitId"]})
+    assert late_child["decision"] == "deny" and first["permitId"] in late_child["reason"], late_child
+    refused(lambda: shared.client.consume(shared.keys.runtime_key, child["permitId"]), 403, "revoked")
+    # The trust state lists every covered permit, so a guard finds its own id.
+    state = decode_trust_state(shared, shared.client.trust_state())
+    covered = {r["target"]: r for r in state["revocations"] if r.get("coveredBy") == first["permitId"]}
+    assert set(covered) == {second["permitId"], third["permitId"], child["permitId"]}, state["revocations"]
+    assert all(r["reason"] == "test: chain revoked" and r["kind"] == "permit" for r in covered.values())
+    # The last permit's bundle carries the revocation of the first, and so does the child's.
+    for jti in (third["permitId"], child["permitId"]):
+        targets = {t for _, t in revocations_in_bundle(shared.client.bundle(shared.keys.runtime_key, jti))}
+        assert first["permitId"] in targets, (jti, targets)
+
+
+def test_a_bundle_carries_the_principal_and_runtime_revocations_that_cover_its_permit(start: StartFn) -> None:
+    """Before, only a permit's own revocations reached its bundle (its own authority: a principal is revoked)."""
+    a = start()
+    key, kid = enroll_runtime(a, "bundle-revoked-node")
+    r = a.authorize(deploy(principal="user:alice", replicas=2), key, kid)
+    assert r["decision"] == "allow", r
+    revoke_cli(a, "principal", "user:alice", "test: principal gone")
+    revoke_cli(a, "runtime", kid, "test: node gone")
+    kinds = revocations_in_bundle(a.client.bundle(key, r["permitId"]))
+    assert kinds == {("runtime", kid), ("principal", 'User::"alice"')}, kinds

@@ -52,7 +52,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import fiat
-from fiat.api.client import AuthorityClient
+from fiat.api.client import AuthorityClient, ClientError
 from fiat.authorize.permit import Constraints, PermitRequest, PolicyRef, mint_permit
 from fiat.config import load_config
 from fiat.enforce.guard import GuardSettings, NotEstablished, Runtime, Session, verify_permit_locally
@@ -1101,6 +1101,57 @@ def _governed(server: FiatServer, tmp_path: Path, **kw: Any) -> fiat.governed:
         url=server.url,
         settings=GOVERNED_SETTINGS,
         **kw,
+    )
+
+
+def test_revoking_the_first_permit_halts_a_renewed_run_and_its_chain_is_never_renewed(
+    server: FiatServer, victim: Path, runs: list[FiatRun], tmp_path: Path
+) -> None:
+    """Issue 11: revoking the permit id `fiat run` printed did nothing once the guard had renewed it
+    (the guard checked only its current permit, and the authority renewed the revoked chain)."""
+    ttl = 2
+    short = tmp_path / "short-ttl"
+    shutil.copytree(EXAMPLES, short)
+    shell = (short / "shell.cedar").read_text()
+    assert '@ttl("30")' in shell
+    (short / "shell.cedar").write_text(shell.replace('@ttl("30")', f'@ttl("{ttl}")'))
+    ok(fiat_cli("policy", "publish", short, "--home", server.home, "--url", server.url, "--json"))
+    try:
+        r = start_run(runs, server.url, server.home, victim, tmp_path / "run")
+        r.wait_started()
+        assert r.permit_seen.wait(5) and r.permit_id
+        time.sleep(ttl + 1.0)  # outlive the first permit: the guard renewed it at least once
+        assert r.proc.poll() is None, f"the command did not outlive its first permit: {r.why()}"
+        revoked = fiat_cli(
+            "revoke", "--permit", r.permit_id, "--reason", "test: first of the chain",
+            "--home", server.home, "--url", server.url,
+        )  # fmt: skip
+        returned_at = time.time()
+        ok(revoked)
+        code, result = r.finish()
+    finally:
+        ok(fiat_cli("policy", "publish", EXAMPLES, "--home", server.home, "--url", server.url, "--json"))
+    assert_halted(code, result, "revocation")
+    assert "test: first of the chain" in result["reason"]
+    print(f"revocation of the chain's first permit: halted {(r.halted_at - returned_at) * 1000:.0f} ms after it")
+    assert r.halted_at - returned_at < 3.0, f"halted {r.halted_at - returned_at:.2f} s after `fiat revoke` returned"
+    receipt = receipt_from_bundle(r.evidence)
+    assert_halt_receipt(receipt, "revocation", r.permit_id)
+    assert receipt["renewedFrom"] and receipt["renewedFrom"][0] == r.permit_id, receipt
+    last = receipt["permit"]["jti"]
+    assert last != r.permit_id
+    # The authority refuses to extend the revoked chain from its last permit.
+    bundle = Bundle.parse(r.evidence.read_bytes())
+    cfg = load_config(server.home, require=True)
+    rec, key = keyring(cfg).signing_key("runtime")
+    body = {
+        **{k: bundle.action_request[k] for k in ("principal", "action", "resource", "context", "parent")},
+        "renews": last,
+    }
+    with AuthorityClient(server.url) as client, pytest.raises(ClientError) as refused:
+        client.authorize(key, rec.kid, body)
+    assert refused.value.status == 403 and f"the revocation of {r.permit_id} covers" in str(refused.value), (
+        refused.value
     )
 
 

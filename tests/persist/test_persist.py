@@ -70,7 +70,7 @@ def _user_version(path: Path) -> int:
 
 
 def test_a_new_home_records_the_schema_version(cfg: Config) -> None:
-    assert _user_version(cfg.database_path) == SCHEMA_VERSION == 3
+    assert _user_version(cfg.database_path) == SCHEMA_VERSION == 4
 
 
 def test_a_version_2_database_gains_the_dpop_replay_cache(cfg: Config) -> None:
@@ -97,6 +97,29 @@ def test_a_version_2_database_gains_the_dpop_replay_cache(cfg: Config) -> None:
     db = sqlite3.connect(cfg.database_path)
     try:
         assert db.execute("SELECT key, expires FROM dpop_proofs").fetchall() == [("k1", 2000.0)]
+    finally:
+        db.close()
+
+
+def test_a_version_3_database_gains_the_renewals_table(cfg: Config) -> None:
+    """Schema 4 records renewal chains (one successor per predecessor); a version-3 file is brought up to date."""
+    db = sqlite3.connect(cfg.database_path)
+    db.execute("DROP TABLE renewals")
+    db.execute("DROP INDEX permits_parent")
+    db.execute("PRAGMA user_version = 3")
+    db.commit()
+    db.close()
+    store = open_authority_store(cfg)
+    try:
+        assert store.claim_renewal("pmt_a", "pmt_b", 1.0) is True
+        assert store.claim_renewal("pmt_a", "pmt_c", 2.0) is False  # the predecessor's one successor
+        assert store.successor_of("pmt_a") == "pmt_b"
+    finally:
+        store.close()
+    assert _user_version(cfg.database_path) == SCHEMA_VERSION
+    db = sqlite3.connect(cfg.database_path)
+    try:
+        assert db.execute("SELECT name FROM sqlite_master WHERE name = 'permits_parent'").fetchone()
     finally:
         db.close()
 

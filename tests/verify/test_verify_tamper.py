@@ -188,6 +188,8 @@ class World:
     revoked_halted: Execution
     revoked_ran_on: Execution
     revoked_before_start: Execution
+    # A renewed execution that completed long after the first permit of its chain was revoked.
+    chain_revoked_ran_on: Execution
 
     @property
     def iat(self) -> int:
@@ -223,6 +225,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         now=t,
         revocations=[Revoke("permit", t + 1)],
         receipt={**halted, "start": t + 20, "execution_start": t + 20, "end": t + 21},
+    )
+    first_of_chain = make_execution(home, now=t, with_receipt=False)
+    chain_revoked_ran_on = claimed_execution(
+        home,
+        now=t,
+        revocations=[Revoke("permit", t + 5, target=first_of_chain.jti)],
+        receipt={"end": t + 30, "verifications": 120, "renewed_from": [first_of_chain.jti]},
     )
 
     # Key rotation, end to end through the CLI, in a home of its own.
@@ -277,6 +286,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         revoked_halted=revoked_halted,
         revoked_ran_on=revoked_ran_on,
         revoked_before_start=revoked_before_start,
+        chain_revoked_ran_on=chain_revoked_ran_on,
     )
 
 
@@ -550,6 +560,13 @@ def _(w: World) -> Input:
 @case("receipt/completed-after-the-permit-was-revoked", "receipt", "without halting")
 def _(w: World) -> Input:
     return bj_of(w.revoked_ran_on), w.root
+
+
+@case("receipt/completed-after-the-first-permit-of-its-chain-was-revoked", "receipt", "without halting")
+def _(w: World) -> Input:
+    """A revocation covers the whole renewal chain (docs/formats.md, "Renewal and revocation"): the
+    last permit's guard had to halt too, though the revocation names the chain's first permit."""
+    return bj_of(w.chain_revoked_ran_on), w.root
 
 
 @case("receipt/started-after-the-permit-was-revoked", "receipt", "a revoked permit never runs")

@@ -7,10 +7,11 @@ with a signed approval/v1 statement in DSSE, bound to the action digest
 (:meth:`Approvals.decide`): the signing key must be an approver of the group the policy
 names (``@approval("ops")``), and its holder must not be the principal who asked
 (docs/formats.md, "Approvals"). A granted approval is used once, unexpired, by a request
-that names it from the runtime that asked for it (:meth:`Approvals.use`), and a renewal
-carries over the approvals of the permit it renews while the policy asks the same group
-(:meth:`Approvals.renewed`). Pending approvals past their timeout become logged denials
-(:meth:`Approvals.expire`).
+that names it from the runtime that asked for it (:meth:`Approvals.use`). A renewal redeems
+none: its successor names, for the record, the approvals of the permit it renews while the
+policy asks the same group (:meth:`Approvals.renewed`), and is never single use
+(docs/formats.md, "Renewal and revocation"). Pending approvals past their timeout become
+logged denials (:meth:`Approvals.expire`).
 """
 
 from __future__ import annotations

@@ -10,8 +10,10 @@
 3. ``evidence``   the runtime's environment Evidence is appraised into an
                   Attestation Result (RATS, RFC 9334): ``verified`` iff its digest
                   recomputes over its claims.
-4. ``lineage``    a parent permit must be one this authority issued, unrevoked;
-                  the lineage depth is the parent's plus one.
+4. ``lineage``    a parent permit must be one this authority issued, not covered by a
+                  revocation; the lineage depth is the parent's plus one. A renewal
+                  (``renews``) must extend a live execution of this runtime and action,
+                  with no successor yet (docs/formats.md, "Renewal and revocation").
 5. ``revocation`` neither principal nor runtime is revoked.
 6. ``policy``     Cedar evaluates the request (deny by default, forbid wins); shadow
                   results are logged, not enforced; obligations come from annotations.
@@ -126,6 +128,7 @@ class Authority:
             policy=self._policy,
             approvals=self._approvals,
             outcomes=self._outcomes,
+            store=store,
         )
         self.reload_policy()
 
@@ -182,7 +185,9 @@ class Authority:
         return record_receipt(self.recorder, self._keys, envelope)
 
     def bundle(self, jti: str) -> dict[str, Any]:
-        return self.recorder.bundle(jti).to_json()
+        """The evidence bundle of ``jti``; each permit in it carries the revocations that cover it
+        (its renewal chain, lineage ancestors, principal, runtime), so the verifier's receipt rule applies them."""
+        return self.recorder.bundle(jti, extra=self._revocations.covering).to_json()
 
     # -- approvals ---------------------------------------------------------------------------
 

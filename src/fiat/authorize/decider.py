@@ -12,6 +12,7 @@ approvals, and the outcomes that sign the evidence and hand it to the log.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -27,18 +28,32 @@ from fiat.authorize.approvals import Approvals
 from fiat.authorize.decision import AuthorizationRequest, AuthorizationResult
 from fiat.authorize.names import entity_uid
 from fiat.authorize.outcomes import Answer, Outcomes
+from fiat.authorize.permit import new_permit_id
 from fiat.authorize.policy import Evaluation, PolicyError
 from fiat.authorize.policy_state import ActivePolicy, PolicyState
-from fiat.authorize.revocations import Revocations, principal_key
+from fiat.authorize.revocations import Revocations, covered_reason, principal_key
 from fiat.authorize.signing import AuthorityKeys
-from fiat.errors import ApprovalError, AuthorizationError, MalformedError, MalformedRequestError
+from fiat.errors import (
+    AlreadyRenewedError,
+    ApprovalError,
+    AuthorizationError,
+    MalformedError,
+    MalformedRequestError,
+)
 from fiat.establish.appraisal import appraise
+from fiat.formats import jws
 from fiat.formats.action import EncodedRequest, encode_action_request
 from fiat.formats.canonical import canonical
+from fiat.formats.encoding import json_digest
+from fiat.persist.protocols import AuthorityStore
 from fiat.prove import evidence as ev
 
 log = logging.getLogger("fiat.authority")
 _T = TypeVar("_T")
+
+#: Seconds after its ``exp`` a permit may still be renewed (a renewal delayed by a slow network);
+#: docs/formats.md, "Renewal and revocation".
+RENEWAL_GRACE = 5.0
 
 
 def check_request(req: AuthorizationRequest) -> EncodedRequest:
@@ -93,8 +108,9 @@ class Decider:
         policy: PolicyState,
         approvals: Approvals,
         outcomes: Outcomes,
+        store: AuthorityStore,
     ) -> None:
-        self.recorder, self.keys, self.revocations = recorder, keys, revocations
+        self.recorder, self.keys, self.revocations, self.store = recorder, keys, revocations, store
         self.policy, self.approvals, self.outcomes = policy, approvals, outcomes
         self._cond = threading.Condition()
         self._queue: deque[_Queued] = deque()
@@ -194,15 +210,18 @@ class Decider:
             return deny_later(enc, now, f"runtime {req.runtime_kid} is revoked")
         # 3. evidence
         attestation = appraise(req.evidence)
-        # 4. lineage
+        # 4. lineage (a revocation covers the parent's renewal chain and lineage: its ancestry)
         depth = 0
         if req.parent is not None:
             parent = self.recorder.index.permit(req.parent)
             if parent is None:
                 return deny_later(enc, now, f"parent permit {req.parent} was not issued here")
-            if is_revoked("permit", req.parent):
-                return deny_later(enc, now, f"parent permit {req.parent} is revoked")
+            revoked = self.revocations.revoked_ancestor(req.parent)
+            if revoked is not None:
+                return deny_later(enc, now, f"parent {covered_reason(req.parent, revoked)}")
             depth = parent.depth + 1
+        if req.renews is not None:
+            self.check_renewal(req, enc, now)
         # 5. revocation (principals compared in their one Cedar spelling)
         if is_revoked("principal", principal_key(req.principal)):
             return deny_later(enc, now, f"principal {req.principal} is revoked")
@@ -222,6 +241,44 @@ class Decider:
             },
         }
         return Prepared(req, enc, now, attestation, active, context)
+
+    def check_renewal(self, req: AuthorizationRequest, enc: EncodedRequest, now: float) -> None:
+        """A renewal only extends a live, consumed execution (docs/formats.md, "Renewal and revocation").
+
+        The permit it renews was issued here, is not covered by a revocation (its renewal chain and
+        lineage walked up), is bound to the same runtime key (cnf) as the renewing request's DPoP
+        key, has the same action digest, is unexpired (or expired less than :data:`RENEWAL_GRACE`
+        ago), was consumed if it was single use, and has no successor yet. Any
+        failure is a refusal (:class:`AuthorizationError`, 403; :class:`AlreadyRenewedError`, 409),
+        not a logged denial: nothing was decided.
+        """
+        jti = req.renews
+        assert jti is not None
+        old = self.recorder.index.permit(jti)
+        if old is None:
+            raise AuthorizationError(f"cannot renew {jti}: no such permit was issued here")
+        revoked = self.revocations.revoked_ancestor(jti)
+        if revoked is not None:
+            raise AuthorizationError(f"cannot renew: {covered_reason(jti, revoked)}")
+        if old.runtime != req.runtime_kid:
+            raise AuthorizationError(f"cannot renew {jti}: it is bound to another runtime key (cnf)")
+        if json_digest(json.loads(old.request)) != enc.digest:
+            raise AuthorizationError(f"cannot renew {jti}: it permits another action (action digest differs)")
+        if old.exp + RENEWAL_GRACE < now:
+            raise AuthorizationError(
+                f"cannot renew {jti}: it expired {now - old.exp:.0f} s ago (grace {RENEWAL_GRACE:.0f} s); "
+                "ask for a new permit instead"
+            )
+        token = self.recorder.log.read_entries(old.log_index, old.log_index + 1)[0].decode("ascii")
+        constraints = jws.parse(token).claims.get("constraints") or {}
+        if constraints.get("singleUse") is True and not self.store.is_consumed(jti):
+            raise AuthorizationError(
+                f"cannot renew {jti}: it is single use and was never consumed; a renewal only extends "
+                "an execution that started (consume the permit first)"
+            )
+        successor = self.store.successor_of(jti)
+        if successor is not None:
+            raise AlreadyRenewedError(f"permit {jti} was already renewed (by {successor}); renew {successor} instead")
 
     def conclude(self, p: Prepared, evaluation: Evaluation | Exception) -> Answer:
         """Steps 6 (the decision), 7 and 8, given Cedar's evaluation of the prepared request."""
@@ -252,13 +309,16 @@ class Decider:
             return outcomes.deny_later(
                 enc, now, reason, policy=active, evaluation=evaluation, shadow=shadow, reasons=reasons
             )
-        # 7. approval (a renewal carries over the approvals of the permit it renews)
+        # 7. approval. A renewal redeems nothing: it names, for the record, the approvals the permit
+        # it renews named (redeemed once, by the chain's first permit); without them it is pending.
         approvals: tuple[str, ...] = ()
         group = evaluation.obligations.approval
         if group is not None:
             carried = self.approvals.renewed(req, enc.digest, group, now) if req.renews else None
             if carried:
                 approvals = carried
+            elif req.renews is not None:
+                return outcomes.pending(enc, now, active, evaluation, shadow, runtime=req.runtime_kid)
             else:
                 used = (
                     self.approvals.use(req.approval_id, enc.digest, req.runtime_kid, now) if req.approval_id else None
@@ -267,5 +327,9 @@ class Decider:
                     note = None if used is None else used.refusal
                     return outcomes.pending(enc, now, active, evaluation, shadow, runtime=req.runtime_kid, note=note)
                 approvals = (used.statement_digest,)
-        # 8. permit
-        return outcomes.allow(enc, now, req, p.attestation, active, evaluation, approvals, shadow)
+        # 8. permit. A renewal's successor is claimed first: one per predecessor, by the store's key.
+        jti = new_permit_id()
+        if req.renews is not None and not self.store.claim_renewal(req.renews, jti, now):
+            successor = self.store.successor_of(req.renews)
+            raise AlreadyRenewedError(f"permit {req.renews} was already renewed (by {successor}); renew that instead")
+        return outcomes.allow(enc, now, req, p.attestation, active, evaluation, approvals, shadow, jti=jti)

@@ -289,7 +289,11 @@ class Outcomes:
         evaluation: Evaluation,
         approvals: tuple[str, ...],
         shadow: tuple[dict[str, Any], ...],
+        *,
+        jti: str | None = None,
     ) -> Answer:
+        """Step 8. A renewal (``req.renews``) mints the successor of one execution: claim ``renews``,
+        never single use (nothing new to consume); its approvals name the chain's, for the record."""
         runtime = self.keys.ring.find(req.runtime_kid)
         assert runtime is not None
         ob = evaluation.obligations
@@ -301,9 +305,10 @@ class Outcomes:
             PolicyRef(active.digest, active.version, evaluation.determining),
             attestation["digest"],
             ttl=ob.ttl,
-            constraints=Constraints(ob.max_duration, ob.heartbeat_ms, ob.single_use),
+            constraints=Constraints(ob.max_duration, ob.heartbeat_ms, ob.single_use and req.renews is None),
             approvals=approvals,
             action_digest=digest,
+            renews=req.renews,
         )
         token, claims = mint_permit(
             spec,
@@ -312,6 +317,7 @@ class Outcomes:
             issuer=self.cfg.authority.issuer,
             audience=self.cfg.authority.audience,
             now=int(now),
+            jti=jti,
         )
         jti = claims["jti"]
         statement = decision_statement(
@@ -345,7 +351,7 @@ class Outcomes:
             "ttl": ob.ttl,
             "maxDuration": ob.max_duration,
             "heartbeatIntervalMs": ob.heartbeat_ms,
-            "singleUse": ob.single_use,
+            "singleUse": ob.single_use and req.renews is None,
             "approval": ob.approval,
         }
         reason = statement.predicate["reason"]

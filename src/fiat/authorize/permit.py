@@ -5,7 +5,8 @@ Claims (documented in docs/formats.md):
 * registered (RFC 7519 §4.1): ``iss sub aud iat nbf exp jti``;
 * ``cnf`` (RFC 7800 §3.2): the runtime's public key as a JWK — only that runtime can use the permit;
 * Fiat's: ``action`` (name, resource, digest), ``policy`` (digest, version, determining
-  policies), ``environment`` (measurement digest), ``constraints``, ``parent``, ``approvals``.
+  policies), ``environment`` (measurement digest), ``constraints``, ``parent``, ``approvals``,
+  and, on a renewal only, ``renews`` (the permit it succeeds in the same execution).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class PermitRequest:
     constraints: Constraints = field(default_factory=Constraints)
     approvals: tuple[str, ...] = ()
     action_digest: str | None = None  # when the caller already computed it
+    renews: str | None = None  # a renewal: the permit this one succeeds (docs/formats.md, "Renewal")
 
 
 class _RandomPool:
@@ -132,5 +134,7 @@ def mint_permit(
         "parent": req.get("parent"),
         "approvals": list(spec.approvals),
     }
+    if spec.renews is not None:
+        claims["renews"] = spec.renews
     token = jws.sign_compact(compact(claims), key, kid=kid, typ=PERMIT_TYP)
     return token, claims

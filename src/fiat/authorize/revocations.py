@@ -6,10 +6,18 @@ statement with the next revocation epoch; the set of revocations is held in memo
 re-read from the store only when the stored epoch moves (the epoch is re-read at most every
 50 ms: another process may revoke through the same store). :meth:`Revocations.consume`
 uses a single-use permit once, for the runtime it is bound to (``cnf``).
+
+A permit revocation covers a whole execution (docs/formats.md, "Renewal and revocation"): the
+permit, every permit that renews it (transitively) and every lineage descendant of any of
+them. :meth:`Revocations.revoked_ancestor` answers whether a permit is covered (its renewal
+chain and lineage walked up); the trust state lists each covered permit
+(:func:`fiat.authorize.trust_state.sign_trust_state`); :meth:`Revocations.covering` finds the
+revocations that belong in a permit's bundle.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -28,6 +36,18 @@ log = logging.getLogger("fiat.authority")
 def principal_key(principal: str) -> str:
     """The one spelling of a principal used for revocations (its Cedar entity UID)."""
     return entity_uid(principal, "principal")
+
+
+#: Seconds a permit revocation stays in the trust state after the last permit it covers expired
+#: (clock slack between authority and guards).
+REVOCATION_SLACK = 60.0
+
+
+def covered_reason(jti: str, revoked: str) -> str:
+    """Why ``jti`` may not be used, renewed or extended: the revocation of ``revoked`` covers it."""
+    if revoked == jti:
+        return f"permit {jti} is revoked"
+    return f"permit {jti} is revoked: the revocation of {revoked} covers its renewal chain and lineage"
 
 
 @dataclass(eq=False)
@@ -59,9 +79,10 @@ class Revocations:
             epoch = self.store.revocation_epoch() + 1
             statement = ev.revocation_statement(kind=kind, target=target, reason=reason, epoch=epoch, at=now)
             index = self.keys.record(self.recorder, statement, target if kind == "permit" else None)
-            record = self.recorder.index.permit(target) if kind == "permit" else None
-            # A revoked permit stops mattering once it would have expired anyway (plus clock slack).
-            expires = None if record is None else record.exp + 60
+            # A revoked permit stops mattering once it, and every permit the revocation covers, would
+            # have expired anyway (plus clock slack); unknown permit ids keep their row for good.
+            covered = self.store.covered([target]) if kind == "permit" else {}
+            expires = max(covered.values()) + REVOCATION_SLACK if covered else None
             stored = self.store.add_revocation(kind, target, reason, now, index, expires)
         if stored != epoch:
             log.error("revocation epoch %d was stored as %d (another writer?)", epoch, stored)
@@ -75,8 +96,9 @@ class Revocations:
             raise AuthorizationError(f"no permit {jti!r} was issued here")
         if record.runtime != runtime_kid:
             raise AuthorizationError("only the runtime the permit is bound to (cnf) can use it")
-        if self.is_revoked("permit", jti):
-            raise AuthorizationError(f"permit {jti} is revoked")
+        revoked = self.revoked_ancestor(jti)
+        if revoked is not None:
+            raise AuthorizationError(covered_reason(jti, revoked))
         if self.is_revoked("principal", principal_key(record.principal)):
             raise AuthorizationError(f"principal {record.principal} is revoked")
         if self.is_revoked("runtime", record.runtime):
@@ -89,6 +111,30 @@ class Revocations:
     def is_revoked(self, kind: str, target: str) -> bool:
         """Revocations are held in memory and refreshed from storage whenever its epoch moves."""
         return (kind, target) in self._revoked_now()
+
+    def revoked_ancestor(self, jti: str) -> str | None:
+        """The revoked permit whose revocation covers ``jti`` (itself, a permit it renews, a lineage
+        ancestor, or one those renew), or None. The walk reads the store only if any permit is revoked."""
+        revoked = self._revoked_now()
+        if not any(kind == "permit" for kind, _ in revoked):
+            return None
+        for up in self.store.ancestry(jti):
+            if ("permit", up) in revoked:
+                return up
+        return None
+
+    def covering(self, jti: str) -> list[int]:
+        """The log indexes of every revocation that covers ``jti``: of its renewal chain and lineage
+        ancestors, of its principal and of its runtime — what its evidence bundle must carry so
+        that the verifier's receipt rule can apply them (docs/formats.md, "Renewal and revocation")."""
+        record = self.recorder.index.permit(jti)
+        if record is None:
+            return []
+        targets = [("permit", up) for up in self.store.ancestry(jti)]
+        targets.append(("runtime", record.runtime))
+        with contextlib.suppress(MalformedError):  # a principal that is no entity name cannot be revoked
+            targets.append(("principal", principal_key(record.principal)))
+        return self.store.revocation_log_indexes(targets)
 
     def _revoked_now(self) -> frozenset[tuple[str, str]]:
         epoch = self.store.revocation_epoch() if self._revocations_stale() else self._revoked_epoch

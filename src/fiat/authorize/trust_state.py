@@ -3,11 +3,19 @@
 A JWS (``typ`` fiat-trust-state+jwt, checked by :mod:`fiat.verify.trust_state`) signed with
 the authority key, holding the log's checkpoint, the active policy (its version and digest,
 step 6) and the revocations since an epoch (steps 1, 4 and 5, re-checked by every guard).
+
+A permit revocation is listed once for the permit revoked and once more for every issued permit
+it covers — its renewal successors and lineage descendants, transitively — with the same epoch,
+reason and time and ``coveredBy`` naming the permit revoked (docs/formats.md, "Renewal and
+revocation"). A guard therefore needs no graph: it looks up its own ids.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from fiat.authorize.policy_state import ActivePolicy
+from fiat.authorize.revocations import REVOCATION_SLACK
 from fiat.authorize.signing import AuthorityKeys
 from fiat.formats import jws
 from fiat.formats.canonical import compact
@@ -31,6 +39,15 @@ def sign_trust_state(
     """The signed trust state document (JWS, typ fiat-trust-state+jwt)."""
     rec, key = keys.authority
     revocations = store.revocations_since(since, live_at=now)
+    listed: list[dict[str, Any]] = []
+    for r in revocations:
+        entry = {"epoch": r.epoch, "kind": r.kind, "target": r.target, "reason": r.reason, "time": rfc3339(r.at)}
+        listed.append(entry)
+        if r.kind != "permit":
+            continue
+        for jti, exp in sorted(store.covered([r.target]).items()):
+            if jti != r.target and exp + REVOCATION_SLACK > now:
+                listed.append({**entry, "target": jti, "coveredBy": r.target})
     cp = transparency_log.checkpoint()
     claims = {
         "iss": issuer,
@@ -41,9 +58,6 @@ def sign_trust_state(
         "policy": None if active is None else {"version": active.version, "digest": {"sha256": active.digest}},
         "revocationEpoch": store.revocation_epoch(),
         "since": since,
-        "revocations": [
-            {"epoch": r.epoch, "kind": r.kind, "target": r.target, "reason": r.reason, "time": rfc3339(r.at)}
-            for r in revocations
-        ],
+        "revocations": listed,
     }
     return jws.sign_compact(compact(claims), key, kid=rec.kid, typ=TRUST_STATE_TYP)

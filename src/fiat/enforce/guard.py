@@ -22,7 +22,8 @@ blocking on the network — each failure is a halt naming its step:
 * ``trust-signature``   the latest trust state verified (a bad signature is fatal);
 * ``trust-fresh``       it is not older than the staleness bound;
 * ``log-continuity``    every checkpoint seen extends the previous one (no split view);
-* ``revocation``        neither the permit, the principal nor the runtime is revoked;
+* ``revocation``        no permit of the renewal chain (nor the lineage parent), the principal
+                        nor the runtime is revoked;
 * ``permit-expiry``     the permit is unexpired (it is renewed before expiry; a refused
                         renewal halts);
 * ``policy-current``    the trust state's policy digest is the permit's (a change forces
@@ -269,6 +270,18 @@ class Session:
     def permit_id(self) -> str:
         return str(self.claims.get("jti", ""))
 
+    def lineage_ids(self) -> list[str]:
+        """Every permit id whose revocation halts this execution: each permit of its renewal chain
+        (``renewed_from``, then the current one) and its lineage parent. The trust state also lists
+        each permit a revocation covers (docs/formats.md, "Renewal and revocation"), so ancestors
+        further up reach the guard as its own ids; checking the chain here holds even for a
+        successor the authority minted while the revocation was being recorded."""
+        with self._lock:
+            ids = [*self.renewed_from, self.permit_id]
+        if self.parent is not None:
+            ids.append(self.parent)
+        return ids
+
     @property
     def permit_digest(self) -> str:
         return hashlib.sha256(self.token.encode("ascii")).hexdigest()
@@ -346,7 +359,7 @@ class Session:
                 f"the log's newest checkpoint has not been proven consistent for {mono - snap.unproven_since:.1f} s",
             )
         for kind, target in (
-            ("permit", self.permit_id),
+            *(("permit", jti) for jti in self.lineage_ids()),
             ("principal", self.principal_key),
             ("runtime", self.runtime.kid),
         ):
@@ -420,6 +433,9 @@ class Session:
         except NotEstablished as exc:
             self._renewal_error = str(exc)
         except ClientError as exc:
+            if exc.status in (403, 409):  # refused (revoked chain, already renewed, ...): retrying cannot help
+                self._renewal_error = str(exc)
+                return
             log.warning("renewal failed, will retry: %s", exc)  # trust-fresh bounds how long this may last
 
     # -- prove ------------------------------------------------------------------------------------

@@ -198,9 +198,34 @@ class AuthorityStore(ReplayCache, Protocol):
     def is_revoked(self, kind: str, target: str) -> bool:
         """Whether ``target`` of ``kind`` was ever revoked."""
 
+    def revocation_log_indexes(self, targets: Sequence[tuple[str, str]]) -> list[int]:
+        """Where the revocations of any of ``targets`` (kind, target) were logged, in log order."""
+
     # single-use permits
     def consume(self, jti: str, at: float) -> bool:
         """Mark a single-use permit used; False if it already was."""
+
+    def is_consumed(self, jti: str) -> bool:
+        """Whether a single-use permit was used."""
+
+    # renewal chains and lineage (docs/formats.md, "Renewal and revocation")
+    def claim_renewal(self, predecessor: str, successor: str, at: float) -> bool:
+        """Atomically record that ``successor`` renews ``predecessor``; False if it already has one.
+
+        One insert-if-absent on a unique key: of any number of concurrent renewals of one permit,
+        across processes too, exactly one is claimed.
+        """
+
+    def successor_of(self, predecessor: str) -> str | None:
+        """The permit that renewed ``predecessor``, or None."""
+
+    def ancestry(self, jti: str) -> list[str]:
+        """``jti``, the permits it renews (transitively) and its lineage parents (theirs too): every
+        permit whose revocation covers ``jti``. Reads the evidence index's permits (same database)."""
+
+    def covered(self, roots: Sequence[str]) -> dict[str, float]:
+        """Every issued permit a revocation of ``roots`` covers (them, their renewal successors and
+        lineage descendants, transitively) → its ``exp``. Reads the evidence index's permits."""
 
     def close(self) -> None:
         """Release connections. Idempotent."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -315,10 +315,17 @@ class EvidenceRecorder:
         self.log.close()
         self.index.close()
 
-    def bundle(self, jti: str, with_ancestors: bool = True) -> Bundle:
-        """Assemble the evidence of one execution, every entry proven against the latest checkpoint."""
+    def bundle(
+        self, jti: str, with_ancestors: bool = True, extra: Callable[[str], Sequence[int]] | None = None
+    ) -> Bundle:
+        """Assemble the evidence of one execution, every entry proven against the latest checkpoint.
+
+        ``extra(jti)`` names further logged statements that belong in a permit's part of the
+        bundle though they are indexed under other ids: the authority passes the revocations that
+        cover the permit (docs/formats.md, "Renewal and revocation").
+        """
         cp = self.log.checkpoint()
-        own = self._bundle(jti, cp.size)
+        own = self._bundle(jti, cp.size, extra)
         if not with_ancestors:
             return own
         ancestors: list[Bundle] = []
@@ -328,7 +335,7 @@ class EvidenceRecorder:
             if parent in seen or len(ancestors) >= MAX_ANCESTORS:
                 raise FiatError(f"the lineage of {jti} loops or is deeper than {MAX_ANCESTORS}")
             seen.add(parent)
-            anc = self._bundle(parent, cp.size)
+            anc = self._bundle(parent, cp.size, extra)
             ancestors.append(anc)
             parent = anc.permit.claims.get("parent")
         return dataclasses.replace(own, ancestors=tuple(ancestors))
@@ -337,17 +344,17 @@ class EvidenceRecorder:
         path, cp = self.log.inclusion_proof(index, size)
         return TlogProof(index, tuple(path), cp.note_bytes)
 
-    def _bundle(self, jti: str, size: int) -> Bundle:
+    def _bundle(self, jti: str, size: int, extra: Callable[[str], Sequence[int]] | None = None) -> Bundle:
         permit = self.index.permit(jti)
         if permit is None:
             raise NotFoundError(f"no permit {jti!r} in this home's evidence; check the id (`fiat verify` prints it)")
         request_bytes, permit_index = permit.request, permit.log_index
         token = self.log.read_entries(permit_index, permit_index + 1)[0].decode("ascii")
         statements = []
-        for link in self.index.entries(jti):
-            if link.kind == "permit":
-                continue
-            idx = link.log_index
+        indexes = {link.log_index for link in self.index.entries(jti) if link.kind != "permit"}
+        if extra is not None:
+            indexes.update(i for i in extra(jti) if i < size)  # proven against this checkpoint
+        for idx in sorted(indexes):
             env = Envelope.parse(self.log.read_entries(idx, idx + 1)[0])
             statements.append(BundleStatement(env, Statement.from_envelope(env), self._proof(idx, size)))
         request = loads_strict(request_bytes, "action request")

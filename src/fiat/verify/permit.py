@@ -153,6 +153,8 @@ def check_claims(claims: dict[str, Any], root: TrustRoot) -> tuple[bytes, str, s
         raise VerificationError(step, "approvals must be a list of sha256 hex digests")
     if c.get("parent") is not None and not isinstance(c.get("parent"), str):
         raise VerificationError(step, "parent must be a permit id or null")
+    if "renews" in c and not isinstance(c["renews"], str):
+        raise VerificationError(step, "renews must be a permit id (present only on a renewal)")
     return cnf_key, action_digest, environment_digest
 
 

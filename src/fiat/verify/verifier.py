@@ -380,17 +380,28 @@ class _Run:
         """Rules ``receipt: revoked before the start`` and ``receipt: ran on after a revocation``.
 
         A revocation in the bundle (authority-signed: step 6) of this permit, of a permit it renewed
-        (``renewedFrom``), of its principal (in its Cedar spelling) or of its runtime (the cnf key's
-        kid), dated more than the halt bound before the execution started, means a revoked permit
-        ran; dated more than the halt bound before a completed or failed execution's end, it means
-        the guard did not halt (its final check would have held a trust state listing it).
+        (``renewedFrom``, the ``renews`` claim), of a lineage ancestor, of its principal (in its
+        Cedar spelling) or of its runtime (the cnf key's kid), dated more than the halt bound before
+        the execution started, means a revoked permit ran; dated more than the halt bound before a
+        completed or failed execution's end, it means the guard did not halt (its final check would
+        have held a trust state listing it).
         """
         step = "receipt"
         renewed = p.get("renewedFrom", [])
         if not isinstance(renewed, list) or not all(isinstance(r, str) for r in renewed):
             raise VerificationError(step, "the receipt's renewedFrom is not a list of permit ids")
         jti = self.claims["jti"]
+        # A permit revocation covers the whole renewal chain and every lineage descendant
+        # (docs/formats.md, "Renewal and revocation"): the permits this one renewed and its
+        # ancestors (and what they renewed, as far as the bundle says) are as live as itself.
         targets: dict[tuple[str, str], str] = {("permit", r): f"the permit it renewed, {r}," for r in renewed}
+        renews = self.claims.get("renews")
+        if isinstance(renews, str):
+            targets.setdefault(("permit", renews), f"the permit it renewed, {renews},")
+        for anc in self.bundle.ancestors:
+            for a in (anc.permit.claims.get("jti"), anc.permit.claims.get("renews")):
+                if isinstance(a, str):
+                    targets.setdefault(("permit", a), f"its lineage ancestor {a}")
         targets[("permit", jti)] = f"the permit {jti}"
         targets[("runtime", self.cnf_kid)] = f"its runtime {self.cnf_kid}"
         # A sub that is no entity name cannot be named by a principal revocation either.
@@ -410,8 +421,7 @@ class _Run:
                     f"{what} was revoked at {r.get('time')}, before the execution started at "
                     f"{p.get('executionStart', p.get('start'))}: a revoked permit never runs",
                 )
-            live = kind != "permit" or target == jti  # a renewed permit no longer governs at the end
-            if outcome != "halted" and live and at + bound < end:
+            if outcome != "halted" and at + bound < end:
                 raise VerificationError(
                     step,
                     f"{what} was revoked at {r.get('time')}, yet the execution {outcome} at {p.get('end')} "

@@ -21,7 +21,8 @@ def install(app: FastAPI, ctx: ApiContext) -> None:
         "/v1/authorize",
         tags=["authorize"],
         response_class=JSONResponse,
-        responses=problem_responses(400, 401, 403, 413, 503),
+        # 409: the permit a renewal names already has its one successor (docs/formats.md, "Renewal and revocation").
+        responses=problem_responses(400, 401, 403, 409, 413, 503),
     )
     async def authorize(body: AuthorizeBody, request: Request) -> JSONResponse:
         # The proof is checked in a worker thread (its jti is written to the store's replay cache);

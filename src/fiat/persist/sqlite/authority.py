@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -181,10 +183,57 @@ class SQLiteAuthorityStore:
         )
         return row is not None
 
+    def revocation_log_indexes(self, targets: Sequence[tuple[str, str]]) -> list[int]:
+        """Where the revocations of any of ``targets`` were logged, in log order."""
+        if not targets:
+            return []
+        rows = (
+            self._c()
+            .execute(
+                "SELECT DISTINCT r.log_index FROM revocations r JOIN json_each(?) t"
+                " ON r.kind = json_extract(t.value, '$[0]') AND r.target = json_extract(t.value, '$[1]')"
+                " ORDER BY r.log_index",
+                (json.dumps([list(t) for t in targets]),),
+            )
+            .fetchall()
+        )
+        return [int(r[0]) for r in rows]
+
     # single-use permits
     def consume(self, jti: str, at: float) -> bool:
         """Mark a single-use permit used; False if it already was."""
         return self._write("INSERT OR IGNORE INTO consumed_permits (jti, at) VALUES (?, ?)", (jti, at)) == 1
+
+    def is_consumed(self, jti: str) -> bool:
+        row = self._c().execute("SELECT 1 FROM consumed_permits WHERE jti = ?", (jti,)).fetchone()
+        return row is not None
+
+    # renewal chains and lineage (schema 4)
+    def claim_renewal(self, predecessor: str, successor: str, at: float) -> bool:
+        """One ``INSERT OR IGNORE`` on the primary key ``predecessor``: atomic across processes."""
+        return (
+            self._write(
+                "INSERT OR IGNORE INTO renewals (predecessor, successor, at) VALUES (?, ?, ?)",
+                (predecessor, successor, at),
+            )
+            == 1
+        )
+
+    def successor_of(self, predecessor: str) -> str | None:
+        row = self._c().execute("SELECT successor FROM renewals WHERE predecessor = ?", (predecessor,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def ancestry(self, jti: str) -> list[str]:
+        """Walk up the renewal (successor → predecessor) and lineage (child → parent) edges."""
+        rows = self._c().execute(_ANCESTRY, (jti, _WALK_LIMIT)).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def covered(self, roots: Sequence[str]) -> dict[str, float]:
+        """Walk down the renewal and lineage edges from ``roots``; the issued permits found, with ``exp``."""
+        if not roots:
+            return {}
+        rows = self._c().execute(_COVERED, (json.dumps(list(roots)), _WALK_LIMIT)).fetchall()
+        return {str(j): float(e) for j, e in rows}
 
     # the DPoP replay cache (RFC 9449 §11.1)
     def remember_proof(self, key: str, expires: float, now: float) -> bool:
@@ -233,6 +282,23 @@ def _ensure_index(db: SQLiteDatabase) -> None:
         with db.transaction() as conn:
             conn.execute(_INDEX)
 
+
+#: The most permits one walk of a renewal chain and its lineage visits (a bound on a corrupt graph).
+_WALK_LIMIT = 100_000
+#: The walks follow the edges from a permit to the permits whose revocation covers it: the
+#: permit it renews (``renewals``) and its lineage parent (``permits.parent``).
+_ANCESTRY = (
+    "WITH RECURSIVE edges(child, up) AS (SELECT successor, predecessor FROM renewals"
+    " UNION ALL SELECT jti, parent FROM permits WHERE parent IS NOT NULL),"
+    " walk(j) AS (SELECT ? UNION SELECT e.up FROM edges e JOIN walk ON e.child = walk.j)"
+    " SELECT j FROM walk LIMIT ?"
+)
+_COVERED = (
+    "WITH RECURSIVE edges(child, up) AS (SELECT successor, predecessor FROM renewals"
+    " UNION ALL SELECT jti, parent FROM permits WHERE parent IS NOT NULL),"
+    " walk(j) AS (SELECT value FROM json_each(?) UNION SELECT e.child FROM edges e JOIN walk ON e.up = walk.j)"
+    " SELECT p.jti, p.exp FROM (SELECT j FROM walk LIMIT ?) w JOIN permits p ON p.jti = w.j"
+)
 
 _APPROVAL_SELECT = (
     "SELECT id, action_digest, request, policy_group, requested_at, expires_at, status, approver,"

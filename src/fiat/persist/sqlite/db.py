@@ -26,8 +26,9 @@ from fiat.persist.records import ApprovalRecord, EvidenceLink, PermitRecord, Sta
 #: The layout of ``schema.sql``, recorded in ``PRAGMA user_version``. 0 is a database written
 #: before versions were recorded (the same layout as version 1) or a new, empty file.
 #: 1: the layout of the first recorded version; 2: approvals record the runtime that asked;
-#: 3: the DPoP replay cache (``dpop_proofs``), so a replay is refused across restarts and processes.
-SCHEMA_VERSION = 3
+#: 3: the DPoP replay cache (``dpop_proofs``), so a replay is refused across restarts and processes;
+#: 4: renewal chains (``renewals``: one successor per predecessor) and an index on ``permits.parent``.
+SCHEMA_VERSION = 4
 
 
 def _schema_statements() -> list[str]:

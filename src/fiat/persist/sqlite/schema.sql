@@ -1,4 +1,4 @@
--- Fiat's SQLite schema, version 3 (recorded in PRAGMA user_version; see db.py).
+-- Fiat's SQLite schema, version 4 (recorded in PRAGMA user_version; see db.py).
 -- One file holds the log, the evidence index and the authority's state, so a log batch
 -- commits the rows it stages (index rows, new approvals) in its own transaction.
 -- Every statement is idempotent: a database written before versions were recorded
@@ -82,3 +82,14 @@ CREATE TABLE IF NOT EXISTS dpop_proofs (
     expires REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS dpop_proofs_expires ON dpop_proofs (expires);
+
+-- Schema 4: renewal chains (docs/formats.md, "Renewal and revocation"). One row per renewal:
+-- the primary key makes "at most one successor per predecessor" the database's rule, so of
+-- two concurrent renewals of one permit exactly one is claimed. The permits index on parent
+-- serves the walk of a revocation over lineage descendants.
+CREATE TABLE IF NOT EXISTS renewals (
+    predecessor TEXT PRIMARY KEY,
+    successor TEXT NOT NULL UNIQUE,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS permits_parent ON permits (parent);
