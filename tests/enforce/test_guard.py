@@ -1128,7 +1128,8 @@ def test_mitm_delta_states_cannot_hide_a_revocation(
 
     proxy.stream, proxy.rewrite = mitm, rewrite
     try:
-        r = start_run(runs, proxy.url, server.home, victim, tmp_path / "run", seconds=8)
+        # Long enough that the revocation below comes well before the command's end on a loaded machine.
+        r = start_run(runs, proxy.url, server.home, victim, tmp_path / "run", seconds=25)
         pids = r.wait_started()
         assert r.permit_seen.wait(5) and r.permit_id
         mitm.attack.set()
@@ -1136,7 +1137,7 @@ def test_mitm_delta_states_cannot_hide_a_revocation(
         time.sleep(3 * TRUST_INTERVAL)
         reason = "test: revoked behind a man-in-the-middle"
         ok(fiat_cli("revoke", "--permit", r.permit_id, "--reason", reason, "--home", server.home, "--url", server.url))
-        code, result = r.finish()
+        code, result = r.finish(timeout=40)
     finally:
         mitm.attack.clear()
         proxy.stream, proxy.rewrite = None, None
