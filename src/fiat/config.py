@@ -93,8 +93,8 @@ SETTINGS: dict[tuple[str, str], tuple[type, Any, str]] = {
     ("server", "tls_cert"): (
         str,
         "",
-        "PEM certificate chain `fiat serve` serves HTTPS with (with tls_key; relative paths are inside the home). "
-        "Empty: plain HTTP, for a loopback or a TLS-terminating proxy only.",
+        "PEM certificate chain `fiat serve` and `fiat log serve` serve HTTPS with (with tls_key; relative "
+        "paths are in the home). Empty: plain HTTP, for a loopback or a TLS-terminating proxy only.",
     ),
     ("server", "tls_key"): (str, "", "PEM private key of server.tls_cert (relative paths are inside the home)."),
     ("server", "tls_ca"): (
