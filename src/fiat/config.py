@@ -90,6 +90,19 @@ SETTINGS: dict[tuple[str, str], tuple[type, Any, str]] = {
         "Reverse proxies (IP addresses or CIDR networks) whose X-Forwarded-For/-Proto headers are honoured; "
         "empty: none are.",
     ),
+    ("server", "tls_cert"): (
+        str,
+        "",
+        "PEM certificate chain `fiat serve` and `fiat log serve` serve HTTPS with (with tls_key; relative "
+        "paths are in the home). Empty: plain HTTP, for a loopback or a TLS-terminating proxy only.",
+    ),
+    ("server", "tls_key"): (str, "", "PEM private key of server.tls_cert (relative paths are inside the home)."),
+    ("server", "tls_ca"): (
+        str,
+        "",
+        "PEM CA bundle that clients (`fiat run`, the CLI) verify an https:// authority with "
+        "(relative paths are inside the home). Empty: the system trust store.",
+    ),
 }
 
 
@@ -149,6 +162,9 @@ class ServerSettings:
     drain_s: float
     public_url: str
     trusted_proxies: list[str]
+    tls_cert: str
+    tls_key: str
+    tls_ca: str
 
 
 @dataclass(frozen=True)
@@ -182,9 +198,22 @@ class Config:
     def audit_dir(self) -> Path:
         return self.home / "audit"
 
+    def home_path(self, value: str) -> Path | None:
+        """A path setting: None when empty; a relative path is inside the home."""
+        if not value:
+            return None
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.home / p
+
+    @property
+    def tls(self) -> tuple[Path, Path] | None:
+        """``server.tls_cert`` and ``server.tls_key`` (None: ``fiat serve`` serves plain HTTP)."""
+        cert, key = self.home_path(self.server.tls_cert), self.home_path(self.server.tls_key)
+        return None if cert is None or key is None else (cert, key)
+
     @property
     def public_url(self) -> str:
-        """``server.public_url`` without a trailing slash, else ``http://server.host:server.port``."""
+        """``server.public_url`` without a trailing slash, else ``http(s)://server.host:server.port``."""
         return public_url_for(self, self.server.host, self.server.port)
 
 
@@ -255,6 +284,9 @@ def load_config(home: str | Path | None = None, *, require: bool = False) -> Con
         sources=sources,
     )
     _validate(cfg)
+    from fiat import tls
+
+    tls.use_ca_file(cfg.home_path(cfg.server.tls_ca))  # every authority client made from now on
     return cfg
 
 
@@ -309,6 +341,10 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("server.port must be between 0 and 65535")
     if not 0 <= cfg.server.drain_s <= 600:  # also rejects NaN
         raise ConfigError("server.drain_s must be between 0 and 600 (seconds)")
+    if bool(cfg.server.tls_cert) != bool(cfg.server.tls_key):
+        raise ConfigError(
+            "server.tls_cert and server.tls_key go together: set both (PEM files) to serve HTTPS, or neither"
+        )
     if cfg.server.public_url:
         check_public_url(cfg.server.public_url)
     for proxy in cfg.server.trusted_proxies:
@@ -338,14 +374,16 @@ def check_public_url(url: str) -> None:
 
 
 def public_url_for(cfg: Config, host: str, port: int) -> str:
-    """The public URL: ``server.public_url`` (no trailing slash), else ``http://host:port``.
+    """The public URL: ``server.public_url`` (no trailing slash), else ``http://host:port``
+    (``https://`` when ``server.tls_cert`` is set).
 
     ``fiat serve`` passes the address it actually listens on (``--host``/``--port``; ``--port 0``:
     the port the OS chose), so a proof for the URL a local client uses is accepted.
     """
     if cfg.server.public_url:
         return cfg.server.public_url.rstrip("/")
-    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    scheme = "https" if cfg.tls is not None else "http"
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 def render_default_config(origin: str) -> str:

@@ -50,7 +50,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from fiat.config import Config
-from fiat.errors import FiatError
+from fiat.errors import ConfigError, FiatError
 
 if TYPE_CHECKING:
     from fiat.authorize.authority import Authority
@@ -159,11 +159,36 @@ class Drain:
         return now - self._quiet_since >= QUIET_S
 
 
+def check_tls(cert: Path, key: Path) -> None:
+    """``server.tls_cert``/``server.tls_key``: a PEM certificate chain and its private key that load
+    together (the check uvicorn would make, made first so that the error says which setting to fix)."""
+    import ssl
+
+    for name, path in (("server.tls_cert", cert), ("server.tls_key", key)):
+        if not path.is_file():
+            raise ConfigError(f"{name}: {path} is not a file; point it at a PEM file (relative paths are in the home)")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(str(cert), str(key))
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(
+            f"server.tls_cert {cert} and server.tls_key {key} do not load as a PEM certificate chain and its "
+            f"private key: {exc}"
+        ) from None
+
+
 def run_server(
-    app: Any, sock: socket.socket, drain: Drain | None = None, *, trusted_proxies: Sequence[str] = ()
+    app: Any,
+    sock: socket.socket,
+    drain: Drain | None = None,
+    *,
+    trusted_proxies: Sequence[str] = (),
+    tls: tuple[Path, Path] | None = None,
 ) -> bool:
     """Serve ``app`` on the bound ``sock`` until SIGTERM/SIGINT, then drain (``drain``; none:
     the server stops at once) and exit. False if the app failed to start.
+
+    With ``tls`` (``server.tls_cert``, ``server.tls_key``: see :func:`check_tls`) it serves
+    HTTPS (RFC 9110 §4.2.2, TLS 1.2 or later) and nothing in plain HTTP.
 
     ``X-Forwarded-For``/``-Proto`` are honoured only from ``trusted_proxies`` (``server.trusted_proxies``);
     uvicorn's own default would trust them from 127.0.0.1, i.e. from any local process.
@@ -223,6 +248,8 @@ def run_server(
         timeout_graceful_shutdown=GRACEFUL_S,
         proxy_headers=bool(proxies),
         forwarded_allow_ips=proxies or None,
+        ssl_certfile=None if tls is None else str(tls[0]),
+        ssl_keyfile=None if tls is None else str(tls[1]),
     )
     server = DrainingServer(config, drain if drain is not None else Drain(0))
     try:

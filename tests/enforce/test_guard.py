@@ -56,7 +56,8 @@ from fiat.api.client import AuthorityClient, ClientError
 from fiat.authorize.permit import Constraints, PermitRequest, PolicyRef, mint_permit
 from fiat.config import load_config
 from fiat.enforce.guard import GuardSettings, NotEstablished, Runtime, Session, verify_permit_locally
-from fiat.enforce.trust import TrustSnapshot
+from fiat.enforce.trust import TrustMonitor, TrustSnapshot
+from fiat.errors import VerificationError
 from fiat.establish.measure import default_measurer
 from fiat.formats import jws
 from fiat.formats.action import encode_action_request
@@ -68,8 +69,9 @@ from fiat.prove.audit import HttpFetcher
 from fiat.tlog.checkpoint import Checkpoint, sign_checkpoint
 from fiat.tlog.tiles import entry_bundles_for_size, parse_bundle
 from fiat.verify import TrustedKey, TrustRoot
+from fiat.verify import permit as permit_rules
 from fiat.verify.bundle import Bundle
-from fiat.verify.trust_state import TRUST_STATE_TYP
+from fiat.verify.trust_state import TRUST_STATE_TYP, verify_trust_state
 from support.processes import FIAT, FiatServer, cli_env, free_port, ok
 from support.processes import fiat_text as fiat_cli
 
@@ -422,19 +424,22 @@ class Proxy:
     Everything passes through untouched — the ``Host`` header too; DPoP proofs made for the
     proxy's URL verify at the ``proxied`` server, whose ``server.public_url`` is the proxy's
     (as behind a real reverse proxy; any other server refuses them, RFC 9449 §4.3), and
-    ``/v1/trust/stream`` is streamed as it comes —
-    except a ``/v1/authorize`` answer that ``on_authorize(request, answer)`` rewrites, and the
-    trust stream when ``stream`` (a FakeTrust) serves it instead.
+    ``/v1/trust/stream`` is streamed as it comes — except a ``/v1/authorize`` answer that
+    ``on_authorize(request, answer)`` rewrites, the trust stream when ``stream`` (a FakeTrust
+    or a DeltaTrust) serves it instead, and the request path (and query) when ``rewrite``
+    changes it on the way to the server.
     """
 
     def __init__(
         self,
         upstream: str,
         on_authorize: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None,
-        stream: FakeTrust | None = None,
+        stream: FakeTrust | DeltaTrust | None = None,
+        rewrite: Callable[[str], str] | None = None,
         port: int = 0,
     ) -> None:
         self.upstream, self.on_authorize, self.stream = upstream, on_authorize, stream
+        self.rewrite = rewrite
         self.closing = threading.Event()
         self.tampered = 0
         handler = type("Handler", (_ProxyHandler,), {"proxy": self})
@@ -477,7 +482,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 return
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length) if length else b""
-            r = httpx.request(self.command, p.upstream + self.path, headers=self._headers(), content=body, timeout=30)
+            path = self.path if p.rewrite is None else p.rewrite(self.path)
+            r = httpx.request(self.command, p.upstream + path, headers=self._headers(), content=body, timeout=30)
             data = r.content
             if self.path == "/v1/authorize" and r.status_code == 200 and p.on_authorize is not None:
                 data = json.dumps(p.on_authorize(json.loads(body), r.json())).encode()
@@ -506,7 +512,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 self.wfile.write(chunk)
                 self.wfile.flush()
 
-    def _fake_stream(self, fake: FakeTrust) -> None:
+    def _fake_stream(self, fake: FakeTrust | DeltaTrust) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-store")
@@ -563,6 +569,28 @@ class FakeTrust:
             self.emitted_bad_at = time.time()
             self.emitted_bad.set()
         return token
+
+
+class DeltaTrust:
+    """The trust stream of a man-in-the-middle (issue 11) that holds no key: states the server
+    itself signed, fetched from its public ``GET /v1/trust/state`` — complete ones
+    (``?since=0``, as the server's own stream sends) until ``attack`` is set, then deltas
+    from a huge revocation epoch (``?since=2**62``), fresh and validly signed but listing no
+    revocation at all."""
+
+    HUGE = 2**62
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.attack = threading.Event()
+        self.attacked = threading.Event()  # a delta went out
+
+    def next_state(self) -> str:
+        since = self.HUGE if self.attack.is_set() else 0
+        state = str(httpx.get(f"{self.upstream}/v1/trust/state?since={since}", timeout=5).json()["state"])
+        if since:
+            self.attacked.set()
+        return state
 
 
 # == the tests ==========================================================================================
@@ -1083,6 +1111,210 @@ def test_revocation_via_cli_halts_within_a_second(
     assert isinstance(result["haltLatencyMs"], float | int)
     assert process_gone(pids["pid"]) and process_gone(pids["grandchild"])
     assert_halt_receipt(receipt_from_bundle(r.evidence), "revocation", r.permit_id)
+
+
+# -- issue 11: the trust state a guard depends on -----------------------------------------------------------
+
+
+def _state_claims(token: str) -> dict[str, Any]:
+    return dict(jws.parse(token).claims)
+
+
+@pytest.fixture(scope="module")
+def mitm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FiatServer, Proxy]]:
+    """An authority whose public URL is a proxy's (its DPoP proofs name the URL the guard uses),
+    and that proxy, passing everything through until a test gives it a stream and a rewrite."""
+    proxy = Proxy("")
+    home = make_home(tmp_path_factory.mktemp("mitm") / "home")
+    env = {"FIAT_AUTHORITY_TRUST_INTERVAL_MS": str(int(TRUST_INTERVAL * 1000)), "FIAT_SERVER_PUBLIC_URL": proxy.url}
+    s = FiatServer(home, env=env).start()
+    proxy.upstream = s.url
+    try:
+        yield s, proxy
+    finally:
+        proxy.close()
+        s.stop()
+
+
+@pytest.mark.parametrize(
+    ("rewrite_state", "step"),
+    [(False, "revocation"), (True, "trust-continuity")],
+    ids=["mitm-stream", "mitm-stream-and-state"],
+)
+def test_mitm_delta_states_cannot_hide_a_revocation(
+    mitm_server: tuple[FiatServer, Proxy],
+    victim: Path,
+    runs: list[FiatRun],
+    tmp_path: Path,
+    rewrite_state: bool,
+    step: str,
+) -> None:
+    """Issue 11: a man-in-the-middle on plain HTTP fed the guard fresh states the server signed,
+    fetched from ``GET /v1/trust/state?since=<huge>`` — deltas that list no revocation — and
+    the revoked run kept going and exited 0. Now such a delta leaves a gap in the guard's
+    revocations (trust-continuity): the guard fetches a complete state, which names the
+    revocation (halt at ``revocation``); when the MITM answers that fetch with a delta too,
+    the gap stays open and the guard halts at ``trust-continuity``."""
+    server, proxy = mitm_server
+    mitm = DeltaTrust(server.url)
+
+    def rewrite(path: str) -> str:
+        if rewrite_state and mitm.attack.is_set() and path.split("?")[0] == "/v1/trust/state":
+            return f"/v1/trust/state?since={DeltaTrust.HUGE}"
+        return path
+
+    proxy.stream, proxy.rewrite = mitm, rewrite
+    try:
+        # Long enough that the revocation below comes well before the command's end on a loaded machine.
+        r = start_run(runs, proxy.url, server.home, victim, tmp_path / "run", seconds=25)
+        pids = r.wait_started()
+        assert r.permit_seen.wait(5) and r.permit_id
+        mitm.attack.set()
+        assert mitm.attacked.wait(5)
+        time.sleep(3 * TRUST_INTERVAL)
+        reason = "test: revoked behind a man-in-the-middle"
+        ok(fiat_cli("revoke", "--permit", r.permit_id, "--reason", reason, "--home", server.home, "--url", server.url))
+        code, result = r.finish(timeout=40)
+    finally:
+        mitm.attack.clear()
+        proxy.stream, proxy.rewrite = None, None
+    assert_halted(code, result, step)
+    if step == "revocation":
+        assert reason in result["reason"], result
+    else:
+        assert "only the revocations after epoch" in result["reason"], result
+    assert process_gone(pids["pid"]) and process_gone(pids["grandchild"])
+    assert_halt_receipt(receipt_from_bundle(r.evidence), step, r.permit_id)
+
+
+def test_trust_monitor_folds_a_delta_only_without_a_gap(server: FiatServer) -> None:
+    """trust-continuity on the monitor itself: a complete state is always folded; a delta from
+    an epoch the monitor has reached is folded without a fetch; a delta from a later epoch is
+    not folded, and when no complete state can be fetched instead the gap halts guards until
+    a complete state closes it. An older state is ignored (trust-order): it never refreshes."""
+    target = f"pmt_trust_continuity_{time.time_ns()}"
+    home, url = server.home, server.url
+    ok(fiat_cli("revoke", "--permit", target, "--reason", "test: continuity", "--home", home, "--url", url))
+    cfg = load_config(server.home, require=True)
+    root = trust_root(cfg)
+    with AuthorityClient(server.url) as client:
+        older = client.trust_state(0)
+        time.sleep(0.05)
+        complete = client.trust_state(0)
+        covered = _state_claims(complete)["revocationEpoch"]
+        assert covered >= 1 and _state_claims(complete)["revocationsSince"] == 0
+        assert all(r["epoch"] <= covered for r in _state_claims(complete)["revocations"])
+        assert ("permit", target) in {(r["kind"], r["target"]) for r in _state_claims(complete)["revocations"]}
+        time.sleep(0.05)
+        delta = client.trust_state(covered)
+        time.sleep(0.05)
+        gap = client.trust_state(covered + 1000)
+        time.sleep(0.05)
+        latest = client.trust_state(0)
+
+    # Against the real server: the gap is closed by fetching a complete state.
+    live = TrustMonitor(server.url, root)  # fed by hand, never started
+    live.accept(gap)
+    snap = live.snapshot()
+    assert snap.continuity_failure is None and snap.state_time is not None, snap
+    assert snap.revocation_epoch >= covered and ("permit", target) in snap.revocations
+
+    # Against an unreachable authority: no complete state can be had, so the gap stays open.
+    dead = TrustMonitor(f"http://127.0.0.1:{free_port()}", root)
+    dead.accept(gap)
+    snap = dead.snapshot()
+    assert snap.state_time is None and snap.continuity_failure is not None, snap
+    assert snap.continuity_failure.startswith("trust-continuity:"), snap
+    dead.accept(complete)
+    first = dead.snapshot()
+    assert first.continuity_failure is None and first.revocation_epoch == covered
+    dead.accept(older)  # older than the newest seen: ignored
+    assert dead.snapshot().state_time == first.state_time and dead.snapshot().received == first.received
+    dead.accept(delta)  # from the monitor's own epoch: folded, no fetch needed
+    assert dead.snapshot().state_time == _state_claims(delta)["time"] and dead.snapshot().continuity_failure is None
+    dead.accept(gap)
+    snap = dead.snapshot()
+    assert snap.continuity_failure is not None and snap.state_time == _state_claims(delta)["time"], snap
+    dead.accept(latest)  # a complete state closes the gap
+    assert dead.snapshot().continuity_failure is None
+
+
+def test_a_retired_authority_key_signs_no_trust_state_and_no_permit(tmp_path: Path) -> None:
+    """Issue 11: guards accepted permits and trust states from a retired authority key. After
+    ``fiat keys rotate --role authority``, the retired key's validity ends at the rotation:
+
+    * a state it signs that claims an ``iat`` inside that period but is dated (``time``, what
+      freshness is measured from) after it is refused at ``trust-signature`` — a cryptographic
+      failure: only a holder of the retired key signs that;
+    * a state it signed before the rotation, arriving after it, is refused at
+      ``trust-key-validity``: it gives no freshness, but is no forgery, so it halts nothing;
+    * a permit it signed before the rotation (``iat`` inside its period) is not used after:
+      ``permit-key-validity`` at the guard's clock; the offline verifier judges it at the
+      receipt's start, so an execution from before the rotation still verifies."""
+    home = make_home(tmp_path / "home")
+    cfg = load_config(home, require=True)
+    ring = keyring(cfg)
+    old_rec, old_key = ring.signing_key("authority")
+    _, run_key = ring.signing_key("runtime")
+    while time.time() < old_rec.valid_from + 2.5:  # room for an iat inside the retiring key's period
+        time.sleep(0.1)
+    ok(fiat_cli("keys", "rotate", "--role", "authority", "--home", home, "--json"))
+    root = trust_root(cfg)
+    old = root.find(old_rec.kid, "authority")
+    assert old is not None and old.valid_until is not None, root
+    before = int(old.valid_until) - 1  # a second inside its period
+    assert old.valid_at(before)
+    now = time.time()
+
+    def state(iat: int, at: float) -> str:
+        claims = {
+            "iss": cfg.authority.issuer,
+            "iat": iat,
+            "time": round(at, 3),
+            "epoch": 1,
+            "policy": None,
+            "revocationEpoch": 0,
+            "revocationsSince": 0,
+            "revocations": [],
+        }
+        return jwt.encode(claims, old_key, algorithm="EdDSA", headers={"kid": old_rec.kid, "typ": TRUST_STATE_TYP})
+
+    forged = state(before, now)  # an old iat, dated now
+    with pytest.raises(VerificationError) as info:
+        verify_trust_state(forged, root)
+    assert info.value.step == "trust-signature", info.value
+    monitor = TrustMonitor(f"http://127.0.0.1:{free_port()}", root)
+    monitor.accept(forged)
+    snap = monitor.snapshot()
+    assert snap.state_time is None and (snap.crypto_failure or "").startswith("trust-signature:"), snap
+
+    superseded = state(before, before + 0.5)
+    verify_trust_state(superseded, root)  # valid when it was signed
+    with pytest.raises(VerificationError) as info:
+        verify_trust_state(superseded, root, now=now)
+    assert info.value.step == "trust-key-validity", info.value
+    monitor = TrustMonitor(f"http://127.0.0.1:{free_port()}", root)
+    monitor.accept(superseded)
+    snap = monitor.snapshot()
+    assert snap.state_time is None and snap.crypto_failure is None, snap
+    assert (snap.last_error or "").startswith("trust-key-validity:"), snap
+
+    enc = encode_action_request(PRINCIPAL, ACTION, RESOURCE, {}, None)
+    runtime = run_key.public_key().public_bytes_raw()
+    spec = PermitRequest(
+        enc.request, runtime, PolicyRef("a" * 64, 1, ("p",)), "e" * 64, ttl=60, action_digest=enc.digest
+    )
+    token, _ = mint_permit(
+        spec, key=old_key, kid=old_rec.kid, issuer=cfg.authority.issuer, audience=cfg.authority.audience, now=before
+    )
+    with pytest.raises(NotEstablished) as refused:
+        verify_permit_locally(token, root, runtime, enc.digest, "e" * 64, now, 2.0)
+    assert refused.value.step == "permit-key-validity" and "when the permit is used" in refused.value.reason
+    parsed = jws.parse(token)
+    permit_rules.check_permit(parsed, root, used_at=float(before))  # the verifier: a run before the rotation
+    with pytest.raises(VerificationError) as info:
+        permit_rules.check_permit(parsed, root, used_at=now)  # ... and one after it
+    assert info.value.step == "permit-key-validity"
 
 
 # -- 8. fiat.governed ---------------------------------------------------------------------------------------------

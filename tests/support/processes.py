@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -152,6 +153,7 @@ class FiatServer:
         port: int | None = None,
         output: Path | None = None,
         start_timeout: float = SERVER_START_TIMEOUT,
+        tls_ca: Path | None = None,
     ) -> None:
         self._home_flag = home is not None
         self.home: Path = home if home is not None else (cwd or Path.cwd()) / ".fiat"
@@ -164,6 +166,9 @@ class FiatServer:
         self.output = output or Path()
         self.start_timeout = start_timeout
         self._proc: subprocess.Popen[bytes] | None = None
+        #: With ``tls_ca`` the server serves HTTPS (``server.tls_cert``/``tls_key`` in ``env`` or
+        #: the home), ``url`` is ``https://`` and readiness is checked against that CA bundle.
+        self.tls_ca = tls_ca
 
     @property
     def proc(self) -> subprocess.Popen[bytes]:
@@ -173,7 +178,8 @@ class FiatServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}" + ("/log" if self.is_log else "")
+        scheme = "https" if self.tls_ca is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}" + ("/log" if self.is_log else "")
 
     def _output_for(self, port: int) -> Path:
         if self._output is not None:
@@ -211,7 +217,10 @@ class FiatServer:
             deadline = time.monotonic() + self.start_timeout
             while self.proc.poll() is None:
                 try:
-                    if httpx.get(self.url + ready, timeout=2).status_code == 200:
+                    verify: ssl.SSLContext | bool = (
+                        True if self.tls_ca is None else ssl.create_default_context(cafile=str(self.tls_ca))
+                    )
+                    if httpx.get(self.url + ready, timeout=2, verify=verify).status_code == 200:
                         return self
                 except httpx.HTTPError:
                     pass

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from fiat import tls
 from fiat.authorize.dpop import make_proof
 from fiat.errors import FiatError
 from fiat.prove import evidence as ev
@@ -50,7 +51,7 @@ class AuthorityClient:
     def __init__(self, url: str, timeout: float = 30.0, clock: Callable[[], float] = time.time) -> None:
         self.url = url.rstrip("/")
         self.clock = clock
-        self._http = httpx.Client(timeout=timeout)
+        self._http = httpx.Client(timeout=timeout, verify=tls.client_context())  # server.tls_ca (fiat.tls)
 
     def _proof(self, key: Ed25519PrivateKey, method: str, url: str) -> str:
         return make_proof(key, method, url, now=int(self.clock()))
@@ -69,6 +70,9 @@ class AuthorityClient:
         try:
             r = self._http.request(method, url, **kw)
         except httpx.HTTPError as exc:
+            untrusted = tls.untrusted_certificate(exc)
+            if untrusted is not None:
+                raise ClientError(f"refusing the authority at {self.url}: {untrusted}") from exc
             raise ClientError(f"cannot reach the authority at {self.url}: {exc}; is `fiat serve` running?") from exc
         if r.status_code >= 400:
             raise ClientError(f"{method} {url}: {_refusal(r)}", r.status_code)

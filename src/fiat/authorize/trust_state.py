@@ -36,9 +36,18 @@ def sign_trust_state(
     since: int = 0,
     epoch: int = 0,
 ) -> str:
-    """The signed trust state document (JWS, typ fiat-trust-state+jwt)."""
+    """The signed trust state document (JWS, typ fiat-trust-state+jwt).
+
+    Revocation continuity (docs/formats.md, "Trust state"): ``revocationEpoch`` is the highest
+    revocation epoch the state covers, read *before* the revocations are listed, so that every
+    revocation up to it is listed (one recorded in between is left to the next state);
+    ``revocationsSince`` is ``since``: 0 for a complete state (every live revocation), else a
+    delta that lists only those after that epoch. A guard folds a delta only when it has
+    already seen every revocation up to ``since`` (:mod:`fiat.enforce.trust`).
+    """
     rec, key = keys.authority
-    revocations = store.revocations_since(since, live_at=now)
+    covered = store.revocation_epoch()
+    revocations = [r for r in store.revocations_since(since, live_at=now) if r.epoch <= covered]
     listed: list[dict[str, Any]] = []
     for r in revocations:
         entry = {"epoch": r.epoch, "kind": r.kind, "target": r.target, "reason": r.reason, "time": rfc3339(r.at)}
@@ -56,8 +65,8 @@ def sign_trust_state(
         "epoch": epoch,
         "checkpoint": cp.note_bytes.decode("utf-8"),
         "policy": None if active is None else {"version": active.version, "digest": {"sha256": active.digest}},
-        "revocationEpoch": store.revocation_epoch(),
-        "since": since,
+        "revocationEpoch": covered,
+        "revocationsSince": since,
         "revocations": listed,
     }
     return jws.sign_compact(compact(claims), key, kid=rec.kid, typ=TRUST_STATE_TYP)

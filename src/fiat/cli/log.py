@@ -111,18 +111,21 @@ def log_serve(
 def serve_log(cfg: Config, host: str, port: int, before: Callable[[str, str], None] | None = None) -> None:
     """Bind ``host``:``port`` (0: any free port), then say where the log is served, then serve it."""
     from fiat.api.routes.log import create_log_app
-    from fiat.serving import Drain, bind, run_server, url_host
+    from fiat.serving import Drain, bind, check_tls, run_server, url_host
 
+    if cfg.tls is not None:
+        check_tls(*cfg.tls)  # server.tls_cert/tls_key: HTTPS, as for `fiat serve`
     with home_log(cfg) as log:
         app_ = create_log_app(log)
         vkey = log.verifier.encode()
         sock = bind(host, port)
-        url = f"http://{url_host(host)}:{sock.getsockname()[1]}/log"
+        scheme = "https" if cfg.tls is not None else "http"
+        url = f"{scheme}://{url_host(host)}:{sock.getsockname()[1]}/log"
         if before:
             before(url, vkey)
         err.print(f"serving the log at {url}")
         err.print(f"verifier key: {vkey}")
-        if not run_server(app_, sock, Drain(cfg.server.drain_s)):  # reads in flight finish; then it exits
+        if not run_server(app_, sock, Drain(cfg.server.drain_s), tls=cfg.tls):  # reads in flight finish; then exit
             fail(EXIT_ERROR, "the log server did not start; see the messages above")
 
 

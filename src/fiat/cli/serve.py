@@ -23,12 +23,14 @@ def serve(
     from fiat.api.app import create_app
     from fiat.api.credentials import read_admin_token
     from fiat.config import public_url_for
-    from fiat.serving import Drain, bind, publish_configured_policy, run_server, url_host
+    from fiat.serving import Drain, bind, check_tls, publish_configured_policy, run_server, url_host
     from fiat.wiring import open_authority
 
     with errors_to_exit():
         cfg = config(home)
         read_admin_token(cfg.keys_dir)  # a missing, empty or weak admin token: refuse before anything runs
+        if cfg.tls is not None:
+            check_tls(*cfg.tls)  # an unreadable certificate or key: refuse before anything runs
         h, p = host or cfg.server.host, cfg.server.port if port is None else port
         sock = bind(h, p)  # before anything is said or published: a busy port is the first error
         public_url = public_url_for(cfg, h, sock.getsockname()[1])  # what DPoP proofs must name as htu
@@ -57,7 +59,8 @@ def serve(
                 authority.close()
             raise
         active = authority.policy
-        err.print(f"Fiat authority at http://{url_host(h)}:{sock.getsockname()[1]}  (API docs /docs, log /log)")
+        scheme = "https" if cfg.tls is not None else "http"
+        err.print(f"Fiat authority at {scheme}://{url_host(h)}:{sock.getsockname()[1]}  (API docs /docs, log /log)")
         err.print(f"log verifier key: {authority.log.verifier.encode()}")
         err.print(f"public URL (DPoP htu): {public_url}")
         if not cfg.server.public_url and h in ("0.0.0.0", "::"):  # noqa: S104 - comparing, not binding
@@ -69,7 +72,12 @@ def serve(
         # Many request threads wait on one sequencer thread: hand the GIL over more often so the
         # sequencer and the event loop are not starved by a CPU-bound request (default 5 ms).
         sys.setswitchinterval(0.001)
-        if not run_server(app_, sock, drain, trusted_proxies=cfg.server.trusted_proxies):
+        if cfg.tls is None and h not in ("127.0.0.1", "::1", "localhost"):
+            err.print(
+                "[yellow]warning:[/] serving plain HTTP beyond the loopback: set server.tls_cert and server.tls_key,"
+                " or put a TLS-terminating proxy in front (server.trusted_proxies)"
+            )
+        if not run_server(app_, sock, drain, trusted_proxies=cfg.server.trusted_proxies, tls=cfg.tls):
             fail(EXIT_ERROR, "the authority did not start; see the messages above")
 
 

@@ -72,7 +72,12 @@ class Bootstrap:
         """Wait (bounded by the staleness bound) for a fresh trust state, then establish the permit."""
         staleness = self.settings.staleness
         if not self.monitor.wait_fresh(staleness):
-            raise NotEstablished("trust-fresh", f"no valid trust state from {self.url} within {staleness:.1f} s")
+            snap = self.monitor.snapshot()
+            why = snap.crypto_failure or snap.continuity_failure or snap.last_error
+            raise NotEstablished(
+                "trust-fresh",
+                f"no valid trust state from {self.url} within {staleness:.1f} s" + (f": {why}" if why else ""),
+            )
         decision = self.session.establish()
         self.flusher.poke()  # the authority answers: upload what earlier runs left in the spool
         return decision

@@ -9,7 +9,7 @@ action never runs:
    runtime key with DPoP; wait for a human approval when policy asks for one;
 2. verify the permit locally with the verifier's own permit rules (:mod:`fiat.verify.permit`),
    one named step each: ``permit-signature`` (an authority key of the trust root),
-   ``permit-key-validity`` (that key was valid at ``iat``), ``permit-claims`` (issuer,
+   ``permit-key-validity`` (that key was valid at ``iat`` and is now), ``permit-claims`` (issuer,
    audience, times, cnf), ``runtime-key`` (the cnf key is a runtime key of the trust root),
    then ``permit-window`` (nbf ≤ now < exp), ``permit-cnf`` (bound to this runtime's key),
    ``permit-action`` (its action digest is what is about to run), ``permit-environment``
@@ -20,6 +20,8 @@ action never runs:
 blocking on the network — each failure is a halt naming its step:
 
 * ``trust-signature``   the latest trust state verified (a bad signature is fatal);
+* ``trust-continuity``  no revocation was skipped: a delta state from an epoch this guard has
+                        not reached, that no complete state replaced (:mod:`fiat.enforce.trust`);
 * ``trust-fresh``       it is not older than the staleness bound;
 * ``log-continuity``    every checkpoint seen extends the previous one (no split view);
 * ``revocation``        no permit of the renewal chain (nor the lineage parent), the principal
@@ -337,6 +339,8 @@ class Session:
         mono = self.mono()
         if snap.crypto_failure:
             raise Halt("trust-signature", f"cryptographic verification failed: {snap.crypto_failure}")
+        if snap.continuity_failure:  # a gap in the revocations: one may be hidden (fiat.enforce.trust)
+            raise Halt("trust-continuity", f"revocations may be missing: {snap.continuity_failure}")
         # Age by the older of the signed time and the local receipt time (``age_at_receipt`` is
         # never negative): a state dated in the future (a fast authority clock, a forgery) cannot
         # stretch freshness; then the monotonic time since it arrived.

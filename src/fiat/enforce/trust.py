@@ -4,12 +4,30 @@ A background thread follows ``GET /v1/trust/stream`` (server-sent events). For
 each signed trust state it checks, one named step each:
 
 1. ``trust-signature`` — a JWS (``typ`` fiat-trust-state+jwt) by an authority key of the
-   trust root valid now; a bad signature is a cryptographic failure that halts guards.
-2. ``trust-order``     — its epoch and time do not go backwards (no replay of old states).
-3. ``log-checkpoint``  — the embedded checkpoint is signed by the trust root's log key.
-4. ``log-continuity``  — the checkpoint is consistent with the last one seen (RFC 9162
+   trust root valid at the time the state claims (:mod:`fiat.verify.trust_state`); a bad
+   signature is a cryptographic failure that halts guards.
+   ``trust-key-validity`` — that key is valid now, on arrival: a state signed just before a
+   key rotation is refused (it gives no freshness) but halts nothing by itself.
+2. ``trust-order``     — its signed time does not go backwards: an older state (a replay, or
+   one arriving late) is ignored, so freshness comes only from the newest state. (The
+   ``epoch`` counts the states one server process signed, and starts again when it
+   restarts, so it orders nothing across restarts.)
+3. ``trust-continuity`` — revocations are never skipped (docs/formats.md, "Trust state"):
+   the monitor keeps the highest revocation epoch it has seen every revocation up to
+   (``revocation_epoch``). A state lists the revocations after ``revocationsSince`` up to
+   ``revocationEpoch``; it is folded in only when ``revocationsSince`` is at most the
+   monitor's epoch (0: a complete state, always). A delta from a later epoch — e.g. one a
+   man-in-the-middle fetched from ``GET /v1/trust/state?since=<huge>``, which lists
+   nothing — is refused, and the monitor fetches a complete state
+   (``GET /v1/trust/state?since=0``) instead; if that fails too, ``continuity_failure``
+   halts guards at ``trust-continuity`` until a state that closes the gap arrives.
+4. ``log-checkpoint``  — the embedded checkpoint is signed by the trust root's log key.
+5. ``log-continuity``  — the checkpoint is consistent with the last one seen (RFC 9162
    §2.1.4, proof computed from the log's tiles); a smaller tree or a second root for one
    size is a split view that halts guards.
+
+Every request (the stream, the complete state, the log's tiles) verifies an ``https://``
+authority's certificate against ``server.tls_ca`` or the system store (:mod:`fiat.tls`).
 
 Guards read the result without touching the network (``snapshot``) and are woken
 at once when a state arrives, so a revocation halts them within milliseconds.
@@ -42,6 +60,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from fiat import tls
 from fiat.enforce.clock import SteadyClock
 from fiat.errors import FiatError, MalformedError, VerificationError
 from fiat.prove.audit import HttpFetcher
@@ -49,9 +68,14 @@ from fiat.tlog import merkle
 from fiat.tlog.checkpoint import SignedCheckpoint, open_with_any
 from fiat.tlog.tiles import Tile, TileHashSource
 from fiat.verify.trust_root import TrustRoot
-from fiat.verify.trust_state import verify_trust_state
+from fiat.verify.trust_state import KEY_VALIDITY_STEP, verify_trust_state
 
 log = logging.getLogger("fiat.trust")
+
+
+def _epoch(v: object) -> int | None:
+    """A revocation epoch (a non-negative integer), else None."""
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
 
 
 @dataclass(frozen=True)
@@ -69,11 +93,14 @@ class TrustSnapshot:
     received: float | None = None  # when it arrived, on the monitor's monotonic clock
     age_at_receipt: float = 0.0  # how old it was on arrival: steady wall time - signed time, >= 0
     epoch: int = 0
+    #: The highest revocation epoch up to which every revocation has been seen (trust-continuity).
+    revocation_epoch: int = 0
     policy_digest: str | None = None
     revocations: dict[tuple[str, str], Revocation] = field(default_factory=dict)
     checkpoint: SignedCheckpoint | None = None
     crypto_failure: str | None = None
     split_view: str | None = None
+    continuity_failure: str | None = None  # a gap in the revocations that no complete state closed
     last_error: str | None = None
     unproven_since: float | None = None  # (monotonic) a newer checkpoint seen, not yet proven consistent
     going_away: str | None = None  # the authority said it is shutting down (unsigned: information only)
@@ -184,7 +211,7 @@ class TrustMonitor:
         while not self._stop.is_set():
             try:
                 with (
-                    httpx.Client(timeout=httpx.Timeout(5.0, read=20.0)) as client,
+                    httpx.Client(timeout=httpx.Timeout(5.0, read=20.0), verify=tls.client_context()) as client,
                     client.stream("GET", self.url + "/v1/trust/stream") as response,
                 ):
                     if response.status_code != 200:
@@ -214,8 +241,11 @@ class TrustMonitor:
                             elif line.startswith(b"data:"):
                                 data.append(line[5:].strip().decode("ascii", "replace"))
             except Exception as exc:  # network trouble: staleness will show it to the guards
+                untrusted = tls.untrusted_certificate(exc)
+                if untrusted is not None:
+                    log.warning("trust stream refused: %s", untrusted)
                 with self._lock:
-                    self._snap.last_error = str(exc)
+                    self._snap.last_error = untrusted or str(exc)
                 log.debug("trust stream interrupted: %s", exc)
             self._stop.wait(backoff)
             backoff = min(backoff * 2, 1.0)
@@ -248,14 +278,21 @@ class TrustMonitor:
         log.info("%s; reconnecting when it closes", note)
         self._notify()
 
-    def accept(self, token: str) -> None:
-        """Verify one trust state and fold it into the snapshot (public for tests and push paths)."""
+    def accept(self, token: str, *, refetch: bool = True) -> None:
+        """Verify one trust state and fold it into the snapshot (public for tests and push paths).
+
+        A delta state that leaves a gap in the revocations (trust-continuity) is not folded;
+        with ``refetch`` a complete state is fetched from the authority and accepted instead.
+        """
         now, local = self.mono(), self.steady.now()
         try:
-            claims = verify_trust_state(token, self.root)
+            claims = verify_trust_state(token, self.root, now=local)
         except VerificationError as exc:
             with self._lock:
-                self._snap.crypto_failure = f"{exc.step}: {exc.reason}"
+                if exc.step == KEY_VALIDITY_STEP:  # superseded, not forged: no freshness from it
+                    self._snap.last_error = f"{exc.step}: {exc.reason}"
+                else:
+                    self._snap.crypto_failure = f"{exc.step}: {exc.reason}"
             self._notify()
             return
         epoch, state_time = claims.get("epoch"), claims.get("time")
@@ -264,10 +301,34 @@ class TrustMonitor:
                 self._snap.crypto_failure = "trust-signature: a signed trust state without epoch or time"
             self._notify()
             return
+        since, covered = _epoch(claims.get("revocationsSince")), _epoch(claims.get("revocationEpoch"))
+        if since is None or covered is None:
+            self._continuity_failed(
+                "the trust state does not say which revocations it covers (revocationEpoch, revocationsSince): "
+                "the authority is older than this guard; upgrade it"
+            )
+            return
         with self._lock:
             previous = self._snap.checkpoint
             if self._snap.state_time is not None and state_time < self._snap.state_time:
                 return  # an older state arriving late: ignore it (trust-order)
+            seen = self._snap.revocation_epoch
+        if since > seen:
+            gap = (
+                f"a trust state lists only the revocations after epoch {since}, but this guard has seen them "
+                f"only up to epoch {seen}: revocations in between may be hidden"
+            )
+            if not refetch:
+                self._continuity_failed(gap)
+                return
+            try:
+                complete = self._fetch_complete()
+            except Exception as exc:  # unreachable, refused, malformed: the gap stays open
+                self._continuity_failed(f"{gap}, and no complete state could be fetched: {exc}")
+                return
+            log.warning("%s; fetched a complete trust state instead", gap)
+            self.accept(complete, refetch=False)
+            return
         checkpoint = previous
         note = claims.get("checkpoint")
         if isinstance(note, str):
@@ -291,7 +352,9 @@ class TrustMonitor:
             s.state_time, s.received, s.epoch = float(state_time), now, epoch
             s.age_at_receipt = max(0.0, local - float(state_time))
             s.policy_digest = digest
-            s.revocations.update(revocations)
+            s.revocations.update(revocations)  # a revocation, once seen, stays (fail closed)
+            s.revocation_epoch = max(s.revocation_epoch, covered)
+            s.continuity_failure = None
             s.last_error = None
             if previous is None:
                 s.checkpoint = checkpoint
@@ -306,6 +369,27 @@ class TrustMonitor:
             if self._snap.unproven_since is None:
                 self._snap.unproven_since = now
         self._prove.set()
+
+    def _continuity_failed(self, why: str) -> None:
+        """``trust-continuity``: the state is not folded; guards halt until one closes the gap."""
+        log.error("trust-continuity: %s", why)
+        with self._lock:
+            self._snap.continuity_failure = f"trust-continuity: {why}"
+        self._notify()
+
+    def _fetch_complete(self) -> str:
+        """A complete trust state (every live revocation): ``GET /v1/trust/state?since=0``."""
+        import httpx
+
+        with httpx.Client(timeout=5.0, verify=tls.client_context()) as client:
+            r = client.get(self.url + "/v1/trust/state", params={"since": 0})
+        if r.status_code != 200:
+            raise FiatError(f"GET /v1/trust/state?since=0 answered HTTP {r.status_code}")
+        body = r.json()
+        state = body.get("state") if isinstance(body, dict) else None
+        if not isinstance(state, str):
+            raise FiatError("GET /v1/trust/state?since=0 did not answer a trust state")
+        return state
 
     def _prove_loop(self) -> None:
         """``log-continuity`` in the background: prove the newest checkpoint from the last proven one."""

@@ -184,7 +184,11 @@ class HttpFetcher:
         import httpx  # imported here so the trust logic above needs no HTTP library
 
         self.prefix = prefix.rstrip("/")
-        self._client = httpx.Client(timeout=timeout, headers={"Accept-Encoding": "gzip, identity"})
+        from fiat import tls
+
+        self._client = httpx.Client(
+            timeout=timeout, headers={"Accept-Encoding": "gzip, identity"}, verify=tls.client_context()
+        )
         self._httpx = httpx
 
     def get(self, path: str) -> bytes:

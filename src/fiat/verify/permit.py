@@ -11,8 +11,14 @@ Static rules (:func:`check_permit`), in order:
 1. ``permit-signature``    ``typ`` is ``fiat-permit+jwt``; ``kid`` names an authority key of
                            the trust root; the Ed25519 signature verifies (RFC 7515 §5.2,
                            RFC 8037 §3.1, RFC 9864).
-2. ``permit-key-validity`` that authority key was valid at the permit's ``iat``: a retired
-                           or not-yet-valid key signs nothing.
+2. ``permit-key-validity`` that authority key was valid at the permit's ``iat`` (the time it
+                           claims) *and* when the permit is used: a retired or not-yet-valid key
+                           signs nothing, and a permit signed before its key was retired (a
+                           rotation, :mod:`fiat.keys.rotation`) is not used after. "Used" is
+                           the guard's clock when it accepts the permit (establishment or
+                           renewal, :func:`check_for_execution`), and for the offline verifier
+                           the receipt's ``start`` (when the guard began acting on it, less the
+                           verifier's clock skew).
 3. ``permit-claims``       ``iss`` is the trust root's issuer; ``aud`` is, or contains, its
                            audience (RFC 7519 §4.1.3); ``iat nbf exp`` are NumericDates with
                            ``nbf <= exp`` and ``iat <= exp``; ``jti sub`` non-empty (RFC 7519
@@ -98,14 +104,20 @@ def check_signature(parsed: jws.Jws, root: TrustRoot) -> TrustedKey:
     return check_authority_signature(parsed, root, typ=PERMIT_TYP, step="permit-signature")
 
 
-def check_key_validity(authority: TrustedKey, claims: dict[str, Any]) -> None:
-    """Step ``permit-key-validity``."""
+def check_key_validity(authority: TrustedKey, claims: dict[str, Any], used_at: float | None = None) -> None:
+    """Step ``permit-key-validity``: the key was valid at ``iat`` and, given ``used_at``, then too."""
     iat = numeric_date(claims, "iat")
     if not authority.valid_at(iat):
         raise VerificationError(
             "permit-key-validity",
             f"authority key {authority.kid} was not valid when the permit was issued "
             f"(iat {iat}; key valid {authority.period()})",
+        )
+    if used_at is not None and not authority.valid_at(max(float(iat), used_at)):
+        raise VerificationError(
+            "permit-key-validity",
+            f"authority key {authority.kid} is not valid when the permit is used (at {used_at:.3f}; key valid "
+            f"{authority.period()}): it was retired; ask the authority for a permit signed by its current key",
         )
 
 
@@ -170,10 +182,10 @@ def check_runtime_key(cnf_key: bytes, claims: dict[str, Any], root: TrustRoot) -
     return key
 
 
-def check_permit(parsed: jws.Jws, root: TrustRoot) -> CheckedPermit:
-    """Run the static rules 1-4 in order; the first failure raises."""
+def check_permit(parsed: jws.Jws, root: TrustRoot, used_at: float | None = None) -> CheckedPermit:
+    """Run the static rules 1-4 in order (rule 2 also at ``used_at``, when given); the first failure raises."""
     authority = check_signature(parsed, root)
-    check_key_validity(authority, parsed.claims)
+    check_key_validity(authority, parsed.claims, used_at)
     cnf_key, action_digest, environment_digest = check_claims(parsed.claims, root)
     runtime = check_runtime_key(cnf_key, parsed.claims, root)
     return CheckedPermit(parsed, authority, runtime, cnf_key, action_digest, environment_digest)
@@ -195,7 +207,7 @@ def check_for_execution(
         parsed = jws.parse(token)
     except MalformedError as exc:
         raise VerificationError("permit-signature", f"the permit is not a JWS: {exc.reason}") from exc
-    checked = check_permit(parsed, root)
+    checked = check_permit(parsed, root, used_at=now)
     claims = checked.claims
     if not claims["nbf"] - skew <= now < claims["exp"]:
         raise VerificationError("permit-window", "the permit is not valid now")

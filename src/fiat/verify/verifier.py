@@ -8,7 +8,9 @@ failure names its step, and the steps after a failure are reported skipped.
 1. ``permit-signature``     the permit is a compact JWS (``typ`` fiat-permit+jwt, ``alg``
                             EdDSA or Ed25519) signed by an authority key of the trust root
                             (RFC 7515 §5.2, RFC 8037 §3.1, RFC 9864).
-2. ``permit-key-validity``  that key was valid at the permit's ``iat``.
+2. ``permit-key-validity``  that key was valid at the permit's ``iat`` (the receipt step also
+                            checks it at the receipt's ``start``, less the clock skew: when the
+                            guard used the permit; :mod:`fiat.verify.permit`, rule 2).
 3. ``permit-claims``        ``iss``/``aud`` match the trust root; ``iat nbf exp jti sub cnf``
                             present and coherent (RFC 7519 §4.1, RFC 7800 §3.2); Fiat claims well-formed.
 4. ``action-binding``       SHA-256 over the RFC 8785 form of the bundle's action request
@@ -341,6 +343,9 @@ class _Run:
             raise VerificationError(step, "the execution started outside the permit's validity window")
         if end < start:
             raise VerificationError(step, "the receipt ends before it starts")
+        assert self.authority is not None
+        # permit-key-validity at use: the guard began acting on the permit at ``start``.
+        permit_rules.check_key_validity(self.authority, self.claims, used_at=start - skew)
         max_duration = self.claims.get("constraints", {}).get("maxDuration")
         began = _time(p, "executionStart", step) if "executionStart" in p else start
         if isinstance(max_duration, int) and end - began > max_duration + skew:

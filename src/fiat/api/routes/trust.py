@@ -1,9 +1,14 @@
 """``GET /v1/trust/state`` and ``GET /v1/trust/stream`` (server-sent events): the signed trust state.
 
+``GET /v1/trust/state?since=N`` answers one signed trust state: a complete one for ``since=0``
+(the default: every live revocation up to its ``revocationEpoch``), else a delta listing
+only the revocations after epoch N (``revocationsSince`` N). A guard folds a delta only
+from an epoch it has fully seen (docs/formats.md, "Trust state"; :mod:`fiat.enforce.trust`).
+
 The stream's events (WHATWG HTML §9.2 server-sent events):
 
-* ``event: trust-state`` — ``data:`` one signed trust state (JWS), every interval and at
-  once on a revocation;
+* ``event: trust-state`` — ``data:`` one signed, complete trust state (JWS), every interval
+  and at once on a revocation; a new subscriber gets the latest one first;
 * ``event: going-away`` — ``data: {"drainS": N, "reason": "shutdown"}``: the server has
   begun its shutdown drain (:mod:`fiat.serving`) and will end the stream within ``N`` s;
   trust states keep coming until then. Unsigned, so a guard may only reconnect sooner for
