@@ -1730,3 +1730,104 @@ def test_a_bundle_carries_the_principal_and_runtime_revocations_that_cover_its_p
     revoke_cli(a, "runtime", kid, "test: node gone")
     kinds = revocations_in_bundle(a.client.bundle(key, r["permitId"]))
     assert kinds == {("runtime", kid), ("principal", 'User::"alice"')}, kinds
+
+
+# -- found by review: a long renewal chain, a changed approver group, a receipt from the future ---------------
+
+
+def test_a_revocation_of_the_first_permit_fails_a_receipt_of_a_third_that_omits_the_chain(start: StartFn) -> None:
+    """P1 → P2 → P3, then P1 revoked: a runtime-signed receipt for P3 that says it renewed nothing
+    (``renewedFrom: []``) and completed 9 s after the revocation does not verify — the bundle the
+    authority assembles carries P1's revocation, and every permit revocation in it counts."""
+    from fiat.formats import jws
+    from fiat.verify import TrustRoot, verify
+
+    a = start()
+    body = refund(amount=10000)
+    p1 = a.authorize(body)
+    assert p1["decision"] == "allow", p1
+    a.client.consume(a.keys.runtime_key, p1["permitId"])
+    p2 = renew(a, body, p1["permitId"])
+    p3 = renew(a, body, p2["permitId"])
+    assert p2["decision"] == p3["decision"] == "allow", (p2, p3)
+    revoke_cli(a, "permit", p1["permitId"], "compromised")
+    t0 = time.time()  # the revocation is recorded by now
+    digest = decode_permit(a, p3["permit"])["environment"]["digest"]["sha256"]
+    time.sleep(max(0.0, t0 + 4.5 - time.time()))  # the receipt's end (t0 + 9) is then within the authority's skew
+    statement = ev.receipt_statement(
+        permit_id=p3["permitId"],
+        permit_digest=jws.parse(p3["permit"]).digest,
+        start=t0 - 1,
+        execution_start=t0 - 1,
+        end=t0 + 9,
+        outcome="completed",
+        exit_code=0,
+        halt_reason=None,
+        verifications=40,
+        verification_chain=hashlib.sha256(b"chain").hexdigest(),
+        measurement_start={"digest": {"sha256": digest}},
+        measurement_end={"digest": {"sha256": digest}},
+        renewed_from=[],
+    )
+    a.client.receipt(ev.sign_statement(statement, [(a.keys.runtime_kid, a.keys.runtime_key)]).to_json())
+    root = TrustRoot.parse(ok(fiat_bytes("trust-root", "export", "--home", a.home)).stdout)
+    result = verify(Bundle.from_json(a.client.bundle(a.keys.runtime_key, p3["permitId"])), root)
+    assert not result.verified and result.failed is not None, result.to_json()
+    assert result.failed.name == "receipt" and p1["permitId"] in result.failed.detail, result.failed
+
+
+def test_an_approval_of_one_group_is_not_redeemed_once_the_policy_asks_another(start: StartFn, tmp_path: Path) -> None:
+    """Approved by ops, then the policy asks sec: redeeming the ops approval stays pending (the
+    approval untouched), and renewing a permit approved by ops is refused outright."""
+    a = start()
+    body = deploy(resource="service:payments", replicas=18)
+    p = pending(a, body)
+    ok(approve_cli(a, p["approvalId"]))
+    early = deploy(resource="service:payments", replicas=19)
+    q = pending(a, early)
+    ok(approve_cli(a, q["approvalId"]))
+    granted = a.authorize({**early, "approvalId": q["approvalId"]})
+    assert granted["decision"] == "allow", granted
+    bundle_dir = copy_bundle(tmp_path)
+    edit(bundle_dir / "deploy.cedar", '@approval("ops")', '@approval("sec")')
+    ok(fiat("policy", "publish", bundle_dir, "--home", a.home, "--url", a.url))
+    deadline = time.monotonic() + 20
+    while "approval by sec" not in (x := a.authorize(deploy(resource="service:payments", replicas=20)))["reason"]:
+        assert time.monotonic() < deadline, x  # the server follows the newly published version
+        time.sleep(0.2)
+    r = a.authorize({**body, "approvalId": p["approvalId"]})
+    assert r["decision"] == "pending" and r["permit"] is None, r
+    assert "granted by group 'ops'" in r["reason"] and "asks group 'sec'" in r["reason"], r
+    assert a.approval(p["approvalId"])["status"] == "approved"  # not used up
+    if decode_permit(a, granted["permit"]).get("constraints", {}).get("singleUse"):
+        a.client.consume(a.keys.runtime_key, granted["permitId"])
+    renewal = renew(a, early, granted["permitId"])
+    assert renewal["decision"] == "deny" and renewal["permit"] is None, renewal
+    assert "renewal refused" in renewal["reason"] and "approval by sec" in renewal["reason"], renewal
+
+
+def test_a_receipt_whose_end_lies_in_the_future_is_refused(start: StartFn) -> None:
+    """A receipt is signed when its execution has ended: one ending a minute from now is refused (403)."""
+    from fiat.formats import jws
+
+    a = start()
+    p = a.authorize(refund(amount=1000))
+    assert p["decision"] == "allow", p
+    digest = decode_permit(a, p["permit"])["environment"]["digest"]["sha256"]
+    now = time.time()
+    statement = ev.receipt_statement(
+        permit_id=p["permitId"],
+        permit_digest=jws.parse(p["permit"]).digest,
+        start=now,
+        end=now + 60,
+        outcome="completed",
+        exit_code=0,
+        halt_reason=None,
+        verifications=240,
+        verification_chain=hashlib.sha256(b"chain").hexdigest(),
+        measurement_start={"digest": {"sha256": digest}},
+        measurement_end={"digest": {"sha256": digest}},
+    )
+    envelope = ev.sign_statement(statement, [(a.keys.runtime_kid, a.keys.runtime_key)]).to_json()
+    r = httpx.post(f"{a.url}/v1/receipts", json={"envelope": envelope})
+    assert r.status_code == 403 and "in the future" in r.json()["detail"], r.text

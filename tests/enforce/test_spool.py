@@ -414,3 +414,20 @@ def test_governed_block_spools_its_receipt_when_the_authority_dies(
         again.stop()
     receipts = [s.statement.predicate for s in bundle.statements if s.statement.predicate_type == RECEIPT]
     assert [r["outcome"] for r in receipts] == ["halted"]
+
+
+def test_a_bundle_is_never_written_through_a_planted_symlink(tmp_path: Path) -> None:
+    """The bundle goes through a fresh temporary file (``mkstemp``): a symbolic link planted at the
+    name the writer used to choose (``.NAME.PID.tmp``) redirects nothing, and the target ends as a
+    regular file of its own."""
+    from fiat.enforce.spool import write_atomically
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    target = tmp_path / "out.json"
+    os.symlink(victim, tmp_path / f".out.json.{os.getpid()}.tmp")
+    write_atomically(target, '{"bundle": 1}\n')
+    assert victim.read_text() == "precious\n"
+    assert not target.is_symlink() and target.read_text() == '{"bundle": 1}\n'
+    assert os.stat(target).st_mode & 0o077 == 0  # private, as everything a run writes for its runtime
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp") and not p.is_symlink()] == []

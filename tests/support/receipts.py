@@ -76,9 +76,9 @@ def claimed_execution(
             if target != ex.jti:  # the authority links a permit's own revocations; these are linked here
                 authority.recorder.link(ex.jti, "revocation", index)
         rrec, rkey = keyring(ex.cfg).signing_key("runtime", ex.cfg.runtime_name)
-        statement = ev.receipt_statement(
-            permit_id=ex.jti, permit_digest=jws.parse(ex.token).digest, **{**honest_receipt(now), **receipt}
-        )
+        claimed = {**honest_receipt(now), **receipt}
+        statement = ev.receipt_statement(permit_id=ex.jti, permit_digest=jws.parse(ex.token).digest, **claimed)
+        clock[0] = max(clock[0], float(claimed["end"]))  # posted once the claimed execution has ended
         authority.record_receipt(ev.sign_statement(statement, [(rrec.kid, rkey)]))
         bundle = Bundle.from_json(authority.bundle(ex.jti))
     finally:

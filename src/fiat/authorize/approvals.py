@@ -106,18 +106,25 @@ class Approvals:
         self.clock = clock
         self._deny = deny  # a logged denial, waited for
 
-    def use(self, approval_id: str, digest: str, runtime: str, now: float) -> Redemption:
-        """Consume a granted approval bound to this action and to the runtime that asked for it.
+    def use(self, approval_id: str, digest: str, runtime: str, group: str, now: float) -> Redemption:
+        """Consume a granted approval bound to this action, to the runtime that asked for it and to
+        the approver ``group`` the policy asks for now.
 
         An approval is redeemed only by the runtime key that requested it (recorded with it since
-        schema version 2; one recorded without a runtime is redeemed by none), once, unexpired.
-        Anything else leaves the approval as it was and says why it was not used.
+        schema version 2; one recorded without a runtime is redeemed by none), once, unexpired, and
+        only while the active policy still asks the group it was granted for: a policy that now asks
+        another group (``@approval("ops")`` became ``@approval("sec")``) needs an approval of that
+        group. Anything else leaves the approval as it was and says why it was not used.
         """
         a = self.store.approval(approval_id)
         if a is None or a.action_digest != digest:
             return Redemption(None, f"approval {approval_id} is not for this action")
         if a.runtime != runtime:
             return Redemption(None, f"approval {approval_id} was requested by another runtime")
+        if a.group != group:
+            return Redemption(
+                None, f"approval {approval_id} was granted by group {a.group!r}; the policy now asks group {group!r}"
+            )
         if a.status != "approved":
             return Redemption(None, f"approval {approval_id} is {a.status}, not approved")
         if a.expires_at + APPROVAL_VALIDITY < now:

@@ -182,7 +182,7 @@ class Authority:
 
     def record_receipt(self, envelope: Envelope) -> int:
         """Log a runtime's execution receipt after checking it is signed by the permit's cnf key."""
-        return record_receipt(self.recorder, self._keys, envelope)
+        return record_receipt(self.recorder, self._keys, envelope, self.clock())
 
     def bundle(self, jti: str) -> dict[str, Any]:
         """The evidence bundle of ``jti``; each permit in it carries the revocations that cover it

@@ -318,10 +318,18 @@ class Decider:
             if carried:
                 approvals = carried
             elif req.renews is not None:
-                return outcomes.pending(enc, now, active, evaluation, shadow, runtime=req.runtime_kid)
+                # A renewal redeems no approval, so a pending one could never be used on this path:
+                # the execution must be authorized anew (a refused renewal halts its guard).
+                reason = (
+                    f"renewal refused: the policy asks approval by {group}, which the permit being renewed "
+                    "does not carry; authorize the action anew"
+                )
+                return outcomes.deny_later(enc, now, reason, policy=active, evaluation=evaluation, shadow=shadow)
             else:
                 used = (
-                    self.approvals.use(req.approval_id, enc.digest, req.runtime_kid, now) if req.approval_id else None
+                    self.approvals.use(req.approval_id, enc.digest, req.runtime_kid, group, now)
+                    if req.approval_id
+                    else None
                 )
                 if used is None or used.statement_digest is None:
                     note = None if used is None else used.refusal

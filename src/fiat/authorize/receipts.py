@@ -14,8 +14,9 @@ from __future__ import annotations
 import threading
 
 from fiat.authorize.signing import AuthorityKeys, read_statement
-from fiat.errors import AuthorizationError, ConflictError
+from fiat.errors import AuthorizationError, ConflictError, MalformedError
 from fiat.formats.dsse import Envelope
+from fiat.formats.encoding import parse_time
 from fiat.formats.statement import RECEIPT
 from fiat.prove import evidence as ev
 
@@ -30,13 +31,32 @@ class ReceiptConflictError(AuthorizationError, ConflictError):
 _RECEIPTS = threading.Lock()
 
 
-def record_receipt(recorder: ev.EvidenceRecorder, keys: AuthorityKeys, envelope: Envelope) -> int:
+#: How far in the future (by the authority's clock) a receipt's ``end`` may lie: what a DPoP
+#: proof's ``iat`` may (``fiat.authorize.dpop``, ``max_future``) and the verifier's clock skew;
+#: a runtime whose clock runs further ahead got no permit in the first place.
+RECEIPT_FUTURE_SKEW_S = 5.0
+
+
+def record_receipt(recorder: ev.EvidenceRecorder, keys: AuthorityKeys, envelope: Envelope, now: float) -> int:
     """Log a runtime's execution receipt after checking it is signed by the permit's cnf key.
+
+    An execution that has not ended yet has no receipt: one whose ``end`` is more than
+    :data:`RECEIPT_FUTURE_SKEW_S` after ``now`` is refused (it would claim a run longer than
+    the one that happened), as is one whose ``end`` is no time at all.
 
     Idempotent: if this exact envelope (its RFC 8785 bytes) is already logged for the permit,
     its index is returned and nothing is appended; a different logged receipt is a conflict.
     """
     statement = read_statement(envelope, RECEIPT, AuthorizationError, "receipt", "a receipt/v1")
+    try:
+        end = parse_time(statement.predicate.get("end"), "the receipt's end")
+    except MalformedError as exc:
+        raise AuthorizationError(f"the receipt's end is not an RFC 3339 time: {exc.reason}") from exc
+    if end > now + RECEIPT_FUTURE_SKEW_S:
+        raise AuthorizationError(
+            f"the receipt's end {statement.predicate.get('end')} is {end - now:.0f} s in the future "
+            "by the authority's clock: a receipt is signed when its execution has ended"
+        )
     permit = statement.predicate.get("permit")
     jti = permit.get("jti") if isinstance(permit, dict) else None
     record = recorder.index.permit(jti) if isinstance(jti, str) else None

@@ -35,6 +35,7 @@ from fiat.config import Config
 from fiat.enforce.bootstrap import Bootstrap, Delivery, Heartbeat, open_session
 from fiat.enforce.containment import Containment, ContainmentUnavailable
 from fiat.enforce.guard import Denied, GuardSettings, Halt, NotEstablished
+from fiat.enforce.spool import write_atomically
 
 EXIT_HALTED, EXIT_DENIED, EXIT_NOT_ESTABLISHED = 124, 125, 126
 
@@ -253,7 +254,7 @@ def _result(
         )
     if evidence_path is not None:
         try:
-            evidence_path.write_text(json.dumps(session.bundle(), indent=2) + "\n", encoding="utf-8")
+            write_atomically(evidence_path, json.dumps(session.bundle(), indent=2) + "\n")
         except ClientError as exc:
             reason = f"{reason}; the evidence bundle could not be fetched: {exc} (`fiat bundle {session.permit_id}`)"
     return RunResult(exit_code, outcome, reason, session.permit_id, delivery.index, latency, decision)

@@ -41,6 +41,7 @@ import fcntl
 import json
 import os
 import re
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -373,12 +374,24 @@ def write_bundle(authority: str, key: Ed25519PrivateKey, permit_id: str, target:
     """Fetch the permit's evidence bundle (read with the runtime key, DPoP) and write it atomically."""
     with AuthorityClient(authority) as client:
         bundle = client.bundle(key, permit_id)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    write_atomically(target, json.dumps(bundle, indent=2) + "\n")
+
+
+def write_atomically(target: Path, text: str) -> None:
+    """Write ``text`` to ``target`` through a fresh temporary file beside it, then rename it over.
+
+    The temporary file is made by ``mkstemp`` (``O_CREAT | O_EXCL``, mode 0600, an unpredictable
+    name), so a symbolic link planted where the temporary file would go cannot redirect the
+    write to another file; the rename replaces ``target`` itself, never what a link there names.
+    """
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        tmp.write_text(json.dumps(bundle, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, target)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(name, target)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
         raise
 
 

@@ -385,8 +385,10 @@ class _Run:
         """Rules ``receipt: revoked before the start`` and ``receipt: ran on after a revocation``.
 
         A revocation in the bundle (authority-signed: step 6) of this permit, of a permit it renewed
-        (``renewedFrom``, the ``renews`` claim), of a lineage ancestor, of its principal (in its
-        Cedar spelling) or of its runtime (the cnf key's kid), dated more than the halt bound before
+        (``renewedFrom``, the ``renews`` claim), of a lineage ancestor, of any other permit (the
+        authority carries only covering ones: a renewal chain longer than ``renewedFrom`` admits
+        included), of its principal (in its Cedar spelling) or of its runtime (the cnf key's kid),
+        dated more than the halt bound before
         the execution started, means a revoked permit ran; dated more than the halt bound before a
         completed or failed execution's end, it means the guard did not halt (its final check would
         have held a trust state listing it).
@@ -417,6 +419,12 @@ class _Run:
             r = s.statement.predicate
             kind, target = r.get("kind"), r.get("target")
             what = targets.get((kind, target)) if isinstance(kind, str) and isinstance(target, str) else None
+            if what is None and kind == "permit" and isinstance(target, str):
+                # The authority puts into a permit's bundle only the permit revocations that cover it
+                # (its renewal chain and lineage, however long): the receipt's own ``renewedFrom``,
+                # signed by the runtime, cannot narrow which of them apply. Any permit revocation the
+                # bundle carries therefore counts; one that covers nothing only makes a bundle fail.
+                what = f"the permit {target} (carried in the bundle as covering this execution)"
             if what is None:
                 continue
             at = _time(r, "time", step)
