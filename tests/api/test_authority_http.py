@@ -1563,7 +1563,7 @@ def test_enroll_cli_sets_an_approvers_groups_and_identity(shared: Authority) -> 
 
 def test_an_approved_permit_verifies_offline_and_renews_only_for_the_same_group(start: StartFn, tmp_path: Path) -> None:
     """The allow decision names the group; the offline verifier holds the approval to it; a renewal carries
-    the approvals over while the policy asks the same group, and asks anew once it asks another."""
+    the approvals over while the policy asks the same group, and is refused once it asks another."""
     from fiat.verify import Bundle, TrustRoot, VerificationPolicy, verify
 
     a = start()
@@ -1588,7 +1588,9 @@ def test_an_approved_permit_verifies_offline_and_renews_only_for_the_same_group(
     while (again := a.authorize({**body, "renews": renewed["permitId"]}))["decision"] == "allow":
         assert time.monotonic() < deadline, again  # the server follows the newly published version
         time.sleep(0.2)
-    assert again["decision"] == "pending" and "approval by sec required" in again["reason"], again
+    # A renewal redeems no approval: without one of the group asked now it is refused, not left pending.
+    assert again["decision"] == "deny" and "renewal refused" in again["reason"], again
+    assert "approval by sec" in again["reason"], again
 
 
 # -- renewal and revocation (docs/formats.md, "Renewal and revocation") --------------------------------------------

@@ -225,15 +225,21 @@ class SQLiteAuthorityStore:
 
     def ancestry(self, jti: str) -> list[str]:
         """Walk up the renewal (successor → predecessor) and lineage (child → parent) edges."""
-        rows = self._c().execute(_ANCESTRY, (jti, _WALK_LIMIT)).fetchall()
-        return [str(r[0]) for r in rows]
+        return list(_walk(self._c(), [jti], _UP))
 
     def covered(self, roots: Sequence[str]) -> dict[str, float]:
         """Walk down the renewal and lineage edges from ``roots``; the issued permits found, with ``exp``."""
         if not roots:
             return {}
-        rows = self._c().execute(_COVERED, (json.dumps(list(roots)), _WALK_LIMIT)).fetchall()
-        return {str(j): float(e) for j, e in rows}
+        conn = self._c()
+        found = list(_walk(conn, roots, _DOWN))
+        out: dict[str, float] = {}
+        for i in range(0, len(found), _IN_CHUNK):
+            chunk = found[i : i + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for j, e in conn.execute(_EXP.format(marks), chunk):
+                out[str(j)] = float(e)
+        return out
 
     # the DPoP replay cache (RFC 9449 §11.1)
     def remember_proof(self, key: str, expires: float, now: float) -> bool:
@@ -285,20 +291,42 @@ def _ensure_index(db: SQLiteDatabase) -> None:
 
 #: The most permits one walk of a renewal chain and its lineage visits (a bound on a corrupt graph).
 _WALK_LIMIT = 100_000
-#: The walks follow the edges from a permit to the permits whose revocation covers it: the
-#: permit it renews (``renewals``) and its lineage parent (``permits.parent``).
-_ANCESTRY = (
-    "WITH RECURSIVE edges(child, up) AS (SELECT successor, predecessor FROM renewals"
-    " UNION ALL SELECT jti, parent FROM permits WHERE parent IS NOT NULL),"
-    " walk(j) AS (SELECT ? UNION SELECT e.up FROM edges e JOIN walk ON e.child = walk.j)"
-    " SELECT j FROM walk LIMIT ?"
+#: The walks follow the edges between a permit and the permits whose revocation covers it: the
+#: permit it renews (``renewals``) and its lineage parent (``permits.parent``). Each level of a
+#: walk is one indexed lookup per edge kind (``renewals``' primary key and unique ``successor``,
+#: ``permits``' primary key and ``permits_parent``), so a walk costs what it finds, never a scan
+#: of every renewal and permit.
+_UP = (
+    "SELECT predecessor FROM renewals WHERE successor IN ({})",
+    "SELECT parent FROM permits WHERE jti IN ({}) AND parent IS NOT NULL",
 )
-_COVERED = (
-    "WITH RECURSIVE edges(child, up) AS (SELECT successor, predecessor FROM renewals"
-    " UNION ALL SELECT jti, parent FROM permits WHERE parent IS NOT NULL),"
-    " walk(j) AS (SELECT value FROM json_each(?) UNION SELECT e.child FROM edges e JOIN walk ON e.up = walk.j)"
-    " SELECT p.jti, p.exp FROM (SELECT j FROM walk LIMIT ?) w JOIN permits p ON p.jti = w.j"
+_DOWN = (
+    "SELECT successor FROM renewals WHERE predecessor IN ({})",
+    "SELECT jti FROM permits WHERE parent IN ({})",
 )
+_EXP = "SELECT jti, exp FROM permits WHERE jti IN ({})"
+#: Ids per ``IN (…)`` list (SQLite's default limit on host parameters is 32,766; far below it).
+_IN_CHUNK = 500
+
+
+def _walk(conn: sqlite3.Connection, roots: Sequence[str], edges: tuple[str, str]) -> dict[str, None]:
+    """Breadth-first over ``edges`` from ``roots`` (included), in visiting order, at most
+    :data:`_WALK_LIMIT` permits."""
+    seen: dict[str, None] = dict.fromkeys(roots)
+    frontier = list(seen)
+    while frontier and len(seen) < _WALK_LIMIT:
+        nxt: list[str] = []
+        for i in range(0, len(frontier), _IN_CHUNK):
+            chunk = frontier[i : i + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for query in edges:
+                for (j,) in conn.execute(query.format(marks), chunk):
+                    if j is not None and j not in seen:
+                        seen[str(j)] = None
+                        nxt.append(str(j))
+        frontier = nxt
+    return dict(list(seen.items())[:_WALK_LIMIT])
+
 
 _APPROVAL_SELECT = (
     "SELECT id, action_digest, request, policy_group, requested_at, expires_at, status, approver,"
