@@ -49,14 +49,17 @@ def sign_trust_state(
     covered = store.revocation_epoch()
     revocations = [r for r in store.revocations_since(since, live_at=now) if r.epoch <= covered]
     listed: list[dict[str, Any]] = []
+    entries: dict[str, dict[str, Any]] = {}
     for r in revocations:
         entry = {"epoch": r.epoch, "kind": r.kind, "target": r.target, "reason": r.reason, "time": rfc3339(r.at)}
         listed.append(entry)
-        if r.kind != "permit":
-            continue
-        for jti, exp in sorted(store.covered([r.target]).items()):
-            if jti != r.target and exp + REVOCATION_SLACK > now:
-                listed.append({**entry, "target": jti, "coveredBy": r.target})
+        if r.kind == "permit":
+            entries.setdefault(r.target, entry)
+    # What the permit revocations cover (renewal successors, lineage descendants), in one walk;
+    # each covered permit is listed once, under the revocation that reaches it first.
+    for jti, (root, exp) in sorted(store.coverage(list(entries)).items()):
+        if exp + REVOCATION_SLACK > now:
+            listed.append({**entries[root], "target": jti, "coveredBy": root})
     cp = transparency_log.checkpoint()
     claims = {
         "iss": issuer,

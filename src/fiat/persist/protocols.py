@@ -227,5 +227,10 @@ class AuthorityStore(ReplayCache, Protocol):
         """Every issued permit a revocation of ``roots`` covers (them, their renewal successors and
         lineage descendants, transitively) → its ``exp``. Reads the evidence index's permits."""
 
+    def coverage(self, roots: Sequence[str]) -> dict[str, tuple[str, float]]:
+        """As :meth:`covered` for many roots at once, without the roots themselves: each issued
+        permit their revocations cover → (the root that covers it, its ``exp``). One walk for all
+        roots, so a trust state listing many revocations costs what they cover."""
+
     def close(self) -> None:
         """Release connections. Idempotent."""

@@ -241,6 +241,30 @@ class SQLiteAuthorityStore:
                 out[str(j)] = float(e)
         return out
 
+    def coverage(self, roots: Sequence[str]) -> dict[str, tuple[str, float]]:
+        """Walk down from every root at once, remembering which root reached each permit first."""
+        conn = self._c()
+        origin: dict[str, str] = {r: r for r in roots}
+        frontier = list(origin)
+        while frontier and len(origin) < _WALK_LIMIT:
+            nxt: list[str] = []
+            for i in range(0, len(frontier), _IN_CHUNK):
+                chunk = frontier[i : i + _IN_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for query in _DOWN_FROM:
+                    for j, up in conn.execute(query.format(marks), chunk):
+                        if j is not None and j not in origin:
+                            origin[str(j)] = origin[str(up)]
+                            nxt.append(str(j))
+            frontier = nxt
+        found = [j for j in origin if j not in roots]
+        out: dict[str, tuple[str, float]] = {}
+        for i in range(0, len(found), _IN_CHUNK):
+            chunk = found[i : i + _IN_CHUNK]
+            for j, e in conn.execute(_EXP.format(",".join("?" * len(chunk))), chunk):
+                out[str(j)] = (origin[str(j)], float(e))
+        return out
+
     # the DPoP replay cache (RFC 9449 §11.1)
     def remember_proof(self, key: str, expires: float, now: float) -> bool:
         """Insert ``key`` unless a live row has it (one statement: atomic across processes).
@@ -303,6 +327,11 @@ _UP = (
 _DOWN = (
     "SELECT successor FROM renewals WHERE predecessor IN ({})",
     "SELECT jti FROM permits WHERE parent IN ({})",
+)
+#: As :data:`_DOWN`, with the permit each edge leaves from (``coverage`` keeps the root).
+_DOWN_FROM = (
+    "SELECT successor, predecessor FROM renewals WHERE predecessor IN ({})",
+    "SELECT jti, parent FROM permits WHERE parent IN ({})",
 )
 _EXP = "SELECT jti, exp FROM permits WHERE jti IN ({})"
 #: Ids per ``IN (…)`` list (SQLite's default limit on host parameters is 32,766; far below it).
