@@ -229,20 +229,16 @@ class SQLiteAuthorityStore:
 
     def covered(self, roots: Sequence[str]) -> dict[str, float]:
         """Walk down the renewal and lineage edges from ``roots``; the issued permits found, with ``exp``."""
-        if not roots:
-            return {}
-        conn = self._c()
-        found = list(_walk(conn, roots, _DOWN))
-        out: dict[str, float] = {}
-        for i in range(0, len(found), _IN_CHUNK):
-            chunk = found[i : i + _IN_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            for j, e in conn.execute(_EXP.format(marks), chunk):
-                out[str(j)] = float(e)
-        return out
+        return {j: exp for j, (_, exp) in self._reach(roots).items()}
 
     def coverage(self, roots: Sequence[str]) -> dict[str, tuple[str, float]]:
         """Walk down from every root at once, remembering which root reached each permit first."""
+        return {j: found for j, found in self._reach(roots).items() if j not in roots}
+
+    def _reach(self, roots: Sequence[str]) -> dict[str, tuple[str, float]]:
+        """Every issued permit reached from ``roots`` (them included) → (the root that reached it
+        first, its ``exp``): one breadth-first walk down :data:`_DOWN_FROM`, one indexed lookup per
+        level and edge kind."""
         conn = self._c()
         origin: dict[str, str] = {r: r for r in roots}
         frontier = list(origin)
@@ -257,7 +253,7 @@ class SQLiteAuthorityStore:
                             origin[str(j)] = origin[str(up)]
                             nxt.append(str(j))
             frontier = nxt
-        found = [j for j in origin if j not in roots]
+        found = list(origin)[:_WALK_LIMIT]
         out: dict[str, tuple[str, float]] = {}
         for i in range(0, len(found), _IN_CHUNK):
             chunk = found[i : i + _IN_CHUNK]
@@ -324,11 +320,7 @@ _UP = (
     "SELECT predecessor FROM renewals WHERE successor IN ({})",
     "SELECT parent FROM permits WHERE jti IN ({}) AND parent IS NOT NULL",
 )
-_DOWN = (
-    "SELECT successor FROM renewals WHERE predecessor IN ({})",
-    "SELECT jti FROM permits WHERE parent IN ({})",
-)
-#: As :data:`_DOWN`, with the permit each edge leaves from (``coverage`` keeps the root).
+#: Down the same edges, with the permit each edge leaves from (so a walk keeps the root it came from).
 _DOWN_FROM = (
     "SELECT successor, predecessor FROM renewals WHERE predecessor IN ({})",
     "SELECT jti, parent FROM permits WHERE parent IN ({})",
