@@ -10,6 +10,7 @@ The tests share one server and run in file order (the last one revokes the runti
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,6 +154,20 @@ def test_1024_candidates_are_answered(served: Served) -> None:
         served.runtime, "agent:bob", [("read", f"tool:t{i}") for i in range(1024)]
     )
     assert digest == served.digest and flags == [True] * 1024
+
+
+def test_a_version_another_process_publishes_is_followed(served: Served, tmp_path: Path) -> None:
+    """`fiat policy publish --home` (no server involved) makes @shadow peek enforced: the server follows it."""
+    bundle = write_bundle(tmp_path / "policies")
+    (bundle / "shadow.cedar").write_text('@id("peek")\npermit(principal, action == Action::"peek", resource);\n')
+    ok(fiat("policy", "publish", bundle, "--home", served.home))
+    digest, flags = served.digest, [False]
+    deadline = time.monotonic() + 10
+    while digest == served.digest and time.monotonic() < deadline:
+        time.sleep(0.2)
+        digest, flags = served.client.permissible(served.runtime, "agent:bob", [("peek", "tool:x")])
+    assert digest == load_bundle(bundle).digest != served.digest
+    assert flags == [True]
 
 
 def test_a_revoked_runtime_key_is_refused(served: Served) -> None:  # last: the key stays revoked
