@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(VENV)/bin/fiat bench verify
 	$(VENV)/bin/fiat bench authorize
 	$(VENV)/bin/fiat bench runtime
+	$(VENV)/bin/fiat bench mcp
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info

@@ -96,6 +96,28 @@ def bench_runtime(
     _report(result, render_markdown, as_json)
 
 
+@bench_app.command("mcp")
+def bench_mcp(
+    as_json: JsonOpt = False,
+    calls: Annotated[int, typer.Option(help="Sequential tool calls per row (after the warm-up).")] = 500,
+    warmup: Annotated[int, typer.Option(help="Warm-up calls per row, not counted.")] = 20,
+    quick: Annotated[bool, typer.Option(help="A fast smoke run: 20 calls per row, 3 warm-up calls.")] = False,
+    governed: Annotated[
+        bool, typer.Option(help="Also measure the gateway (`fiat mcp`) against a real `fiat serve`.")
+    ] = True,
+) -> None:
+    """Latency of a governed MCP tool call (p50/p99, stdio and HTTP) beside direct calls and a same-run floor."""
+    from fiat.bench.mcp import render_markdown, run_mcp_bench
+
+    if quick:
+        calls, warmup = 20, 3
+    if calls < 1 or warmup < 0:
+        raise typer.BadParameter("--calls must be at least 1, --warmup at least 0")
+    with errors_to_exit():
+        result = run_mcp_bench(calls=calls, warmup=warmup, governed=governed, console=None if as_json else err)
+    _report(result, render_markdown, as_json)
+
+
 def _report(result: dict[str, Any], render: Callable[[dict[str, Any]], str], as_json: bool) -> None:
     """A benchmark's result: camelCase JSON for machines, or the Markdown of BENCHMARKS.md."""
     if as_json:
