@@ -118,17 +118,21 @@ def test_bench_mcp_quick_measures_every_row_the_floor_and_the_profile() -> None:
             assert v["ratioToFloor"] == pytest.approx(v["addedUs"] / e["floorUs"], abs=0.01)
             assert v["targetMet"] == (v["ratioToFloor"] <= 1.5)
             assert v["meaning"]
-        est = e["receiptAfterAnswerEstimate"]
-        assert est["receiptUs"] > 0
-        assert est["addedUs"] == pytest.approx(e["variants"]["logged"]["addedUs"] - est["receiptUs"], abs=0.2)
+        estimates = e["estimates"]  # derived from the logged row and the profile, each change named
+        assert set(estimates) == {"receiptAfterAnswer", "heartbeatWoken", "heartbeatWokenReceiptAfterAnswer"}
+        for est in estimates.values():
+            assert est["addedUs"] == pytest.approx(e["variants"]["logged"]["addedUs"] - est["savedUs"], abs=0.2)
+        assert estimates["receiptAfterAnswer"]["savedUs"] > 0
 
+    assert len(r["loadAverage"]) == 3
     prof = r["profile"]
-    assert prof["calls"] == 20 and prof["meanMs"] > 0 and prof["p50Ms"] > 0
-    parts = prof["partsUs"]
-    for part in ("measure", "dpop", "authorize", "verifyPermit", "check", "upstream", "receiptSign", "spool"):
-        assert parts[part] > 0, (part, parts)  # each part of a governed call really ran, every call
-    assert parts["upload"] > 0 and parts["heartbeatStop"] >= 0
-    assert sum(parts.values()) == pytest.approx(prof["meanMs"] * 1000, rel=0.01)  # "other" is the rest
+    for one in (prof, prof["woken"]):
+        assert one["calls"] == 20 and one["meanMs"] > 0 and one["p50Ms"] > 0
+        parts = one["partsUs"]
+        for part in ("measure", "dpop", "authorize", "verifyPermit", "check", "upstream", "receiptSign", "spool"):
+            assert parts[part] > 0, (part, parts)  # each part of a governed call really ran, every call
+        assert parts["upload"] > 0 and parts["heartbeatStop"] >= 0
+        assert sum(parts.values()) == pytest.approx(one["meanMs"] * 1000, rel=0.01)  # "other" is the rest
 
 
 @pytest.mark.slow

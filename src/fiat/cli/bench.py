@@ -99,7 +99,7 @@ def bench_runtime(
 @bench_app.command("mcp")
 def bench_mcp(
     as_json: JsonOpt = False,
-    calls: Annotated[int, typer.Option(help="Sequential tool calls per row (after the warm-up).")] = 500,
+    calls: Annotated[int, typer.Option(help="Sequential tool calls per row (after the warm-up).")] = 200,
     warmup: Annotated[int, typer.Option(help="Warm-up calls per row, not counted.")] = 20,
     quick: Annotated[bool, typer.Option(help="A fast smoke run: 20 calls per row, 3 warm-up calls.")] = False,
     governed: Annotated[
