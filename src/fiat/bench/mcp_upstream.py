@@ -10,7 +10,7 @@
 
 Either serves stdio (default; newline-delimited JSON-RPC on stdin/stdout, MCP 2025-11-25,
 Transports, "stdio") or streamable HTTP (``--http PORT``: uvicorn on 127.0.0.1, endpoint ``/mcp``;
-port 0 picks a free one, written as ``port=N`` on the first line of stderr). Both protocol
+port 0 picks a free one; ``port=N`` is written to stderr once it listens). Both protocol
 revisions the SDK serves are answered (the 2025-11-25 ``initialize`` handshake, the stateless
 2026-07-28 revision).
 
@@ -111,13 +111,21 @@ async def _serve_http(server: Server[Any], port: int) -> None:
         with socket.socket() as probe:  # uvicorn binds it itself: see the note on sockets below
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-    print(f"port={port}", file=sys.stderr, flush=True)
-    # Bound by uvicorn, not handed a pre-bound socket: measured here, a pre-bound listening socket
-    # added about 40 ms to every request/response exchange (Nagle against delayed ACKs).
+    # Bound by uvicorn, not handed a pre-bound socket: measured on the benchmark's machine, the
+    # SDK's streamable-HTTP app served on a pre-bound socket answered each call about 40 ms later.
     config = uvicorn.Config(
         server.streamable_http_app(), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
     )
-    await uvicorn.Server(config).serve()
+    http = uvicorn.Server(config)
+    startup = http.startup
+
+    async def announce(sockets: Any = None) -> None:
+        await startup(sockets)
+        if http.started:  # listening: only now may a client be told where
+            print(f"port={port}", file=sys.stderr, flush=True)
+
+    http.startup = announce  # type: ignore[method-assign]
+    await http.serve()
 
 
 async def _main(http: int | None, forward: list[str] | None) -> None:
