@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fiat.authorize import explain
-from fiat.authorize.decision import AuthorizationRequest, AuthorizationResult
+from fiat.authorize.decision import AuthorizationRequest, AuthorizationResult, Lineage
 from fiat.authorize.permit import Constraints, PermitRequest, PolicyRef, mint_permit
 from fiat.authorize.policy import Evaluation
 from fiat.authorize.policy_state import ActivePolicy
@@ -291,6 +291,8 @@ class Outcomes:
         shadow: tuple[dict[str, Any], ...],
         *,
         jti: str | None = None,
+        lineage: Lineage | None = None,
+        delegation: dict[str, Any] | None = None,
     ) -> Answer:
         """Step 8. A renewal (``req.renews``) mints the successor of one execution: claim ``renews``,
         never single use (nothing new to consume); its approvals name the chain's, for the record."""
@@ -309,6 +311,10 @@ class Outcomes:
             approvals=approvals,
             action_digest=digest,
             renews=req.renews,
+            scope=req.scope,
+            lineage=lineage.principals if lineage is not None else (),
+            exp_cap=lineage.exp_cap if lineage is not None else None,
+            delegation=delegation,
         )
         token, claims = mint_permit(
             spec,
