@@ -3,8 +3,9 @@
 Step 2 (``request``) runs in the caller's thread (:func:`check_request`). The
 :class:`Decider` thread then takes every queued request, in batches: steps 1, 3, 4 and 5
 for each (:meth:`Decider.prepare`), one Cedar batch per policy version (step 6,
-``policy``), then the decision, step 7 (``approval``) and step 8 (``permit``) for each
-(:meth:`Decider.conclude`). Any exception on the way but a refusal is a logged denial
+``policy``: a delegated request is evaluated there for each ancestor principal too, the
+attenuation of :meth:`Decider.check_lineage`), then the decision, step 7 (``approval``) and
+step 8 (``permit``) for each (:meth:`Decider.conclude`). Any exception on the way but a refusal is a logged denial
 (fail closed). What the walk needs it is given explicitly: the keyring
 (:class:`~fiat.authorize.signing.AuthorityKeys`), the revocations, the active policy, the
 approvals, and the outcomes that sign the evidence and hand it to the log.
