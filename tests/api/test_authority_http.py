@@ -1941,6 +1941,8 @@ def test_a_child_asking_for_more_than_its_parent_is_denied_and_logged(delegating
     bad = deploy(scope=[{"action": "deploy", "resource": "no-colon"}])
     with pytest.raises(ClientError, match="scope"):
         a.authorize(bad)
+    with pytest.raises(ClientError):  # at most 256 pairs
+        a.authorize(deploy(scope=[{"action": "deploy", "resource": f"service:s{i}"} for i in range(257)]))
 
 
 def test_a_child_expires_with_its_parent(delegating: Authority) -> None:

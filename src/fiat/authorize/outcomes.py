@@ -32,7 +32,7 @@ from fiat.authorize.policy_state import ActivePolicy
 from fiat.authorize.signing import AuthorityKeys
 from fiat.config import Config
 from fiat.formats import jws
-from fiat.formats.action import EncodedRequest
+from fiat.formats.action import EncodedRequest, check_scope
 from fiat.formats.statement import Statement
 from fiat.persist.protocols import AuthorityStore
 from fiat.persist.records import ApprovalRecord, EvidenceLink
@@ -311,7 +311,7 @@ class Outcomes:
             approvals=approvals,
             action_digest=digest,
             renews=req.renews,
-            scope=req.scope,
+            scope=None if req.scope is None else check_scope(req.scope),  # checked in step 2; duplicates dropped
             lineage=lineage.principals if lineage is not None else (),
             exp_cap=lineage.exp_cap if lineage is not None else None,
             delegation=delegation,
