@@ -12,9 +12,11 @@ failure names its step, and the steps after a failure are reported skipped.
                             checks it at the receipt's ``start``, less the clock skew: when the
                             guard used the permit; :mod:`fiat.verify.permit`, rule 2).
 3. ``permit-claims``        ``iss``/``aud`` match the trust root; ``iat nbf exp jti sub cnf``
-                            present and coherent (RFC 7519 §4.1, RFC 7800 §3.2); Fiat claims well-formed.
+                            present and coherent (RFC 7519 §4.1, RFC 7800 §3.2); Fiat claims well-formed
+                            (``scope``, ``act`` RFC 8693 §4.1, ``delegation`` when present).
 4. ``action-binding``       SHA-256 over the RFC 8785 form of the bundle's action request
-                            equals the permit's action digest; principal, action, resource, parent agree.
+                            equals the permit's action digest; principal (the permit's: ``act.sub``
+                            on a delegated permit, else ``sub``), action, resource, parent agree.
 5. ``runtime-key``          the ``cnf`` key is a runtime key of the trust root, valid at ``iat``.
 6. ``statement-signatures`` every DSSE envelope is signed by a key of the role its predicate
                             type requires, valid at the statement's time (the receipt: by ``cnf``).
