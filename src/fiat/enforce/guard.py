@@ -110,6 +110,11 @@ class Halt(FiatError):
         self.step, self.reason = step, reason
 
 
+#: The environment variable holding the live permit id in a governed process (``fiat run``,
+#: ``fiat.governed(isolate=True)``): the ``parent`` a sub-agent names for its own execution.
+PERMIT_ENV = "FIAT_PERMIT_ID"
+
+
 @dataclass(frozen=True)
 class GuardSettings:
     heartbeat: float = 0.25
@@ -369,7 +374,9 @@ class Session:
         ):
             r = snap.revocations.get((kind, target))
             if r is not None:
-                raise Halt("revocation", f"the {kind} {target} was revoked: {r.reason}")
+                # A covered permit names the revocation that covers it (an ancestor's, a predecessor's).
+                by = f" (covered by the revocation of permit {r.covered_by})" if r.covered_by else ""
+                raise Halt("revocation", f"the {kind} {target} was revoked{by}: {r.reason}")
         return snap
 
     def gate(self) -> None:
