@@ -283,3 +283,26 @@ def test_revoking_the_middle_halts_it_and_its_child_but_not_the_root(
     assert v["verified"] is True and v["outcome"] == "completed", v
     running = [p for g in gens for p in (g["pid"], g["sleeper"], g["guard"]) if p and alive(p)]
     assert not running, f"still running: {running}"
+
+
+def test_bench_runtime_cascade_part_measures_every_generation(tmp_path: Path) -> None:
+    """``fiat bench runtime --part cascade`` (its quick mode): one chain and one floor, each
+    generation halted at revocation (the benchmark checks each receipt), timed and rendered."""
+    p = fiat_cli(
+        "bench", "runtime", "--part", "cascade", "--cascade-runs", "1", "--json", env={"TMPDIR": str(tmp_path)}
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    result = json.loads(p.stdout)
+    assert result["startup"] is None and result["halt"] is None and result["concurrent"] is None
+    cascade = result["cascade"]
+    assert (cascade["runs"], cascade["generations"], cascade["containment"]) == (1, 3, "process")
+    assert set(cascade["rows"]) == {"floor", "gen0", "gen1", "gen2"}
+    for row in cascade["rows"].values():
+        # Halted (the work gone) before its guard exited (its receipt uploaded and bundle written).
+        assert 0 < row["p50Ms"] <= row["maxMs"] < row["guardExitP99Ms"], row
+
+
+def test_bench_runtime_refuses_an_unknown_part() -> None:
+    p = fiat_cli("bench", "runtime", "--part", "cascades")
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "unknown cascades" in p.stderr and "cascade" in p.stderr
