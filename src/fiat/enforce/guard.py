@@ -25,7 +25,9 @@ blocking on the network — each failure is a halt naming its step:
 * ``trust-fresh``       it is not older than the staleness bound;
 * ``log-continuity``    every checkpoint seen extends the previous one (no split view);
 * ``revocation``        no permit of the renewal chain (nor the lineage parent), the principal
-                        nor the runtime is revoked;
+                        nor the runtime is revoked; an entry for a permit a revocation covers
+                        (an ancestor's, a predecessor's) names it: ``(covered by the
+                        revocation of permit …)``;
 * ``permit-expiry``     the permit is unexpired (it is renewed before expiry; a refused
                         renewal halts);
 * ``policy-current``    the trust state's policy digest is the permit's (a change forces
