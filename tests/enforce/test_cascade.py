@@ -306,3 +306,37 @@ def test_bench_runtime_refuses_an_unknown_part() -> None:
     p = fiat_cli("bench", "runtime", "--part", "cascades")
     assert p.returncode == 2, p.stdout + p.stderr
     assert "unknown cascades" in p.stderr and "cascade" in p.stderr
+
+
+def test_governed_isolate_exports_the_live_permit_id(server: FiatServer, tmp_path: Path) -> None:
+    """``fiat.governed(isolate=True)``: the child process (and what it starts) has FIAT_PERMIT_ID,
+    the permit it runs under — the id whose bundle holds its receipt; the guard's own process has not."""
+    assert "FIAT_PERMIT_ID" not in os.environ
+
+    @fiat.governed(
+        principal=PRINCIPAL,
+        action=ACTION,
+        resource=RESOURCE,
+        context={"command": {"argv": [sys.executable, *sys.argv], "cwd": str(tmp_path)}},
+        home=server.home,
+        url=server.url,
+        isolate=True,
+    )
+    def sub_agent() -> tuple[str | None, str]:
+        # What a sub-agent started from here sees, too.
+        seen = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.environ['FIAT_PERMIT_ID'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return os.environ.get("FIAT_PERMIT_ID"), seen.stdout.strip()
+
+    own, inherited = sub_agent()
+    assert own is not None and own.startswith("pmt_") and inherited == own
+    assert "FIAT_PERMIT_ID" not in os.environ
+    out = tmp_path / "bundle.json"
+    port = {"FIAT_SERVER_HOST": "127.0.0.1", "FIAT_SERVER_PORT": str(server.port)}
+    ok(fiat_cli("bundle", own, "--home", server.home, "-o", out, env=port))
+    _, r = receipt(out)
+    assert r["permit"]["jti"] == own and r["outcome"] == "completed" and r["containment"] == "process", r
