@@ -393,13 +393,17 @@ class Contained:
         if st is not None:
             self.tree.seen[pid] = st[1]
 
-    def halt(self, grace: float) -> None:
-        """SIGTERM to every process of the tree, up to ``grace`` seconds, then SIGKILL to all."""
+    def terminate(self) -> None:
+        """SIGTERM to every process of the tree, now (a :meth:`halt` follows)."""
         if self.mode == NAMESPACE:
             inits = children(self.proc.pid)
             self.tree.terminate(skip=[self.proc.pid, *inits])  # the namespace init ends with its command
         else:
             self.tree.terminate()
+
+    def halt(self, grace: float) -> None:
+        """SIGTERM to every process of the tree, up to ``grace`` seconds, then SIGKILL to all."""
+        self.terminate()
         deadline = time.monotonic() + grace
         with _ExitWatch(self.proc.pid) as exited:
             while (left := deadline - time.monotonic()) > 0 and self.proc.poll() is None:

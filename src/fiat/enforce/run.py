@@ -18,9 +18,9 @@ that it can start a governed child execution of its own with ``fiat run --parent
 "$FIAT_PERMIT_ID"`` (or ``fiat.governed(parent=os.environ["FIAT_PERMIT_ID"])``). A
 revocation of an ancestor covers the child (docs/formats.md, "Renewal and revocation"), and
 the cascade halts every generation at ``revocation``: each guard is woken by the pushed trust
-state; one that is signalled, or whose command is killed, by an ancestor guard's halt first
-fetches the current trust state before it decides, so its receipt names the revocation, not
-the signal. A halt gives every process of the tree — a nested guard uploading its receipt —
+state; one that is signalled, or whose command is killed, by an ancestor guard's halt fetches
+the current trust state (SIGTERM already sent to its tree) before it decides, so its receipt
+names the revocation, not the signal. A halt gives every process of the tree — a nested guard uploading its receipt —
 the grace period before the SIGKILL. (A nested ``fiat run`` needs the Fiat home, which
 ``namespace`` containment hides: sub-agents that govern themselves run under ``process``
 containment, or with a home of their own.)
@@ -216,6 +216,7 @@ def _contained(
     try:
         halt = heartbeat.run(lambda: exited.is_set() or bool(signalled))
         if halt is None and signalled:
+            contained.terminate()  # the command stops now; why is decided while it ends
             halt = _trust_lost(boot)
             if halt is None:
                 halt = Halt("signal", f"the guard received {signal.Signals(signalled[0]).name}")
