@@ -14,14 +14,24 @@
 * **1,000 concurrent guarded actions on one node** — 1,000 permits, 1,000 processes, one
   supervisor and one shared trust subscription: how long a verification round over all of
   them takes, and how long until all are gone after revoking their principal.
+* **Lineage cascade** — three generations, each its own real ``fiat run`` process (process
+  containment: a nested guard needs the home), each command starting the next with
+  ``fiat run --parent "$FIAT_PERMIT_ID"``; from the root permit's revocation request leaving
+  the admin client to each generation's command and the process it started gone (seen here
+  through pidfds, ``pidfd_open(2)``, on this process's monotonic clock), and to each
+  generation's ``fiat run`` exiting (its receipt, naming the revocation, signed and uploaded,
+  its bundle written). The floor, measured in the same run and interleaved: one ``fiat run`` without
+  lineage, revoked the same way.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import resource
+import select
 import signal
 import socket
 import subprocess
@@ -43,8 +53,12 @@ from fiat.enforce.containment import Contained, Containment, ContainmentUnavaila
 from fiat.enforce.guard import GuardSettings, Halt, Runtime, Session
 from fiat.enforce.trust import TrustMonitor
 from fiat.establish.measure import default_measurer
+from fiat.formats.statement import RECEIPT
 from fiat.home import init_home, keyring, trust_root
+from fiat.verify.bundle import Bundle
 
+#: The parts of the benchmark, in the order they run (``concurrent`` revokes the principal: last).
+PARTS = ("startup", "halt", "cpu", "cascade", "concurrent")
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "policies"
 SLEEPER = ["sleep", "600"]  # coreutils: a small process, so a thousand fit
 
@@ -402,22 +416,176 @@ def _concurrent(b: _Bench, count: int, progress: Progress | None) -> dict[str, A
     }
 
 
+#: Seconds between the last generation's start and the revocation (the guards' steady state).
+SETTLE = 1.0
+
+#: One generation of the cascade: it starts the next (``fiat run --parent "$FIAT_PERMIT_ID"``)
+#: and a sleeper, writes their pids, and waits; the last generation only sleeps.
+GENERATION = r"""
+import json, os, subprocess, sys, time
+
+base, n, last = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+work = os.path.join(base, f"gen{n}")
+sleeper = subprocess.Popen(["sleep", "600"])
+guard = None
+if n < last:
+    sub = os.path.join(base, f"gen{n + 1}")
+    os.makedirs(sub)
+    guard = subprocess.Popen(
+        [sys.executable, "-m", "fiat.cli.main", "run", "--url", os.environ["FIAT_BENCH_URL"],
+         "--principal", "agent:release-bot", "--action", "shell:run", "--resource", "repo:fiat",
+         "--parent", os.environ["FIAT_PERMIT_ID"], "--evidence", os.path.join(sub, "bundle.json"),
+         "--", sys.executable, __file__, base, str(n + 1), str(last)],
+        cwd=sub, stdout=subprocess.DEVNULL, stderr=open(os.path.join(sub, "stderr"), "w"),
+    )
+with open(os.path.join(work, "pids.tmp"), "w") as f:
+    json.dump({"pid": os.getpid(), "sleeper": sleeper.pid, "guard": guard and guard.pid,
+               "permit": os.environ["FIAT_PERMIT_ID"]}, f)
+os.replace(os.path.join(work, "pids.tmp"), os.path.join(work, "pids.json"))
+(guard or sleeper).wait()
+"""
+
+
+def _cascade(b: _Bench, runs: int, generations: int, progress: Progress | None) -> dict[str, Any]:
+    """Root revocation → each generation gone, for ``generations`` nested ``fiat run`` processes;
+    the floor is one ``fiat run`` without lineage revoked the same way (runs interleaved)."""
+    script = b.home.parent / "generation.py"
+    script.write_text(GENERATION)
+    task = progress.add_task("lineage cascade", total=runs) if progress else None
+    gone: dict[str, list[float]] = {"floor": [], **{f"gen{n}": [] for n in range(generations)}}
+    guard_exit: dict[str, list[float]] = {k: [] for k in gone}
+    answered: list[float] = []  # the revocation request → its answer (logged, and the state pushed)
+    admin = AuthorityClient(b.url)
+    try:
+        for i in range(runs):
+            for label, depth in (("floor", 1), ("chain", generations)):
+                base = b.home.parent / f"cascade-{i}-{label}"
+                times, exits, answer = _one_cascade(b, admin, script, base, depth)
+                answered.append(answer)
+                for n in range(depth):
+                    key = "floor" if label == "floor" else f"gen{n}"
+                    gone[key].append(times[n])
+                    guard_exit[key].append(exits[n])
+            if progress and task is not None:
+                progress.update(task, completed=i + 1)
+    finally:
+        admin.close()
+    floor = _pct(gone["floor"], 0.5)
+
+    def row(k: str) -> dict[str, Any]:
+        v, e = gone[k], guard_exit[k]
+        return {
+            "p50_ms": round(_pct(v, 0.5) * 1000, 2),
+            "p99_ms": round(_pct(v, 0.99) * 1000, 2),
+            "max_ms": round(max(v) * 1000, 2),
+            "ratio_to_floor": round(_pct(v, 0.5) / floor, 2),
+            "guard_exit_p50_ms": round(_pct(e, 0.5) * 1000, 2),
+            "guard_exit_p99_ms": round(_pct(e, 0.99) * 1000, 2),
+        }
+
+    return {
+        "runs": runs,
+        "generations": generations,
+        "containment": "process",
+        "rows": {k: row(k) for k in gone},
+        "answered_p50_ms": round(_pct(answered, 0.5) * 1000, 2),
+        "answered_p99_ms": round(_pct(answered, 0.99) * 1000, 2),
+    }
+
+
+def _one_cascade(
+    b: _Bench, admin: AuthorityClient, script: Path, base: Path, depth: int
+) -> tuple[list[float], list[float], float]:
+    """One chain of ``depth`` generations, its root revoked: for each generation, the seconds from the
+    revocation request to its command and sleeper gone, and to its guard's exit (pidfds, ``pidfd_open(2)``):
+    the halt, and the halt with its receipt signed, uploaded and the bundle written."""
+    (base / "gen0").mkdir(parents=True)
+    env = {**os.environ, "FIAT_HOME": str(b.home), "FIAT_BENCH_URL": b.url, "FIAT_RUNTIME_CONTAINMENT": "process"}
+    argv = [sys.executable, "-m", "fiat.cli.main", "run", "--url", b.url,
+            "--principal", "agent:release-bot", "--action", "shell:run", "--resource", "repo:fiat",
+            "--evidence", str(base / "gen0" / "bundle.json"),
+            "--", sys.executable, str(script), str(base), "0", str(depth - 1)]  # fmt: skip
+    root = subprocess.Popen(argv, env=env, cwd=base / "gen0", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    fds: dict[int, tuple[str, int]] = {}  # pidfd -> (what, generation)
+    try:
+        deadline = time.monotonic() + 60
+        pids: list[dict[str, Any]] = []
+        while len(pids) < depth:
+            pids = []
+            for n in range(depth):
+                with contextlib.suppress(OSError, ValueError):
+                    pids.append(json.loads((base / f"gen{n}" / "pids.json").read_text()))
+            if root.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the cascade's chain of {depth} did not start (fiat run exited {root.returncode})")
+            time.sleep(0.02)
+        poll = select.poll()
+        guards = [root.pid, *(p["guard"] for p in pids[:-1])]
+        for n, p in enumerate(pids):
+            for what, pid in (("tree", p["pid"]), ("tree", p["sleeper"]), ("guard", guards[n])):
+                fd = os.pidfd_open(pid)
+                fds[fd] = (what, n)
+                poll.register(fd, select.POLLIN)
+        # Every guard past its start-up and waiting on its trust subscription: a revocation within
+        # about a second of a guard's start halts slower here (BENCHMARKS.md, the runtime section).
+        time.sleep(SETTLE)
+        left = {n: 2 for n in range(depth)}  # each generation: its command and its sleeper
+        times, exits = [0.0] * depth, [0.0] * depth
+        t0 = time.perf_counter()
+        admin.revoke(b.token, "permit", pids[0]["permit"], "benchmark: cascade")
+        answer = time.perf_counter() - t0  # answered once logged and pushed (fiat.api.routes.admin)
+        open_fds = set(fds)
+        while open_fds:
+            ready = poll.poll(10_000)
+            if not ready:
+                raise RuntimeError("a revoked chain was not halted within 10 s")
+            now = time.perf_counter()
+            for fd, _ in ready:
+                poll.unregister(fd)
+                open_fds.discard(fd)
+                what, n = fds[fd]
+                if what == "guard":
+                    exits[n] = now - t0
+                else:
+                    left[n] -= 1
+                    if left[n] == 0:
+                        times[n] = now - t0
+        if root.wait(30) != 124:
+            raise RuntimeError(f"the cascade's root fiat run exited {root.returncode}, not 124 (halted)")
+        for n in range(depth):
+            bundle = Bundle.parse((base / f"gen{n}" / "bundle.json").read_bytes())
+            (receipt,) = [s.statement.predicate for s in bundle.statements if s.statement.predicate_type == RECEIPT]
+            if not str(receipt.get("haltReason", "")).startswith("revocation: "):
+                raise RuntimeError(f"generation {n} halted at {receipt.get('haltReason')!r}, not at revocation")
+        return times, exits, answer
+    finally:
+        for fd in fds:
+            os.close(fd)
+        if root.poll() is None:
+            root.kill()
+            root.wait()
+
+
 def run_runtime_bench(
     runs: int = 100,
     cpu_seconds: float = 10.0,
     concurrent: int = 1000,
     workdir: Path | None = None,
     console: Console | None = None,
+    cascade_runs: int = 50,
+    generations: int = 3,
+    parts: tuple[str, ...] = PARTS,
 ) -> dict[str, Any]:
     progress = Progress(console=console, transient=True, disable=console is None)
     with progress, _scratch(workdir) as tmp:
         b = _Bench(tmp / "home")
         try:
-            startup = _startup(b, runs, progress)
-            latency = _halt_latency(b, runs, progress)
-            cpu = _cpu(b, cpu_seconds)
-            cli_cpu = _cli_cpu(b, cpu_seconds)
-            many = _concurrent(b, concurrent, progress) if concurrent else None
+            startup = _startup(b, runs, progress) if "startup" in parts else None
+            latency = _halt_latency(b, runs, progress) if "halt" in parts else None
+            cpu = _cpu(b, cpu_seconds) if "cpu" in parts else None
+            cli_cpu = _cli_cpu(b, cpu_seconds) if "cpu" in parts else None
+            cascade = _cascade(b, cascade_runs, generations, progress) if "cascade" in parts and cascade_runs else None
+            # Last: it revokes the benchmark's principal.
+            many = _concurrent(b, concurrent, progress) if "concurrent" in parts and concurrent else None
         finally:
             b.close()
     return {
@@ -428,44 +596,72 @@ def run_runtime_bench(
         "cpu": cpu,
         "cli_cpu": cli_cpu,
         "concurrent": many,
+        "cascade": cascade,
     }
 
 
 def render_markdown(r: dict[str, Any]) -> str:
     m, st, h, c, cc, n = r["machine"], r["startup"], r["halt"], r["cpu"], r["cli_cpu"], r["concurrent"]
     names = {"group": "plain process group (floor)", "process": "process containment", "namespace": "namespace (bwrap)"}
-    lines = [
-        f"### `fiat bench runtime` — {m['cpu']}, {m['cores']} cores, Python {m['python']}",
-        "",
-        f"Start-up, start call → the command's first byte of output (`{st['command']}`), {st['runs']} runs each:",
-        "",
-        "| start | p50 | p99 | ratio to the floor (p50) |",
-        "|---|---|---|---|",
-    ]
-    lines += [
-        f"| {names.get(k, k)} | {v['p50_ms']} ms | {v['p99_ms']} ms | {v['ratio_to_floor']}× |"
-        for k, v in st["modes"].items()
-    ]
-    if st["unavailable"]:
-        lines += ["", "Unavailable here (not measured): " + ", ".join(st["unavailable"]) + "."]
-    lines += [
-        "",
-        f"Halt latency, revocation request → the whole tree gone, {h['runs']} runs each "
-        "(target p99 ≤ 100 ms; Keylime polls every 2 s):",
-        "",
-        "| halted as | p50 | p99 | max |",
-        "|---|---|---|---|",
-    ]
-    lines += [
-        f"| {names.get(k, k)} | {v['p50_ms']} ms | {v['p99_ms']} ms | {v['max_ms']} ms |" for k, v in h["modes"].items()
-    ]
-    lines += [
-        "",
-        f"Guard CPU at the {c['heartbeat_ms']} ms heartbeat over {c['seconds']} s ({c['checks']} verifications): "
-        f"{c['cpu_percent_of_one_core']} % of one core, {c['cpu_per_check_us']} µs per verification "
-        f"(target ≤ 1 %); a real `fiat run` ({cc['containment']} containment) over {cc['seconds']} s of its "
-        f"steady state: {cc['cpu_percent_of_one_core']} % of one core.",
-    ]
+    lines = [f"### `fiat bench runtime` — {m['cpu']}, {m['cores']} cores, Python {m['python']}"]
+    if st:
+        lines += [
+            "",
+            f"Start-up, start call → the command's first byte of output (`{st['command']}`), {st['runs']} runs each:",
+            "",
+            "| start | p50 | p99 | ratio to the floor (p50) |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {names.get(k, k)} | {v['p50_ms']} ms | {v['p99_ms']} ms | {v['ratio_to_floor']}× |"
+            for k, v in st["modes"].items()
+        ]
+        if st["unavailable"]:
+            lines += ["", "Unavailable here (not measured): " + ", ".join(st["unavailable"]) + "."]
+    if h:
+        lines += [
+            "",
+            f"Halt latency, revocation request → the whole tree gone, {h['runs']} runs each "
+            "(target p99 ≤ 100 ms; Keylime polls every 2 s):",
+            "",
+            "| halted as | p50 | p99 | max |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {names.get(k, k)} | {v['p50_ms']} ms | {v['p99_ms']} ms | {v['max_ms']} ms |"
+            for k, v in h["modes"].items()
+        ]
+    if c and cc:
+        lines += [
+            "",
+            f"Guard CPU at the {c['heartbeat_ms']} ms heartbeat over {c['seconds']} s ({c['checks']} verifications): "
+            f"{c['cpu_percent_of_one_core']} % of one core, {c['cpu_per_check_us']} µs per verification "
+            f"(target ≤ 1 %); a real `fiat run` ({cc['containment']} containment) over {cc['seconds']} s of its "
+            f"steady state: {cc['cpu_percent_of_one_core']} % of one core.",
+        ]
+    if r.get("cascade"):
+        k = r["cascade"]
+        gens = {"floor": "one `fiat run`, no lineage (floor)", "gen0": "root", "gen1": "child", "gen2": "grandchild"}
+        lines += [
+            "",
+            f"Lineage cascade, the root permit's revocation request → each generation's command and the "
+            f"process it started gone (pidfds), {k['generations']} generations, each its own `fiat run` "
+            f"({k['containment']} containment), {k['runs']} runs (target p99 ≤ 100 ms); last column: → its "
+            "`fiat run` exited (receipt signed and uploaded, its bundle written):",
+            "",
+            "| generation | p50 | p99 | max | ratio to the floor (p50) | guard exited p50 / p99 |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {gens.get(g, g)} | {v['p50_ms']} ms | {v['p99_ms']} ms | {v['max_ms']} ms | "
+            f"{v['ratio_to_floor']}× | {v['guard_exit_p50_ms']} / {v['guard_exit_p99_ms']} ms |"
+            for g, v in k["rows"].items()
+        ]
+        lines += [
+            "",
+            f"Of that, the authority's part — the request → its answer, sent once the revocation is logged "
+            f"and the new trust state pushed: p50 {k['answered_p50_ms']} ms, p99 {k['answered_p99_ms']} ms.",
+        ]
     if n:
         lines += [
             "",

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from fiat.cli.common import JsonOpt, camel_keys, emit_json, err, errors_to_exit, out
+from fiat.cli.common import EXIT_INVALID, JsonOpt, camel_keys, emit_json, err, errors_to_exit, fail, out
 
 bench_app = typer.Typer(help="Benchmarks, each beside a floor measured in the same run.", no_args_is_help=True)
 
@@ -85,13 +85,30 @@ def bench_runtime(
     runs: Annotated[int, typer.Option(help="Revoke-to-halt runs for the latency percentiles.")] = 100,
     cpu_seconds: Annotated[float, typer.Option(help="How long to measure one guard's CPU.")] = 10.0,
     concurrent: Annotated[int, typer.Option(help="Concurrent guarded actions on one node (0 to skip).")] = 1000,
+    cascade_runs: Annotated[
+        int, typer.Option(help="Lineage cascades (root revoked, every generation timed) for p50/p99 (0 to skip).")
+    ] = 50,
+    generations: Annotated[int, typer.Option(min=2, max=8, help="Generations in each cascade's chain.")] = 3,
+    part: Annotated[
+        list[str] | None,
+        typer.Option(help="Measure only this part (repeat): startup, halt, cpu, concurrent, cascade."),
+    ] = None,
 ) -> None:
-    """Halt latency (p50/p99), guard CPU per action, and 1,000 concurrent guarded actions."""
-    from fiat.bench.runtime import render_markdown, run_runtime_bench
+    """Start-up, halt latency (p50/p99), guard CPU, 1,000 concurrent actions, the lineage cascade."""
+    from fiat.bench.runtime import PARTS, render_markdown, run_runtime_bench
 
+    unknown = sorted(set(part or ()) - set(PARTS))
+    if unknown:
+        fail(EXIT_INVALID, f"--part: unknown {', '.join(unknown)}", f"choose from {', '.join(PARTS)}")
     with errors_to_exit():
         result = run_runtime_bench(
-            runs=runs, cpu_seconds=cpu_seconds, concurrent=concurrent, console=None if as_json else err
+            runs=runs,
+            cpu_seconds=cpu_seconds,
+            concurrent=concurrent,
+            console=None if as_json else err,
+            cascade_runs=cascade_runs,
+            generations=generations,
+            parts=tuple(part or PARTS),
         )
     _report(result, render_markdown, as_json)
 

@@ -36,7 +36,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -184,7 +184,7 @@ class Tree:
         keep: Iterable[int] = (),
     ) -> None:
         self._roots, self._exclude, self._include_roots = roots, exclude, include_roots
-        self._keep = set(keep)  # children whose exit status someone else collects
+        self.keep = set(keep)  # children whose exit status someone else collects
         self.seen: dict[int, str] = {}
 
     def members(self) -> dict[int, str]:
@@ -217,7 +217,7 @@ class Tree:
         _signal(stopped, signal.SIGKILL)
         deadline, delay = time.monotonic() + 2.0, 0.001
         while time.monotonic() < deadline:
-            _reap(p for p in self.seen if p not in self._keep)
+            _reap(p for p in self.seen if p not in self.keep)
             if not self.alive():
                 break
             time.sleep(delay)  # a killed process is usually gone within a millisecond or two
@@ -292,17 +292,27 @@ class Containment:
                     )
         _probe(tuple(self.bwrap_argv(["true"], "/")))
 
-    def start(self, argv: Sequence[str], *, cwd: str, stdout: int | None = None) -> Contained:
-        """Start ``argv`` contained. ``OSError`` (ENOENT, EACCES) if the command cannot run."""
+    def start(
+        self, argv: Sequence[str], *, cwd: str, stdout: int | None = None, env: Mapping[str, str] | None = None
+    ) -> Contained:
+        """Start ``argv`` contained, with ``env`` (default: the guard's environment).
+        ``OSError`` (ENOENT, EACCES) if the command cannot run."""
         if self.mode == NAMESPACE:
             _resolve(argv[0], cwd)  # a missing command is 127, as without the sandbox
-            proc = subprocess.Popen(self.bwrap_argv(argv, cwd), cwd=cwd, start_new_session=True, stdout=stdout)
+            proc = subprocess.Popen(
+                self.bwrap_argv(argv, cwd), cwd=cwd, start_new_session=True, stdout=stdout, env=env
+            )  # bwrap passes its environment on to the command
             return Contained(proc, self.mode)
         guard = os.getpid()
         become_subreaper()
         before = list(descendants([guard]))
         proc = subprocess.Popen(
-            list(argv), cwd=cwd, start_new_session=True, stdout=stdout, preexec_fn=lambda: die_with_parent(guard)
+            list(argv),
+            cwd=cwd,
+            start_new_session=True,
+            stdout=stdout,
+            env=env,
+            preexec_fn=lambda: die_with_parent(guard),
         )
         return Contained(proc, self.mode, before)
 
@@ -383,18 +393,32 @@ class Contained:
         if st is not None:
             self.tree.seen[pid] = st[1]
 
-    def halt(self, grace: float) -> None:
-        """SIGTERM to every process of the tree, up to ``grace`` seconds, then SIGKILL to all."""
+    def terminate(self) -> None:
+        """SIGTERM to every process of the tree, now (a :meth:`halt` follows)."""
         if self.mode == NAMESPACE:
             inits = children(self.proc.pid)
             self.tree.terminate(skip=[self.proc.pid, *inits])  # the namespace init ends with its command
         else:
             self.tree.terminate()
+
+    def halt(self, grace: float) -> None:
+        """SIGTERM to every process of the tree, up to ``grace`` seconds, then SIGKILL to all."""
+        self.terminate()
         deadline = time.monotonic() + grace
         with _ExitWatch(self.proc.pid) as exited:
             while (left := deadline - time.monotonic()) > 0 and self.proc.poll() is None:
                 self.tree.members()
                 exited.wait(min(_POLL, left))
+        # The grace is every process's, not the command's alone: a descendant still ending —
+        # a nested guard signing and uploading its own receipt in a lineage cascade — gets the
+        # rest of it before the SIGKILL (in a PID namespace the kernel ends them with its init).
+        delay = 0.001
+        while self.mode != NAMESPACE and (left := deadline - time.monotonic()) > 0:
+            _reap(p for p in self.tree.seen if p not in self.tree.keep)
+            if not self.tree.alive():
+                break
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, _POLL)
         self.sweep()
 
     def sweep(self) -> None:

@@ -35,7 +35,11 @@ running guard once the authority is back). Many guarded blocks in one process sh
 mode (a fork cannot enter a new PID namespace): its own session, ``PR_SET_PDEATHSIG``, and
 it is a child subreaper, so that on a halt — or when the function returns — every process
 it started is found and killed. The receipt records ``containment: "process"`` (``"none"``
-for a block that runs in this process).
+for a block that runs in this process). The child's environment holds ``FIAT_PERMIT_ID``,
+the live permit id, as ``fiat run``'s command does, so that a sub-agent it starts can name
+its parent (``fiat run --parent "$FIAT_PERMIT_ID"``, ``governed(parent=...)``); a block in
+this process has it as ``g.permit_id``. Revoking an ancestor halts the whole lineage
+(:mod:`fiat.enforce.run`, "Lineage").
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ from typing import Any, Literal, TypeVar, cast
 from fiat.config import load_config
 from fiat.enforce.bootstrap import Bootstrap, Heartbeat, open_session
 from fiat.enforce.containment import IN_PROCESS, PROCESS, Tree, become_subreaper, die_with_parent
-from fiat.enforce.guard import GuardSettings, Halt, Session
+from fiat.enforce.guard import PERMIT_ENV, GuardSettings, Halt, Session
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -272,7 +276,9 @@ class governed:
         ctx = multiprocessing.get_context("fork")
         parent_end, child_end = ctx.Pipe(duplex=False)
         session = self._establish()
-        proc = ctx.Process(target=_child, args=(fn, args, kwargs, child_end, os.getpid()), daemon=True)
+        proc = ctx.Process(
+            target=_child, args=(fn, args, kwargs, child_end, os.getpid(), session.permit_id), daemon=True
+        )
         halted = threading.Event()
         self._begin_watch(lambda _h: halted.set())
         error: BaseException | None = None
@@ -308,9 +314,12 @@ class governed:
             self._finish(error if not isinstance(error, Halt) else None)
 
 
-def _child(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], conn: Any, guard: int) -> None:
+def _child(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], conn: Any, guard: int, permit_id: str
+) -> None:
     die_with_parent(guard)
     os.setsid()
+    os.environ[PERMIT_ENV] = permit_id  # for the function and every process it starts
     become_subreaper()  # every orphan of the tree is re-parented here, where a sweep finds it
     try:
         conn.send((True, fn(*args, **kwargs)))

@@ -26,7 +26,9 @@ blocking on the network — each failure is a halt naming its step:
 * ``log-continuity``    every checkpoint seen extends the previous one (no split view);
 * ``revocation``        no permit of the renewal chain (nor the lineage parent), the principal
                         (nor any principal of a delegated permit's chain: ``sub``, each
-                        ``act.sub``) nor the runtime is revoked;
+                        ``act.sub``) nor the runtime is revoked; an entry for a permit a
+                        revocation covers (an ancestor's, a predecessor's) names it:
+                        ``(covered by the revocation of permit …)``;
 * ``permit-expiry``     the permit is unexpired (it is renewed before expiry; a refused
                         renewal halts);
 * ``policy-current``    the trust state's policy digest is the permit's (a change forces
@@ -111,6 +113,11 @@ class Halt(FiatError):
     def __init__(self, step: str, reason: str) -> None:
         super().__init__(f"{step}: {reason}")
         self.step, self.reason = step, reason
+
+
+#: The environment variable holding the live permit id in a governed process (``fiat run``,
+#: ``fiat.governed(isolate=True)``): the ``parent`` a sub-agent names for its own execution.
+PERMIT_ENV = "FIAT_PERMIT_ID"
 
 
 @dataclass(frozen=True)
@@ -387,7 +394,9 @@ class Session:
         ):
             r = snap.revocations.get((kind, target))
             if r is not None:
-                raise Halt("revocation", f"the {kind} {target} was revoked: {r.reason}")
+                # A covered permit names the revocation that covers it (an ancestor's, a predecessor's).
+                by = f" (covered by the revocation of permit {r.covered_by})" if r.covered_by else ""
+                raise Halt("revocation", f"the {kind} {target} was revoked{by}: {r.reason}")
         return snap
 
     def gate(self) -> None:

@@ -12,6 +12,19 @@ Exit codes (documented in README.md):
 The command is started, and its whole process tree ended, by :mod:`fiat.enforce.containment`.
 SIGTERM, SIGINT and SIGHUP to the guard halt the command (step ``signal``), with a receipt.
 
+Lineage (sub-agents): the command's environment holds ``FIAT_PERMIT_ID``, the id of the
+permit it runs under (the execution's first permit: its revocation covers every renewal), so
+that it can start a governed child execution of its own with ``fiat run --parent
+"$FIAT_PERMIT_ID"`` (or ``fiat.governed(parent=os.environ["FIAT_PERMIT_ID"])``). A
+revocation of an ancestor covers the child (docs/formats.md, "Renewal and revocation"), and
+the cascade halts every generation at ``revocation``: each guard is woken by the pushed trust
+state; one that is signalled, or whose command is killed, by an ancestor guard's halt fetches
+the current trust state (SIGTERM already sent to its tree) before it decides, so its receipt
+names the revocation, not the signal. A halt gives every process of the tree — a nested guard uploading its receipt —
+the grace period before the SIGKILL. (A nested ``fiat run`` needs the Fiat home, which
+``namespace`` containment hides: sub-agents that govern themselves run under ``process``
+containment, or with a home of their own.)
+
 The receipt is spooled durably before it is uploaded (:mod:`fiat.enforce.spool`). When the
 authority cannot take it within ``runtime.receipt_upload_s``, the run still exits with the
 code above, and the result names the spool file (``receipt_spooled``); with ``--evidence``
@@ -34,7 +47,7 @@ from fiat.api.client import ClientError
 from fiat.config import Config
 from fiat.enforce.bootstrap import Bootstrap, Delivery, Heartbeat, open_session
 from fiat.enforce.containment import Containment, ContainmentUnavailable
-from fiat.enforce.guard import Denied, GuardSettings, Halt, NotEstablished
+from fiat.enforce.guard import PERMIT_ENV, Denied, GuardSettings, Halt, NotEstablished
 from fiat.enforce.spool import write_atomically
 
 EXIT_HALTED, EXIT_DENIED, EXIT_NOT_ESTABLISHED = 124, 125, 126
@@ -182,7 +195,10 @@ def _contained(
     session, settings = boot.session, boot.settings
     start = session.execution_start
     try:
-        contained = containment.start(argv, cwd=os.getcwd(), stdout=command_stdout)
+        # The live permit id, so that the command can name it as the parent of a sub-agent's
+        # own governed execution (``fiat run --parent "$FIAT_PERMIT_ID"``).
+        env = {**os.environ, PERMIT_ENV: session.permit_id}
+        contained = containment.start(argv, cwd=os.getcwd(), stdout=command_stdout, env=env)
     except OSError as exc:
         heartbeat.close()
         session.halted = None
@@ -202,18 +218,24 @@ def _contained(
     try:
         halt = heartbeat.run(lambda: exited.is_set() or bool(signalled))
         if halt is None and signalled:
-            halt = Halt("signal", f"the guard received {signal.Signals(signalled[0]).name}")
-            session.stop(halt)
+            contained.terminate()  # the command stops now; why is decided while it ends
+            halt = _trust_lost(boot)
+            if halt is None:
+                halt = Halt("signal", f"the guard received {signal.Signals(signalled[0]).name}")
+                session.stop(halt)
         if halt is not None:
             t0 = time.monotonic()
             contained.halt(settings.grace)
             latency = time.monotonic() - t0
         else:
             # The command ended: trust must still have held at its end, or the run counts as halted.
-            try:
-                session.check()
-            except Halt as h:
-                halt = h
+            if proc.returncode is not None and proc.returncode < 0:
+                halt = _trust_lost(boot)  # killed: by a parent guard's cascade halt, perhaps
+            else:
+                try:
+                    session.check()
+                except Halt as h:
+                    halt = h
     finally:
         heartbeat.close()
         if proc.poll() is None:  # interrupted: never leave the action running ungoverned
@@ -234,6 +256,21 @@ def _contained(
     envelope = session.sign_receipt(start, end, outcome, receipt_exit, digest_outputs(outputs))
     delivery = boot.deliver(envelope, evidence_path)
     return _result(boot, delivery, evidence_path, exit_code, outcome, reason, latency, decision)
+
+
+def _trust_lost(boot: Bootstrap) -> Halt | None:
+    """The halt trust already calls for, checked against a trust state fetched now; None if it holds.
+
+    For an ending the guard did not find itself — a signal to the guard, the command killed. In
+    a lineage cascade every guard of the tree is signalled by the ancestor guard that found the
+    revocation first, often before its own copy of the pushed state arrived: the fetched state
+    shows the revocation, so the receipt says ``revocation``, not ``signal``."""
+    boot.monitor.refresh(min(1.0, boot.settings.grace / 2))
+    try:
+        boot.session.check()
+    except Halt as halt:
+        return halt
+    return None
 
 
 def _result(

@@ -30,7 +30,9 @@ Every request (the stream, the complete state, the log's tiles) verifies an ``ht
 authority's certificate against ``server.tls_ca`` or the system store (:mod:`fiat.tls`).
 
 Guards read the result without touching the network (``snapshot``) and are woken
-at once when a state arrives, so a revocation halts them within milliseconds.
+at once when a state arrives, so a revocation halts them within milliseconds. ``refresh``
+fetches a complete state on demand (a guard ending for a reason it did not find itself: see
+:mod:`fiat.enforce.run`); it passes the same steps.
 
 The stream is read as server-sent events (WHATWG HTML §9.2.6: ``event:`` and ``data:``
 fields, dispatched at a blank line). ``trust-state`` events (and, for older servers,
@@ -83,6 +85,7 @@ class Revocation:
     kind: str
     target: str
     reason: str
+    covered_by: str | None = None  # the permit revoked, when this entry lists a permit it covers
 
 
 @dataclass
@@ -342,7 +345,10 @@ class TrustMonitor:
         revocations = {}
         for r in claims.get("revocations", []) or []:
             if isinstance(r, dict) and isinstance(r.get("kind"), str) and isinstance(r.get("target"), str):
-                revocations[(r["kind"], r["target"])] = Revocation(r["kind"], r["target"], str(r.get("reason", "")))
+                by = r.get("coveredBy")
+                revocations[(r["kind"], r["target"])] = Revocation(
+                    r["kind"], r["target"], str(r.get("reason", "")), by if isinstance(by, str) else None
+                )
         policy = claims.get("policy")
         digest = policy.get("digest", {}).get("sha256") if isinstance(policy, dict) else None
         # Revocations, freshness and policy take effect at once; guards are woken before the
@@ -377,11 +383,27 @@ class TrustMonitor:
             self._snap.continuity_failure = f"trust-continuity: {why}"
         self._notify()
 
-    def _fetch_complete(self) -> str:
+    def refresh(self, timeout: float) -> bool:
+        """Fetch a complete trust state now and fold it in as a pushed one (every step above).
+
+        For a guard about to end its action for a reason it did not find itself (a signal, the
+        command's death): a parent guard halting the tree on a cascade revocation, for one, may
+        be faster than this process's own copy of the pushed state. Returns whether a state was
+        accepted; on any failure nothing changes (the stream's states still count).
+        """
+        try:
+            token = self._fetch_complete(timeout)
+        except Exception as exc:  # unreachable, refused, malformed: the snapshot stays as it was
+            log.debug("trust state refresh failed: %s", exc)
+            return False
+        self.accept(token, refetch=False)
+        return True
+
+    def _fetch_complete(self, timeout: float = 5.0) -> str:
         """A complete trust state (every live revocation): ``GET /v1/trust/state?since=0``."""
         import httpx
 
-        with httpx.Client(timeout=5.0, verify=tls.client_context()) as client:
+        with httpx.Client(timeout=timeout, verify=tls.client_context()) as client:
             r = client.get(self.url + "/v1/trust/state", params={"since": 0})
         if r.status_code != 200:
             raise FiatError(f"GET /v1/trust/state?since=0 answered HTTP {r.status_code}")
