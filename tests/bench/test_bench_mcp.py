@@ -94,7 +94,7 @@ def test_bench_mcp_quick_measures_every_row_the_floor_and_the_profile() -> None:
     assert r["benchmark"] == "mcp" and r["calls"] == 20 and r["warmup"] == 3
     rows = r["rows"]
     faces = ("stdio", "http")
-    variants = ("logged", "uploadBound0")
+    variants = ("logged", "uploadBound0", "heartbeat10ms")
     want = {f"direct{f.title()}" for f in faces} | {f"hop{f.title()}" for f in faces}
     want |= {f"gateway{f.title()}{v[0].upper()}{v[1:]}" for f in faces for v in variants}
     assert set(rows) == want, sorted(rows)

@@ -129,7 +129,7 @@ def bench_mcp(
     if quick:
         calls, warmup = 20, 3
     if calls < 1 or warmup < 0:
-        raise typer.BadParameter("--calls must be at least 1, --warmup at least 0")
+        fail(EXIT_INVALID, f"--calls {calls} --warmup {warmup}", "--calls must be at least 1, --warmup at least 0")
     with errors_to_exit():
         result = run_mcp_bench(calls=calls, warmup=warmup, governed=governed, console=None if as_json else err)
     _report(result, render_markdown, as_json)
