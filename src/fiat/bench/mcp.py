@@ -704,7 +704,14 @@ def render_markdown(r: dict[str, Any]) -> str:
         "| face | path | p50 (ms) | p99 (ms) | mean (ms) |",
         "|---|---|---:|---:|---:|",
     ]
-    for name, row in sorted(r["rows"].items(), key=lambda kv: (_row_label(kv[0])[0] != "stdio", kv[0])):
+    order = ["direct", "hop", "gateway"]
+    variants = list(VARIANTS)
+
+    def place(name: str) -> tuple[int, int, int]:
+        kind, face, *variant = name.split("_", 2)
+        return (face != "stdio", order.index(kind), variants.index(variant[0]) if variant else -1)
+
+    for name, row in sorted(r["rows"].items(), key=lambda kv: place(kv[0])):
         face, label = _row_label(name)
         lines.append(f"| {face} | {label} | {row['p50_ms']} | {row['p99_ms']} | {row['mean_ms']} |")
     lines += [
