@@ -2,6 +2,8 @@
 
 * ``POST /v1/authorize`` — a decision (and a permit); the caller proves the runtime key
   with an RFC 9449 DPoP proof.
+* ``POST /v1/authorize/permissible`` — which (action, resource) pairs a principal could ever
+  be permitted (context unknown); the same DPoP proof of the runtime key.
 * ``GET /v1/approvals/{id}``, ``POST /v1/approvals/{id}`` — read / decide an approval
   (the decision is an approval statement signed by an approver key).
 * ``POST /v1/permits/{jti}/consume`` — use a single-use permit (DPoP by its ``cnf`` key).

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -83,6 +83,17 @@ class AuthorityClient:
         url = self.url + "/v1/authorize"
         proof = self._proof(key, "POST", url)
         return dict(self._request("POST", "/v1/authorize", json={**body, "runtimeKid": kid}, headers={"DPoP": proof}))
+
+    def permissible(
+        self, key: Ed25519PrivateKey, principal: str, candidates: Sequence[tuple[str, str]]
+    ) -> tuple[str, list[bool]]:
+        """Which (action, resource) ``candidates`` some request by ``principal`` could be permitted:
+        the active policy's digest and one flag per candidate, in order. Proven with the runtime
+        ``key`` (DPoP, RFC 9449) as :meth:`authorize` is. A listing, never a grant."""
+        path = "/v1/authorize/permissible"
+        body = {"principal": principal, "candidates": [{"action": a, "resource": r} for a, r in candidates]}
+        got = self._request("POST", path, json=body, headers={"DPoP": self._proof(key, "POST", self.url + path)})
+        return str(got["policyDigest"]), [bool(x) for x in got["permissible"]]
 
     def receipt(self, envelope: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
         """Log an execution receipt; ``timeout`` (seconds) bounds this one request. Idempotent:

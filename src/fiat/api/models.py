@@ -29,6 +29,20 @@ class AuthorizeBody(Strict):  # POST /v1/authorize: the action request, the runt
     renews: str | None = Field(default=None, max_length=256)
 
 
+class Candidate(Strict):
+    action: str = Field(min_length=1, max_length=1024)
+    resource: str = Field(min_length=1, max_length=1024)
+
+
+#: The most (action, resource) candidates one ``POST /v1/authorize/permissible`` asks about.
+MAX_CANDIDATES = 1024
+
+
+class PermissibleBody(Strict):  # POST /v1/authorize/permissible: which candidates could ever be permitted
+    principal: str = Field(min_length=1, max_length=1024)
+    candidates: list[Candidate] = Field(max_length=MAX_CANDIDATES)
+
+
 class ApprovalBody(Strict):  # POST /v1/approvals/{id}: an approval/v1 statement in a DSSE envelope
     envelope: dict[str, Any]
 

@@ -25,6 +25,9 @@
 8. ``permit``     the permit is minted (JWS, ``cnf`` = the runtime key) and logged with
                   the signed decision statement, in one durable batch.
 
+:meth:`Authority.permissible` asks steps 1, 5 and 6 of pairs without a context: which
+(action, resource) a principal could ever be permitted (a listing; nothing is logged).
+
 :class:`Authority` is a thin facade; each part has its module in :mod:`fiat.authorize`:
 
 * ``decider.py``      step 2 (:func:`~fiat.authorize.decider.check_request`) and the decider
@@ -44,7 +47,7 @@ Its stores are passed in (``fiat.wiring.open_authority`` builds them).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -52,6 +55,7 @@ from typing import Any
 from fiat.authorize.approvals import APPROVAL_TIMEOUT, APPROVAL_VALIDITY, Approvals
 from fiat.authorize.decider import Decider, check_request
 from fiat.authorize.decision import AuthorizationRequest, AuthorizationResult
+from fiat.authorize.names import action_uid, entity_uid
 from fiat.authorize.outcomes import Outcomes
 from fiat.authorize.policy_state import ActivePolicy, PolicyState
 from fiat.authorize.receipts import record_receipt
@@ -65,6 +69,7 @@ from fiat.errors import (
     ApprovalError,
     ApproverSignatureError,
     AuthorizationError,
+    MalformedError,
     MalformedRequestError,
     UnknownApprovalError,
 )
@@ -177,6 +182,37 @@ class Authority:
         (an event loop awaits it with ``asyncio.wrap_future``, holding no thread)."""
         now = self.clock()
         return self._decider.submit(req, check_request(req), now)
+
+    def permissible(self, runtime_kid: str, principal: str, pairs: Sequence[tuple[str, str]]) -> tuple[str, list[bool]]:
+        """Which (action, resource) pairs some request by ``principal`` could be permitted: the
+        active policy's digest and one flag per pair, in order. A listing, never a grant: every
+        call is still decided by :meth:`authorize` on its real arguments.
+
+        ``runtime_kid`` (proven by the caller, e.g. with DPoP) must be an enrolled, active,
+        unrevoked runtime key, as step 1 asks (else :class:`AuthorizationError`). A revoked
+        principal (step 5, its one Cedar spelling) is permitted nothing; otherwise each pair is
+        :meth:`~fiat.authorize.policy.PolicyBundle.permissible` under the active policy, the
+        newest another process published followed as step 6 follows it. A malformed name
+        raises :class:`MalformedRequestError`.
+        """
+        now = self.clock()
+        runtime = self._keys.ring.find(runtime_kid)
+        if runtime is None or runtime.role != "runtime" or not runtime.valid_at(now):
+            raise AuthorizationError(f"runtime key {runtime_kid} is not enrolled or not active")
+        if self.is_revoked("runtime", runtime_kid):
+            raise AuthorizationError(f"runtime {runtime_kid} is revoked")
+        try:
+            key = principal_key(principal)
+            names = [(action_uid(a), entity_uid(r, "resource")) for a, r in pairs]
+        except MalformedError as exc:
+            raise MalformedRequestError(str(exc)) from exc
+        self._policy.follow()
+        active = self._policy.active
+        if active is None:
+            raise AuthorizationError(self._policy.error or "no active policy")
+        if self.is_revoked("principal", key):
+            return active.digest, [False] * len(names)
+        return active.digest, active.bundle.permissible(key, names)
 
     # -- receipts and bundles -----------------------------------------------------------------
 

@@ -28,10 +28,21 @@ Policy annotations (Cedar ``@name("value")``):
 * ``@heartbeat_ms("250")`` — the guard's re-verification interval;
 * ``@approval("ops")`` — a human approver must approve first;
 * ``@single_use`` — the permit can be used once.
+
+Permissible (a meta-question, asked to filter what is listed, never to grant): a pair
+(action, resource) is *permissible* for a principal iff Cedar's partial evaluation
+(``is_authorized_partial``) of the request with the context left **unknown**, over the
+enforced policies and the bundle's entities, is not a definite Deny: it is Allow, or a
+residual in which some permit policy may still apply (no forbid policy definitely applies,
+else Cedar answers Deny). Sound: whenever some context makes the real request Allow, the pair
+is permissible (a residual, once the context is bound, agrees with full evaluation). Not
+complete: a condition no context satisfies (``context.input.n < 0 && context.input.n > 0``)
+still lists. Shadow policies never count; a bundle in shadow mode permits nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -364,6 +375,55 @@ class PolicyBundle:
             out[i] = Evaluation(decision, determining, errors, obligations, tuple(shadow))
         return [r if r is not None else PolicyError("the request was not evaluated") for r in out]
 
+    def permissible(self, principal: str, pairs: Sequence[tuple[str, str]]) -> list[bool]:
+        """For each (action, resource): could some context make this principal's request Allow?
+
+        See the module docstring for the definition. The principal and each resource are
+        looked up as a real evaluation looks them up: one that entities.json does not hold is
+        an entity without attributes or parents (Cedar's partial evaluation would otherwise
+        treat it as *unknown*, and list what no real request is permitted). A malformed
+        name raises :class:`MalformedError`; the answers are in the order of ``pairs``.
+        Cedar ships partial evaluation as an experimental feature; a residual is only read
+        for whether a permit remains, never taken as a decision.
+        """
+        principal_id = entity_uid(principal, "principal")
+        built = [(action_uid(a), entity_uid(r, "resource")) for a, r in pairs]
+        if self.bundle_shadow or self.enforced.handle is None:
+            return [False] * len(built)  # evaluation enforces no policy: every request is denied
+        entities = self.entities
+        absent = sorted({principal_id, *(r for _, r in built)} - self.entity_uids)
+        bare = [e for uid in absent if (e := _bare_entity(uid))]
+        if bare:
+            # Should Cedar refuse one, all are left unknown: partial evaluation then lists more, never less.
+            with contextlib.suppress(ValueError):
+                entities = entities.with_added_json_str(json.dumps(bare))
+        answers: dict[tuple[str, str], bool] = {}  # one partial evaluation per distinct pair
+        for a, r in built:
+            if (a, r) not in answers:
+                answers[a, r] = self._may_allow(principal_id, a, r, entities)
+        return [answers[pair] for pair in built]
+
+    def _may_allow(self, principal: str, action: str, resource: str, entities: Any) -> bool:
+        if not self.enforced.may_apply(action):
+            return False  # no enforced policy is scoped to this action: denied by default
+        # No "context" key: Cedar's partial evaluation treats the context as unknown. (It takes
+        # the UIDs in their string form only.)
+        request = {"principal": principal, "action": action, "resource": resource}
+        try:
+            result = cedarpy.is_authorized_partial(request, self.enforced.handle, entities, self.schema)
+        except Exception as exc:
+            raise PolicyError(f"Cedar could not partially evaluate the request: {exc}") from exc
+        if result.decision == cedarpy.Decision.Allow:
+            return True
+        if result.decision == cedarpy.Decision.Deny:
+            return False  # a forbid definitely applies, or no permit can
+        # No decision: a permit must remain that may still apply. No residuals at all means
+        # Cedar refused the request itself (e.g. an action the schema does not declare), and
+        # the real evaluation of it fails: a deny.
+        residuals = result.residuals
+        live = set(result.diagnostics.may_be_determining) | set(result.diagnostics.reasons)
+        return any(residuals.get(pid, {}).get("effect") == "permit" for pid in live)
+
     def _run_many(
         self, s: _Set, requests: list[dict[str, Any]]
     ) -> list[tuple[str, tuple[str, ...], tuple[str, ...]] | PolicyError]:
@@ -557,6 +617,18 @@ def _entity_uids(entities_text: str) -> frozenset[str]:
         if isinstance(uid, dict) and isinstance(uid.get("type"), str) and isinstance(uid.get("id"), str):
             uids.add(f"{uid['type']}::{json.dumps(uid['id'], ensure_ascii=False)}")
     return frozenset(uids)
+
+
+def _bare_entity(uid: str) -> dict[str, Any] | None:
+    """Cedar entity JSON for ``uid`` (``Type::"id"``) without attributes or parents: what a real
+    evaluation takes an entity entities.json does not hold to be. None for an id spelled with
+    escapes JSON does not share with Cedar (the entity is then left unknown)."""
+    kind, sep, rest = uid.partition('::"')  # a type holds no '"': the first '::"' ends it
+    try:
+        ident = json.loads('"' + rest) if sep else None
+    except ValueError:
+        return None
+    return {"uid": {"type": kind, "id": ident}, "attrs": {}, "parents": []} if isinstance(ident, str) else None
 
 
 def _without(text: str, drop: set[str]) -> str:
