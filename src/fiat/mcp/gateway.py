@@ -46,6 +46,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -267,7 +268,11 @@ class Gateway:
             return "unknown"
 
     def _approval_error(self, approval_id: str, decision: dict[str, Any] | None, name: str) -> types.CallToolResult:
-        group = ((decision or {}).get("obligations") or {}).get("approval") or "the approving group"
+        group = "the approving group"
+        for reason in (decision or {}).get("reasons") or []:
+            m = re.match(r"an approval by (\S+) is required", str(reason))  # fiat.authorize.explain.permitted
+            if m:
+                group = f"an approver of group {m.group(1)}"
         home = self._approver_hint or "--home <an approver's home>"
         text = (
             f"Not called yet: {name} with these arguments needs a human approval (approval {approval_id}, "
