@@ -10,7 +10,7 @@ protocol revisions the SDK serves (the ``initialize`` handshake of 2025-11-25 an
 2026-07-28 revision); ``--legacy-only`` refuses ``server/discover``, so that a client falls back to
 the handshake. With ``$MCP_DESK_LOG`` set, every request and notification it receives is appended
 to that file as one JSON line (method, protocol version, tool, arguments, the ``Authorization``
-header it got over HTTP, its pid), and so is every tool call a cancellation stopped.
+header it got over HTTP, its pid and an id of this start of it), and so is every tool call a cancellation stopped.
 
     python examples/mcp/server.py --root /srv/docs             # stdio
     python examples/mcp/server.py --root /srv/docs --http 9100  # http://127.0.0.1:9100/mcp
@@ -23,6 +23,7 @@ import json
 import os
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +34,14 @@ from mcp.shared.exceptions import MCPError
 from mcp_types.jsonrpc import METHOD_NOT_FOUND
 
 LOG = os.environ.get("MCP_DESK_LOG")
+INSTANCE = uuid.uuid4().hex  # which start of the server wrote a record (a PID namespace hides the host pid)
 _lock = threading.Lock()
 
 
 def record(event: str, **data: Any) -> None:
     if not LOG:
         return
-    line = json.dumps({"event": event, "pid": os.getpid(), "time": time.time(), **data}, sort_keys=True)
+    line = json.dumps({"event": event, "pid": os.getpid(), "instance": INSTANCE, "time": time.time(), **data}, sort_keys=True)
     with _lock, open(LOG, "a", encoding="utf-8") as f:
         f.write(line + "\n")
 

@@ -121,3 +121,28 @@ def receipt_of(bundle: dict[str, Any]) -> dict[str, Any]:
         if payload["predicateType"] == RECEIPT:
             return dict(payload["predicate"])
     raise AssertionError("no receipt in the bundle")
+
+
+def revoke_principal(server: FiatServer, principal: str, reason: str) -> None:
+    """Revoke ``principal`` through the admin API (in-process: no CLI start-up in a timing)."""
+    from fiat.api.client import AuthorityClient
+    from fiat.keys.admin_token import read_admin_token
+
+    with AuthorityClient(server.url) as client:
+        client.revoke(read_admin_token(server.home / "keys"), "principal", principal, reason)
+
+
+def host_pids(*needles: str) -> set[int]:
+    """Live processes of this host whose command line holds every one of ``needles`` (from ``/proc``)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state not in ("Z", "X") and all(n in cmdline for n in needles) and "bwrap" not in cmdline:
+            found.add(int(entry.name))
+    return found
