@@ -41,7 +41,9 @@ _lock = threading.Lock()
 def record(event: str, **data: Any) -> None:
     if not LOG:
         return
-    line = json.dumps({"event": event, "pid": os.getpid(), "instance": INSTANCE, "time": time.time(), **data}, sort_keys=True)
+    line = json.dumps(
+        {"event": event, "pid": os.getpid(), "instance": INSTANCE, "time": time.time(), **data}, sort_keys=True
+    )
     with _lock, open(LOG, "a", encoding="utf-8") as f:
         f.write(line + "\n")
 
@@ -178,7 +180,9 @@ def main() -> None:
     async def serve() -> None:
         async with stdio_server() as (read, write):
             if args.legacy_only:  # the handshake-only loop: server/discover is not a method here
-                await serve_loop(server, read, write, lifespan_state={}, init_options=server.create_initialization_options())
+                await serve_loop(
+                    server, read, write, lifespan_state={}, init_options=server.create_initialization_options()
+                )
             else:
                 await server.run(read, write, server.create_initialization_options())
 

@@ -21,11 +21,11 @@ from typing import Any
 import anyio
 import mcp_types as types
 import pytest
-from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 from fiat.formats.encoding import json_digest
 from fiat.mcp import result_digest
+from mcp import Client
 from support.mcp_gateway import (
     DESK,
     DESK_FOR_SUPPORT,
@@ -120,7 +120,11 @@ def test_listing_follows_a_policy_change(tmp_path: Path, docs: Path) -> None:
             async with gateway(own, docs, tmp_path / "desk.log") as client:
                 before = [t.name for t in (await client.list_tools()).tools]
                 await anyio.to_thread.run_sync(
-                    lambda: ok(fiat_text("policy", "publish", bundle, "--skip-tests", "--home", own.home, "--url", own.url, "--json"))
+                    lambda: ok(
+                        fiat_text(
+                            "policy", "publish", bundle, "--skip-tests", "--home", own.home, "--url", own.url, "--json"
+                        )
+                    )
                 )
                 await anyio.sleep(0.5)  # the next trust state names the new digest
                 return before, [t.name for t in (await client.list_tools()).tools]
@@ -169,7 +173,9 @@ def test_denied_call_is_a_tool_error_and_never_reaches_the_upstream(
 
     async def main() -> types.CallToolResult:
         async with gateway(authority, docs, log) as client:
-            return await client.call_tool("desk___refund", {"order_id": "48213", "amount_cents": 500000, "currency": "EUR"})
+            return await client.call_tool(
+                "desk___refund", {"order_id": "48213", "amount_cents": 500000, "currency": "EUR"}
+            )
 
     result = run(main)
     said = text_of(result)
@@ -296,7 +302,9 @@ def test_a_tool_ignoring_cancellation_is_killed_and_the_upstream_restarted(docs:
     log, beat = tmp_path / "desk.log", tmp_path / "beat"
     bundle = tmp_path / "policy"
     subprocess.run(["cp", "-rL", str(EXAMPLES), str(bundle)], check=True)
-    (bundle / "mcp.cedar").write_text((bundle / "mcp.cedar").read_text().replace('Action::"desk___stubborn_task", ', ""))
+    (bundle / "mcp.cedar").write_text(
+        (bundle / "mcp.cedar").read_text().replace('Action::"desk___stubborn_task", ', "")
+    )
     try:
 
         async def main() -> tuple[types.CallToolResult, types.CallToolResult, float, float]:
@@ -314,7 +322,19 @@ def test_a_tool_ignoring_cancellation_is_killed_and_the_upstream_restarted(docs:
                     upstream.update(host_pids(str(DESK), str(docs)))
                     changed = time.monotonic()
                     await anyio.to_thread.run_sync(
-                        lambda: ok(fiat_text("policy", "publish", bundle, "--skip-tests", "--home", own.home, "--url", own.url, "--json"))
+                        lambda: ok(
+                            fiat_text(
+                                "policy",
+                                "publish",
+                                bundle,
+                                "--skip-tests",
+                                "--home",
+                                own.home,
+                                "--url",
+                                own.url,
+                                "--json",
+                            )
+                        )
                     )
                 answered = time.monotonic()
                 after = await client.call_tool("desk___create_ticket", {"title": "after the kill"})

@@ -26,7 +26,13 @@ PRINCIPAL = "agent:support-assistant"  # in Team::"support" (examples/policies/e
 PLATFORM = "agent:release-bot"  # in Team::"platform"
 HEARTBEAT_MS, GRACE_MS, TRUST_INTERVAL_MS = 100, 500, 100
 #: What a support agent may call on the desk (mcp.cedar); purge_tickets is platform's alone.
-DESK_FOR_SUPPORT = {"desk___create_ticket", "desk___read_file", "desk___refund", "desk___slow_task", "desk___stubborn_task"}
+DESK_FOR_SUPPORT = {
+    "desk___create_ticket",
+    "desk___read_file",
+    "desk___refund",
+    "desk___slow_task",
+    "desk___stubborn_task",
+}
 
 
 def make_authority(root: Path) -> FiatServer:

@@ -43,14 +43,22 @@ def _resource_arguments(values: list[str]) -> dict[str, dict[str, str]]:
 
 
 def mcp_cmd(
-    command: Annotated[list[str] | None, typer.Argument(help="The upstream server command, after --; or `serve`.")] = None,
-    principal: Annotated[str | None, typer.Option(help="stdio: the agent's identity, e.g. agent:desk-assistant.")] = None,
-    name: Annotated[str | None, typer.Option(help="stdio: the upstream's server name (default: from the command).")] = None,
+    command: Annotated[
+        list[str] | None, typer.Argument(help="The upstream server command, after --; or `serve`.")
+    ] = None,
+    principal: Annotated[
+        str | None, typer.Option(help="stdio: the agent's identity, e.g. agent:desk-assistant.")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="stdio: the upstream's server name (default: from the command).")
+    ] = None,
     resource_argument: Annotated[
         list[str] | None,
-        typer.Option(help="stdio: TOOL=ARGUMENT:TYPE — the tool's Cedar resource is TYPE::\"<that argument>\"."),
+        typer.Option(help='stdio: TOOL=ARGUMENT:TYPE — the tool\'s Cedar resource is TYPE::"<that argument>".'),
     ] = None,
-    config_file: Annotated[Path | None, typer.Option("--config", help="serve: the gateway configuration (TOML).")] = None,
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="serve: the gateway configuration (TOML).")
+    ] = None,
     url: Annotated[str | None, typer.Option(help="The authority (default http://server.host:server.port).")] = None,
     home: HomeOpt = None,
 ) -> None:
@@ -91,7 +99,7 @@ def _serve(config_file: Path, url: str | None, home: Path | None) -> None:
         cfg = config(home)
         gc = mcp_settings.load(config_file)
         if gc.identity is None:
-            fail(EXIT_INVALID, f"{config_file}: no [identity]", "set issuer and jwks (OAuth), or static = \"agent:NAME\"")
+            fail(EXIT_INVALID, f"{config_file}: no [identity]", 'set issuer and jwks (OAuth), or static = "agent:NAME"')
         gateway = Gateway(cfg, gc, url=url)
         identity = gc.identity
         static = identity.static

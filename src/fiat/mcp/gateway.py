@@ -93,7 +93,8 @@ def result_digest(result: types.CallToolResult) -> str:
 
 
 def tool_error(text: str, meta: dict[str, Any] | None = None) -> types.CallToolResult:
-    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True, meta=meta)
+    result = types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
+    return result if meta is None else result.model_copy(update={"meta": meta})
 
 
 @dataclass(frozen=True)
@@ -255,7 +256,9 @@ class Gateway:
                 return CallOutcome(self._approval_error(approval, exc.decision, name), "pending", approval_id=approval)
             return CallOutcome(tool_error(self._denial_text(exc, principal, name, resource)), "denied")
         except (NotEstablished, ClientError) as exc:
-            return CallOutcome(tool_error(f"Not called: trust could not be established for {name}: {exc}"), "not-established")
+            return CallOutcome(
+                tool_error(f"Not called: trust could not be established for {name}: {exc}"), "not-established"
+            )
         if remembered is not None:
             self.pending.pop(key, None)  # redeemed
         return await self._forward(boot, route, arguments)
@@ -331,7 +334,7 @@ class Gateway:
                     )
                 except (MCPError, UpstreamError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
                     error = f"the upstream {route.server!r} failed the call: {exc}"
-                except Exception as exc:  # noqa: BLE001 - any upstream failure is the call's failure
+                except Exception as exc:
                     error = f"the upstream {route.server!r} failed the call: {type(exc).__name__}: {exc}"
         except BaseException:
             # The agent cancelled the call (or the gateway is stopping): the upstream's request ends too.

@@ -30,13 +30,13 @@ from typing import Any
 import anyio
 import httpx2
 import mcp_types as types
-from mcp import Client
 from mcp.client._transport import TransportStreams
 from mcp.shared.message import SessionMessage
 
 from fiat.enforce.containment import Contained, Containment
 from fiat.errors import FiatError
 from fiat.mcp.settings import ServerSettings
+from mcp import Client
 
 log = logging.getLogger("fiat.mcp")
 
@@ -136,7 +136,7 @@ class Upstream:
                 self.tools = await self._list(client)
                 ready.set()
                 await self._stop.wait()
-        except BaseException as exc:  # noqa: BLE001 - reported to the caller of connect()
+        except BaseException as exc:
             failed.append(exc)
             ready.set()
         finally:
@@ -169,7 +169,7 @@ class Upstream:
                 await self.close()  # the upstream exited on its own: start it again
             if self.client is not None:
                 return self.client
-            ready, failed = anyio.Event(), []
+            ready, failed = anyio.Event(), list[BaseException]()
             self._stop, self._done = anyio.Event(), anyio.Event()
             asyncio.get_running_loop().create_task(self._own(ready, failed))
             with anyio.move_on_after(CONNECT_TIMEOUT) as scope:
@@ -246,7 +246,8 @@ class StdioUpstream(Upstream):
             return "cancelled"
         await anyio.to_thread.run_sync(contained.sweep)  # SIGKILL to the tree: nothing of it survives
         await self.close()
-        return f"cancelled; the upstream did not stop within the grace period, its process tree (pid {contained.proc.pid}) was killed"
+        pid = contained.proc.pid
+        return f"cancelled; it gave no answer within the grace period, so its process tree (pid {pid}) was killed"
 
 
 class HttpUpstream(Upstream):

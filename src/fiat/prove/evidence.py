@@ -152,7 +152,7 @@ def receipt_statement(
     form of the call's arguments object (the action request's context) and of its result."""
     if outcome not in ("completed", "failed", "halted"):
         raise ValueError("outcome is completed, failed or halted")
-    predicate = {
+    predicate: dict[str, Any] = {
         "permit": {"jti": permit_id, "digest": {"sha256": permit_digest}},
         "start": rfc3339(start),
         "end": rfc3339(end),
