@@ -109,7 +109,7 @@ def test_listing_shows_only_tools_the_principal_could_be_permitted(
 
 def test_listing_follows_a_policy_change(tmp_path: Path, docs: Path) -> None:
     """Cached per (principal, policy digest): a new policy version changes the next listing."""
-    own = make_authority(tmp_path / "own")
+    own = make_authority(tmp_path / "own", approver=False)
     try:
         bundle = tmp_path / "policy"
         subprocess.run(["cp", "-rL", str(EXAMPLES), str(bundle)], check=True)
@@ -255,7 +255,7 @@ def test_both_upstream_revisions(authority: FiatServer, docs: Path, tmp_path: Pa
 def test_revocation_mid_call_cancels_the_upstream_request(docs: Path, tmp_path: Path, legacy_upstream: bool) -> None:
     """Revoking the principal while slow_task runs: the agent gets the halt; the upstream got
     ``notifications/cancelled`` for that request and stopped; its tree was ended after the grace."""
-    own = make_authority(tmp_path / "own")
+    own = make_authority(tmp_path / "own", approver=False)
     log = tmp_path / "desk.log"
     try:
 
@@ -298,7 +298,7 @@ def test_a_tool_ignoring_cancellation_is_killed_and_the_upstream_restarted(docs:
     """A policy change that no longer permits stubborn_task halts it; the tool ignores the
     cancellation, so the upstream's tree is killed after the grace (its heartbeat file stops, its
     process is gone), and the next call is served by a fresh upstream."""
-    own = make_authority(tmp_path / "own")
+    own = make_authority(tmp_path / "own", approver=False)
     log, beat = tmp_path / "desk.log", tmp_path / "beat"
     bundle = tmp_path / "policy"
     subprocess.run(["cp", "-rL", str(EXAMPLES), str(bundle)], check=True)

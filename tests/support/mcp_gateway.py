@@ -35,13 +35,14 @@ DESK_FOR_SUPPORT = {
 }
 
 
-def make_authority(root: Path) -> FiatServer:
+def make_authority(root: Path, approver: bool = True) -> FiatServer:
     """A fresh home (the shipped example policies, an approver ``bob`` of group ops) and its ``fiat serve``."""
     home = root / "home"
     ok(fiat_text("init", "--home", home, "--json"))
     ok(fiat_text("policy", "publish", EXAMPLES, "--home", home, "--json"))
     server = FiatServer(home, env={"FIAT_AUTHORITY_TRUST_INTERVAL_MS": str(TRUST_INTERVAL_MS)}).start()
-    ok(fiat_text("keys", "add", "--role", "approver", "--name", "bob", "--group", "ops", "--home", home))
+    if approver:
+        ok(fiat_text("keys", "add", "--role", "approver", "--name", "bob", "--group", "ops", "--home", home))
     return server
 
 
