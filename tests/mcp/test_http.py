@@ -81,6 +81,20 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes] | None, output: Path | N
     raise AssertionError(f"nothing listens on {port}: {output.read_text() if output else ''}")
 
 
+def start_gateway(config: Path, authority: FiatServer, log: Path, output: Path, port: int) -> subprocess.Popen[bytes]:
+    """``fiat mcp serve --config CONFIG`` against ``authority``, once it listens on ``port``."""
+    with output.open("wb") as sink:
+        proc = subprocess.Popen(
+            [*FIAT, "mcp", "serve", "--config", str(config), "--home", str(authority.home), "--url", authority.url],
+            env=gateway_env(log),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            cwd=config.parent,
+        )
+    _wait_port(port, proc, output)
+    return proc
+
+
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     root = tmp_path_factory.mktemp("mcp-http")
@@ -124,15 +138,7 @@ headers = {{ Authorization = "{UPSTREAM_CREDENTIAL}" }}
     proc = None
     try:
         _wait_port(upstream_port, helpdesk, None)
-        with output.open("wb") as sink:
-            proc = subprocess.Popen(
-                [*FIAT, "mcp", "serve", "--config", str(config), "--home", str(authority.home), "--url", authority.url],
-                env=gateway_env(desk_log),
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                cwd=root,
-            )
-        _wait_port(port, proc, output)
+        proc = start_gateway(config, authority, desk_log, output, port)
         yield Deployment(authority, f"http://127.0.0.1:{port}/mcp", key, desk_log, helpdesk_log, proc, output)
     finally:
         for p in (proc, helpdesk):
@@ -252,6 +258,30 @@ def test_denied_over_http_names_the_reason(deployment: Deployment) -> None:
     result = anyio.run(main)
     assert result.is_error and text_of(result).startswith("Denied by policy:"), text_of(result)
     assert not [c for c in calls(deployment.helpdesk_log, "create_ticket") if c["arguments"] == {"title": "x"}]
+
+
+def test_a_static_identity_needs_no_token(deployment: Deployment, tmp_path: Path) -> None:
+    """``static = "agent:release-bot"``: every request is that principal (trusted local set-ups)."""
+    port = free_port()
+    config = tmp_path / "static.toml"
+    desk = [sys.executable, str(DESK), "--root", str(tmp_path)]
+    config.write_text(
+        f'[gateway]\nport = {port}\n[identity]\nstatic = "agent:release-bot"\n[servers.desk]\ncommand = {json.dumps(desk)}\n'
+    )
+    proc = start_gateway(config, deployment.authority, tmp_path / "desk.log", tmp_path / "out", port)
+    try:
+
+        async def main() -> tuple[set[str], types.CallToolResult]:
+            async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+                names = {t.name for t in (await client.list_tools()).tools}
+                return names, await client.call_tool("desk___purge_tickets", {})
+
+        names, purged = anyio.run(main)
+        assert names == {"desk___purge_tickets"}
+        assert not purged.is_error and "every ticket deleted" in text_of(purged)
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 # -- last: revokes the support agent -----------------------------------------------------------------------
