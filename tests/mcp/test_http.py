@@ -266,7 +266,8 @@ def test_a_static_identity_needs_no_token(deployment: Deployment, tmp_path: Path
     config = tmp_path / "static.toml"
     desk = [sys.executable, str(DESK), "--root", str(tmp_path)]
     config.write_text(
-        f'[gateway]\nport = {port}\n[identity]\nstatic = "agent:release-bot"\n[servers.desk]\ncommand = {json.dumps(desk)}\n'
+        f'[gateway]\nport = {port}\n[identity]\nstatic = "agent:release-bot"\n'
+        f"[servers.desk]\ncommand = {json.dumps(desk)}\n"
     )
     proc = start_gateway(config, deployment.authority, tmp_path / "desk.log", tmp_path / "out", port)
     try:

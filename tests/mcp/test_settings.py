@@ -59,7 +59,8 @@ def test_a_bad_configuration_names_the_setting(data: dict[str, Any], says: str) 
 def test_the_resource_url_is_public_url_and_path(tmp_path: Path) -> None:
     f = tmp_path / "g.toml"
     f.write_text(
-        '[gateway]\npublic_url = "https://mcp.example.com/"\n[identity]\nstatic = "agent:x"\n[servers.d]\ncommand = ["x"]\n'
+        '[gateway]\npublic_url = "https://mcp.example.com/"\n'
+        '[identity]\nstatic = "agent:x"\n[servers.d]\ncommand = ["x"]\n'
     )
     assert settings.load(f).resource_url() == "https://mcp.example.com/mcp"
     f.write_text("[gateway\n")

@@ -232,6 +232,49 @@ def test_approval_is_named_and_only_the_identical_retry_redeems_it(
     assert receipt["argumentsDigest"] == {"sha256": json_digest(args)}
 
 
+def test_approval_wait_holds_the_call_until_an_approver_decides(
+    authority: FiatServer, docs: Path, tmp_path: Path
+) -> None:
+    """With ``[mcp] approval_wait_s`` the call waits for the approval instead of answering at once."""
+    from fiat.api.client import AuthorityClient
+    from fiat.config import load_config
+    from fiat.formats.action import encode_action_request
+    from fiat.home import keyring
+
+    log = tmp_path / "desk.log"
+    args = {"order_id": "7002", "amount_cents": 20000, "currency": "EUR"}
+    digest = encode_action_request(PRINCIPAL, "desk___refund", 'Order::"7002"', args, None).digest
+    _, key = keyring(load_config(authority.home, require=True)).signing_key("approver", "bob")
+
+    def pending() -> str | None:
+        with AuthorityClient(authority.url) as client:
+            for a in client.approvals(key, status="pending"):
+                if a["actionDigest"] == digest:
+                    return str(a["id"])
+        return None
+
+    async def main() -> types.CallToolResult:
+        async with gateway(authority, docs, log, FIAT_MCP_APPROVAL_WAIT_S="30") as client:
+            box: list[types.CallToolResult] = []
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as tg:
+
+                    async def call() -> None:
+                        box.append(await client.call_tool("desk___refund", args))
+
+                    tg.start_soon(call)
+                    approval = await anyio.to_thread.run_sync(lambda: wait_for(pending, 15, "the approval"))
+                    assert calls(log, "refund") == []  # held, not called
+                    await anyio.to_thread.run_sync(
+                        lambda: ok(fiat_text("approve", approval, "--home", authority.home, "--url", authority.url))
+                    )
+            return box[0]
+
+    result = run(main)
+    assert not result.is_error and "refunded 20000 EUR" in text_of(result), text_of(result)
+    assert [c["arguments"] for c in calls(log, "refund")] == [args]
+
+
 @pytest.mark.parametrize("legacy_upstream", [True, False])
 def test_both_upstream_revisions(authority: FiatServer, docs: Path, tmp_path: Path, legacy_upstream: bool) -> None:
     """The gateway speaks 2025-11-25 to an upstream that only has the handshake, 2026-07-28 to one that has it."""

@@ -57,6 +57,7 @@ import anyio
 import mcp_types as types
 from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
+from mcp_types.jsonrpc import INTERNAL_ERROR
 
 from fiat.api.client import ClientError
 from fiat.config import Config
@@ -416,7 +417,10 @@ class Gateway:
         ``principal_of(ctx)`` names (the configured one on stdio; the bearer token's on HTTP)."""
 
         async def on_list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
-            return types.ListToolsResult(tools=await self.list_tools(principal_of(ctx)))
+            try:
+                return types.ListToolsResult(tools=await self.list_tools(principal_of(ctx)))
+            except FiatError as exc:  # fail closed: no listing without the authority's answer
+                raise MCPError(INTERNAL_ERROR, f"the gateway cannot list tools now: {exc}") from exc
 
         async def on_call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
             return await self.call_tool(principal_of(ctx), params.name, params.arguments)
