@@ -403,6 +403,41 @@ def test_a_tool_ignoring_cancellation_is_killed_and_the_upstream_restarted(docs:
         own.stop()
 
 
+def test_the_python_api_governs_calls_in_process(authority: FiatServer, docs: Path, tmp_path: Path) -> None:
+    """``fiat.mcp.Gateway`` as docs/mcp.md shows it (what the bench and the demo drive)."""
+    from fiat.config import load_config
+    from fiat.mcp import Gateway, settings
+    from support.processes import clean_env
+
+    log = tmp_path / "desk.log"
+    config = settings.one_server(
+        "desk",
+        command=[sys.executable, str(DESK), "--root", str(docs)],
+        env={"MCP_DESK_LOG": str(log)},
+        tools={"refund": {"resource_argument": "order_id", "resource_type": "Order"}},
+    )
+
+    async def main() -> tuple[list[str], Any, Any]:
+        with clean_env():
+            gw = Gateway(load_config(authority.home, require=True), config, url=authority.url)
+        await gw.start()
+        try:
+            names = [t.name for t in await gw.list_tools(PRINCIPAL)]
+            allowed = await gw.govern(PRINCIPAL, "desk___read_file", {"path": "faq.md"})
+            denied = await gw.govern(
+                PRINCIPAL, "desk___refund", {"order_id": "1", "amount_cents": 10**6, "currency": "EUR"}
+            )
+            return names, allowed, denied
+        finally:
+            await gw.close()
+
+    names, allowed, denied = run(main)
+    assert set(names) == DESK_FOR_SUPPORT
+    assert allowed.outcome == "completed" and isinstance(allowed.receipt_index, int) and allowed.permit_id
+    assert denied.outcome == "denied" and denied.result.is_error and denied.permit_id is None
+    assert [c["tool"] for c in calls(log)] == ["read_file"]
+
+
 def test_cli_refuses_a_gateway_without_principal_or_upstream(authority: FiatServer) -> None:
     p = fiat_text("mcp", "--home", authority.home, "--", sys.executable, "-c", "pass")
     assert p.returncode == 2 and "--principal" in p.stderr, p.stderr

@@ -81,9 +81,8 @@ def mcp_cmd(
     with errors_to_exit():
         cfg = config(home)
         server = name or default_name(argv)
-        gateway_config = mcp_settings.parse(
-            {"servers": {server: {"command": argv, "tools": _resource_arguments(resource_argument or [])}}},
-            "fiat mcp",
+        gateway_config = mcp_settings.one_server(
+            server, command=argv, tools=_resource_arguments(resource_argument or [])
         )
         gateway = Gateway(cfg, gateway_config, url=url, approver_hint=f"--home {cfg.home}")
         anyio.run(serve_stdio, gateway, principal)

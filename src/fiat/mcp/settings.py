@@ -157,6 +157,11 @@ class GatewayConfig(_Strict):
         return base + face.path
 
 
+def one_server(name: str, **server: Any) -> GatewayConfig:
+    """One upstream (``command=[...]`` or ``url=...``, optional ``tools``), as the stdio face configures it."""
+    return parse({"servers": {name: server}}, "the gateway")
+
+
 def _where(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
 
