@@ -38,6 +38,7 @@ from support.mcp_gateway import (
     host_pids,
     make_authority,
     process_gone,
+    publish,
     receipt_of,
     records,
     revoke_principal,
@@ -119,13 +120,7 @@ def test_listing_follows_a_policy_change(tmp_path: Path, docs: Path) -> None:
         async def main() -> tuple[list[str], list[str]]:
             async with gateway(own, docs, tmp_path / "desk.log") as client:
                 before = [t.name for t in (await client.list_tools()).tools]
-                await anyio.to_thread.run_sync(
-                    lambda: ok(
-                        fiat_text(
-                            "policy", "publish", bundle, "--skip-tests", "--home", own.home, "--url", own.url, "--json"
-                        )
-                    )
-                )
+                await anyio.to_thread.run_sync(publish, own, bundle)
                 await anyio.sleep(0.5)  # the next trust state names the new digest
                 return before, [t.name for t in (await client.list_tools()).tools]
 
@@ -364,21 +359,7 @@ def test_a_tool_ignoring_cancellation_is_killed_and_the_upstream_restarted(docs:
                     await anyio.to_thread.run_sync(lambda: wait_for(beat.exists, what="the heartbeat file"))
                     upstream.update(host_pids(str(DESK), str(docs)))
                     changed = time.monotonic()
-                    await anyio.to_thread.run_sync(
-                        lambda: ok(
-                            fiat_text(
-                                "policy",
-                                "publish",
-                                bundle,
-                                "--skip-tests",
-                                "--home",
-                                own.home,
-                                "--url",
-                                own.url,
-                                "--json",
-                            )
-                        )
-                    )
+                    await anyio.to_thread.run_sync(publish, own, bundle)
                 answered = time.monotonic()
                 after = await client.call_tool("desk___create_ticket", {"title": "after the kill"})
                 return box[0], after, changed, answered
