@@ -207,6 +207,8 @@ def test_approval_is_named_and_only_the_identical_retry_redeems_it(
             first = await client.call_tool("desk___refund", args)
             approval = (first.meta or {})["fiat/approval"]
             assert approval in text_of(first)
+            again = await client.call_tool("desk___refund", args)  # still pending: the same approval
+            assert (again.meta or {})["fiat/approval"] == approval and "group ops" in text_of(again)
             await anyio.to_thread.run_sync(
                 lambda: ok(fiat_text("approve", approval, "--home", authority.home, "--url", authority.url))
             )

@@ -144,6 +144,7 @@ class Gateway:
         #: (principal, action, argument digest) -> the approval id a call of exactly these opened.
         self.pending: dict[tuple[str, str, str], str] = {}
         self._listing: dict[str, tuple[str | None, dict[str, bool]]] = {}
+        self._approval_groups: dict[str, str] = {}  # approval id -> who must approve it
         self._approver_hint = approver_hint
         self.grace = cfg.runtime.halt_grace_ms / 1000
         self.call_timeout = cfg.mcp.call_timeout_s
@@ -272,11 +273,11 @@ class Gateway:
             return "unknown"
 
     def _approval_error(self, approval_id: str, decision: dict[str, Any] | None, name: str) -> types.CallToolResult:
-        group = "the approving group"
+        group = self._approval_groups.get(approval_id, "the approving group")
         for reason in (decision or {}).get("reasons") or []:
             m = re.match(r"an approval by (\S+) is required", str(reason))  # fiat.authorize.explain.permitted
             if m:
-                group = f"an approver of group {m.group(1)}"
+                group = self._approval_groups[approval_id] = f"an approver of group {m.group(1)}"
         home = self._approver_hint or "--home <an approver's home>"
         text = (
             f"Not called yet: {name} with these arguments needs a human approval (approval {approval_id}, "
