@@ -111,6 +111,7 @@ class Upstream:
         self._lock = anyio.Lock()
         self.tools: list[types.Tool] = []
         self.connections = 0
+        self._task: asyncio.Task[None] | None = None
 
     @property
     def containment(self) -> str | None:
@@ -171,7 +172,7 @@ class Upstream:
                 return self.client
             ready, failed = anyio.Event(), list[BaseException]()
             self._stop, self._done = anyio.Event(), anyio.Event()
-            asyncio.get_running_loop().create_task(self._own(ready, failed))
+            self._task = asyncio.get_running_loop().create_task(self._own(ready, failed))  # held: not collected
             with anyio.move_on_after(CONNECT_TIMEOUT) as scope:
                 await ready.wait()
             if scope.cancelled_caught:
