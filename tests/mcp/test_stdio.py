@@ -121,8 +121,11 @@ def test_listing_follows_a_policy_change(tmp_path: Path, docs: Path) -> None:
             async with gateway(own, docs, tmp_path / "desk.log") as client:
                 before = [t.name for t in (await client.list_tools()).tools]
                 await anyio.to_thread.run_sync(publish, own, bundle)
-                await anyio.sleep(0.5)  # the next trust state names the new digest
-                return before, [t.name for t in (await client.list_tools()).tools]
+                after = before
+                with anyio.move_on_after(5):  # until a trust state names the new digest
+                    while "desk___read_file" in (after := [t.name for t in (await client.list_tools()).tools]):
+                        await anyio.sleep(0.1)
+                return before, after
 
         before, after = run(main)
         assert "desk___read_file" in before and "desk___read_file" not in after, (before, after)
