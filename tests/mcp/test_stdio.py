@@ -403,7 +403,7 @@ def test_the_python_api_governs_calls_in_process(authority: FiatServer, docs: Pa
         tools={"refund": {"resource_argument": "order_id", "resource_type": "Order"}},
     )
 
-    async def main() -> tuple[list[str], Any, Any]:
+    async def main() -> tuple[list[str], Any, Any, dict[str, Any]]:
         with clean_env():
             gw = Gateway(load_config(authority.home, require=True), config, url=authority.url)
         await gw.start()
@@ -413,15 +413,23 @@ def test_the_python_api_governs_calls_in_process(authority: FiatServer, docs: Pa
             denied = await gw.govern(
                 PRINCIPAL, "desk___refund", {"order_id": "1", "amount_cents": 10**6, "currency": "EUR"}
             )
-            return names, allowed, denied
+            assert gw.governor is not None  # GET /v1/bundles/{permit id}, proven with the gateway runtime's key
+            governor = gw.governor
+            fetched = await anyio.to_thread.run_sync(governor.client.bundle, governor.runtime.key, allowed.permit_id)
+            return names, allowed, denied, fetched
         finally:
             await gw.close()
 
-    names, allowed, denied = run(main)
+    names, allowed, denied, fetched = run(main)
     assert set(names) == DESK_FOR_SUPPORT
     assert allowed.outcome == "completed" and isinstance(allowed.receipt_index, int) and allowed.permit_id
     assert denied.outcome == "denied" and denied.result.is_error and denied.permit_id is None
     assert [c["tool"] for c in calls(log)] == ["read_file"]
+    root = tmp_path / "trust-root.json"
+    ok(fiat_text("trust-root", "export", "--home", authority.home, "-o", root))
+    (tmp_path / "fetched.json").write_text(json.dumps(fetched))
+    verified = fiat_text("verify", tmp_path / "fetched.json", "--trust-root", root, "--json")
+    assert verified.returncode == 0 and json.loads(verified.stdout)["verified"] is True, verified.stdout
 
 
 def test_cli_refuses_a_gateway_without_principal_or_upstream(authority: FiatServer) -> None:
