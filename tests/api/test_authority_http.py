@@ -1833,3 +1833,197 @@ def test_a_receipt_whose_end_lies_in_the_future_is_refused(start: StartFn) -> No
     envelope = ev.sign_statement(statement, [(a.keys.runtime_kid, a.keys.runtime_key)]).to_json()
     r = httpx.post(f"{a.url}/v1/receipts", json={"envelope": envelope})
     assert r.status_code == 403 and "in the future" in r.json()["detail"], r.text
+
+
+# -- delegation: attenuated child permits (docs/formats.md, "Delegation") ------------------------
+
+
+@pytest.fixture(scope="module")
+def delegating(template: tuple[Path, Keys], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Authority]:
+    """The example bundle, served for the delegation tests (their own home: no principal is revoked)."""
+    home = new_home(template, tmp_path_factory.mktemp("delegating"))
+    with serving(home, template[1], {"FIAT_AUTHORITY_TRUST_INTERVAL_MS": "5000"}) as a:
+        yield a
+
+
+DOCS = {"action": "deploy", "resource": "service:docs"}
+
+
+def delegate(a: Authority, parent: str | None, principal: str, **extra: Any) -> dict[str, Any]:
+    body = deploy(principal=principal, parent=parent, **extra)
+    return dict(a.authorize(body))
+
+
+def test_a_three_generation_act_chain_verifies_offline_and_a_forged_link_fails(delegating: Authority) -> None:
+    """alice → release-bot → alice: ``sub`` is the root's principal, ``act`` nests the actors since
+    (RFC 8693 §4.1, read here by PyJWT); the grandchild's bundle verifies, every link checked."""
+    from fiat.formats import jws
+    from fiat.formats.canonical import compact
+    from fiat.verify import Bundle, TrustRoot, VerificationPolicy, verify
+
+    a = delegating
+    root = delegate(a, None, "user:alice", scope=[DOCS])
+    assert root["decision"] == "allow", root
+    child = delegate(a, root["permitId"], "agent:release-bot", scope=[DOCS])
+    assert child["decision"] == "allow", child
+    grandchild = delegate(a, child["permitId"], "user:alice")
+    assert grandchild["decision"] == "allow", grandchild
+    c0, c1, c2 = (decode_permit(a, r["permit"]) for r in (root, child, grandchild))
+    assert c0["sub"] == "user:alice" and "act" not in c0 and c0["scope"] == [DOCS] and "delegation" not in c0
+    assert c1["sub"] == "user:alice" and c1["act"] == {"sub": "agent:release-bot"}
+    assert c2["sub"] == "user:alice" and c2["act"] == {"sub": "user:alice", "act": {"sub": "agent:release-bot"}}
+    assert "scope" not in c2  # asked for none
+    assert c1["delegation"] == {
+        "depth": 1,
+        "parentExp": c0["exp"],
+        "ancestors": [{"principal": "user:alice", "determining": ["platform-deploys"]}],
+    }
+    # The grandchild's own principal (alice) is not evaluated again: only release-bot is.
+    assert c2["delegation"]["depth"] == 2
+    assert [x["principal"] for x in c2["delegation"]["ancestors"]] == ["agent:release-bot"]
+    assert c2["exp"] <= c1["exp"] <= c0["exp"]
+    # The action digest is that of the request alone: the scope is signed, not digested.
+    assert child["actionDigest"] == expected_digest(deploy(principal="agent:release-bot", parent=root["permitId"]))
+    trust = TrustRoot.parse(ok(fiat_bytes("trust-root", "export", "--home", a.home)).stdout)
+    bundle = Bundle.from_json(a.client.bundle(a.keys.runtime_key, grandchild["permitId"]))
+    assert [x.permit.claims["jti"] for x in bundle.ancestors] == [child["permitId"], root["permitId"]]
+    relaxed = VerificationPolicy(require_receipt=False)
+    result = verify(bundle, trust, relaxed)
+    assert result.verified, result.to_json()
+    assert "every link attenuates its parent" in result.steps[-1].detail
+    # A forged link: the parent's part swapped for another permit of the same id, re-signed (with
+    # the authority's key) to name a wider scope. Never logged, so the parent fails verification.
+    forged = bundle.to_json()
+    claims = jws.parse(forged["ancestors"][0]["permit"]["token"]).claims
+    claims["scope"] = [DOCS, {"action": "deploy", "resource": "service:payments"}]
+    key = KeyRing(a.home / "keys").signing_key("authority")[1]
+    forged["ancestors"][0]["permit"]["token"] = jws.sign_compact(
+        compact(claims), key, kid=a.keys.authority_kid, typ="fiat-permit+jwt"
+    )
+    result = verify(Bundle.from_json(forged), trust, relaxed)
+    assert result.failed is not None and result.failed.name == "lineage", result.to_json()
+
+
+def test_a_child_asking_for_more_than_its_parent_is_denied_and_logged(delegating: Authority) -> None:
+    a = delegating
+    root = delegate(a, None, "user:alice", scope=[DOCS])
+    assert root["decision"] == "allow", root
+    # Outside the parent's scope.
+    r = delegate(a, root["permitId"], "agent:release-bot", resource="service:payments", replicas=3)
+    assert r["decision"] == "deny", r
+    assert "delegation refused" in r["reason"] and "outside the scope" in r["reason"], r
+    assert_decision_logged(a, r)
+    # A scope wider than the parent's.
+    r = delegate(a, root["permitId"], "agent:release-bot", scope=[DOCS, {"action": "deploy", "resource": "service:x"}])
+    assert r["decision"] == "deny", r
+    assert "wider than parent" in r["reason"] and 'Service::"x"' in r["reason"], r
+    assert_decision_logged(a, r)
+    # An ancestor's principal that Cedar would not allow the child's action: support may not deploy.
+    support = a.authorize(refund(amount=1000))
+    assert support["decision"] == "allow", support
+    r = delegate(a, support["permitId"], "agent:release-bot")
+    assert r["decision"] == "deny", r
+    assert "ancestor principal agent:support-assistant would not be allowed deploy" in r["reason"], r
+    assert_decision_logged(a, r)
+    # Policy bounds the depth: deploy-delegation-depth forbids a deploy delegated a third time.
+    parent = root["permitId"]
+    for depth in (1, 2):
+        r = delegate(a, parent, "agent:release-bot")
+        assert r["decision"] == "allow", (depth, r)
+        parent = r["permitId"]
+    r = delegate(a, parent, "agent:release-bot")
+    assert r["decision"] == "deny" and r["determiningPolicies"] == ["deploy-delegation-depth"], r
+    # A parent this authority never issued.
+    r = delegate(a, "pmt_never-issued", "agent:release-bot")
+    assert r["decision"] == "deny" and "was not issued here" in r["reason"], r
+    assert_decision_logged(a, r)
+    # A malformed scope is refused before anything is decided (400).
+    bad = deploy(scope=[{"action": "deploy", "resource": "no-colon"}])
+    with pytest.raises(ClientError, match="scope"):
+        a.authorize(bad)
+    with pytest.raises(ClientError):  # at most 256 pairs
+        a.authorize(deploy(scope=[{"action": "deploy", "resource": f"service:s{i}"} for i in range(257)]))
+
+
+def test_a_child_expires_with_its_parent(delegating: Authority) -> None:
+    """shell:run lives 30 s, a deploy 60 s: a deploy delegated by a shell:run permit ends with it."""
+    a = delegating
+    shell = a.authorize(
+        {
+            "principal": "agent:release-bot",
+            "action": "shell:run",
+            "resource": "repo:fiat",
+            "context": {"command": {"argv": ["make"], "cwd": "/src"}},
+            "evidence": EVIDENCE,
+        }
+    )
+    assert shell["decision"] == "allow", shell
+    child = delegate(a, shell["permitId"], "agent:release-bot")
+    assert child["decision"] == "allow", child
+    parent, claims = decode_permit(a, shell["permit"]), decode_permit(a, child["permit"])
+    assert claims["exp"] == parent["exp"] and claims["exp"] - claims["iat"] <= 30
+    # Renewed, the child is capped the same way: by its parent chain's live head.
+    renewed = a.authorize({**deploy(parent=shell["permitId"]), "renews": child["permitId"]})
+    assert renewed["decision"] == "allow", renewed
+    assert decode_permit(a, renewed["permit"])["exp"] <= parent["exp"]
+
+
+def test_delegation_needs_a_live_parent_and_stops_at_max_lineage_depth(start: StartFn, tmp_path: Path) -> None:
+    """A permissive bundle (every request allowed, a 2 s ttl): a child of an expired parent is denied;
+    a child of a parent renewed in time is capped by the renewal; 32 generations is the limit."""
+    from fiat.verify.trust_root import MAX_LINEAGE_DEPTH
+
+    bundle_dir = copy_bundle(tmp_path, "open")  # the example schema and entities, one permissive policy
+    for f in [*bundle_dir.glob("*.cedar"), bundle_dir / "tests.json"]:
+        f.unlink()
+    (bundle_dir / "all.cedar").write_text('@id("all")\n@ttl("2")\npermit (principal, action, resource);\n')
+    a = start(bundle=bundle_dir)
+    body = deploy()
+    parent = a.authorize(body)
+    assert parent["decision"] == "allow", parent
+    parent_exp = decode_permit(a, parent["permit"])["exp"]
+    time.sleep(1.1)  # the renewal ends a second or more after its predecessor
+    renewed = a.authorize({**body, "renews": parent["permitId"]})
+    assert renewed["decision"] == "allow", renewed
+    head_exp = decode_permit(a, renewed["permit"])["exp"]
+    assert head_exp > parent_exp
+    time.sleep(max(0.0, parent_exp - time.time()) + 0.05)
+    # The parent's own permit has expired, its renewal has not: the chain is live.
+    child = a.authorize({**body, "principal": "user:alice", "parent": parent["permitId"]})
+    assert child["decision"] == "allow", child
+    assert decode_permit(a, child["permit"])["exp"] <= head_exp
+    time.sleep(max(0.0, head_exp - time.time()) + 0.05)
+    late = a.authorize({**body, "principal": "user:alice", "parent": parent["permitId"]})
+    assert late["decision"] == "deny", late
+    assert "expired" in late["reason"] and "a child needs a live parent" in late["reason"], late
+    assert_decision_logged(a, late)
+    # maxLineageDepth: generation 33 is refused (each generation asked at once: 2 s each).
+    (bundle_dir / "all.cedar").write_text('@id("all")\n@ttl("600")\npermit (principal, action, resource);\n')
+    ok(fiat("policy", "publish", bundle_dir, "--home", a.home, "--url", a.url))
+    deadline = time.monotonic() + 20
+    while (first := a.authorize(body))["obligations"].get("ttl") != 60:
+        assert time.monotonic() < deadline, first["obligations"]
+        time.sleep(0.2)
+    up = first["permitId"]
+    for depth in range(1, MAX_LINEAGE_DEPTH + 1):
+        r = a.authorize({**body, "parent": up})
+        assert r["decision"] == "allow", (depth, r)
+        up = r["permitId"]
+    r = a.authorize({**body, "parent": up})
+    assert r["decision"] == "deny" and "maxLineageDepth" in r["reason"], r
+
+
+def test_revoking_an_ancestor_principal_covers_its_delegates(start: StartFn) -> None:
+    """A principal revocation covers every permit issued to act for it (anywhere in the act chain):
+    a delegate of alice may not delegate further, and its bundle carries the revocation."""
+    a = start()
+    root = delegate(a, None, "user:alice")
+    child = delegate(a, root["permitId"], "agent:release-bot")
+    assert child["decision"] == "allow", child
+    revoke_cli(a, "principal", "user:alice", "left the team")
+    r = delegate(a, child["permitId"], "agent:release-bot")
+    assert r["decision"] == "deny", r
+    assert r["reason"] == "delegation refused: ancestor principal user:alice is revoked", r
+    assert_decision_logged(a, r)
+    kinds = revocations_in_bundle(a.client.bundle(a.keys.runtime_key, child["permitId"]))
+    assert ("principal", 'User::"alice"') in kinds, kinds

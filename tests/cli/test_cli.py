@@ -730,3 +730,20 @@ def test_log_entry_of_a_plain_entry(home: Path, tmp_path: Path) -> None:
     assert ok(fiat("log", "entry", "0", "--home", home)).stdout == b"\x00raw bytes\xff"
     p = fiat("log", "entry", "0", "--decode", "--home", home)
     assert p.returncode == EXIT_INVALID and "neither a permit" in err(p), err(p)
+
+
+def test_a_malformed_scope_is_refused_before_anything_runs(home: Path, tmp_path: Path) -> None:
+    """``--scope ACTION@RESOURCE``: a pair without ``@`` or with a resource that is no entity name is a usage error."""
+    marker = tmp_path / "ran"
+    for bad, needle in (("deploy", "is not ACTION@RESOURCE"), ("deploy@no-colon", "neither Type::")):
+        p = fiat(
+            *("run", "--principal", "agent:a", "--action", "deploy", "--resource", "service:x", "--scope", bad),
+            *("--home", home, "--", "touch", marker),
+        )
+        assert p.returncode == EXIT_INVALID, (bad, err(p))
+        assert needle in err(p), err(p)
+        p = fiat(
+            "authorize", "--principal", "agent:a", "--action", "x", "--resource", "s:x", "--scope", bad, "--home", home
+        )
+        assert p.returncode == EXIT_INVALID and needle in err(p), err(p)
+    assert not marker.exists()

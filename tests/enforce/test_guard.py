@@ -218,6 +218,8 @@ class FiatRun:
         staleness: float = STALENESS,
         env: dict[str, str] | None = None,
         command: list[str] | None = None,
+        principal: str = PRINCIPAL,
+        extra: tuple[str, ...] = (),
     ) -> None:
         work.mkdir(parents=True, exist_ok=True)
         self.work = work
@@ -225,7 +227,7 @@ class FiatRun:
         command = command or [sys.executable, str(victim), str(work), str(seconds)]
         args = [
             *(*FIAT, "run", "--json", "--home", str(home), "--url", server_url),
-            *("--principal", PRINCIPAL, "--action", ACTION, "--resource", RESOURCE),
+            *("--principal", principal, "--action", ACTION, "--resource", RESOURCE, *extra),
             *("--evidence", str(self.evidence), "--", *command),
         ]
         run_env = cli_env(
@@ -1077,6 +1079,49 @@ def test_measured_file_changed_halts_at_environment(
 
 
 # -- 7. revocation mid-run -----------------------------------------------------------------------------------------
+
+
+def test_revoking_a_principal_of_the_act_chain_halts_its_delegate(
+    victim: Path, runs: list[FiatRun], tmp_path: Path
+) -> None:
+    """Attack: a sub-agent acts for user:alice (its permit's ``sub``; its own principal is ``act.sub``).
+    Revoking alice must halt it at once, though the run's own principal is not revoked: a guard that
+    checked only its own principal would run on until its permit expired."""
+    home = make_home(tmp_path / "home")
+    bundle = tmp_path / "bundle"
+    shutil.copytree(EXAMPLES, bundle)
+    shell = (bundle / "shell.cedar").read_text()
+    (bundle / "shell.cedar").write_text(
+        shell.replace('principal == Agent::"release-bot"', 'principal in Team::"platform"')
+    )
+    ok(fiat_cli("policy", "publish", bundle, "--home", home, "--json"))
+    with serve_authority(home) as own:
+        context = json.dumps({"command": {"argv": ["plan"], "cwd": str(tmp_path)}})
+        root = json.loads(
+            ok(
+                fiat_cli(
+                    *("authorize", "--principal", "user:alice", "--action", ACTION, "--resource", RESOURCE),
+                    *("--context", context, "--scope", f"{ACTION}@{RESOURCE}", "--home", home, "--url", own.url),
+                    "--json",
+                )
+            ).stdout
+        )
+        assert root["decision"] == "allow", root
+        r = start_run(runs, own.url, home, victim, tmp_path / "run", extra=("--parent", root["permitId"]))
+        r.wait_started()
+        assert r.permit_seen.wait(5) and r.permit_id
+        time.sleep(3 * HEARTBEAT)
+        assert r.proc.poll() is None, r.why()
+        ok(fiat_cli("revoke", "--principal", "user:alice", "--reason", "test: left", "--home", home, "--url", own.url))
+        returned_at = time.time()
+        code, result = r.finish()
+        assert_halted(code, result, "revocation")
+        assert 'User::"alice"' in result["reason"] and "test: left" in result["reason"], result
+        assert_within_two_heartbeats(r.halted_at - returned_at, "revocation of an ancestor principal")
+        bundle_doc = json.loads(r.evidence.read_text())
+        claims = jws.parse(bundle_doc["permit"]["token"]).claims
+        assert claims["sub"] == "user:alice" and claims["act"] == {"sub": PRINCIPAL}, claims
+        assert claims["exp"] <= jws.parse(root["permit"]).claims["exp"]
 
 
 def test_revocation_via_cli_halts_within_a_second(

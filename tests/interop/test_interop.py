@@ -126,6 +126,31 @@ def test_permit_verifies_with_pyjwt_given_only_the_trust_root(execution: Executi
     assert claims["nbf"] <= claims["iat"] < claims["exp"]
 
 
+def test_a_grandchild_permit_reads_as_an_rfc8693_act_chain_in_pyjwt(execution: Execution, root: TrustRoot) -> None:
+    """RFC 8693 §4.1: ``sub`` is on whose behalf (the lineage root), the outermost ``act`` the current
+    actor, the least recent actor most deeply nested. PyJWT verifies and decodes the grandchild."""
+    child = make_execution(execution.home, principal="agent:coder", parent=execution.jti)
+    grandchild = make_execution(execution.home, principal="agent:tester", parent=child.jti)
+    _, public = authority_key(root)
+    claims = jwt.decode(
+        grandchild.token,
+        public,
+        algorithms=["EdDSA"],
+        audience=root.audience,
+        issuer=root.issuer,
+        options={"require": REQUIRED_CLAIMS},
+    )
+    assert claims["sub"] == execution.request["principal"] == "agent:release-bot"
+    assert claims["act"] == {"sub": "agent:tester", "act": {"sub": "agent:coder"}}
+    actors, act = [], claims["act"]
+    while act is not None:
+        actors.append(act["sub"])
+        act = act.get("act")
+    assert actors == ["agent:tester", "agent:coder"]  # current first, least recent innermost
+    assert claims["parent"] == child.jti and claims["delegation"]["depth"] == 2
+    assert verify(grandchild.bundle, root).verified
+
+
 def test_permit_header_alg_typ_and_kid_is_the_rfc7638_thumbprint(execution: Execution, root: TrustRoot) -> None:
     header = jwt.get_unverified_header(execution.token)
     kid, public = authority_key(root)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,11 @@ from fiat.config import Config, load_config
 from fiat.errors import KeyFileError
 from fiat.formats import jws
 from fiat.formats.action import action_digest, action_request
+from fiat.formats.canonical import compact
 from fiat.home import init_home, keyring, trust_root
 from fiat.prove import evidence as ev
 from fiat.verify import Bundle, TrustRoot
+from fiat.verify.permit import PERMIT_TYP, chain_principals, permit_principal
 from fiat.wiring import open_evidence
 
 ENV_DIGEST = hashlib.sha256(b"environment measurement").hexdigest()
@@ -68,8 +71,15 @@ def make_execution(
     constraints: Constraints | None = None,
     approval_group: str | None = None,
     approver_groups: tuple[str, ...] | None = None,
+    scope: list[dict[str, str]] | None = None,
+    forge: Callable[[dict[str, Any]], None] | None = None,
 ) -> Execution:
     """One governed execution, logged end to end; returns its bundle.
+
+    With ``parent``, the permit is delegated as the authority delegates (docs/formats.md,
+    "Delegation"): ``sub`` the lineage root's principal, ``act`` the actors since, ``exp`` capped by
+    the parent's. ``scope``: the permit's. ``forge(claims)`` edits the claims before they are signed
+    with the authority key (and logged): a permit the authority should never have issued.
 
     ``constraints``: the permit's (default: maxDuration 300 s, heartbeat 250 ms).
     ``approval_group``: the approver group the allow decision names (``@approval("ops")``);
@@ -101,6 +111,19 @@ def make_execution(
             result = recorder.record_statement(env)
             approval_digests.append(hashlib.sha256(env.encode()).hexdigest())
             approval_indexes.append(result.index)
+        lineage: tuple[str, ...] = ()
+        exp_cap = delegation = None
+        if parent is not None:
+            record = recorder.index.permit(parent)
+            assert record is not None, f"no parent {parent} in this home"
+            parent_claims = jws.parse(
+                recorder.log.read_entries(record.log_index, record.log_index + 1)[0].decode()
+            ).claims
+            lineage, exp_cap = tuple(chain_principals(parent_claims)), int(parent_claims["exp"])
+            ancestors = [
+                {"principal": p, "determining": ["allow-deploys"]} for p in dict.fromkeys(lineage) if p != principal
+            ]
+            delegation = {"depth": record.depth + 1, "parentExp": exp_cap, "ancestors": ancestors}
         spec = PermitRequest(
             request,
             rrec.public_key,
@@ -109,10 +132,18 @@ def make_execution(
             ttl=ttl,
             constraints=constraints or Constraints(max_duration=300, heartbeat_interval_ms=250),
             approvals=tuple(approval_digests),
+            scope=scope,
+            lineage=lineage,
+            exp_cap=exp_cap,
+            delegation=delegation,
         )
         token, claims = mint_permit(
             spec, key=akey, kid=arec.kid, issuer=cfg.authority.issuer, audience=cfg.authority.audience, now=int(t)
         )
+        if forge is not None:
+            forge(claims)
+            token = jws.sign_compact(compact(claims), akey, kid=arec.kid, typ=PERMIT_TYP)
+        assert permit_principal(claims) == principal or forge is not None
         jti = claims["jti"]
         permit_digest = jws.parse(token).digest
         recorder.record_permit(token, request)

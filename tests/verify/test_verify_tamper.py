@@ -45,17 +45,20 @@ from fiat.authorize.permit import Constraints, PermitRequest, mint_permit
 from fiat.config import Config
 from fiat.errors import MalformedError
 from fiat.formats import jws as jwslib
+from fiat.formats.canonical import compact
 from fiat.formats.dsse import Envelope, sign_envelope
 from fiat.formats.encoding import b64url, b64url_decode, rfc3339
 from fiat.formats.jws import jwk_thumbprint
 from fiat.formats.statement import APPROVAL, DECISION, RECEIPT
 from fiat.home import keyring, log_signer, trust_root
 from fiat.keys.pem import load_private_key
+from fiat.prove import evidence as ev
 from fiat.tlog import cosignature, note
 from fiat.tlog.checkpoint import Checkpoint, sign_checkpoint
 from fiat.tlog.proof_file import TlogProof
 from fiat.verify import STEPS, Bundle, TrustedKey, TrustRoot, VerificationResult, verify
-from fiat.wiring import open_log
+from fiat.verify.permit import PERMIT_TYP
+from fiat.wiring import open_evidence, open_log
 from support.evidence import ENV_DIGEST, POLICY, Execution, custom_execution, make_execution
 from support.processes import cli_env, fiat
 from support.receipts import Revoke, claimed_execution
@@ -191,6 +194,9 @@ class World:
     revoked_before_start: Execution
     # A renewed execution that completed long after the first permit of its chain was revoked.
     chain_revoked_ran_on: Execution
+    # Delegation (docs/formats.md, "Delegation"): planner (scoped) → coder (scoped) → tester, and
+    # children the authority should never have signed (each a re-signed, logged forgery).
+    deleg: dict[str, Execution]
 
     @property
     def iat(self) -> int:
@@ -234,6 +240,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         revocations=[Revoke("permit", t + 5, target=first_of_chain.jti)],
         receipt={"end": t + 30, "verifications": 120, "renewed_from": [first_of_chain.jti]},
     )
+
+    deleg = delegations(home)
 
     # Key rotation, end to end through the CLI, in a home of its own.
     rot_home = tmp / "rot"
@@ -288,7 +296,82 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         revoked_ran_on=revoked_ran_on,
         revoked_before_start=revoked_before_start,
         chain_revoked_ran_on=chain_revoked_ran_on,
+        deleg=deleg,
     )
+
+
+PAYMENTS = {"action": "deploy", "resource": "service:payments"}
+BILLING = {"action": "deploy", "resource": "service:billing"}
+
+
+def delegations(home: Path) -> dict[str, Execution]:
+    """Three generations of delegated executions and forged children (each logged and bundled)."""
+    planner = make_execution(home, principal="agent:planner", scope=[PAYMENTS])
+    coder = make_execution(home, principal="agent:coder", parent=planner.jti, scope=[PAYMENTS])
+    tester = make_execution(home, principal="agent:tester", parent=coder.jti)
+
+    def forged(parent: Execution, edit: Callable[[Json], None], **kw: Any) -> Execution:
+        return make_execution(home, principal=kw.pop("principal", "agent:tester"), parent=parent.jti, forge=edit, **kw)
+
+    def other_parent(c: Json) -> None:
+        c["act"] = {"sub": "agent:tester", "act": {"sub": "agent:mallory"}}
+
+    def sub_not_root(c: Json) -> None:
+        c["sub"] = "agent:coder"
+
+    def actor_dropped(c: Json) -> None:
+        c["act"] = {"sub": "agent:tester"}
+
+    def widened(c: Json) -> None:
+        c["scope"] = [PAYMENTS, BILLING]
+
+    def outlives(c: Json) -> None:
+        c["exp"] += 3600
+
+    def legacy(c: Json) -> None:  # as issued before delegation was recorded: no act, sub its principal
+        del c["act"], c["delegation"]
+        c["sub"] = "agent:tester"
+
+    # Keys are valid from the home's creation on: the later children are dated ahead, not the parents back.
+    t = float(int(time.time()))
+    short = make_execution(home, principal="agent:planner", now=t, ttl=2, with_receipt=False)
+
+    def after_expiry(c: Json) -> None:
+        c["exp"] = c["iat"] + 60
+
+    revoked = make_execution(home, principal="agent:planner", now=t, with_receipt=False)
+    cfg = revoked.cfg
+    arec, akey = keyring(cfg).signing_key("authority")
+    statement = ev.revocation_statement(kind="permit", target=revoked.jti, reason="test", epoch=1, at=t + 1)
+    recorder = open_evidence(cfg)
+    try:
+        recorder.record_statement(ev.sign_statement(statement, [(arec.kid, akey)]), revoked.jti)
+    finally:
+        recorder.close()
+    # A grandchild that ran after a principal of its chain (coder, the middle actor) was revoked.
+    late = make_execution(home, principal="agent:tester", parent=coder.jti, now=t + 20)
+    statement = ev.revocation_statement(kind="principal", target='Agent::"coder"', reason="test", epoch=2, at=t + 5)
+    recorder = open_evidence(cfg)
+    try:
+        recorder.record_statement(ev.sign_statement(statement, [(arec.kid, akey)]), late.jti)
+        late = dataclasses.replace(late, bundle=recorder.bundle(late.jti))
+    finally:
+        recorder.close()
+    return {
+        "actor-revoked": late,
+        "planner": planner,
+        "coder": coder,
+        "tester": tester,
+        "other-parent": forged(coder, other_parent),
+        "sub-not-root": forged(coder, sub_not_root),
+        "actor-dropped": forged(coder, actor_dropped),
+        "scope-widened": forged(planner, widened, principal="agent:coder", scope=[PAYMENTS]),
+        "outside-scope": make_execution(home, principal="agent:coder", parent=planner.jti, resource="service:billing"),
+        "outlives": forged(coder, outlives),
+        "legacy": forged(coder, legacy),
+        "after-expiry": forged(short, after_expiry, now=t + 10),
+        "revoked-parent": make_execution(home, principal="agent:coder", parent=revoked.jti, now=t + 10),
+    }
 
 
 # -- the cases -------------------------------------------------------------------------------
@@ -851,6 +934,91 @@ def _(w: World) -> Input:
 @case("lineage/deeper-than-the-trust-root-allows", "lineage", "at most 0 (maxLineageDepth)")
 def _(w: World) -> Input:
     return bj_of(w.child), dataclasses.replace(w.root, max_lineage_depth=0)
+
+
+@case("valid/delegated-three-generations", None)
+def _(w: World) -> Input:
+    return bj_of(w.deleg["tester"]), w.root
+
+
+@case("valid/delegated-child-without-act-as-before", None)
+def _(w: World) -> Input:
+    return bj_of(w.deleg["legacy"]), w.root
+
+
+@case("lineage/act-names-another-parent-principal", "lineage", "act chain (RFC 8693 §4.1)")
+def _(w: World) -> Input:
+    return bj_of(w.deleg["other-parent"]), w.root
+
+
+@case("lineage/sub-is-not-the-root-principal", "lineage", "sub agent:planner")
+def _(w: World) -> Input:
+    return bj_of(w.deleg["sub-not-root"]), w.root
+
+
+@case("lineage/act-chain-drops-an-actor", "lineage", "act chain")
+def _(w: World) -> Input:
+    return bj_of(w.deleg["actor-dropped"]), w.root
+
+
+@case("lineage/scope-wider-than-the-parent", "lineage", "scope is wider than its parent")
+def _(w: World) -> Input:
+    return bj_of(w.deleg["scope-widened"]), w.root
+
+
+@case("lineage/action-outside-the-parent-scope", "lineage", "outside the scope of its parent")
+def _(w: World) -> Input:
+    return bj_of(w.deleg["outside-scope"]), w.root
+
+
+@case("lineage/child-outlives-its-parent", "lineage", "a child never outlives it")
+def _(w: World) -> Input:
+    return bj_of(w.deleg["outlives"]), w.root
+
+
+@case("lineage/issued-after-the-parent-expired", "lineage", "a child needs a live parent")
+def _(w: World) -> Input:
+    return bj_of(w.deleg["after-expiry"]), w.root
+
+
+@case("lineage/issued-after-the-parent-was-revoked", "lineage", "a revoked parent delegates nothing")
+def _(w: World) -> Input:
+    return bj_of(w.deleg["revoked-parent"]), w.root
+
+
+@case("lineage/re-signed-parent-not-in-the-log", "lineage", "fails at log-inclusion")
+def _(w: World) -> Input:
+    # The parent re-signed with the authority key (a wider scope that would admit the child's
+    # action): its signature verifies, but these bytes were never logged.
+    # Its allow decision is re-signed for the new bytes too (the forger holds the authority key);
+    # an ancestor's receipt is not required, so it is dropped.
+    bj = bj_of(w.deleg["tester"])
+    anc = bj["ancestors"][0]
+    claims = jwslib.parse(anc["permit"]["token"]).claims
+    claims["scope"] = [PAYMENTS, BILLING]
+    arec, akey = keyring(w.cfg).signing_key("authority")
+    token = jwslib.sign_compact(compact(claims), akey, kid=arec.kid, typ=PERMIT_TYP)
+    anc["permit"]["token"] = token
+    anc["statements"] = [st for st in anc["statements"] if statement_payload(st)["predicateType"] == DECISION]
+    request = anc["actionRequest"]
+    decision = ev.decision_statement(
+        decision="allow",
+        reason="forged",
+        request=request,
+        request_digest=claims["action"]["digest"]["sha256"],
+        policy=POLICY.to_json(),
+        at=float(claims["iat"]),
+        permit=(claims["jti"], jwslib.parse(token).digest),
+    )
+    anc["statements"][0]["envelope"] = ev.sign_statement(decision, [(arec.kid, akey)]).to_json()
+    return bj, w.root
+
+
+@case(
+    "receipt/ran-after-a-principal-of-its-act-chain-was-revoked", "receipt", "delegation chain's principal agent:coder"
+)
+def _(w: World) -> Input:
+    return bj_of(w.deleg["actor-revoked"]), w.root
 
 
 @case("lineage/stray-ancestor-on-a-root-execution", "lineage", "no parent")

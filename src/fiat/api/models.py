@@ -17,6 +17,11 @@ class Strict(BaseModel):
 # No docstrings on the models: they would become descriptions in the OpenAPI document.
 
 
+class ScopePair(Strict):
+    action: str = Field(min_length=1, max_length=1024)
+    resource: str = Field(min_length=1, max_length=1024)
+
+
 class AuthorizeBody(Strict):  # POST /v1/authorize: the action request, the runtime key, its Evidence
     principal: str = Field(min_length=1, max_length=1024)
     action: str = Field(min_length=1, max_length=1024)
@@ -27,6 +32,8 @@ class AuthorizeBody(Strict):  # POST /v1/authorize: the action request, the runt
     evidence: dict[str, Any] | None = None
     approvalId: str | None = Field(default=None, max_length=128)
     renews: str | None = Field(default=None, max_length=256)
+    #: What the permit's descendants may be permitted (docs/formats.md, "Delegation").
+    scope: list[ScopePair] | None = Field(default=None, max_length=256)
 
 
 class Candidate(Strict):

@@ -11,10 +11,14 @@
                   Attestation Result (RATS, RFC 9334): ``verified`` iff its digest
                   recomputes over its claims.
 4. ``lineage``    a parent permit must be one this authority issued, not covered by a
-                  revocation; the lineage depth is the parent's plus one. A renewal
+                  revocation, live (its renewal chain's head unexpired); the lineage depth
+                  is the parent's plus one, at most 32; the child stays within the parent's
+                  ``scope``, Cedar must allow its request for every ancestor principal too
+                  (in step 6's batch), its ``exp`` is capped by the parent chain's, and it
+                  carries the RFC 8693 ``act`` chain (docs/formats.md, "Delegation"). A renewal
                   (``renews``) must extend a live execution of this runtime and action,
                   with no successor yet (docs/formats.md, "Renewal and revocation").
-5. ``revocation`` neither principal nor runtime is revoked.
+5. ``revocation`` neither principal (nor any of a delegated request's chain) nor runtime is revoked.
 6. ``policy``     Cedar evaluates the request (deny by default, forbid wins); shadow
                   results are logged, not enforced; obligations come from annotations.
 7. ``approval``   if an obligation asks for a human, a pending approval is created (or the

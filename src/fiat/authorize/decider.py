@@ -3,8 +3,9 @@
 Step 2 (``request``) runs in the caller's thread (:func:`check_request`). The
 :class:`Decider` thread then takes every queued request, in batches: steps 1, 3, 4 and 5
 for each (:meth:`Decider.prepare`), one Cedar batch per policy version (step 6,
-``policy``), then the decision, step 7 (``approval``) and step 8 (``permit``) for each
-(:meth:`Decider.conclude`). Any exception on the way but a refusal is a logged denial
+``policy``: a delegated request is evaluated there for each ancestor principal too, the
+attenuation of :meth:`Decider.check_lineage`), then the decision, step 7 (``approval``) and
+step 8 (``permit``) for each (:meth:`Decider.conclude`). Any exception on the way but a refusal is a logged denial
 (fail closed). What the walk needs it is given explicitly: the keyring
 (:class:`~fiat.authorize.signing.AuthorityKeys`), the revocations, the active policy, the
 approvals, and the outcomes that sign the evidence and hand it to the log.
@@ -25,7 +26,7 @@ from typing import Any, TypeVar
 
 from fiat.authorize import explain
 from fiat.authorize.approvals import Approvals
-from fiat.authorize.decision import AuthorizationRequest, AuthorizationResult
+from fiat.authorize.decision import AuthorizationRequest, AuthorizationResult, Lineage
 from fiat.authorize.names import entity_uid
 from fiat.authorize.outcomes import Answer, Outcomes
 from fiat.authorize.permit import new_permit_id
@@ -42,11 +43,13 @@ from fiat.errors import (
 )
 from fiat.establish.appraisal import appraise
 from fiat.formats import jws
-from fiat.formats.action import EncodedRequest, encode_action_request
+from fiat.formats.action import EncodedRequest, check_scope, encode_action_request, scope_pairs
 from fiat.formats.canonical import canonical
 from fiat.formats.encoding import json_digest
 from fiat.persist.protocols import AuthorityStore
 from fiat.prove import evidence as ev
+from fiat.verify.permit import chain_principals, permit_principal
+from fiat.verify.trust_root import MAX_LINEAGE_DEPTH
 
 log = logging.getLogger("fiat.authority")
 _T = TypeVar("_T")
@@ -65,6 +68,8 @@ def check_request(req: AuthorizationRequest) -> EncodedRequest:
         enc = encode_action_request(req.principal, req.action, req.resource, req.context, req.parent, encode=canonical)
         entity_uid(req.principal, "principal")
         entity_uid(req.resource, "resource")
+        if req.scope is not None:
+            check_scope(req.scope)
     except MalformedError as exc:
         raise MalformedRequestError(str(exc)) from exc
     return enc
@@ -80,9 +85,14 @@ class Prepared:
     attestation: dict[str, Any]
     active: ActivePolicy
     context: dict[str, Any]
+    lineage: Lineage | None = None
 
-    def cedar_request(self) -> tuple[str, str, str, dict[str, Any]]:
-        return (self.req.principal, self.req.action, self.req.resource, self.context)
+    def cedar_requests(self) -> list[tuple[str, str, str, dict[str, Any]]]:
+        """The request itself, then the same action, resource and context for each ancestor principal
+        (attenuation: a child is permitted nothing its ancestors' principals would not be)."""
+        own = [(self.req.principal, self.req.action, self.req.resource, self.context)]
+        ancestors = self.lineage.ancestors if self.lineage else ()
+        return own + [(a, self.req.action, self.req.resource, self.context) for a in ancestors]
 
 
 _Queued = tuple[AuthorizationRequest, EncodedRequest, float, Future[AuthorizationResult]]
@@ -159,15 +169,19 @@ class Decider:
             by_policy.setdefault(id(item[0].active), []).append(item)
         for items in by_policy.values():
             bundle = items[0][0].active.bundle
+            # One Cedar batch: each request, then its ancestors' principals (step 4's attenuation).
+            requests = [p.cedar_requests() for p, _ in items]
+            flat = [r for rs in requests for r in rs]
             try:
-                evaluations: list[Evaluation | Exception] = list(
-                    bundle.evaluate_many([p.cedar_request() for p, _ in items])
-                )
+                evaluations: list[Evaluation | Exception] = list(bundle.evaluate_many(flat))
             except Exception as exc:  # fail closed, each request on its own
-                evaluations = [exc] * len(items)
-            for (p, done), evaluation in zip(items, evaluations, strict=True):
+                evaluations = [exc] * len(flat)
+            at = 0
+            for (p, done), rs in zip(items, requests, strict=True):
+                evaluation, ancestors = evaluations[at], evaluations[at + 1 : at + len(rs)]
+                at += len(rs)
                 try:
-                    answer = self._guarded(partial(self.conclude, p, evaluation), p.enc, p.now)
+                    answer = self._guarded(partial(self.conclude, p, evaluation, ancestors), p.enc, p.now)
                 except BaseException as exc:
                     done.set_exception(exc)
                     continue
@@ -211,20 +225,19 @@ class Decider:
         # 3. evidence
         attestation = appraise(req.evidence)
         # 4. lineage (a revocation covers the parent's renewal chain and lineage: its ancestry)
-        depth = 0
+        lineage: Lineage | None = None
         if req.parent is not None:
-            parent = self.recorder.index.permit(req.parent)
-            if parent is None:
-                return deny_later(enc, now, f"parent permit {req.parent} was not issued here")
-            revoked = self.revocations.revoked_ancestor(req.parent)
-            if revoked is not None:
-                return deny_later(enc, now, f"parent {covered_reason(req.parent, revoked)}")
-            depth = parent.depth + 1
+            found = self.check_lineage(req, now)
+            if isinstance(found, str):
+                return deny_later(enc, now, f"delegation refused: {found}")
+            lineage = found
         if req.renews is not None:
             self.check_renewal(req, enc, now)
-        # 5. revocation (principals compared in their one Cedar spelling)
-        if is_revoked("principal", principal_key(req.principal)):
-            return deny_later(enc, now, f"principal {req.principal} is revoked")
+        # 5. revocation (principals compared in their one Cedar spelling), the whole chain's
+        for who in (req.principal, *(lineage.principals if lineage else ())):
+            if is_revoked("principal", principal_key(who)):
+                what = "principal" if who == req.principal else "delegation refused: ancestor principal"
+                return deny_later(enc, now, f"{what} {who} is revoked")
         # 6. policy (another process sharing this home may have published a newer version)
         self.policy.follow()
         active = self.policy.active
@@ -237,10 +250,71 @@ class Decider:
                 "weekday": int(time.gmtime(now).tm_wday),
                 "runtime": req.runtime_kid,
                 "environment": {"verified": attestation["verified"], "digest": attestation["digest"]},
-                "lineageDepth": depth,
+                "lineageDepth": lineage.depth if lineage else 0,
             },
         }
-        return Prepared(req, enc, now, attestation, active, context)
+        return Prepared(req, enc, now, attestation, active, context, lineage)
+
+    def check_lineage(self, req: AuthorizationRequest, now: float) -> Lineage | str:
+        """Step 4 for a delegated request: the parent and the attenuation a child permit must keep
+        (docs/formats.md, "Delegation"); a failure is the reason of a logged denial.
+
+        The parent was issued here and no revocation covers it; it is live now: ``nbf <= now <
+        exp`` of its live renewal chain's head (the latest successor, by the store's renewal
+        links); the depth stays within :data:`MAX_LINEAGE_DEPTH`; when the parent names a
+        ``scope``, the child's action and resource are in it and the child's own ``scope`` is a
+        subset of it. Cedar's check of the ancestor principals is step 6's batch.
+        """
+        assert req.parent is not None
+        parent = self.recorder.index.permit(req.parent)
+        if parent is None:
+            return f"parent permit {req.parent} was not issued here"
+        revoked = self.revocations.revoked_ancestor(req.parent)
+        if revoked is not None:
+            return f"parent {covered_reason(req.parent, revoked)}"
+        depth = parent.depth + 1
+        if depth > MAX_LINEAGE_DEPTH:
+            return f"the lineage would be {depth} deep; at most {MAX_LINEAGE_DEPTH} (maxLineageDepth)"
+        token = self.recorder.log.read_entries(parent.log_index, parent.log_index + 1)[0].decode("ascii")
+        claims = jws.parse(token).claims
+        head, exp, seen = req.parent, parent.exp, {req.parent}
+        while (successor := self.store.successor_of(head)) is not None and successor not in seen:
+            record = self.recorder.index.permit(successor)
+            if record is None:  # claimed, not yet durable: the chain's head is still ``head``
+                break
+            seen.add(successor)
+            head, exp = successor, record.exp
+        if now < claims["nbf"]:
+            return f"parent permit {req.parent} is not valid yet (nbf {claims['nbf']})"
+        if now >= exp:
+            chain = "" if head == req.parent else f" (its renewal chain ends with {head})"
+            return f"parent permit {req.parent} expired at {int(exp)}{chain}; a child needs a live parent"
+        scope = claims.get("scope")
+        if isinstance(scope, list):
+            allowed = scope_pairs(scope)
+            if (req.action, entity_uid(req.resource, "resource")) not in allowed:
+                return (
+                    f"{req.action} on {req.resource} is outside the scope of parent permit {req.parent}; "
+                    "the parent must name it in its scope"
+                )
+            wider = sorted(scope_pairs(req.scope) - allowed) if req.scope is not None else []
+            if wider:
+                action, resource = wider[0]
+                return (
+                    f"the requested scope is wider than parent permit {req.parent}'s: {action} on {resource} "
+                    f"(and {len(wider) - 1} more) is not in it"
+                )
+        principals = tuple(chain_principals(claims))
+        own = principal_key(req.principal)
+        ancestors: list[str] = []
+        keys = {own}
+        for who in principals:
+            key = principal_key(who)
+            if key not in keys:
+                keys.add(key)
+                ancestors.append(who)
+        assert permit_principal(claims) == principals[0]
+        return Lineage(depth, principals, int(exp), tuple(ancestors))
 
     def check_renewal(self, req: AuthorizationRequest, enc: EncodedRequest, now: float) -> None:
         """A renewal only extends a live, consumed execution (docs/formats.md, "Renewal and revocation").
@@ -280,14 +354,36 @@ class Decider:
         if successor is not None:
             raise AlreadyRenewedError(f"permit {jti} was already renewed (by {successor}); renew {successor} instead")
 
-    def conclude(self, p: Prepared, evaluation: Evaluation | Exception) -> Answer:
-        """Steps 6 (the decision), 7 and 8, given Cedar's evaluation of the prepared request."""
+    def conclude(
+        self, p: Prepared, evaluation: Evaluation | Exception, ancestors: list[Evaluation | Exception] | None = None
+    ) -> Answer:
+        """Steps 6 (the decision), 7 and 8, given Cedar's evaluation of the prepared request (and,
+        for a delegated request, of the same request for each ancestor principal)."""
         req, enc, now, active = p.req, p.enc, p.now, p.active
         outcomes = self.outcomes
         if isinstance(evaluation, PolicyError | MalformedError):
             return outcomes.deny_later(enc, now, f"policy evaluation failed: {evaluation}", policy=active)
         if isinstance(evaluation, Exception):
             raise evaluation
+        delegation: dict[str, Any] | None = None
+        if p.lineage is not None and evaluation.allowed:
+            ancestors = ancestors or []
+            if len(ancestors) != len(p.lineage.ancestors):
+                raise AuthorizationError("the ancestors' policy evaluation is missing")  # fail closed
+            evidence = []
+            for who, ev_ in zip(p.lineage.ancestors, ancestors, strict=True):
+                if isinstance(ev_, Exception):
+                    reason = f"delegation refused: policy evaluation for ancestor {who} failed: {ev_}"
+                    return outcomes.deny_later(enc, now, reason, policy=active)
+                if not ev_.allowed:
+                    why = "forbidden by " + ", ".join(ev_.determining) if ev_.determining else "no policy permits it"
+                    reason = (
+                        f"delegation refused: ancestor principal {who} would not be allowed {req.action} on "
+                        f"{req.resource} ({why}); a child is permitted only what every ancestor is"
+                    )
+                    return outcomes.deny_later(enc, now, reason, policy=active, evaluation=ev_)
+                evidence.append({"principal": who, "determining": list(ev_.determining)})
+            delegation = {"depth": p.lineage.depth, "parentExp": p.lineage.exp_cap, "ancestors": evidence}
         shadow = tuple({"scope": s, "decision": d, "determining": list(x)} for s, d, x in evaluation.shadow)
         if not evaluation.allowed:
             reason = (
@@ -340,4 +436,16 @@ class Decider:
         if req.renews is not None and not self.store.claim_renewal(req.renews, jti, now):
             successor = self.store.successor_of(req.renews)
             raise AlreadyRenewedError(f"permit {req.renews} was already renewed (by {successor}); renew that instead")
-        return outcomes.allow(enc, now, req, p.attestation, active, evaluation, approvals, shadow, jti=jti)
+        return outcomes.allow(
+            enc,
+            now,
+            req,
+            p.attestation,
+            active,
+            evaluation,
+            approvals,
+            shadow,
+            jti=jti,
+            lineage=p.lineage,
+            delegation=delegation,
+        )

@@ -26,6 +26,19 @@ class AuthorizationRequest:
     evidence: dict[str, Any] | None = None
     approval_id: str | None = None
     renews: str | None = None  # the permit this one renews (same action, same runtime)
+    #: What this permit's descendants may be permitted: (action, resource) pairs (docs/formats.md,
+    #: "Delegation"); signed into the permit as ``scope``, not part of the action digest.
+    scope: list[dict[str, str]] | None = None
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """What step 4 established of a delegated request's parent (docs/formats.md, "Delegation")."""
+
+    depth: int
+    principals: tuple[str, ...]  # the parent's chain: its principal first, the root's last
+    exp_cap: int  # the parent's live renewal chain head's exp: no child outlives it
+    ancestors: tuple[str, ...]  # the distinct ancestor principals Cedar must also allow (not the child's)
 
 
 @dataclass(frozen=True)

@@ -25,14 +25,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from fiat.authorize import explain
-from fiat.authorize.decision import AuthorizationRequest, AuthorizationResult
+from fiat.authorize.decision import AuthorizationRequest, AuthorizationResult, Lineage
 from fiat.authorize.permit import Constraints, PermitRequest, PolicyRef, mint_permit
 from fiat.authorize.policy import Evaluation
 from fiat.authorize.policy_state import ActivePolicy
 from fiat.authorize.signing import AuthorityKeys
 from fiat.config import Config
 from fiat.formats import jws
-from fiat.formats.action import EncodedRequest
+from fiat.formats.action import EncodedRequest, check_scope
 from fiat.formats.statement import Statement
 from fiat.persist.protocols import AuthorityStore
 from fiat.persist.records import ApprovalRecord, EvidenceLink
@@ -291,6 +291,8 @@ class Outcomes:
         shadow: tuple[dict[str, Any], ...],
         *,
         jti: str | None = None,
+        lineage: Lineage | None = None,
+        delegation: dict[str, Any] | None = None,
     ) -> Answer:
         """Step 8. A renewal (``req.renews``) mints the successor of one execution: claim ``renews``,
         never single use (nothing new to consume); its approvals name the chain's, for the record."""
@@ -309,6 +311,10 @@ class Outcomes:
             approvals=approvals,
             action_digest=digest,
             renews=req.renews,
+            scope=None if req.scope is None else check_scope(req.scope),  # checked in step 2; duplicates dropped
+            lineage=lineage.principals if lineage is not None else (),
+            exp_cap=lineage.exp_cap if lineage is not None else None,
+            delegation=delegation,
         )
         token, claims = mint_permit(
             spec,

@@ -2,11 +2,16 @@
 
 Claims (documented in docs/formats.md):
 
-* registered (RFC 7519 §4.1): ``iss sub aud iat nbf exp jti``;
+* registered (RFC 7519 §4.1): ``iss sub aud iat nbf exp jti``; on a delegated permit (one with
+  a parent) ``sub`` is the lineage root's principal and ``act`` (RFC 8693 §4.1) nests the actors,
+  this permit's principal outermost (:func:`fiat.verify.permit.act_chain`);
 * ``cnf`` (RFC 7800 §3.2): the runtime's public key as a JWK — only that runtime can use the permit;
 * Fiat's: ``action`` (name, resource, digest), ``policy`` (digest, version, determining
   policies), ``environment`` (measurement digest), ``constraints``, ``parent``, ``approvals``,
-  and, on a renewal only, ``renews`` (the permit it succeeds in the same execution).
+  and, on a renewal only, ``renews`` (the permit it succeeds in the same execution); when asked,
+  ``scope`` (what descendants may be permitted), and on a delegated permit ``delegation`` (the
+  attenuation the authority checked: depth, each ancestor principal Cedar allowed, the parent
+  chain's expiry that capped ``exp``).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from fiat.formats import jws
 from fiat.formats.action import action_digest
 from fiat.formats.canonical import compact
 from fiat.formats.encoding import b64url
-from fiat.verify.permit import PERMIT_TYP
+from fiat.verify.permit import PERMIT_TYP, act_chain
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,12 @@ class PermitRequest:
     approvals: tuple[str, ...] = ()
     action_digest: str | None = None  # when the caller already computed it
     renews: str | None = None  # a renewal: the permit this one succeeds (docs/formats.md, "Renewal")
+    scope: list[dict[str, str]] | None = None  # what descendants may be permitted ("Delegation")
+    #: A delegated permit: the lineage from its parent up (principals, parent first; the last is the
+    #: root, who becomes ``sub``), the latest ``exp`` its parent chain allows, and the evidence.
+    lineage: tuple[str, ...] = ()
+    exp_cap: int | None = None
+    delegation: dict[str, Any] | None = None
 
 
 class _RandomPool:
@@ -114,13 +125,14 @@ def mint_permit(
     """Sign a permit; returns (compact token, claims)."""
     t = int(time.time()) if now is None else now
     req = spec.request
+    exp = t + spec.ttl if spec.exp_cap is None else min(t + spec.ttl, spec.exp_cap)
     claims: dict[str, Any] = {
         "iss": issuer,
-        "sub": req["principal"],
+        "sub": spec.lineage[-1] if spec.lineage else req["principal"],
         "aud": audience,
         "iat": t,
         "nbf": t,
-        "exp": t + spec.ttl,
+        "exp": exp,
         "jti": jti or new_permit_id(),
         "cnf": {"jwk": jws.jwk(spec.runtime_public_key)},
         "action": {
@@ -136,5 +148,11 @@ def mint_permit(
     }
     if spec.renews is not None:
         claims["renews"] = spec.renews
+    if spec.lineage:  # RFC 8693 §4.1: current actor outermost; the root is ``sub``, not an actor
+        claims["act"] = act_chain([req["principal"], *spec.lineage[:-1]])
+    if spec.scope is not None:
+        claims["scope"] = spec.scope
+    if spec.delegation is not None:
+        claims["delegation"] = spec.delegation
     token = jws.sign_compact(compact(claims), key, kid=kid, typ=PERMIT_TYP)
     return token, claims

@@ -1,7 +1,8 @@
 """Revocations and single use: what steps 1, 4 and 5 of the decision walk refuse.
 
 Step 1 (``runtime``) denies a revoked runtime key, step 4 (``lineage``) a revoked parent
-permit, step 5 (``revocation``) a revoked principal. A revocation is a signed, logged
+permit, step 5 (``revocation``) a revoked principal (the request's, or any of its delegation
+chain's: a principal revocation covers every permit issued to act for it). A revocation is a signed, logged
 statement with the next revocation epoch; the set of revocations is held in memory and
 re-read from the store only when the stored epoch moves (the epoch is re-read at most every
 50 ms: another process may revoke through the same store). :meth:`Revocations.consume`
@@ -99,8 +100,9 @@ class Revocations:
         revoked = self.revoked_ancestor(jti)
         if revoked is not None:
             raise AuthorizationError(covered_reason(jti, revoked))
-        if self.is_revoked("principal", principal_key(record.principal)):
-            raise AuthorizationError(f"principal {record.principal} is revoked")
+        for who in self.chain_principals(jti):
+            if self.is_revoked("principal", principal_key(who)):
+                raise AuthorizationError(f"principal {who} is revoked")
         if self.is_revoked("runtime", record.runtime):
             raise AuthorizationError(f"runtime {record.runtime} is revoked")
         if record.exp < self.clock():
@@ -132,9 +134,20 @@ class Revocations:
             return []
         targets = [("permit", up) for up in self.store.ancestry(jti)]
         targets.append(("runtime", record.runtime))
-        with contextlib.suppress(MalformedError):  # a principal that is no entity name cannot be revoked
-            targets.append(("principal", principal_key(record.principal)))
+        for who in self.chain_principals(jti):
+            with contextlib.suppress(MalformedError):  # a principal that is no entity name cannot be revoked
+                targets.append(("principal", principal_key(who)))
         return self.store.revocation_log_indexes(targets)
+
+    def chain_principals(self, jti: str) -> list[str]:
+        """The principals of ``jti``'s delegation chain (its own first, then each lineage ancestor's,
+        distinct): a revocation of any of them covers the permit (docs/formats.md, "Delegation")."""
+        out: list[str] = []
+        for up in (jti, *self.store.ancestry(jti)):
+            record = self.recorder.index.permit(up)
+            if record is not None and record.principal not in out:
+                out.append(record.principal)
+        return out
 
     def _revoked_now(self) -> frozenset[tuple[str, str]]:
         epoch = self.store.revocation_epoch() if self._revocations_stale() else self._revoked_epoch

@@ -22,6 +22,7 @@ from fiat.cli.common import (
     fail,
     out,
     parse_context,
+    parse_scope_pair,
     server_url,
 )
 
@@ -32,6 +33,10 @@ def authorize_cmd(
     resource: Annotated[str, typer.Option(help="What they act on, e.g. service:payments.")],
     context: Annotated[str, typer.Option(help="Arguments as a JSON object.")] = "{}",
     parent: Annotated[str | None, typer.Option(help="The parent permit id (lineage).")] = None,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(help="ACTION@RESOURCE a descendant of this permit may be permitted (repeatable)."),
+    ] = None,
     approval_id: Annotated[str | None, typer.Option(help="A granted approval to use.")] = None,
     url: Annotated[str | None, typer.Option(help="The authority (default http://server.host:server.port).")] = None,
     home: HomeOpt = None,
@@ -49,6 +54,7 @@ def authorize_cmd(
     from fiat.home import keyring
 
     ctx = parse_context(context)
+    pairs = None if scope is None else [parse_scope_pair(s) for s in scope]
     with errors_to_exit():
         cfg = config(home)
         rec, key = keyring(cfg).signing_key("runtime", None)
@@ -63,6 +69,8 @@ def authorize_cmd(
         }
         if approval_id:
             body["approvalId"] = approval_id
+        if pairs is not None:
+            body["scope"] = pairs
         with authority_errors(), AuthorityClient(server_url(cfg, url)) as client:
             result = client.authorize(key, rec.kid, body)
     if as_json:

@@ -33,6 +33,7 @@ from fiat.errors import (
     StorageError,
     VerificationError,
 )
+from fiat.formats.action import check_scope
 
 if TYPE_CHECKING:
     from fiat.prove.log import TransparencyLog
@@ -169,6 +170,17 @@ def parse_context(context: str) -> dict[str, Any]:
     if not isinstance(ctx, dict):
         fail(EXIT_INVALID, "--context must be a JSON object")
     return ctx
+
+
+def parse_scope_pair(value: str) -> dict[str, str]:
+    """``--scope ACTION@RESOURCE``: one pair of a permit's delegation scope (split at the first ``@``)."""
+    action, sep, resource = value.partition("@")
+    if not sep or not action or not resource:
+        fail(EXIT_INVALID, f"--scope {value!r} is not ACTION@RESOURCE", "e.g. --scope shell:run@repo:fiat")
+    try:
+        return check_scope([{"action": action, "resource": resource}], "--scope")[0]
+    except MalformedError as exc:
+        fail(EXIT_INVALID, str(exc))
 
 
 def server_url(cfg: Config, url: str | None) -> str:

@@ -21,6 +21,7 @@ from fiat.cli.common import (
     fail,
     out,
     parse_context,
+    parse_scope_pair,
 )
 from fiat.config import load_config
 
@@ -61,6 +62,12 @@ def run_cmd(
     resource: Annotated[str, typer.Option(help="What they act on, e.g. repo:fiat.")],
     context: Annotated[str, typer.Option(help="Arguments as a JSON object.")] = "{}",
     parent: Annotated[str | None, typer.Option(help="The parent permit id (lineage).")] = None,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="ACTION@RESOURCE a sub-agent of this run may be permitted (repeatable; the permit's scope).",
+        ),
+    ] = None,
     evidence: Annotated[Path | None, typer.Option(help="Write the execution's evidence bundle here.")] = None,
     output: Annotated[
         list[str] | None, typer.Option(help="A declared output whose digest goes into the receipt.")
@@ -88,6 +95,7 @@ def run_cmd(
     from fiat.enforce.run import run_governed
 
     ctx = parse_context(context)
+    pairs = None if scope is None else [parse_scope_pair(s) for s in scope]
     if not command:
         fail(EXIT_INVALID, "nothing to run", "put the command after --, e.g. fiat run ... -- make deploy")
     if json_out is not None and not json_out.parent.is_dir():
@@ -108,6 +116,7 @@ def run_cmd(
             on_status=lambda msg: err.print(f"[dim]fiat:[/] {escape(msg)}"),
             # With --json, stdout carries the JSON result only: the command writes to stderr.
             command_stdout=sys.stderr.fileno() if as_json else None,
+            scope=pairs,
         )
     doc: dict[str, Any] = {
         "exitCode": result.exit_code,

@@ -134,6 +134,7 @@ def open_session(
     parent: str | None = None,
     url: str | None = None,
     settings: GuardSettings | None = None,
+    scope: list[dict[str, str]] | None = None,
 ) -> Bootstrap:
     """Build the session for one governed execution of ``argv`` in ``cwd``."""
     settings = settings or guard_settings(cfg)
@@ -161,6 +162,7 @@ def open_session(
             context,
             parent,
             settings,
+            scope=scope,
         )
     except BaseException:  # e.g. a malformed principal: nothing may stay open
         monitor.release()

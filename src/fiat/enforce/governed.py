@@ -104,8 +104,9 @@ class governed:
         url: str | None = None,
         isolate: bool = False,
         settings: GuardSettings | None = None,
+        scope: list[dict[str, str]] | None = None,
     ) -> None:
-        self.action, self.resource, self.principal = action, resource, principal
+        self.action, self.resource, self.principal, self.scope = action, resource, principal, scope
         self.context, self.parent, self.home, self.url = context or {}, parent, home, url
         self.isolate, self.settings = isolate, settings
         self._session: Session | None = None
@@ -134,6 +135,7 @@ class governed:
             parent=self.parent,
             url=self.url,
             settings=self.settings,
+            scope=self.scope,
         )
         self._boot = boot
         try:
@@ -243,6 +245,7 @@ class governed:
             url=self.url,
             isolate=self.isolate,
             settings=self.settings,
+            scope=self.scope,
         )
         if inspect.iscoroutinefunction(fn):
 

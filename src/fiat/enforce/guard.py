@@ -25,7 +25,8 @@ blocking on the network — each failure is a halt naming its step:
 * ``trust-fresh``       it is not older than the staleness bound;
 * ``log-continuity``    every checkpoint seen extends the previous one (no split view);
 * ``revocation``        no permit of the renewal chain (nor the lineage parent), the principal
-                        nor the runtime is revoked;
+                        (nor any principal of a delegated permit's chain: ``sub``, each
+                        ``act.sub``) nor the runtime is revoked;
 * ``permit-expiry``     the permit is unexpired (it is renewed before expiry; a refused
                         renewal halts);
 * ``policy-current``    the trust state's policy digest is the permit's (a change forces
@@ -58,6 +59,7 @@ direction after the anchor neither extends nor ends an execution. Each check fir
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
@@ -73,13 +75,14 @@ from fiat.api.client import AuthorityClient, ClientError
 from fiat.authorize.names import entity_uid
 from fiat.enforce.clock import SteadyClock
 from fiat.enforce.trust import TrustMonitor, TrustSnapshot
-from fiat.errors import FiatError, VerificationError
+from fiat.errors import FiatError, MalformedError, VerificationError
 from fiat.establish.measure import Measurer
 from fiat.formats.action import encode_action_request
 from fiat.formats.dsse import Envelope
 from fiat.formats.jcs import canonicalize
 from fiat.prove import evidence as ev
 from fiat.verify import permit as permit_rules
+from fiat.verify.permit import chain_principals
 from fiat.verify.trust_root import TrustRoot
 
 log = logging.getLogger("fiat.guard")
@@ -170,6 +173,8 @@ class Session:
     mono: Callable[[], float] = time.monotonic
     approval_id: str | None = None
     on_status: Callable[[str], None] | None = None
+    #: What this execution's sub-agents may be permitted (docs/formats.md, "Delegation").
+    scope: list[dict[str, str]] | None = None
 
     def __post_init__(self) -> None:
         enc = encode_action_request(self.principal, self.action, self.resource, self.context, self.parent)
@@ -215,6 +220,8 @@ class Session:
             body["approvalId"] = self.approval_id
         if renews:
             body["renews"] = renews
+        if self.scope is not None:
+            body["scope"] = self.scope
         return self.client.authorize(self.runtime.key, self.runtime.kid, body)
 
     def establish(self) -> dict[str, Any]:
@@ -283,6 +290,17 @@ class Session:
         if self.parent is not None:
             ids.append(self.parent)
         return ids
+
+    def principal_keys(self) -> list[str]:
+        """Every principal whose revocation halts this execution, in its one spelling: its own and,
+        on a delegated permit, each of its chain (``sub`` and every ``act.sub``, RFC 8693 §4.1)."""
+        keys = [self.principal_key]
+        for who in chain_principals(self.claims) if self.claims else ():
+            with contextlib.suppress(MalformedError):
+                key = entity_uid(who, "principal")
+                if key not in keys:
+                    keys.append(key)
+        return keys
 
     @property
     def permit_digest(self) -> str:
@@ -364,7 +382,7 @@ class Session:
             )
         for kind, target in (
             *(("permit", jti) for jti in self.lineage_ids()),
-            ("principal", self.principal_key),
+            *(("principal", key) for key in self.principal_keys()),
             ("runtime", self.runtime.kid),
         ):
             r = snap.revocations.get((kind, target))

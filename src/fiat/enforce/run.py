@@ -79,6 +79,7 @@ def run_governed(
     settings: GuardSettings | None = None,
     on_status: Any = None,
     command_stdout: int | None = None,
+    scope: list[dict[str, str]] | None = None,
 ) -> RunResult:
     """Run ``argv`` governed. ``command_stdout``: a file descriptor for the command's stdout
     (default: inherited), so that a caller can keep its own stdout for machine output."""
@@ -100,6 +101,7 @@ def run_governed(
         parent=parent,
         url=url,
         settings=settings,
+        scope=scope,
     )
     session = boot.session
     status = on_status or (lambda _msg: None)

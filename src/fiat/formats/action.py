@@ -127,3 +127,34 @@ def _check(request: dict[str, Any]) -> None:
 
 def action_digest(request: dict[str, Any]) -> str:
     return json_digest(request)
+
+
+#: The most (action, resource) pairs a ``scope`` may name (docs/formats.md, "Delegation").
+MAX_SCOPE = 256
+
+
+def check_scope(value: Any, what: str = "scope") -> list[dict[str, str]]:
+    """A delegation scope: a list of at most :data:`MAX_SCOPE` ``{"action", "resource"}`` pairs,
+    each name as an action request's (a non-empty string of at most 1,024 characters; the resource
+    an entity name, :func:`entity_uid`). Returns the pairs as given (order kept, duplicates dropped);
+    anything else raises :class:`MalformedError`."""
+    if not isinstance(value, list) or len(value) > MAX_SCOPE:
+        raise MalformedError(what, f"must be a list of at most {MAX_SCOPE} {{action, resource}} pairs")
+    out: list[dict[str, str]] = []
+    seen: set[tuple[str, str]] = set()
+    for i, pair in enumerate(value):
+        if not isinstance(pair, dict) or set(pair) != {"action", "resource"}:
+            raise MalformedError(what, f"item {i} must be an object with exactly an action and a resource")
+        action, resource = pair["action"], pair["resource"]
+        if not isinstance(action, str) or not action or len(action) > 1024:
+            raise MalformedError(what, f"item {i}: action must be a non-empty string of at most 1,024 characters")
+        entity_uid(resource, f"{what} item {i} resource")
+        if (action, resource) not in seen:
+            seen.add((action, resource))
+            out.append({"action": action, "resource": resource})
+    return out
+
+
+def scope_pairs(scope: list[dict[str, str]]) -> frozenset[tuple[str, str]]:
+    """A checked scope as a set of (action, resource UID) pairs: resources compared in their one spelling."""
+    return frozenset((p["action"], entity_uid(p["resource"], "scope resource")) for p in scope)

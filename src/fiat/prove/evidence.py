@@ -38,6 +38,7 @@ from fiat.persist.records import EvidenceLink, PermitRecord, StagedRow
 from fiat.prove.log import AppendResult, TransparencyLog
 from fiat.tlog.proof_file import TlogProof
 from fiat.verify.bundle import MAX_ANCESTORS, Bundle, BundleStatement
+from fiat.verify.permit import permit_principal
 
 KIND_BY_TYPE = {
     DECISION: "decision",
@@ -273,7 +274,7 @@ class EvidenceRecorder:
                 c["jti"],
                 parent,
                 canonicalize(request) if request_bytes is None else request_bytes,
-                c["sub"],
+                permit_principal(c),
                 runtime or jws.jwk_thumbprint(jws.public_key_from_jwk(c["cnf"]["jwk"], "cnf")),
                 0 if parent_rec is None else parent_rec.depth + 1,
                 float(c["exp"]),

@@ -24,7 +24,9 @@ Static rules (:func:`check_permit`), in order:
                            ``nbf <= exp`` and ``iat <= exp``; ``jti sub`` non-empty (RFC 7519
                            §4.1); ``cnf.jwk`` an Ed25519 OKP key (RFC 7800 §3.2, RFC 8037 §2);
                            the action, policy, environment, constraints, approvals and parent
-                           claims well-formed.
+                           claims well-formed; ``scope`` (at most 256 action/resource pairs),
+                           ``act`` (RFC 8693 §4.1: nested ``{"sub", "act"}``, present only with a
+                           parent) and ``delegation`` well-formed when present.
 4. ``runtime-key``         the ``cnf`` key is a runtime key of the trust root, valid at ``iat``.
 
 Live rules (:func:`check_for_execution`), the guard's before it starts or keeps
@@ -34,6 +36,9 @@ running an action:
 6. ``permit-cnf``          the ``cnf`` key is this runtime's own key.
 7. ``permit-action``       the permit's action digest is the digest of what is about to run.
 8. ``permit-environment``  the permit's environment digest is a fresh measurement's.
+
+A permit's principal is :func:`permit_principal`: ``act.sub`` (the current actor, RFC 8693
+§4.1) on a delegated permit, else ``sub``; every reader of a permit's principal goes through it.
 
 No I/O.
 """
@@ -45,8 +50,9 @@ from typing import Any
 
 from fiat.errors import MalformedError, VerificationError
 from fiat.formats import jws
+from fiat.formats.action import check_scope
 from fiat.formats.statement import is_sha256_hex
-from fiat.verify.trust_root import TrustedKey, TrustRoot
+from fiat.verify.trust_root import MAX_LINEAGE_DEPTH, TrustedKey, TrustRoot
 
 PERMIT_TYP = "fiat-permit+jwt"
 
@@ -80,6 +86,52 @@ def digest_of(obj: Any, where: str, step: str) -> str:
     if not isinstance(obj, dict) or not is_sha256_hex(obj.get("sha256")):
         raise VerificationError(step, f"{where} must be a digest set with a lower-case hex sha256")
     return str(obj["sha256"])
+
+
+# -- delegation (RFC 8693 §4.1) ------------------------------------------------------------
+def permit_principal(claims: dict[str, Any]) -> str:
+    """The principal a permit was issued to: ``act.sub`` when ``act`` is present (the current actor,
+    RFC 8693 §4.1: "the outermost act claim represents the current actor"), else ``sub``."""
+    act = claims.get("act")
+    if isinstance(act, dict) and isinstance(act.get("sub"), str):
+        return str(act["sub"])
+    return str(claims.get("sub", ""))
+
+
+def chain_principals(claims: dict[str, Any]) -> list[str]:
+    """Every principal of a permit's delegation chain: the current actor first, then each prior
+    actor (``act`` nested, least recent innermost), then ``sub`` (the root, on whose behalf all act).
+    A root permit's chain is its ``sub`` alone. Shape-checked by :func:`check_claims`."""
+    actors: list[str] = []
+    act = claims.get("act")
+    while isinstance(act, dict) and isinstance(act.get("sub"), str) and len(actors) <= MAX_LINEAGE_DEPTH:
+        actors.append(act["sub"])
+        act = act.get("act")
+    sub = claims.get("sub")
+    return [*actors, sub] if isinstance(sub, str) else actors
+
+
+def act_chain(actors: list[str]) -> dict[str, Any] | None:
+    """The nested ``act`` claim of actors given current first (RFC 8693 §4.1: the least recent
+    actor most deeply nested); None for no actors (a root permit carries no ``act``)."""
+    act: dict[str, Any] | None = None
+    for principal in reversed(actors):
+        act = {"sub": principal} if act is None else {"sub": principal, "act": act}
+    return act
+
+
+def _check_act(act: Any, step: str) -> None:
+    depth = 0
+    while act is not None:
+        depth += 1
+        if depth > MAX_LINEAGE_DEPTH + 1:
+            raise VerificationError(step, f"act nests deeper than {MAX_LINEAGE_DEPTH + 1} actors")
+        if not isinstance(act, dict) or not isinstance(act.get("sub"), str) or not act["sub"]:
+            raise VerificationError(step, "act must be an object with a non-empty sub (RFC 8693 §4.1)")
+        extra = sorted(set(act) - {"sub", "act"})
+        if extra:
+            raise VerificationError(step, f"act holds members other than sub and act: {extra}")
+        act = act.get("act")
 
 
 # -- static rules ---------------------------------------------------------------------------
@@ -167,6 +219,22 @@ def check_claims(claims: dict[str, Any], root: TrustRoot) -> tuple[bytes, str, s
         raise VerificationError(step, "parent must be a permit id or null")
     if "renews" in c and not isinstance(c["renews"], str):
         raise VerificationError(step, "renews must be a permit id (present only on a renewal)")
+    if "scope" in c:
+        try:
+            check_scope(c["scope"], "the scope claim")
+        except MalformedError as exc:
+            raise VerificationError(step, str(exc)) from exc
+    if "act" in c:
+        if c.get("parent") is None:
+            raise VerificationError(step, "act is present on a permit without a parent (a root permit has no actor)")
+        _check_act(c["act"], step)
+    delegation = c.get("delegation")
+    if "delegation" in c and (
+        not isinstance(delegation, dict)
+        or not isinstance(delegation.get("depth"), int)
+        or not isinstance(delegation.get("ancestors"), list)
+    ):
+        raise VerificationError(step, "delegation must be an object with a depth and a list of ancestors")
     return cnf_key, action_digest, environment_digest
 
 

@@ -12,9 +12,11 @@ failure names its step, and the steps after a failure are reported skipped.
                             checks it at the receipt's ``start``, less the clock skew: when the
                             guard used the permit; :mod:`fiat.verify.permit`, rule 2).
 3. ``permit-claims``        ``iss``/``aud`` match the trust root; ``iat nbf exp jti sub cnf``
-                            present and coherent (RFC 7519 §4.1, RFC 7800 §3.2); Fiat claims well-formed.
+                            present and coherent (RFC 7519 §4.1, RFC 7800 §3.2); Fiat claims well-formed
+                            (``scope``, ``act`` RFC 8693 §4.1, ``delegation`` when present).
 4. ``action-binding``       SHA-256 over the RFC 8785 form of the bundle's action request
-                            equals the permit's action digest; principal, action, resource, parent agree.
+                            equals the permit's action digest; principal (the permit's: ``act.sub``
+                            on a delegated permit, else ``sub``), action, resource, parent agree.
 5. ``runtime-key``          the ``cnf`` key is a runtime key of the trust root, valid at ``iat``.
 6. ``statement-signatures`` every DSSE envelope is signed by a key of the role its predicate
                             type requires, valid at the statement's time (the receipt: by ``cnf``).
@@ -40,7 +42,12 @@ failure names its step, and the steps after a failure are reported skipped.
                             valid witness cosignatures (C2SP tlog-cosignature).
 15. ``lineage``             at most ``maxLineageDepth`` (trust root) ancestors; each verifies, once
                             (all steps but this one: the chain is this step's walk), and the parent
-                            links form an unbroken chain without a loop.
+                            links form an unbroken chain without a loop; every link attenuates its
+                            parent (:meth:`_Run._links`, docs/formats.md, "Delegation"): the child
+                            was issued while the parent was valid and not revoked, expires no
+                            later, stays within the parent's ``scope``, and its ``act`` chain
+                            (RFC 8693 §4.1) is its principal, then its parent's chain: ``sub`` the
+                            root's principal. Linear in the bundle's size.
 
 No I/O: the caller parses files; this module only decides.
 """
@@ -58,7 +65,7 @@ from typing import Any
 
 from fiat.errors import MalformedError, VerificationError
 from fiat.formats import jws
-from fiat.formats.action import entity_uid
+from fiat.formats.action import entity_uid, scope_pairs
 from fiat.formats.encoding import json_digest, parse_time
 from fiat.formats.statement import (
     APPROVAL,
@@ -74,7 +81,7 @@ from fiat.tlog.proof_file import TlogProof, check_inclusion
 from fiat.verify import permit as permit_rules
 from fiat.verify.approvers import check_approvers
 from fiat.verify.bundle import Bundle, BundleStatement
-from fiat.verify.permit import digest_of
+from fiat.verify.permit import act_chain, chain_principals, digest_of, permit_principal
 from fiat.verify.trust_root import TrustedKey, TrustRoot
 
 STEPS = (
@@ -213,7 +220,8 @@ class _Run:
         self.cnf_key, self.action_digest, _ = permit_rules.check_claims(self.claims, self.root)
         self.cnf_kid = jws.jwk_thumbprint(self.cnf_key)
         c = self.claims
-        return f"jti {c['jti']}, sub {c['sub']}, valid {c['nbf']}..{c['exp']}"
+        on_behalf = f" on behalf of {c['sub']}" if "act" in c else ""
+        return f"jti {c['jti']}, principal {permit_principal(c)}{on_behalf}, valid {c['nbf']}..{c['exp']}"
 
     # 4
     def action_binding(self) -> str:
@@ -227,7 +235,7 @@ class _Run:
             raise VerificationError(step, "the permit's action digest is not the digest of this action request")
         c = self.claims
         for claim, value, field_ in (
-            ("sub", c.get("sub"), "principal"),
+            ("principal (act.sub, else sub)", permit_principal(c), "principal"),
             ("action.name", c["action"].get("name"), "action"),
             ("action.resource", c["action"].get("resource"), "resource"),
             ("parent", c.get("parent"), "parent"),
@@ -431,9 +439,12 @@ class _Run:
                     targets.setdefault(("permit", a), f"its lineage ancestor {a}")
         targets[("permit", jti)] = f"the permit {jti}"
         targets[("runtime", self.cnf_kid)] = f"its runtime {self.cnf_kid}"
-        # A sub that is no entity name cannot be named by a principal revocation either.
-        with contextlib.suppress(MalformedError):
-            targets[("principal", entity_uid(self.claims["sub"], "sub"))] = f"its principal {self.claims['sub']}"
+        # Every principal of the delegation chain (sub and each act.sub): revoking one halts all
+        # who act for it. A name that is no entity name cannot be named by a revocation either.
+        for who in reversed(chain_principals(self.claims)):
+            with contextlib.suppress(MalformedError):
+                label = "its principal" if who == permit_principal(self.claims) else "its delegation chain's principal"
+                targets[("principal", entity_uid(who, "principal"))] = f"{label} {who}"
         bound = self.policy.halt_bound
         for s in self._of(REVOCATION):
             r = s.statement.predicate
@@ -632,7 +643,113 @@ class _Run:
             expected = anc.permit.claims.get("parent")
         if expected is not None:
             raise VerificationError(step, f"the lineage stops at {expected}, whose permit is not in the bundle")
-        return f"{len(ancestors)} ancestor(s)"
+        self._links()
+        return f"{len(ancestors)} ancestor(s); every link attenuates its parent"
+
+    def _links(self) -> None:
+        """The rules of each link child → parent (docs/formats.md, "Delegation"), each link once.
+
+        * ``issued while the parent was valid``: the parent's ``nbf <= `` the child's ``iat < `` its
+          ``exp`` — the parent's own ``exp``: a bundle carries the permit each child names as parent,
+          not that permit's renewals (so a child issued after its parent's first permit expired does
+          not verify);
+        * ``expires no later``: the child's ``exp <=`` the parent's;
+        * ``within scope``: when the parent has a ``scope``, the child's action and resource are in
+          it and the child's own ``scope`` is a subset of it;
+        * ``act chain`` (RFC 8693 §4.1): a child's chain of principals — ``act.sub`` outermost to
+          innermost, then ``sub`` — is its own principal followed by its parent's chain, so ``sub``
+          is the root's principal and ``act`` names every actor since, the current one outermost. A
+          child with neither ``act`` nor ``delegation`` was issued before delegation was recorded
+          and keeps ``sub`` as its principal;
+        * ``parent not revoked``: no revocation in the bundle of the parent (of what it renews, of any
+          permit above it) or of a principal of the parent's chain is dated a second or more before the
+          child's ``iat`` (whole seconds, and an authority re-reads revocations every 50 ms).
+
+        Each permit's chain is read once; each link compares one chain with the next: work linear
+        in the bundle's size.
+        """
+        step = "lineage"
+        chain: list[dict[str, Any]] = [self.claims, *(a.permit.claims for a in self.bundle.ancestors)]
+        revoked: dict[tuple[str, str], float] = {}
+        for part in (self.bundle, *self.bundle.ancestors):
+            for s in part.statements:
+                if s.statement.predicate_type != REVOCATION:
+                    continue
+                r = s.statement.predicate
+                kind, target = r.get("kind"), r.get("target")
+                if isinstance(kind, str) and isinstance(target, str):
+                    at = _time(r, "time", step)
+                    revoked[(kind, target)] = min(at, revoked.get((kind, target), at))
+        # The earliest revocation covering each ancestor: its own, or any further up (a permit
+        # revocation covers the lineage below it), found walking from the root down.
+        covering: list[tuple[float, str] | None] = [None] * len(chain)
+        above: tuple[float, str] | None = None
+        for k in range(len(chain) - 1, 0, -1):
+            c = chain[k]
+            targets = [("permit", c.get("jti")), ("permit", c.get("renews"))]
+            with contextlib.suppress(MalformedError):
+                targets.append(("principal", entity_uid(permit_principal(c), "principal")))
+            for kind, target in targets:
+                when = revoked.get((kind, target)) if isinstance(target, str) else None
+                if when is not None and (above is None or when < above[0]):
+                    above = (when, f"the {kind} {target}")
+            covering[k] = above
+        principals = [chain_principals(c) for c in chain]
+        for k in range(len(chain) - 1):
+            child, par = chain[k], chain[k + 1]
+            name, pname = child["jti"], par["jti"]
+            iat, exp = child["iat"], child["exp"]
+            if not par["nbf"] <= iat < par["exp"]:
+                raise VerificationError(
+                    step,
+                    f"{name} was issued at {iat}, when its parent {pname} was not valid "
+                    f"({par['nbf']}..{par['exp']}): a child needs a live parent",
+                )
+            if exp > par["exp"]:
+                raise VerificationError(
+                    step,
+                    f"{name} expires at {exp}, after its parent {pname} (exp {par['exp']}): a child never outlives it",
+                )
+            scope = par.get("scope")
+            if isinstance(scope, list):
+                allowed = scope_pairs(scope)
+                action = child["action"]
+                try:
+                    pair = (action.get("name"), entity_uid(action.get("resource"), "resource"))
+                except MalformedError as exc:
+                    raise VerificationError(step, f"{name}: {exc.reason}") from exc
+                if pair not in allowed:
+                    raise VerificationError(
+                        step, f"{name} permits {pair[0]} on {pair[1]}, outside the scope of its parent {pname}"
+                    )
+                wider = scope_pairs(child["scope"]) - allowed if isinstance(child.get("scope"), list) else set()
+                if wider:
+                    a, res = sorted(wider)[0]
+                    raise VerificationError(
+                        step, f"{name}'s scope is wider than its parent {pname}'s: {a} on {res} is not in it"
+                    )
+            if "act" in child or "delegation" in child:
+                want = [permit_principal(child), *principals[k + 1]]
+                if principals[k] != want:
+                    raise VerificationError(
+                        step,
+                        f"{name}'s act chain (RFC 8693 §4.1) is {_chain_text(principals[k])}; its lineage says "
+                        f"{_chain_text(want)} (sub the root's principal, each actor since nested in act)",
+                    )
+            hit = covering[k + 1]
+            if hit is not None and hit[0] + 1.0 <= iat:
+                raise VerificationError(
+                    step,
+                    f"{name} was issued at {iat}, after {hit[1]} covering its parent {pname} was revoked "
+                    f"(at {hit[0]:.3f}): a revoked parent delegates nothing",
+                )
+
+
+def _chain_text(principals: list[str]) -> str:
+    """A chain of principals as it reads: the current actor first, ``sub`` (on whose behalf) last."""
+    *actors, sub = principals
+    act = act_chain(actors)
+    return f"sub {sub}" + (f", act {act}" if act else "")
 
 
 def verify(bundle: Bundle, trust_root: TrustRoot, policy: VerificationPolicy | None = None) -> VerificationResult:

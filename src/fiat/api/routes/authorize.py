@@ -52,6 +52,7 @@ def install(app: FastAPI, ctx: ApiContext) -> None:
                     body.evidence,
                     body.approvalId,
                     body.renews,
+                    None if body.scope is None else [pair.model_dump() for pair in body.scope],
                 )
             )
             result = await asyncio.wrap_future(pending)
