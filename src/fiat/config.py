@@ -63,6 +63,13 @@ SETTINGS: dict[tuple[str, str], tuple[type, Any, str]] = {
     ("runtime", "bwrap_path"): (str, "bwrap", "The bubblewrap binary that namespace containment runs."),
     ("runtime", "hidden_paths"): (list, [], "Paths covered by an empty tmpfs inside the sandbox (besides the home)."),
     ("runtime", "readonly_paths"): (list, [], "Paths bound read-only inside the sandbox."),
+    ("mcp", "approval_wait_s"): (
+        float,
+        0.0,
+        "How long the MCP gateway holds a tool call that needs a human approval (0: answer at once with "
+        "a tool error naming the approval; the identical call, retried once approved, redeems it).",
+    ),
+    ("mcp", "call_timeout_s"): (float, 300.0, "The longest the MCP gateway waits for an upstream's tool result."),
     ("storage", "backend"): (str, "sqlite", "Storage backend: sqlite."),
     ("storage", "path"): (str, "fiat.db", "Database file; relative paths are inside the home."),
     ("storage", "synchronous"): (
@@ -148,6 +155,12 @@ class RuntimeSettings:
 
 
 @dataclass(frozen=True)
+class McpSettings:
+    approval_wait_s: float
+    call_timeout_s: float
+
+
+@dataclass(frozen=True)
 class StorageSettings:
     backend: str
     path: str
@@ -175,6 +188,7 @@ class Config:
     runtime: RuntimeSettings
     storage: StorageSettings
     server: ServerSettings
+    mcp: McpSettings
     sources: dict[str, str] = field(default_factory=dict)  # "section.key" -> "default" | "fiat.toml" | "env NAME"
 
     @property
@@ -281,6 +295,7 @@ def load_config(home: str | Path | None = None, *, require: bool = False) -> Con
         runtime=RuntimeSettings(**values["runtime"]),
         storage=StorageSettings(**values["storage"]),
         server=ServerSettings(**values["server"]),
+        mcp=McpSettings(**values["mcp"]),
         sources=sources,
     )
     _validate(cfg)
@@ -326,6 +341,10 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("runtime.staleness_ms must be between 100 and 600000")
     if not 0 <= cfg.runtime.halt_grace_ms <= 600_000:
         raise ConfigError("runtime.halt_grace_ms must be between 0 and 600000")
+    if not 0 <= cfg.mcp.approval_wait_s <= 86400:
+        raise ConfigError("mcp.approval_wait_s must be between 0 and 86400 (seconds)")
+    if not 0 < cfg.mcp.call_timeout_s <= 86400:
+        raise ConfigError("mcp.call_timeout_s must be more than 0 and at most 86400 (seconds)")
     if not 0 <= cfg.runtime.receipt_upload_s <= 600:
         raise ConfigError("runtime.receipt_upload_s must be between 0 and 600")
     if cfg.runtime.containment not in CONTAINMENTS:

@@ -98,6 +98,8 @@ def test_pure_packages_use_only_the_standard_library_and_cryptography() -> None:
 
 
 def test_only_the_edges_import_the_http_layer() -> None:
-    """``fiat.api`` (HTTP) is an edge: the CLI, the guard (its client), the bench and the demo import it."""
+    """``fiat.api`` (HTTP) is an edge: the CLI, the guard (its client), the MCP gateway (the same
+    client), the bench and the demo import it; ``fiat.api.mcp`` imports nothing of ``fiat.mcp``."""
     importers = {package for package, imports in _graph().items() if "api" in imports}
-    assert importers <= {"cli", "enforce", "bench", "demo"}, importers
+    assert importers <= {"cli", "enforce", "mcp", "bench", "demo"}, importers
+    assert "mcp" not in _graph().get("api", set())

@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import copy
 import dataclasses
+import hashlib
 import json
 import subprocess
 import sys
@@ -613,6 +614,24 @@ def _resigned_receipt(w: World, mutate: Callable[[Json], None]) -> Json:
     body = json.dumps(payload, separators=(",", ":")).encode()
     bj["statements"][i]["envelope"] = sign_envelope("application/vnd.in-toto+json", body, [(rrec.kid, rkey)]).to_json()
     return bj
+
+
+@case("receipt/arguments-digest-of-other-arguments", "receipt", "argumentsDigest is not the digest")
+def _(w: World) -> Input:
+    """A tool call's receipt (docs/mcp.md) naming arguments other than those the permit was for."""
+
+    def other_arguments(p: Json) -> None:
+        p["argumentsDigest"] = {"sha256": hashlib.sha256(b'{"amount_cents":999999}').hexdigest()}
+
+    return _resigned_receipt(w, other_arguments), w.root
+
+
+@case("receipt/arguments-digest-malformed", "receipt", "argumentsDigest must be a digest set")
+def _(w: World) -> Input:
+    def malformed(p: Json) -> None:
+        p["argumentsDigest"] = "sha256:abc"
+
+    return _resigned_receipt(w, malformed), w.root
 
 
 @case("receipt/started-after-the-permit-expired", "receipt", "outside the permit's validity window")

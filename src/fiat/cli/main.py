@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from fiat.cli import approvals, authorize, bench, demo, home, keys, log, policy, receipts, run, serve, verify
+from fiat.cli import approvals, authorize, bench, demo, home, keys, log, mcp, policy, receipts, run, serve, verify
 from fiat.cli.common import EXIT_INVALID, fail
 from fiat.logs import setup_logging
 
@@ -52,6 +52,7 @@ approvals.register(app)  # approve, deny
 authorize.register_admin(app)  # revoke, enroll
 run.register(app)  # measure, run
 demo.register(app)  # demo
+mcp.register(app)  # mcp (stdio), mcp serve (HTTP)
 
 
 def main() -> None:

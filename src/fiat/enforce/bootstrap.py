@@ -10,6 +10,11 @@ receipt spool's :class:`~fiat.enforce.spool.Flusher` after every successful chec
 authority is reachable: receipts spooled while it was not are uploaded in the background).
 :meth:`Bootstrap.deliver` spools a signed receipt durably, then uploads it within
 ``runtime.receipt_upload_s``.
+
+:class:`Governor` is the set-up shared by many executions of one long-lived runtime (the MCP
+gateway, :mod:`fiat.mcp`): one runtime key, one authority client, one trust subscription, one
+spool and one measurer; :meth:`Governor.session` makes each execution's :class:`Bootstrap`,
+whose ``release()`` then leaves the shared parts open (``Governor.release()`` closes them).
 """
 
 from __future__ import annotations
@@ -24,12 +29,14 @@ from typing import Any
 
 from fiat.api.client import AuthorityClient, ClientError
 from fiat.config import Config, authority_url
+from fiat.enforce.clock import SteadyClock
 from fiat.enforce.guard import GuardSettings, Halt, NotEstablished, Runtime, Session
 from fiat.enforce.spool import Flusher, ReceiptSpool, SpoolError
 from fiat.enforce.trust import TrustMonitor
-from fiat.establish.measure import default_measurer
+from fiat.establish.measure import Measurer, default_measurer
 from fiat.formats.dsse import Envelope
 from fiat.home import keyring, trust_root
+from fiat.verify.trust_root import TrustRoot
 
 
 def guard_settings(cfg: Config) -> GuardSettings:
@@ -63,6 +70,8 @@ class Bootstrap:
     spool: ReceiptSpool
     upload_s: float
     flusher: Flusher
+    #: False for a session of a :class:`Governor`: ``release()`` leaves the client and subscription open.
+    owned: bool = True
 
     @property
     def settings(self) -> GuardSettings:
@@ -108,8 +117,9 @@ class Bootstrap:
         return Delivery(None, entry.path, done.error)
 
     def release(self) -> None:
-        self.monitor.release()
-        self.client.close()
+        if self.owned:
+            self.monitor.release()
+            self.client.close()
 
 
 def open_session(
@@ -163,6 +173,82 @@ def open_session(
     upload_s = cfg.runtime.receipt_upload_s
     flusher = Flusher(spool, url, upload_s, runtime_key=key)
     return Bootstrap(session, client, monitor, url, spool, upload_s, flusher)
+
+
+@dataclass
+class Governor:
+    """What every execution of one long-lived runtime shares (see the module docstring)."""
+
+    cfg: Config
+    client: AuthorityClient
+    monitor: TrustMonitor
+    url: str
+    runtime: Runtime
+    root: TrustRoot
+    measurer: Measurer
+    spool: ReceiptSpool
+    flusher: Flusher
+    settings: GuardSettings
+
+    @classmethod
+    def open(
+        cls,
+        cfg: Config,
+        *,
+        argv: Sequence[str],
+        cwd: str,
+        url: str | None = None,
+        settings: GuardSettings | None = None,
+    ) -> Governor:
+        """Load the runtime key and trust root, join the trust subscription (measuring as for ``argv``)."""
+        settings = settings or guard_settings(cfg)
+        url = authority_url(cfg, url)
+        rec, key = keyring(cfg).signing_key("runtime", cfg.runtime.name or None)
+        root = trust_root(cfg)
+        measurer = default_measurer(list(argv), cwd, cfg.runtime.files, cfg.runtime.env_allowlist)
+        client = AuthorityClient(url)
+        try:
+            monitor = TrustMonitor.shared(url, root)
+        except BaseException:
+            client.close()
+            raise
+        # DPoP proofs are dated on a steady clock (fiat.enforce.guard, "Time"), shared by the sessions.
+        client.clock = SteadyClock(time.time, time.monotonic).now
+        spool = ReceiptSpool(cfg.home)
+        flusher = Flusher(spool, url, cfg.runtime.receipt_upload_s, runtime_key=key)
+        return cls(cfg, client, monitor, url, Runtime(rec.kid, key), root, measurer, spool, flusher, settings)
+
+    def session(
+        self,
+        *,
+        principal: str,
+        action: str,
+        resource: str,
+        context: dict[str, Any],
+        parent: str | None = None,
+        approval_id: str | None = None,
+    ) -> Bootstrap:
+        """One execution's session on the shared parts (its ``release()`` closes nothing shared)."""
+        session = Session(
+            self.client,
+            self.root,
+            self.runtime,
+            self.monitor,
+            self.measurer,
+            principal,
+            action,
+            resource,
+            context,
+            parent,
+            self.settings,
+            approval_id=approval_id,
+        )
+        upload_s = self.cfg.runtime.receipt_upload_s
+        return Bootstrap(session, self.client, self.monitor, self.url, self.spool, upload_s, self.flusher, owned=False)
+
+    def release(self) -> None:
+        self.monitor.release()
+        self.client.close()
 
 
 class Heartbeat:

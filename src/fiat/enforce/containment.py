@@ -293,15 +293,24 @@ class Containment:
         _probe(tuple(self.bwrap_argv(["true"], "/")))
 
     def start(
-        self, argv: Sequence[str], *, cwd: str, stdout: int | None = None, env: Mapping[str, str] | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: str,
+        stdout: int | None = None,
+        stdin: int | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> Contained:
-        """Start ``argv`` contained, with ``env`` (default: the guard's environment).
-        ``OSError`` (ENOENT, EACCES) if the command cannot run."""
+        """Start ``argv`` contained. ``OSError`` (ENOENT, EACCES) if the command cannot run.
+
+        ``stdin``/``stdout``: as for :class:`subprocess.Popen` (``subprocess.PIPE`` for a command
+        spoken to over its standard streams, e.g. an MCP server); ``env``: its environment
+        (default: the guard's)."""
         if self.mode == NAMESPACE:
             _resolve(argv[0], cwd)  # a missing command is 127, as without the sandbox
             proc = subprocess.Popen(
-                self.bwrap_argv(argv, cwd), cwd=cwd, start_new_session=True, stdout=stdout, env=env
-            )  # bwrap passes its environment on to the command
+                self.bwrap_argv(argv, cwd), cwd=cwd, start_new_session=True, stdout=stdout, stdin=stdin, env=env
+            )
             return Contained(proc, self.mode)
         guard = os.getpid()
         become_subreaper()
@@ -311,6 +320,7 @@ class Containment:
             cwd=cwd,
             start_new_session=True,
             stdout=stdout,
+            stdin=stdin,
             env=env,
             preexec_fn=lambda: die_with_parent(guard),
         )

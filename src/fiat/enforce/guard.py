@@ -477,8 +477,12 @@ class Session:
         outcome: str,
         exit_code: int | None,
         outputs: list[tuple[str, str]] | None = None,
+        *,
+        arguments_digest: str | None = None,
+        result_digest: str | None = None,
     ) -> Envelope:
-        """Sign the execution receipt with the runtime (cnf) key (nothing is sent)."""
+        """Sign the execution receipt with the runtime (cnf) key (nothing is sent). A tool call
+        (:mod:`fiat.mcp`) records the digests of its arguments and of its result."""
         end_measurement = self.measurer.measure()
         statement = ev.receipt_statement(
             permit_id=self.permit_id,
@@ -497,6 +501,8 @@ class Session:
             outputs=outputs or [],
             containment=self.containment,
             heartbeat_ms=round(self.heartbeat * 1000),
+            arguments_digest=arguments_digest,
+            result_digest=result_digest,
         )
         return ev.sign_statement(statement, [(self.runtime.kid, self.runtime.key)])
 

@@ -141,15 +141,19 @@ def receipt_statement(
     renewed_from: Sequence[str] = (),
     containment: str | None = None,
     heartbeat_ms: int | None = None,
+    arguments_digest: str | None = None,
+    result_digest: str | None = None,
 ) -> Statement:
     """A receipt. ``start`` is when this permit began governing the execution (for a renewed
     permit, the renewal); ``execution_start`` is when the action itself started;
     ``containment`` which containment held it (absent: not recorded); ``heartbeat_ms`` the
     guard's re-verification interval, which the verifier holds ``verifications`` to
-    (docs/formats.md, "What a receipt may claim"; absent: not recorded)."""
+    (docs/formats.md, "What a receipt may claim"; absent: not recorded). A governed tool call
+    (:mod:`fiat.mcp`) adds ``arguments_digest`` and ``result_digest``: SHA-256 (hex) of the RFC 8785
+    form of the call's arguments object (the action request's context) and of its result."""
     if outcome not in ("completed", "failed", "halted"):
         raise ValueError("outcome is completed, failed or halted")
-    predicate = {
+    predicate: dict[str, Any] = {
         "permit": {"jti": permit_id, "digest": {"sha256": permit_digest}},
         "start": rfc3339(start),
         "end": rfc3339(end),
@@ -166,6 +170,10 @@ def receipt_statement(
         predicate["containment"] = containment
     if heartbeat_ms is not None:
         predicate["heartbeatMs"] = heartbeat_ms
+    if arguments_digest is not None:
+        predicate["argumentsDigest"] = {"sha256": arguments_digest}
+    if result_digest is not None:
+        predicate["resultDigest"] = {"sha256": result_digest}
     return Statement((Subject("permit", permit_digest),), RECEIPT, predicate)
 
 

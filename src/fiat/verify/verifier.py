@@ -362,6 +362,7 @@ class _Run:
         if containment is not None and not isinstance(containment, str):
             raise VerificationError(step, "the receipt's containment is not a string")
         outcome, exit_code, halt_reason = self._outcome(p)
+        self._tool_call_digests(p)
         self._not_revoked(p, began, end, outcome)
         if outcome != "halted":
             self._within_validity(p, end, outcome)
@@ -370,6 +371,25 @@ class _Run:
         self.outcome = (outcome, exit_code, halt_reason)
         said = f"halted at {halt_reason}" if outcome == "halted" else f"{outcome} (exit {exit_code})"
         return f"{said}; containment: {containment or 'not recorded'}"
+
+    def _tool_call_digests(self, p: dict[str, Any]) -> None:
+        """Rule ``receipt: tool-call digests`` (docs/formats.md, "What a receipt may claim"): a receipt
+        of a governed tool call (docs/mcp.md) names the digest of the arguments it forwarded, which
+        must be the digest of the permitted request's context (the arguments object, RFC 8785);
+        its ``resultDigest``, when present, is a SHA-256 digest."""
+        step = "receipt"
+        if "argumentsDigest" in p:
+            got = digest_of(p["argumentsDigest"], "receipt argumentsDigest", step)
+            try:
+                want = json_digest(self.bundle.action_request.get("context"))
+            except MalformedError as exc:
+                raise VerificationError(step, f"the request's context cannot be canonicalized: {exc.reason}") from exc
+            if got != want:
+                raise VerificationError(
+                    step, "the receipt's argumentsDigest is not the digest of the permitted request's arguments"
+                )
+        if "resultDigest" in p:
+            digest_of(p["resultDigest"], "receipt resultDigest", step)
 
     @staticmethod
     def _outcome(p: dict[str, Any]) -> tuple[str, int | None, str | None]:
