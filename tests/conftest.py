@@ -7,6 +7,7 @@
 * ``persist/`` — storage and crash safety;
 * ``api/`` — the HTTP API: the authority's routes, the log's tile routes, hostile requests;
 * ``cli/`` — the command line: ``fiat`` commands, policies, keys, ``fiat demo``;
+* ``bench/`` — the benchmarks' own MCP servers (echo upstream, bare hop) and a quick real ``fiat bench mcp``;
 * ``interop/`` — other implementations (Python packages; Go's sumdb/note and tlog in ``interop/go``);
 * ``project/`` — the tree itself: the import graph, the executable documentation.
 
