@@ -11,8 +11,9 @@ the machine's speed hits every row alike), each over stdio and over streamable H
 3. **governed** — client → the gateway (``fiat mcp -- CMD`` on stdio, ``fiat mcp serve`` on
    HTTP) → the upstream, against a real ``fiat serve`` on a temporary home whose policy permits
    the call, *with evidence logging* (the default: the signed receipt is spooled durably and
-   logged by the authority before the answer) and *without it on the call path* (see
-   :data:`VARIANTS`).
+   logged by the authority before the answer), and the variants of :data:`VARIANTS` (the gateway
+   has no mode without receipt logging on the call path: its upload bound at 0, and its
+   heartbeat at 10 ms, since every call ends waiting for the heartbeat thread's next beat).
 
 **Floor**, measured in this run, in this process: one authorization's fundamental cost — one raw
 Cedar evaluation of the same request (the bench's policy, structured UIDs, pre-parsed), one raw
@@ -26,7 +27,9 @@ gateway's added latency (``governed − direct``, p50) is compared with it; the 
 same home, its upstream over stdio): each part's wall time per call, by time stamps around the
 gateway's own functions (environment measurement, the authorize round trip and its DPoP proof,
 the local permit verification, the trust checks, the upstream call, the receipt's signature,
-spool write and upload), the rest being the gateway's own work between them.
+spool write and upload), the rest being the gateway's own work between them; then the same
+calls as a what-if, with the heartbeat thread woken at the call's end (:func:`_profile_pass`).
+Estimates derived from it (the logged row less what a change would save) are labelled so.
 """
 
 from __future__ import annotations
