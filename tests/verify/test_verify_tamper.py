@@ -243,7 +243,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     )
 
     deleg = delegations(home)
-    renewed = renewed_parents(home)
 
     # Key rotation, end to end through the CLI, in a home of its own.
     rot_home = tmp / "rot"
@@ -255,6 +254,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     ring = keyring(cfg)
     rrec, rkey = ring.create("runtime", "vm-2")
     ring.save()
+    renewed = renewed_parents(home)  # after vm-2: a renewal bound to it
 
     # Witnesses, through the CLI.
     fiat_ok("keys", "add", "--role", "witness", "--name", "w1", "--home", home)
@@ -384,15 +384,18 @@ def renewed_parents(home: Path) -> dict[str, Execution]:
     issued at t+8, after p1 had expired: it verifies only through the renewals its bundle carries.
     """
     t = float(int(time.time()))
-    planner = {"principal": "agent:planner", "with_receipt": False, "ttl": 4}
+    planner: dict[str, Any] = {"principal": "agent:planner", "with_receipt": False, "ttl": 4, "runtime_name": "vm"}
     p1 = make_execution(home, now=t, **planner)
     p2 = make_execution(home, now=t + 3, renews=p1.jti, **planner)
     p3 = make_execution(home, now=t + 6, renews=p2.jti, **planner)
-    coder: dict[str, Any] = {"principal": "agent:coder", "parent": p1.jti}
+    coder: dict[str, Any] = {"principal": "agent:coder", "parent": p1.jti, "runtime_name": "vm"}
     # Another chain of the same planner (another resource): q1 → q2.
     other = {**planner, "resource": "service:billing"}
     q1 = make_execution(home, now=t, **other)
     q2 = make_execution(home, now=t + 3, renews=q1.jti, **other)
+    # "Renewals" of p1 the authority never issues: bound to another runtime key, for another action.
+    by_vm2 = make_execution(home, now=t + 3, renews=p1.jti, **{**planner, "runtime_name": "vm-2"})
+    widened = make_execution(home, now=t + 3, renews=p1.jti, context={"version": "6.6.6"}, **planner)
 
     def no_head(c: Json) -> None:  # as issued before parentHead was recorded
         del c["delegation"]["parentHead"]
@@ -409,7 +412,9 @@ def renewed_parents(home: Path) -> dict[str, Execution]:
         "after-the-head": make_execution(home, now=t + 8, parent_head=p2.jti, forge=one_second, **coder),
         "old-child": make_execution(home, now=t + 1, forge=no_head, **coder),
         "other-chain": make_execution(home, now=t + 5, parent_head=q2.jti, with_ancestors=False, **coder),
-        "q-child": make_execution(home, now=t + 5, principal="agent:coder", parent=q1.jti, parent_head=q2.jti),
+        "renewed-by-vm-2": make_execution(home, now=t + 5, parent_head=by_vm2.jti, **coder),
+        "renewed-for-another-action": make_execution(home, now=t + 5, parent_head=widened.jti, **coder),
+        "q-child": make_execution(home, now=t + 5, parent_head=q2.jti, **{**coder, "parent": q1.jti}),
     }
     # Every bundle proven against one checkpoint, so that parts of one can be spliced into another.
     recorder = open_evidence(p1.cfg)
@@ -1137,6 +1142,16 @@ def _(w: World) -> Input:
     bj = with_renewals(w.renewed["other-chain"], w.renewed["child"])
     bj["ancestors"][0]["renewals"] = bj_of(w.renewed["q-child"])["ancestors"][0]["renewals"]
     return bj, w.root
+
+
+@case("lineage/parent-renewal-bound-to-another-runtime-key", "lineage", "bound to another runtime key (cnf)")
+def _(w: World) -> Input:
+    return bj_of(w.renewed["renewed-by-vm-2"]), w.root
+
+
+@case("lineage/parent-renewal-for-another-action", "lineage", "permits another action")
+def _(w: World) -> Input:
+    return bj_of(w.renewed["renewed-for-another-action"]), w.root
 
 
 @case("lineage/renewals-carried-for-a-child-without-parent-head", "lineage", "names no parentHead")
