@@ -2027,6 +2027,26 @@ def test_delegation_needs_a_live_parent_and_stops_at_max_lineage_depth(start: St
     assert r["decision"] == "deny" and "maxLineageDepth" in r["reason"], r
 
 
+def test_a_revoked_renewal_of_the_parent_refuses_new_children(start: StartFn) -> None:
+    """A child names its parent by the first permit; revoking the chain's later renewal (the live
+    head) ends the parent's execution, so a new child of the first permit is refused too (the
+    first permit itself is not revoked: only its renewal is)."""
+    a = start()
+    body = deploy()
+    parent = a.authorize(body)
+    assert parent["decision"] == "allow", parent
+    time.sleep(1.1)  # the renewal ends a second or more after its predecessor
+    renewed = a.authorize({**body, "renews": parent["permitId"]})
+    assert renewed["decision"] == "allow", renewed
+    before = a.authorize({**body, "principal": "user:alice", "parent": parent["permitId"]})
+    assert before["decision"] == "allow", before
+    revoke_cli(a, "permit", renewed["permitId"], "compromised runner")
+    r = a.authorize({**body, "principal": "user:alice", "parent": parent["permitId"]})
+    assert r["decision"] == "deny", r
+    assert renewed["permitId"] in r["reason"] and "revoked" in r["reason"], r
+    assert_decision_logged(a, r)
+
+
 def test_revoking_an_ancestor_principal_covers_its_delegates(start: StartFn) -> None:
     """A principal revocation covers every permit issued to act for it (anywhere in the act chain):
     a delegate of alice may not delegate further, and its bundle carries the revocation."""

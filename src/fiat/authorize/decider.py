@@ -286,6 +286,11 @@ class Decider:
                 break
             seen.add(successor)
             head, exp = successor, record.exp
+        if head != req.parent:
+            # A revoked renewal ends the parent's execution: the head must be uncovered too.
+            revoked = self.revocations.revoked_ancestor(head)
+            if revoked is not None:
+                return f"parent {req.parent}'s live renewal {covered_reason(head, revoked)}"
         if now < claims["nbf"]:
             return f"parent permit {req.parent} is not valid yet (nbf {claims['nbf']})"
         if now >= exp:
