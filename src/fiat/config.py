@@ -70,6 +70,13 @@ SETTINGS: dict[tuple[str, str], tuple[type, Any, str]] = {
         "a tool error naming the approval; the identical call, retried once approved, redeems it).",
     ),
     ("mcp", "call_timeout_s"): (float, 300.0, "The longest the MCP gateway waits for an upstream's tool result."),
+    ("mcp", "receipts"): (
+        str,
+        "logged",
+        "When the agent gets a tool call's result: logged (after its signed receipt is in the log, or "
+        "spooled if the authority cannot take it within runtime.receipt_upload_s) or spooled (once the "
+        "receipt is signed and durably spooled; it is uploaded right after, off the call's path).",
+    ),
     ("storage", "backend"): (str, "sqlite", "Storage backend: sqlite."),
     ("storage", "path"): (str, "fiat.db", "Database file; relative paths are inside the home."),
     ("storage", "synchronous"): (
@@ -158,6 +165,7 @@ class RuntimeSettings:
 class McpSettings:
     approval_wait_s: float
     call_timeout_s: float
+    receipts: str
 
 
 @dataclass(frozen=True)
@@ -345,6 +353,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("mcp.approval_wait_s must be between 0 and 86400 (seconds)")
     if not 0 < cfg.mcp.call_timeout_s <= 86400:
         raise ConfigError("mcp.call_timeout_s must be more than 0 and at most 86400 (seconds)")
+    if cfg.mcp.receipts not in ("logged", "spooled"):
+        raise ConfigError(f"mcp.receipts must be logged or spooled, not {cfg.mcp.receipts!r}")
     if not 0 <= cfg.runtime.receipt_upload_s <= 600:
         raise ConfigError("runtime.receipt_upload_s must be between 0 and 600")
     if cfg.runtime.containment not in CONTAINMENTS:

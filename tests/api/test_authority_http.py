@@ -1876,6 +1876,7 @@ def test_a_three_generation_act_chain_verifies_offline_and_a_forged_link_fails(d
     assert c1["delegation"] == {
         "depth": 1,
         "parentExp": c0["exp"],
+        "parentHead": root["permitId"],  # never renewed: the chain's head is the parent itself
         "ancestors": [{"principal": "user:alice", "determining": ["platform-deploys"]}],
     }
     # The grandchild's own principal (alice) is not evaluated again: only release-bot is.
@@ -1991,7 +1992,20 @@ def test_delegation_needs_a_live_parent_and_stops_at_max_lineage_depth(start: St
     # The parent's own permit has expired, its renewal has not: the chain is live.
     child = a.authorize({**body, "principal": "user:alice", "parent": parent["permitId"]})
     assert child["decision"] == "allow", child
-    assert decode_permit(a, child["permit"])["exp"] <= head_exp
+    child_claims = decode_permit(a, child["permit"])
+    assert child_claims["exp"] <= head_exp
+    # It records the head it was checked against, and its bundle carries the parent's renewal up to
+    # it, so that it verifies offline though its parent's own permit had expired when it was issued.
+    assert child_claims["delegation"]["parentHead"] == renewed["permitId"], child_claims
+    assert child_claims["delegation"]["parentExp"] == head_exp
+    from fiat.verify import TrustRoot, VerificationPolicy, verify
+
+    child_bundle = Bundle.from_json(a.client.bundle(a.keys.runtime_key, child["permitId"]))
+    (anc,) = child_bundle.ancestors
+    assert [r.permit.claims["jti"] for r in anc.renewals] == [renewed["permitId"]]
+    trust = TrustRoot.parse(ok(fiat_bytes("trust-root", "export", "--home", a.home)).stdout)
+    result = verify(child_bundle, trust, VerificationPolicy(require_receipt=False))
+    assert result.verified, result.to_json()
     time.sleep(max(0.0, head_exp - time.time()) + 0.05)
     late = a.authorize({**body, "principal": "user:alice", "parent": parent["permitId"]})
     assert late["decision"] == "deny", late
@@ -2011,6 +2025,26 @@ def test_delegation_needs_a_live_parent_and_stops_at_max_lineage_depth(start: St
         up = r["permitId"]
     r = a.authorize({**body, "parent": up})
     assert r["decision"] == "deny" and "maxLineageDepth" in r["reason"], r
+
+
+def test_a_revoked_renewal_of_the_parent_refuses_new_children(start: StartFn) -> None:
+    """A child names its parent by the first permit; revoking the chain's later renewal (the live
+    head) ends the parent's execution, so a new child of the first permit is refused too (the
+    first permit itself is not revoked: only its renewal is)."""
+    a = start()
+    body = deploy()
+    parent = a.authorize(body)
+    assert parent["decision"] == "allow", parent
+    time.sleep(1.1)  # the renewal ends a second or more after its predecessor
+    renewed = a.authorize({**body, "renews": parent["permitId"]})
+    assert renewed["decision"] == "allow", renewed
+    before = a.authorize({**body, "principal": "user:alice", "parent": parent["permitId"]})
+    assert before["decision"] == "allow", before
+    revoke_cli(a, "permit", renewed["permitId"], "compromised runner")
+    r = a.authorize({**body, "principal": "user:alice", "parent": parent["permitId"]})
+    assert r["decision"] == "deny", r
+    assert renewed["permitId"] in r["reason"] and "revoked" in r["reason"], r
+    assert_decision_logged(a, r)
 
 
 def test_revoking_an_ancestor_principal_covers_its_delegates(start: StartFn) -> None:

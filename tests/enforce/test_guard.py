@@ -1124,6 +1124,58 @@ def test_revoking_a_principal_of_the_act_chain_halts_its_delegate(
         assert claims["exp"] <= jws.parse(root["permit"]).claims["exp"]
 
 
+def test_a_child_of_a_renewed_parent_named_by_its_first_permit_verifies_offline(
+    victim: Path, runs: list[FiatRun], tmp_path: Path
+) -> None:
+    """A long-running agent renewed every few seconds starts a sub-agent with the permit id it
+    knows (its first, long expired): the authority allows it while the parent chain is live, and
+    the child's bundle verifies offline through the parent's renewals it carries (docs/formats.md,
+    "Delegation": parentHead). The bundle used to carry the first permit alone, so the child
+    failed at lineage ("a child needs a live parent")."""
+    ttl = 2
+    home = make_home(tmp_path / "home")
+    short = tmp_path / "short-ttl"
+    shutil.copytree(EXAMPLES, short)
+    shell = (short / "shell.cedar").read_text()
+    assert '@ttl("30")' in shell
+    (short / "shell.cedar").write_text(shell.replace('@ttl("30")', f'@ttl("{ttl}")'))
+    ok(fiat_cli("policy", "publish", short, "--home", home, "--json"))
+    root = tmp_path / "trust-root.json"
+    ok(fiat_cli("trust-root", "export", "--home", home, "-o", root))
+    with serve_authority(home) as own:
+        parent = start_run(runs, own.url, home, victim, tmp_path / "parent", seconds=12)
+        parent.wait_started()
+        assert parent.permit_seen.wait(5) and parent.permit_id
+        first = parent.permit_id
+        time.sleep(2 * ttl + 1.5)  # the first permit expired; the guard renewed it at least twice
+        assert parent.proc.poll() is None, f"the parent did not outlive its first permits: {parent.why()}"
+        child = start_run(runs, own.url, home, victim, tmp_path / "child", seconds=0.5, extra=("--parent", first))
+        code, result = child.finish()
+        assert code == 0 and result["outcome"] == "completed", child.why()
+        verified = fiat_cli("verify", child.evidence, "--trust-root", root, "--json")
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        assert json.loads(verified.stdout)["verified"] is True
+        code, result = parent.finish()
+        assert code == 0 and result["outcome"] == "completed", parent.why()
+    bundle = json.loads(child.evidence.read_text())
+    claims = jws.parse(bundle["permit"]["token"]).claims
+    (anc,) = bundle["ancestors"]
+    first_claims = jws.parse(anc["permit"]["token"]).claims
+    renewals = [jws.parse(r["token"]).claims for r in anc["renewals"]]
+    assert claims["parent"] == first_claims["jti"] == first
+    assert claims["iat"] >= first_claims["exp"], "the child was issued after the parent's first permit expired"
+    assert len(renewals) >= 2 and renewals[0]["renews"] == first, renewals
+    head = renewals[-1]
+    assert claims["delegation"]["parentHead"] == head["jti"] and claims["delegation"]["parentExp"] == head["exp"]
+    assert head["nbf"] <= claims["iat"] < head["exp"] and claims["exp"] <= head["exp"]
+    # The parent's own evidence (its chain's last permit) verifies too, and names the same chain.
+    parent_receipt = receipt_from_bundle(parent.evidence)
+    chain = [*parent_receipt["renewedFrom"], parent_receipt["permit"]["jti"]]
+    assert chain[: len(renewals) + 1] == [first, *(r["jti"] for r in renewals)], chain
+    verified = fiat_cli("verify", parent.evidence, "--trust-root", root, "--json")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
 def test_revocation_via_cli_halts_within_a_second(
     server: FiatServer, victim: Path, runs: list[FiatRun], tmp_path: Path
 ) -> None:

@@ -164,6 +164,41 @@ def test_allowed_call_returns_the_result_and_its_bundle_verifies(
     assert request["context"] == args and request["principal"] == PRINCIPAL
 
 
+def test_spooled_receipts_answer_before_the_upload_and_are_logged_right_after(
+    authority: FiatServer, docs: Path, tmp_path: Path
+) -> None:
+    """[mcp] receipts = "spooled": the result comes back once the receipt is durably spooled (no
+    log index yet); the upload follows off the call's path, and the bundle then verifies."""
+    log = tmp_path / "desk.log"
+    args = {"path": "faq.md"}
+
+    def logged(permit_id: str) -> bool:
+        out = tmp_path / "b.json"
+        if fiat_text("bundle", permit_id, "--home", authority.home, "-o", out).returncode != 0:
+            return False
+        try:
+            receipt_of(json.loads(out.read_text()))
+        except AssertionError:
+            return False
+        return True
+
+    async def main() -> types.CallToolResult:
+        async with gateway(authority, docs, log, FIAT_MCP_RECEIPTS="spooled") as client:
+            result = await client.call_tool("desk___read_file", args)
+            # The gateway stays up while its upload thread logs the receipt.
+            permit_id = (result.meta or {})["fiat/permit"]
+            await anyio.to_thread.run_sync(lambda: wait_for(lambda: logged(permit_id), what="the receipt logged"))
+            return result
+
+    result = run(main)
+    assert not result.is_error, text_of(result)
+    meta = result.meta or {}
+    assert meta["fiat/receipt"] is None
+    receipt = receipt_of(verified_bundle(authority, meta["fiat/permit"], tmp_path))
+    assert receipt["outcome"] == "completed"
+    assert receipt["resultDigest"] == {"sha256": result_digest(result)}
+
+
 def test_denied_call_is_a_tool_error_and_never_reaches_the_upstream(
     authority: FiatServer, docs: Path, tmp_path: Path
 ) -> None:

@@ -73,13 +73,19 @@ def make_execution(
     approver_groups: tuple[str, ...] | None = None,
     scope: list[dict[str, str]] | None = None,
     forge: Callable[[dict[str, Any]], None] | None = None,
+    renews: str | None = None,
+    parent_head: str | None = None,
+    with_ancestors: bool = True,
 ) -> Execution:
     """One governed execution, logged end to end; returns its bundle.
 
     With ``parent``, the permit is delegated as the authority delegates (docs/formats.md,
     "Delegation"): ``sub`` the lineage root's principal, ``act`` the actors since, ``exp`` capped by
-    the parent's. ``scope``: the permit's. ``forge(claims)`` edits the claims before they are signed
-    with the authority key (and logged): a permit the authority should never have issued.
+    the parent chain head's (``parent_head``, default the parent itself: the permit of the parent's
+    renewal chain live at issue, recorded as ``delegation.parentHead``). ``renews``: the permit is
+    a renewal of that one (the caller passes the same action). ``scope``: the permit's.
+    ``forge(claims)`` edits the claims before they are signed with the authority key (and logged):
+    a permit the authority should never have issued. ``with_ancestors``: bundle them (default).
 
     ``constraints``: the permit's (default: maxDuration 300 s, heartbeat 250 ms).
     ``approval_group``: the approver group the allow decision names (``@approval("ops")``);
@@ -119,11 +125,14 @@ def make_execution(
             parent_claims = jws.parse(
                 recorder.log.read_entries(record.log_index, record.log_index + 1)[0].decode()
             ).claims
-            lineage, exp_cap = tuple(chain_principals(parent_claims)), int(parent_claims["exp"])
+            head = parent_head or parent
+            head_record = recorder.index.permit(head)
+            assert head_record is not None, f"no parent chain head {head} in this home"
+            lineage, exp_cap = tuple(chain_principals(parent_claims)), int(head_record.exp)
             ancestors = [
                 {"principal": p, "determining": ["allow-deploys"]} for p in dict.fromkeys(lineage) if p != principal
             ]
-            delegation = {"depth": record.depth + 1, "parentExp": exp_cap, "ancestors": ancestors}
+            delegation = {"depth": record.depth + 1, "parentExp": exp_cap, "parentHead": head, "ancestors": ancestors}
         spec = PermitRequest(
             request,
             rrec.public_key,
@@ -136,6 +145,7 @@ def make_execution(
             lineage=lineage,
             exp_cap=exp_cap,
             delegation=delegation,
+            renews=renews,
         )
         token, claims = mint_permit(
             spec, key=akey, kid=arec.kid, issuer=cfg.authority.issuer, audience=cfg.authority.audience, now=int(t)
@@ -176,7 +186,7 @@ def make_execution(
                 outputs=[("artifact.tar", hashlib.sha256(b"artifact").hexdigest())],
             )
             recorder.record_statement(ev.sign_statement(receipt, [(rrec.kid, rkey)]), jti)
-        bundle = recorder.bundle(jti)
+        bundle = recorder.bundle(jti, with_ancestors=with_ancestors)
     finally:
         recorder.close()
     return Execution(home, cfg, jti, token, request, bundle)

@@ -197,6 +197,8 @@ class World:
     # Delegation (docs/formats.md, "Delegation"): planner (scoped) → coder (scoped) → tester, and
     # children the authority should never have signed (each a re-signed, logged forgery).
     deleg: dict[str, Execution]
+    # A planner renewed twice (p1 → p2 → p3) and children naming p1 with a parentHead.
+    renewed: dict[str, Execution]
 
     @property
     def iat(self) -> int:
@@ -253,6 +255,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     ring = keyring(cfg)
     rrec, rkey = ring.create("runtime", "vm-2")
     ring.save()
+    renewed = renewed_parents(home)  # after vm-2: a renewal bound to it
 
     # Witnesses, through the CLI.
     fiat_ok("keys", "add", "--role", "witness", "--name", "w1", "--home", home)
@@ -297,6 +300,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         revoked_before_start=revoked_before_start,
         chain_revoked_ran_on=chain_revoked_ran_on,
         deleg=deleg,
+        renewed=renewed,
     )
 
 
@@ -372,6 +376,63 @@ def delegations(home: Path) -> dict[str, Execution]:
         "after-expiry": forged(short, after_expiry, now=t + 10),
         "revoked-parent": make_execution(home, principal="agent:coder", parent=revoked.jti, now=t + 10),
     }
+
+
+def renewed_parents(home: Path) -> dict[str, Execution]:
+    """A parent renewed twice, p1 (t..t+4) → p2 (t+3..t+7) → p3 (t+6..t+10), and its children.
+
+    ``child`` names p1 (the id the parent process knows) and p3, the chain's head when it was
+    issued at t+8, after p1 had expired: it verifies only through the renewals its bundle carries.
+    """
+    t = float(int(time.time()))
+    planner: dict[str, Any] = {"principal": "agent:planner", "with_receipt": False, "ttl": 4, "runtime_name": "vm"}
+    p1 = make_execution(home, now=t, **planner)
+    p2 = make_execution(home, now=t + 3, renews=p1.jti, **planner)
+    p3 = make_execution(home, now=t + 6, renews=p2.jti, **planner)
+    coder: dict[str, Any] = {"principal": "agent:coder", "parent": p1.jti, "runtime_name": "vm"}
+    # Another chain of the same planner (another resource): q1 → q2.
+    other = {**planner, "resource": "service:billing"}
+    q1 = make_execution(home, now=t, **other)
+    q2 = make_execution(home, now=t + 3, renews=q1.jti, **other)
+    # "Renewals" of p1 the authority never issues: bound to another runtime key, for another action.
+    by_vm2 = make_execution(home, now=t + 3, renews=p1.jti, **{**planner, "runtime_name": "vm-2"})
+    widened = make_execution(home, now=t + 3, renews=p1.jti, context={"version": "6.6.6"}, **planner)
+
+    def no_head(c: Json) -> None:  # as issued before parentHead was recorded
+        del c["delegation"]["parentHead"]
+
+    def one_second(c: Json) -> None:  # exp after iat, so only the lineage step can tell
+        c["exp"] = c["iat"] + 1
+
+    made = {
+        "p1": p1,
+        "p3": p3,
+        "child": make_execution(home, now=t + 8, parent_head=p3.jti, **coder),
+        "child-of-p2": make_execution(home, now=t + 5, parent_head=p2.jti, **coder),
+        "before-the-head": make_execution(home, now=t + 5, parent_head=p3.jti, **coder),
+        "after-the-head": make_execution(home, now=t + 8, parent_head=p2.jti, forge=one_second, **coder),
+        "old-child": make_execution(home, now=t + 1, forge=no_head, **coder),
+        "other-chain": make_execution(home, now=t + 5, parent_head=q2.jti, with_ancestors=False, **coder),
+        "renewed-by-vm-2": make_execution(home, now=t + 5, parent_head=by_vm2.jti, **coder),
+        "renewed-for-another-action": make_execution(home, now=t + 5, parent_head=widened.jti, **coder),
+        "q-child": make_execution(home, now=t + 5, parent_head=q2.jti, **{**coder, "parent": q1.jti}),
+    }
+    # Every bundle proven against one checkpoint, so that parts of one can be spliced into another.
+    recorder = open_evidence(p1.cfg)
+    try:
+        return {
+            name: dataclasses.replace(ex, bundle=recorder.bundle(ex.jti, with_ancestors=name != "other-chain"))
+            for name, ex in made.items()
+        }
+    finally:
+        recorder.close()
+
+
+def with_renewals(ex: Execution, source: Execution) -> Json:
+    """``ex``'s own bundle with the ancestors (and their renewals) that ``source``'s bundle carries."""
+    bj = bj_of(ex)
+    bj["ancestors"] = bj_of(source)["ancestors"]
+    return bj
 
 
 # -- the cases -------------------------------------------------------------------------------
@@ -1019,6 +1080,109 @@ def _(w: World) -> Input:
 )
 def _(w: World) -> Input:
     return bj_of(w.deleg["actor-revoked"]), w.root
+
+
+# A parent renewed while its child was issued (docs/formats.md, "Delegation": parentHead) -----------
+
+
+@case("valid/child-of-a-renewed-parent-after-its-first-permit-expired", None)
+def _(w: World) -> Input:
+    bj = bj_of(w.renewed["child"])
+    assert [jwslib.parse(r["token"]).claims["jti"] for r in bj["ancestors"][0]["renewals"]][-1] == (w.renewed["p3"].jti)
+    return bj, w.root
+
+
+@case("valid/child-naming-the-middle-of-the-renewal-chain", None)
+def _(w: World) -> Input:
+    return bj_of(w.renewed["child-of-p2"]), w.root
+
+
+@case("valid/child-without-parent-head-as-before", None)
+def _(w: World) -> Input:
+    return bj_of(w.renewed["old-child"]), w.root
+
+
+@case("lineage/parent-head-unreachable-a-renewal-removed", "lineage", "is not reachable from")
+def _(w: World) -> Input:
+    bj = bj_of(w.renewed["child"])
+    del bj["ancestors"][0]["renewals"][0]
+    return bj, w.root
+
+
+@case("lineage/parent-head-renewals-all-removed", "lineage", "they end at")
+def _(w: World) -> Input:
+    bj = bj_of(w.renewed["child"])
+    del bj["ancestors"][0]["renewals"]
+    return bj, w.root
+
+
+@case("lineage/parent-head-renewal-signature-flipped", "lineage", "fails at permit-signature")
+def _(w: World) -> Input:
+    bj = bj_of(w.renewed["child"])
+    renewal = bj["ancestors"][0]["renewals"][1]
+    parts = token_parts({"permit": renewal})
+    parts[2] = flip_b64url(parts[2], 10)
+    renewal["token"] = ".".join(parts)
+    return bj, w.root
+
+
+@case("lineage/parent-head-re-signed-not-in-the-log", "lineage", "fails at log-inclusion: renewal 1")
+def _(w: World) -> Input:
+    # The head re-signed with the authority key (a later exp): its signature verifies, these bytes were never logged.
+    bj = bj_of(w.renewed["child"])
+    renewal = bj["ancestors"][0]["renewals"][1]
+    claims = jwslib.parse(renewal["token"]).claims
+    claims["exp"] += 3600
+    arec, akey = keyring(w.cfg).signing_key("authority")
+    renewal["token"] = jwslib.sign_compact(compact(claims), akey, kid=arec.kid, typ=PERMIT_TYP)
+    return bj, w.root
+
+
+@case("lineage/child-issued-before-its-parent-head", "lineage", "a child needs a live parent")
+def _(w: World) -> Input:
+    return bj_of(w.renewed["before-the-head"]), w.root
+
+
+@case("lineage/child-issued-after-its-parent-head-expired", "lineage", "a child needs a live parent")
+def _(w: World) -> Input:
+    return bj_of(w.renewed["after-the-head"]), w.root
+
+
+@case("lineage/parent-head-of-another-chain", "lineage", "not a permit of its parent's renewal chain")
+def _(w: World) -> Input:
+    # The child names p1 as parent and q2 (a renewal of another execution) as head; the bundle
+    # carries p1's real renewals.
+    return with_renewals(w.renewed["other-chain"], w.renewed["child"]), w.root
+
+
+@case("lineage/parent-head-segment-of-another-chain", "lineage", "renews")
+def _(w: World) -> Input:
+    # The same child, carrying q2 (which renews q1, not p1) as p1's renewal.
+    bj = with_renewals(w.renewed["other-chain"], w.renewed["child"])
+    bj["ancestors"][0]["renewals"] = bj_of(w.renewed["q-child"])["ancestors"][0]["renewals"]
+    return bj, w.root
+
+
+@case("lineage/parent-renewal-bound-to-another-runtime-key", "lineage", "bound to another runtime key (cnf)")
+def _(w: World) -> Input:
+    return bj_of(w.renewed["renewed-by-vm-2"]), w.root
+
+
+@case("lineage/parent-renewal-for-another-action", "lineage", "permits another action")
+def _(w: World) -> Input:
+    return bj_of(w.renewed["renewed-for-another-action"]), w.root
+
+
+@case("lineage/renewals-carried-for-a-child-without-parent-head", "lineage", "names no parentHead")
+def _(w: World) -> Input:
+    return with_renewals(w.renewed["old-child"], w.renewed["child"]), w.root
+
+
+@case("malformed/renewals-on-the-top-level-bundle", "malformed", "only an ancestor bundle carries renewals")
+def _(w: World) -> Input:
+    bj = bj_of(w.renewed["child"])
+    bj["renewals"] = bj["ancestors"][0]["renewals"]
+    return bj, w.root
 
 
 @case("lineage/stray-ancestor-on-a-root-execution", "lineage", "no parent")

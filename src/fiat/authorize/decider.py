@@ -48,6 +48,7 @@ from fiat.formats.canonical import canonical
 from fiat.formats.encoding import json_digest
 from fiat.persist.protocols import AuthorityStore
 from fiat.prove import evidence as ev
+from fiat.verify.permit import RENEWAL_GRACE as _RENEWAL_GRACE
 from fiat.verify.permit import chain_principals, permit_principal
 from fiat.verify.trust_root import MAX_LINEAGE_DEPTH
 
@@ -55,8 +56,8 @@ log = logging.getLogger("fiat.authority")
 _T = TypeVar("_T")
 
 #: Seconds after its ``exp`` a permit may still be renewed (a renewal delayed by a slow network);
-#: docs/formats.md, "Renewal and revocation".
-RENEWAL_GRACE = 5.0
+#: docs/formats.md, "Renewal and revocation". The verifier holds a parent's renewals to it too.
+RENEWAL_GRACE = _RENEWAL_GRACE
 
 
 def check_request(req: AuthorizationRequest) -> EncodedRequest:
@@ -261,7 +262,8 @@ class Decider:
 
         The parent was issued here and no revocation covers it; it is live now: ``nbf <= now <
         exp`` of its live renewal chain's head (the latest successor, by the store's renewal
-        links); the depth stays within :data:`MAX_LINEAGE_DEPTH`; when the parent names a
+        links), whose jti the child records as ``delegation.parentHead`` and whose ``exp`` caps
+        the child's (``parentExp``); the depth stays within :data:`MAX_LINEAGE_DEPTH`; when the parent names a
         ``scope``, the child's action and resource are in it and the child's own ``scope`` is a
         subset of it. Cedar's check of the ancestor principals is step 6's batch.
         """
@@ -284,6 +286,11 @@ class Decider:
                 break
             seen.add(successor)
             head, exp = successor, record.exp
+        if head != req.parent:
+            # A revoked renewal ends the parent's execution: the head must be uncovered too.
+            revoked = self.revocations.revoked_ancestor(head)
+            if revoked is not None:
+                return f"parent {req.parent}'s live renewal {covered_reason(head, revoked)}"
         if now < claims["nbf"]:
             return f"parent permit {req.parent} is not valid yet (nbf {claims['nbf']})"
         if now >= exp:
@@ -314,7 +321,7 @@ class Decider:
                 keys.add(key)
                 ancestors.append(who)
         assert permit_principal(claims) == principals[0]
-        return Lineage(depth, principals, int(exp), tuple(ancestors))
+        return Lineage(depth, principals, int(exp), tuple(ancestors), head)
 
     def check_renewal(self, req: AuthorizationRequest, enc: EncodedRequest, now: float) -> None:
         """A renewal only extends a live, consumed execution (docs/formats.md, "Renewal and revocation").
@@ -383,7 +390,12 @@ class Decider:
                     )
                     return outcomes.deny_later(enc, now, reason, policy=active, evaluation=ev_)
                 evidence.append({"principal": who, "determining": list(ev_.determining)})
-            delegation = {"depth": p.lineage.depth, "parentExp": p.lineage.exp_cap, "ancestors": evidence}
+            delegation = {
+                "depth": p.lineage.depth,
+                "parentExp": p.lineage.exp_cap,
+                "parentHead": p.lineage.head,
+                "ancestors": evidence,
+            }
         shadow = tuple({"scope": s, "decision": d, "determining": list(x)} for s, d, x in evaluation.shadow)
         if not evaluation.allowed:
             reason = (

@@ -39,6 +39,7 @@ class Lineage:
     principals: tuple[str, ...]  # the parent's chain: its principal first, the root's last
     exp_cap: int  # the parent's live renewal chain head's exp: no child outlives it
     ancestors: tuple[str, ...]  # the distinct ancestor principals Cedar must also allow (not the child's)
+    head: str = ""  # the jti of that head (the parent itself when it was never renewed)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,9 @@ another policy digest makes the next listing ask again.
    the receipt (runtime key, verification chain, ``argumentsDigest``, ``resultDigest``) is
    spooled and uploaded as ``fiat run``'s is; the result goes back with ``_meta`` ``fiat/permit``
    and ``fiat/receipt`` (the permit id whose bundle proves the call, its receipt's log index).
+   With ``[mcp] receipts = "spooled"`` the result goes back once the receipt is signed and
+   durably spooled, and it is uploaded right after, off the call's path (``fiat/receipt`` is
+   then null; the bundle has the receipt once it is logged).
 
 ``resultDigest`` is SHA-256 over the RFC 8785 form of :func:`result_view`: the result's
 ``content``, ``structuredContent`` (when present) and ``isError`` (``_meta`` aside: transports stamp it).
@@ -64,6 +67,7 @@ from fiat.config import Config
 from fiat.enforce.bootstrap import Bootstrap, Governor, Heartbeat, guard_settings
 from fiat.enforce.containment import Containment
 from fiat.enforce.guard import Denied, Halt, NotEstablished
+from fiat.enforce.spool import SpoolError
 from fiat.errors import FiatError, MalformedError
 from fiat.formats.action import entity_uid
 from fiat.formats.encoding import json_digest
@@ -148,6 +152,7 @@ class Gateway:
         self._approver_hint = approver_hint
         self.grace = cfg.runtime.halt_grace_ms / 1000
         self.call_timeout = cfg.mcp.call_timeout_s
+        self.receipts = cfg.mcp.receipts
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -343,7 +348,7 @@ class Gateway:
             session.stop(Halt("cancelled", "the agent cancelled the call"))
             with anyio.CancelScope(shield=True):
                 upstream_action = await self._stop_upstream(upstream, call)
-                await self._finish(boot, watcher, stop, start, arguments, tool_error("cancelled"))
+                await self._finish(boot, watcher, stop, heartbeat.wake, start, arguments, tool_error("cancelled"))
             raise
         finally:
             halt_wait.cancel()
@@ -360,7 +365,7 @@ class Gateway:
             )
         elif result is None:
             result = tool_error(error or "the upstream returned no result")
-        return await self._finish(boot, watcher, stop, start, arguments, result, upstream_action)
+        return await self._finish(boot, watcher, stop, heartbeat.wake, start, arguments, result, upstream_action)
 
     async def _stop_upstream(self, upstream: Upstream, call: asyncio.Future[Any]) -> str:
         """Cancel the request (``notifications/cancelled``), wait the grace, kill a stdio tree."""
@@ -382,6 +387,7 @@ class Gateway:
         boot: Bootstrap,
         watcher: threading.Thread,
         stop: threading.Event,
+        wake: threading.Event,
         start: float,
         arguments: dict[str, Any],
         result: types.CallToolResult,
@@ -389,6 +395,7 @@ class Gateway:
     ) -> CallOutcome:
         session = boot.session
         stop.set()
+        wake.set()  # the watcher waits on its heartbeat: end that wait now, not a heartbeat later
         await anyio.to_thread.run_sync(watcher.join, 5.0)
         if session.halted is not None:
             outcome, code = "halted", None
@@ -402,6 +409,22 @@ class Gateway:
             envelope = session.sign_receipt(
                 start, session.now(), outcome, code, arguments_digest=json_digest(arguments), result_digest=digest
             )
+            if self.receipts == "spooled":
+                # Durable before the agent sees the result; logged right after, off the call's path
+                # (should the upload fail, the spool keeps it for the next flush: nothing is lost).
+                try:
+                    entry = boot.spool.put(envelope.to_json(), session.permit_id, boot.url)
+                except SpoolError:
+                    pass  # an unwritable spool: deliver in line, as fiat run does
+                else:
+                    threading.Thread(
+                        target=boot.spool.upload,
+                        args=(entry, boot.upload_s),
+                        kwargs={"lock": False},
+                        name=f"fiat-mcp-receipt-{session.permit_id}",
+                        daemon=True,
+                    ).start()
+                    return None, None
             delivery = boot.deliver(envelope)
             return delivery.index, delivery.error
 

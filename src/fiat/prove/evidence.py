@@ -37,7 +37,7 @@ from fiat.persist.protocols import EvidenceIndex, LogWriter
 from fiat.persist.records import EvidenceLink, PermitRecord, StagedRow
 from fiat.prove.log import AppendResult, TransparencyLog
 from fiat.tlog.proof_file import TlogProof
-from fiat.verify.bundle import MAX_ANCESTORS, Bundle, BundleStatement
+from fiat.verify.bundle import MAX_ANCESTORS, MAX_RENEWALS, Bundle, BundlePermit, BundleStatement
 from fiat.verify.permit import permit_principal
 
 KIND_BY_TYPE = {
@@ -332,12 +332,17 @@ class EvidenceRecorder:
         ``extra(jti)`` names further logged statements that belong in a permit's part of the
         bundle though they are indexed under other ids: the authority passes the revocations that
         cover the permit (docs/formats.md, "Renewal and revocation").
+
+        Each ancestor carries its ``renewals``: its renewal chain from its first successor up to
+        the head its child names (``delegation.parentHead``), each permit with its proof, at most
+        :data:`MAX_RENEWALS` (docs/formats.md, "Delegation").
         """
         cp = self.log.checkpoint()
         own = self._bundle(jti, cp.size, extra)
         if not with_ancestors:
             return own
         ancestors: list[Bundle] = []
+        child = own
         parent = own.permit.claims.get("parent")
         seen = {jti}
         while isinstance(parent, str):
@@ -345,9 +350,32 @@ class EvidenceRecorder:
                 raise FiatError(f"the lineage of {jti} loops or is deeper than {MAX_ANCESTORS}")
             seen.add(parent)
             anc = self._bundle(parent, cp.size, extra)
+            delegation = child.permit.claims.get("delegation")
+            head = delegation.get("parentHead") if isinstance(delegation, dict) else None
+            if isinstance(head, str) and head != parent:
+                anc = dataclasses.replace(anc, renewals=self._renewals(parent, head, cp.size))
             ancestors.append(anc)
-            parent = anc.permit.claims.get("parent")
+            child, parent = anc, anc.permit.claims.get("parent")
         return dataclasses.replace(own, ancestors=tuple(ancestors))
+
+    def _renewals(self, parent: str, head: str, size: int) -> tuple[BundlePermit, ...]:
+        """``parent``'s renewal chain after it, up to ``head``: walked back from ``head`` by each
+        permit's ``renews``; refused beyond :data:`MAX_RENEWALS` or when ``head`` is no renewal of it."""
+        out: list[BundlePermit] = []
+        at: object = head
+        while at != parent:
+            if len(out) >= MAX_RENEWALS:
+                raise FiatError(
+                    f"the renewal chain of parent permit {parent} up to {head} is longer than {MAX_RENEWALS} "
+                    "permits, the most a bundle carries for one link; this bundle cannot be built"
+                )
+            record = self.index.permit(at) if isinstance(at, str) else None
+            if record is None:
+                raise FiatError(f"permit {head} is not a renewal of {parent}: the chain breaks at {at!r}")
+            token = jws.parse(self.log.read_entries(record.log_index, record.log_index + 1)[0].decode("ascii"))
+            out.append(BundlePermit(token, self._proof(record.log_index, size)))
+            at = token.claims.get("renews")
+        return tuple(reversed(out))
 
     def _proof(self, index: int, size: int) -> TlogProof:
         path, cp = self.log.inclusion_proof(index, size)

@@ -11,8 +11,12 @@
       "ancestors": [<bundle without ancestors>, ...]      (nearest parent first)
     }
 
-The logged bytes of the permit are its compact token (ASCII); those of a
-statement are the RFC 8785 form of its DSSE envelope.
+An ancestor bundle may carry ``"renewals": [{"token", "tlogProof"}, ...]``: its
+permit's renewal chain, in order, from its first successor up to the permit
+the next descendant names as ``delegation.parentHead`` (at most
+:data:`MAX_RENEWALS`); the top-level bundle carries none (its permit is its
+chain's last). The logged bytes of the permit are its compact token (ASCII);
+those of a statement are the RFC 8785 form of its DSSE envelope.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ MEDIA_TYPE = "application/vnd.fiat.bundle.v1+json"
 MAX_BUNDLE = 8 << 20
 MAX_STATEMENTS = 256
 MAX_ANCESTORS = MAX_LINEAGE_DEPTH
+#: The most renewals of one ancestor a bundle carries (docs/formats.md, "Delegation"): a parent
+#: renewed every 20 s (the guard renews at a third of a 60 s ttl) for almost six hours.
+MAX_RENEWALS = 1024
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,17 @@ class BundleStatement:
 
 
 @dataclass(frozen=True)
+class BundlePermit:
+    """A permit and its tlog-proof, as an ancestor's renewals are carried."""
+
+    permit: jws.Jws
+    tlog_proof: TlogProof
+
+    def to_json(self) -> dict[str, str]:
+        return {"token": self.permit.token, "tlogProof": self.tlog_proof.encode().decode("utf-8")}
+
+
+@dataclass(frozen=True)
 class Bundle:
     action_request: dict[str, Any]
     permit: jws.Jws
@@ -64,6 +82,8 @@ class Bundle:
     statements: tuple[BundleStatement, ...]
     consistency: tuple[Consistency, ...] = ()
     ancestors: tuple[Bundle, ...] = field(default_factory=tuple)
+    #: On an ancestor: its permit's renewals up to the head its descendant names, first successor first.
+    renewals: tuple[BundlePermit, ...] = field(default_factory=tuple)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -78,6 +98,8 @@ class Bundle:
         }
         if self.ancestors:
             out["ancestors"] = [a.to_json() for a in self.ancestors]
+        if self.renewals:
+            out["renewals"] = [r.to_json() for r in self.renewals]
         return out
 
     @classmethod
@@ -91,7 +113,8 @@ class Bundle:
             raise MalformedError(what, "expected a JSON object")
         if v.get("mediaType") != MEDIA_TYPE:
             raise MalformedError(what, f"mediaType must be {MEDIA_TYPE}")
-        unknown = set(v) - {"mediaType", "actionRequest", "permit", "statements", "consistency", "ancestors"}
+        known = {"mediaType", "actionRequest", "permit", "statements", "consistency", "ancestors", "renewals"}
+        unknown = set(v) - known
         if unknown:
             raise MalformedError(what, f"unknown members {sorted(unknown)}")
         request = v.get("actionRequest")
@@ -135,7 +158,17 @@ class Bundle:
         if nested and ancestors:
             raise MalformedError(what, "an ancestor bundle cannot carry ancestors of its own; list them flat")
         anc = tuple(cls.from_json(a, nested=True) for a in ancestors)
-        return cls(request, token, permit_proof, tuple(parsed), tuple(cons), anc)
+        renewals = v.get("renewals", [])
+        if not isinstance(renewals, list) or len(renewals) > MAX_RENEWALS:
+            raise MalformedError(what, f"renewals must be a list of at most {MAX_RENEWALS}")
+        if renewals and not nested:
+            raise MalformedError(what, "only an ancestor bundle carries renewals (its parent chain up to the head)")
+        renewed = []
+        for i, r in enumerate(renewals):
+            if not isinstance(r, dict) or set(r) != {"token", "tlogProof"} or not isinstance(r["token"], str):
+                raise MalformedError(what, f"renewals[{i}] must be an object with a token and a tlogProof")
+            renewed.append(BundlePermit(jws.parse(r["token"]), _proof(r["tlogProof"], f"renewals[{i}].tlogProof")))
+        return cls(request, token, permit_proof, tuple(parsed), tuple(cons), anc, tuple(renewed))
 
 
 def _uint(x: Any) -> bool:

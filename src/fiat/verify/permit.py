@@ -55,6 +55,10 @@ from fiat.formats.statement import is_sha256_hex
 from fiat.verify.trust_root import MAX_LINEAGE_DEPTH, TrustedKey, TrustRoot
 
 PERMIT_TYP = "fiat-permit+jwt"
+#: Seconds after its ``exp`` a permit may still be renewed (a renewal delayed by the network;
+#: docs/formats.md, "Renewal and revocation"): the authority's rule, which the verifier holds
+#: the renewals of a delegating parent to.
+RENEWAL_GRACE = 5.0
 
 
 @dataclass(frozen=True)
@@ -235,6 +239,8 @@ def check_claims(claims: dict[str, Any], root: TrustRoot) -> tuple[bytes, str, s
         or not isinstance(delegation.get("ancestors"), list)
     ):
         raise VerificationError(step, "delegation must be an object with a depth and a list of ancestors")
+    if isinstance(delegation, dict) and "parentHead" in delegation and not isinstance(delegation["parentHead"], str):
+        raise VerificationError(step, "delegation.parentHead must be a permit id (the parent chain's live head)")
     return cnf_key, action_digest, environment_digest
 
 

@@ -44,10 +44,14 @@ failure names its step, and the steps after a failure are reported skipped.
                             (all steps but this one: the chain is this step's walk), and the parent
                             links form an unbroken chain without a loop; every link attenuates its
                             parent (:meth:`_Run._links`, docs/formats.md, "Delegation"): the child
-                            was issued while the parent was valid and not revoked, expires no
-                            later, stays within the parent's ``scope``, and its ``act`` chain
-                            (RFC 8693 §4.1) is its principal, then its parent's chain: ``sub`` the
-                            root's principal. Linear in the bundle's size.
+                            was issued while the parent was valid — the permit of the parent's
+                            renewal chain it names (``delegation.parentHead``), reached from the
+                            parent through the renewals the ancestor carries, each held to the
+                            renewal rules (signed, logged, same action digest and ``cnf``) — and
+                            not revoked, expires no later than that head, stays within the
+                            parent's ``scope``, and its ``act`` chain (RFC 8693 §4.1) is its
+                            principal, then its parent's chain: ``sub`` the root's principal.
+                            Linear in the bundle's size.
 
 No I/O: the caller parses files; this module only decides.
 """
@@ -540,6 +544,11 @@ class _Run:
             ("permit", self.bundle.permit.token.encode("ascii"), self.bundle.permit_proof)
         ]
         entries += [(f"statement {i}", s.entry, s.tlog_proof) for i, s in enumerate(self.bundle.statements)]
+        # An ancestor's renewals (its chain up to the head its child names): logged like its permit.
+        entries += [
+            (f"renewal {i} ({r.permit.claims.get('jti')})", r.permit.token.encode("ascii"), r.tlog_proof)
+            for i, r in enumerate(self.bundle.renewals)
+        ]
         opened: dict[bytes, SignedCheckpoint] = {}  # each distinct checkpoint is verified once
         for label, entry, proof in entries:
             cp = opened.get(proof.checkpoint)
@@ -633,6 +642,7 @@ class _Run:
             if jti in seen:
                 raise VerificationError(step, f"the lineage loops: {jti} appears twice")
             seen.add(jti)
+            self._renewal_permits(anc)
             # Verified once, on its own: its link to its parent is the next turn of this walk.
             result = _verify(dataclasses.replace(anc, ancestors=()), self.root, policy, ANCESTOR_STEPS)
             if not result.verified:
@@ -649,11 +659,13 @@ class _Run:
     def _links(self) -> None:
         """The rules of each link child → parent (docs/formats.md, "Delegation"), each link once.
 
-        * ``issued while the parent was valid``: the parent's ``nbf <= `` the child's ``iat < `` its
-          ``exp`` — the parent's own ``exp``: a bundle carries the permit each child names as parent,
-          not that permit's renewals (so a child issued after its parent's first permit expired does
-          not verify);
-        * ``expires no later``: the child's ``exp <=`` the parent's;
+        * ``parent chain head``: the permit of the parent's renewal chain the child names as
+          ``delegation.parentHead`` is reachable from the parent through the renewals the bundle
+          carries, each of which holds to the renewal rules (:meth:`_head`); a child from before
+          ``parentHead`` is checked against the parent itself;
+        * ``issued while the parent was valid``: the head's ``nbf <= `` the child's ``iat < `` its
+          ``exp``;
+        * ``expires no later``: the child's ``exp <=`` the head's;
         * ``within scope``: when the parent has a ``scope``, the child's action and resource are in
           it and the child's own ``scope`` is a subset of it;
         * ``act chain`` (RFC 8693 §4.1): a child's chain of principals — ``act.sub`` outermost to
@@ -699,16 +711,19 @@ class _Run:
             child, par = chain[k], chain[k + 1]
             name, pname = child["jti"], par["jti"]
             iat, exp = child["iat"], child["exp"]
-            if not par["nbf"] <= iat < par["exp"]:
+            head = self._head(child, par, self.bundle.ancestors[k])
+            window = pname if head is par else f"{pname}'s renewal chain head {head['jti']}"
+            if not head["nbf"] <= iat < head["exp"]:
                 raise VerificationError(
                     step,
-                    f"{name} was issued at {iat}, when its parent {pname} was not valid "
-                    f"({par['nbf']}..{par['exp']}): a child needs a live parent",
+                    f"{name} was issued at {iat}, when its parent {window} was not valid "
+                    f"({head['nbf']}..{head['exp']}): a child needs a live parent",
                 )
-            if exp > par["exp"]:
+            if exp > head["exp"]:
                 raise VerificationError(
                     step,
-                    f"{name} expires at {exp}, after its parent {pname} (exp {par['exp']}): a child never outlives it",
+                    f"{name} expires at {exp}, after its parent {window} (exp {head['exp']}): "
+                    "a child never outlives it",
                 )
             scope = par.get("scope")
             if isinstance(scope, list):
@@ -743,6 +758,82 @@ class _Run:
                     f"{name} was issued at {iat}, after {hit[1]} covering its parent {pname} was revoked "
                     f"(at {hit[0]:.3f}): a revoked parent delegates nothing",
                 )
+
+    def _head(self, child: dict[str, Any], par: dict[str, Any], anc: Bundle) -> dict[str, Any]:
+        """The claims of the permit of ``par``'s renewal chain that was live when ``child`` was issued.
+
+        A child records it as ``delegation.parentHead`` (docs/formats.md, "Delegation"); the
+        ancestor's bundle carries the segment from ``par`` up to it (``renewals``). Each permit of
+        the segment, signed and well-formed (:meth:`_renewal_permits`, before the ancestor is
+        verified) and logged (the ancestor's ``log-inclusion`` step), is held to the renewal
+        rules: it ``renews`` the permit before it, with the same action digest, ``cnf`` key and ``parent``,
+        and it was issued within the predecessor's ``[nbf, exp + RENEWAL_GRACE]``. The head is
+        the segment's last permit and must be the one the child names. A child without
+        ``parentHead`` (issued before it was recorded) is checked against ``par`` itself, and then
+        the bundle may carry no renewals. Each segment permit is read once: linear in the bundle.
+        """
+        step = "lineage"
+        name, pname = child["jti"], par["jti"]
+        delegation = child.get("delegation")
+        wanted = delegation.get("parentHead") if isinstance(delegation, dict) else None
+        if wanted is None:
+            if anc.renewals:
+                raise VerificationError(step, f"the bundle carries renewals of {pname}, but {name} names no parentHead")
+            return par
+        digest, cnf = par["action"]["digest"], jws.jwk_thumbprint(self._cnf_of(par))
+        prev, seen = par, {pname}
+        for i, r in enumerate(anc.renewals):
+            c = r.permit.claims
+            rname = c.get("jti")
+            what = f"renewal {i} of {pname} ({rname})"
+            if c.get("renews") != prev["jti"]:
+                raise VerificationError(
+                    step,
+                    f"{wanted}, the parentHead {name} names, is not reachable from {pname}: {what} renews "
+                    f"{c.get('renews')!r}, not {prev['jti']} (a renewal link is missing)",
+                )
+            if rname in seen:
+                raise VerificationError(step, f"the renewal chain of {pname} loops: {rname} appears twice")
+            seen.add(rname)
+            if c["action"]["digest"] != digest or c.get("parent") != par.get("parent"):
+                raise VerificationError(step, f"{what} permits another action (action digest or parent differs)")
+            if jws.jwk_thumbprint(self._cnf_of(c)) != cnf:
+                raise VerificationError(step, f"{what} is bound to another runtime key (cnf) than {pname}")
+            if not prev["nbf"] <= c["iat"] <= prev["exp"] + permit_rules.RENEWAL_GRACE:
+                raise VerificationError(
+                    step,
+                    f"{what} was issued at {c['iat']}, outside its predecessor's {prev['nbf']}..{prev['exp']} "
+                    f"(+{permit_rules.RENEWAL_GRACE:.0f} s grace): a renewal extends a live permit",
+                )
+            prev = c
+        if prev["jti"] != wanted:
+            raise VerificationError(
+                step,
+                f"{wanted}, the parentHead {name} names, is not reachable from {pname} through the renewals "
+                f"the bundle carries (they end at {prev['jti']}): not a permit of its parent's renewal chain",
+            )
+        cap = delegation.get("parentExp") if isinstance(delegation, dict) else None
+        if cap is not None and cap != prev["exp"]:
+            raise VerificationError(step, f"{name}'s parentExp {cap} is not the exp of its parentHead ({prev['exp']})")
+        return prev
+
+    def _renewal_permits(self, anc: Bundle) -> None:
+        """Rules 1–3 of :mod:`fiat.verify.permit` for each renewal an ancestor carries: signed by an
+        authority key of the trust root, valid at its ``iat``, its claims well-formed (its log
+        inclusion is then the ancestor's ``log-inclusion`` step; its place in the chain, :meth:`_head`)."""
+        pname = anc.permit.claims.get("jti")
+        for i, r in enumerate(anc.renewals):
+            try:
+                key = permit_rules.check_signature(r.permit, self.root)
+                permit_rules.check_key_validity(key, r.permit.claims)
+                permit_rules.check_claims(r.permit.claims, self.root)
+            except VerificationError as exc:
+                what = f"renewal {i} of {pname} ({r.permit.claims.get('jti')})"
+                raise VerificationError("lineage", f"{what} fails at {exc.step}: {exc.reason}") from exc
+
+    @staticmethod
+    def _cnf_of(claims: dict[str, Any]) -> bytes:
+        return jws.public_key_from_jwk(claims["cnf"]["jwk"], "cnf")
 
 
 def _chain_text(principals: list[str]) -> str:
