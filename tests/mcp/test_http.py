@@ -26,12 +26,12 @@ import httpx2
 import mcp_types as types
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from fiat.formats import jws
 from fiat.formats.encoding import json_digest
 from fiat.mcp import result_digest
-from mcp import Client
 from support.mcp_gateway import (
     DESK,
     DESK_FOR_SUPPORT,

@@ -263,9 +263,8 @@ class _Servers:
 @asynccontextmanager
 async def _client(target: list[str] | str, errlog: TextIO, env: dict[str, str] | None = None) -> AsyncIterator[Any]:
     """The SDK's client of a URL (streamable HTTP) or a command it starts (stdio)."""
-    from mcp.client.stdio import stdio_client
-
     from mcp import Client
+    from mcp.client.stdio import stdio_client
 
     if isinstance(target, str):
         async with Client(target) as client:

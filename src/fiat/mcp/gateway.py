@@ -36,7 +36,7 @@ another policy digest makes the next listing ask again.
    and ``fiat/receipt`` (the permit id whose bundle proves the call, its receipt's log index).
    With ``[mcp] receipts = "spooled"`` the result goes back once the receipt is signed and
    durably spooled, and it is uploaded right after, off the call's path (``fiat/receipt`` is
-   then null; the bundle has the receipt once it is logged).
+   then absent; the bundle has the receipt once it is logged).
 
 ``resultDigest`` is SHA-256 over the RFC 8785 form of :func:`result_view`: the result's
 ``content``, ``structuredContent`` (when present) and ``isError`` (``_meta`` aside: transports stamp it).

@@ -30,13 +30,13 @@ from typing import Any
 import anyio
 import httpx2
 import mcp_types as types
+from mcp import Client
 from mcp.client._transport import TransportStreams
 from mcp.shared.message import SessionMessage
 
 from fiat.enforce.containment import Contained, Containment
 from fiat.errors import FiatError
 from fiat.mcp.settings import ServerSettings
-from mcp import Client
 
 log = logging.getLogger("fiat.mcp")
 
