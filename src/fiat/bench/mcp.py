@@ -10,10 +10,11 @@ the machine's speed hits every row alike), each over stdio and over streamable H
    → the upstream, no governance: ``hop − direct`` is what any proxy built on the SDK adds;
 3. **governed** — client → the gateway (``fiat mcp -- CMD`` on stdio, ``fiat mcp serve`` on
    HTTP) → the upstream, against a real ``fiat serve`` on a temporary home whose policy permits
-   the call, *with evidence logging* (the default: the signed receipt is spooled durably and
-   logged by the authority before the answer), and the variants of :data:`VARIANTS` (the gateway
-   has no mode without receipt logging on the call path: its upload bound at 0, and its
-   heartbeat at 10 ms, since every call ends waiting for the heartbeat thread's next beat).
+   the call, in each receipt mode of :data:`VARIANTS`: ``logged`` (the default, *with* evidence
+   logging on the call path: the signed receipt is spooled durably and logged by the authority
+   before the answer) and ``spooled`` (``[mcp] receipts = "spooled"``, *without* evidence logging
+   on the call path: the answer goes back once the receipt is signed and durably spooled; its
+   upload to the authority runs in a background thread after it). Both log every receipt.
 
 **Floor**, measured in this run, in this process: one authorization's fundamental cost — one raw
 Cedar evaluation of the same request (the bench's policy, structured UIDs, pre-parsed), one raw
@@ -24,12 +25,12 @@ gateway's added latency (``governed − direct``, p50) is compared with it; the 
 1.5× the floor.
 
 **Profile**: one governed call taken apart, in this process (a :class:`fiat.mcp.Gateway` on the
-same home, its upstream over stdio): each part's wall time per call, by time stamps around the
-gateway's own functions (environment measurement, the authorize round trip and its DPoP proof,
-the local permit verification, the trust checks, the upstream call, the receipt's signature,
-spool write and upload), the rest being the gateway's own work between them; then the same
-calls as a what-if, with the heartbeat thread woken at the call's end (:func:`_profile_pass`).
-Estimates derived from it (the logged row less what a change would save) are labelled so.
+same home, its upstream over stdio), once per receipt mode: each part's wall time per call, by
+time stamps around the gateway's own functions (environment measurement, the authorize round
+trip and its DPoP proof, the local permit verification, the trust checks, the upstream call, the
+end of the call, the receipt's signature, spool write and upload), the rest being the gateway's
+own work between them. In ``spooled`` mode the upload runs in its own thread, off the call's
+path: it is timed apart (``upload_off_path``) and not counted in the call.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -66,23 +68,18 @@ ARGUMENTS = {"text": "hello from fiat bench mcp", "n": 1}
 UPSTREAM = [sys.executable, "-m", "fiat.bench.mcp_upstream"]
 
 #: The governed variants: name → (what it means, the ``FIAT_*`` settings of the gateway's process).
-#: The gateway offers no setting that takes receipt logging off the call path or off entirely
-#: (it always signs, spools and uploads the receipt before it answers, ``fiat.mcp.gateway``, step 5);
-#: the one knob it reads is ``runtime.receipt_upload_s``, the upload's time bound, measured here
-#: at 0: the receipt is still signed and spooled durably, and one upload attempt (with the
-#: spool's minimum timeout, 50 ms) stays on the call path. What a receipt delivered after the
-#: answer would save is estimated from the profile (its receipt parts), and labelled so.
+#: Both sign, spool and log every receipt (``fiat.mcp.gateway``, step 5); they differ in what the
+#: answer waits for.
 VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
-    "logged": ("receipt spooled durably and logged before the answer (the default)", {}),
-    "upload_bound_0": (
-        "runtime.receipt_upload_s = 0: still spooled (fsync); one upload attempt (≤ 50 ms) before the answer",
-        {"FIAT_RUNTIME_RECEIPT_UPLOAD_S": "0"},
+    "logged": (
+        "with evidence logging on the call path (the default): the receipt signed, spooled durably "
+        "and logged by the authority before the answer",
+        {},
     ),
-    # The gateway ends a call by joining its heartbeat thread, which sleeps until its next beat
-    # (see the profile): at the smallest heartbeat the configuration allows, that wait is ≤ 10 ms.
-    "heartbeat_10ms": (
-        "logged, runtime.heartbeat_ms = 10: the call's end waits ≤ 10 ms for the heartbeat thread, not ≤ 250 ms",
-        {"FIAT_RUNTIME_HEARTBEAT_MS": "10"},
+    "spooled": (
+        "without evidence logging on the call path ([mcp] receipts = spooled): the receipt signed "
+        "and spooled durably before the answer, uploaded in the background after it",
+        {"FIAT_MCP_RECEIPTS": "spooled"},
     ),
 }
 
@@ -315,8 +312,13 @@ async def _measure(
 # -- the profile of one governed call ----------------------------------------------------------
 
 
-#: The name the gateway gives each call's heartbeat thread (``fiat.mcp.gateway``).
+#: The names the gateway gives each call's heartbeat thread and (``spooled``) its receipt's
+#: background upload thread (``fiat.mcp.gateway``).
 HEARTBEAT_THREAD = "fiat-mcp-guard-"
+RECEIPT_THREAD = "fiat-mcp-receipt-"
+#: Threads whose receipt uploads are off the call's path: those, and the spool's flusher
+#: (``fiat.enforce.spool``), which may pick up a receipt spooled but not yet logged.
+OFF_PATH_THREADS = (RECEIPT_THREAD, "fiat-spool-flush")
 
 
 class _Stopwatch:
@@ -326,13 +328,19 @@ class _Stopwatch:
         self.lock = threading.Lock()
         self.current: dict[str, float] = {}
         self.calls: list[dict[str, float]] = []
+        self.off_path: list[float] = []  # the background receipt uploads (``spooled``)
         self._undo: list[Callable[[], None]] = []
 
     def add(self, part: str, seconds: float) -> None:
-        if threading.current_thread().name.startswith(HEARTBEAT_THREAD):
+        thread = threading.current_thread().name
+        if thread.startswith(HEARTBEAT_THREAD):
             return  # the heartbeat's own checks overlap the call's parts: what they cost the call is
             # the time the call's end waits for that thread (``heartbeat_stop``)
         with self.lock:
+            if thread.startswith(OFF_PATH_THREADS):
+                if part == "upload":  # after the answer, overlapping the next call: not the call's
+                    self.off_path.append(seconds)
+                return
             self.current[part] = self.current.get(part, 0.0) + seconds
 
     def wrap(self, owner: Any, attr: str, part: str) -> None:
@@ -386,68 +394,49 @@ PARTS = {
     "verify_permit": "local permit verification (signature, key validity, claims, cnf, action, environment)",
     "check": "trust checks (the gate at establishment, the final check)",
     "upstream": "the upstream call (SDK client → upstream over stdio → back)",
-    "heartbeat_stop": "ending the call: stopping the heartbeat thread (its join) and the result's digest",
+    "heartbeat_stop": "ending the call: stopping the heartbeat thread (woken, then joined) and the result's digest",
     "receipt_sign": "receipt signature (DSSE, runtime key)",
     "spool": "receipt spool write (temporary file, fsync, rename, fsync of the directory)",
-    "upload": "receipt upload round trip (HTTP to `fiat serve`, durably logged)",
+    "upload": "receipt upload round trip on the call's path (HTTP to `fiat serve`, durably logged)",
 }
 
 
 async def _profile_calls(cfg: Any, url: str, calls: int, warmup: int) -> dict[str, Any]:
-    """The profile as the gateway is, then (``woken``) with its heartbeat woken at the call's end."""
+    """The profile of one governed call in each receipt mode of :data:`VARIANTS`, a gateway each."""
     from fiat.mcp import Gateway
     from fiat.mcp import settings as mcp_settings
 
     gc = mcp_settings.parse({"servers": {SERVER: {"command": UPSTREAM, "env": child_env()}}}, "fiat bench mcp")
-    gateway = Gateway(cfg, gc, url=url)
-    await gateway.start()
     name = f"{SERVER}___{TOOL}"
-    try:
-        for _ in range(warmup):
-            await _governed_once(gateway, name)
-        profile = await _profile_pass(gateway, name, calls, woken=False)
-        woken = await _profile_pass(gateway, name, calls, woken=True)
-    finally:
-        await gateway.close()
-    return profile | {"woken": woken}
+    out: dict[str, Any] = {}
+    for variant in VARIANTS:  # the mode is read from the configuration, as FIAT_MCP_RECEIPTS sets it
+        gateway = Gateway(replace(cfg, mcp=replace(cfg.mcp, receipts=variant)), gc, url=url)
+        await gateway.start()
+        try:
+            for _ in range(warmup):
+                await _governed_once(gateway, name)
+            out[variant] = await _profile_pass(gateway, name, calls)
+        finally:
+            await gateway.close()
+    return out
 
 
-async def _profile_pass(gateway: Any, name: str, calls: int, woken: bool) -> dict[str, Any]:
-    """``calls`` governed calls, each part timed (:data:`PARTS`).
+def _join_receipt_uploads() -> None:
+    """Wait for the background receipt uploads still running (``spooled``), so none overlaps what follows."""
+    for thread in threading.enumerate():
+        if thread.name.startswith(RECEIPT_THREAD):
+            thread.join(30)
 
-    ``woken``: a what-if, not the gateway as it is. The gateway ends a call by setting its
-    heartbeat thread's stop flag and joining it, while that thread sleeps in its wait for the
-    next heartbeat (``runtime.heartbeat_ms``) — so the join lasts until that beat. Here the stop
-    flag is set and the heartbeat's wake event too (what :class:`~fiat.enforce.bootstrap.Heartbeat`
-    offers "to end a wait early") before the gateway's own end of the call runs: what waking it
-    would save.
-    """
+
+async def _profile_pass(gateway: Any, name: str, calls: int) -> dict[str, Any]:
+    """``calls`` governed calls, each part timed (:data:`PARTS`)."""
     from fiat.enforce import guard as guard_module
-    from fiat.enforce.bootstrap import Heartbeat
     from fiat.enforce.guard import Session
     from fiat.enforce.spool import ReceiptSpool
 
     watch = _Stopwatch()
     governor = gateway.governor
     assert governor is not None
-    beats: list[Any] = []
-    if woken:
-        original_init = Heartbeat.__init__
-        original_finish = gateway._finish
-
-        def init(self: Any, *a: Any, **kw: Any) -> None:
-            original_init(self, *a, **kw)
-            beats.append(self)
-
-        async def woken_finish(boot: Any, watcher: Any, stop: threading.Event, *a: Any, **kw: Any) -> Any:
-            stop.set()
-            for beat in beats:
-                if beat.session is boot.session:
-                    beat.wake.set()
-            return await original_finish(boot, watcher, stop, *a, **kw)
-
-        Heartbeat.__init__ = init  # type: ignore[method-assign]
-        gateway._finish = woken_finish
     try:
         watch.wrap(governor.measurer, "measure", "measure")
         watch.wrap(governor.client, "_proof", "dpop")
@@ -461,32 +450,31 @@ async def _profile_pass(gateway: Any, name: str, calls: int, woken: bool) -> dic
         watch.wrap(ReceiptSpool, "put", "spool")
         watch.wrap(ReceiptSpool, "upload", "upload")
         for _ in range(calls):
-            beats.clear()
             t0 = time.perf_counter()
             await _governed_once(gateway, name)
             watch.next_call(time.perf_counter() - t0)
+        await asyncio.to_thread(_join_receipt_uploads)
     finally:
         watch.undo()
-        if woken:
-            Heartbeat.__init__ = original_init  # type: ignore[method-assign]
-            gateway.__dict__.pop("_finish", None)
     totals = [c["total"] for c in watch.calls]
     parts: dict[str, float] = {}
     for part in PARTS:
         if part != "heartbeat_stop":
             parts[part] = statistics.fmean(c.get(part, 0.0) for c in watch.calls)
     # The authorize wrapper includes the DPoP proof it makes, and the call's end (_finish) the
-    # receipt's parts: count each once, as its own part.
+    # receipt's parts on the call's path: count each once, as its own part.
     parts["authorize"] -= parts["dpop"]
     finish = statistics.fmean(c.get("finish", 0.0) for c in watch.calls)
     parts["heartbeat_stop"] = max(0.0, finish - parts["receipt_sign"] - parts["spool"] - parts["upload"])
     mean = statistics.fmean(totals)
     rest = mean - sum(parts.values())
+    off = watch.off_path
     return {
         "calls": len(totals),
         "p50_ms": round(_pct(totals, 0.5) * 1000, 3),
         "mean_ms": round(mean * 1000, 3),
         "parts_us": {k: round(parts[k] * 1e6, 1) for k in PARTS} | {"other": round(rest * 1e6, 1)},
+        "upload_off_path": {"uploads": len(off), "mean_us": round(statistics.fmean(off) * 1e6, 1) if off else 0.0},
     }
 
 
@@ -603,28 +591,6 @@ def run_mcp_bench(
     }
 
 
-def _receipt_us(profile: dict[str, Any]) -> float:
-    return float(sum(profile["parts_us"][k] for k in ("receipt_sign", "spool", "upload")))
-
-
-def _estimates(added_us: float, floor_us: float, profile: dict[str, Any]) -> dict[str, Any]:
-    """Derived, not measured: the logged row's added latency less what the profile says a change saves."""
-    woken = profile["woken"]
-    saved_by_waking = (profile["p50_ms"] - woken["p50_ms"]) * 1000  # p50, as the rows' added latency
-    out: dict[str, Any] = {}
-    for name, saved in (
-        ("receipt_after_answer", _receipt_us(profile)),
-        ("heartbeat_woken", saved_by_waking),
-        ("heartbeat_woken_receipt_after_answer", saved_by_waking + _receipt_us(woken)),
-    ):
-        out[name] = {
-            "saved_us": round(saved, 1),
-            "added_us": round(added_us - saved, 1),
-            "ratio_to_floor": round((added_us - saved) / floor_us, 2),
-        }
-    return out
-
-
 def _result(
     latencies: dict[str, list[float]],
     before: dict[str, float],
@@ -659,9 +625,6 @@ def _result(
                 "ratio_to_floor": round(ratio, 2),
                 "target_met": ratio <= 1.5,
             }
-        logged = entry["variants"].get("logged")
-        if profile is not None and logged is not None:
-            entry["estimates"] = _estimates(logged["added_us"], floor_us, profile)
         faces[face] = entry
     return {
         "benchmark": "mcp",
@@ -729,63 +692,51 @@ def render_markdown(r: dict[str, Any]) -> str:
         "| ratio to the floor | ≤ 1.5× |",
         "|---|---:|---:|---|---:|---:|---:|---|",
     ]
-    for face, e in r["faces"].items():
+    for face, e in sorted(r["faces"].items(), key=lambda kv: kv[0] != "stdio"):
         if not e["variants"]:
             lines.append(f"| {face} | {e['hop_added_us']} µs | {e['floor_us']} µs | — | — | — | — | — |")
-        for variant, v in e["variants"].items():
+        for variant in [v for v in VARIANTS if v in e["variants"]]:
+            v = e["variants"][variant]
             lines.append(
                 f"| {face} | {e['hop_added_us']} µs | {e['floor_us']} µs | {variant}: {v['meaning']} | "
                 f"{v['added_us']} µs | {v['added_mean_us']} µs | {v['ratio_to_floor']}× | "
                 f"{'yes' if v['target_met'] else '**no**'} |"
             )
-    what_if = {
-        "receipt_after_answer": "the receipt signed, spooled and logged after the answer (the gateway offers no "
-        "such mode)",
-        "heartbeat_woken": "the heartbeat thread woken at the call's end instead of joined at its next beat",
-        "heartbeat_woken_receipt_after_answer": "both",
-    }
-    if any(e.get("estimates") for e in r["faces"].values()):
-        lines += [
-            "",
-            "Derived, not measured — the logged row's added latency less what the profile below says a change "
-            "would save:",
-            "",
-            "| face | change | saves (µs) | gateway would add (µs) | ratio to the floor |",
-            "|---|---|---:|---:|---:|",
-        ]
-        for face, e in r["faces"].items():
-            for name, est in (e.get("estimates") or {}).items():
-                lines.append(
-                    f"| {face} | {what_if[name]} | {est['saved_us']} | {est['added_us']} | {est['ratio_to_floor']}× |"
-                )
     p = r.get("profile")
     if p:
-        w = p["woken"]
+        modes = [mode for mode in VARIANTS if mode in p]
+        first = p[modes[0]]
         lines += [
             "",
-            f"One governed call taken apart ({p['calls']:,} calls of a `fiat.mcp.Gateway` in the bench's process, "
-            "upstream over stdio, the same `fiat serve`; mean wall time per call of each part). Beside it, a "
-            "what-if: the same calls with the heartbeat thread woken at the call's end (the gateway joins it, "
-            "and it sleeps until its next beat):",
+            f"One governed call taken apart ({first['calls']:,} calls per receipt mode of a `fiat.mcp.Gateway` in "
+            "the bench's process, upstream over stdio, the same `fiat serve`; mean wall time per call of each part):",
             "",
-            "| part | as the gateway is (µs) | share | heartbeat woken (µs) |",
-            "|---|---:|---:|---:|",
+            "| part | " + " | ".join(f"{mode} (µs)" for mode in modes) + " | share (" + modes[0] + ") |",
+            "|---|" + "---:|" * (len(modes) + 1),
         ]
-        total = p["mean_ms"] * 1000
-        for part, us in p["parts_us"].items():
+        total = first["mean_ms"] * 1000
+        for part in [*PARTS, "other"]:  # in the order of a call
+            us = first["parts_us"][part]
             what = PARTS.get(part, "the gateway's own work between them (threads, heartbeat, digests, copies)")
-            lines.append(f"| {what} | {us} | {round(100 * us / total, 1)} % | {w['parts_us'][part]} |")
-        lines.append(
-            f"| **a governed call, in process** (p50 {p['p50_ms']} ms; woken: p50 {w['p50_ms']} ms) | "
-            f"**{round(total, 1)}** | 100 % | **{round(w['mean_ms'] * 1000, 1)}** |"
-        )
-        auth = p["parts_us"]["authorize"]
+            cells = " | ".join(str(p[mode]["parts_us"][part]) for mode in modes)
+            lines.append(f"| {what} | {cells} | {round(100 * us / total, 1)} % |")
+        cells = " | ".join(f"**{round(p[mode]['mean_ms'] * 1000, 1)}** (p50 {p[mode]['p50_ms']} ms)" for mode in modes)
+        lines.append(f"| **a governed call, in process** | {cells} | 100 % |")
+        for mode in modes:
+            off = p[mode]["upload_off_path"]
+            if off["uploads"]:
+                lines += [
+                    "",
+                    f"{mode}: {off['uploads']:,} receipt uploads ran after their answers, off the call's path, "
+                    f"{off['mean_us']} µs each (mean), overlapping the next call.",
+                ]
+        auth = first["parts_us"]["authorize"]
         inside = f["cedar_us"] + 2 * f["sign_us"] + f["append_us"]
         lines += [
             "",
-            f"Of the authorize round trip's {auth} µs, the same run's floors account for {round(inside, 1)} µs "
-            f"(Cedar {f['cedar_us']} µs, two Ed25519 signatures — permit and decision statement — "
-            f"{round(2 * f['sign_us'], 1)} µs, one durable append {f['append_us']} µs); the other "
+            f"Of the authorize round trip's {auth} µs ({modes[0]}), the same run's floors account for "
+            f"{round(inside, 1)} µs (Cedar {f['cedar_us']} µs, two Ed25519 signatures — permit and decision "
+            f"statement — {round(2 * f['sign_us'], 1)} µs, one durable append {f['append_us']} µs); the other "
             f"{round(auth - inside, 1)} µs are HTTP both ways, DPoP verification, evidence appraisal, request "
             "canonicalization and the decider's queue.",
         ]
