@@ -1872,7 +1872,7 @@ def test_a_three_generation_act_chain_verifies_offline_and_a_forged_link_fails(d
     assert c0["sub"] == "user:alice" and "act" not in c0 and c0["scope"] == [DOCS] and "delegation" not in c0
     assert c1["sub"] == "user:alice" and c1["act"] == {"sub": "agent:release-bot"}
     assert c2["sub"] == "user:alice" and c2["act"] == {"sub": "user:alice", "act": {"sub": "agent:release-bot"}}
-    assert "scope" not in c2  # asked for none
+    assert c2["scope"] == c1["scope"]  # asked for none: its parent's (a scope binds every descendant)
     assert c1["delegation"] == {
         "depth": 1,
         "parentExp": c0["exp"],
@@ -1903,6 +1903,22 @@ def test_a_three_generation_act_chain_verifies_offline_and_a_forged_link_fails(d
     )
     result = verify(Bundle.from_json(forged), trust, relaxed)
     assert result.failed is not None and result.failed.name == "lineage", result.to_json()
+
+
+def test_a_scope_binds_every_descendant_not_only_the_children(delegating: Authority) -> None:
+    """Attack: a child that asks for no scope of its own must not free its children from the root's
+    scope (a grandchild stepping outside it through a scope-less child). The child is signed its
+    parent's scope, and the grandchild outside it is refused."""
+    a = delegating
+    root = delegate(a, None, "user:alice", scope=[DOCS])
+    assert root["decision"] == "allow", root
+    child = delegate(a, root["permitId"], "agent:release-bot")  # in scope, asks for no scope
+    assert child["decision"] == "allow", child
+    assert decode_permit(a, child["permit"])["scope"] == [DOCS]  # the parent's, as it signed it
+    g = delegate(a, child["permitId"], "agent:release-bot", resource="service:payments", replicas=3)
+    assert g["decision"] == "deny", g
+    assert "delegation refused" in g["reason"] and "outside the scope" in g["reason"], g
+    assert_decision_logged(a, g)
 
 
 def test_a_child_asking_for_more_than_its_parent_is_denied_and_logged(delegating: Authority) -> None:

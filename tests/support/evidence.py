@@ -133,6 +133,8 @@ def make_execution(
                 {"principal": p, "determining": ["allow-deploys"]} for p in dict.fromkeys(lineage) if p != principal
             ]
             delegation = {"depth": record.depth + 1, "parentExp": exp_cap, "parentHead": head, "ancestors": ancestors}
+            if scope is None and isinstance(parent_claims.get("scope"), list):
+                scope = parent_claims["scope"]  # as the authority signs it: a scope binds every descendant
         spec = PermitRequest(
             request,
             rrec.public_key,

@@ -329,6 +329,9 @@ def delegations(home: Path) -> dict[str, Execution]:
     def widened(c: Json) -> None:
         c["scope"] = [PAYMENTS, BILLING]
 
+    def scope_dropped(c: Json) -> None:
+        c.pop("scope", None)
+
     def outlives(c: Json) -> None:
         c["exp"] += 3600
 
@@ -370,6 +373,9 @@ def delegations(home: Path) -> dict[str, Execution]:
         "sub-not-root": forged(coder, sub_not_root),
         "actor-dropped": forged(coder, actor_dropped),
         "scope-widened": forged(planner, widened, principal="agent:coder", scope=[PAYMENTS]),
+        # A scope binds every descendant: a child of a scoped parent signed without one escaped it
+        # (its own children would be free of the root's scope).
+        "scope-dropped": forged(planner, scope_dropped, principal="agent:coder"),
         "outside-scope": make_execution(home, principal="agent:coder", parent=planner.jti, resource="service:billing"),
         "outlives": forged(coder, outlives),
         "legacy": forged(coder, legacy),
@@ -1025,6 +1031,11 @@ def _(w: World) -> Input:
 @case("lineage/scope-wider-than-the-parent", "lineage", "scope is wider than its parent")
 def _(w: World) -> Input:
     return bj_of(w.deleg["scope-widened"]), w.root
+
+
+@case("lineage/scope-dropped-under-a-scoped-parent", "lineage", "a scope binds every descendant")
+def _(w: World) -> Input:
+    return bj_of(w.deleg["scope-dropped"]), w.root
 
 
 @case("lineage/action-outside-the-parent-scope", "lineage", "outside the scope of its parent")

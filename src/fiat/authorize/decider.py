@@ -321,7 +321,8 @@ class Decider:
                 keys.add(key)
                 ancestors.append(who)
         assert permit_principal(claims) == principals[0]
-        return Lineage(depth, principals, int(exp), tuple(ancestors), head)
+        inherited = tuple(check_scope(scope, "parent scope")) if isinstance(scope, list) else None
+        return Lineage(depth, principals, int(exp), tuple(ancestors), head, inherited)
 
     def check_renewal(self, req: AuthorizationRequest, enc: EncodedRequest, now: float) -> None:
         """A renewal only extends a live, consumed execution (docs/formats.md, "Renewal and revocation").

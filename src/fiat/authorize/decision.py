@@ -40,6 +40,9 @@ class Lineage:
     exp_cap: int  # the parent's live renewal chain head's exp: no child outlives it
     ancestors: tuple[str, ...]  # the distinct ancestor principals Cedar must also allow (not the child's)
     head: str = ""  # the jti of that head (the parent itself when it was never renewed)
+    #: The parent's ``scope`` (None: it has none). A child asking for no scope of its own inherits
+    #: it: a scope binds every descendant, not only the children (docs/formats.md, "Delegation").
+    scope: tuple[dict[str, str], ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -311,7 +311,12 @@ class Outcomes:
             approvals=approvals,
             action_digest=digest,
             renews=req.renews,
-            scope=None if req.scope is None else check_scope(req.scope),  # checked in step 2; duplicates dropped
+            # Checked in step 2 (duplicates dropped); with none asked, a child inherits its parent's scope.
+            scope=(
+                check_scope(req.scope)
+                if req.scope is not None
+                else (list(lineage.scope) if lineage is not None and lineage.scope is not None else None)
+            ),
             lineage=lineage.principals if lineage is not None else (),
             exp_cap=lineage.exp_cap if lineage is not None else None,
             delegation=delegation,

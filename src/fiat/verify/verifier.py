@@ -667,7 +667,8 @@ class _Run:
           ``exp``;
         * ``expires no later``: the child's ``exp <=`` the head's;
         * ``within scope``: when the parent has a ``scope``, the child's action and resource are in
-          it and the child's own ``scope`` is a subset of it;
+          it and the child has a ``scope``, a subset of it (a scope binds every descendant: a child
+          asking for none is signed its parent's);
         * ``act chain`` (RFC 8693 §4.1): a child's chain of principals — ``act.sub`` outermost to
           innermost, then ``sub`` — is its own principal followed by its parent's chain, so ``sub``
           is the root's principal and ``act`` names every actor since, the current one outermost. A
@@ -737,7 +738,13 @@ class _Run:
                     raise VerificationError(
                         step, f"{name} permits {pair[0]} on {pair[1]}, outside the scope of its parent {pname}"
                     )
-                wider = scope_pairs(child["scope"]) - allowed if isinstance(child.get("scope"), list) else set()
+                if not isinstance(child.get("scope"), list):
+                    # A scope binds every descendant: the authority signs the parent's into a child
+                    # that asks for none, so a child of a scoped parent without one escaped it.
+                    raise VerificationError(
+                        step, f"{name} has no scope though its parent {pname} has one: a scope binds every descendant"
+                    )
+                wider = scope_pairs(child["scope"]) - allowed
                 if wider:
                     a, res = sorted(wider)[0]
                     raise VerificationError(
