@@ -35,6 +35,10 @@ def _config(**servers: Any) -> dict[str, Any]:
         (_config(desk={"command": ["x"], "url": "http://h/mcp"}), "exactly one of command"),
         (_config(desk={"url": "ftp://h"}), "http:// or https://"),
         (_config(**{"a___b": {"command": ["x"]}}), "server name"),
+        # ``a_`` + ``___`` + ``x`` is ``a____x``, as ``a`` + ``___`` + ``_x``: no server name ends (or
+        # starts) with ``_``, and no tool starting with ``_`` is proxied, so a name splits one way only.
+        (_config(**{"a_": {"command": ["x"]}}), "server name"),
+        (_config(**{"_a": {"command": ["x"]}}), "server name"),
         (
             _config(desk={"command": ["x"], "tools": {"t": {"resource_argument": "a", "resource_type": "no spaces"}}}),
             "Cedar entity type",

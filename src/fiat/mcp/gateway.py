@@ -71,7 +71,7 @@ from fiat.enforce.spool import SpoolError
 from fiat.errors import FiatError, MalformedError
 from fiat.formats.action import entity_uid
 from fiat.formats.encoding import json_digest
-from fiat.mcp.settings import SEPARATOR, GatewayConfig, ToolSettings
+from fiat.mcp.settings import SEPARATOR, TOOL_NAME_START, GatewayConfig, ToolSettings
 from fiat.mcp.upstream import Upstream, UpstreamError, make_upstream
 
 log = logging.getLogger("fiat.mcp")
@@ -189,7 +189,13 @@ class Gateway:
         out: dict[str, tuple[Route, types.Tool]] = {}
         for server, upstream in self.upstreams.items():
             for tool in upstream.tools:
+                if tool.name.startswith(TOOL_NAME_START):
+                    # ``a`` + ``___`` + ``_x`` would read as server ``a_``'s tool ``x``: never proxied.
+                    log.warning("upstream %r: tool %r is not proxied (a name starting with _)", server, tool.name)
+                    continue
                 name = f"{server}{SEPARATOR}{tool.name}"
+                if name in out:  # an upstream listing one name twice: the first stands
+                    continue
                 settings = self.config.servers[server].tools.get(tool.name)
                 out[name] = (Route(name, server, tool.name, settings), tool)
         return out
@@ -219,7 +225,10 @@ class Gateway:
         current = governor.monitor.snapshot().policy_digest
         digest, known = self._listing.get(principal, (None, {}))
         if digest is None or digest != current or any(n not in known for n in names):
-            candidates = [(n, server_resource(n.split(SEPARATOR, 1)[0])) for n in names]
+            routes = self.routes()
+            candidates = [
+                (n, server_resource(routes[n][0].server if n in routes else n.split(SEPARATOR, 1)[0])) for n in names
+            ]
             digest, flags = governor.client.permissible(governor.runtime.key, principal, candidates)
             known = dict(zip(names, flags, strict=True))
             self._listing[principal] = (digest, known)

@@ -43,7 +43,12 @@ from fiat.errors import ConfigError
 #: Between a server's name and its tool's name in a namespaced tool (``desk___refund``).
 SEPARATOR = "___"
 #: A server name: what may stand before ``___`` in a tool name and in ``McpServer::"<name>"``.
-SERVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}\Z")
+#: It neither contains ``___`` (checked where it is read) nor ends with ``_``: with tool names that do
+#: not start with ``_`` (:data:`TOOL_NAME_START`), ``<server>___<tool>`` splits one way only, so two
+#: upstreams' tools can never share a namespaced name (``a`` + ``_x`` against ``a_`` + ``x``).
+SERVER_NAME = re.compile(r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9_-]{0,61}[A-Za-z0-9-])\Z")
+#: An upstream's tool whose name starts with ``_`` is not proxied (it could alias another server's).
+TOOL_NAME_START = "_"
 _CEDAR_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:::[A-Za-z_][A-Za-z0-9_]*)*\Z")
 
 
@@ -146,7 +151,8 @@ class GatewayConfig(_Strict):
         for name in v:
             if not SERVER_NAME.match(name) or SEPARATOR in name:
                 raise ValueError(
-                    f"server name {name!r}: letters, digits, - and _ (not {SEPARATOR!r}), at most 63 characters"
+                    f"server name {name!r}: letters, digits, - and _ (not {SEPARATOR!r}, and neither first nor "
+                    "last), at most 63 characters"
                 )
         return v
 
