@@ -118,6 +118,8 @@ def _unsigned(alg: str, **claims: Any) -> str:
         ("not yet valid", lambda key: _token(key, nbf=int(time.time()) + 600), "nbf"),
         ("no subject", lambda key: _token(key, sub=7), "principal claim"),
         ("a subject that is no principal", lambda key: _token(key, sub="x" * 2000), "not a principal"),
+        # Attack: entity syntax in the subject would make ``agent:`` + it another entity type.
+        ("a subject spelling another entity", lambda key: _token(key, sub=':User::"alice"'), "not a plain id"),
         ("missing scope", lambda key: _token(key, scope="other"), "scope"),
         ("critical header", lambda key: _token(key, {"alg": "EdDSA", "kid": "k", "crit": ["x"]}), "critical"),
     ],

@@ -152,6 +152,10 @@ class JwtVerifier:
         who = c.get(self.settings.principal_claim)
         if not isinstance(who, str) or not who:
             raise TokenRejected(f"the principal claim {self.settings.principal_claim!r} is not a string")
+        if '"' in who or "::" in who or any(ord(ch) < 0x20 for ch in who):
+            # ``:User::"alice"`` after ``agent:`` would spell another entity type (``agent::User::…``)
+            # than the configured one: the claim is an id, never a piece of entity syntax.
+            raise TokenRejected(f"the principal claim {self.settings.principal_claim!r} is not a plain id")
         principal = self.settings.principal_prefix + who
         try:
             entity_uid(principal, "principal")
