@@ -48,6 +48,7 @@ from fiat.formats.canonical import canonical
 from fiat.formats.encoding import json_digest
 from fiat.persist.protocols import AuthorityStore
 from fiat.prove import evidence as ev
+from fiat.verify.bundle import MAX_RENEWALS
 from fiat.verify.permit import RENEWAL_GRACE as _RENEWAL_GRACE
 from fiat.verify.permit import chain_principals, permit_principal
 from fiat.verify.trust_root import MAX_LINEAGE_DEPTH
@@ -281,6 +282,11 @@ class Decider:
         claims = jws.parse(token).claims
         head, exp, seen = req.parent, parent.exp, {req.parent}
         while (successor := self.store.successor_of(head)) is not None and successor not in seen:
+            if len(seen) > MAX_RENEWALS:  # a bundle carries at most that many renewals per link
+                return (
+                    f"parent permit {req.parent} was renewed more than {MAX_RENEWALS} times; name its live "
+                    "renewal as the parent instead"
+                )
             record = self.recorder.index.permit(successor)
             if record is None:  # claimed, not yet durable: the chain's head is still ``head``
                 break
