@@ -141,10 +141,13 @@ class Gateway:
         url: str | None = None,
         approver_hint: str | None = None,
         parent: str | None = None,
+        on_status: Callable[[str], None] | None = None,
     ) -> None:
         self.cfg, self.config, self.url = cfg, config, url
         #: The permit this gateway's agent acts under, as a sub-agent: every call's permit is its child.
         self.parent = parent
+        #: Told one line per permitted call (``permit pmt_…: <tool> for <principal>``), as ``fiat run`` says it.
+        self.on_status = on_status
         self.containment = Containment.from_config(cfg)
         self.upstreams: dict[str, Upstream] = {
             name: make_upstream(name, s, self.containment) for name, s in config.servers.items()
@@ -277,6 +280,8 @@ class Gateway:
             )
         if remembered is not None:
             self.pending.pop(key, None)  # redeemed
+        if self.on_status is not None:
+            self.on_status(f"permit {boot.session.permit_id}: {name} for {principal}")
         return await self._forward(boot, route, arguments)
 
     def _approval_status(self, approval_id: str) -> str:
