@@ -41,7 +41,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TextIO
 
 import httpx
 from rich.console import Console
@@ -513,7 +513,7 @@ async def _agent_session(demo: Demo, desk: Path) -> list[Scenario]:
     return out
 
 
-def stdio_client_of(params: Any, errlog: IO[str]) -> Any:
+def stdio_client_of(params: Any, errlog: TextIO) -> Any:
     """The SDK's stdio transport, the gateway's stderr (its ``permit pmt_…`` lines) to ``errlog``."""
     from mcp.client.stdio import stdio_client
 
