@@ -43,7 +43,7 @@ from support.mcp_gateway import (
     verified_bundle,
     wait_for,
 )
-from support.processes import FIAT, FiatServer, cli_env
+from support.processes import FIAT, FiatServer, cli_env, free_port
 
 AGENT = REPO / "examples" / "mcp" / "agent.py"
 PLANNER, RESEARCHER = "agent:planner", "agent:researcher"
@@ -241,3 +241,38 @@ def test_the_desktop_config_and_gateway_toml_are_valid() -> None:
     assert cfg.identity is not None and cfg.identity.static == "agent:support-assistant"
     assert cfg.servers["desk"].tools["refund"].resource_argument == "order_id"
     assert os.path.basename(str(cfg.servers["desk"].command[1])) == "server.py"
+
+
+def test_example_agent_over_http_against_the_shipped_gateway_toml(authority: FiatServer, tmp_path: Path) -> None:
+    """``fiat mcp serve --config examples/mcp/gateway.toml`` (its port and interpreter substituted,
+    run from the repository root as it says) reached by ``agent.py --http``."""
+    port = free_port()
+    shipped = (REPO / "examples" / "mcp" / "gateway.toml").read_text()
+    assert "port = 8760" in shipped and 'command = ["python", ' in shipped
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        shipped.replace("port = 8760", f"port = {port}").replace('["python", ', f"[{json.dumps(sys.executable)}, ")
+    )
+    out = tmp_path / "gateway.out"
+    with out.open("wb") as sink:
+        gateway = subprocess.Popen(
+            [*FIAT, "mcp", "serve", "--config", str(config), "--home", str(authority.home), "--url", authority.url],
+            env=gateway_env(tmp_path / "desk.log"), stdout=sink, stderr=subprocess.STDOUT, cwd=REPO,
+        )  # fmt: skip
+    try:
+        wait_for(lambda: gateway.poll() is not None or b"serving" in out.read_bytes(), 30, "the gateway")
+        assert gateway.poll() is None, out.read_text()
+        p = subprocess.run(
+            [sys.executable, str(AGENT), "--json", "--http", f"http://127.0.0.1:{port}/mcp",
+             "--call", 'desk___read_file={"path": "README.md"}', "--call", 'desk___purge_tickets={}'],
+            env=cli_env(), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert p.returncode == 0, p.stdout + p.stderr
+        tools, read, purge = lines(p.stdout)
+        assert "desk___read_file" in tools["tools"] and "desk___purge_tickets" not in tools["tools"]
+        assert read["text"].startswith("# The MCP example") and read["permit"].startswith("pmt_")
+        assert purge["isError"] and purge["text"].startswith("Denied by policy"), purge
+        assert receipt_of(verified_bundle(authority, read["permit"], tmp_path))["outcome"] == "completed"
+    finally:
+        gateway.terminate()
+        gateway.wait(10)
