@@ -94,7 +94,11 @@ def mcp_cmd(
         gateway_config = mcp_settings.one_server(
             server, command=argv, tools=_resource_arguments(resource_argument or [])
         )
-        gateway = Gateway(cfg, gateway_config, url=url, approver_hint=f"--home {cfg.home}",
+        gateway = Gateway(
+            cfg,
+            gateway_config,
+            url=url,
+            approver_hint=f"--home {cfg.home}",
             parent=parent_id,
             on_status=lambda msg: err.print(f"fiat mcp: {msg}", highlight=False, soft_wrap=True),
         )
