@@ -10,6 +10,19 @@ real ``fiat run`` processes:
 4. revoked while running, and halted;
 5. halted because a measured file changed under it.
 
+Then an agent session through the MCP gateway (docs/mcp.md): a real ``fiat mcp`` stdio process
+in front of the example desk server (``examples/mcp/server.py``), driven by the official MCP SDK's
+client in this process:
+
+6. an allowed tool call (a small refund);
+7. a denied one (its model-readable error is shown);
+8. an approval-gated one: the tool error names the approval, the demo approver approves it, and
+   the identical retry is permitted;
+9. a slow call whose permit is revoked mid-call, and halted (the desk gets ``notifications/cancelled``);
+10. a delegated sub-agent: the planner runs under ``fiat run --scope``; its researcher reaches the
+    desk through ``fiat mcp --parent`` (each call's permit a child of the planner's); revoking the
+    planner's permit halts the researcher's call in flight, and the planner.
+
 Each execution's evidence bundle is written and verified offline with the same
 verifier an auditor uses; a summary table follows, and the server stays up
 until Ctrl-C.
@@ -28,7 +41,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TextIO
 
 import httpx
 from rich.console import Console
@@ -39,6 +52,11 @@ from fiat.errors import FiatError
 from fiat.home import init_home, trust_root
 from fiat.serving import check_port_free
 from fiat.verify import Bundle, TrustRoot, verify
+
+#: The example MCP server of a checkout (``make run`` runs in one); an installed package has none.
+DESK = Path(__file__).resolve().parents[2] / "examples" / "mcp" / "server.py"
+#: The gateway's timings: a short heartbeat and grace keep the agent session's halts quick.
+GATEWAY_ENV = {"FIAT_RUNTIME_HEARTBEAT_MS": "100", "FIAT_RUNTIME_HALT_GRACE_MS": "300"}
 
 EXAMPLES = Path(__file__).resolve().parent / "examples" / "policies"
 PERMIT_RE = re.compile(r"permit (pmt_[A-Za-z0-9_-]+)")
@@ -63,6 +81,7 @@ class Demo:
         self.server: subprocess.Popen[str] | None = None
         self.env = {**os.environ, "FIAT_HOME": str(home), "FIAT_SERVER_HOST": host, "FIAT_SERVER_PORT": str(port)}
         self.evidence_dir = home / "evidence"
+        self.bundles = 0
 
     def fiat(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -139,12 +158,13 @@ class Demo:
         context: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
         on_line: Any = None,
+        extra: list[str] | None = None,
     ) -> Scenario:
-        bundle = self.evidence_dir / f"{len(os.listdir(self.evidence_dir)) + 1}-{action.replace(':', '-')}.json"
+        bundle = self.evidence_path(action)
         args = [
             sys.executable, "-m", "fiat.cli.main", "run", "--json",
             "--principal", principal, "--action", action, "--resource", resource,
-            "--context", json.dumps(context or {}), "--evidence", str(bundle), "--", *command,
+            "--context", json.dumps(context or {}), "--evidence", str(bundle), *(extra or []), "--", *command,
         ]  # fmt: skip
         proc = subprocess.Popen(
             args, env={**self.env, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -179,6 +199,24 @@ class Demo:
         if bundle.exists():
             scenario.bundle = bundle
         return scenario
+
+    def evidence_path(self, name: str) -> Path:
+        """The next numbered bundle file (numbered when asked: a running execution writes its own later)."""
+        self.bundles += 1
+        return self.evidence_dir / f"{self.bundles}-{re.sub(r'[^A-Za-z0-9_-]', '-', name)}.json"
+
+    def export_bundle(self, permit_id: str, name: str) -> Path:
+        """``fiat bundle`` in process: the execution's evidence (with its ancestors) from the log."""
+        from fiat.wiring import open_evidence
+
+        recorder = open_evidence(load_config(self.home, require=True))
+        try:
+            bundle = recorder.bundle(permit_id)
+        finally:
+            recorder.close()
+        path = self.evidence_path(name)
+        path.write_text(json.dumps(bundle.to_json(), indent=2) + "\n")
+        return path
 
     def verify_bundles(self, scenarios: list[Scenario]) -> None:
         cfg = load_config(self.home, require=True)
@@ -285,8 +323,12 @@ def play(home: Path, host: str, port: int, console: Console, keep_serving: bool 
                 on_line=tamper,
             )
         )
+        if DESK.exists():
+            scenarios += agent_session(demo, DESK)
+        else:
+            console.print(f"(no {DESK.relative_to(DESK.parents[2])} here: the agent session needs a checkout)")
         demo.verify_bundles(scenarios)
-        table = Table(title="Governed executions", expand=True)
+        table = Table(title="Governed executions and tool calls", expand=True)
         table.add_column("scenario", ratio=3)
         table.add_column("outcome", no_wrap=True)
         table.add_column("exit", no_wrap=True)
@@ -294,7 +336,8 @@ def play(home: Path, host: str, port: int, console: Console, keep_serving: bool 
         table.add_column("evidence", ratio=2)
         for s in scenarios:
             why = s.detail.replace("the permit " + (s.permit or "?"), "the permit")
-            table.add_row(s.name, s.outcome, str(s.exit_code), _shorten(why, 90), s.verified)
+            exit_code = "-" if s.exit_code is None else str(s.exit_code)
+            table.add_row(s.name, s.outcome, exit_code, _shorten(why, 90), s.verified)
         console.print(table)
         console.print(f"evidence bundles: {demo.evidence_dir}   trust root: {home / 'trust-root.json'}")
         console.print("(`fiat` is .venv/bin/fiat after `make run`)")
@@ -316,6 +359,165 @@ def play(home: Path, host: str, port: int, console: Console, keep_serving: bool 
     finally:
         demo.stop()
     return scenarios
+
+
+# -- the agent session through the MCP gateway (scenarios 6-10) ---------------------------------------
+
+
+def agent_session(demo: Demo, desk: Path) -> list[Scenario]:
+    """Scenarios 6-10: the SDK's client drives real ``fiat mcp`` gateway processes (see the module docstring)."""
+    import anyio
+
+    return anyio.run(_agent_session, demo, desk)
+
+
+def _text(result: Any) -> str:
+    return " ".join(getattr(c, "text", "") for c in result.content)
+
+
+def _outcome(result: Any) -> str:
+    said = _text(result)
+    if not result.is_error:
+        return "completed"
+    for prefix, outcome in (("Halted at ", "halted"), ("Denied by policy", "denied"), ("Not called yet", "pending")):
+        if said.startswith(prefix):
+            return outcome
+    return "failed"
+
+
+async def _agent_session(demo: Demo, desk: Path) -> list[Scenario]:
+    import anyio
+    from mcp.client.stdio import StdioServerParameters
+
+    from mcp import Client
+
+    console, home = demo.console, demo.home
+    out: list[Scenario] = []
+
+    def params(principal: str, parent: str | None = None) -> StdioServerParameters:
+        args = ["-m", "fiat.cli.main", "mcp", "--principal", principal, "--name", "desk"]
+        args += ["--resource-argument", "refund=order_id:Order", *(("--parent", parent) if parent else ())]
+        args += ["--", sys.executable, str(desk), "--root", str(desk.parent)]
+        return StdioServerParameters(
+            command=sys.executable, args=args, env={**demo.env, **GATEWAY_ENV}, cwd=os.getcwd()
+        )
+
+    def record(name: str, result: Any, tool: str, outcome: str | None = None) -> Scenario:
+        permit = (result.meta or {}).get("fiat/permit")
+        s = Scenario(name, outcome or _outcome(result), None, permit, _text(result))
+        if permit:
+            s.bundle = demo.export_bundle(permit, tool)
+        out.append(s)
+        return s
+
+    async def revoke_when_called(gateway_log: Path, pick: Any, reason: str) -> str:
+        """Once the gateway has permitted slow_task and the desk runs it, revoke the permit ``pick`` names."""
+
+        def wait() -> str:
+            deadline = time.time() + 20
+            while time.time() < deadline:
+                said = gateway_log.read_text() if gateway_log.exists() else ""
+                target = pick(said)
+                if "desk___slow_task for" in said and target:
+                    time.sleep(0.5)  # the call is on its way to the desk, and running there
+                    return str(target)
+                time.sleep(0.05)
+            raise FiatError("the slow call did not start within 20 s")
+
+        target = await anyio.to_thread.run_sync(wait)
+        await anyio.to_thread.run_sync(lambda: demo.fiat("revoke", "--permit", target, "--reason", reason))
+        return target
+
+    def last_permit(tool: str) -> Any:
+        return lambda said: (
+            [m.group(1) for m in re.finditer(r"permit (pmt_[A-Za-z0-9_-]+): " + tool, said)] or [None]
+        )[-1]
+
+    gateway_log = home / "gateway.log"
+    agent = "agent:support-assistant"
+    with gateway_log.open("w") as errlog:
+        async with Client(stdio_client_of(params(agent), errlog)) as client:
+            tools = sorted(t.name for t in (await client.list_tools()).tools)
+            console.print(f"6. an agent session through the MCP gateway; {agent} may call: {', '.join(tools)}")
+            small = {"order_id": "48213", "amount_cents": 2500, "currency": "EUR"}
+            record("MCP: allowed tool call", await client.call_tool("desk___refund", small), "desk-refund")
+            console.print("7. it asks for a refund no policy permits; the model reads:")
+            denied = await client.call_tool("desk___refund", {**small, "amount_cents": 500000})
+            console.print(f"   [italic]{_shorten(_text(denied), 400)}[/]", highlight=False)
+            record("MCP: denied tool call", denied, "desk-refund")
+            console.print("8. a larger refund needs an approval of ops; the demo approver approves it …")
+            larger = {**small, "amount_cents": 25000}
+            first = await client.call_tool("desk___refund", larger)
+            approval = (first.meta or {}).get("fiat/approval")
+            if approval:
+                await anyio.to_thread.run_sync(
+                    lambda: demo.fiat("approve", str(approval), "--reason", "demo: refund checked")
+                )
+                record(
+                    "MCP: approval granted, retry completed",
+                    await client.call_tool("desk___refund", larger),
+                    "desk-refund",
+                )
+            else:
+                record("MCP: approval granted, retry completed", first, "desk-refund", "no approval asked")
+            console.print("9. a slow tool call starts; an operator revokes its permit mid-call …")
+            async with anyio.create_task_group() as tg:
+                box: list[Any] = []
+
+                async def slow() -> None:
+                    box.append(await client.call_tool("desk___slow_task", {"seconds": 30}))
+
+                tg.start_soon(slow)
+                await revoke_when_called(gateway_log, last_permit("desk___slow_task"), "demo: call revoked")
+            record("MCP: revoked mid-call, halted", box[0], "desk-slow-task")
+
+    console.print("10. the planner (fiat run --scope) starts a researcher sub-agent through the gateway; "
+                  "its permit is revoked …")  # fmt: skip
+    planner = Scenario("MCP: the planner's session (parent), halted")
+    scope = ["--scope", 'desk___read_file@McpServer::"desk"', "--scope", 'desk___slow_task@McpServer::"desk"']
+    ready = threading.Event()
+    runner = threading.Thread(
+        target=demo.run,
+        args=(
+            planner,
+            "agent:planner",
+            "mcp:session",
+            'McpServer::"desk"',
+            [sys.executable, "-c", "import time; time.sleep(60)"],
+        ),
+        kwargs={"extra": scope, "on_line": lambda line, s: ready.set() if PERMIT_RE.search(line) else None},
+        daemon=True,
+    )
+    runner.start()
+    if not await anyio.to_thread.run_sync(lambda: ready.wait(30)) or planner.permit is None:
+        raise FiatError("the planner's run did not start")
+    sub_log = home / "gateway-researcher.log"
+    with sub_log.open("w") as errlog:
+        async with Client(stdio_client_of(params("agent:researcher", planner.permit), errlog)) as client:
+            refused = await client.call_tool("desk___create_ticket", {"title": "outside the planner's scope"})
+            console.print(
+                f"   outside the planner's scope: [italic]{_shorten(_text(refused), 200)}[/]", highlight=False
+            )
+            async with anyio.create_task_group() as tg:
+                box = []
+
+                async def delegated() -> None:
+                    box.append(await client.call_tool("desk___slow_task", {"seconds": 30}))
+
+                tg.start_soon(delegated)
+                parent = planner.permit
+                await revoke_when_called(sub_log, lambda _said: parent, "demo: the planner is stopped")
+    record("MCP: delegated sub-agent, parent revoked, halted", box[0], "desk-slow-task-delegated")
+    await anyio.to_thread.run_sync(runner.join, 30)
+    out.append(planner)
+    return out
+
+
+def stdio_client_of(params: Any, errlog: TextIO) -> Any:
+    """The SDK's stdio transport, the gateway's stderr (its ``permit pmt_…`` lines) to ``errlog``."""
+    from mcp.client.stdio import stdio_client
+
+    return stdio_client(params, errlog=errlog)
 
 
 def _shorten(text: str, width: int) -> str:

@@ -126,7 +126,7 @@ def test_validate_a_broken_schema_or_missing_directory_is_invalid_input(tmp_path
 
 def test_test_the_examples() -> None:
     n = len(cases())
-    assert n == 11  # seven for deploy, shell, refunds and delegation; four for the MCP gateway (mcp.cedar)
+    assert n == 14  # seven for deploy, shell, refunds and delegation; seven for the MCP gateway (mcp.cedar)
     p = fiat("policy", "test", EXAMPLES)
     assert p.returncode == EXIT_OK, show(p)
     assert p.stdout.rstrip().splitlines()[-1] == f"{n} passed, 0 failed", show(p)

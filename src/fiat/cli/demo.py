@@ -16,7 +16,7 @@ def demo(
     port: Annotated[int, typer.Option(help="Listen port.")] = 8750,
     serve: Annotated[bool, typer.Option(help="Keep the authority running after the scenario until Ctrl-C.")] = True,
 ) -> None:
-    """Fiat's main job on embedded defaults: five governed executions, end to end, verified offline."""
+    """Fiat's main job on embedded defaults: governed executions and an MCP agent session, verified offline."""
     from fiat.demo import play
 
     with errors_to_exit():

@@ -2,6 +2,8 @@
 
 * ``fiat mcp --principal agent:NAME [--name SERVER] -- UPSTREAM_CMD ARGS...``: speaks MCP on
   stdin/stdout to the agent, and to the upstream it starts contained (as ``fiat run`` would);
+  with ``--parent PERMIT_ID`` (or ``--parent env``: ``$FIAT_PERMIT_ID``, the permit of the
+  ``fiat run`` that started it) every tool call's permit is a child of that permit;
 * ``fiat mcp serve --config FILE``: streamable HTTP on ``[gateway] host:port`` for several upstreams.
 
 No domain logic here: :mod:`fiat.mcp` governs, :mod:`fiat.api.mcp` serves HTTP.
@@ -9,6 +11,7 @@ No domain logic here: :mod:`fiat.mcp` governs, :mod:`fiat.api.mcp` serves HTTP.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated
@@ -56,6 +59,12 @@ def mcp_cmd(
         list[str] | None,
         typer.Option(help='stdio: TOOL=ARGUMENT:TYPE — the tool\'s Cedar resource is TYPE::"<that argument>".'),
     ] = None,
+    parent: Annotated[
+        str | None,
+        typer.Option(
+            help="stdio: the parent permit id (the agent is a sub-agent); `env` reads $FIAT_PERMIT_ID.",
+        ),
+    ] = None,
     config_file: Annotated[
         Path | None, typer.Option("--config", help="serve: the gateway configuration (TOML).")
     ] = None,
@@ -78,14 +87,41 @@ def mcp_cmd(
         fail(EXIT_INVALID, "no upstream server", "fiat mcp --principal agent:NAME -- UPSTREAM_CMD ARGS...")
     if principal is None:
         fail(EXIT_INVALID, "the stdio face needs --principal (the agent's identity)", "e.g. --principal agent:NAME")
+    parent_id = _parent(parent)
     with errors_to_exit():
         cfg = config(home)
         server = name or default_name(argv)
         gateway_config = mcp_settings.one_server(
             server, command=argv, tools=_resource_arguments(resource_argument or [])
         )
-        gateway = Gateway(cfg, gateway_config, url=url, approver_hint=f"--home {cfg.home}")
+        gateway = Gateway(
+            cfg,
+            gateway_config,
+            url=url,
+            approver_hint=f"--home {cfg.home}",
+            parent=parent_id,
+            on_status=lambda msg: err.print(f"fiat mcp: {msg}", highlight=False, soft_wrap=True),
+        )
         anyio.run(serve_stdio, gateway, principal)
+
+
+def _parent(value: str | None) -> str | None:
+    """``--parent``: a permit id, or ``env`` for ``$FIAT_PERMIT_ID`` (set by ``fiat run`` for its command)."""
+    from fiat.enforce.guard import PERMIT_ENV
+
+    if value is None:
+        return None
+    if value == "env":
+        value = os.environ.get(PERMIT_ENV, "")
+        if not value:
+            fail(
+                EXIT_INVALID,
+                f"--parent env: ${PERMIT_ENV} is not set",
+                "run the agent under `fiat run`, or name the permit",
+            )
+    if not re.fullmatch(r"pmt_[A-Za-z0-9_-]+", value):
+        fail(EXIT_INVALID, f"--parent {value!r} is not a permit id", "a permit id looks like pmt_…")
+    return value
 
 
 def _serve(config_file: Path, url: str | None, home: Path | None) -> None:

@@ -30,6 +30,12 @@ another policy digest makes the next listing ask again.
    ``runtime.halt_grace_ms``; a stdio upstream is then killed with its whole tree and started
    again for later calls (a cancelled request is never answered, MCP 2025-11-25 "Cancellation",
    so nothing can show that it stopped); the agent gets a tool error naming the halt step and reason;
+   a gateway given a ``parent`` permit (the agent is a sub-agent: ``fiat mcp --parent``) asks for
+   every call's permit as that permit's **child** (docs/formats.md, "Delegation"): the authority
+   attenuates it (the parent's scope, every ancestor principal's Cedar, the parent chain's expiry,
+   depth) or refuses it (``delegation refused: …``, a denial like any other), and a revocation of
+   the parent (or of any ancestor, or of a principal of the chain) covers the call's permit, so its
+   guard halts it;
 5. the call ended: trust must still hold (a final check; else the result is withheld as a halt);
    the receipt (runtime key, verification chain, ``argumentsDigest``, ``resultDigest``) is
    spooled and uploaded as ``fiat run``'s is; the result goes back with ``_meta`` ``fiat/permit``
@@ -138,8 +144,14 @@ class Gateway:
         *,
         url: str | None = None,
         approver_hint: str | None = None,
+        parent: str | None = None,
+        on_status: Callable[[str], None] | None = None,
     ) -> None:
         self.cfg, self.config, self.url = cfg, config, url
+        #: The permit this gateway's agent acts under, as a sub-agent: every call's permit is its child.
+        self.parent = parent
+        #: Told one line per permitted call (``permit pmt_…: <tool> for <principal>``), as ``fiat run`` says it.
+        self.on_status = on_status
         self.containment = Containment.from_config(cfg)
         self.upstreams: dict[str, Upstream] = {
             name: make_upstream(name, s, self.containment) for name, s in config.servers.items()
@@ -261,7 +273,12 @@ class Gateway:
                 self.pending.pop(key, None)  # denied, expired or used: a new request opens a new approval
                 remembered = None
         boot = governor.session(
-            principal=principal, action=name, resource=resource, context=arguments, approval_id=remembered
+            principal=principal,
+            action=name,
+            resource=resource,
+            context=arguments,
+            parent=self.parent,
+            approval_id=remembered,
         )
         try:
             await anyio.to_thread.run_sync(boot.establish)
@@ -277,6 +294,8 @@ class Gateway:
             )
         if remembered is not None:
             self.pending.pop(key, None)  # redeemed
+        if self.on_status is not None:
+            self.on_status(f"permit {boot.session.permit_id}: {name} for {principal}")
         return await self._forward(boot, route, arguments)
 
     def _approval_status(self, approval_id: str) -> str:
@@ -304,7 +323,12 @@ class Gateway:
     @staticmethod
     def _denial_text(exc: Denied, principal: str, name: str, resource: str) -> str:
         reasons = [r for r in exc.decision.get("reasons") or [] if isinstance(r, str)] or [exc.reason]
-        if any(r.startswith("forbidden by policy") for r in reasons):
+        if any(r.startswith("delegation refused") for r in reasons):
+            needed = (
+                "the parent permit to cover the call (its scope, what its principals are permitted, "
+                "its lifetime): ask the agent that started this one"
+            )
+        elif any(r.startswith("forbidden by policy") for r in reasons):
             needed = "the forbidding policy not to apply: different arguments, or a change of policy by its owners"
         else:
             needed = (
