@@ -30,9 +30,8 @@ from typing import Any
 
 import anyio
 import mcp_types as types
-from mcp.client.stdio import StdioServerParameters
-
 from mcp import Client
+from mcp.client.stdio import StdioServerParameters
 
 HERE = Path(__file__).resolve().parent
 #: What the agent does when no --call is given: a read, a ticket, a small refund, one too large.

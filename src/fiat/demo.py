@@ -387,9 +387,8 @@ def _outcome(result: Any) -> str:
 
 async def _agent_session(demo: Demo, desk: Path) -> list[Scenario]:
     import anyio
-    from mcp.client.stdio import StdioServerParameters
-
     from mcp import Client
+    from mcp.client.stdio import StdioServerParameters
 
     console, home = demo.console, demo.home
     out: list[Scenario] = []

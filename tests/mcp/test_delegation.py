@@ -26,9 +26,9 @@ from typing import Any
 import anyio
 import mcp_types as types
 import pytest
+from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from mcp import Client
 from support import REPO
 from support.mcp_gateway import (
     DESK,
