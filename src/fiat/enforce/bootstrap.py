@@ -136,43 +136,20 @@ def open_session(
     settings: GuardSettings | None = None,
     scope: list[dict[str, str]] | None = None,
 ) -> Bootstrap:
-    """Build the session for one governed execution of ``argv`` in ``cwd``."""
-    settings = settings or guard_settings(cfg)
-    url = authority_url(cfg, url)
-    rec, key = keyring(cfg).signing_key("runtime", cfg.runtime.name or None)
-    root = trust_root(cfg)
-    measurer = default_measurer(list(argv), cwd, cfg.runtime.files, cfg.runtime.env_allowlist)
-    client = AuthorityClient(url)
+    """Build the session for one governed execution of ``argv`` in ``cwd``: a :class:`Governor` of
+    its own, whose client and trust subscription the session owns (``release()`` closes them)."""
+    governor = Governor.open(cfg, argv=argv, cwd=cwd, url=url, settings=settings)
     try:
-        monitor = TrustMonitor.shared(url, root)
-    except BaseException:
-        client.close()
-        raise
-    spool = ReceiptSpool(cfg.home)
-    try:
-        session = Session(
-            client,
-            root,
-            Runtime(rec.kid, key),
-            monitor,
-            measurer,
-            principal,
-            action,
-            resource,
-            context,
-            parent,
-            settings,
-            scope=scope,
+        boot = governor.session(
+            principal=principal, action=action, resource=resource, context=context, parent=parent, scope=scope
         )
     except BaseException:  # e.g. a malformed principal: nothing may stay open
-        monitor.release()
-        client.close()
+        governor.release()
         raise
     # DPoP proofs are dated on the session's steady clock, as every other time it writes.
-    client.clock = session.now
-    upload_s = cfg.runtime.receipt_upload_s
-    flusher = Flusher(spool, url, upload_s, runtime_key=key)
-    return Bootstrap(session, client, monitor, url, spool, upload_s, flusher)
+    governor.client.clock = boot.session.now
+    boot.owned = True
+    return boot
 
 
 @dataclass
@@ -227,6 +204,7 @@ class Governor:
         context: dict[str, Any],
         parent: str | None = None,
         approval_id: str | None = None,
+        scope: list[dict[str, str]] | None = None,
     ) -> Bootstrap:
         """One execution's session on the shared parts (its ``release()`` closes nothing shared)."""
         session = Session(
@@ -242,6 +220,7 @@ class Governor:
             parent,
             self.settings,
             approval_id=approval_id,
+            scope=scope,
         )
         upload_s = self.cfg.runtime.receipt_upload_s
         return Bootstrap(session, self.client, self.monitor, self.url, self.spool, upload_s, self.flusher, owned=False)
