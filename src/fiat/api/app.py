@@ -11,7 +11,7 @@
 * ``POST /v1/revocations``, ``POST /v1/enrollments``, ``POST /v1/policies`` — admin (bearer).
 * ``GET /v1/trust/state``, ``GET /v1/trust/stream`` (server-sent events) — the signed trust state.
 * ``GET /metrics`` (Prometheus text), ``GET /healthz``, ``/log/...`` (C2SP tlog-tiles),
-  ``/docs`` and ``/redoc`` (served offline).
+  ``/docs`` and ``/redoc`` (served offline), ``/ui/`` (the five web surfaces, :mod:`fiat.api.routes.ui`).
 
 On SIGTERM/SIGINT the server drains (:mod:`fiat.serving`): no new permits, receipts
 still accepted, ``event: going-away`` on every trust stream, then it exits.
@@ -37,7 +37,7 @@ from fiat.api.credentials import Credentials, read_admin_token
 from fiat.api.docs import install_docs
 from fiat.api.limits import BodyLimit
 from fiat.api.problems import install_handlers
-from fiat.api.routes import admin, approvals, authorize, evidence, ops, permits, trust
+from fiat.api.routes import admin, approvals, authorize, evidence, ops, permits, trust, ui
 from fiat.api.routes.log import log_routes
 from fiat.authorize.authority import Authority
 from fiat.config import Config
@@ -98,7 +98,7 @@ def create_app(
     app.state.drain = ctx.drain
     install_handlers(app, metrics)
     install_docs(app)
-    for area in (authorize, approvals, permits, evidence, admin, trust, ops):
+    for area in (authorize, approvals, permits, evidence, admin, trust, ops, ui):
         area.install(app, ctx)
     app.router.routes.extend(log_routes(auth.log))
     ops.install_index(app, ctx)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import FastAPI
-from fastapi.responses import PlainTextResponse, Response
+from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 
 from fiat import __version__
 from fiat.api.context import ApiContext
@@ -38,7 +38,11 @@ def install_index(app: FastAPI, ctx: ApiContext) -> None:
     auth = ctx.authority
 
     @app.get("/", include_in_schema=False)
-    def index() -> Response:
+    def index(request: Request) -> Response:
+        # A browser (it asks for HTML) is sent to the web pages; a script gets the plain-text summary.
+        if "text/html" in request.headers.get("accept", ""):
+            return RedirectResponse("/ui/", status_code=303)
         return PlainTextResponse(
-            f"Fiat {__version__}\nAPI: /docs\nlog: /log/checkpoint\nverifier key: {auth.log.verifier.encode()}\n"
+            f"Fiat {__version__}\nweb: /ui/\nAPI: /docs\nlog: /log/checkpoint\n"
+            f"verifier key: {auth.log.verifier.encode()}\n"
         )
