@@ -76,6 +76,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
+        ctx.events.bind(asyncio.get_running_loop())
         task = asyncio.create_task(ctx.broadcaster.run())
         try:
             yield
@@ -96,6 +97,7 @@ def create_app(
     app.state.broadcaster = ctx.broadcaster
     app.state.metrics = metrics
     app.state.drain = ctx.drain
+    app.state.events = ctx.events
     install_handlers(app, metrics)
     install_docs(app)
     for area in (authorize, approvals, permits, evidence, admin, trust, ops, ui):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fiat.api.broadcaster import TrustBroadcaster
 from fiat.api.credentials import Credentials
+from fiat.api.events import EventHub
 from fiat.authorize.authority import Authority
 from fiat.serving import Drain
 
@@ -18,3 +19,4 @@ class ApiContext:
     credentials: Credentials
     metrics: Counter[str]
     drain: Drain  # the shutdown drain (fiat.serving): what is refused while the server drains
+    events: EventHub = field(default_factory=EventHub)  # /v1/events/stream: what the web pages watch
