@@ -4,7 +4,10 @@ FastAPI's own pages load their JavaScript and CSS from a CDN, so on a machine
 without Internet access they are blank. These pages reference only same-origin
 URLs under ``/docs/assets/``, served from the files the ``fastapi-offline``
 distribution installs (Swagger UI 5 and ReDoc 2 builds, MIT / Apache-2.0).
-Swagger UI's online validator badge (an image from another origin) is off.
+Swagger UI's online validator badge (an image from another origin) is off, and ReDoc's
+"API docs by Redocly" footer logo, which its build loads from ``cdn.redoc.ly``, is pointed at
+the same-origin favicon as the file is served (``tests/ui/test_pages.py`` watches a real
+browser render both pages with no request to another host).
 """
 
 from __future__ import annotations
@@ -29,21 +32,28 @@ CACHE_ASSETS = "public, max-age=86400"
 class Asset(NamedTuple):
     file: str
     media_type: str
+    #: (what, with): a reference to another origin inside the build, replaced as the file is served.
+    rewrite: tuple[bytes, bytes] | None = None
 
 
 #: The only files served under /docs/assets/: fixed names, no path from the request reaches the file system.
 ASSETS: dict[str, Asset] = {
     "swagger-ui-bundle.js": Asset("swagger-ui-bundle.js", "text/javascript; charset=utf-8"),  # RFC 9239 §6
     "swagger-ui.css": Asset("swagger-ui.css", "text/css; charset=utf-8"),
-    "redoc.standalone.js": Asset("redoc.standalone.js", "text/javascript; charset=utf-8"),
+    "redoc.standalone.js": Asset(
+        "redoc.standalone.js",
+        "text/javascript; charset=utf-8",
+        (b"https://cdn.redoc.ly/redoc/logo-mini.svg", ASSETS_PREFIX.encode() + b"/favicon.png"),
+    ),
     "favicon.png": Asset("favicon.png", "image/png"),
 }
 
 
 @cache
-def _read(file: str) -> bytes:
+def _read(file: str, rewrite: tuple[bytes, bytes] | None = None) -> bytes:
     try:
-        return (importlib.resources.files(ASSETS_PACKAGE) / "static" / file).read_bytes()
+        body = (importlib.resources.files(ASSETS_PACKAGE) / "static" / file).read_bytes()
+        return body if rewrite is None else body.replace(*rewrite)
     except (ModuleNotFoundError, FileNotFoundError) as exc:
         detail = f"the API documentation's files are not installed (pip install {ASSETS_DISTRIBUTION})"
         raise Problem(503, "Service Unavailable", detail) from exc
@@ -94,6 +104,8 @@ def install_docs(app: FastAPI, docs_url: str = "/docs", redoc_url: str = "/redoc
 
 def _asset_endpoint(asset: Asset) -> Callable[[Request], Awaitable[Response]]:
     async def serve(_: Request) -> Response:
-        return Response(_read(asset.file), media_type=asset.media_type, headers={"Cache-Control": CACHE_ASSETS})
+        return Response(
+            _read(asset.file, asset.rewrite), media_type=asset.media_type, headers={"Cache-Control": CACHE_ASSETS}
+        )
 
     return serve
