@@ -135,6 +135,22 @@ def bench_mcp(
     _report(result, render_markdown, as_json)
 
 
+@bench_app.command("ui")
+def bench_ui(
+    as_json: JsonOpt = False,
+    loads: Annotated[int, typer.Option(help="Cold loads of each page.")] = 5,
+    verifications: Annotated[int, typer.Option(help="In-browser verifications of the bundle.")] = 20,
+) -> None:
+    """Each web page's weight and first paint in real Chromium; in-browser verification beside the CLI's."""
+    from fiat.bench.ui import render_markdown, run_ui_bench
+
+    if loads < 1 or verifications < 2:
+        fail(EXIT_INVALID, f"--loads {loads} --verifications {verifications}", "--loads ≥ 1, --verifications ≥ 2")
+    with errors_to_exit():
+        result = run_ui_bench(loads=loads, verifications=verifications, console=None if as_json else err)
+    _report(result, render_markdown, as_json)
+
+
 def _report(result: dict[str, Any], render: Callable[[dict[str, Any]], str], as_json: bool) -> None:
     """A benchmark's result: camelCase JSON for machines, or the Markdown of BENCHMARKS.md."""
     if as_json:
