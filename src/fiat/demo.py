@@ -23,6 +23,9 @@ client in this process:
     desk through ``fiat mcp --parent`` (each call's permit a child of the planner's); revoking the
     planner's permit halts the researcher's call in flight, and the planner.
 
+Scenarios 1-5 are :data:`fiat.demo_runs.SCENARIOS`, the list the demo page (``/ui/demo``) launches
+too: the demo home sets ``[ui] demo_controls``, so that page's controls need no admin token there.
+
 Each execution's evidence bundle is written and verified offline with the same
 verifier an auditor uses; a summary table follows, and the server stays up
 until Ctrl-C.

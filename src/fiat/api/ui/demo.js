@@ -133,8 +133,11 @@ function setState(run, value, label = value) {
   run.state.textContent = label;
 }
 
+/** Children with a space between each (the text reads right to a screen reader and in a copy). */
+const spaced = (...children) => children.filter((c) => c !== null && c !== "").flatMap((c, i) => (i ? [" ", c] : [c]));
+
 function item(run, ev, ...children) {
-  const li = h("li", { "data-phase": ev.phase, "data-seq": ev.seq }, stamp(ev), ...children);
+  const li = h("li", { "data-phase": ev.phase, "data-seq": ev.seq }, ...spaced(stamp(ev), ...children));
   run.timeline.append(li);
   return li;
 }
@@ -149,7 +152,7 @@ function onRun(ev) {
     run.permit.textContent = ev.permitId;
     run.permit.title = ev.permitId;
   }
-  if (ev.phase !== "heartbeat") run.heartbeat = null;
+  if (ev.phase !== "heartbeat" && ev.phase !== "output") run.heartbeat = null; // output lines do not break a run of beats
   switch (ev.phase) {
     case "started":
       item(run, ev, h("span", { class: "what" }, "Started"), `fiat run, process ${ev.pid}`);
@@ -170,10 +173,12 @@ function onRun(ev) {
       const li = run.heartbeat;
       li.count += 1;
       li.replaceChildren(
-        stamp(ev),
-        h("span", { class: "what" }, `Heartbeat #${ev.n} verified`),
-        h("span", { class: "muted count" }, li.count > 1 ? `(${li.count} in a row)` : ""),
-        checkList(run.checks, null),
+        ...spaced(
+          stamp(ev),
+          h("span", { class: "what" }, `Heartbeat #${ev.n} verified`),
+          li.count > 1 ? h("span", { class: "muted count" }, `(${li.count} in a row)`) : null,
+          checkList(run.checks, null),
+        ),
       );
       li.dataset.seq = ev.seq;
       break;
@@ -185,12 +190,12 @@ function onRun(ev) {
       item(run, ev, h("span", { class: "what" }, "Revoked from this page"), "permit ", h("code", {}, ev.revokedPermit), ` — revocation at log index ${ev.logIndex}, pushed on the trust stream`);
       break;
     case "halt":
-      item(run, ev, h("span", { class: "what" }, "Halted at "), h("strong", { class: "halted step" }, ev.step), `: ${ev.reason}`, h("div", {}, checkList(run.checks.length ? run.checks : [ev.step], ev.step)));
+      item(run, ev, h("span", { class: "what" }, "Halted at"), h("strong", { class: "halted step" }, ev.step), `— ${ev.reason}`, h("div", {}, checkList(run.checks.length ? run.checks : [ev.step], ev.step)));
       setState(run, "halted", `halted at ${ev.step}`);
       run.revokeButton.disabled = true;
       break;
     case "receipt":
-      item(run, ev, h("span", { class: "what" }, "Receipt logged"), `at log index ${ev.logIndex} — `, h("a", { href: `/ui/verify#${encodeURIComponent(ev.permitId || "")}`, class: "verify-link" }, "verify in browser"));
+      item(run, ev, h("span", { class: "what" }, "Receipt logged"), `at log index ${ev.logIndex} —`, h("a", { href: `/ui/verify#${encodeURIComponent(ev.permitId || "")}`, class: "verify-link" }, "verify in browser"));
       break;
     case "output":
       run.lines += 1;
