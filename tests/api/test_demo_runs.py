@@ -6,7 +6,7 @@ launches is a real ``fiat run`` child of that server (:mod:`fiat.demo_runs`):
 * who may launch: nobody without the admin token on a home that is not a demo home (401), a
   wrong token neither; the admin token may; on a demo home (``[ui] demo_controls``) anyone may
   from the server's own pages, but not a request another site's page makes (``Origin``,
-  ``Sec-Fetch-Site``: 403);
+  ``Sec-Fetch-Site``, a ``Host`` that is not the server's own: 403);
 * the demo route revokes only runs its runner launched: a permit of some other execution,
   named in its path, is refused (404) and stays unrevoked (the other run keeps running);
 * a measured file changed under a running job halts it at ``environment``, with a receipt;
@@ -174,6 +174,8 @@ def test_a_demo_home_lets_its_own_pages_launch_but_no_other_site(demo_server: Fi
         {"Origin": "http://evil.example"},
         {"Origin": "http://127.0.0.1:1"},  # another port is another origin
         {"Sec-Fetch-Site": "cross-site"},
+        # DNS rebinding: another site's name, resolved to this server; its Origin matches its Host.
+        {"Host": f"evil.example:{demo_server.port}", "Origin": f"http://evil.example:{demo_server.port}"},
     ):
         r = launch(demo_server, "denied", headers)
         assert r.status_code == 403 and r.headers["content-type"].startswith(PROBLEM), (headers, r.text)

@@ -19,10 +19,12 @@ Who may launch and revoke: the admin bearer token; or, with no ``Authorization``
 all, anyone reaching a server whose home sets ``[ui] demo_controls = true`` (``fiat demo``
 sets it for its own home). Without an admin credential a request must come from this
 server's own pages: a browser's ``Origin`` (or ``Sec-Fetch-Site: cross-site``) naming another
-site is refused (403), so no other web page can drive the controls through a visitor's
-browser. Reading (scenarios, runs, the stream) needs nothing: what the runs say is in the
-public log too. While the server drains no run starts (503), and every run still going is
-ended (:func:`stop_on_drain`): SIGTERM, so that its guard halts it with a receipt.
+site is refused (403), and so is a ``Host`` that is neither the public URL's
+(``server.public_url``) nor the loopback's on its port (DNS rebinding), so no other web page
+can drive the controls through a visitor's browser. Reading (scenarios, runs, the stream)
+needs nothing: what the runs say is in the public log too. While the server drains no run
+starts (503), and every run still going is ended (:func:`stop_on_drain`): SIGTERM, so that
+its guard halts it with a receipt.
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ class DemoRunBody(Strict):
 def install(app: FastAPI, ctx: ApiContext, runner: DemoRunner, *, demo_controls: bool) -> None:
     auth, drain = ctx.authority, ctx.drain
     mode = "demo-home" if demo_controls else "admin-token"
+    # The names this server answers to as itself: its public URL's, and the loopback's on its port.
+    public = urlsplit(runner.url)
+    port = public.port or (443 if public.scheme == "https" else 80)
+    own_hosts = {public.netloc.lower(), *(f"{name}:{port}" for name in ("localhost", "127.0.0.1", "[::1]"))}
 
     def control(request: Request) -> str:
         """The admin token, or (no ``Authorization`` header) a demo home and a same-origin caller."""
@@ -70,8 +76,12 @@ def install(app: FastAPI, ctx: ApiContext, runner: DemoRunner, *, demo_controls:
             ctx.credentials.require_admin(request)
             return "admin"
         origin = request.headers.get("origin")
-        host = request.headers.get("host", "")
-        if (origin is not None and urlsplit(origin).netloc != host) or request.headers.get(
+        host = request.headers.get("host", "").lower()
+        if host not in own_hosts:  # DNS rebinding: another site's name resolved to this server
+            raise ctx.credentials.refuse(
+                403, f"the demo's controls answer requests to {public.netloc} (or the loopback) only, not to {host!r}"
+            )
+        if (origin is not None and urlsplit(origin).netloc.lower() != host) or request.headers.get(
             "sec-fetch-site"
         ) == "cross-site":
             raise ctx.credentials.refuse(
