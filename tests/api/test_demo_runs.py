@@ -30,10 +30,10 @@ import httpx
 import pytest
 
 from fiat.config import load_config
-from fiat.demo_runs import MAX_RUNNING
+from fiat.demo_runs import MAX_OUTPUT_BYTES, MAX_RUNNING, DemoClosed, DemoRunner
 from fiat.errors import ConfigError
 from support import EXAMPLES
-from support.processes import FIAT, FiatServer, clean_env, cli_env, ok
+from support.processes import FIAT, FiatServer, clean_env, cli_env, free_port, ok
 from support.processes import fiat_text as fiat_cli
 
 PROBLEM = "application/problem+json"
@@ -290,3 +290,26 @@ def test_demo_controls_is_a_boolean_setting(tmp_path: Path) -> None:
         (tmp_path / "fiat.toml").write_text("[ui]\ndemo_controls = 1\n")
         with pytest.raises(ConfigError, match="true or false"):
             load_config(tmp_path)
+
+
+def test_a_run_that_cannot_reach_its_authority_ends_not_established_and_output_is_capped(tmp_path: Path) -> None:
+    """The runner on its own (no server): ``fiat run`` fails closed, and what a run says is bounded."""
+    home = tmp_path / "home"
+    ok(fiat_cli("init", "--home", home, "--json"))
+    published: list[dict[str, Any]] = []
+    runner = DemoRunner(home, f"http://127.0.0.1:{free_port()}", published.append, env=cli_env())
+    run = runner.launch("allowed")
+    assert run.ended.wait(60), runner.runs()
+    phases = [e["phase"] for e in published]
+    assert phases[0] == "started" and phases[-1] == "exit" and "permit" not in phases, phases
+    assert run.outcome == "not-established" and run.exit_code == 126, published[-1]
+    assert published == runner.replay() and [e["seq"] for e in published] == list(range(1, len(published) + 1))
+    before = len(published)
+    for _ in range(40):
+        runner._output(run, "x" * 1000, "command")
+    said = published[before:]
+    assert sum(len(e["text"]) for e in said) <= MAX_OUTPUT_BYTES + 100
+    assert said[-1]["text"].startswith("(output past") and len(said) < 20
+    runner.stop()
+    with pytest.raises(DemoClosed):
+        runner.launch("allowed")
