@@ -117,6 +117,12 @@ SETTINGS: dict[tuple[str, str], tuple[type, Any, str]] = {
         "PEM CA bundle that clients (`fiat run`, the CLI) verify an https:// authority with "
         "(relative paths are inside the home). Empty: the system trust store.",
     ),
+    ("ui", "demo_controls"): (
+        bool,
+        False,
+        "Let anyone who reaches the server launch the demo's scenarios and revoke the runs it launched "
+        "(/ui/demo) without the admin token. For a demo home only (`fiat demo` sets it for its own).",
+    ),
 }
 
 
@@ -189,6 +195,11 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class UiSettings:
+    demo_controls: bool
+
+
+@dataclass(frozen=True)
 class Config:
     home: Path
     log: LogSettings
@@ -197,6 +208,7 @@ class Config:
     storage: StorageSettings
     server: ServerSettings
     mcp: McpSettings
+    ui: UiSettings = UiSettings(demo_controls=False)
     sources: dict[str, str] = field(default_factory=dict)  # "section.key" -> "default" | "fiat.toml" | "env NAME"
 
     @property
@@ -239,7 +251,17 @@ class Config:
         return public_url_for(self, self.server.host, self.server.port)
 
 
+#: How a boolean setting may be spelled in the environment (TOML has its own true/false).
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
 def _coerce(value: Any, typ: type, where: str) -> Any:
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
     if typ is int:
         if isinstance(value, bool):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
@@ -304,6 +326,7 @@ def load_config(home: str | Path | None = None, *, require: bool = False) -> Con
         storage=StorageSettings(**values["storage"]),
         server=ServerSettings(**values["server"]),
         mcp=McpSettings(**values["mcp"]),
+        ui=UiSettings(**values["ui"]),
         sources=sources,
     )
     _validate(cfg)
@@ -428,7 +451,8 @@ def render_default_config(origin: str) -> str:
             section = sec
         value = origin if (sec, key) == ("log", "origin") else default
         lines.append(f"# {help_text}")
-        lines.append(f"{key} = {json.dumps(value)}" if isinstance(value, str | list) else f"{key} = {value}")
+        literal = json.dumps(value) if isinstance(value, str | list | bool) else str(value)
+        lines.append(f"{key} = {literal}")
     return "\n".join(lines) + "\n"
 
 

@@ -23,6 +23,9 @@ client in this process:
     desk through ``fiat mcp --parent`` (each call's permit a child of the planner's); revoking the
     planner's permit halts the researcher's call in flight, and the planner.
 
+Scenarios 1-5 are :data:`fiat.demo_runs.SCENARIOS`, the list the demo page (``/ui/demo``) launches
+too: the demo home sets ``[ui] demo_controls``, so that page's controls need no admin token there.
+
 Each execution's evidence bundle is written and verified offline with the same
 verifier an auditor uses; a summary table follows, and the server stays up
 until Ctrl-C.
@@ -47,7 +50,8 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from fiat.config import load_config
+from fiat.config import CONFIG_NAME, load_config
+from fiat.demo_runs import APPROVAL_RE, BY_NAME, PERMIT_RE, DemoScenario
 from fiat.errors import FiatError
 from fiat.home import init_home, trust_root
 from fiat.serving import check_port_free
@@ -59,8 +63,8 @@ DESK = Path(__file__).resolve().parents[2] / "examples" / "mcp" / "server.py"
 GATEWAY_ENV = {"FIAT_RUNTIME_HEARTBEAT_MS": "100", "FIAT_RUNTIME_HALT_GRACE_MS": "300"}
 
 EXAMPLES = Path(__file__).resolve().parent / "examples" / "policies"
-PERMIT_RE = re.compile(r"permit (pmt_[A-Za-z0-9_-]+)")
-APPROVAL_RE = re.compile(r"approval (apr_[A-Za-z0-9_-]+) pending")
+#: The shared scenarios (fiat.demo_runs) ``fiat demo`` plays as 1-5, in this order.
+NAMES = ("allowed", "denied", "approval", "long-job", "file-changed")
 
 
 @dataclass
@@ -100,6 +104,7 @@ class Demo:
                 raise FiatError(f"{self.home} exists and is not a Fiat home; choose another --home")
             shutil.rmtree(self.home)  # a fresh demo home every time
         init_home(self.home)
+        enable_demo_controls(self.home)
         self.fiat("keys", "add", "--role", "approver", "--name", "demo-approver", "--group", "ops")
         self.evidence_dir.mkdir()
         published = self.fiat("policy", "publish", str(EXAMPLES))
@@ -146,6 +151,19 @@ class Demo:
                 self.server.wait(10)
             except subprocess.TimeoutExpired:
                 self.server.kill()
+
+    def play_scenario(self, spec: DemoScenario, env: dict[str, str] | None = None, on_line: Any = None) -> Scenario:
+        """One of the shared scenarios (:data:`fiat.demo_runs.SCENARIOS`), as ``fiat run`` plays it."""
+        return self.run(
+            Scenario(spec.row),
+            spec.principal,
+            spec.action,
+            spec.resource,
+            spec.argv(),
+            dict(spec.context),
+            env=env,
+            on_line=on_line,
+        )
 
     # -- one governed execution, in the background, with its stderr watched
     def run(
@@ -231,35 +249,28 @@ class Demo:
             s.verified = "✓ verified" if result.verified else f"✗ {failed.name if failed else '?'}"
 
 
+def enable_demo_controls(home: Path) -> None:
+    """``[ui] demo_controls = true`` in the demo home's ``fiat.toml``: its page's controls need no
+    admin token (:mod:`fiat.api.routes.demo`). Only ``fiat demo``'s own, freshly made home."""
+    path = home / CONFIG_NAME
+    text = path.read_text(encoding="utf-8")
+    if "\ndemo_controls = false\n" not in text:
+        raise FiatError(f"{path} has no `demo_controls = false` line to turn on (was it written by `fiat init`?)")
+    path.write_text(text.replace("\ndemo_controls = false\n", "\ndemo_controls = true\n"), encoding="utf-8")
+
+
 def play(home: Path, host: str, port: int, console: Console, keep_serving: bool = True) -> list[Scenario]:
     demo = Demo(home, host, port, console)
     console.print(f"[bold]Fiat demo[/] — home {home}, authority and log at {demo.url}")
     demo.start()
     scenarios: list[Scenario] = []
     try:
-        py = sys.executable
-        # 1. allowed and completed
+        # 1-5: the `fiat run` scenarios, as the demo page (/ui/demo) launches them too (fiat.demo_runs).
+        allowed, denied, approval, long_job, file_changed = (BY_NAME[n] for n in NAMES)
         console.print("1. the release bot runs a command in its repository …")
-        scenarios.append(
-            demo.run(
-                Scenario("allowed, completed"),
-                "agent:release-bot",
-                "shell:run",
-                "repo:fiat",
-                [py, "-c", "print('built and tested')"],
-            )
-        )
-        # 2. denied
+        scenarios.append(demo.play_scenario(allowed))
         console.print("2. the support assistant tries the same …")
-        scenarios.append(
-            demo.run(
-                Scenario("denied by policy"),
-                "agent:support-assistant",
-                "shell:run",
-                "repo:fiat",
-                [py, "-c", "print('should never run')"],
-            )
-        )
+        scenarios.append(demo.play_scenario(denied))
 
         # 3. approval required, granted by the demo approver
         console.print("3. the release bot deploys the critical payments service (needs approval) …")
@@ -270,17 +281,7 @@ def play(home: Path, host: str, port: int, console: Console, keep_serving: bool 
                 console.print(f"   approval {m.group(1)} requested; the demo approver approves it")
                 demo.fiat("approve", m.group(1), "--reason", "demo: change reviewed")
 
-        scenarios.append(
-            demo.run(
-                Scenario("approval granted, completed"),
-                "agent:release-bot",
-                "deploy",
-                "service:payments",
-                [py, "-c", "import time; time.sleep(0.5); print('deployed payments 2.4.0')"],
-                {"version": "2.4.0", "replicas": 4},
-                on_line=approve,
-            )
-        )
+        scenarios.append(demo.play_scenario(approval, on_line=approve))
 
         # 4. revoked mid-run
         console.print("4. a long job starts; an operator revokes its permit while it runs …")
@@ -291,16 +292,7 @@ def play(home: Path, host: str, port: int, console: Console, keep_serving: bool 
                 time.sleep(1.0)
                 demo.fiat("revoke", "--permit", m.group(1), "--reason", "demo: operator revoked the job")
 
-        scenarios.append(
-            demo.run(
-                Scenario("revoked mid-run, halted"),
-                "agent:release-bot",
-                "shell:run",
-                "repo:fiat",
-                [py, "-c", "import time; time.sleep(60)"],
-                on_line=revoke,
-            )
-        )
+        scenarios.append(demo.play_scenario(long_job, on_line=revoke))
 
         # 5. a measured file changes under a running job
         console.print("5. a job runs with a measured config file; the file is changed under it …")
@@ -312,17 +304,7 @@ def play(home: Path, host: str, port: int, console: Console, keep_serving: bool 
                 time.sleep(1.0)
                 watched.write_text("replicas = 300  # changed while running\n")
 
-        scenarios.append(
-            demo.run(
-                Scenario("file changed, halted"),
-                "agent:release-bot",
-                "shell:run",
-                "repo:fiat",
-                [py, "-c", "import time; time.sleep(60)"],
-                env={"FIAT_RUNTIME_FILES": str(watched)},
-                on_line=tamper,
-            )
-        )
+        scenarios.append(demo.play_scenario(file_changed, env={"FIAT_RUNTIME_FILES": str(watched)}, on_line=tamper))
         if DESK.exists():
             scenarios += agent_session(demo, DESK)
         else:

@@ -33,6 +33,8 @@ def test_demo_plays_every_scenario_and_verifies_the_evidence(tmp_path: Path) -> 
     assert "outside the planner's scope" in out and "delegation refused" in out, out
     assert "covered by the revocation of" in out, out
     assert out.count("✓ verified") == 9, out
+    # The demo home's page controls need no admin token (fiat.api.routes.demo).
+    assert "\ndemo_controls = true\n" in (home / "fiat.toml").read_text()
     # The evidence on disk verifies independently of the demo's own check.
     root = TrustRoot.parse((home / "trust-root.json").read_bytes())
     bundles = sorted((home / "evidence").glob("*.json"))

@@ -12,6 +12,7 @@
 * ``GET /v1/trust/state``, ``GET /v1/trust/stream`` (server-sent events) — the signed trust state.
 * ``GET /metrics`` (Prometheus text), ``GET /healthz``, ``/log/...`` (C2SP tlog-tiles),
   ``/docs`` and ``/redoc`` (served offline), ``/ui/`` (the five web surfaces, :mod:`fiat.api.routes.ui`).
+* ``/v1/demo/...`` — the demo page's scenarios and runs (:mod:`fiat.api.routes.demo`).
 
 On SIGTERM/SIGINT the server drains (:mod:`fiat.serving`): no new permits, receipts
 still accepted, ``event: going-away`` on every trust stream, then it exits.
@@ -37,10 +38,11 @@ from fiat.api.credentials import Credentials, read_admin_token
 from fiat.api.docs import install_docs
 from fiat.api.limits import BodyLimit
 from fiat.api.problems import install_handlers
-from fiat.api.routes import admin, approvals, authorize, evidence, ops, permits, trust, ui
+from fiat.api.routes import admin, approvals, authorize, demo, evidence, ops, permits, trust, ui
 from fiat.api.routes.log import log_routes
 from fiat.authorize.authority import Authority
 from fiat.config import Config
+from fiat.demo_runs import DemoRunner
 from fiat.serving import Drain
 from fiat.wiring import open_authority
 
@@ -72,16 +74,21 @@ def create_app(
         metrics=metrics,
         drain=drain if drain is not None else Drain(cfg.server.drain_s),
     )
+    # The demo page's runs: real `fiat run` processes against this server (fiat.api.routes.demo).
+    runner = DemoRunner(cfg.home, public_url or cfg.public_url, lambda event: ctx.events.publish("run", event))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
         ctx.events.bind(asyncio.get_running_loop())
         task = asyncio.create_task(ctx.broadcaster.run())
+        demo_stopper = asyncio.create_task(demo.stop_on_drain(ctx.drain, runner))
         try:
             yield
         finally:
             task.cancel()
+            demo_stopper.cancel()
+            await asyncio.to_thread(runner.stop)  # no demo run outlives the server
             await asyncio.to_thread(auth.close)
 
     app = FastAPI(
@@ -98,11 +105,13 @@ def create_app(
     app.state.metrics = metrics
     app.state.drain = ctx.drain
     app.state.events = ctx.events
+    app.state.demo_runner = runner
     install_handlers(app, metrics)
     install_docs(app)
     for area in (authorize, approvals, permits, evidence, admin, trust, ops, ui):
         area.install(app, ctx)
     app.router.routes.extend(log_routes(auth.log))
+    demo.install(app, ctx, runner, demo_controls=cfg.ui.demo_controls)
     ops.install_index(app, ctx)
     app.add_middleware(BodyLimit)
     return app

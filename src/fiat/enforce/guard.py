@@ -115,6 +115,19 @@ class Halt(FiatError):
         self.step, self.reason = step, reason
 
 
+#: The steps of every verification round, in order (``max-duration`` joins them after
+#: ``revocation`` when the permit has that constraint: :meth:`Session.checks`).
+CHECKS = (
+    "trust-signature",
+    "trust-continuity",
+    "trust-fresh",
+    "log-continuity",
+    "revocation",
+    "permit-expiry",
+    "policy-current",
+    "environment",
+)
+
 #: The environment variable holding the live permit id in a governed process (``fiat run``,
 #: ``fiat.governed(isolate=True)``): the ``parent`` a sub-agent names for its own execution.
 PERMIT_ENV = "FIAT_PERMIT_ID"
@@ -261,6 +274,13 @@ class Session:
         self.permit_since = self.now()
         self.gate()
         self._event("established", {"permit": self.claims["jti"]})
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "established %s",
+                self.permit_id,
+                extra={"guard_event": "established", "permit": self.permit_id, "exp": self.claims["exp"],
+                       "heartbeat_ms": round(self.heartbeat * 1000)},
+            )  # fmt: skip
         return decision
 
     def _wait_for_approval(self, decision: dict[str, Any], evidence: dict[str, Any]) -> dict[str, Any]:
@@ -326,7 +346,13 @@ class Session:
         self.chain = hashlib.sha256(bytes.fromhex(self.chain) + canonicalize(event)).hexdigest()
 
     def check(self) -> None:
-        """One verification round; raises :class:`Halt` naming the failed step."""
+        """One verification round; raises :class:`Halt` naming the failed step.
+
+        At DEBUG level on ``fiat.guard`` each round is one structured record (``guard_event``
+        ``verified`` with the ``checks`` that held, or ``halt`` with its ``step`` and ``reason``),
+        which is what the demo page watches (:mod:`fiat.demo_runs`); below DEBUG it costs one
+        level test.
+        """
         if self.halted is not None:
             raise self.halted
         self._note_clock_step()
@@ -335,8 +361,28 @@ class Session:
         except Halt as halt:
             self.halted = halt
             self._event("halt", {"step": halt.step, "reason": halt.reason})
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "halt at %s: %s",
+                    halt.step,
+                    halt.reason,
+                    extra={"guard_event": "halt", "permit": self.permit_id, "n": self.verifications, "step": halt.step,
+                           "reason": halt.reason},
+                )  # fmt: skip
             raise
         self._event("verified", {"permit": self.permit_id})
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "verified",
+                extra={"guard_event": "verified", "permit": self.permit_id, "n": self.verifications,
+                       "checks": ",".join(self.checks())},
+            )  # fmt: skip
+
+    def checks(self) -> tuple[str, ...]:
+        """The steps one :meth:`check` round runs, in order (the names a halt records)."""
+        if isinstance(self.claims.get("constraints", {}).get("maxDuration"), int):
+            return (*CHECKS[:5], "max-duration", *CHECKS[5:])
+        return CHECKS
 
     def _note_clock_step(self) -> None:
         """A wall-clock step since the previous check joins the chain (it changes no check)."""
@@ -461,6 +507,14 @@ class Session:
                 self.permit_since = max(self.now(), float(claims["nbf"]))
             self._reauth_since = None
             self._event("renewed", {"permit": claims["jti"]})
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "renewed: %s succeeds %s",
+                    claims["jti"],
+                    self.renewed_from[-1],
+                    extra={"guard_event": "renewed", "permit": claims["jti"], "renews": self.renewed_from[-1],
+                           "exp": claims["exp"]},
+                )  # fmt: skip
         except NotEstablished as exc:
             self._renewal_error = str(exc)
         except ClientError as exc:
