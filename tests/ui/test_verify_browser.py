@@ -1,0 +1,349 @@
+"""The proof viewer (``/ui/verify``) agrees with ``fiat verify`` on the whole tamper corpus.
+
+The in-browser verifier (``fiat/api/ui/verifier/*.js``, WebCrypto Ed25519 in real Chromium) is
+given every case of ``tests/verify/test_verify_tamper.py`` (the registry ``CASES`` and its
+``world`` of real executions in real homes) and must reach the same verdict as the Python
+verifier, the code ``fiat verify --json`` runs: the same steps with the same statuses, hence the
+same first failing step, or the same refusal as malformed (``bundle-format`` / ``trust-root``).
+A sample goes through the real CLI as a subprocess as well. Hostile inputs (duplicate member
+names, truncations, NaN, huge numbers, lone surrogates, deep nesting, a BOM) are refused alike.
+
+The page itself is driven like a user would: a trust root and a bundle uploaded through its
+file inputs, every step shown; while it verifies, the page makes no request at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.util
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from support.processes import FiatServer, fiat
+
+from fiat.errors import MalformedError
+from fiat.verify import STEPS, Bundle, TrustRoot, verify
+
+from .conftest import Watched
+
+
+def _load_tamper_corpus() -> Any:
+    """``tests/verify/test_verify_tamper.py`` by path (the suite imports test files in importlib
+    mode, so it is no importable package), under a name of its own."""
+    name = "fiat_tests_tamper_corpus"
+    if name in sys.modules:
+        return sys.modules[name]
+    path = Path(__file__).resolve().parents[1] / "verify" / "test_verify_tamper.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+tamper = _load_tamper_corpus()
+world = tamper.world  # the module-scoped fixture of real executions, reused here
+
+Report = dict[str, Any]
+
+
+def python_report(bundle: bytes, root: bytes) -> tuple[int, Report]:
+    """What ``fiat verify BUNDLE --trust-root ROOT --json`` prints, and its exit status
+    (:func:`fiat.cli.verify.verify_cmd`: the trust root is parsed first, then the bundle)."""
+    try:
+        parsed_root = TrustRoot.parse(root)
+    except MalformedError as exc:
+        return 2, {"verified": False, "failedStep": "trust-root", "error": str(exc)}
+    try:
+        parsed = Bundle.parse(bundle)
+    except MalformedError as exc:
+        return 2, {"verified": False, "failedStep": "bundle-format", "error": str(exc)}
+    result = verify(parsed, parsed_root)
+    return (0 if result.verified else 1), result.to_json()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+JS_BATCH = """async (cases) => {
+  const dec = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+  const out = [];
+  for (const [b, r] of cases) {
+    const t0 = performance.now();
+    const report = await window.fiatVerify(dec(b), dec(r));
+    out.push({ report, ms: performance.now() - t0 });
+  }
+  return out;
+}"""
+
+
+def js_reports(page: Any, inputs: list[tuple[bytes, bytes]], batch: int = 16) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for i in range(0, len(inputs), batch):
+        out += page.evaluate(JS_BATCH, [[b64(b), b64(r)] for b, r in inputs[i : i + batch]])
+    return out
+
+
+def verdict(report: Report) -> tuple[Any, ...]:
+    """What must agree: verdict, failed step, each step's status, and what the receipt says."""
+    steps = tuple((s["step"], s["status"]) for s in report.get("steps", ()))
+    keys = ("verified", "failedStep", "permit", "containment", "outcome", "exitCode", "haltReason")
+    return (*(report.get(k) for k in keys), steps)
+
+
+def exit_of(report: Report) -> int:
+    return 0 if report["verified"] else 1 if "steps" in report else 2
+
+
+@pytest.fixture(scope="module")
+def corpus(world: Any) -> dict[str, tuple[bytes, bytes]]:
+    out = {}
+    for c in tamper.CASES:
+        bundle, root = c.build(world)
+        out[c.name] = (tamper._as_bytes(bundle), tamper._root_bytes(root))
+    return out
+
+
+@pytest.fixture
+def viewer(ui_server: FiatServer, open_page: Callable[..., Watched]) -> Watched:
+    w = open_page(ui_server.url, "/ui/verify")
+    w.page.wait_for_selector("body[data-ready='true']")
+    return w
+
+
+# -- (1) agreement over the whole tamper corpus ---------------------------------------------------
+
+
+def test_browser_and_cli_agree_on_the_whole_tamper_corpus(
+    corpus: dict[str, tuple[bytes, bytes]], viewer: Watched
+) -> None:
+    names = list(corpus)
+    assert len(names) == len(tamper.CASES) >= 100
+    py = {n: python_report(*corpus[n]) for n in names}
+    js = dict(zip(names, js_reports(viewer.page, [corpus[n] for n in names]), strict=True))
+    disagree = [
+        f"{n}: python {verdict(py[n][1])[:2]} browser {verdict(js[n]['report'])[:2]}"
+        for n in names
+        if verdict(py[n][1]) != verdict(js[n]["report"]) or py[n][0] != exit_of(js[n]["report"])
+    ]
+    assert not disagree, "\n".join(disagree)
+    # And each case is where the corpus says it is: valid ones pass in both, tampers fail at their step.
+    for c in tamper.CASES:
+        report = js[c.name]["report"]
+        if c.step is None:
+            assert report["verified"] is True, c.name
+        elif c.step == "malformed":
+            assert report["failedStep"] == "bundle-format" and report["error"].startswith("malformed "), c.name
+        else:
+            assert report["failedStep"] == c.step, (c.name, report)
+            failed = next(s for s in report["steps"] if s["status"] == "fail")
+            pyfailed = next(s for s in py[c.name][1]["steps"] if s["status"] == "fail")
+            # Details are a port of the same sentences: the corpus' reason fragment is in both.
+            if c.reason is not None:
+                assert c.reason in pyfailed["detail"], (c.name, pyfailed)
+    same_detail = sum(
+        1
+        for n in names
+        if "steps" in py[n][1]
+        and [s["detail"] for s in py[n][1]["steps"]] == [s["detail"] for s in js[n]["report"]["steps"]]
+    )
+    print(f"\n{len(names)} cases agree; {same_detail} with every step's detail identical to the CLI's")
+
+
+def test_a_sample_through_the_real_cli_agrees_with_the_browser(
+    corpus: dict[str, tuple[bytes, bytes]], viewer: Watched, tmp_path: Path
+) -> None:
+    """One case of each of a few outcomes through ``python -m fiat.cli.main verify --json``."""
+    picks: list[str] = []
+    seen: set[str | None] = set()
+    for c in tamper.CASES:
+        if c.step not in seen and len(picks) < 6:
+            picks.append(c.name)
+            seen.add(c.step)
+    js = js_reports(viewer.page, [corpus[n] for n in picks])
+    for i, (name, got) in enumerate(zip(picks, js, strict=True)):
+        b, r = tmp_path / f"{i}.bundle.json", tmp_path / f"{i}.root.json"
+        b.write_bytes(corpus[name][0])
+        r.write_bytes(corpus[name][1])
+        proc = fiat("verify", b, "--trust-root", r, "--json")
+        report = json.loads(proc.stdout)
+        assert verdict(report) == verdict(got["report"]), name
+        assert proc.returncode == exit_of(got["report"]), name
+
+
+# -- (3) hostile inputs --------------------------------------------------------------------------------
+
+
+def hostile_inputs(bundle: bytes, root: bytes) -> dict[str, tuple[bytes, bytes]]:
+    """Derived from a real bundle and trust root (as tests/verify/test_verify_hostile.py does)."""
+    text = bundle.decode("utf-8")
+    out: dict[str, tuple[bytes, bytes]] = {}
+    for k in (1, 10, 100, len(bundle) // 3, len(bundle) // 2, len(bundle) - 2, len(bundle) - 1):
+        out[f"bundle truncated at {k}"] = (bundle[:k], root)
+    for k in (1, len(root) // 2, len(root) - 2):
+        out[f"trust root truncated at {k}"] = (bundle, root[:k])
+    media = '"mediaType": "application/vnd.fiat.bundle.v1+json"'
+    assert media in text
+    out["duplicate member name"] = (text.replace(media, media + ", " + media, 1).encode(), root)
+    out["duplicate by escape"] = (text.replace(media, media + ', "\\u006dediaType": 1', 1).encode(), root)
+    out["duplicate in the trust root"] = (bundle, root.replace(b'"issuer"', b'"issuer": "x", "issuer"', 1))
+    for token in ("NaN", "Infinity", "-Infinity", "1e400", "123456789012345678901234567890", "1.5", "-0"):
+        out[f"number {token} in consistency"] = (text.replace('"consistency": []', f'"consistency": [{token}]').encode(), root)
+        out[f"number {token} in the context"] = (
+            text.replace('"context": {', f'"context": {{"zz": {token}, ', 1).encode(),
+            root,
+        )
+    out["lone surrogate in a tlog proof"] = (text.replace('"c2sp.org/tlog-proof@v1', '"\\ud800c2sp.org/tlog-proof@v1', 1).encode(), root)
+    out["lone surrogate in the context"] = (text.replace('"context": {', '"context": {"\\udc00": 1, ', 1).encode(), root)
+    out["deeply nested"] = (text.replace('"context": {', '"context": {"d": ' + "[" * 70 + "]" * 70 + ", ", 1).encode(), root)
+    out["nested just enough"] = (text.replace('"context": {', '"context": {"d": ' + "[" * 60 + "]" * 60 + ", ", 1).encode(), root)
+    out["byte order mark"] = (b"\xef\xbb\xbf" + bundle, root)
+    out["invalid UTF-8"] = (bundle.replace(b"{", b"{\xff", 1), root)
+    out["overlong UTF-8"] = (bundle.replace(b'"context": {', b'"context": {"\xc0\xaf": 1, ', 1), root)
+    out["not JSON at all"] = (b"\x00\x01garbage", root)
+    out["a JSON array"] = (b"[]", root)
+    out["unknown member"] = (text.replace(media, media + ', "extra": 1', 1).encode(), root)
+    out["trust root of another type"] = (bundle, root.replace(b"trust-root.v1", b"trust-root.v2", 1))
+    out["trailing garbage"] = (bundle + b" x", root)
+    out["control character in a string"] = (text.replace('"context": {', '"context": {"a\tb": 1, ', 1).encode(), root)
+    return out
+
+
+def test_hostile_inputs_are_refused_alike(corpus: dict[str, tuple[bytes, bytes]], viewer: Watched) -> None:
+    cases = hostile_inputs(*corpus["valid/root-execution"])
+    names = list(cases)
+    js = js_reports(viewer.page, [cases[n] for n in names])
+    disagree = []
+    for name, got in zip(names, js, strict=True):
+        code, want = python_report(*cases[name])
+        if verdict(want) != verdict(got["report"]) or code != exit_of(got["report"]):
+            disagree.append(f"{name}: python {verdict(want)[:2]} browser {verdict(got['report'])[:2]}")
+        assert got["ms"] < 1000, name  # each refusal is quick
+    assert not disagree, "\n".join(disagree)
+
+
+# -- (2) the page, as a user drives it ------------------------------------------------------------
+
+
+def steps_shown(page: Any) -> list[tuple[str, str]]:
+    rows = page.locator("#steps tbody tr").all()
+    return [(r.get_attribute("data-step") or "", r.get_attribute("data-status") or "") for r in rows]
+
+
+def test_the_page_verifies_an_uploaded_bundle_with_no_request(
+    corpus: dict[str, tuple[bytes, bytes]], viewer: Watched, tmp_path: Path
+) -> None:
+    page = viewer.page
+    bundle, root = corpus["valid/with-approval"]
+    (tmp_path / "trust-root.json").write_bytes(root)
+    (tmp_path / "run.bundle.json").write_bytes(bundle)
+    page.set_input_files("#root-file", str(tmp_path / "trust-root.json"))
+    page.wait_for_selector("#root-fp")
+    assert page.text_content("#root-fp") == "sha256:" + hashlib.sha256(root).hexdigest()
+    before = len(viewer.requests)
+    page.set_input_files("#bundle-file", str(tmp_path / "run.bundle.json"))
+    page.wait_for_selector("body[data-verify-done='1']")
+    assert viewer.requests[before:] == [], "verification made a network request"
+    assert steps_shown(page) == [(s, "pass") for s in STEPS]
+    assert page.get_attribute("#verdict", "data-verified") == "true"
+    assert "Verified" in (page.text_content("#verdict") or "")
+    assert "ms" in (page.text_content("#timing") or "")
+
+    # A tampered bundle shows the step that failed, and the ones after it as skipped.
+    bad, bad_root = corpus["removed/receipt"]
+    assert bad_root == root
+    (tmp_path / "bad.bundle.json").write_bytes(bad)
+    page.set_input_files("#bundle-file", str(tmp_path / "bad.bundle.json"))
+    page.wait_for_selector("body[data-verify-done='2']")
+    assert viewer.requests[before:] == []
+    shown = steps_shown(page)
+    at = STEPS.index("receipt")
+    assert shown[at] == ("receipt", "fail")
+    assert all(st == "pass" for _, st in shown[:at]) and all(st == "skip" for _, st in shown[at + 1 :])
+    assert page.get_attribute("#verdict", "data-failed-step") == "receipt"
+
+    # The pinned root is remembered: a reload shows the same fingerprint.
+    page.reload()
+    page.wait_for_selector("#root-fp")
+    assert page.text_content("#root-fp") == "sha256:" + hashlib.sha256(root).hexdigest()
+
+
+def test_the_drop_zone_is_keyboard_usable(viewer: Watched) -> None:
+    page = viewer.page
+    with page.expect_file_chooser(timeout=5000) as chooser:
+        page.press("#drop", "Enter")
+    assert chooser.value.element.get_attribute("id") == "bundle-file"
+
+
+def test_the_server_trust_root_is_what_export_writes_and_is_pinned_once(
+    ui_server: FiatServer, viewer: Watched
+) -> None:
+    r = httpx.get(ui_server.url + "/v1/trust/root")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    exported = fiat("trust-root", "export", "--home", ui_server.home)
+    assert exported.returncode == 0, exported.stderr
+    assert r.content == exported.stdout
+    fp = "sha256:" + hashlib.sha256(r.content).hexdigest()
+    assert r.headers["fiat-trust-root-fingerprint"] == fp
+    page = viewer.page
+    page.click("#root-fetch")
+    page.wait_for_selector("#root-fp")
+    assert page.text_content("#root-fp") == fp
+    assert sum(u.endswith("/v1/trust/root") for u in viewer.requests) == 1
+
+
+def test_a_permit_id_in_the_fragment_without_a_token_says_how_to_get_the_bundle(
+    ui_server: FiatServer, open_page: Callable[..., Watched]
+) -> None:
+    w = open_page(ui_server.url, "/ui/verify#pmt_nothing_here")
+    w.page.wait_for_selector("body[data-ready='true']")
+    text = w.page.text_content("#bundle-status") or ""
+    assert "admin token" in text and "fiat bundle pmt_nothing_here" in text
+    assert not any("/v1/bundles/" in u for u in w.requests)
+
+
+# -- (4) timing ----------------------------------------------------------------------------------
+
+
+def test_browser_and_python_verification_timed_side_by_side(
+    corpus: dict[str, tuple[bytes, bytes]], viewer: Watched, tmp_path: Path
+) -> None:
+    results = {}
+    for name in ("valid/root-execution", "valid/child-with-lineage"):
+        bundle, root = corpus[name]
+        runs = 15
+        py_ms = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            python_report(bundle, root)
+            py_ms.append((time.perf_counter() - t0) * 1000)
+        js = js_reports(viewer.page, [(bundle, root)] * runs, batch=runs)
+        assert all(j["report"]["verified"] for j in js)
+        js_ms = [j["ms"] for j in js]
+        results[name] = {
+            "bundleBytes": len(bundle),
+            "pythonInProcessMsMedian": round(statistics.median(py_ms), 2),
+            "browserMsMedian": round(statistics.median(js_ms[1:]), 2),  # the first one warms key imports
+            "browserMsFirst": round(js_ms[0], 2),
+            "runs": runs,
+        }
+    b, r = tmp_path / "b.json", tmp_path / "r.json"
+    b.write_bytes(corpus["valid/root-execution"][0])
+    r.write_bytes(corpus["valid/root-execution"][1])
+    t0 = time.perf_counter()
+    proc = fiat("verify", b, "--trust-root", r, "--json")
+    results["cliSubprocessMs(valid/root-execution)"] = round((time.perf_counter() - t0) * 1000, 1)  # type: ignore[assignment]
+    assert proc.returncode == 0
+    out = tmp_path / "verify-timing.json"
+    out.write_text(json.dumps(results, indent=2))
+    print("\nproof viewer timing:", json.dumps(results, indent=2))
