@@ -27,10 +27,10 @@ from typing import Any
 
 import httpx
 import pytest
-from support.processes import FiatServer, fiat
 
 from fiat.errors import MalformedError
 from fiat.verify import STEPS, Bundle, TrustRoot, verify
+from support.processes import FiatServer, fiat
 
 from .conftest import Watched
 
@@ -147,6 +147,7 @@ def test_browser_and_cli_agree_on_the_whole_tamper_corpus(
         else:
             assert report["failedStep"] == c.step, (c.name, report)
             failed = next(s for s in report["steps"] if s["status"] == "fail")
+            assert failed["step"] == c.step
             pyfailed = next(s for s in py[c.name][1]["steps"] if s["status"] == "fail")
             # Details are a port of the same sentences: the corpus' reason fragment is in both.
             if c.reason is not None:
@@ -198,15 +199,30 @@ def hostile_inputs(bundle: bytes, root: bytes) -> dict[str, tuple[bytes, bytes]]
     out["duplicate by escape"] = (text.replace(media, media + ', "\\u006dediaType": 1', 1).encode(), root)
     out["duplicate in the trust root"] = (bundle, root.replace(b'"issuer"', b'"issuer": "x", "issuer"', 1))
     for token in ("NaN", "Infinity", "-Infinity", "1e400", "123456789012345678901234567890", "1.5", "-0"):
-        out[f"number {token} in consistency"] = (text.replace('"consistency": []', f'"consistency": [{token}]').encode(), root)
+        out[f"number {token} in consistency"] = (
+            text.replace('"consistency": []', f'"consistency": [{token}]').encode(),
+            root,
+        )
         out[f"number {token} in the context"] = (
             text.replace('"context": {', f'"context": {{"zz": {token}, ', 1).encode(),
             root,
         )
-    out["lone surrogate in a tlog proof"] = (text.replace('"c2sp.org/tlog-proof@v1', '"\\ud800c2sp.org/tlog-proof@v1', 1).encode(), root)
-    out["lone surrogate in the context"] = (text.replace('"context": {', '"context": {"\\udc00": 1, ', 1).encode(), root)
-    out["deeply nested"] = (text.replace('"context": {', '"context": {"d": ' + "[" * 70 + "]" * 70 + ", ", 1).encode(), root)
-    out["nested just enough"] = (text.replace('"context": {', '"context": {"d": ' + "[" * 60 + "]" * 60 + ", ", 1).encode(), root)
+    out["lone surrogate in a tlog proof"] = (
+        text.replace('"c2sp.org/tlog-proof@v1', '"\\ud800c2sp.org/tlog-proof@v1', 1).encode(),
+        root,
+    )
+    out["lone surrogate in the context"] = (
+        text.replace('"context": {', '"context": {"\\udc00": 1, ', 1).encode(),
+        root,
+    )
+    out["deeply nested"] = (
+        text.replace('"context": {', '"context": {"d": ' + "[" * 70 + "]" * 70 + ", ", 1).encode(),
+        root,
+    )
+    out["nested just enough"] = (
+        text.replace('"context": {', '"context": {"d": ' + "[" * 60 + "]" * 60 + ", ", 1).encode(),
+        root,
+    )
     out["byte order mark"] = (b"\xef\xbb\xbf" + bundle, root)
     out["invalid UTF-8"] = (bundle.replace(b"{", b"{\xff", 1), root)
     out["overlong UTF-8"] = (bundle.replace(b'"context": {', b'"context": {"\xc0\xaf": 1, ', 1), root)
@@ -221,6 +237,7 @@ def hostile_inputs(bundle: bytes, root: bytes) -> dict[str, tuple[bytes, bytes]]
 
 def test_hostile_inputs_are_refused_alike(corpus: dict[str, tuple[bytes, bytes]], viewer: Watched) -> None:
     cases = hostile_inputs(*corpus["valid/root-execution"])
+    assert all(v != corpus["valid/root-execution"] for v in cases.values())  # each one changed something
     names = list(cases)
     js = js_reports(viewer.page, [cases[n] for n in names])
     disagree = []
@@ -285,9 +302,7 @@ def test_the_drop_zone_is_keyboard_usable(viewer: Watched) -> None:
     assert chooser.value.element.get_attribute("id") == "bundle-file"
 
 
-def test_the_server_trust_root_is_what_export_writes_and_is_pinned_once(
-    ui_server: FiatServer, viewer: Watched
-) -> None:
+def test_the_server_trust_root_is_what_export_writes_and_is_pinned_once(ui_server: FiatServer, viewer: Watched) -> None:
     r = httpx.get(ui_server.url + "/v1/trust/root")
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
     exported = fiat("trust-root", "export", "--home", ui_server.home)
