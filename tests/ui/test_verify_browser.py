@@ -21,15 +21,17 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from fiat.api.credentials import ensure_admin_token
 from fiat.errors import MalformedError
 from fiat.verify import STEPS, Bundle, TrustRoot, verify
+from support.evidence import Execution, make_execution
 from support.processes import FiatServer, fiat
 
 from .conftest import Watched
@@ -362,3 +364,56 @@ def test_browser_and_python_verification_timed_side_by_side(
     out = tmp_path / "verify-timing.json"
     out.write_text(json.dumps(results, indent=2))
     print("\nproof viewer timing:", json.dumps(results, indent=2))
+
+
+# -- /ui/verify#<permit id>: fetched from the server first, then verified with no request -------------
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FiatServer, Execution, str]]:
+    """A real ``fiat serve`` on a home holding a real child execution (with its lineage)."""
+    home = tmp_path_factory.mktemp("served") / "home"
+    parent = make_execution(home)
+    child = make_execution(home, parent=parent.jti)
+    token = ensure_admin_token(child.cfg.keys_dir)
+    server = FiatServer(home).start()
+    try:
+        yield server, child, token
+    finally:
+        server.stop()
+
+
+def test_a_permit_id_in_the_fragment_fetches_then_verifies_with_no_request(
+    served: tuple[FiatServer, Execution, str], open_page: Callable[..., Watched]
+) -> None:
+    server, child, token = served
+    w = open_page(server.url, "/ui/verify")
+    page = w.page
+    page.wait_for_selector("body[data-ready='true']")
+    page.evaluate("(t) => sessionStorage.setItem('fiat.adminToken', t)", token)
+    page.click("#root-fetch")
+    page.wait_for_selector("#root-fp")
+    before = len(w.requests)
+    page.evaluate("(jti) => { location.hash = jti; }", child.jti)
+    page.wait_for_selector("body[data-verify-done='1']")
+    # Exactly one request: the bundle, fetched before verification began; verifying made none.
+    assert w.requests[before:] == [f"{server.url}/v1/bundles/{child.jti}"]
+    assert steps_shown(page) == [(s, "pass") for s in STEPS]
+    assert page.get_attribute("#verdict", "data-verified") == "true"
+    shown = page.evaluate("() => window.fiatLast.report")
+    assert verdict(shown) == verdict(verify(child.bundle, child.trust_root()).to_json())
+
+
+def test_a_wrong_admin_token_says_so(
+    served: tuple[FiatServer, Execution, str], open_page: Callable[..., Watched]
+) -> None:
+    server, child, _ = served
+    w = open_page(server.url, "/ui/verify")
+    w.page.wait_for_selector("body[data-ready='true']")
+    w.page.evaluate("() => sessionStorage.setItem('fiat.adminToken', 'not-the-token')")
+    w.console_errors.clear()
+    w.page.evaluate("(jti) => { location.hash = jti; }", child.jti)
+    w.page.wait_for_selector("#bundle-status.bad")
+    assert "Check the admin token" in (w.page.text_content("#bundle-status") or "")
+    # The browser logs the refused fetch (401) itself; that is the test's point, not a page error.
+    w.console_errors[:] = [e for e in w.console_errors if "401" not in e and "Unauthorized" not in e]

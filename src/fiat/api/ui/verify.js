@@ -2,7 +2,7 @@
 // from this server for /ui/verify#<permit id> BEFORE verification starts), then verifies it
 // entirely in this browser with ./verifier/verify.js — which makes no network request.
 
-import { ApiError, adminToken, api, h, sha256Hex } from "./common.js";
+import { ApiError, adminToken, h, sha256Hex } from "./common.js";
 import { STEPS, exitCodeOf, verifyBundle } from "./verifier/verify.js";
 
 window.fiatVerify = verifyBundle; // for tests and the curious: (bundleBytes, rootBytes, options) → report
@@ -103,8 +103,24 @@ async function fetchBundle(jti) {
   }
   notice($("bundle-status"), `Fetching the bundle of ${jti}…`);
   try {
-    const data = await api(`/v1/bundles/${encodeURIComponent(jti)}`, { admin: true });
-    await takeBundle(enc.encode(JSON.stringify(data)), `bundle of ${jti} (fetched from this server)`);
+    // The raw bytes, not res.json(): the verifier must judge exactly what the server sent
+    // (JSON.parse would silently drop a duplicate member name, for one).
+    const res = await fetch(`/v1/bundles/${encodeURIComponent(jti)}`, {
+      headers: { Accept: "application/json", Authorization: `Bearer ${adminToken.get()}` },
+      credentials: "omit",
+      cache: "no-store",
+    });
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    if (!res.ok) {
+      let problem = {};
+      try {
+        problem = JSON.parse(new TextDecoder().decode(bytes));
+      } catch {
+        /* not a problem document */
+      }
+      throw new ApiError(res.status, problem);
+    }
+    await takeBundle(bytes, `bundle of ${jti} (fetched from this server)`);
   } catch (e) {
     const hint = e instanceof ApiError && (e.status === 401 || e.status === 403) ? " Check the admin token." : "";
     notice($("bundle-status"), `Could not fetch the bundle of ${jti}: ${e.message}.${hint} Or run fiat bundle ${jti} -o bundle.json and drop the file.`, "bad");
