@@ -15,6 +15,7 @@ file inputs, every step shown; while it verifies, the page makes no request at a
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import importlib.util
 import json
@@ -30,6 +31,10 @@ import pytest
 
 from fiat.api.credentials import ensure_admin_token
 from fiat.errors import MalformedError
+from fiat.formats import jws as jwslib
+from fiat.formats.dsse import sign_envelope
+from fiat.formats.statement import DECISION, RECEIPT
+from fiat.home import keyring
 from fiat.verify import STEPS, Bundle, TrustRoot, verify
 from support.evidence import Execution, make_execution
 from support.processes import FiatServer, fiat
@@ -417,3 +422,110 @@ def test_a_wrong_admin_token_says_so(
     assert "Check the admin token" in (w.page.text_content("#bundle-status") or "")
     # The browser logs the refused fetch (401) itself; that is the test's point, not a page error.
     w.console_errors[:] = [e for e in w.console_errors if "401" not in e and "Unauthorized" not in e]
+
+
+# -- wrong types everywhere: in the bundle, in the trust root, and behind valid signatures ------------
+
+REPLACEMENTS: dict[str, Any] = {
+    "null": None,
+    "zero": 0,
+    "negative": -1,
+    "float": 1.5,
+    "huge-int": 2**70,
+    "true": True,
+    "list": [],
+    "list-of-junk": [None, {}, "x"],
+    "object": {},
+    "object-of-junk": {"a": [1]},
+    "empty-string": "",
+    "long-string": "x" * 5000,
+}
+
+Path_ = tuple[str | int, ...]
+
+
+def positions(v: Any, path: Path_ = ()) -> Iterator[Path_]:
+    yield path
+    if isinstance(v, dict):
+        for k in v:
+            yield from positions(v[k], (*path, k))
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            yield from positions(x, (*path, i))
+
+
+def replaced(doc: Any, path: Path_, value: Any) -> Any:
+    if not path:
+        return value
+    out = copy.deepcopy(doc)
+    node = out
+    for p in path[:-1]:
+        node = node[p]
+    node[path[-1]] = value
+    return out
+
+
+def variants(doc: Any) -> Iterator[tuple[str, Any]]:
+    """``doc`` with each replacement at each position, and a lone surrogate before each string."""
+    for path in positions(doc):
+        for kind, value in REPLACEMENTS.items():
+            yield f"{'/'.join(map(str, path))}={kind}", replaced(doc, path, value)
+    for path in positions(doc):
+        node = doc
+        for p in path:
+            node = node[p]
+        if isinstance(node, str):
+            yield f"{'/'.join(map(str, path))}=surrogate", replaced(doc, path, "\ud800" + node)
+
+
+def resigned_variants(w: Any) -> dict[str, tuple[bytes, bytes]]:
+    """Changes behind valid signatures: the permit's claims re-signed by the authority key, the
+    receipt's and the decision's predicates re-signed by the keys entitled to sign them, so that
+    the steps after the signature checks (claims, receipt, decision, …) are what must refuse them."""
+    ring = keyring(w.cfg)
+    arec, akey = ring.signing_key("authority")
+    rrec, rkey = ring.signing_key("runtime", w.cfg.runtime_name)
+    base = tamper.bj_of(w.base)
+    root = tamper._root_bytes(w.root)
+    token = base["permit"]["token"]
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    out: dict[str, tuple[bytes, bytes]] = {}
+    for name, changed in variants(claims):
+        bj = copy.deepcopy(base)
+        payload = json.dumps(changed, separators=(",", ":")).encode()
+        bj["permit"]["token"] = jwslib.sign_compact(payload, akey, kid=arec.kid, typ="fiat-permit+jwt")
+        out[f"claims {name}"] = (tamper._as_bytes(bj), root)
+    for ptype, (rec, key) in ((RECEIPT, (rrec, rkey)), (DECISION, (arec, akey))):
+        i = tamper.index_of(base, ptype)
+        statement = tamper.statement_payload(base["statements"][i])
+        for name, predicate in variants(statement["predicate"]):
+            bj = copy.deepcopy(base)
+            body = json.dumps({**statement, "predicate": predicate}, separators=(",", ":")).encode()
+            env = sign_envelope("application/vnd.in-toto+json", body, [(rec.kid, key)])
+            bj["statements"][i]["envelope"] = env.to_json()
+            out[f"{ptype.rsplit('/', 2)[-2]} {name}"] = (tamper._as_bytes(bj), root)
+    return out
+
+
+def test_wrong_types_everywhere_are_judged_alike(
+    world: Any, corpus: dict[str, tuple[bytes, bytes]], viewer: Watched
+) -> None:
+    bundle, root = corpus["valid/root-execution"]
+    bundle_json, root_json = json.loads(bundle), json.loads(root)
+    cases: dict[str, tuple[bytes, bytes]] = {}
+    for name, doc in variants(bundle_json):
+        cases[f"bundle {name}"] = (json.dumps(doc).encode(), root)
+    for name, doc in variants(root_json):
+        cases[f"trust root {name}"] = (bundle, json.dumps(doc).encode())
+    cases.update(resigned_variants(world))
+    names = list(cases)
+    js = js_reports(viewer.page, [cases[n] for n in names], batch=64)
+    disagree = []
+    outcomes: dict[str, int] = {}
+    for name, got in zip(names, js, strict=True):
+        code, want = python_report(*cases[name])
+        outcomes[str(want["failedStep"])] = outcomes.get(str(want["failedStep"]), 0) + 1
+        if verdict(want) != verdict(got["report"]) or code != exit_of(got["report"]):
+            disagree.append(f"{name}: python {verdict(want)[:2]} browser {verdict(got['report'])[:2]}")
+    assert not disagree, f"{len(disagree)} of {len(names)} disagree:\n" + "\n".join(disagree[:60])
+    print(f"\n{len(names)} wrong-type variants judged alike: {outcomes}")
