@@ -18,6 +18,7 @@ import base64
 import copy
 import hashlib
 import importlib.util
+import itertools
 import json
 import statistics
 import sys
@@ -478,6 +479,76 @@ def variants(doc: Any) -> Iterator[tuple[str, Any]]:
             yield f"{'/'.join(map(str, path))}=surrogate", replaced(doc, path, "\ud800" + node)
 
 
+#: Times as a signer might write them: Python's fromisoformat (3.11) reads far more than RFC 3339,
+#: and the browser must read each one the same (or refuse it the same).
+ODD_TIMES = [
+    "2026-01-31T12:00:00.5Z",
+    "2026-01-31T12:00Z",
+    "2026-01-31T12Z",
+    "20260131T120000Z",
+    "2026-W05-6T12:00:00Z",
+    "2026W056T12:00:00Z",
+    "2026-W05T12:00Z",
+    "2026W05T12Z",
+    "2026-W53-1T00:00Z",
+    "2020-W53-1T00:00Z",
+    "2026-W00-1T00:00Z",
+    "2026-W05-8T00:00Z",
+    "2026-031T12:00:00Z",
+    "2026-02-30T12:00:00Z",
+    "2024-02-29T12:00:00Z",
+    "2026-01-31T24:00:00Z",
+    "2026-01-31T12:00:00+01:00Z",
+    "2026-01-31t12:00:00Z",
+    "2026-01-31T12:00:00.1234567Z",
+    "2026-01-31T12:00:00.12Z",
+    "2026-01-31T12:00:00,5Z",
+    "2026-01-31T1200Z",
+    "2026-01-31T120000Z",
+    "2026-01-31T120000.5Z",
+    "2026-01-31T12:00:00.123456789Z",
+    "0000-01-31T12:00:00Z",
+    "0001-01-01T00:00:00Z",
+    "9999-12-31T23:59:59Z",
+    "0099-06-01T00:00:00Z",
+    "2026-01-31T12:00:60Z",
+    "2026-01-31T12:00:00-00:00Z",
+    "2026-01-31T12:00:00 Z",
+    "2026-01-31T12:00:00.Z",
+    "2026-01-31T12:00:00+0000Z",
+    "2026-01-31T12:00:00.000+00:00Z",
+    "2026-01-31 T12:00Z",
+    "2026-01-3112:00:00TZ",
+    "2026-01-31T12:00:00UTCZ",
+    "2026-01-31X12:00:00TZ",
+    "2026-01-31é12:00:00TZ",
+    "T2026-01-31Z",
+    "2026-01-31TZ",
+    "2026-01-31T1Z",
+    "2026-01-31T12:0Z",
+    "2026-01-31T12:00:00:5Z",
+    "2026-01-31T12:00:00.Z",
+    "2026-01-31T12:00:00..5Z",
+    "2026-01-31T12:00:00.5.Z",
+    "2026-01T12Z",
+    "2026TZ",
+    "2026-01-31T12:00:00.-5Z",
+    "2026-01-31T-12Z",
+    "2026-01-31T12-05Z",
+    "2026-01-31T12:00-05:30Z",
+    "2026-01-31T12:00+05:30:15.5Z",
+    "2026-01-31T12:00:00+23:59Z",
+    "2026-01-31T12:00:00-24:00Z",
+    "2026-1-31T12:00:00Z",
+    "2026-01-31T12:00:00Zx",
+    "2026-01-31€12:00:00TZ",
+    "2026-01-31😀12:00:00TZ",
+    "2026-01-31ü12Z",
+    "2026-0é-31T12Z",
+    "20260131é12Z",
+]
+
+
 def resigned_variants(w: Any) -> dict[str, tuple[bytes, bytes]]:
     """Changes behind valid signatures: the permit's claims re-signed by the authority key, the
     receipt's and the decision's predicates re-signed by the keys entitled to sign them, so that
@@ -498,7 +569,9 @@ def resigned_variants(w: Any) -> dict[str, tuple[bytes, bytes]]:
     for ptype, (rec, key) in ((RECEIPT, (rrec, rkey)), (DECISION, (arec, akey))):
         i = tamper.index_of(base, ptype)
         statement = tamper.statement_payload(base["statements"][i])
-        for name, predicate in variants(statement["predicate"]):
+        field = "end" if ptype == RECEIPT else "time"
+        odd = ((f"{field}={t}", {**statement["predicate"], field: t}) for t in ODD_TIMES)
+        for name, predicate in itertools.chain(variants(statement["predicate"]), odd):
             bj = copy.deepcopy(base)
             body = json.dumps({**statement, "predicate": predicate}, separators=(",", ":")).encode()
             env = sign_envelope("application/vnd.in-toto+json", body, [(rec.kid, key)])

@@ -217,6 +217,9 @@ export function loadsStrict(data, what, maxSize = 16 << 20) {
 
 class JsonError extends Error {}
 
+// RFC 8259 §6 number grammar (Python's json NUMBER_RE), sticky: matched in place, no copies.
+const NUMBER = /-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?/y;
+
 class Parser {
   constructor(text) {
     this.s = text;
@@ -334,7 +337,8 @@ class Parser {
     return out;
   }
   number() {
-    const m = /^-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?/.exec(this.s.slice(this.i, this.i + 5000));
+    NUMBER.lastIndex = this.i;
+    const m = NUMBER.exec(this.s);
     if (!m || !m[0] || m[0] === "-") this.fail("expecting value");
     const t = m[0];
     this.i += t.length;
@@ -407,26 +411,164 @@ function encodeJcs(v, depth, out) {
 }
 
 // -- time (encoding.parse_time, rfc3339) ------------------------------------------------------
-const ISO = /^(\d{4})-(\d{2})-(\d{2})T(\d{2})(?::(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?$/;
+// parse_time is ``datetime.fromisoformat(value[:-1] + "+00:00").timestamp()``. Python 3.11's
+// fromisoformat (Modules/_datetimemodule.c) reads more than RFC 3339: basic and ISO-week dates,
+// any one separator character, compact times. A verifier that read times differently would judge
+// a signed receipt differently, so this is a port of that parser, over the same UTF-8 bytes.
+const DIGIT = (c) => c >= 0x30 && c <= 0x39;
 
-/** An RFC 3339 UTC timestamp (``...Z``) as POSIX seconds (what Python's fromisoformat accepts). */
+function utcDays(y, m, d) {
+  const date = new Date(0);
+  date.setUTCFullYear(y, m - 1, d);
+  return Math.round(date.getTime() / 86400000);
+}
+
+function isoTime(b, what, value) {
+  const bad = () => new MalformedError(what, `${repr(value)} is not an RFC 3339 time`);
+  const at = (i) => (i < b.length ? b[i] : 0); // C strings end in NUL
+  const digits = (p, n) => {
+    let v = 0;
+    for (let i = 0; i < n; i++) {
+      if (!DIGIT(at(p + i))) return null;
+      v = v * 10 + (at(p + i) - 0x30);
+    }
+    return [p + n, v];
+  };
+  // parse_hh_mm_ss_ff: [HH[:?MM[:?SS]]][.,ffffff…]; returns [rv, [h, m, s, us]]
+  const hhmmssff = (p, pEnd) => {
+    const vals = [0, 0, 0];
+    let us = 0;
+    let hasSep = true;
+    for (let i = 0; i < 3; i++) {
+      const r = digits(p, 2);
+      if (r === null) return [-3];
+      [p, vals[i]] = r;
+      const c = at(p++);
+      if (i === 0) hasSep = c === 0x3a;
+      if (p >= pEnd) return [c !== 0 ? 1 : 0, [...vals, 0]];
+      if (hasSep && c === 0x3a) continue;
+      if (c === 0x2e || c === 0x2c) break;
+      if (!hasSep) p--;
+      else return [-4];
+    }
+    const toParse = Math.min(pEnd - p, 6);
+    const r = digits(p, toParse);
+    if (r === null) return [-3];
+    [p, us] = r;
+    if (toParse < 6 && toParse > 0) us *= [100000, 10000, 1000, 100, 10][toParse - 1];
+    while (DIGIT(at(p))) p++;
+    return [at(p) !== 0 ? 1 : 0, [...vals, us]];
+  };
+  // _find_isoformat_datetime_separator
+  const len = b.length;
+  let sep;
+  if (len === 7) sep = 7;
+  else if (at(4) === 0x2d) {
+    if (len < 7) throw bad();
+    if (at(5) === 0x57) {
+      if (len < 8) throw bad();
+      if (len > 8 && at(8) === 0x2d) {
+        if (len === 9) throw bad();
+        sep = len > 10 && DIGIT(at(10)) ? 8 : 10;
+      } else sep = 8;
+    } else sep = 10;
+  } else if (at(4) === 0x57) {
+    let idx = 7;
+    while (idx < len && DIGIT(at(idx))) idx++;
+    sep = idx < 9 ? idx : idx % 2 === 0 ? 7 : 8;
+  } else sep = 8;
+  // parse_isoformat_date
+  let p = 0;
+  let r = digits(p, 4);
+  if (r === null) throw bad();
+  let year;
+  let month;
+  let day;
+  [p, year] = r;
+  const usesSep = at(p) === 0x2d;
+  if (usesSep) p++;
+  if (at(p) === 0x57) {
+    p++;
+    r = digits(p, 2);
+    if (r === null) throw bad();
+    let week;
+    let wday = 1;
+    [p, week] = r;
+    if (p < sep) {
+      if (usesSep && at(p++) !== 0x2d) throw bad();
+      r = digits(p, 1);
+      if (r === null) throw bad();
+      [p, wday] = r;
+    }
+    // iso_to_ymd: ISO 8601 week dates; week 53 only in years starting on a Thursday (or a
+    // Wednesday, in a leap year); week 1 is the one holding January 4th.
+    const jan4 = utcDays(year, 1, 4);
+    const weekday = (days) => ((((days % 7) + 7 + 3) % 7) + 1); // 1 Monday .. 7 Sunday (1970-01-01: a Thursday)
+    const jan1 = weekday(utcDays(year, 1, 1));
+    const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+    const longYear = jan1 === 4 || (leap && jan1 === 3);
+    if (week <= 0 || week >= 53 + (longYear ? 1 : 0) || wday <= 0 || wday >= 8) throw bad();
+    const days = jan4 - (weekday(jan4) - 1) + (week - 1) * 7 + (wday - 1);
+    const d = new Date(days * 86400000);
+    [year, month, day] = [d.getUTCFullYear(), d.getUTCMonth() + 1, d.getUTCDate()];
+  } else {
+    r = digits(p, 2);
+    if (r === null) throw bad();
+    [p, month] = r;
+    if (usesSep && at(p++) !== 0x2d) throw bad();
+    r = digits(p, 2);
+    if (r === null) throw bad();
+    [p, day] = r;
+  }
+  let hh = 0;
+  let mi = 0;
+  let ss = 0;
+  let us = 0;
+  let tz = null;
+  if (len > sep) {
+    // parse_isoformat_time, from just after the separator (any one character: UTF-8 lengths
+    // read from its lead byte) to the end
+    const lead = at(sep);
+    const t0 = sep + (lead < 0x80 ? 1 : (lead & 0xf0) === 0xe0 ? 3 : (lead & 0xf0) === 0xf0 ? 4 : 2);
+    let tzPos = t0;
+    do {
+      const c = at(tzPos);
+      if (c === 0x5a || c === 0x2b || c === 0x2d) break;
+    } while (++tzPos < len);
+    const [rv, vals] = hhmmssff(t0, tzPos);
+    if (rv < 0) throw bad();
+    [hh, mi, ss, us] = vals;
+    if (tzPos === len) {
+      if (rv === 1) throw bad();
+    } else if (at(tzPos) === 0x5a) {
+      if (tzPos + 1 !== len) throw bad();
+      tz = 0;
+    } else {
+      const sign = at(tzPos) === 0x2d ? -1 : 1;
+      const [trv, tv] = hhmmssff(tzPos + 1, len);
+      if (trv < 0 || trv) throw bad();
+      tz = sign * (tv[0] * 3600 + tv[1] * 60 + tv[2]) * 1e6 + sign * tv[3];
+      if (Math.abs(tz) >= 86400e6) throw bad();
+    }
+  }
+  const dim = [31, year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+  if (year < 1 || year > 9999 || month < 1 || month > 12 || day < 1 || day > dim[month - 1]) throw bad();
+  if (hh > 23 || mi > 59 || ss > 59 || us > 999999) throw bad();
+  const date = new Date(0);
+  date.setUTCFullYear(year, month - 1, day);
+  date.setUTCHours(hh, mi, ss, 0);
+  // A naive result (no offset read) is local time to Python; Fiat's machines and this page read UTC.
+  const micros = (date.getTime() / 1000) * 1e6 + us - (tz ?? 0);
+  return micros / 1e6; // timedelta.total_seconds(): one correctly rounded division
+}
+
+/** An RFC 3339 UTC timestamp (``...Z``) as POSIX seconds (encoding.parse_time). */
 export function parseTime(value, what) {
   if (!isStr(value) || !value.endsWith("Z") || !value.includes("T")) {
     throw new MalformedError(what, `${repr(value)} is not an RFC 3339 UTC time like 2026-01-31T12:00:00Z`);
   }
-  const m = ISO.exec(value.slice(0, -1));
-  const bad = () => new MalformedError(what, `${repr(value)} is not an RFC 3339 time`);
-  if (!m) throw bad();
-  const [y, mo, d, hh] = [1, 2, 3, 4].map((i) => Number(m[i]));
-  const mi = Number(m[5] ?? 0);
-  const ss = Number(m[6] ?? 0);
-  const frac = m[7] ? Number(`0.${m[7].slice(0, 6)}`) : 0;
-  const dim = [31, y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-  if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > dim[mo - 1] || hh > 23 || mi > 59 || ss > 59) throw bad();
-  const date = new Date(0);
-  date.setUTCFullYear(y, mo - 1, d);
-  date.setUTCHours(hh, mi, ss, 0);
-  return date.getTime() / 1000 + frac;
+  if (LONE_SURROGATE.test(value)) throw new MalformedError(what, `${repr(value)} is not an RFC 3339 time`);
+  return isoTime(encoder.encode(value.slice(0, -1) + "+00:00"), what, value);
 }
 
 /** RFC 3339 UTC to the second. */
