@@ -20,6 +20,7 @@ import hashlib
 import importlib.util
 import itertools
 import json
+import os
 import statistics
 import sys
 import time
@@ -367,7 +368,8 @@ def test_browser_and_python_verification_timed_side_by_side(
     proc = fiat("verify", b, "--trust-root", r, "--json")
     results["cliSubprocessMs(valid/root-execution)"] = round((time.perf_counter() - t0) * 1000, 1)  # type: ignore[assignment]
     assert proc.returncode == 0
-    out = tmp_path / "verify-timing.json"
+    # FIAT_VERIFY_TIMING_OUT=path keeps the numbers (for BENCHMARKS.md); by default a temporary file.
+    out = Path(os.environ.get("FIAT_VERIFY_TIMING_OUT") or tmp_path / "verify-timing.json")
     out.write_text(json.dumps(results, indent=2))
     print("\nproof viewer timing:", json.dumps(results, indent=2))
 
@@ -601,4 +603,16 @@ def test_wrong_types_everywhere_are_judged_alike(
         if verdict(want) != verdict(got["report"]) or code != exit_of(got["report"]):
             disagree.append(f"{name}: python {verdict(want)[:2]} browser {verdict(got['report'])[:2]}")
     assert not disagree, f"{len(disagree)} of {len(names)} disagree:\n" + "\n".join(disagree[:60])
-    print(f"\n{len(names)} wrong-type variants judged alike: {outcomes}")
+    worded = [
+        n for n, got in zip(names, js, strict=True) if _wording(python_report(*cases[n])[1]) != _wording(got["report"])
+    ]
+    print(f"\n{len(names)} wrong-type variants judged alike: {outcomes}; {len(worded)} worded differently")
+    for n in worded[: int(os.environ.get("FIAT_SHOW_WORDING", "0"))]:
+        print(ascii(n), "\n  py:", ascii(_wording(python_report(*cases[n])[1])))
+        print("  js:", ascii(_wording(js[names.index(n)]["report"])))
+
+
+def _wording(report: Report) -> str:
+    """The failing step's detail, or the malformed input's error: where wording may differ."""
+    failed = [s["detail"] for s in report.get("steps", ()) if s["status"] == "fail"]
+    return failed[0] if failed else str(report.get("error", ""))

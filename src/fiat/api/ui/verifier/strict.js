@@ -75,7 +75,21 @@ export function repr(v) {
   if (v === undefined || v === null) return "None";
   if (v === true) return "True";
   if (v === false) return "False";
-  if (isStr(v)) return `'${v.replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`;
+  if (isStr(v)) {
+    // Python's quoting: single quotes unless the text holds one and no double quote.
+    const q = v.includes("'") && !v.includes('"') ? '"' : "'";
+    const esc = { "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+    let out = "";
+    for (const ch of v) {
+      const c = ch.codePointAt(0);
+      if (esc[ch]) out += esc[ch];
+      else if (ch === q) out += "\\" + q;
+      else if (c < 0x20 || c === 0x7f) out += "\\x" + c.toString(16).padStart(2, "0");
+      else if (c >= 0xd800 && c <= 0xdfff) out += "\\u" + c.toString(16);
+      else out += ch;
+    }
+    return q + out + q;
+  }
   if (v instanceof JFloat) return String(v.value);
   if (typeof v === "number" || typeof v === "bigint") return String(v);
   if (Array.isArray(v)) return `[${v.map(repr).join(", ")}]`;
@@ -225,8 +239,12 @@ class Parser {
     this.s = text;
     this.i = 0;
   }
-  fail(msg) {
-    throw new JsonError(`not valid JSON: ${msg} (char ${this.i})`);
+  /** Python's json.JSONDecodeError text: "<msg>: line L column C (char P)". */
+  fail(msg, at = this.i) {
+    const before = this.s.slice(0, at);
+    const line = before.split("\n").length;
+    const col = at - before.lastIndexOf("\n");
+    throw new JsonError(`not valid JSON: ${msg}: line ${line} column ${col} (char ${at})`);
   }
   ws() {
     const s = this.s;
@@ -237,10 +255,11 @@ class Parser {
     }
   }
   document() {
+    if (this.s.startsWith("\ufeff")) this.fail("Unexpected UTF-8 BOM (decode using utf-8-sig)", 0);
     this.ws();
     const v = this.value(1);
     this.ws();
-    if (this.i !== this.s.length) this.fail("extra data");
+    if (this.i !== this.s.length) this.fail("Extra data");
     return v;
   }
   value(depth) {
@@ -265,10 +284,10 @@ class Parser {
     this.ws();
     if (this.s[this.i] === "}") return this.i++, out;
     for (;;) {
-      if (this.s[this.i] !== '"') this.fail("expecting a property name in double quotes");
+      if (this.s[this.i] !== '"') this.fail("Expecting property name enclosed in double quotes");
       const k = this.string();
       this.ws();
-      if (this.s[this.i] !== ":") this.fail("expecting ':'");
+      if (this.s[this.i] !== ":") this.fail("Expecting ':' delimiter");
       this.i++;
       this.ws();
       const v = this.value(depth + 1);
@@ -277,7 +296,7 @@ class Parser {
       this.ws();
       const c = this.s[this.i++];
       if (c === "}") return out;
-      if (c !== ",") this.fail("expecting ',' or '}'");
+      if (c !== ",") this.fail("Expecting ',' delimiter", this.i - 1);
       this.ws();
     }
   }
@@ -291,7 +310,7 @@ class Parser {
       this.ws();
       const c = this.s[this.i++];
       if (c === "]") return out;
-      if (c !== ",") this.fail("expecting ',' or ']'");
+      if (c !== ",") this.fail("Expecting ',' delimiter", this.i - 1);
       this.ws();
     }
   }
@@ -301,15 +320,15 @@ class Parser {
     let out = "";
     let start = i;
     for (;;) {
-      if (i >= s.length) this.fail("unterminated string");
+      if (i >= s.length) this.fail("Unterminated string starting at", this.i);
       const c = s.charCodeAt(i);
       if (c === 0x22) break;
       if (c < 0x20) {
-        this.i = i;
-        this.fail("invalid control character in a string");
+        this.fail("Invalid control character at", i);
       }
       if (c === 0x5c) {
         out += s.slice(start, i);
+        if (i + 1 >= s.length) this.fail("Unterminated string starting at", this.i);
         const e = s[i + 1];
         const simple = { '"': '"', "\\": "\\", "/": "/", b: "\b", f: "\f", n: "\n", r: "\r", t: "\t" }[e];
         if (simple !== undefined) {
@@ -317,15 +336,11 @@ class Parser {
           i += 2;
         } else if (e === "u") {
           const h4 = s.slice(i + 2, i + 6);
-          if (!/^[0-9a-fA-F]{4}$/.test(h4)) {
-            this.i = i;
-            this.fail("invalid \\uXXXX escape");
-          }
+          if (!/^[0-9a-fA-F]{4}$/.test(h4)) this.fail("Invalid \\uXXXX escape", i + 1);
           out += String.fromCharCode(parseInt(h4, 16));
           i += 6;
         } else {
-          this.i = i;
-          this.fail("invalid \\escape");
+          this.fail("Invalid \\escape", i);
         }
         start = i;
         continue;
@@ -339,7 +354,7 @@ class Parser {
   number() {
     NUMBER.lastIndex = this.i;
     const m = NUMBER.exec(this.s);
-    if (!m || !m[0] || m[0] === "-") this.fail("expecting value");
+    if (!m || !m[0]) this.fail("Expecting value");
     const t = m[0];
     this.i += t.length;
     if (m[1] === undefined && m[2] === undefined) {

@@ -2,6 +2,7 @@
 // checkpoint, proof_file, cosignature). Sizes and indexes are BigInts (trees up to 2^63 leaves).
 
 import {
+  LONE_SURROGATE,
   MalformedError,
   VerificationError,
   ascii,
@@ -131,6 +132,13 @@ const SPACE = /[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202
 
 /** key ID = SHA-256(key name || 0x0A || signature type || public key)[:4] — signed-note §Signatures. */
 export async function keyId(name, alg, publicKey) {
+  if (LONE_SURROGATE.test(name)) {
+    // Python's name.encode("utf-8") raises UnicodeEncodeError here, no MalformedError: the
+    // verifier reports it as unexpected structure, and so does this port.
+    const e = new Error("a key name contains a lone UTF-16 surrogate");
+    e.name = "UnicodeEncodeError";
+    throw e;
+  }
   const d = await sha256(concat(utf8Encode(name, "key name"), new Uint8Array([0x0a, alg]), publicKey));
   return ((d[0] << 24) >>> 0) + (d[1] << 16) + (d[2] << 8) + d[3];
 }
