@@ -167,7 +167,10 @@ def test_browser_and_cli_agree_on_the_whole_tamper_corpus(
         if "steps" in py[n][1]
         and [s["detail"] for s in py[n][1]["steps"]] == [s["detail"] for s in js[n]["report"]["steps"]]
     )
+    worded = [n for n in names if _wording(py[n][1]) != _wording(js[n]["report"])]
     print(f"\n{len(names)} cases agree; {same_detail} with every step's detail identical to the CLI's")
+    # The port words its findings as the CLI does: every failing step's detail, every refusal.
+    assert not worded, [(n, _wording(py[n][1]), _wording(js[n]["report"])) for n in worded[:5]]
 
 
 def test_a_sample_through_the_real_cli_agrees_with_the_browser(
@@ -254,6 +257,8 @@ def test_hostile_inputs_are_refused_alike(corpus: dict[str, tuple[bytes, bytes]]
         code, want = python_report(*cases[name])
         if verdict(want) != verdict(got["report"]) or code != exit_of(got["report"]):
             disagree.append(f"{name}: python {verdict(want)[:2]} browser {verdict(got['report'])[:2]}")
+        elif _wording(want) != _wording(got["report"]):
+            disagree.append(f"{ascii(name)}: worded {ascii(_wording(want))} vs {ascii(_wording(got['report']))}")
         assert got["ms"] < 1000, name  # each refusal is quick
     assert not disagree, "\n".join(disagree)
 
