@@ -619,3 +619,26 @@ def _wording(report: Report) -> str:
     """The failing step's detail, or the malformed input's error: where wording may differ."""
     failed = [s["detail"] for s in report.get("steps", ()) if s["status"] == "fail"]
     return failed[0] if failed else str(report.get("error", ""))
+
+
+def test_a_pasted_trust_root_is_pinned_and_a_malformed_one_refused_as_the_cli_refuses_it(
+    corpus: dict[str, tuple[bytes, bytes]], viewer: Watched, tmp_path: Path
+) -> None:
+    page = viewer.page
+    bundle, root = corpus["valid/child-with-lineage"]
+    (tmp_path / "b.json").write_bytes(bundle)
+    broken = root.replace(b'"issuer"', b'"issuer": 1, "issuer"', 1)
+    page.fill("#root-text", broken.decode())
+    page.click("#root-paste")
+    page.wait_for_selector("#root-fp")
+    assert page.text_content("#root-fp") == "sha256:" + hashlib.sha256(broken).hexdigest()
+    page.set_input_files("#bundle-file", str(tmp_path / "b.json"))
+    page.wait_for_selector("body[data-verify-done='1']")
+    assert page.get_attribute("#verdict", "data-failed-step") == "trust-root"
+    code, want = python_report(bundle, broken)
+    assert code == 2 and want["error"] in (page.text_content("#verdict") or "")
+    page.fill("#root-text", root.decode())
+    page.click("#root-paste")
+    page.wait_for_selector("body[data-verify-done='2']")
+    assert page.get_attribute("#verdict", "data-verified") == "true"
+    assert steps_shown(page) == [(s, "pass") for s in STEPS]
