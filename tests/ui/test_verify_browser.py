@@ -642,3 +642,52 @@ def test_a_pasted_trust_root_is_pinned_and_a_malformed_one_refused_as_the_cli_re
     page.wait_for_selector("body[data-verify-done='2']")
     assert page.get_attribute("#verdict", "data-verified") == "true"
     assert steps_shown(page) == [(s, "pass") for s in STEPS]
+
+
+def test_a_served_trust_root_whose_fingerprint_header_lies_is_not_pinned(
+    corpus: dict[str, tuple[bytes, bytes]], viewer: Watched
+) -> None:
+    """A server (or a proxy) that swaps the trust root but not the fingerprint it announces is caught."""
+    _, root = corpus["valid/root-execution"]
+    page = viewer.page
+    page.route(
+        "**/v1/trust/root",
+        lambda route: route.fulfill(
+            status=200,
+            body=root,
+            headers={"Content-Type": "application/json", "Fiat-Trust-Root-Fingerprint": "sha256:" + "0" * 64},
+        ),
+    )
+    page.click("#root-fetch")
+    page.wait_for_selector("#root-status.bad")
+    assert "is not that of the bytes served" in (page.text_content("#root-status") or "")
+    assert page.locator("#root-fp").count() == 0
+    assert page.evaluate("() => localStorage.getItem('fiat.verify.trustRoot')") is None
+
+
+def test_a_fetched_bundle_is_judged_on_its_raw_bytes(
+    served: tuple[FiatServer, Execution, str], open_page: Callable[..., Watched]
+) -> None:
+    """What the server sends is what is verified: a duplicate member name that JSON.parse would
+    quietly resolve is refused as malformed, exactly as ``fiat verify`` refuses it."""
+    server, child, token = served
+    w = open_page(server.url, "/ui/verify")
+    page = w.page
+    page.wait_for_selector("body[data-ready='true']")
+    page.evaluate("(t) => sessionStorage.setItem('fiat.adminToken', t)", token)
+    page.click("#root-fetch")
+    page.wait_for_selector("#root-fp")
+    real = httpx.get(f"{server.url}/v1/bundles/{child.jti}", headers={"Authorization": f"Bearer {token}"}).content
+    doubled = real.replace(b'"statements":', b'"statements":[],"statements":', 1)
+    assert doubled != real
+    page.route(
+        f"**/v1/bundles/{child.jti}",
+        lambda route: route.fulfill(status=200, body=doubled, headers={"Content-Type": "application/json"}),
+    )
+    page.evaluate("(jti) => { location.hash = jti; }", child.jti)
+    page.wait_for_selector("body[data-verify-done='1']")
+    root = httpx.get(server.url + "/v1/trust/root").content
+    code, want = python_report(doubled, root)
+    assert code == 2 and want["failedStep"] == "bundle-format"
+    assert page.get_attribute("#verdict", "data-failed-step") == "bundle-format"
+    assert want["error"] in (page.text_content("#verdict") or "")
