@@ -37,7 +37,7 @@ from fiat.api.credentials import Credentials, read_admin_token
 from fiat.api.docs import install_docs
 from fiat.api.limits import BodyLimit
 from fiat.api.problems import install_handlers
-from fiat.api.routes import admin, approvals, authorize, evidence, ops, permits, trust, ui
+from fiat.api.routes import admin, approvals, authorize, evidence, lineage, ops, permits, trust, ui
 from fiat.api.routes.log import log_routes
 from fiat.authorize.authority import Authority
 from fiat.config import Config
@@ -100,7 +100,7 @@ def create_app(
     app.state.events = ctx.events
     install_handlers(app, metrics)
     install_docs(app)
-    for area in (authorize, approvals, permits, evidence, admin, trust, ops, ui):
+    for area in (authorize, approvals, permits, evidence, lineage, admin, trust, ops, ui):
         area.install(app, ctx)
     app.router.routes.extend(log_routes(auth.log))
     ops.install_index(app, ctx)
