@@ -8,18 +8,14 @@ Query parameters are checked strictly: every mistake is a 400 problem that says 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-import fiat
-from support.lineage_chain import PRINCIPAL, run_chain
+from support.lineage_chain import EXAMPLES, PRINCIPAL, renewing_home, run_chain, run_renewed
 from support.processes import FiatServer, ok
 from support.processes import fiat_text as fiat_cli
-
-EXAMPLES = Path(fiat.__file__).resolve().parent / "examples" / "policies"
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +134,32 @@ def test_an_unknown_permit_is_404(server: FiatServer) -> None:
         r = httpx.get(server.url + path, timeout=30)
         assert r.status_code == 404, r.text
         assert "no permit 'pmt_never'" in r.json()["detail"]
+
+
+@pytest.fixture(scope="module")
+def short_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FiatServer]:
+    """The example policies with the shell permit's lifetime cut to 3 s, so a 5 s command is renewed."""
+    s = FiatServer(renewing_home(tmp_path_factory.mktemp("renewing"))).start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def test_a_renewed_execution_is_a_chain_of_renewal_edges(short_server: FiatServer) -> None:
+    run_renewed(short_server)
+    first = get(short_server, "/v1/lineage", principal=PRINCIPAL).json()
+    nodes = {n["id"]: n for n in first["nodes"]}
+    renewals = [(e["from"], e["to"]) for e in first["edges"] if e["kind"] == "renewal"]
+    assert len(nodes) >= 2 and len(renewals) == len(nodes) - 1, first
+    assert not [e for e in first["edges"] if e["kind"] == "parent"]
+    head = [j for j, n in nodes.items() if n["renewedFrom"] is None]
+    assert len(head) == 1  # one original permit; every other one renews its predecessor
+    for pred, succ in renewals:
+        assert nodes[succ]["renewedFrom"] == pred and nodes[pred]["renewedBy"] == succ
+        assert nodes[pred]["state"] == "renewed"
+    last = next(j for j, n in nodes.items() if n["renewedBy"] is None)
+    assert nodes[last]["state"] == "ended" and nodes[last]["receipt"]["outcome"] == "completed"
+    # The chain from any member is the same whole chain.
+    assert {n["id"] for n in get(short_server, "/v1/lineage", permit=last).json()["nodes"]} == set(nodes)
+    assert get(short_server, f"/v1/lineage/{head[0]}/node").json()["renewedBy"] == nodes[head[0]]["renewedBy"]

@@ -5,11 +5,16 @@ but every generation runs to completion, so each logs a receipt)."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from support.processes import FIAT, FiatServer, cli_env
+import fiat
+from support.processes import FIAT, FiatServer, cli_env, ok
+from support.processes import fiat_text as fiat_cli
+
+EXAMPLES = Path(fiat.__file__).resolve().parent / "examples" / "policies"
 
 PRINCIPAL, ACTION, RESOURCE = "agent:release-bot", "shell:run", "repo:fiat"
 GENERATIONS = 3
@@ -51,3 +56,22 @@ def run_chain(server: FiatServer, base: Path, timeout: float = 120) -> list[str]
         nested = {p.name: p.read_text() for p in base.glob("gen*.stderr")}
         raise AssertionError(f"the chain failed ({proc.returncode}): {proc.stderr}\n{json.dumps(nested, indent=1)}")
     return [(base / f"gen{n}.id").read_text() for n in range(GENERATIONS)]
+
+
+def renewing_home(base: Path) -> Path:
+    """A home whose example policies give the shell permit 3 s, so a 5 s ``fiat run`` is renewed
+    (the guard renews when a third of the lifetime is left)."""
+    policies = base / "policies"
+    shutil.copytree(EXAMPLES, policies)
+    shell = policies / "shell.cedar"
+    shell.write_text(shell.read_text().replace('@ttl("30")', '@ttl("3")'))
+    home = base / "home"
+    ok(fiat_cli("init", "--home", home, "--json"))
+    ok(fiat_cli("policy", "publish", policies, "--home", home, "--json"))
+    return home
+
+
+def run_renewed(server: FiatServer, seconds: float = 5) -> None:
+    """One root ``fiat run`` of ``sleep`` long enough to be renewed at least once."""
+    args = ("--principal", PRINCIPAL, "--action", ACTION, "--resource", RESOURCE)
+    ok(fiat_cli("run", "--home", server.home, "--url", server.url, *args, "--", "sleep", str(seconds)))

@@ -6,12 +6,12 @@ Every page is watched (tests/ui/conftest.py): a console error or a request to an
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from support.lineage_chain import PRINCIPAL, run_chain
+from support.lineage_chain import PRINCIPAL, renewing_home, run_chain, run_renewed
 from support.processes import FiatServer
 
 from .conftest import Watched
@@ -129,3 +129,34 @@ def test_a_bad_time_range_is_explained_not_sent(
     page.fill("#limit", "0")
     page.click("#search button[type=submit]")
     page.wait_for_function("document.getElementById('status').textContent.includes('from 1 to 500')")
+
+
+@pytest.fixture(scope="module")
+def renewing_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FiatServer]:
+    s = FiatServer(renewing_home(tmp_path_factory.mktemp("lineage-renewing"))).start()
+    try:
+        run_renewed(s)
+        yield s
+    finally:
+        s.stop()
+
+
+def test_renewals_are_drawn_dashed_beside_the_permit_they_renew(
+    renewing_server: FiatServer, open_page: Callable[..., Watched]
+) -> None:
+    w = open_page(renewing_server.url, "/ui/lineage")
+    page = w.page
+    page.wait_for_selector("#dag path.edge.renewal", state="attached")  # a flat line: no height to be "visible"
+    renewals = page.locator("#dag path.edge.renewal")
+    assert renewals.count() == page.locator("#dag g.node").count() - 1 >= 1
+    assert page.locator("#dag path.edge.parent").count() == 0
+    assert renewals.first.evaluate("e => getComputedStyle(e).strokeDasharray") not in ("", "none")
+    boxes = [g.bounding_box() for g in page.locator("#dag g.node").all()]
+    assert len({b["y"] for b in boxes if b}) == 1  # one generation: every renewal in the same layer
+    states = [g.get_attribute("data-state") for g in page.locator("#dag g.node").all()]
+    assert states.count("ended") == 1 and set(states) == {"renewed", "ended"}
+    # Arrow keys walk along the renewal chain (→ to the renewal).
+    page.locator("#dag g.node").first.focus()
+    page.keyboard.press("ArrowRight")
+    focused = page.evaluate("document.activeElement.dataset.id")
+    assert focused == page.locator("#dag g.node").nth(1).get_attribute("data-id")

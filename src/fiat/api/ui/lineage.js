@@ -229,10 +229,10 @@ function draw() {
       "g",
       { class: classes.join(" "), transform: `translate(${x},${y})`, tabindex: 0, role: "button", "aria-pressed": "false", "aria-label": nodeLabel(n), "data-id": id, "data-depth": n.depth, "data-state": n.state },
       svg("rect", { width: NODE_W, height: NODE_H, rx: 6, ry: 6 }),
-      svg("text", { x: 10, y: 18 }, clip(n.principal, 28)),
+      svg("text", { x: 10, y: 18 }, clip(n.principal, 22)),
+      svg("text", { x: NODE_W - 8, y: 18, class: "state", "text-anchor": "end" }, n.state),
       svg("text", { x: 10, y: 34, class: "sub" }, clip(`${n.action ?? ""} ${n.resource ?? ""}`.trim(), 30)),
-      svg("text", { x: 10, y: 50, class: "sub mono" }, clip(n.id, 22)),
-      svg("text", { x: NODE_W - 8, y: 50, class: "state", "text-anchor": "end" }, n.state),
+      svg("text", { x: 10, y: 50, class: "sub mono" }, clip(n.id, 28)),
     );
     g.addEventListener("click", () => select(id));
     g.addEventListener("keydown", (ev) => onKey(ev, id));
@@ -382,7 +382,9 @@ async function select(id, { focus = false } = {}) {
           ["Exit code", rec.exitCode == null ? "—" : String(rec.exitCode)],
           ["Start", rec.start],
           ["End", rec.end],
-          ["Verifications", rec.verifications == null ? "—" : String(rec.verifications)],
+          ["Verifications", rec.verifications?.count == null ? "—" : `${rec.verifications.count} (chain ${String(rec.verifications.chain?.sha256 ?? "").slice(0, 16)}…)`],
+          ["Containment", rec.containment ?? "—"],
+          ["Renewed from", rec.renewedFrom?.length ? rec.renewedFrom.join(", ") : "—"],
           ["Log index", String(d.receipt.logIndex)],
         ])
       : h("p", { class: "muted" }, "No receipt yet: the execution is running, or it never reported."),
