@@ -8,6 +8,7 @@ Query parameters are checked strictly: every mistake is a 400 problem that says 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -163,3 +164,22 @@ def test_a_renewed_execution_is_a_chain_of_renewal_edges(short_server: FiatServe
     # The chain from any member is the same whole chain.
     assert {n["id"] for n in get(short_server, "/v1/lineage", permit=last).json()["nodes"]} == set(nodes)
     assert get(short_server, f"/v1/lineage/{head[0]}/node").json()["renewedBy"] == nodes[head[0]]["renewedBy"]
+
+
+def test_a_revocation_of_the_root_marks_its_whole_lineage_revoked(short_server: FiatServer, tmp_path: Path) -> None:
+    """A revocation covers a permit's renewals and lineage descendants (docs/formats.md, "Renewal and
+    revocation"): after the root's, every node of its chain reads ``revoked``, whatever it was before."""
+    root, child, grand = run_chain(short_server, tmp_path / "chain")
+    # 3 s permits: a generation may be renewed while its children run; the DAG mixes both kinds of edge.
+    dag = get(short_server, "/v1/lineage", permit=grand).json()
+    before = {n["id"]: n["state"] for n in dag["nodes"]}
+    assert {root, child, grand} <= set(before) and set(before.values()) <= {"ended", "renewed"}
+    assert sum(e["kind"] == "parent" for e in dag["edges"]) == 2
+    assert sum(e["kind"] == "renewal" for e in dag["edges"]) == len(before) - 3
+    ok(fiat_cli("revoke", "--home", short_server.home, "--url", short_server.url, "--permit", root, "--reason", "test"))
+    after = get(short_server, "/v1/lineage", permit=grand).json()
+    assert {n["id"]: n["state"] for n in after["nodes"]} == dict.fromkeys(before, "revoked")
+    assert get(short_server, f"/v1/lineage/{grand}/node").json()["state"] == "revoked"
+    # Other lineages of the same principal are not covered.
+    others = get(short_server, "/v1/lineage", principal=PRINCIPAL).json()["nodes"]
+    assert {n["state"] for n in others if n["id"] not in before} <= {"renewed", "ended"}

@@ -6,6 +6,9 @@ Nodes are issued permits; edges are the two links docs/formats.md names between 
 * ``renewal`` — a renewal permit names the permit it renews (``renews`` claim; one successor per
   predecessor, "Renewal and revocation").
 
+A renewal keeps its predecessor's ``parent``; that parent edge is drawn once, to the first permit
+of the renewal chain (each node still carries its own ``parent``).
+
 Everything here is read from the evidence index, the log (each permit's claims and each
 statement are read from the entry the index points at, never from a copy) and the authority
 store (renewals, revocations). Nothing is written. A node's ``state`` is, first match wins:
@@ -84,7 +87,11 @@ class Lineage:
         predecessor = {succ: pred for pred, succ in successors.items()}
         nodes = [self._node(r, successors, predecessor) for r in records]
         edges: list[dict[str, str]] = []
+        parent_of = {r.jti: r.parent for r in records}
         for r in records:
+            pred = predecessor.get(r.jti)
+            if pred is not None and parent_of.get(pred) == r.parent:
+                continue  # a renewal keeps its predecessor's parent: the renewal edge already says so
             if r.parent is not None and r.parent in ids:
                 edges.append({"from": r.parent, "to": r.jti, "kind": "parent"})
         for pred, succ in successors.items():
