@@ -38,7 +38,7 @@ from fiat.api.credentials import Credentials, read_admin_token
 from fiat.api.docs import install_docs
 from fiat.api.limits import BodyLimit
 from fiat.api.problems import install_handlers
-from fiat.api.routes import admin, approvals, authorize, demo, evidence, ops, permits, trust, trust_root, ui
+from fiat.api.routes import admin, approvals, authorize, demo, evidence, lineage, ops, permits, trust, trust_root, ui
 from fiat.api.routes.log import log_routes
 from fiat.authorize.authority import Authority
 from fiat.config import Config
@@ -108,7 +108,7 @@ def create_app(
     app.state.demo_runner = runner
     install_handlers(app, metrics)
     install_docs(app)
-    for area in (authorize, approvals, permits, evidence, admin, trust, trust_root, ops, ui):
+    for area in (authorize, approvals, permits, evidence, lineage, admin, trust, trust_root, ops, ui):
         area.install(app, ctx)
     app.router.routes.extend(log_routes(auth.log))
     demo.install(app, ctx, runner, demo_controls=cfg.ui.demo_controls)

@@ -109,6 +109,32 @@ class EvidenceIndex(Protocol):
     def permit(self, jti: str) -> PermitRecord | None:
         """The record of an issued permit, or None."""
 
+    # lineage (the explorer's queries: docs/formats.md, "Delegation" and "Renewal and revocation")
+    def find_permits(
+        self,
+        *,
+        principal: str | None = None,
+        jti: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+    ) -> list[PermitRecord]:
+        """Issued permits matching every filter given, newest ``iat`` first, at most ``limit``.
+
+        ``since``/``until``: ``iat`` in ``[since, until]``. An indexed lookup for each filter.
+        """
+
+    def children(self, jti: str) -> list[PermitRecord]:
+        """The permits whose ``parent`` is ``jti`` (its sub-executions), in log order."""
+
+    def renewals(self, jtis: Sequence[str]) -> list[tuple[str, str]]:
+        """The renewals touching any of ``jtis``: (predecessor, successor) pairs, either end in ``jtis``."""
+
+    def lineage(self, jti: str, limit: int = 1000) -> list[PermitRecord]:
+        """The connected lineage of ``jti``: its root ancestor (up the ``parent`` and renewal edges)
+        and every permit below it (down ``parent`` and renewal edges), in log order, at most
+        ``limit`` permits. Empty when ``jti`` was not issued here."""
+
     def close(self) -> None:
         """Release connections. Idempotent."""
 

@@ -22,6 +22,7 @@ class PermitRecord:
     runtime: str  # the cnf key's kid
     depth: int  # lineage depth: 0 for a root execution
     exp: float
+    iat: float | None = None  # issued at (schema 5; None only where the permit's log entry had none)
 
 
 @dataclass(frozen=True, slots=True)

@@ -278,6 +278,7 @@ class EvidenceRecorder:
                 runtime or jws.jwk_thumbprint(jws.public_key_from_jwk(c["cnf"]["jwk"], "cnf")),
                 0 if parent_rec is None else parent_rec.depth + 1,
                 float(c["exp"]),
+                float(c["iat"]) if isinstance(c.get("iat"), int | float) else None,
             )
             entries.append(token.encode("ascii"))
         entries.extend(env.encode() for env, _ in statements)
@@ -294,8 +295,8 @@ class EvidenceRecorder:
         def sidecar(writer: LogWriter, first: int) -> None:
             record = None
             if record_args is not None:
-                jti, parent, request_bytes, sub, runtime, depth, exp = record_args
-                record = PermitRecord(jti, parent, request_bytes, first, sub, runtime, depth, exp)
+                jti, parent, request_bytes, sub, runtime, depth, exp, iat = record_args
+                record = PermitRecord(jti, parent, request_bytes, first, sub, runtime, depth, exp, iat)
             own = [
                 EvidenceLink(jti, statement_kinds[n], first + offset + n)
                 for n, (_, jti) in enumerate(statements)

@@ -9,7 +9,10 @@ tables of ``schema.sql`` and checks the schema version recorded in the file
 
 from __future__ import annotations
 
+import base64
+import binascii
 import fcntl
+import json
 import os
 import sqlite3
 import threading
@@ -27,8 +30,10 @@ from fiat.persist.records import ApprovalRecord, EvidenceLink, PermitRecord, Sta
 #: before versions were recorded (the same layout as version 1) or a new, empty file.
 #: 1: the layout of the first recorded version; 2: approvals record the runtime that asked;
 #: 3: the DPoP replay cache (``dpop_proofs``), so a replay is refused across restarts and processes;
-#: 4: renewal chains (``renewals``: one successor per predecessor) and an index on ``permits.parent``.
-SCHEMA_VERSION = 4
+#: 4: renewal chains (``renewals``: one successor per predecessor) and an index on ``permits.parent``;
+#: 5: ``permits.iat`` (when each permit was issued, read back from its log entry for older rows)
+#: and the indexes that search permits by time and by principal and time.
+SCHEMA_VERSION = 5
 
 
 def _schema_statements() -> list[str]:
@@ -244,6 +249,12 @@ def open_schema(db: SQLiteDatabase) -> None:
             columns = {row[1] for row in conn.execute("PRAGMA table_info(approvals)")}
             if "runtime" not in columns:  # schema 2: the runtime that asked for an approval
                 conn.execute("ALTER TABLE approvals ADD COLUMN runtime TEXT")
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(permits)")}
+            if "iat" not in columns:  # schema 5: when each permit was issued
+                conn.execute("ALTER TABLE permits ADD COLUMN iat REAL")
+            _backfill_iat(conn)
+            for statement in PERMIT_TIME_INDEXES:
+                conn.execute(statement)
             row = conn.execute("SELECT schema_version FROM log_meta WHERE id = 1").fetchone()
             if row[0] != 1:
                 raise StorageError(f"{db.path} has log schema version {row[0]}; this Fiat reads version 1")
@@ -252,9 +263,40 @@ def open_schema(db: SQLiteDatabase) -> None:
         raise StorageError(f"{db.path} is not a usable Fiat database: {exc}") from exc
 
 
+#: Schema 5's indexes on ``permits.iat`` (made once the column exists; see ``schema.sql``).
+PERMIT_TIME_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS permits_iat ON permits (iat)",
+    "CREATE INDEX IF NOT EXISTS permits_principal_iat ON permits (principal, iat)",
+)
+
+
+def _token_iat(entry: bytes) -> float | None:
+    """The ``iat`` claim of a logged permit (a compact JWS, RFC 7515 §7.1), or None.
+
+    The signature is not checked: the migration only copies a time out of the log's own entry
+    into an index column, and ``fiat verify`` checks the permit itself from the log.
+    """
+    try:
+        payload = entry.decode("ascii").split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (UnicodeDecodeError, IndexError, binascii.Error, ValueError):
+        return None
+    iat = claims.get("iat") if isinstance(claims, dict) else None
+    return float(iat) if isinstance(iat, int | float) and not isinstance(iat, bool) else None
+
+
+def _backfill_iat(conn: sqlite3.Connection) -> None:
+    """Fill ``permits.iat`` of rows written before schema 5 from each permit's log entry."""
+    rows = conn.execute(
+        "SELECT p.jti, e.data FROM permits p JOIN log_entries e ON e.idx = p.log_index WHERE p.iat IS NULL"
+    ).fetchall()
+    updates = [(iat, jti) for jti, data in rows if (iat := _token_iat(bytes(data))) is not None]
+    conn.executemany("UPDATE permits SET iat = ? WHERE jti = ?", updates)
+
+
 INSERT_PERMIT = (
-    "INSERT OR IGNORE INTO permits (jti, parent, request, log_index, principal, runtime, depth, exp)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT OR IGNORE INTO permits (jti, parent, request, log_index, principal, runtime, depth, exp, iat)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_LINK = "INSERT OR IGNORE INTO evidence (jti, kind, log_index) VALUES (?, ?, ?)"
 # OR IGNORE: a pending decision naming an approval already open stages its row again (see
@@ -287,6 +329,7 @@ class RowStager:
                     p.runtime,
                     p.depth,
                     p.exp,
+                    p.iat,
                 )
                 self._rows.setdefault(INSERT_PERMIT, []).append(values)
             case ApprovalRecord():

@@ -1,4 +1,4 @@
--- Fiat's SQLite schema, version 4 (recorded in PRAGMA user_version; see db.py).
+-- Fiat's SQLite schema, version 5 (recorded in PRAGMA user_version; see db.py).
 -- One file holds the log, the evidence index and the authority's state, so a log batch
 -- commits the rows it stages (index rows, new approvals) in its own transaction.
 -- Every statement is idempotent: a database written before versions were recorded
@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS permits (
     principal TEXT NOT NULL,
     runtime TEXT NOT NULL,
     depth INTEGER NOT NULL,
-    exp REAL NOT NULL
+    exp REAL NOT NULL,
+    iat REAL
 );
 
 CREATE TABLE IF NOT EXISTS policy_versions (
@@ -93,3 +94,8 @@ CREATE TABLE IF NOT EXISTS renewals (
     at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS permits_parent ON permits (parent);
+
+-- Schema 5: when each permit was issued (its ``iat``), for the lineage explorer's search by
+-- principal and time. A file of an older version gets the column from db.py, which fills it
+-- from each permit's own log entry and then creates the indexes on it (permits_iat,
+-- permits_principal_iat): they cannot be created here before the column exists.
