@@ -400,7 +400,7 @@ async function dpop(method, path) {
 }
 
 async function loadQueue() {
-  if (!approver) return;
+  if (!approver || !approver.enrolled) return; // the authority would refuse to list it for this key
   try {
     state.queue = await api("/v1/approvals?status=pending&limit=1000", { headers: { DPoP: await dpop("GET", "/v1/approvals") } });
   } catch (err) {
