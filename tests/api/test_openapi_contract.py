@@ -188,7 +188,8 @@ def test_what_a_drain_refuses_is_declared_as_503_with_retry_after(api: Api) -> N
         for method, op in operations.items()
         if "503" in op["responses"]
     }
-    assert with_503 == {("POST", "/v1/authorize"), ("POST", "/v1/permits/{jti}/consume"), ("GET", STREAM)}
+    routes = {("POST", "/v1/authorize"), ("POST", "/v1/permits/{jti}/consume"), ("GET", STREAM)}
+    assert with_503 == routes | {("GET", "/v1/events/stream")}  # the pages' live stream refuses new ones too
     for method, path in with_503:
         assert "Retry-After" in doc["paths"][path][method.lower()]["responses"]["503"]["headers"]
 

@@ -53,7 +53,7 @@ def install(app: FastAPI, ctx: ApiContext) -> None:
         return {"versions": [_version(p) for p in history], "active": store.latest_policy_version()}
 
     # Registered before /v1/policies/{version}: "diff" is no version.
-    @app.get("/v1/policies/diff", tags=["policies"], responses=problem_responses(404))
+    @app.get("/v1/policies/diff", tags=["policies"], responses=problem_responses(400, 404))
     def diff(from_: int = Query(alias="from"), to: int = Query()) -> dict[str, Any]:
         a, b = _files(stored(from_)), _files(stored(to))
         lines: list[str] = []
@@ -69,7 +69,7 @@ def install(app: FastAPI, ctx: ApiContext) -> None:
         text = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
         return {"from": from_, "to": to, "diff": text}
 
-    @app.get("/v1/policies/{version}", tags=["policies"], responses=problem_responses(404))
+    @app.get("/v1/policies/{version}", tags=["policies"], responses=problem_responses(400, 404))
     def one(version: int) -> dict[str, Any]:
         p = stored(version)
         return {**_version(p), "files": _files(p)}
