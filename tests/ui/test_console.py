@@ -66,19 +66,21 @@ def key_secrets(pem: Path) -> list[str]:
     ]
 
 
-class Deploy:
-    """``fiat run --json`` of ``deploy service:payments`` (needs an approval of ops), in the background."""
+class Run:
+    """``fiat run --json`` as ``agent:release-bot`` in the background (its stderr watched)."""
 
-    def __init__(self, server: FiatServer, work: Path) -> None:
+    def __init__(
+        self, server: FiatServer, work: Path, action: str, resource: str, code: str, context: str = "{}", **env: str
+    ) -> None:
         work.mkdir(parents=True, exist_ok=True)
         self.evidence = work / "bundle.json"
         args = [
             *(*FIAT, "run", "--json", "--home", str(server.home), "--url", server.url),
-            *("--principal", PRINCIPAL, "--action", "deploy", "--resource", "service:payments"),
-            *("--context", json.dumps({"version": "2.4.0", "replicas": 4})),
-            *("--evidence", str(self.evidence), "--", sys.executable, "-c", "print('deployed payments 2.4.0')"),
+            *("--principal", PRINCIPAL, "--action", action, "--resource", resource),
+            *("--context", context),
+            *("--evidence", str(self.evidence), "--", sys.executable, "-c", code),
         ]
-        env = cli_env(FIAT_RUNTIME_APPROVAL_WAIT_S="90", FIAT_RUNTIME_CONTAINMENT="process")
+        env = cli_env(FIAT_RUNTIME_APPROVAL_WAIT_S="90", FIAT_RUNTIME_CONTAINMENT="process", **env)
         self.proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.stderr = ""
         self.pending = threading.Event()
@@ -103,6 +105,12 @@ class Deploy:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+def deploy(server: FiatServer, work: Path) -> Run:
+    """``deploy service:payments``: the example policy's ``critical-needs-approval`` asks ops."""
+    context = json.dumps({"version": "2.4.0", "replicas": 4})
+    return Run(server, work, "deploy", "service:payments", "print('deployed payments 2.4.0')", context)
 
 
 def expected_refusals(w: Watched, *needles: str) -> None:
@@ -149,7 +157,7 @@ def test_approve_in_the_browser_end_to_end(
     page.on("request", lambda r: sent.append(json.dumps(r.headers) + (r.post_data or "")))
     expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=15_000)
     pem = approver_key_file(console_server.home)
-    run = Deploy(console_server, tmp_path / "approve")
+    run = deploy(console_server, tmp_path / "approve")
     try:
         assert run.pending.wait(60), run.stderr
         load_key(page, pem)
@@ -188,7 +196,7 @@ def test_approve_in_the_browser_end_to_end(
 
 def test_deny_in_the_browser(console_server: FiatServer, open_page: Callable[..., Watched], tmp_path: Path) -> None:
     page = open_page(console_server.url, "/ui/console").page
-    run = Deploy(console_server, tmp_path / "deny")
+    run = deploy(console_server, tmp_path / "deny")
     try:
         assert run.pending.wait(60), run.stderr
         load_key(page, approver_key_file(console_server.home))
@@ -218,7 +226,7 @@ def test_a_wrong_key_file_is_refused_by_the_authority(
     )
     w = open_page(console_server.url, "/ui/console")
     page = w.page
-    run = Deploy(console_server, tmp_path / "wrong")
+    run = deploy(console_server, tmp_path / "wrong")
     try:
         assert run.pending.wait(60), run.stderr
         page.set_input_files("#approver-key", str(stranger))
@@ -293,3 +301,34 @@ def test_stream_reconnects_after_a_restart(tmp_path: Path, open_page: Callable[.
         expected_refusals(w, "/v1/events/stream")  # refused while down (and 503 while draining)
     finally:
         server.stop()
+
+
+def test_revoke_a_running_permit_from_the_page(
+    console_server: FiatServer, open_page: Callable[..., Watched], tmp_path: Path
+) -> None:
+    """A live permit in the permits table; the admin revokes it from its row; the run halts and the
+    row says revoked."""
+    w = open_page(console_server.url, "/ui/console")
+    page = w.page
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=15_000)
+    run = Run(
+        console_server, tmp_path / "long", "shell:run", "repo:fiat", "import time; time.sleep(60)",
+        FIAT_RUNTIME_HEARTBEAT_MS="200",
+    )  # fmt: skip
+    try:
+        row = page.locator("#permits tbody tr[data-state='live']", has_text="shell:run").first
+        expect(row).to_be_visible(timeout=30_000)  # the permit, as the log shows it
+        permit_id = row.get_attribute("data-permit")
+        page.fill("#admin-token", (console_server.home / "keys" / "admin.token").read_text().strip())
+        row.get_by_role("button", name=f"Revoke permit {permit_id}…").click()
+        expect(page.locator("#revoke-target")).to_have_value(str(permit_id))
+        page.fill("#revoke-reason", "stopped from the console")
+        page.click("#revoke-submit")
+        expect(page.locator("#revoke-result")).to_contain_text(f"Revoked permit {permit_id}", timeout=10_000)
+        code, result = run.result(timeout=60)
+    finally:
+        run.kill()
+    assert result.get("outcome") == "halted", (code, result, run.stderr)
+    expect(page.locator(f"#permits tbody tr[data-permit='{permit_id}']")).to_have_attribute(
+        "data-state", "revoked", timeout=15_000
+    )

@@ -166,6 +166,13 @@ function render() {
         h("td", {}, p.resource || "—"),
         h("td", {}, fmtTime(p.exp)),
         h("td", {}, p.renewedFrom ? code(p.renewedFrom, 12) : "—"),
+        h(
+          "td",
+          { class: "privileged" },
+          st === "live"
+            ? h("button", { type: "button", "aria-label": `Revoke permit ${p.permitId}…`, onclick: () => prepareRevoke("permit", p.permitId) }, "revoke…")
+            : "",
+        ),
       );
     }),
   );
@@ -448,6 +455,13 @@ async function decide(a, approve) {
     out.className = "notice bad";
     out.textContent = `${a.id}: the authority refused: ${err.message}`;
   }
+}
+
+/** Fill the (admin) revocation form for one target; the admin still confirms with Revoke. */
+function prepareRevoke(kind, target) {
+  $("revoke-kind").value = kind;
+  $("revoke-target").value = target;
+  $("revoke-reason").focus();
 }
 
 // -- modes ----------------------------------------------------------------------------------------
