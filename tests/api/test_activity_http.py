@@ -396,3 +396,54 @@ def test_trust_root_is_the_export_with_its_fingerprint(server: FiatServer) -> No
     again = httpx.get(server.url + "/v1/trust/root")
     assert again.content == ok(fiat_cli("trust-root", "export", "--home", server.home)).stdout != exported
     assert "zoe" in {k["name"] for k in httpx.get(server.url + "/v1/keys").json()["keys"]}
+
+
+# -- what other producers publish, in process ---------------------------------------------------------
+
+
+@pytest.fixture
+def in_process(tmp_path: Path) -> Iterator[tuple[str, Any]]:
+    """``create_app`` served by uvicorn in a thread of this process: (URL, the app's event hub)."""
+    import uvicorn
+
+    from fiat.api.app import create_app
+    from fiat.config import load_config
+    from support.processes import clean_env, free_port
+
+    home = tmp_path / "home"
+    ok(fiat_cli("init", "--home", home, "--json"))
+    with clean_env():
+        app = create_app(load_config(home, require=True))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield url, app.state.events
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+def test_producer_events_are_forwarded_and_a_slow_page_is_told_overflow(in_process: tuple[str, Any]) -> None:
+    from fiat.api.events import QUEUE_SIZE
+
+    url, events = in_process
+    stream = Sse(url + "/v1/events/stream")
+    try:
+        deadline = time.monotonic() + 10
+        while events.subscribers == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        events.publish("run", {"scenario": 3, "step": "started"}, id="run-1")
+        got = stream.wait(lambda e: e[0] == "run")
+        assert got == [("run", "run-1", {"scenario": 3, "step": "started"})]  # forwarded as published
+        for n in range(QUEUE_SIZE * 2):  # faster than any page reads: the subscriber's queue overflows
+            events.publish("run", {"n": n})
+        stream.wait(lambda e: e[0] == "overflow")
+        assert len([e for e in stream.events if e[0] == "run"]) < QUEUE_SIZE * 2 + 1
+    finally:
+        stream.close()
