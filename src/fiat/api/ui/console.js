@@ -88,7 +88,15 @@ function queueRender() {
   });
 }
 
+/** On load the page reads at most this many of the newest entries (a long log stays quick to open). */
+const HISTORY = 5000;
+
 async function catchUp() {
+  if (state.last < 0) {
+    const { treeSize } = await api("/v1/activity?after=-1&limit=1");
+    state.last = Math.max(-1, treeSize - 1 - HISTORY);
+    if (state.last >= 0) $("decoded-note").append(` Showing the newest ${HISTORY} of ${treeSize} log entries (older ones: /v1/activity?after=).`);
+  }
   for (;;) {
     const page = await api(`/v1/activity?after=${state.last}&limit=1000`);
     page.entries.forEach(take);
