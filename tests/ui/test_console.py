@@ -243,6 +243,18 @@ def test_a_wrong_key_file_is_refused_by_the_authority(
         junk.write_text("not a key\n")
         page.set_input_files("#approver-key", str(junk))
         expect(page.locator("#approver-status")).to_contain_text("not a PKCS#8 PEM private key")
+        # A passphrase-protected key cannot be opened here: the page says to use `fiat approve`.
+        locked = tmp_path / "locked.pem"
+        locked.write_bytes(
+            Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.BestAvailableEncryption(b"correct horse"),
+            )
+        )
+        page.set_input_files("#approver-key", str(locked))
+        expect(page.locator("#approver-status")).to_contain_text("passphrase-protected")
+        expect(row.get_by_role("button", name=f"Approve {approval_id}")).to_be_disabled()
     finally:
         run.kill()
     expected_refusals(w, "403")
