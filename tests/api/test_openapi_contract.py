@@ -192,6 +192,7 @@ def test_what_a_drain_refuses_is_declared_as_503_with_retry_after(api: Api) -> N
         ("POST", "/v1/authorize"),
         ("POST", "/v1/permits/{jti}/consume"),
         ("GET", STREAM),
+        ("GET", "/v1/events/stream"),  # the pages' live stream refuses new ones too
         ("POST", "/v1/demo/runs"),  # no demo run starts while the server drains (fiat.api.routes.demo)
     }
     for method, path in with_503:

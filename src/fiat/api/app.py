@@ -10,6 +10,8 @@
 * ``POST /v1/receipts``, ``GET /v1/bundles/{jti}`` — execution receipts and evidence bundles.
 * ``POST /v1/revocations``, ``POST /v1/enrollments``, ``POST /v1/policies`` — admin (bearer).
 * ``GET /v1/trust/state``, ``GET /v1/trust/stream`` (server-sent events) — the signed trust state.
+* ``GET /v1/activity``, ``GET /v1/events/stream`` (server-sent events) — the log decoded, live;
+  ``GET /v1/policies[/{version}|/diff]``, ``GET /v1/keys``, ``GET /v1/trust/root`` — public reads.
 * ``GET /metrics`` (Prometheus text), ``GET /healthz``, ``/log/...`` (C2SP tlog-tiles),
   ``/docs`` and ``/redoc`` (served offline), ``/ui/`` (the five web surfaces, :mod:`fiat.api.routes.ui`).
 * ``/v1/demo/...`` — the demo page's scenarios and runs (:mod:`fiat.api.routes.demo`).
@@ -38,7 +40,21 @@ from fiat.api.credentials import Credentials, read_admin_token
 from fiat.api.docs import install_docs
 from fiat.api.limits import BodyLimit
 from fiat.api.problems import install_handlers
-from fiat.api.routes import admin, approvals, authorize, demo, evidence, lineage, ops, permits, trust, trust_root, ui
+from fiat.api.routes import (
+    activity,
+    admin,
+    approvals,
+    authorize,
+    demo,
+    evidence,
+    lineage,
+    ops,
+    permits,
+    policy_read,
+    trust,
+    trust_root,
+    ui,
+)
 from fiat.api.routes.log import log_routes
 from fiat.authorize.authority import Authority
 from fiat.config import Config
@@ -83,11 +99,13 @@ def create_app(
         ctx.events.bind(asyncio.get_running_loop())
         task = asyncio.create_task(ctx.broadcaster.run())
         demo_stopper = asyncio.create_task(demo.stop_on_drain(ctx.drain, runner))
+        watcher = asyncio.create_task(activity.watch_log(ctx))  # /v1/events/stream's live entries
         try:
             yield
         finally:
             task.cancel()
             demo_stopper.cancel()
+            watcher.cancel()
             await asyncio.to_thread(runner.stop)  # no demo run outlives the server
             await asyncio.to_thread(auth.close)
 
@@ -108,7 +126,20 @@ def create_app(
     app.state.demo_runner = runner
     install_handlers(app, metrics)
     install_docs(app)
-    for area in (authorize, approvals, permits, evidence, lineage, admin, trust, trust_root, ops, ui):
+    for area in (
+        authorize,
+        approvals,
+        permits,
+        evidence,
+        lineage,
+        admin,
+        policy_read,
+        trust,
+        trust_root,
+        activity,
+        ops,
+        ui,
+    ):
         area.install(app, ctx)
     app.router.routes.extend(log_routes(auth.log))
     demo.install(app, ctx, runner, demo_controls=cfg.ui.demo_controls)
