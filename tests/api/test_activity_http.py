@@ -447,3 +447,23 @@ def test_producer_events_are_forwarded_and_a_slow_page_is_told_overflow(in_proce
         assert len([e for e in stream.events if e[0] == "run"]) < QUEUE_SIZE * 2 + 1
     finally:
         stream.close()
+
+
+@pytest.mark.parametrize("path", ["/v1/events/stream", "/v1/demo/stream"])
+def test_past_the_cap_a_new_stream_is_refused_at_once(in_process: tuple[str, Any], path: str) -> None:
+    # Attack: idle connections that never read, opened by anyone (the streams are public). Past the
+    # cap a new one is a 503 with Retry-After at once, so the server's memory and its event loop stay
+    # with the trust stream the guards depend on.
+    from fiat.api.events import MAX_SUBSCRIBERS
+
+    url, events = in_process
+    held = [events.subscribe() for _ in range(MAX_SUBSCRIBERS)]
+    try:
+        r = httpx.get(url + path, timeout=5)
+        assert r.status_code == 503 and r.headers["retry-after"] == "5", r.text
+        assert "live event streams are open" in r.json()["detail"]
+    finally:
+        for q in held:
+            events.unsubscribe(q)
+    with httpx.stream("GET", url + path, timeout=5) as ok_again:
+        assert ok_again.status_code == 200

@@ -92,6 +92,26 @@ def test_a_node_shows_its_permit_decision_receipt_and_proofs(server: FiatServer,
     assert get(server, f"/v1/lineage/{root}/node").json()["state"] == "ended"
 
 
+def test_a_node_publishes_no_more_of_the_request_than_the_log_does(server: FiatServer, chain: list[str]) -> None:
+    # Attack: the action request's context (the command line here; a tool call's arguments through
+    # the MCP gateway) is in the bundle, behind its credential, and only as a digest in the log.
+    # The public node view must not hand it to anyone who asks.
+    def contexts(value: Any) -> list[Any]:  # every "context" member anywhere in an answer
+        if isinstance(value, dict):
+            return [v for k, v in value.items() if k == "context"] + [c for v in value.values() for c in contexts(v)]
+        return [c for v in value for c in contexts(v)] if isinstance(value, list) else []
+
+    for jti in chain:
+        r = get(server, f"/v1/lineage/{jti}/node")
+        assert set(r.json()["request"]) == {"principal", "action", "resource", "parent", "contextDigest"}
+        assert "generation.py" not in r.text
+        assert '"argv"' not in r.text
+        assert all(set(c) == {"sha256"} for c in contexts(r.json())), contexts(r.json())  # digests only
+        assert len(r.json()["request"]["contextDigest"]["sha256"]) == 64
+    dag = get(server, "/v1/lineage", permit=chain[0]).text
+    assert "generation.py" not in dag and '"argv"' not in dag
+
+
 def test_the_bundle_stays_behind_its_credential(server: FiatServer, chain: list[str]) -> None:
     """Attack: the public lineage API is no way round the bundle's admin-or-enrolled rule."""
     r = get(server, f"/v1/bundles/{chain[2]}")

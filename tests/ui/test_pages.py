@@ -55,3 +55,5 @@ def test_the_api_reference_renders_offline(ui_server: FiatServer, open_page: Cal
     selector = ".opblock-summary-path" if path == "/docs" else "[data-section-id]"
     w.page.wait_for_selector(selector, timeout=15000)
     assert "/v1/authorize" in w.page.content()
+    headers = httpx.get(ui_server.url + path).headers  # and no other site may frame it (clickjacking)
+    assert headers["x-frame-options"] == "DENY" and headers["content-security-policy"] == "frame-ancestors 'none'"

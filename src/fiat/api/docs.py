@@ -70,14 +70,16 @@ def install_docs(app: FastAPI, docs_url: str = "/docs", redoc_url: str = "/redoc
 
     async def swagger_ui_html(request: Request) -> HTMLResponse:
         base = root(request)
-        return get_swagger_ui_html(
-            openapi_url=base + openapi_url,
-            title=f"{app.title} - Swagger UI",
-            swagger_js_url=f"{base}{ASSETS_PREFIX}/swagger-ui-bundle.js",
-            swagger_css_url=f"{base}{ASSETS_PREFIX}/swagger-ui.css",
-            swagger_favicon_url=f"{base}{ASSETS_PREFIX}/favicon.png",
-            oauth2_redirect_url=base + oauth2_redirect_url,
-            swagger_ui_parameters={"validatorUrl": None, **(app.swagger_ui_parameters or {})},
+        return _unframable(
+            get_swagger_ui_html(
+                openapi_url=base + openapi_url,
+                title=f"{app.title} - Swagger UI",
+                swagger_js_url=f"{base}{ASSETS_PREFIX}/swagger-ui-bundle.js",
+                swagger_css_url=f"{base}{ASSETS_PREFIX}/swagger-ui.css",
+                swagger_favicon_url=f"{base}{ASSETS_PREFIX}/favicon.png",
+                oauth2_redirect_url=base + oauth2_redirect_url,
+                swagger_ui_parameters={"validatorUrl": None, **(app.swagger_ui_parameters or {})},
+            )
         )
 
     async def swagger_ui_redirect(_: Request) -> HTMLResponse:
@@ -85,12 +87,14 @@ def install_docs(app: FastAPI, docs_url: str = "/docs", redoc_url: str = "/redoc
 
     async def redoc_html(request: Request) -> HTMLResponse:
         base = root(request)
-        return get_redoc_html(
-            openapi_url=base + openapi_url,
-            title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{base}{ASSETS_PREFIX}/redoc.standalone.js",
-            redoc_favicon_url=f"{base}{ASSETS_PREFIX}/favicon.png",
-            with_google_fonts=False,
+        return _unframable(
+            get_redoc_html(
+                openapi_url=base + openapi_url,
+                title=f"{app.title} - ReDoc",
+                redoc_js_url=f"{base}{ASSETS_PREFIX}/redoc.standalone.js",
+                redoc_favicon_url=f"{base}{ASSETS_PREFIX}/favicon.png",
+                with_google_fonts=False,
+            )
         )
 
     app.add_route(docs_url, swagger_ui_html, include_in_schema=False)
@@ -100,6 +104,14 @@ def install_docs(app: FastAPI, docs_url: str = "/docs", redoc_url: str = "/redoc
         app.add_route(
             f"{ASSETS_PREFIX}/{name}", _asset_endpoint(asset), name=f"docs_asset_{name}", include_in_schema=False
         )
+
+
+def _unframable(page: HTMLResponse) -> HTMLResponse:
+    """No other site may frame the pages ("Try it out" sends real requests: clickjacking).
+    Only ``frame-ancestors``: FastAPI's pages start Swagger UI and ReDoc from inline scripts."""
+    page.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+    page.headers["X-Frame-Options"] = "DENY"
+    return page
 
 
 def _asset_endpoint(asset: Asset) -> Callable[[Request], Awaitable[Response]]:

@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 QUEUE_SIZE = 1024
+#: Live streams open at once (the pages' event stream and the demo's, together): each holds a
+#: queue and costs the fan-out a step per event, so past this a new stream is refused with 503
+#: and Retry-After rather than let idle connections starve the trust stream guards depend on.
+MAX_SUBSCRIBERS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +69,10 @@ class EventHub:
     def unsubscribe(self, q: asyncio.Queue[Event]) -> None:
         with self._lock:
             self._subscribers.discard(q)
+
+    def full(self) -> bool:
+        """Whether :data:`MAX_SUBSCRIBERS` streams are open (a new one is to be refused)."""
+        return self.subscribers >= MAX_SUBSCRIBERS
 
     @property
     def subscribers(self) -> int:

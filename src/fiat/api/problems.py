@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from fiat.api.events import MAX_SUBSCRIBERS, EventHub
 from fiat.authorize.dpop import DpopError, DpopKeyNotEnrolled
 from fiat.authorize.policy import PolicyError
 from fiat.errors import (
@@ -156,6 +157,18 @@ def refuse_while_draining(drain: Drain, what: str) -> None:
             "Service Unavailable",
             f"the authority is shutting down: {what}; retry against the restarted authority",
             headers={"Retry-After": str(drain.retry_after(monotonic()))},
+        )
+
+
+def refuse_when_full(events: EventHub) -> None:
+    """Raise a 503 problem with ``Retry-After`` when the live event streams are at their cap
+    (:data:`fiat.api.events.MAX_SUBSCRIBERS`)."""
+    if events.full():
+        raise Problem(
+            503,
+            "Service Unavailable",
+            f"{MAX_SUBSCRIBERS} live event streams are open, the most this server holds; retry in a few seconds",
+            headers={"Retry-After": "5"},
         )
 
 

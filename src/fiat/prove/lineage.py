@@ -31,7 +31,7 @@ from typing import Any
 from fiat.errors import FiatError, MalformedError, NotFoundError
 from fiat.formats import jws
 from fiat.formats.dsse import Envelope
-from fiat.formats.encoding import rfc3339
+from fiat.formats.encoding import json_digest, rfc3339
 from fiat.formats.statement import Statement
 from fiat.persist.protocols import AuthorityStore, EvidenceIndex
 from fiat.persist.records import PermitRecord
@@ -183,7 +183,7 @@ class Lineage:
             "id": jti,
             "state": self._state(r, ev["receipt"] is not None, successor is not None),
             "claims": claims,
-            "request": _request(r.request),
+            "request": _public_request(r.request),
             "permit": {"logIndex": r.log_index, "proofAvailable": r.log_index < size},
             "decision": ev["decision"],
             "approvals": ev["approvals"],
@@ -221,6 +221,16 @@ class Lineage:
 def _request(data: bytes) -> dict[str, Any]:
     value = json.loads(data)
     return value if isinstance(value, dict) else {}
+
+
+def _public_request(data: bytes) -> dict[str, Any]:
+    """What the log itself publishes of an action request (a decision statement's ``request`` and
+    ``inputs.context.sha256``, :func:`fiat.prove.evidence.decision_statement`): never the context —
+    a command line, a tool call's arguments — which only a bundle (admin or enrolled) carries."""
+    request = _request(data)
+    public = {k: request.get(k) for k in ("principal", "action", "resource", "parent")}
+    public["contextDigest"] = {"sha256": json_digest(request.get("context", {}))}
+    return public
 
 
 def _determining(predicate: dict[str, Any]) -> list[str]:

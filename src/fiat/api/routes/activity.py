@@ -34,7 +34,7 @@ from fastapi.responses import StreamingResponse
 
 from fiat.api.context import ApiContext
 from fiat.api.events import Event
-from fiat.api.problems import Problem, problem_responses, refuse_while_draining
+from fiat.api.problems import Problem, problem_responses, refuse_when_full, refuse_while_draining
 from fiat.prove.activity import MAX_READ, read_activity
 from fiat.prove.log import TransparencyLog
 
@@ -124,6 +124,7 @@ def install(app: FastAPI, ctx: ApiContext) -> None:
         request: Request, after: int | None = None, last_event_id: str | None = Header(default=None)
     ) -> StreamingResponse:
         refuse_while_draining(drain, "no new event streams are opened")
+        refuse_when_full(ctx.events)
         start = _after(after, "after")
         if start is None and last_event_id is not None:  # a reconnecting EventSource resumes here
             try:

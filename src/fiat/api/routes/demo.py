@@ -42,7 +42,7 @@ from pydantic import Field
 from fiat.api.context import ApiContext
 from fiat.api.events import Event
 from fiat.api.models import Strict
-from fiat.api.problems import Problem, problem_responses, refuse_while_draining, refused
+from fiat.api.problems import Problem, problem_responses, refuse_when_full, refuse_while_draining, refused
 from fiat.demo_runs import MAX_RUNNING, DemoBusy, DemoClosed, DemoRunner
 from fiat.errors import AuthorizationError, NotFoundError
 from fiat.serving import Drain
@@ -147,6 +147,7 @@ def install(app: FastAPI, ctx: ApiContext, runner: DemoRunner, *, demo_controls:
     @app.get("/v1/demo/stream", include_in_schema=False)
     async def stream(request: Request) -> StreamingResponse:
         refuse_while_draining(drain, "no new demo streams are opened")
+        refuse_when_full(ctx.events)
 
         async def events() -> AsyncIterator[bytes]:
             q = ctx.events.subscribe()  # first, so that nothing said between the replay and now is lost

@@ -14,6 +14,7 @@ that is not RFC 3339 with an offset, or a limit outside 1..500 is a 400 problem 
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -101,7 +102,7 @@ def install(app: FastAPI, ctx: ApiContext) -> None:
             raise _bad("since is after until; give since ≤ until")
         n = DEFAULT_LIMIT
         if limit is not None:
-            if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIMIT:
+            if not re.fullmatch(r"[0-9]{1,6}", limit) or not 1 <= int(limit) <= MAX_LIMIT:  # ASCII digits only
                 raise _bad(f"limit must be a whole number from 1 to {MAX_LIMIT}, e.g. limit={DEFAULT_LIMIT}")
             n = int(limit)
         try:
