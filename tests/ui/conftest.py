@@ -9,6 +9,7 @@ machine without ``/usr/bin/chromium`` skips these tests with the reason
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,17 @@ def open_page(browser: Browser) -> Iterator[Callable[..., Watched]]:
     for _, context in opened:
         context.close()  # type: ignore[attr-defined]
     assert not problems, "\n".join(problems)
+
+
+def wait_js(page: Page, expression: str, timeout: float = 15.0) -> None:
+    """Wait until ``expression`` is truthy in the page. (Playwright's ``wait_for_function`` polls by
+    compiling the predicate inside the page, which the pages' CSP forbids — no ``unsafe-eval`` —
+    so this polls ``page.evaluate``, which the browser runs outside the page's policy.)"""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout} s: {expression}")
+        time.sleep(0.05)
 
 
 def make_home(base: Path) -> Path:

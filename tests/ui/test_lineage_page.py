@@ -14,7 +14,7 @@ import pytest
 from support.lineage_chain import PRINCIPAL, renewing_home, run_chain, run_renewed
 from support.processes import FiatServer
 
-from .conftest import Watched
+from .conftest import Watched, wait_js
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_a_principal_search_shows_the_three_generation_chain(
     w = open_page(ui_server.url, "/ui/lineage")
     page = w.page
     search_principal(w, PRINCIPAL)
-    page.wait_for_function("document.querySelectorAll('#dag g.node').length === 3")
+    wait_js(page, "document.querySelectorAll('#dag g.node').length === 3")
     assert page.locator("#dag path.edge.parent").count() == 2
     assert page.locator("#dag path.edge.renewal").count() == 0
     assert "3 permits, 2 links" in page.locator("#status").inner_text()
@@ -75,7 +75,7 @@ def test_keyboard_navigation_moves_through_the_generations(
     w = open_page(ui_server.url, "/ui/lineage")
     page = w.page
     search_principal(w, PRINCIPAL)
-    page.wait_for_function("document.querySelectorAll('#dag g.node').length === 3")
+    wait_js(page, "document.querySelectorAll('#dag g.node').length === 3")
     page.locator("#clear").focus()
     page.keyboard.press("Tab")  # the first node of the graph is the next stop
     focused = "document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.id : null"
@@ -87,7 +87,7 @@ def test_keyboard_navigation_moves_through_the_generations(
     page.keyboard.press("ArrowUp")
     assert page.evaluate(focused) == child
     page.keyboard.press("Enter")
-    page.wait_for_function(f"location.hash === '#permit={child}'")
+    wait_js(page, f"location.hash === '#permit={child}'")
     page.wait_for_selector("#entries")
     assert child in page.locator("#details-body").inner_text()
     assert page.locator(f'#dag g.node[data-id="{child}"]').get_attribute("aria-pressed") == "true"
@@ -101,7 +101,7 @@ def test_the_hash_opens_a_permits_chain_with_it_selected(
     root, child, grand = chain
     w = open_page(ui_server.url, f"/ui/lineage#permit={child}")
     page = w.page
-    page.wait_for_function("document.querySelectorAll('#dag g.node').length === 3")
+    wait_js(page, "document.querySelectorAll('#dag g.node').length === 3")
     page.wait_for_selector("#entries")
     assert page.locator("#permit").input_value() == child
     assert page.locator(f'#dag g.node[data-id="{grand}"]').count() == 1  # the whole chain, not only the child
@@ -109,7 +109,7 @@ def test_the_hash_opens_a_permits_chain_with_it_selected(
     assert root in page.locator("#details-body").inner_text()  # its parent, linked
     # A parent link in the details selects that node.
     page.locator("#details-body a", has_text=root).click()
-    page.wait_for_function(f"location.hash === '#permit={root}'")
+    wait_js(page, f"location.hash === '#permit={root}'")
 
 
 def test_a_bad_time_range_is_explained_not_sent(
@@ -121,14 +121,14 @@ def test_a_bad_time_range_is_explained_not_sent(
     page.fill("#since", "2030-01-02T00:00:00")
     page.fill("#until", "2030-01-01T00:00:00")
     page.click("#search button[type=submit]")
-    page.wait_for_function("document.getElementById('status').textContent.includes('since is after until')")
+    wait_js(page, "document.getElementById('status').textContent.includes('since is after until')")
     assert page.locator("#status").get_attribute("role") == "status"
     assert not [u for u in w.requests if "since=2030" in u]  # checked here, not sent
     page.fill("#since", "")
     page.fill("#until", "")
     page.fill("#limit", "0")
     page.click("#search button[type=submit]")
-    page.wait_for_function("document.getElementById('status').textContent.includes('from 1 to 500')")
+    wait_js(page, "document.getElementById('status').textContent.includes('from 1 to 500')")
 
 
 @pytest.fixture(scope="module")

@@ -232,7 +232,11 @@ def run_ui_bench(*, loads: int = 5, verifications: int = 20, console: Console | 
                     context = browser.new_context()
                     page = context.new_page()
                     page.goto(url + "/ui/verify", wait_until="load")
-                    page.wait_for_function("() => typeof window.fiatVerify === 'function'", timeout=10000)
+                    deadline = time.monotonic() + 10  # polled: the page's CSP refuses wait_for_function's eval
+                    while not page.evaluate("typeof window.fiatVerify === 'function'"):
+                        if time.monotonic() > deadline:
+                            raise FiatError("the proof viewer did not load its verifier within 10 s")
+                        time.sleep(0.05)
                     requests: list[str] = []
                     page.on("request", lambda r: requests.append(r.url))
                     b64 = base64.b64encode

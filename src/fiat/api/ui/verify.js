@@ -153,7 +153,8 @@ $("root-fetch").addEventListener("click", async () => {
     const claimed = res.headers.get("Fiat-Trust-Root-Fingerprint");
     const fp = `sha256:${await sha256Hex(bytes)}`;
     if (claimed && claimed !== fp) throw new Error(`the fingerprint header ${claimed} is not that of the bytes served (${fp})`);
-    await pin(bytes, "fetched from this server");
+    // Trust on first use: the server handing out the root is the one whose evidence is checked.
+    await pin(bytes, "fetched from this server — trust on first use: compare this fingerprint with one from another channel (fiat trust-root export on a machine you trust) before relying on a verdict");
     if (bundleBytes) await run();
   } catch (e) {
     notice($("root-status"), `Could not fetch the trust root: ${e.message}`, "bad");
