@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+
 from support.processes import FiatServer, ok
 from support.processes import fiat as fiat_cli
 

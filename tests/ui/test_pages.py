@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from support.processes import FiatServer
 
 from fiat.api.routes.ui import CSP, PAGES, asset_names
+from support.processes import FiatServer
 
 from .conftest import Watched
 

@@ -23,6 +23,7 @@ by the exception's type (:mod:`fiat.api.problems`).
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -37,8 +38,9 @@ from fiat.api.credentials import Credentials, read_admin_token
 from fiat.api.docs import install_docs
 from fiat.api.limits import BodyLimit
 from fiat.api.problems import install_handlers
-from fiat.api.routes import admin, approvals, authorize, evidence, ops, permits, trust, ui
+from fiat.api.routes import admin, approvals, authorize, evidence, health, ops, permits, trust, ui
 from fiat.api.routes.log import log_routes
+from fiat.api.telemetry import Telemetry
 from fiat.authorize.authority import Authority
 from fiat.config import Config
 from fiat.serving import Drain
@@ -65,12 +67,20 @@ def create_app(
     credentials = Credentials(
         token, auth.is_enrolled, metrics, auth.role_of, replay=auth.store, public_url=public_url or cfg.public_url
     )
+    broadcaster = TrustBroadcaster(auth, trust_interval)
+    telemetry = Telemetry(
+        metrics,
+        log_size=lambda: auth.log.checkpoint().size,
+        epoch=lambda: broadcaster.epoch,
+        subscribers=broadcaster.subscriber_count,
+    )
     ctx = ApiContext(
         authority=auth,
-        broadcaster=TrustBroadcaster(auth, trust_interval),
+        broadcaster=broadcaster,
         credentials=credentials,
         metrics=metrics,
         drain=drain if drain is not None else Drain(cfg.server.drain_s),
+        telemetry=telemetry,
     )
 
     @asynccontextmanager
@@ -78,10 +88,16 @@ def create_app(
         anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
         ctx.events.bind(asyncio.get_running_loop())
         task = asyncio.create_task(ctx.broadcaster.run())
+        auth.log.on_integrated = telemetry.observe_integration
+        stop = threading.Event()
+        sampler = threading.Thread(target=telemetry.run_sampler, args=(stop,), name="fiat-telemetry", daemon=True)
+        sampler.start()
         try:
             yield
         finally:
             task.cancel()
+            stop.set()
+            auth.log.on_integrated = None
             await asyncio.to_thread(auth.close)
 
     app = FastAPI(
@@ -98,9 +114,10 @@ def create_app(
     app.state.metrics = metrics
     app.state.drain = ctx.drain
     app.state.events = ctx.events
+    app.state.telemetry = telemetry
     install_handlers(app, metrics)
     install_docs(app)
-    for area in (authorize, approvals, permits, evidence, admin, trust, ops, ui):
+    for area in (authorize, approvals, permits, evidence, admin, trust, ops, health, ui):
         area.install(app, ctx)
     app.router.routes.extend(log_routes(auth.log))
     ops.install_index(app, ctx)
