@@ -68,7 +68,12 @@ def buckets(fams: dict[str, Any], family: str, **labels: str) -> list[Sample]:
 def test_the_exposition_parses_with_help_and_type_and_counts_move(server: FiatServer) -> None:
     before = families(server)
     text = httpx.get(server.url + "/metrics").text
-    for name in ("fiat_authorize_seconds", "fiat_log_integration_seconds", "fiat_log_tree_size", "fiat_decisions_total"):
+    for name in (
+        "fiat_authorize_seconds",
+        "fiat_log_integration_seconds",
+        "fiat_log_tree_size",
+        "fiat_decisions_total",
+    ):
         assert f"# HELP {name} " in text and f"# TYPE {name} " in text, name
     assert before["fiat_authorize_seconds"].type == "histogram"
     assert before["fiat_log_integration_seconds"].type == "histogram"
