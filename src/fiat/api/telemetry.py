@@ -131,6 +131,7 @@ class Telemetry:
         self._window = _Window()
         self._streams: dict[int, StreamInfo] = {}
         self._next_stream = 0
+        self._integrated: deque[list[float]] = deque(maxlen=4096)  # batches not yet in the histogram
         self._seen_receipts: dict[int, None] = {}  # insertion-ordered: the oldest is dropped first
         self.samples: deque[dict[str, Any]] = deque(maxlen=KEEP)
         self.registry = CollectorRegistry()
@@ -165,13 +166,27 @@ class Telemetry:
             _keep(self._window.authorize, seconds)
             self._window.decisions[decision] += 1
 
-    def observe_integration(self, latencies: Sequence[float]) -> None:
-        """The log's ``on_integrated`` hook: the latencies of one integrated batch's entries."""
-        for s in latencies:
-            self.integration_seconds.observe(s)
+    def observe_integration(self, latencies: list[float]) -> None:
+        """The log's ``on_integrated`` hook: the latencies of one integrated batch's entries.
+
+        Runs on the log's sequencer thread, so it only queues the list (one append); the
+        histogram takes them in :meth:`flush` (at each scrape and each sample)."""
+        self._integrated.append(latencies)
+
+    def flush(self) -> None:
+        """Move the queued integration latencies into the histogram and the interval's window."""
+        batches = []
+        while self._integrated:
+            batches.append(self._integrated.popleft())
+        if not batches:
+            return
+        for batch in batches:
+            for s in batch:
+                self.integration_seconds.observe(s)
         with self._lock:
-            for s in latencies:
-                _keep(self._window.integration, s)
+            for batch in batches:
+                for s in batch:
+                    _keep(self._window.integration, s)
 
     def observe_receipt_once(self, log_index: int, outcome: object, halt_reason: object) -> None:
         """:meth:`observe_receipt` unless the receipt at ``log_index`` was counted (uploads are idempotent)."""
@@ -226,6 +241,7 @@ class Telemetry:
     # -- the time series -------------------------------------------------------------------
     def sample(self) -> dict[str, Any]:
         """Close the interval: one sample of what the health page charts."""
+        self.flush()
         with self._lock:
             w, self._window = self._window, _Window()
         now = self.clock()

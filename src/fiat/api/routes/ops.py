@@ -15,10 +15,12 @@ from fiat.api.context import ApiContext
 
 
 def install(app: FastAPI, ctx: ApiContext) -> None:
-    auth, registry = ctx.authority, ctx.telemetry.registry
+    auth, telemetry = ctx.authority, ctx.telemetry
+    registry = telemetry.registry
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:
+        telemetry.flush()
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", include_in_schema=False)
