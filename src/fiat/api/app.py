@@ -10,7 +10,8 @@
 * ``POST /v1/receipts``, ``GET /v1/bundles/{jti}`` — execution receipts and evidence bundles.
 * ``POST /v1/revocations``, ``POST /v1/enrollments``, ``POST /v1/policies`` — admin (bearer).
 * ``GET /v1/trust/state``, ``GET /v1/trust/stream`` (server-sent events) — the signed trust state.
-* ``GET /metrics`` (Prometheus text), ``GET /healthz``, ``/log/...`` (C2SP tlog-tiles),
+* ``GET /metrics`` (Prometheus exposition, :mod:`fiat.api.telemetry`), ``GET /healthz``,
+  ``GET /v1/health`` (the health page's series), ``/log/...`` (C2SP tlog-tiles),
   ``/docs`` and ``/redoc`` (served offline), ``/ui/`` (the five web surfaces, :mod:`fiat.api.routes.ui`).
 
 On SIGTERM/SIGINT the server drains (:mod:`fiat.serving`): no new permits, receipts
