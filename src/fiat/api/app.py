@@ -12,7 +12,8 @@
 * ``GET /v1/trust/state``, ``GET /v1/trust/stream`` (server-sent events) — the signed trust state.
 * ``GET /v1/activity``, ``GET /v1/events/stream`` (server-sent events) — the log decoded, live;
   ``GET /v1/policies[/{version}|/diff]``, ``GET /v1/keys``, ``GET /v1/trust/root`` — public reads.
-* ``GET /metrics`` (Prometheus text), ``GET /healthz``, ``/log/...`` (C2SP tlog-tiles),
+* ``GET /metrics`` (Prometheus exposition, :mod:`fiat.api.telemetry`), ``GET /healthz``,
+  ``GET /v1/health`` (the health page's series), ``/log/...`` (C2SP tlog-tiles),
   ``/docs`` and ``/redoc`` (served offline), ``/ui/`` (the five web surfaces, :mod:`fiat.api.routes.ui`).
 * ``/v1/demo/...`` — the demo page's scenarios and runs (:mod:`fiat.api.routes.demo`).
 
@@ -26,6 +27,7 @@ by the exception's type (:mod:`fiat.api.problems`).
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -47,6 +49,7 @@ from fiat.api.routes import (
     authorize,
     demo,
     evidence,
+    health,
     lineage,
     ops,
     permits,
@@ -56,6 +59,7 @@ from fiat.api.routes import (
     ui,
 )
 from fiat.api.routes.log import log_routes
+from fiat.api.telemetry import Telemetry
 from fiat.authorize.authority import Authority
 from fiat.config import Config
 from fiat.demo_runs import DemoRunner
@@ -83,12 +87,20 @@ def create_app(
     credentials = Credentials(
         token, auth.is_enrolled, metrics, auth.role_of, replay=auth.store, public_url=public_url or cfg.public_url
     )
+    broadcaster = TrustBroadcaster(auth, trust_interval)
+    telemetry = Telemetry(
+        metrics,
+        log_size=lambda: auth.log.checkpoint().size,
+        epoch=lambda: broadcaster.epoch,
+        subscribers=broadcaster.subscriber_count,
+    )
     ctx = ApiContext(
         authority=auth,
-        broadcaster=TrustBroadcaster(auth, trust_interval),
+        broadcaster=broadcaster,
         credentials=credentials,
         metrics=metrics,
         drain=drain if drain is not None else Drain(cfg.server.drain_s),
+        telemetry=telemetry,
     )
     # The demo page's runs: real `fiat run` processes against this server (fiat.api.routes.demo).
     runner = DemoRunner(cfg.home, public_url or cfg.public_url, lambda event: ctx.events.publish("run", event))
@@ -100,12 +112,18 @@ def create_app(
         task = asyncio.create_task(ctx.broadcaster.run())
         demo_stopper = asyncio.create_task(demo.stop_on_drain(ctx.drain, runner))
         watcher = asyncio.create_task(activity.watch_log(ctx))  # /v1/events/stream's live entries
+        auth.log.on_integrated = telemetry.observe_integration
+        stop = threading.Event()
+        sampler = threading.Thread(target=telemetry.run_sampler, args=(stop,), name="fiat-telemetry", daemon=True)
+        sampler.start()
         try:
             yield
         finally:
             task.cancel()
             demo_stopper.cancel()
             watcher.cancel()
+            stop.set()
+            auth.log.on_integrated = None
             await asyncio.to_thread(runner.stop)  # no demo run outlives the server
             await asyncio.to_thread(auth.close)
 
@@ -124,6 +142,7 @@ def create_app(
     app.state.drain = ctx.drain
     app.state.events = ctx.events
     app.state.demo_runner = runner
+    app.state.telemetry = telemetry
     install_handlers(app, metrics)
     install_docs(app)
     for area in (
@@ -138,6 +157,7 @@ def create_app(
         trust_root,
         activity,
         ops,
+        health,
         ui,
     ):
         area.install(app, ctx)

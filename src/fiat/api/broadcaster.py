@@ -62,5 +62,8 @@ class TrustBroadcaster:
         self._subscribers.add(q)
         return q
 
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
     def unsubscribe(self, q: asyncio.Queue[str]) -> None:
         self._subscribers.discard(q)

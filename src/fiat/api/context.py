@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from fiat.api.broadcaster import TrustBroadcaster
 from fiat.api.credentials import Credentials
 from fiat.api.events import EventHub
+from fiat.api.telemetry import Telemetry
 from fiat.authorize.authority import Authority
 from fiat.serving import Drain
 
@@ -19,4 +20,5 @@ class ApiContext:
     credentials: Credentials
     metrics: Counter[str]
     drain: Drain  # the shutdown drain (fiat.serving): what is refused while the server drains
+    telemetry: Telemetry  # /metrics and /v1/health (fiat.api.telemetry)
     events: EventHub = field(default_factory=EventHub)  # /v1/events/stream: what the web pages watch

@@ -184,14 +184,14 @@ class Governor:
         root = trust_root(cfg)
         measurer = default_measurer(list(argv), cwd, cfg.runtime.files, cfg.runtime.env_allowlist)
         client = AuthorityClient(url)
+        spool = ReceiptSpool(cfg.home)
         try:
-            monitor = TrustMonitor.shared(url, root)
+            monitor = TrustMonitor.shared(url, root, runtime_kid=rec.kid, spool_backlog=lambda: len(spool.pending(url)))
         except BaseException:
             client.close()
             raise
         # DPoP proofs are dated on a steady clock (fiat.enforce.guard, "Time"), shared by the sessions.
         client.clock = SteadyClock(time.time, time.monotonic).now
-        spool = ReceiptSpool(cfg.home)
         flusher = Flusher(spool, url, cfg.runtime.receipt_upload_s, runtime_key=key)
         return cls(cfg, client, monitor, url, Runtime(rec.kid, key), root, measurer, spool, flusher, settings)
 

@@ -140,15 +140,30 @@ class TrustMonitor:
             raise FiatError("the trust root has no log key; export it with `fiat trust-root export`")
         self._log_keys = log_keys
         self._log_limits = [k.max_tree_size for k in root.by_role("log")]
+        #: What the stream tells the authority about this runtime (``?runtime=&spool=``): the kid of
+        #: its runtime key and a count of spooled receipts, for the health page only
+        #: (self-reported, unauthenticated; :mod:`fiat.api.routes.trust`). Set by :meth:`shared`.
+        self.runtime_kid: str | None = None
+        self.spool_backlog: Callable[[], int] | None = None
 
     @classmethod
-    def shared(cls, url: str, root: TrustRoot) -> TrustMonitor:
-        """The process-wide monitor for ``url`` (many guards, one subscription)."""
+    def shared(
+        cls,
+        url: str,
+        root: TrustRoot,
+        *,
+        runtime_kid: str | None = None,
+        spool_backlog: Callable[[], int] | None = None,
+    ) -> TrustMonitor:
+        """The process-wide monitor for ``url`` (many guards, one subscription); the first guard
+        to name its runtime (``runtime_kid``, ``spool_backlog``) names the subscription."""
         with cls._shared_lock:
             monitor = cls._shared.get(url.rstrip("/"))
             if monitor is None or monitor._stop.is_set():
                 monitor = cls(url, root)
                 cls._shared[monitor.url] = monitor
+            if monitor.runtime_kid is None and runtime_kid is not None:
+                monitor.runtime_kid, monitor.spool_backlog = runtime_kid, spool_backlog
             monitor._users += 1
             monitor.start()
             return monitor
@@ -215,7 +230,7 @@ class TrustMonitor:
             try:
                 with (
                     httpx.Client(timeout=httpx.Timeout(5.0, read=20.0), verify=tls.client_context()) as client,
-                    client.stream("GET", self.url + "/v1/trust/stream") as response,
+                    client.stream("GET", self.url + "/v1/trust/stream", params=self._identity()) as response,
                 ):
                     if response.status_code != 200:
                         raise FiatError(f"trust stream answered HTTP {response.status_code}")
@@ -252,6 +267,18 @@ class TrustMonitor:
                 log.debug("trust stream interrupted: %s", exc)
             self._stop.wait(backoff)
             backoff = min(backoff * 2, 1.0)
+
+    def _identity(self) -> dict[str, str]:
+        """The stream's query: who this runtime says it is (display only at the authority)."""
+        params: dict[str, str] = {}
+        if self.runtime_kid:
+            params["runtime"] = self.runtime_kid
+        if self.spool_backlog is not None:
+            try:
+                params["spool"] = str(self.spool_backlog())
+            except Exception as exc:  # an unreadable spool is not a reason to lose the stream
+                log.debug("spool backlog not counted: %s", exc)
+        return params
 
     def _dispatch(self, kind: str, data: str) -> None:
         """One server-sent event: a trust state, a going-away notice, or (any other type) nothing."""

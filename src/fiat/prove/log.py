@@ -198,6 +198,10 @@ class TransparencyLog:
         self._thread: threading.Thread | None = None
         self._read_checkpoint: SignedCheckpoint | None = None
         self._staging = threading.local()
+        #: Called by the sequencer after each durable batch with its entries' latencies (seconds
+        #: from queued to checkpointed): a cheap observation hook (the server's telemetry), never
+        #: a dependency of the log on what observes it. Exceptions it raises are logged and ignored.
+        self.on_integrated: Callable[[list[float]], None] | None = None
         self._frontier, self._checkpoint = self._recover()
 
     # -- recovery ---------------------------------------------------------------
@@ -354,8 +358,15 @@ class TransparencyLog:
                 for p in batch:
                     p.future.set_exception(exc)
                 continue
+            done = time.monotonic()
             for i, p in enumerate(batch):
                 p.future.set_result(AppendResult(start + i, cp))
+            hook = self.on_integrated
+            if hook is not None:
+                try:
+                    hook([done - p.queued for p in batch])
+                except Exception as exc:
+                    log.warning("log integration hook failed: %s", exc)
 
     def integrate(
         self, entries: Sequence[bytes], sidecars: Sequence[tuple[int, Sidecar]] = ()

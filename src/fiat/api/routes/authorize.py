@@ -9,6 +9,7 @@ gateway that lists only tools a principal could call; proven with the runtime ke
 from __future__ import annotations
 
 import asyncio
+import time
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -40,6 +41,7 @@ def install(app: FastAPI, ctx: ApiContext) -> None:
         kid, _ = await asyncio.to_thread(ctx.credentials.runtime_proof, request)
         if kid != body.runtimeKid:
             raise ctx.credentials.refuse(401, "the DPoP proof's key is not the runtime key named in the request")
+        started = time.perf_counter()
         try:
             pending = auth.submit(
                 AuthorizationRequest(
@@ -59,8 +61,10 @@ def install(app: FastAPI, ctx: ApiContext) -> None:
         except AuthorizationError as exc:
             invalid = isinstance(exc, MalformedRequestError)
             metrics["requests_invalid_total" if invalid else "authorizations_refused_total"] += 1
+            ctx.telemetry.observe_authorize(time.perf_counter() - started, "refused")
             raise refused(exc) from exc
         metrics[f"decisions_{result.decision}_total"] += 1
+        ctx.telemetry.observe_authorize(time.perf_counter() - started, result.decision)
         return JSONResponse(result.to_json())  # already JSON types: no response-model encoding pass
 
     @app.post(

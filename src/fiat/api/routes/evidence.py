@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -27,6 +28,7 @@ def install(app: FastAPI, ctx: ApiContext) -> None:
         except AuthorizationError as exc:
             metrics["auth_failures_total"] += 1  # a receipt not provably from the permit's runtime
             raise refused(exc) from exc
+        ctx.telemetry.observe_receipt_once(index, *_outcome(envelope.payload))
         return {"logIndex": index}
 
     @app.get("/v1/bundles/{jti}", tags=["evidence"], responses=problem_responses(400, 401, 403, 404))
@@ -36,3 +38,12 @@ def install(app: FastAPI, ctx: ApiContext) -> None:
             return auth.bundle(jti)
         except FiatError as exc:
             raise refused(exc, default=404) from exc
+
+
+def _outcome(payload: bytes) -> tuple[object, object]:
+    """A logged receipt's ``outcome`` and ``haltReason`` (its in-toto predicate; docs/formats.md)."""
+    try:
+        predicate = json.loads(payload).get("predicate", {})
+        return predicate.get("outcome"), predicate.get("haltReason")
+    except (ValueError, AttributeError):
+        return None, None

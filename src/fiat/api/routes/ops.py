@@ -1,4 +1,5 @@
-"""For operators, outside the OpenAPI document: ``/metrics`` (Prometheus text), ``/healthz``, ``/``."""
+"""For operators, outside the OpenAPI document: ``/metrics`` (the Prometheus text exposition
+format, HELP/TYPE lines, histograms: :mod:`fiat.api.telemetry`), ``/healthz``, ``/``."""
 
 from __future__ import annotations
 
@@ -7,20 +8,20 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fiat import __version__
 from fiat.api.context import ApiContext
 
 
 def install(app: FastAPI, ctx: ApiContext) -> None:
-    auth, broadcaster, metrics = ctx.authority, ctx.broadcaster, ctx.metrics
+    auth, telemetry = ctx.authority, ctx.telemetry
+    registry = telemetry.registry
 
     @app.get("/metrics", include_in_schema=False)
-    def prometheus() -> PlainTextResponse:
-        lines = [f"fiat_{k} {v}" for k, v in sorted(metrics.items())]
-        lines.append(f"fiat_log_tree_size {auth.log.checkpoint().size}")
-        lines.append(f"fiat_trust_state_epoch {broadcaster.epoch}")
-        return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+    def prometheus() -> Response:
+        telemetry.flush()
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, Any]:

@@ -16,6 +16,10 @@ The stream's events (WHATWG HTML §9.2 server-sent events):
 * ``: keep-alive`` comments while nothing else is said.
 
 While the server drains, a new stream is refused (503, ``Retry-After``).
+
+A guard may name itself: ``?runtime=<kid of its runtime key>&spool=<receipts spooled>``. Both are
+self-reported and unauthenticated: shown on the health page and in ``/metrics`` (the stream's
+trust-state freshness, :mod:`fiat.api.telemetry`), never used for a decision. Unnamed: "anonymous".
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ SSE_RESPONSE = {
 
 
 def install(app: FastAPI, ctx: ApiContext) -> None:
-    auth, broadcaster, drain = ctx.authority, ctx.broadcaster, ctx.drain
+    auth, broadcaster, drain, telemetry = ctx.authority, ctx.broadcaster, ctx.drain, ctx.telemetry
 
     @app.get("/v1/trust/state", tags=["trust"], responses=problem_responses(400))
     def trust_state(since: int = 0) -> dict[str, Any]:
@@ -54,12 +58,14 @@ def install(app: FastAPI, ctx: ApiContext) -> None:
         response_class=StreamingResponse,
         responses={200: SSE_RESPONSE, **problem_responses(503)},
     )
-    async def trust_stream(request: Request) -> StreamingResponse:
+    async def trust_stream(request: Request, runtime: str | None = None, spool: str | None = None) -> StreamingResponse:
         refuse_while_draining(drain, "no new trust streams are opened")
+        backlog = int(spool) if spool is not None and spool.isdigit() and len(spool) <= 9 else None
 
         async def events() -> AsyncIterator[bytes]:
             q = broadcaster.subscribe()
             drain.streams += 1
+            sid = telemetry.stream_opened(runtime, backlog)
             told = False
             try:
                 while not await request.is_disconnected():
@@ -74,7 +80,9 @@ def install(app: FastAPI, ctx: ApiContext) -> None:
                         yield b": keep-alive\n\n"
                     elif state:
                         yield f"event: trust-state\ndata: {state}\n\n".encode()
+                        telemetry.stream_delivered(sid)
             finally:
+                telemetry.stream_closed(sid)
                 drain.streams -= 1
                 broadcaster.unsubscribe(q)
 
