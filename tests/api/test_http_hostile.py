@@ -730,7 +730,7 @@ METHODS = {
     "/v1/permits/x/consume": ["GET", "PUT", "DELETE"],
     "/v1/revocations": ["GET", "PUT", "DELETE"],
     "/v1/enrollments": ["GET", "PUT"],
-    "/v1/policies": ["GET", "DELETE"],
+    "/v1/policies": ["PUT", "DELETE"],
     "/v1/receipts": ["GET", "PUT"],
     "/v1/bundles/x": ["POST", "PUT", "DELETE"],
     "/v1/trust/state": ["POST", "PUT", "DELETE"],

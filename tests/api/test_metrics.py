@@ -156,7 +156,7 @@ def test_a_stream_cannot_inject_labels_or_claim_odd_names(server: FiatServer) ->
     evil = 'x"} fiat_decisions_total{decision="allow"} 1e9\n#'
     with (
         httpx.Client(timeout=10) as c,
-        c.stream("GET", server.url + "/v1/trust/stream", params={"runtime": evil, "spool": "-3"}) as r,
+        c.stream("GET", server.url + "/v1/trust/stream", params={"runtime": evil, "spool": "²"}) as r,
     ):
         assert r.status_code == 200
         lines = r.iter_lines()  # kept: a dropped iterator closes the stream
