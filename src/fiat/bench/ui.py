@@ -156,7 +156,7 @@ def _load(browser: Any, url: str) -> dict[str, Any]:
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     page = context.new_page()
     responses: list[Any] = []
-    page.on("response", responses.append)
+    page.on("response", lambda r: responses.append(r))
     try:
         page.goto(url, wait_until="load")
         page.wait_for_load_state("networkidle", timeout=5000)
