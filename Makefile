@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(VENV)/bin/fiat bench authorize
 	$(VENV)/bin/fiat bench runtime
 	$(VENV)/bin/fiat bench mcp
+	$(VENV)/bin/fiat bench ui
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info
