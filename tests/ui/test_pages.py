@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import httpx
@@ -18,6 +19,20 @@ def test_the_index_links_every_page(ui_server: FiatServer, open_page: Callable[.
     links = {a.get_attribute("href") for a in w.page.locator("main a").all()}
     assert {f"/ui/{p}" for p in PAGES if p} <= links
     assert w.page.title().startswith("Fiat")
+
+
+@pytest.mark.parametrize("path", sorted(p for p in PAGES if p))
+def test_every_page_loads_in_chromium_with_no_error_and_no_other_host(
+    ui_server: FiatServer, open_page: Callable[..., Watched], path: str
+) -> None:
+    # open_page fails the test at teardown on a console error, an uncaught exception or a
+    # request to any origin but the server's; the page must also have drawn its heading.
+    w = open_page(ui_server.url, f"/ui/{path}")
+    w.page.wait_for_load_state("load")
+    time.sleep(1.5)  # the page's first reads (and, for the live pages, its stream) are made
+    assert w.page.locator("h1").first.inner_text().strip()
+    assert w.page.locator(f'nav a[href="/ui/{path}"]').get_attribute("aria-current") == "page"
+    assert all(r.startswith(ui_server.url) for r in w.requests)
 
 
 def test_a_browser_asking_for_the_root_is_sent_to_the_pages(ui_server: FiatServer) -> None:
