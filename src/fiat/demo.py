@@ -330,6 +330,7 @@ def play(home: Path, host: str, port: int, console: Console, keep_serving: bool 
             f"audit the log:       fiat log verify --url {demo.url}/log "
             f'--vkey "$(fiat log vkey --home {home})" --home {home}/auditor'
         )
+        console.print(f"web pages:           {demo.url}/ui/  (console, demo, proof viewer, health, lineage)")
         console.print(f"API docs:            {demo.url}/docs")
         if keep_serving:
             console.print("[bold]the authority keeps running; press Ctrl-C to stop[/]")
