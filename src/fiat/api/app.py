@@ -30,7 +30,7 @@ import asyncio
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -111,8 +111,16 @@ def create_app(
         ctx.events.bind(asyncio.get_running_loop())
         task = asyncio.create_task(ctx.broadcaster.run())
         demo_stopper = asyncio.create_task(demo.stop_on_drain(ctx.drain, runner))
-        watcher = asyncio.create_task(activity.watch_log(ctx))  # /v1/events/stream's live entries
-        auth.log.on_integrated = telemetry.observe_integration
+        loop, appended = asyncio.get_running_loop(), asyncio.Event()
+
+        def integrated(latencies: list[float]) -> None:  # on the log's sequencer thread, once a batch
+            telemetry.observe_integration(latencies)
+            with suppress(RuntimeError):  # the loop closed: nobody watches any more
+                loop.call_soon_threadsafe(appended.set)
+
+        # /v1/events/stream's live entries, read as soon as a batch is integrated
+        watcher = asyncio.create_task(activity.watch_log(ctx, wake=appended))
+        auth.log.on_integrated = integrated
         stop = threading.Event()
         sampler = threading.Thread(target=telemetry.run_sampler, args=(stop,), name="fiat-telemetry", daemon=True)
         sampler.start()

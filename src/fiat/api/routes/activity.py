@@ -27,6 +27,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from contextlib import suppress
 from typing import Any
 
 from fastapi import FastAPI, Header, Request
@@ -63,13 +64,15 @@ def _after(value: int | None, what: str) -> int | None:
     return value
 
 
-async def watch_log(ctx: ApiContext, interval: float = WATCH_INTERVAL_S) -> None:
+async def watch_log(ctx: ApiContext, interval: float = WATCH_INTERVAL_S, wake: asyncio.Event | None = None) -> None:
     """Publish every new log entry on ``ctx.events`` as ``entry`` (id = its index), for ever.
 
-    Started in the application's lifespan. It reads the tree size every ``interval`` s (in a
-    worker thread: the read touches storage) and decodes only the entries past the last size
-    seen, so an idle log costs one small read per tick. Entries appended by another process
-    sharing the store are seen too, since the checkpoint is read from storage.
+    Started in the application's lifespan. It reads the tree size at once when ``wake`` is set
+    (the log's ``on_integrated`` hook sets it after each batch this process integrates) and
+    otherwise every ``interval`` s (in a worker thread: the read touches storage), and decodes
+    only the entries past the last size seen, so an idle log costs one small read per tick.
+    Entries appended by another process sharing the store are seen too, within ``interval``,
+    since the checkpoint is read from storage.
     """
     auth = ctx.authority
     seen: int | None = None
@@ -89,7 +92,12 @@ async def watch_log(ctx: ApiContext, interval: float = WATCH_INTERVAL_S) -> None
             raise
         except Exception:  # a storage hiccup must not end the live stream for good
             log.exception("reading the log for the live event stream failed; retrying")
-        await asyncio.sleep(interval)
+        if wake is None:
+            await asyncio.sleep(interval)
+        else:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), interval)
+            wake.clear()
 
 
 async def _replay(log_: TransparencyLog, after: int, upto: int) -> AsyncIterator[dict[str, Any]]:
