@@ -572,5 +572,6 @@ class Session:
         envelope = self.sign_receipt(start, end, outcome, exit_code, outputs)
         return int(self.client.receipt(envelope.to_json())["logIndex"])
 
-    def bundle(self) -> dict[str, Any]:
-        return self.client.bundle(self.runtime.key, self.permit_id)
+    def bundle(self, jti: str | None = None) -> dict[str, Any]:
+        """The evidence bundle of ``jti`` (default: the current permit) from the authority."""
+        return self.client.bundle(self.runtime.key, jti or self.permit_id)

@@ -49,6 +49,7 @@ from fiat.enforce.bootstrap import Bootstrap, Delivery, Heartbeat, open_session
 from fiat.enforce.containment import Containment, ContainmentUnavailable
 from fiat.enforce.guard import PERMIT_ENV, Denied, GuardSettings, Halt, NotEstablished
 from fiat.enforce.spool import write_atomically
+from fiat.formats.dsse import Envelope
 
 EXIT_HALTED, EXIT_DENIED, EXIT_NOT_ESTABLISHED = 124, 125, 126
 
@@ -203,8 +204,9 @@ def _contained(
         heartbeat.close()
         session.halted = None
         reason = f"cannot start {argv[0]}: {exc.strerror}"
-        delivery = boot.deliver(session.sign_receipt(start, session.now(), "failed", 127), evidence_path)
-        return _result(boot, delivery, evidence_path, 127, "failed", reason, None, {})
+        envelope = session.sign_receipt(start, session.now(), "failed", 127)
+        delivery = boot.deliver(envelope, evidence_path)
+        return _result(boot, delivery, evidence_path, 127, "failed", reason, None, {}, _receipt_permit(envelope))
     proc = contained.proc
     exited = threading.Event()
 
@@ -255,7 +257,9 @@ def _contained(
     receipt_exit = code if code is not None and code >= 0 else None
     envelope = session.sign_receipt(start, end, outcome, receipt_exit, digest_outputs(outputs))
     delivery = boot.deliver(envelope, evidence_path)
-    return _result(boot, delivery, evidence_path, exit_code, outcome, reason, latency, decision)
+    return _result(
+        boot, delivery, evidence_path, exit_code, outcome, reason, latency, decision, _receipt_permit(envelope)
+    )
 
 
 def _trust_lost(boot: Bootstrap) -> Halt | None:
@@ -273,6 +277,15 @@ def _trust_lost(boot: Bootstrap) -> Halt | None:
     return None
 
 
+def _receipt_permit(envelope: Envelope) -> str | None:
+    """The permit id a signed receipt names (its predicate's ``permit.jti``)."""
+    try:
+        permit = json.loads(envelope.payload)["predicate"]["permit"]
+        return str(permit["jti"]) if isinstance(permit, dict) else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def _result(
     boot: Bootstrap,
     delivery: Delivery,
@@ -282,9 +295,14 @@ def _result(
     reason: str,
     latency: float | None,
     decision: dict[str, Any],
+    receipt_permit: str | None = None,
 ) -> RunResult:
     """The run's result once its receipt is delivered: logged (the bundle written when asked), or
-    spooled (the command's own exit code all the same, and no bundle that lacks the receipt)."""
+    spooled (the command's own exit code all the same, and no bundle that lacks the receipt).
+
+    The bundle written is that of the permit the receipt names (``receipt_permit``): a renewal
+    the heartbeat obtained as the command was ending is a newer permit nothing ran under, and
+    its bundle holds no receipt."""
     session = boot.session
     if delivery.index is None:
         why = f"the receipt is not logged yet: {delivery.error}"
@@ -293,7 +311,7 @@ def _result(
         )
     if evidence_path is not None:
         try:
-            write_atomically(evidence_path, json.dumps(session.bundle(), indent=2) + "\n")
+            write_atomically(evidence_path, json.dumps(session.bundle(receipt_permit), indent=2) + "\n")
         except ClientError as exc:
             reason = f"{reason}; the evidence bundle could not be fetched: {exc} (`fiat bundle {session.permit_id}`)"
     return RunResult(exit_code, outcome, reason, session.permit_id, delivery.index, latency, decision)
