@@ -946,7 +946,11 @@ def _(w: World) -> Input:
 @case("approvals/signed-by-an-approver-of-another-group", "approvals", "not by an approver of group 'ops'")
 def _(w: World) -> Input:
     # A real execution whose allow decision names group ops, approved by a key enrolled in group sec.
-    ex = make_execution(w.tmp / "other-group", approvals=1, approval_group="ops", approver_groups=("sec",))
+    # One second on: the home (and its approver key) made here must predate the approval's time,
+    # which is written to the second (else, across a second boundary, the key is "not yet valid").
+    ex = make_execution(
+        w.tmp / "other-group", now=time.time() + 1, approvals=1, approval_group="ops", approver_groups=("sec",)
+    )
     return bj_of(ex), ex.trust_root()
 
 
