@@ -36,6 +36,24 @@ SETTINGS: dict[tuple[str, str], tuple[type, Any, str]] = {
         "How long the sequencer waits after the first queued entry for more (0: group commit — entries "
         "queued while a batch commits form the next batch).",
     ),
+    ("log", "witness_quorum"): (
+        int,
+        0,
+        "Witness cosignatures (C2SP tlog-cosignature) every checkpoint needs: the trust root states it, "
+        "`fiat verify` and guards with runtime.require_witnessed insist on it. The log submits each new "
+        "checkpoint to every witness key with a URL (`fiat keys add --role witness --url`).",
+    ),
+    ("log", "witness_timeout_ms"): (
+        int,
+        2000,
+        "How long one submission to a witness may take (C2SP tlog-witness add-checkpoint), retries included.",
+    ),
+    ("log", "witness_interval_ms"): (
+        int,
+        1000,
+        "How often the latest checkpoint is resubmitted to the witnesses when the log does not grow, so "
+        "that its cosignatures stay fresh.",
+    ),
     ("authority", "issuer"): (str, "fiat.local", "Permit issuer (iss); the trust root names it."),
     ("authority", "audience"): (str, "fiat-runtime", "Permit audience (aud): the runtime guards that accept permits."),
     ("authority", "trust_interval_ms"): (int, 1000, "How often the signed trust state is refreshed and pushed."),
@@ -44,6 +62,23 @@ SETTINGS: dict[tuple[str, str], tuple[type, Any, str]] = {
     ("runtime", "name"): (str, "", "This runtime node's name (default: the host name)."),
     ("runtime", "heartbeat_ms"): (int, 250, "How often a running guard re-verifies (a permit may ask for less)."),
     ("runtime", "staleness_ms"): (int, 3000, "A guard halts when the newest signed trust state is older than this."),
+    ("runtime", "require_witnessed"): (
+        bool,
+        False,
+        "Accept only checkpoints cosigned by the trust root's witness quorum within runtime.witness_freshness_ms; "
+        "a guard halts (fail closed) when it cannot get one.",
+    ),
+    ("runtime", "witness_freshness_ms"): (
+        int,
+        10000,
+        "With runtime.require_witnessed: how old the quorum's newest cosignatures may be (by their timestamps).",
+    ),
+    ("runtime", "gossip_interval_ms"): (
+        int,
+        5000,
+        "How often a guard compares its view of the log with each witness's latest cosigned checkpoint "
+        "(the trust root's witness URLs; C2SP tlog-witness monitoring); 0: never.",
+    ),
     ("runtime", "halt_grace_ms"): (int, 2000, "Between SIGTERM and SIGKILL when a guard halts an action."),
     ("runtime", "approval_wait_s"): (float, 300.0, "How long `fiat run` waits for a human approval."),
     ("runtime", "receipt_upload_s"): (
@@ -117,6 +152,31 @@ SETTINGS: dict[tuple[str, str], tuple[type, Any, str]] = {
         "PEM CA bundle that clients (`fiat run`, the CLI) verify an https:// authority with "
         "(relative paths are inside the home). Empty: the system trust store.",
     ),
+    ("witness", "name"): (
+        str,
+        "",
+        "A witness home (`fiat witness init`): the witness's name, its cosignatures' key name "
+        "(a schema-less URL, e.g. witness.example/w1).",
+    ),
+    ("witness", "host"): (str, "127.0.0.1", "Address `fiat witness serve` listens on."),
+    ("witness", "port"): (int, 8760, "TCP port `fiat witness serve` listens on."),
+    ("witness", "logs"): (
+        str,
+        "witness-logs.txt",
+        "The logs this witness cosigns, one `log <vkey> [<url>]` line each (C2SP tlog-policy style); "
+        "relative paths are inside the home.",
+    ),
+    ("witness", "state"): (
+        str,
+        "witness.db",
+        "The witness's durable state (latest cosigned checkpoint per log, refused checkpoints); "
+        "relative paths are inside the home.",
+    ),
+    ("witness", "mldsa"): (
+        bool,
+        True,
+        "Also cosign with ML-DSA-44 (C2SP tlog-cosignature, type 0x06), as the spec recommends.",
+    ),
     ("ui", "demo_controls"): (
         bool,
         False,
@@ -140,6 +200,9 @@ class LogSettings:
     origin: str
     batch_max_entries: int
     batch_linger_ms: float
+    witness_quorum: int = 0
+    witness_timeout_ms: int = 2000
+    witness_interval_ms: int = 1000
 
 
 @dataclass(frozen=True)
@@ -156,6 +219,9 @@ class RuntimeSettings:
     name: str
     heartbeat_ms: int
     staleness_ms: int
+    require_witnessed: bool
+    witness_freshness_ms: int
+    gossip_interval_ms: int
     halt_grace_ms: int
     approval_wait_s: float
     receipt_upload_s: float
@@ -195,6 +261,16 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class WitnessSettings:
+    name: str
+    host: str
+    port: int
+    logs: str
+    state: str
+    mldsa: bool
+
+
+@dataclass(frozen=True)
 class UiSettings:
     demo_controls: bool
 
@@ -209,6 +285,7 @@ class Config:
     server: ServerSettings
     mcp: McpSettings
     ui: UiSettings = UiSettings(demo_controls=False)
+    witness: WitnessSettings = WitnessSettings("", "127.0.0.1", 8760, "witness-logs.txt", "witness.db", True)
     sources: dict[str, str] = field(default_factory=dict)  # "section.key" -> "default" | "fiat.toml" | "env NAME"
 
     @property
@@ -327,6 +404,7 @@ def load_config(home: str | Path | None = None, *, require: bool = False) -> Con
         server=ServerSettings(**values["server"]),
         mcp=McpSettings(**values["mcp"]),
         ui=UiSettings(**values["ui"]),
+        witness=WitnessSettings(**values["witness"]),
         sources=sources,
     )
     _validate(cfg)
@@ -370,6 +448,23 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("runtime.heartbeat_ms must be between 10 and 60000")
     if not 100 <= cfg.runtime.staleness_ms <= 600_000:
         raise ConfigError("runtime.staleness_ms must be between 100 and 600000")
+    if cfg.log.witness_quorum < 0:
+        raise ConfigError("log.witness_quorum cannot be negative")
+    if not 100 <= cfg.log.witness_timeout_ms <= 60_000:
+        raise ConfigError("log.witness_timeout_ms must be between 100 and 60000")
+    if not 100 <= cfg.log.witness_interval_ms <= 3_600_000:
+        raise ConfigError("log.witness_interval_ms must be between 100 and 3600000")
+    if not 500 <= cfg.runtime.witness_freshness_ms <= 86_400_000:
+        raise ConfigError("runtime.witness_freshness_ms must be between 500 and 86400000")
+    if not (cfg.runtime.gossip_interval_ms == 0 or 100 <= cfg.runtime.gossip_interval_ms <= 3_600_000):
+        raise ConfigError("runtime.gossip_interval_ms must be 0 (off) or between 100 and 3600000")
+    if cfg.witness.name:
+        try:
+            check_key_name(cfg.witness.name)
+        except MalformedError as exc:
+            raise ConfigError(f"witness.name {cfg.witness.name!r} is not a valid key name: {exc.reason}") from exc
+    if not 0 <= cfg.witness.port <= 65535:
+        raise ConfigError("witness.port must be between 0 and 65535")
     if not 0 <= cfg.runtime.halt_grace_ms <= 600_000:
         raise ConfigError("runtime.halt_grace_ms must be between 0 and 600000")
     if not 0 <= cfg.mcp.approval_wait_s <= 86400:
@@ -438,7 +533,9 @@ def public_url_for(cfg: Config, host: str, port: int) -> str:
     return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
 
 
-def render_default_config(origin: str) -> str:
+def render_default_config(origin: str, sections: tuple[str, ...] | None = None) -> str:
+    """The commented ``fiat.toml`` of a new home: every setting of ``sections`` at its default
+    (None: every section but ``witness``, which only a witness home has: ``fiat witness init``)."""
     lines = [
         "# Fiat configuration.",
         "# Any setting can be overridden by an environment variable FIAT_<SECTION>_<KEY>,",
@@ -446,6 +543,8 @@ def render_default_config(origin: str) -> str:
     ]
     section = None
     for (sec, key), (_typ, default, help_text) in SETTINGS.items():
+        if (sections is None and sec == "witness") or (sections is not None and sec not in sections):
+            continue
         if sec != section:
             lines += ["", f"[{sec}]"]
             section = sec

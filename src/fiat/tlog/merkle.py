@@ -267,3 +267,43 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
         raise ProofError(step, f"the proof does not lead to the root of the old tree (size {old_size})")
     if sr != new_root:
         raise ProofError(step, f"the proof does not lead to the root of the new tree (size {new_size})")
+
+
+def old_root_from_consistency(old_size: int, new_size: int, new_root: bytes, proof: Sequence[bytes]) -> bytes | None:
+    """The old tree's root a consistency proof commits to, when the proof itself determines it.
+
+    RFC 9162 §2.1.4.2 computes both roots from the path; only when ``old_size`` is an exact power
+    of 2 is the old root an input (prepended in step 2) rather than an output. For other sizes, if
+    the path leads to ``new_root``, the ``fr`` it computes is the root of the first ``old_size``
+    leaves of *that* tree: a proof that fails only at the old root (``fr != old_root``) then shows
+    which other root the log's history has at ``old_size`` — the evidence of a fork. Returns None
+    when the proof does not determine it (a power-of-2 or zero size, equal sizes, a malformed path)
+    or does not lead to ``new_root``.
+    """
+    if not 0 < old_size < new_size or old_size & (old_size - 1) == 0 or not proof:
+        return None
+    if any(len(c) != HASH_SIZE for c in proof) or len(new_root) != HASH_SIZE:
+        return None
+    path = list(proof)
+    fn, sn = old_size - 1, new_size - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return None
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            if not fn & 1:
+                while fn != 0 and not fn & 1:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0 or sr != new_root:
+        return None
+    return fr
