@@ -181,7 +181,7 @@ class World:
     root: TrustRoot  # the home's trust root (no witness quorum)
     extra_runtime: tuple[str, Ed25519PrivateKey]  # a second runtime key in the trust root
     witnesses: list[tuple[str, Ed25519PrivateKey]]
-    witness_root: bytes  # exported by the CLI with --witness-quorum 2
+    witness_root: bytes  # exported by the CLI with --witness-quorum 2 (of w1, w2, w3)
     rot_cfg: Config
     rot_pre: Execution  # made before the authority key was rotated
     rot_post: Execution  # made after, with the new key
@@ -260,9 +260,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     # Witnesses, through the CLI.
     fiat_ok("keys", "add", "--role", "witness", "--name", "w1", "--home", home)
     fiat_ok("keys", "add", "--role", "witness", "--name", "w2", "--home", home)
+    fiat_ok("keys", "add", "--role", "witness", "--name", "w3", "--home", home)
     fiat_ok("trust-root", "export", "--home", home, "--witness-quorum", "2", "-o", tmp / "witness-root.json")
     ring = keyring(cfg)
-    witnesses = [(n, ring.signing_key("witness", n)[1]) for n in ("w1", "w2")]
+    witnesses = [(n, ring.signing_key("witness", n)[1]) for n in ("w1", "w2", "w3")]
 
     # The rotation must close the old key's period after the pre-rotation permit's iat.
     while int(time.time()) <= int(rot_pre.bundle.permit.claims["iat"]):
@@ -451,7 +452,7 @@ class Case:
     name: str
     step: str | None  # None: verifies; "malformed": refused by Bundle.parse
     build: Callable[[World], Input]
-    reason: str | None = None  # a fragment the failing step's detail must contain
+    reason: str | None = None  # a fragment the failing step's detail must contain; valid: the assurance text
 
 
 CASES: list[Case] = []
@@ -516,9 +517,42 @@ def _(w: World) -> Input:
     return multi_checkpoint(w, with_consistency=True), w.root
 
 
-@case("valid/cosigned-by-quorum", None)
+@case("valid/cosigned-by-quorum", None, "witnessed by 3 of 3")
 def _(w: World) -> Input:
     return cosigned(w), w.witness_root
+
+
+@case("valid/cosigned-by-two-of-three", None, "witnessed by 2 of 3")
+def _(w: World) -> Input:
+    return cosigned(w, w.witnesses[:2]), w.witness_root
+
+
+@case("valid/cosigned-no-quorum-required", None, "witnessed by 1 of 3")
+def _(w: World) -> Input:
+    return cosigned(w, w.witnesses[1:2]), w.root
+
+
+@case("valid/signed-by-the-log-only", None, "signed by the log")
+def _(w: World) -> Input:
+    return bj_of(w.base), w.root
+
+
+@case("valid/least-cosigned-checkpoint-decides", None, "witnessed by 2 of 3")
+def _(w: World) -> Input:
+    """Two checkpoints: the newer cosigned by all three, the older by two: the least counts."""
+    bj = multi_checkpoint(w, with_consistency=True)
+    return cosigned(w, bj=bj, per_slot={"permit": w.witnesses[:2]}), w.witness_root
+
+
+@case("valid/cosignature-lines-of-unknown-witnesses-ignored", None, "witnessed by 2 of 3")
+def _(w: World) -> Input:
+    stranger = ("w9", Ed25519PrivateKey.generate())
+    return cosigned(w, [stranger, *w.witnesses[:2]]), w.witness_root
+
+
+@case("valid/cosigned-within-the-clock-skew-ahead", None, "witnessed by 2 of 3")
+def _(w: World) -> Input:
+    return cosigned(w, w.witnesses[:2], ts=int(time.time()) + 2), w.witness_root
 
 
 @case("valid/pre-rotation-bundle-new-trust-root", None)
@@ -1374,13 +1408,24 @@ def _(w: World) -> Input:
 # witness-quorum ---------------------------------------------------------------------------
 
 
-def cosigned(w: World, signers: list[tuple[str, Ed25519PrivateKey]] | None = None, ts: int | None = None) -> Json:
-    bj = bj_of(w.base)
+def cosigned(
+    w: World,
+    signers: list[tuple[str, Ed25519PrivateKey]] | None = None,
+    ts: int | None = None,
+    *,
+    bj: Json | None = None,
+    per_slot: dict[str | int, list[tuple[str, Ed25519PrivateKey]]] | None = None,
+) -> Json:
+    """``bj`` (default: the base execution's) with every checkpoint cosigned (C2SP tlog-cosignature) by
+    ``signers`` (default: all three witnesses) at ``ts`` (default: now); ``per_slot`` overrides the
+    signers of one proof's checkpoint."""
+    bj = bj_of(w.base) if bj is None else bj
     ts = int(time.time()) if ts is None else ts
     for slot in all_proof_slots(bj):
         p = proof_of(bj, slot)
         data = p.checkpoint
-        for name, key in w.witnesses if signers is None else signers:
+        chosen = (per_slot or {}).get(slot, w.witnesses if signers is None else signers)
+        for name, key in chosen:
             data = cosignature.cosign(data, name, key, ts)
         set_proof(bj, slot, dataclasses.replace(p, checkpoint=data))
     return bj
@@ -1393,7 +1438,7 @@ def _(w: World) -> Input:
 
 @case("witness/one-cosignature-flipped", "witness-quorum", "1 valid witness cosignatures")
 def _(w: World) -> Input:
-    bj = cosigned(w)
+    bj = cosigned(w, w.witnesses[:2])
     p = proof_of(bj, 1)
     n = note.parse(p.checkpoint)
     sigs = list(n.signatures)
@@ -1414,6 +1459,43 @@ def _(w: World) -> Input:
 @case("witness/cosigned-before-the-witness-keys-existed", "witness-quorum", "0 valid witness cosignatures")
 def _(w: World) -> Input:
     return cosigned(w, ts=w.iat - 3600), w.witness_root
+
+
+@case("witness/below-quorum", "witness-quorum", "a checkpoint has 1 valid witness cosignatures; 2 required")
+def _(w: World) -> Input:
+    return cosigned(w, w.witnesses[2:]), w.witness_root
+
+
+@case("witness/cosigned-by-an-unknown-key-under-a-witness-name", "witness-quorum", "1 valid witness cosignatures")
+def _(w: World) -> Input:
+    impostor = ("w2", Ed25519PrivateKey.generate())
+    return cosigned(w, [w.witnesses[0], impostor]), w.witness_root
+
+
+@case("witness/cosigned-after-the-witness-key-expired", "witness-quorum", "1 valid witness cosignatures")
+def _(w: World) -> Input:
+    root = TrustRoot.parse(w.witness_root)
+    w2 = next(k for k in root.by_role("witness") if k.name == "w2")
+    return cosigned(w, w.witnesses[:2]), with_key(root, w2.kid, valid_until=w2.valid_from + 1)
+
+
+@case("witness/cosignature-dated-in-the-future", "witness-quorum", "1 more dated in the future beyond the clock skew")
+def _(w: World) -> Input:
+    bj = cosigned(w, w.witnesses[:1])
+    return cosigned(w, w.witnesses[1:2], ts=int(time.time()) + 3600, bj=bj), w.witness_root
+
+
+@case("witness/one-checkpoint-below-quorum", "witness-quorum", "1 valid witness cosignatures; 2 required")
+def _(w: World) -> Input:
+    bj = multi_checkpoint(w, with_consistency=True)
+    return cosigned(w, bj=bj, per_slot={"permit": w.witnesses[:1]}), w.witness_root
+
+
+@case("witness/the-log-key-cosigning-as-a-witness", "witness-quorum", "1 valid witness cosignatures")
+def _(w: World) -> Input:
+    """A cosignature line under a witness's name by the log's own key does not count."""
+    log_key = log_signer(w.cfg)._key
+    return cosigned(w, [w.witnesses[0], ("w3", log_key)]), w.witness_root
 
 
 # unparseable changes: malformed, CLI exit 2 -----------------------------------------------
@@ -1715,6 +1797,13 @@ def test_valid_bundle_verifies(
     assert report["verified"] is True and report["failedStep"] is None
     assert report["permit"] == result.permit_id
     assert [s["status"] for s in report["steps"]] == ["pass"] * len(STEPS)
+    # The assurance level reached (docs/formats.md, "Witnesses and assurance"), alike in both.
+    assert result.assurance is not None and report["assurance"] == result.assurance.to_json()
+    if c.reason is not None:
+        assert result.assurance.text == c.reason, result.assurance
+        assert c.reason in next(s.detail for s in result.steps if s.name == "witness-quorum")
+    a = report["assurance"]
+    assert a["level"] == ("witnessed" if a["witnessed"] else "log") and a["witnesses"] >= a["witnessed"]
 
 
 @pytest.mark.parametrize("c", _cases("tamper"))
@@ -1767,12 +1856,37 @@ def test_cli_human_output(world: World, inputs: dict[str, tuple[bytes, bytes]]) 
         )
     assert ok.returncode == EXIT_OK, ok.stderr
     assert f"verified: execution {world.child.jti} completed (exit 0)" in ok.stdout.decode()
+    assert "\nassurance: signed by the log\n" in ok.stdout.decode()
     assert ko.returncode == EXIT_FAILED, ko.stderr
     assert "NOT verified: failed at receipt" in ko.stdout.decode()
     # A halt verifies as a halt: the verdict never reads as a success.
     assert stopped.returncode == EXIT_OK, stopped.stderr
     verdict = stopped.stdout.decode().strip().splitlines()[-1]
     assert verdict.startswith("verified: halted at revocation (the permit was revoked: test)"), verdict
+
+
+def test_cli_says_the_assurance_level(world: World, inputs: dict[str, tuple[bytes, bytes]]) -> None:
+    d = world.tmp / "assurance"
+    d.mkdir()
+    for name in ("valid/cosigned-by-two-of-three", "witness/below-quorum"):
+        b, r = inputs[name]
+        stem = name.replace("/", "_")
+        (d / f"{stem}.json").write_bytes(b)
+        (d / f"{stem}.root.json").write_bytes(r)
+    ok = fiat(
+        "verify",
+        d / "valid_cosigned-by-two-of-three.json",
+        "--trust-root",
+        d / "valid_cosigned-by-two-of-three.root.json",
+    )
+    assert ok.returncode == EXIT_OK, ok.stderr
+    lines = ok.stdout.decode().splitlines()
+    assert lines[-2] == "assurance: witnessed by 2 of 3 (the trust root requires 2)", lines[-3:]
+    ko = fiat("verify", d / "witness_below-quorum.json", "--trust-root", d / "witness_below-quorum.root.json")
+    assert ko.returncode == EXIT_FAILED
+    out = ko.stdout.decode()
+    assert "assurance: witnessed by 1 of 3 (the trust root requires 2)" in out
+    assert "NOT verified: failed at witness-quorum" in out
 
 
 def test_authority_public_key_swapped_under_the_same_kid(world: World) -> None:
@@ -1862,7 +1976,7 @@ def test_trust_root_key_helpers_are_real(world: World) -> None:
     assert exported == world.root
     witness_root = TrustRoot.parse(world.witness_root)
     assert witness_root.witness_quorum == 2
-    assert {k.name for k in witness_root.by_role("witness")} == {"w1", "w2"}
+    assert {k.name for k in witness_root.by_role("witness")} == {"w1", "w2", "w3"}
     assert isinstance(world.root.find(world.extra_runtime[0], "runtime"), TrustedKey)
 
 

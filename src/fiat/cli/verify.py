@@ -25,7 +25,7 @@ from fiat.cli.common import (
 from fiat.errors import MalformedError
 
 if TYPE_CHECKING:
-    from fiat.verify import VerificationResult
+    from fiat.verify import TrustRoot, VerificationResult
 
 
 def bundle_export(
@@ -46,11 +46,18 @@ def bundle_export(
 
 
 def verify_cmd(
-    bundle: Annotated[Path, typer.Argument(help="An evidence bundle (application/vnd.fiat.bundle.v1+json).")],
+    bundle: Annotated[
+        Path,
+        typer.Argument(
+            help="An evidence bundle (application/vnd.fiat.bundle.v1+json) or a split-view proof "
+            "(application/vnd.fiat.split-view-proof.v1+json)."
+        ),
+    ],
     trust_root_file: Annotated[Path, typer.Option("--trust-root", help="The trust-root.json to verify against.")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Verify an execution's evidence offline. Exit 0 verified, 1 a step failed, 2 unreadable input."""
+    """Verify an execution's evidence, or a split-view proof of the log's misbehaviour, offline.
+    Exit 0 verified (proven), 1 a step failed, 2 unreadable input."""
     from fiat.verify import Bundle, TrustRoot, verify
 
     raw_bundle = read_input(bundle, "bundle")
@@ -62,6 +69,9 @@ def verify_cmd(
             emit_json({"verified": False, "failedStep": "trust-root", "error": str(exc)})
             raise typer.Exit(EXIT_INVALID) from None
         fail(EXIT_INVALID, f"{trust_root_file}: {exc}", "export one with `fiat trust-root export`")
+    if is_split_view(raw_bundle):
+        split_view_cmd(bundle, raw_bundle, root, as_json)
+        return
     try:
         parsed = Bundle.parse(raw_bundle)
     except MalformedError as exc:
@@ -76,6 +86,8 @@ def verify_cmd(
         marks = {"pass": "[green]✓[/]", "fail": "[bold red]✗[/]", "skip": "[dim]-[/]"}
         for step in result.steps:
             out.print(f"{marks[step.status]} {step.name:<24} {escape(step.detail)}")
+        if result.assurance is not None:
+            out.print(f"assurance: {escape(assurance_line(result))}")
         if result.verified:
             out.print(f"[bold green]verified[/]: {escape(verdict(result))}")
         else:
@@ -99,6 +111,61 @@ def verdict(result: VerificationResult) -> str:
     if result.outcome == "completed":
         return f"{execution} completed (exit 0) {held}"
     return f"{execution} (no receipt)"
+
+
+def assurance_line(result: VerificationResult) -> str:
+    """What stands behind the bundle's checkpoints (docs/formats.md, "Witnesses and assurance")."""
+    a = result.assurance
+    assert a is not None
+    required = f" (the trust root requires {a.quorum})" if a.quorum else ""
+    return f"{a.text}{required}"
+
+
+def is_split_view(raw: bytes) -> bool:
+    """Whether a file names the split-view proof media type (a loose look; the proof's own parse is strict)."""
+    from fiat.verify import SPLIT_VIEW_MEDIA_TYPE
+
+    try:
+        v = json.loads(raw)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(v, dict) and v.get("mediaType") == SPLIT_VIEW_MEDIA_TYPE
+
+
+def split_view_cmd(path: Path, raw: bytes, root: TrustRoot, as_json: bool) -> None:
+    """``fiat verify PROOF``: what a split-view proof proves, offline (exit 0 proven, 1 not, 2 malformed)."""
+    from fiat.verify import verify_split_view
+
+    result = verify_split_view(raw, root)
+    code = EXIT_INVALID if result.malformed else EXIT_FAILED if not result.proven else 0
+    if as_json:
+        emit_json(result.to_json())
+    else:
+        marks = {"pass": "[green]✓[/]", "fail": "[bold red]✗[/]", "skip": "[dim]-[/]"}
+        for step in result.steps:
+            out.print(f"{marks[step.status]} {step.name:<24} {escape(step.detail)}")
+        if result.proven:
+            (sa, ra), (sb, rb) = result.checkpoints
+            out.print(
+                f"[bold green]PROVEN[/]: the log {escape(result.origin or '')} signed two inconsistent checkpoints: "
+                f"{escape(result.summary or '')} (size {sa} root {note_b64(ra)}; size {sb} root {note_b64(rb)})"
+            )
+            if result.observed_by or result.observed_at:
+                by = f" by {result.observed_by}" if result.observed_by else ""
+                at = f" at {result.observed_at}" if result.observed_at else ""
+                out.print(f"observed{escape(by + at)} (unsigned, information only)")
+        else:
+            failed = result.failed
+            name = failed.name if failed else "?"
+            out.print(f"[bold red]NOT proven[/]: {escape(str(path))} fails at {name}")
+    if code:
+        raise typer.Exit(code)
+
+
+def note_b64(data: bytes) -> str:
+    from fiat.tlog.note import b64
+
+    return b64(data)
 
 
 def register(app: typer.Typer) -> None:

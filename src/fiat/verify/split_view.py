@@ -27,9 +27,13 @@ Verification, one named step each (a failure raises :class:`VerificationError` n
                               * equal sizes: the roots differ (two roots for one tree size);
                               * A.size == 0: A's root is not the empty tree's (RFC 6962 §2.1);
                               * otherwise: the consistency proof verifies from ``oldRoot`` at A.size to
-                                B's root at B.size (so ``oldRoot`` is B's history's root at A.size: a
-                                second preimage of SHA-256 aside, a tree has one root for each prefix),
-                                and ``oldRoot`` differs from A's root.
+                                B's root at B.size (RFC 9162 §2.1.4.2; so ``oldRoot`` is B's history's
+                                root at A.size: a second preimage of SHA-256 aside, a tree has one root
+                                for each prefix), and ``oldRoot`` differs from A's root. For an A.size
+                                that is a power of 2 the proof does not contain that root (step 2 of
+                                §2.1.4.2 prepends it), hence ``oldRoot`` is always carried.
+                              Consistency evidence where the case needs none (equal sizes, an empty A)
+                              is refused: one document, one reading.
 
 The unsigned ``observedBy`` and ``observedAt`` change nothing the proof shows. No I/O here.
 """
@@ -168,6 +172,11 @@ def verify(
     step = "split-view-inconsistency"
     if a.size > b.size:
         raise VerificationError(step, "the first checkpoint must be the smaller tree")
+    if a.size in (0, b.size) and (proof.old_root is not None or proof.proof):
+        # Nothing to prove from: the document carries exactly the evidence its case needs.
+        raise VerificationError(
+            step, "consistency evidence is only for checkpoints of different sizes, the smaller one not empty"
+        )
     if a.size == b.size:
         if a.root == b.root:
             raise VerificationError(step, f"both checkpoints have the same root for size {a.size}: no split view")

@@ -34,6 +34,8 @@ MAX_LINEAGE_DEPTH = 32
 DEFAULT_APPROVAL_GROUP = "default"
 #: An approver group's name (the string of ``@approval("…")``, when an approver key may join it).
 GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+#: A witness key's ``url``: an http(s) URL of printable ASCII without spaces, at most 2048 characters.
+WITNESS_URL = re.compile(r"https?://[!-~]{1,2040}\Z")
 
 
 def check_groups(groups: Any, what: str) -> tuple[str, ...]:
@@ -63,6 +65,8 @@ class TrustedKey:
     groups: tuple[str, ...] = ()
     #: For an approver key: the principal who holds it (``user:alice``); None: ``user:<name>``.
     identity: str | None = None
+    #: For a witness key: its C2SP tlog-witness URL prefix (``<url>/add-checkpoint``), when known.
+    url: str | None = None
 
     def valid_at(self, t: float) -> bool:
         return self.valid_from <= t and (self.valid_until is None or t < self.valid_until)
@@ -102,6 +106,8 @@ class TrustedKey:
             out["groups"] = list(self.groups)
         if self.identity is not None:
             out["identity"] = self.identity
+        if self.url is not None:
+            out["url"] = self.url
         return out
 
     @classmethod
@@ -132,6 +138,9 @@ class TrustedKey:
             if not isinstance(identity, str):
                 raise MalformedError(what, "identity must be a principal, e.g. user:alice")
             entity_uid(identity, f"{what} identity")
+        url = v.get("url")
+        if url is not None and (role != "witness" or not isinstance(url, str) or not WITNESS_URL.match(url)):
+            raise MalformedError(what, "only a witness key has a url: its http(s) tlog-witness prefix")
         return cls(
             kid,
             role,
@@ -142,6 +151,7 @@ class TrustedKey:
             max_size,
             groups,
             identity,
+            url,
         )
 
 

@@ -38,8 +38,14 @@ failure names its step, and the steps after a failure are reported skipped.
                             its inclusion path binds the exact signed bytes (C2SP tlog-proof).
 13. ``checkpoint-consistency`` all checkpoints in the bundle lie on one append-only history
                             (RFC 9162 §2.1.4); two roots for one size is a split view.
-14. ``witness-quorum``      when the trust root asks for one, each checkpoint carries that many
-                            valid witness cosignatures (C2SP tlog-cosignature).
+14. ``witness-quorum``      the assurance level reached (:class:`Assurance`): on each checkpoint, the
+                            witnesses of the trust root whose cosignature verifies (C2SP
+                            tlog-cosignature, Ed25519), by a key of theirs valid at its timestamp, a
+                            timestamp no later than now plus the clock skew (tlog-cosignature: "verifiers
+                            MAY reject cosignatures with timestamps in the future"), each witness counted
+                            once; the least over the bundle's checkpoints is "witnessed by k of n", none
+                            "signed by the log". When the trust root sets a quorum, every checkpoint
+                            needs that many.
 15. ``lineage``             at most ``maxLineageDepth`` (trust root) ancestors; each verifies, once
                             (all steps but this one: the chain is this step's walk), and the parent
                             links form an unbroken chain without a loop; every link attenuates its
@@ -63,6 +69,7 @@ import dataclasses
 import hashlib
 import itertools
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,6 +90,7 @@ from fiat.tlog import cosignature, merkle, note
 from fiat.tlog.checkpoint import SignedCheckpoint, open_with_any
 from fiat.tlog.proof_file import TlogProof, check_inclusion
 from fiat.verify import permit as permit_rules
+from fiat.verify import split_view
 from fiat.verify.approvers import check_approvers
 from fiat.verify.bundle import Bundle, BundleStatement
 from fiat.verify.permit import act_chain, chain_principals, digest_of, permit_principal
@@ -135,6 +143,8 @@ class VerificationPolicy:
     #: signed after a revocation lists it, so a guard still running ``staleness + clock_skew`` after
     #: a revocation did not honour it (docs/formats.md, "What a receipt may claim").
     staleness: float = 3.0
+    #: The verifier's time (POSIX seconds) for rejecting cosignatures dated in the future; None: the clock.
+    now: float | None = None
 
     @property
     def halt_bound(self) -> float:
@@ -152,6 +162,37 @@ class StepResult:
         return {"step": self.name, "status": self.status, "detail": self.detail}
 
 
+@dataclass(frozen=True)
+class Assurance:
+    """What stands behind the bundle's checkpoints beyond the log's own signature (docs/formats.md,
+    "Witnesses and assurance"): ``witnessed`` is the least, over the bundle's checkpoints (its
+    ancestors' included), number of the trust root's witnesses that validly cosigned it; a witness is
+    its name (a rotated witness keeps its name), so ``witnesses`` counts the distinct names."""
+
+    witnessed: int
+    witnesses: int
+    quorum: int
+
+    @property
+    def level(self) -> str:
+        return "witnessed" if self.witnessed > 0 else "log"
+
+    @property
+    def text(self) -> str:
+        if self.witnessed == 0:
+            return "signed by the log"
+        return f"witnessed by {self.witnessed} of {self.witnesses}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "level": self.level,
+            "witnessed": self.witnessed,
+            "witnesses": self.witnesses,
+            "quorum": self.quorum,
+            "text": self.text,
+        }
+
+
 @dataclass
 class VerificationResult:
     steps: list[StepResult] = field(default_factory=list)
@@ -163,6 +204,8 @@ class VerificationResult:
     exit_code: int | None = None
     #: For a halted execution: ``<step>: <reason>``, as the guard recorded it.
     halt_reason: str | None = None
+    #: The assurance level reached (step ``witness-quorum``); None when that step did not run.
+    assurance: Assurance | None = None
 
     @property
     def verified(self) -> bool:
@@ -182,6 +225,7 @@ class VerificationResult:
             "outcome": self.outcome,
             "exitCode": self.exit_code,
             "haltReason": self.halt_reason,
+            "assurance": None if self.assurance is None else self.assurance.to_json(),
             "steps": [s.to_json() for s in self.steps],
         }
 
@@ -209,6 +253,7 @@ class _Run:
         self.action_digest: str = ""
         self.checkpoints: dict[int, set[bytes]] = {}
         self.checkpoint_notes: list[bytes] = []
+        self.assurance: Assurance | None = None
 
     # 1-3: the shared permit rules (fiat.verify.permit)
     def permit_signature(self) -> str:
@@ -594,25 +639,41 @@ class _Run:
 
     # 14
     def witness_quorum(self) -> str:
+        """The assurance level (:class:`Assurance`), and the trust root's quorum on every checkpoint."""
+        step = "witness-quorum"
         quorum = self.root.witness_quorum
-        if quorum == 0:
-            return "no quorum required"
-        witnesses = self.root.by_role("witness")
+        keys = self.root.by_role("witness")
+        names = {w.name for w in keys}
+        now = time.time() if self.policy.now is None else self.policy.now
+        least: int | None = None
         for data in self.checkpoint_notes:
             try:
                 parsed = note.parse(data)
             except MalformedError as exc:
-                raise VerificationError("witness-quorum", exc.reason) from exc
-            valid = [
-                (name, ts)
-                for name, ts in cosignature.verified_cosigners(parsed, [(w.name, w.public_key) for w in witnesses])
-                if any(w.name == name and w.valid_at(ts) for w in witnesses)
-            ]
-            if len(valid) < quorum:
-                raise VerificationError(
-                    "witness-quorum", f"a checkpoint has {len(valid)} valid witness cosignatures; {quorum} required"
+                raise VerificationError(step, exc.reason) from exc
+            counted: set[str] = set()
+            future: set[str] = set()
+            for w in keys:
+                for _, ts in cosignature.verified_cosigners(parsed, [(w.name, w.public_key)]):
+                    if ts > now + self.policy.clock_skew:
+                        future.add(w.name)  # tlog-cosignature: verifiers MAY reject future timestamps
+                    elif w.valid_at(ts):
+                        counted.add(w.name)
+            least = len(counted) if least is None else min(least, len(counted))
+            if len(counted) < quorum:
+                self.assurance = Assurance(least, len(names), quorum)
+                ahead = future - counted
+                note_future = (
+                    f" ({len(ahead)} more dated in the future beyond the clock skew, not counted)" if ahead else ""
                 )
-        return f"≥ {quorum} cosignatures on every checkpoint"
+                raise VerificationError(
+                    step,
+                    f"a checkpoint has {len(counted)} valid witness cosignatures; {quorum} required{note_future}",
+                )
+        self.assurance = Assurance(least or 0, len(names), quorum)
+        if quorum == 0:
+            return f"no quorum required; {self.assurance.text}"
+        return f"≥ {quorum} cosignatures on every checkpoint; {self.assurance.text}"
 
     # 15
     def lineage(self) -> str:
@@ -650,6 +711,10 @@ class _Run:
                 raise VerificationError(
                     step, f"ancestor {expected} fails at {f.name if f else '?'}: {f.detail if f else ''}"
                 )
+            if result.assurance is not None and self.assurance is not None:
+                # The least over the whole bundle: an ancestor's checkpoints count too.
+                least = min(self.assurance.witnessed, result.assurance.witnessed)
+                self.assurance = dataclasses.replace(self.assurance, witnessed=least)
             expected = anc.permit.claims.get("parent")
         if expected is not None:
             raise VerificationError(step, f"the lineage stops at {expected}, whose permit is not in the bundle")
@@ -885,6 +950,92 @@ def _verify(
             continue
         result.steps.append(StepResult(name, "pass", detail))
     result.containment = run.containment
+    result.assurance = run.assurance
     if run.outcome is not None:
         result.outcome, result.exit_code, result.halt_reason = run.outcome
+    return result
+
+
+@dataclass
+class SplitViewResult:
+    """The verdict on a split-view proof (:mod:`fiat.verify.split_view`): its three named steps."""
+
+    steps: list[StepResult] = field(default_factory=list)
+    origin: str | None = None
+    #: What the proof shows, when it verified (e.g. "two roots signed for tree size 7").
+    summary: str | None = None
+    #: (size, root) of the two checkpoints, when both are signed by the log.
+    checkpoints: tuple[tuple[int, bytes], ...] = ()
+    observed_by: str = ""
+    observed_at: str = ""
+
+    @property
+    def proven(self) -> bool:
+        return bool(self.steps) and all(s.status == "pass" for s in self.steps)
+
+    @property
+    def failed(self) -> StepResult | None:
+        return next((s for s in self.steps if s.status == "fail"), None)
+
+    @property
+    def malformed(self) -> bool:
+        """The document did not parse (step ``split-view-format``): ``fiat verify`` exit 2."""
+        failed = self.failed
+        return failed is not None and failed.name == split_view.STEPS[0]
+
+    def to_json(self) -> dict[str, Any]:
+        failed = self.failed
+        return {
+            "mediaType": split_view.MEDIA_TYPE,
+            "verified": self.proven,
+            "proves": "split-view" if self.proven else None,
+            "origin": self.origin,
+            "summary": self.summary,
+            "failedStep": failed.name if failed else None,
+            "checkpoints": [{"size": size, "root": note.b64(root)} for size, root in self.checkpoints],
+            "observedBy": self.observed_by or None,
+            "observedAt": self.observed_at or None,
+            "steps": [s.to_json() for s in self.steps],
+        }
+
+
+def verify_split_view(data: bytes, trust_root: TrustRoot) -> SplitViewResult:
+    """Verify a split-view proof offline against ``trust_root`` (docs/formats.md, "Split-view proofs").
+
+    Steps ``split-view-format`` (:meth:`SplitViewProof.parse`), ``split-view-signatures`` (both
+    checkpoints signed by a log key of the trust root — a retired one only up to its
+    ``maxTreeSize`` — for the trust root's origin) and ``split-view-inconsistency``
+    (:func:`fiat.verify.split_view.verify`); after a failure the rest are reported skipped.
+    """
+    result = SplitViewResult()
+    steps = split_view.STEPS
+    passed = {steps[0]: "well formed", steps[1]: "", steps[2]: ""}
+
+    def finish(failed_at: str, reason: str) -> SplitViewResult:
+        at = steps.index(failed_at)
+        result.steps = [StepResult(n, "pass", passed[n]) for n in steps[:at]]
+        result.steps.append(StepResult(failed_at, "fail", reason))
+        result.steps += [StepResult(n, "skip", "not checked: an earlier step failed") for n in steps[at + 1 :]]
+        return result
+
+    try:
+        proof = split_view.SplitViewProof.parse(data)
+    except MalformedError as exc:
+        return finish(steps[0], str(exc))
+    result.origin, result.observed_by, result.observed_at = proof.origin, proof.observed_by, proof.observed_at
+    passed[steps[1]] = f"both checkpoints signed by the log {proof.origin}"
+    logs = trust_root.by_role("log")
+    verifiers = [note.Verifier.from_public_key(trust_root.log_origin, k.public_key) for k in logs]
+    try:
+        proven = split_view.verify(proof, verifiers, [k.max_tree_size for k in logs])
+    except VerificationError as exc:
+        return finish(exc.step if exc.step in steps else steps[1], exc.reason)
+    except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:
+        # Hostile input that slipped past a shape check must still fail closed, never crash.
+        return finish(steps[1], f"unexpected structure in the proof ({type(exc).__name__})")
+    a, b = proven.first, proven.second
+    result.checkpoints = ((a.size, a.root), (b.size, b.root))
+    result.summary = proven.summary
+    passed[steps[2]] = proven.summary
+    result.steps = [StepResult(n, "pass", passed[n]) for n in steps]
     return result

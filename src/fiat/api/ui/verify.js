@@ -76,6 +76,11 @@ function render(report, ms) {
       notice($("verdict"), `NOT verified: failed at ${report.failedStep} (fiat verify exit 1).`, "bad");
     }
   }
+  // The assurance level, worded as `fiat verify` prints it (docs/formats.md, "Witnesses and assurance").
+  const a = report.assurance;
+  $("assurance").hidden = !a;
+  $("assurance").textContent = a ? `Assurance: ${a.text}${a.quorum ? ` (the trust root requires ${a.quorum})` : ""}.` : "";
+  $("assurance").dataset.level = a ? a.level : "";
   $("verdict").dataset.verified = String(report.verified);
   $("verdict").dataset.failedStep = report.failedStep || "";
   $("timing").textContent = `Verified in this browser in ${ms.toFixed(1)} ms, with no network request (exit status ${exitCodeOf(report)}).`;

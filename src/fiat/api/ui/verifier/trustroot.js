@@ -6,6 +6,8 @@ import { entityUid } from "./formats.js";
 import { noteVerifier } from "./tlog.js";
 
 export const MEDIA_TYPE = "application/vnd.fiat.trust-root.v1+json";
+/** A witness key's ``url`` (trust_root.WITNESS_URL): http(s), printable ASCII without spaces, ≤ 2048 characters. */
+const WITNESS_URL = /^https?:\/\/[!-~]{1,2040}$/;
 export const ROLES = ["authority", "log", "runtime", "approver", "witness"];
 export const MAX_LINEAGE_DEPTH = 32;
 export const DEFAULT_APPROVAL_GROUP = "default";
@@ -64,6 +66,10 @@ async function keyFromJson(v) {
     if (!isStr(identity)) throw new MalformedError(what, "identity must be a principal, e.g. user:alice");
     entityUid(identity, `${what} identity`);
   }
+  const url = get(v, "url", null);
+  if (url !== null && (role !== "witness" || !isStr(url) || !WITNESS_URL.test(url))) {
+    throw new MalformedError(what, "only a witness key has a url: its http(s) tlog-witness prefix");
+  }
   return new TrustedKey({
     kid,
     role,
@@ -74,6 +80,7 @@ async function keyFromJson(v) {
     maxTreeSize: maxSize,
     groups,
     identity,
+    url,
   });
 }
 

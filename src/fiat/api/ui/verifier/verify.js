@@ -69,7 +69,7 @@ const PERMIT_TYP = "fiat-permit+jwt";
 const RENEWAL_GRACE = 5.0;
 
 /** VerificationPolicy's defaults, as ``fiat verify`` uses them. */
-export const DEFAULT_POLICY = Object.freeze({ requireReceipt: true, clockSkew: 5.0, staleness: 3.0 });
+export const DEFAULT_POLICY = Object.freeze({ requireReceipt: true, clockSkew: 5.0, staleness: 3.0, now: null });
 
 const V = (step, reason) => new VerificationError(step, reason);
 const fixed = (x, d = 0) => num(x).toFixed(d);
@@ -305,6 +305,7 @@ class Run {
     this.actionDigest = "";
     this.checkpoints = new Map(); // size (string) → Map(root key → root bytes)
     this.checkpointNotes = [];
+    this.assurance = null;
   }
 
   // 1-3
@@ -676,23 +677,42 @@ class Run {
   }
 
   // 14
+  /** The assurance level (verifier.Assurance), and the trust root's quorum on every checkpoint. */
   async "witness-quorum"() {
+    const step = "witness-quorum";
     const quorum = this.root.witnessQuorum;
-    if (quorum === 0) return "no quorum required";
-    const witnesses = this.root.byRole("witness");
+    const keys = this.root.byRole("witness");
+    const names = new Set(keys.map((w) => w.name));
+    const now = this.policy.now === undefined || this.policy.now === null ? Date.now() / 1000 : this.policy.now;
+    let least = null;
     for (const data of this.checkpointNotes) {
       let parsed;
       try {
         parsed = parseNote(data);
       } catch (e) {
-        if (e instanceof MalformedError) throw V("witness-quorum", e.reason);
+        if (e instanceof MalformedError) throw V(step, e.reason);
         throw e;
       }
-      const cosigners = await verifiedCosigners(parsed, witnesses.map((w) => [w.name, w.publicKey]));
-      const valid = cosigners.filter(([name, ts]) => witnesses.some((w) => w.name === name && w.validAt(ts)));
-      if (valid.length < quorum) throw V("witness-quorum", `a checkpoint has ${valid.length} valid witness cosignatures; ${quorum} required`);
+      const counted = new Set();
+      const future = new Set();
+      for (const w of keys) {
+        for (const [, ts] of await verifiedCosigners(parsed, [[w.name, w.publicKey]])) {
+          // tlog-cosignature: verifiers MAY reject cosignatures with timestamps in the future.
+          if (ts > now + this.policy.clockSkew) future.add(w.name);
+          else if (w.validAt(ts)) counted.add(w.name);
+        }
+      }
+      least = least === null ? counted.size : Math.min(least, counted.size);
+      if (counted.size < quorum) {
+        this.assurance = assurance(least, names.size, quorum);
+        const ahead = [...future].filter((n) => !counted.has(n)).length;
+        const noteFuture = ahead ? ` (${ahead} more dated in the future beyond the clock skew, not counted)` : "";
+        throw V(step, `a checkpoint has ${counted.size} valid witness cosignatures; ${quorum} required${noteFuture}`);
+      }
     }
-    return `≥ ${quorum} cosignatures on every checkpoint`;
+    this.assurance = assurance(least || 0, names.size, quorum);
+    if (quorum === 0) return `no quorum required; ${this.assurance.text}`;
+    return `≥ ${quorum} cosignatures on every checkpoint; ${this.assurance.text}`;
   }
 
   // 15
@@ -721,6 +741,10 @@ class Run {
       const result = await runSteps({ ...anc, ancestors: [] }, this.root, policy, ANCESTOR_STEPS);
       const f = result.steps.find((s) => s.status === "fail");
       if (f) throw V(step, `ancestor ${expected} fails at ${f.step}: ${f.detail}`);
+      if (result.assurance !== null && this.assurance !== null) {
+        // The least over the whole bundle: an ancestor's checkpoints count too.
+        this.assurance = assurance(Math.min(this.assurance.witnessed, result.assurance.witnessed), this.assurance.witnesses, this.assurance.quorum);
+      }
       expected = get(anc.permit.claims, "parent", null);
     }
     if (expected !== null) throw V(step, `the lineage stops at ${expected}, whose permit is not in the bundle`);
@@ -874,6 +898,17 @@ class Run {
   }
 }
 
+/** verifier.Assurance.to_json(): the least number of trust-root witnesses cosigning each checkpoint. */
+function assurance(witnessed, witnesses, quorum) {
+  return {
+    level: witnessed > 0 ? "witnessed" : "log",
+    witnessed,
+    witnesses,
+    quorum,
+    text: witnessed === 0 ? "signed by the log" : `witnessed by ${witnessed} of ${witnesses}`,
+  };
+}
+
 function cnfOf(claims) {
   return publicKeyFromJwk(claims.cnf.jwk, "cnf");
 }
@@ -881,7 +916,7 @@ function cnfOf(claims) {
 async function runSteps(bundle, root, policy, steps) {
   const run = new Run(bundle, root, policy);
   const jti = get(bundle.permit.claims, "jti");
-  const out = { verified: false, permit: isStr(jti) ? jti : null, failedStep: null, containment: null, outcome: null, exitCode: null, haltReason: null, steps: [] };
+  const out = { verified: false, permit: isStr(jti) ? jti : null, failedStep: null, containment: null, outcome: null, exitCode: null, haltReason: null, assurance: null, steps: [] };
   let failed = false;
   for (const name of steps) {
     if (failed) {
@@ -904,6 +939,7 @@ async function runSteps(bundle, root, policy, steps) {
   }
   out.verified = out.steps.length > 0 && out.steps.every((s) => s.status === "pass");
   out.containment = run.containment;
+  out.assurance = run.assurance;
   if (run.outcome !== null) [out.outcome, out.exitCode, out.haltReason] = run.outcome;
   if (typeof out.exitCode === "bigint") out.exitCode = Number(out.exitCode);
   return out;
