@@ -104,9 +104,10 @@ def js_reports(page: Any, inputs: list[tuple[bytes, bytes]], batch: int = 16) ->
 
 
 def verdict(report: Report) -> tuple[Any, ...]:
-    """What must agree: verdict, failed step, each step's status, and what the receipt says."""
+    """What must agree: verdict, failed step, each step's status, what the receipt says, and the
+    assurance level reached (``{"level", "witnessed", "witnesses", "quorum", "text"}``)."""
     steps = tuple((s["step"], s["status"]) for s in report.get("steps", ()))
-    keys = ("verified", "failedStep", "permit", "containment", "outcome", "exitCode", "haltReason")
+    keys = ("verified", "failedStep", "permit", "containment", "outcome", "exitCode", "haltReason", "assurance")
     return (*(report.get(k) for k in keys), steps)
 
 
@@ -307,6 +308,74 @@ def test_the_page_verifies_an_uploaded_bundle_with_no_request(
     page.reload()
     page.wait_for_selector("#root-fp")
     assert page.text_content("#root-fp") == "sha256:" + hashlib.sha256(root).hexdigest()
+
+
+TWO_OF_THREE = "Assurance: witnessed by 2 of 3 (the trust root requires 2)"
+
+
+def test_the_page_shows_the_assurance_level(
+    corpus: dict[str, tuple[bytes, bytes]], viewer: Watched, tmp_path: Path
+) -> None:
+    """Witnessed by 2 of 3 with a quorum of 2; signed by the log with none: worded as the CLI words them."""
+    page = viewer.page
+    for i, (name, level, text) in enumerate(
+        (
+            ("valid/cosigned-by-two-of-three", "witnessed", TWO_OF_THREE),
+            ("valid/signed-by-the-log-only", "log", "Assurance: signed by the log"),
+        ),
+        start=1,
+    ):
+        bundle, root = corpus[name]
+        (tmp_path / f"{i}.root.json").write_bytes(root)
+        (tmp_path / f"{i}.bundle.json").write_bytes(bundle)
+        page.set_input_files("#root-file", str(tmp_path / f"{i}.root.json"))
+        page.wait_for_selector("#root-fp")
+        page.set_input_files("#bundle-file", str(tmp_path / f"{i}.bundle.json"))
+        page.wait_for_function("(n) => Number(document.body.dataset.verifyDone) >= n", arg=i)
+        page.wait_for_function("(l) => document.querySelector('#assurance').dataset.level === l", arg=level)
+        assert page.get_attribute("#verdict", "data-verified") == "true"
+        assert page.text_content("#assurance") == text + "."
+        assert page.is_visible("#assurance")
+
+
+def test_witness_urls_in_the_trust_root_are_judged_alike(
+    corpus: dict[str, tuple[bytes, bytes]], viewer: Watched
+) -> None:
+    """A witness key's optional ``url`` (its tlog-witness prefix): accepted, or refused, alike."""
+    bundle, root = corpus["valid/cosigned-by-two-of-three"]
+    doc = json.loads(root)
+    cases: dict[str, tuple[bytes, bytes]] = {}
+    values: list[Any] = [
+        "http://127.0.0.1:8760",
+        "https://witness.example/tlog",
+        "ftp://witness.example",
+        "http://",
+        "http://a b",
+        "https://\u00e9.example",
+        "",
+        7,
+        None,
+        ["http://x"],
+        "http://" + "a" * 2040,
+        "http://" + "a" * 2041,
+    ]
+    for i, value in enumerate(values):
+        changed = copy.deepcopy(doc)
+        wkey = next(k for k in changed["keys"] if k["role"] == "witness")
+        wkey["url"] = value
+        cases[f"witness url {i} {value!r:.40}"] = (bundle, json.dumps(changed).encode())
+    changed = copy.deepcopy(doc)
+    next(k for k in changed["keys"] if k["role"] == "log")["url"] = "http://127.0.0.1:1"
+    cases["a url on a log key"] = (bundle, json.dumps(changed).encode())
+    names = list(cases)
+    js = js_reports(viewer.page, [cases[n] for n in names])
+    accepted = 0
+    for name, got in zip(names, js, strict=True):
+        code, want = python_report(*cases[name])
+        assert verdict(want) == verdict(got["report"]) and code == exit_of(got["report"]), (name, want, got)
+        assert _wording(want) == _wording(got["report"]), name
+        accepted += code == 0
+    assert accepted == 4, accepted  # the two URLs, null, and the longest allowed
 
 
 def test_the_drop_zone_is_keyboard_usable(viewer: Watched) -> None:
