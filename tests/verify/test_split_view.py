@@ -270,6 +270,19 @@ def test_malformed_documents(change: object, fragment: str) -> None:
     assert step == "split-view-format" and fragment in detail, detail
 
 
+@pytest.mark.parametrize("member", ["origin", "observedBy", "observedAt", "checkpoints"])
+def test_lone_surrogates_are_malformed_not_a_crash(member: str) -> None:
+    d = doc(GOOD)
+    raw = json.dumps(d)
+    if member == "checkpoints":
+        raw = raw.replace('"checkpoints": ["', '"checkpoints": ["\\ud800', 1)
+    else:
+        raw = raw.replace('"mediaType"', f'"{member}": "x\\udc00", "mediaType"', 1) if member not in d else raw
+        raw = raw.replace(f'"{member}": "', f'"{member}": "\\ud800', 1)
+    step, detail = check(raw.encode())
+    assert step == "split-view-format" and "surrogate" in detail, detail
+
+
 def test_duplicate_json_keys_are_refused() -> None:
     raw = GOOD.encode().decode()
     dup = raw.replace('"origin": ', f'"origin": "{ORIGIN}", "origin": ', 1)

@@ -114,7 +114,12 @@ class SplitViewProof:
         by, at = v.get("observedBy", ""), v.get("observedAt", "")
         if not isinstance(by, str) or not isinstance(at, str):
             raise MalformedError(what, "observedBy and observedAt are strings")
-        return cls(origin, cps[0].encode("utf-8"), cps[1].encode("utf-8"), old_root, proof, by, at)
+        try:  # JSON escapes may spell lone surrogates, which no UTF-8 note or name holds
+            first, second = cps[0].encode("utf-8"), cps[1].encode("utf-8")
+            origin.encode("utf-8"), by.encode("utf-8"), at.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise MalformedError(what, "a string holds a lone UTF-16 surrogate (not Unicode text)") from exc
+        return cls(origin, first, second, old_root, proof, by, at)
 
 
 @dataclass(frozen=True)
