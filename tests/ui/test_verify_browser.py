@@ -760,3 +760,152 @@ def test_a_fetched_bundle_is_judged_on_its_raw_bytes(
     assert code == 2 and want["failedStep"] == "bundle-format"
     assert page.get_attribute("#verdict", "data-failed-step") == "bundle-format"
     assert want["error"] in (page.text_content("#verdict") or "")
+
+
+# -- (4) split-view proofs, alike -----------------------------------------------------------------------
+
+
+def split_view_cases(world: Any, root: bytes) -> dict[str, tuple[bytes, bytes]]:
+    """Split-view proofs signed by the corpus home's real log key: valid ones of each kind, and
+    tamperings at each of the three steps (tests/verify/test_split_view.py has the full set)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from fiat.home import log_signer
+    from fiat.tlog import note
+    from fiat.tlog.checkpoint import Checkpoint, sign_checkpoint
+    from fiat.verify import split_view
+    from support.reference_merkle import MemoryTree
+
+    signer = log_signer(world.cfg)
+    origin = world.cfg.log.origin
+
+    def signed(tree: MemoryTree, by: note.Signer = signer) -> Any:
+        return sign_checkpoint(Checkpoint(by.name, tree.size, tree.root()), by)
+
+    def fork(prefix: int, a: int, b: int) -> tuple[MemoryTree, MemoryTree]:
+        common = [f"c{i}".encode() for i in range(prefix)]
+        return (
+            MemoryTree([*common, *(f"a{i}".encode() for i in range(a))]),
+            MemoryTree([*common, *(f"b{i}".encode() for i in range(b))]),
+        )
+
+    def grown(a: MemoryTree, b: MemoryTree, **kw: Any) -> Any:
+        return split_view.build(signed(a), signed(b), old_root=b.root(a.size), proof=b.consistency_proof(a.size), **kw)
+
+    out: dict[str, bytes] = {}
+    a, b = fork(3, 3, 3)
+    out["equal sizes"] = split_view.build(
+        signed(a), signed(b), observed_by="w1", observed_at="2026-12-02T15:00:00Z"
+    ).encode()
+    for prefix, x, y in ((2, 2, 5), (3, 3, 8), (5, 2, 40)):
+        small, large = fork(prefix, x, y)
+        out[f"old size {small.size} to {large.size}"] = grown(small, large).encode()
+    empty_bad = sign_checkpoint(Checkpoint(origin, 0, b"\x01" * 32), signer)
+    out["a signed empty tree with another root"] = split_view.build(empty_bad, signed(b)).encode()
+    honest = MemoryTree([f"e{i}".encode() for i in range(9)])
+    out["one history"] = split_view.build(
+        sign_checkpoint(Checkpoint(origin, 5, honest.root(5)), signer),
+        signed(honest),
+        old_root=honest.root(5),
+        proof=honest.consistency_proof(5),
+    ).encode()
+    small, large = fork(3, 2, 6)
+    good = grown(small, large)
+    flipped = bytearray(good.proof[0])
+    flipped[3] ^= 1
+    out["proof hash flipped"] = dataclasses_replace(good, proof=(bytes(flipped), *good.proof[1:])).encode()
+    out["oldRoot is A's root"] = dataclasses_replace(good, old_root=small.root()).encode()
+    out["evidence where none is needed"] = dataclasses_replace(
+        split_view.build(signed(a), signed(b)), old_root=b.root(2), proof=tuple(b.consistency_proof(2))
+    ).encode()
+    doc = json.loads(good.encode())
+    doc["checkpoints"] = doc["checkpoints"][::-1]
+    out["checkpoints swapped"] = json.dumps(doc).encode()
+    doc = json.loads(good.encode())
+    doc["checkpoints"][1] = doc["checkpoints"][1].replace("\n9\n", "\n10\n", 1)
+    out["checkpoint text edited"] = json.dumps(doc).encode()
+    stranger = note.Signer(origin, Ed25519PrivateKey.generate())
+    out["signed by another key"] = split_view.build(signed(a), signed(b, stranger)).encode()
+    elsewhere = note.Signer("elsewhere.example/log", Ed25519PrivateKey.generate())
+    out["another log's origin"] = split_view.build(signed(a, elsewhere), signed(b, elsewhere)).encode()
+    raw = good.encode().decode()
+    out["duplicate member"] = raw.replace('"origin": ', f'"origin": "{origin}", "origin": ', 1).encode()
+    out["unknown member"] = raw.replace('"origin": ', '"extra": 1, "origin": ', 1).encode()
+    out["bad base64"] = raw.replace('"oldRoot": "', '"oldRoot": "!', 1).encode()
+    for label, value in (("non-canonical base64", "AB=="), ("short hash", "AAAA")):
+        d = json.loads(raw)
+        d["consistency"]["oldRoot"] = value
+        out[label] = json.dumps(d).encode()
+    out["lone surrogate"] = raw.replace('"origin": "', '"origin": "\\ud800', 1).encode()
+    out["three checkpoints"] = raw.replace('"checkpoints": [', '"checkpoints": ["x", ', 1).encode()
+    out["NaN in a split-view proof"] = raw.replace('"origin": ', '"n": NaN, "origin": ', 1).encode()
+    out["truncated"] = good.encode()[:-40]
+    out["byte order mark"] = b"\xef\xbb\xbf" + good.encode()
+    out["invalid UTF-8"] = good.encode().replace(b'"origin"', b'"\xff": 1, "origin"', 1)
+    return {name: (data, root) for name, data in out.items()}
+
+
+def dataclasses_replace(obj: Any, **changes: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
+
+
+def split_view_python(bundle: bytes, root: bytes) -> tuple[int, Report]:
+    """What ``fiat verify PROOF --trust-root ROOT --json`` prints, and its exit status."""
+    from fiat.cli.verify import is_split_view
+    from fiat.verify import verify_split_view
+
+    try:
+        parsed_root = TrustRoot.parse(root)
+    except MalformedError as exc:
+        return 2, {"verified": False, "failedStep": "trust-root", "error": str(exc)}
+    if not is_split_view(bundle):
+        return python_report(bundle, root)
+    result = verify_split_view(bundle, parsed_root)
+    return (0 if result.proven else 2 if result.malformed else 1), result.to_json()
+
+
+JS_EXIT = "async (cases) => { const m = await import('/ui/assets/verifier/verify.js'); const dec = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0)); const out = []; for (const [b, r] of cases) { const report = await m.verifyBundle(dec(b), dec(r)); out.push({ report, exit: m.exitCodeOf(report) }); } return out; }"  # noqa: E501
+
+
+def test_split_view_proofs_are_judged_alike(
+    world: Any, corpus: dict[str, tuple[bytes, bytes]], viewer: Watched
+) -> None:
+    """Every report identical (steps, details, summary, checkpoints), and the same exit status."""
+    cases = split_view_cases(world, corpus["valid/root-execution"][1])
+    names = list(cases)
+    js = viewer.page.evaluate(JS_EXIT, [[b64(b), b64(r)] for b, r in (cases[n] for n in names)])
+    outcomes: dict[str, int] = {}
+    for name, got in zip(names, js, strict=True):
+        code, want = split_view_python(*cases[name])
+        assert got["report"] == want, (name, want, got["report"])
+        assert got["exit"] == code, (name, code, got["exit"])
+        outcomes[str(want["failedStep"])] = outcomes.get(str(want["failedStep"]), 0) + 1
+    assert outcomes["None"] == 5, outcomes  # equal sizes, three grown forks, the bad empty tree
+    assert {"split-view-format", "split-view-signatures", "split-view-inconsistency"} <= set(outcomes), outcomes
+
+
+def test_the_page_shows_a_proven_split_view(
+    world: Any, corpus: dict[str, tuple[bytes, bytes]], viewer: Watched, tmp_path: Path
+) -> None:
+    page = viewer.page
+    cases = split_view_cases(world, corpus["valid/root-execution"][1])
+    proof, root = cases["old size 6 to 11"]
+    (tmp_path / "root.json").write_bytes(root)
+    (tmp_path / "fork.json").write_bytes(proof)
+    page.set_input_files("#root-file", str(tmp_path / "root.json"))
+    page.wait_for_selector("#root-fp")
+    before = len(viewer.requests)
+    page.set_input_files("#bundle-file", str(tmp_path / "fork.json"))
+    page.wait_for_selector("body[data-verify-done='1']")
+    assert viewer.requests[before:] == []
+    assert steps_shown(page) == [
+        (s, "pass") for s in ("split-view-format", "split-view-signatures", "split-view-inconsistency")
+    ]
+    text = page.text_content("#verdict") or ""
+    assert text.startswith(
+        f"PROVEN: the log {world.cfg.log.origin} signed two inconsistent checkpoints: checkpoint 11's history"
+    )
+    assert page.get_attribute("#verdict", "data-verified") == "true"
+    assert page.is_hidden("#assurance")

@@ -122,11 +122,16 @@ def assurance_line(result: VerificationResult) -> str:
 
 
 def is_split_view(raw: bytes) -> bool:
-    """Whether a file names the split-view proof media type (a loose look; the proof's own parse is strict)."""
+    """Whether a file names the split-view proof media type: UTF-8 JSON (RFC 8259: no NaN, no BOM)
+    whose top-level ``mediaType`` is it. A loose look (the last of duplicate names counts, as in the
+    browser's ``JSON.parse``); the proof's own parse is strict. Anything else is read as a bundle."""
     from fiat.verify import SPLIT_VIEW_MEDIA_TYPE
 
+    def no_constant(name: str) -> None:
+        raise ValueError(name)
+
     try:
-        v = json.loads(raw)
+        v = json.loads(raw.decode("utf-8"), parse_constant=no_constant)
     except (ValueError, RecursionError):
         return False
     return isinstance(v, dict) and v.get("mediaType") == SPLIT_VIEW_MEDIA_TYPE

@@ -1025,11 +1025,13 @@ def verify_split_view(data: bytes, trust_root: TrustRoot) -> SplitViewResult:
     result.origin, result.observed_by, result.observed_at = proof.origin, proof.observed_by, proof.observed_at
     passed[steps[1]] = f"both checkpoints signed by the log {proof.origin}"
     logs = trust_root.by_role("log")
-    verifiers = [note.Verifier.from_public_key(trust_root.log_origin, k.public_key) for k in logs]
     try:
+        verifiers = [note.Verifier.from_public_key(trust_root.log_origin, k.public_key) for k in logs]
         proven = split_view.verify(proof, verifiers, [k.max_tree_size for k in logs])
     except VerificationError as exc:
         return finish(exc.step if exc.step in steps else steps[1], exc.reason)
+    except MalformedError as exc:  # the trust root's origin is no key name (signed-note §Format)
+        return finish(steps[1], str(exc))
     except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:
         # Hostile input that slipped past a shape check must still fail closed, never crash.
         return finish(steps[1], f"unexpected structure in the proof ({type(exc).__name__})")

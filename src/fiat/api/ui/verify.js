@@ -4,6 +4,7 @@
 
 import { ApiError, adminToken, h, sha256Hex } from "./common.js";
 import { STEPS, exitCodeOf, verifyBundle } from "./verifier/verify.js";
+import { MEDIA_TYPE as SPLIT_VIEW_MEDIA_TYPE } from "./verifier/splitview.js";
 
 window.fiatVerify = verifyBundle; // for tests and the curious: (bundleBytes, rootBytes, options) → report
 window.fiatSteps = STEPS;
@@ -69,7 +70,15 @@ function render(report, ms) {
           h("td", { class: `status ${s.status === "skip" ? "skipped" : s.status}` }, label), h("td", {}, s.detail)),
       );
     });
-    if (report.verified) {
+    if (report.mediaType === SPLIT_VIEW_MEDIA_TYPE) {
+      // A split-view proof: worded as `fiat verify PROOF` words it (docs/formats.md, "Split-view proofs").
+      if (report.verified) {
+        const [a, b] = report.checkpoints;
+        notice($("verdict"), `PROVEN: the log ${report.origin} signed two inconsistent checkpoints: ${report.summary} (size ${a.size} root ${a.root}; size ${b.size} root ${b.root})`, "bad");
+      } else {
+        notice($("verdict"), `NOT proven: fails at ${report.failedStep} (fiat verify exit ${exitCodeOf(report)}).`, "bad");
+      }
+    } else if (report.verified) {
       const what = report.outcome === "halted" ? `halted at ${report.haltReason}` : report.outcome ? `${report.outcome} (exit ${report.exitCode})` : "no receipt";
       notice($("verdict"), `Verified: execution ${report.permit} ${what}; containment: ${report.containment || "not recorded"}.`, "ok");
     } else {

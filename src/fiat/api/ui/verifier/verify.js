@@ -41,6 +41,7 @@ import {
 import { checkInclusion, leafHash, noteVerifier, openWithAny, parseNote, verifiedCosigners, verifyConsistency } from "./tlog.js";
 import { parseBundle } from "./bundle.js";
 import { MAX_LINEAGE_DEPTH, parseTrustRoot } from "./trustroot.js";
+import { MEDIA_TYPE as SPLIT_VIEW_MEDIA_TYPE, isSplitView, verifySplitView } from "./splitview.js";
 
 export const STEPS = [
   "permit-signature",
@@ -960,6 +961,8 @@ export async function verifyBundle(bundleBytes, trustRootBytes, options = {}) {
     if (e instanceof MalformedError) return { verified: false, failedStep: "trust-root", error: e.message };
     return { verified: false, failedStep: "trust-root", error: `malformed trust root: unexpected structure (${e.name})` };
   }
+  // A split-view proof is recognised by its mediaType, as `fiat verify` does (cli.verify.is_split_view).
+  if (isSplitView(bundleBytes)) return verifySplitView(bundleBytes, root);
   let bundle;
   try {
     bundle = await parseBundle(bundleBytes);
@@ -970,5 +973,7 @@ export async function verifyBundle(bundleBytes, trustRootBytes, options = {}) {
   return runSteps(bundle, root, policy, STEPS);
 }
 
-/** The exit status ``fiat verify`` gives this report: 0 verified, 1 a step failed, 2 unreadable input. */
-export const exitCodeOf = (report) => (report.verified ? 0 : report.steps ? 1 : 2);
+/** The exit status ``fiat verify`` gives this report: 0 verified (a split view proven), 1 a step
+ * failed, 2 unreadable input (a split-view proof failing split-view-format included). */
+export const exitCodeOf = (report) =>
+  report.verified ? 0 : !report.steps || (report.mediaType === SPLIT_VIEW_MEDIA_TYPE && report.failedStep === "split-view-format") ? 2 : 1;
