@@ -639,20 +639,11 @@ def test_fiat_accepts_go_keys(go_tools: GoTools) -> None:
 # -- cosigned checkpoints: Go's note ignores the cosigners it does not know --------------------------
 
 
-def mldsa44_cosignature(checkpoint_note: bytes, name: str, timestamp: int) -> tuple[bytes, bytes]:
-    """A C2SP tlog-cosignature ML-DSA-44 line (signature type 0x06) added to ``checkpoint_note``, made
-    here from the spec with ``cryptography``'s ML-DSA-44: key ID ``SHA-256(name || 0x0A || 0x06 ||
-    public key)[:4]``, signature ``u64 timestamp || ML-DSA-44 signature`` over the ``cosigned_message``
-    (label ``"subtree/v1\\n\\0"``, name, timestamp, origin, start 0, end = size, root). Returns the
-    new note and the public key."""
-    from cryptography.hazmat.primitives.asymmetric.mldsa import MLDSA44PrivateKey
-
-    parsed = note.parse(checkpoint_note)
-    cp = Checkpoint.parse_text(parsed.text)
-    key = MLDSA44PrivateKey.generate()
-    public = key.public_key().public_bytes_raw()
-    kid = int.from_bytes(hashlib.sha256(name.encode() + b"\n\x06" + public).digest()[:4], "big")
-    message = (
+def spec_mldsa44_message(name: str, timestamp: int, cp: Checkpoint) -> bytes:
+    """tlog-cosignature §ML-DSA-44 signed message, written out from the spec here (an independent
+    check of :func:`fiat.tlog.cosignature.mldsa_message`): label ``"subtree/v1\\n\\0"``, the cosigner
+    name and log origin each with a one-byte length, u64 timestamp, u64 start 0, u64 end = size, root."""
+    return (
         b"subtree/v1\n\x00"
         + bytes([len(name)])
         + name.encode()
@@ -662,24 +653,30 @@ def mldsa44_cosignature(checkpoint_note: bytes, name: str, timestamp: int) -> tu
         + struct.pack(">QQ", 0, cp.size)
         + cp.root
     )
-    sig = struct.pack(">Q", timestamp) + key.sign(message)
-    assert len(sig) == 8 + 2420
-    key.public_key().verify(sig[8:], message)
-    return note.Note(parsed.text, (*parsed.signatures, note.Signature(name, kid, sig))).encode(), public
 
 
 def test_go_opens_a_checkpoint_cosigned_with_ed25519_and_ml_dsa(go_tools: GoTools, other_home: Path) -> None:
     """The log's signature on a cosigned checkpoint still verifies with golang.org/x/mod/sumdb/note,
     which ignores signature lines of unknown signers (here: an Ed25519 cosignature/v1 and an ML-DSA-44
     one, each in its own line). Fiat's verifier counts the Ed25519 one for a trust-root witness."""
+    from cryptography.hazmat.primitives.asymmetric.mldsa import MLDSA44PrivateKey
+
     from fiat.tlog import cosignature
 
     vkey = vkey_of(other_home)
     served = fiat("log", "checkpoint", "--home", other_home).stdout
-    witness = Ed25519PrivateKey.generate()
+    cp = Checkpoint.parse_text(note.parse(served).text)
+    witness, pq = Ed25519PrivateKey.generate(), MLDSA44PrivateKey.generate()
     ts = int(time.time())
     cosigned = cosignature.cosign(served, "witness.example/w1", witness, ts)
-    cosigned, _ = mldsa44_cosignature(cosigned, "witness.example/w2", ts)
+    line = cosignature.mldsa_signature("witness.example/w2", pq, ts, cp.origin, cp.size, cp.root)
+    assert len(line.signature) == 8 + 2420
+    assert line.key_id == int.from_bytes(
+        hashlib.sha256(b"witness.example/w2\n\x06" + pq.public_key().public_bytes_raw()).digest()[:4], "big"
+    )
+    pq.public_key().verify(line.signature[8:], spec_mldsa44_message("witness.example/w2", ts, cp))
+    parsed = note.parse(cosigned)
+    cosigned = note.Note(parsed.text, (*parsed.signatures, line)).encode()
     assert cosigned.startswith(served.split(b"\n\n")[0] + b"\n\n")
     assert len(note.parse(cosigned).signatures) == 3
     result = go_tools.notesign_run("-vkey", vkey, stdin=cosigned)
@@ -688,10 +685,13 @@ def test_go_opens_a_checkpoint_cosigned_with_ed25519_and_ml_dsa(go_tools: GoTool
     assert opened["text"] == note.parse(served).text
     assert [s["name"] for s in opened["sigs"]] == [Verifier.parse(vkey).name]
     assert opened["unverified"] == 2  # the two cosignatures: known to Go as nothing, ignored
-    # Fiat, too, still opens it with the log key, and verifies the Ed25519 cosignature.
+    # Fiat, too, verifies both cosignatures.
     parsed = note.parse(cosigned)
     pub = witness.public_key().public_bytes_raw()
     assert cosignature.verified_cosigners(parsed, [("witness.example/w1", pub)]) == [("witness.example/w1", ts)]
+    pq_pub = pq.public_key().public_bytes_raw()
+    got = cosignature.verified_mldsa_cosigners(parsed, cp.origin, cp.size, cp.root, [("witness.example/w2", pq_pub)])
+    assert got == [("witness.example/w2", ts)]
     # And Go still refuses it when the log's own signature is broken, cosignatures or not.
     text, _, sigs = cosigned.decode().partition("\n\n")
     first, *rest = sigs.split("\n")
