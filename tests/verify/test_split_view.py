@@ -410,3 +410,63 @@ def test_cli_proves_both_kinds_and_refuses_a_tampered_one(tmp_path: Path) -> Non
     elsewhere = fiat("verify", tmp_path / "equal.json", "--trust-root", tmp_path / "other.json", "--json")
     assert elsewhere.returncode == 1
     assert json.loads(elsewhere.stdout)["failedStep"] == "split-view-signatures"
+
+
+# -- end to end: a real witness refuses a fork, exports the proof, fiat verify proves it -------------------
+
+
+def test_a_fork_refused_by_a_real_witness_is_proven_offline(tmp_path: Path) -> None:
+    """A real home's log key signs two histories; a real ``fiat witness serve`` cosigns the first and
+    refuses the second (422); ``fiat witness split-views`` exports what it saw, and ``fiat verify``
+    proves each file against the home's trust root, offline — and refuses a tampered copy."""
+    import httpx
+
+    from fiat.tlog.witness import AddCheckpointRequest
+    from support.witnesses import running, start_witness
+
+    home = tmp_path / "home"
+    assert fiat("init", "--home", home).returncode == 0
+    cfg = load_config(home)
+    assert fiat("trust-root", "export", "--home", home, "-o", tmp_path / "root.json").returncode == 0
+    signer, origin = log_signer(cfg), cfg.log.origin
+    vkey = fiat("log", "vkey", "--home", home).stdout.decode().strip()
+
+    def signed(tree: MemoryTree, size: int | None = None) -> bytes:
+        size = tree.size if size is None else size
+        return note.sign(Checkpoint(origin, size, tree.root(size)).text(), [signer])
+
+    common = [f"shared {i}".encode() for i in range(4)]
+    honest = MemoryTree([*common, b"h4", b"h5"])  # size 6: not a power of 2
+    forked = MemoryTree([*common, *(f"f{i}".encode() for i in range(4, 11))])  # size 11
+    with running([start_witness(tmp_path, "witness.test/w1", vkey)]) as (w,), httpx.Client(base_url=w.url) as c:
+        first = c.post("/add-checkpoint", content=AddCheckpointRequest(0, (), signed(honest)).encode())
+        assert first.status_code == 200, first.text
+        grown = AddCheckpointRequest(6, tuple(forked.consistency_proof(6)), signed(forked))
+        assert c.post("/add-checkpoint", content=grown.encode()).status_code == 422
+        same_size = AddCheckpointRequest(6, (), signed(forked, 6))
+        assert c.post("/add-checkpoint", content=same_size.encode()).status_code == 422
+        out = tmp_path / "proofs"
+        exported = fiat("witness", "split-views", "--home", w.home, "--out", out, "--json")
+        assert exported.returncode == 0, exported.stderr
+    files = sorted(out.glob("*.json"))
+    assert len(files) == 2, exported.stdout
+    summaries = set()
+    for f in files:
+        proc = fiat("verify", f, "--trust-root", tmp_path / "root.json", "--json")
+        assert proc.returncode == 0, (proc.stdout, proc.stderr)
+        report = json.loads(proc.stdout)
+        assert report["verified"] is True and report["observedBy"] == "witness.test/w1", report
+        summaries.add(report["summary"])
+        text = fiat("verify", f, "--trust-root", tmp_path / "root.json").stdout.decode()
+        assert f"PROVEN: the log {origin} signed two inconsistent checkpoints: " in text
+    assert summaries == {
+        "two roots signed for tree size 6",
+        "checkpoint 11's history has another root at size 6 than the signed checkpoint 6",
+    }
+    for f in files:
+        d = json.loads(f.read_bytes())
+        if "consistency" in d:
+            d["consistency"]["oldRoot"] = base64.b64encode(honest.root()).decode()
+            f.write_bytes(enc(d))
+            proc = fiat("verify", f, "--trust-root", tmp_path / "root.json", "--json")
+            assert proc.returncode == 1 and json.loads(proc.stdout)["failedStep"] == "split-view-inconsistency"
