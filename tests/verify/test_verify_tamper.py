@@ -550,6 +550,26 @@ def _(w: World) -> Input:
     return cosigned(w, [stranger, *w.witnesses[:2]]), w.witness_root
 
 
+@case("valid/ml-dsa-44-cosignature-lines-ignored", None, "witnessed by 2 of 3")
+def _(w: World) -> Input:
+    """Real ML-DSA-44 lines (type 0x06) under the witnesses' names: the trust root holds their
+    Ed25519 keys only, so those lines are ignored (C2SP tlog-cosignature: unknown key IDs)."""
+    from cryptography.hazmat.primitives.asymmetric.mldsa import MLDSA44PrivateKey
+
+    bj = cosigned(w, w.witnesses[:2])
+    ts = int(time.time())
+    for slot in all_proof_slots(bj):
+        p = proof_of(bj, slot)
+        n = note.parse(p.checkpoint)
+        cp = Checkpoint.parse_text(n.text)
+        lines = [
+            cosignature.mldsa_signature(name, MLDSA44PrivateKey.generate(), ts, cp.origin, cp.size, cp.root)
+            for name, _ in w.witnesses
+        ]
+        set_proof(bj, slot, dataclasses.replace(p, checkpoint=note.Note(n.text, (*n.signatures, *lines)).encode()))
+    return bj, w.witness_root
+
+
 @case("valid/cosigned-within-the-clock-skew-ahead", None, "witnessed by 2 of 3")
 def _(w: World) -> Input:
     return cosigned(w, w.witnesses[:2], ts=int(time.time()) + 2), w.witness_root
