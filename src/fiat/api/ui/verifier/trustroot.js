@@ -6,8 +6,147 @@ import { entityUid } from "./formats.js";
 import { noteVerifier } from "./tlog.js";
 
 export const MEDIA_TYPE = "application/vnd.fiat.trust-root.v1+json";
-/** A witness key's ``url`` (trust_root.WITNESS_URL): http(s), printable ASCII without spaces, ≤ 2048 characters. */
-const WITNESS_URL = /^https?:\/\/[!-~]{1,2040}$/;
+// -- a witness key's url (trust_root.check_witness_url), over a port of what it reads of Python's
+// urllib.parse.urlsplit (3.11: scheme, netloc with its bracket and NFKC checks, query, fragment,
+// port, hostname, username/password) and of ipaddress.ip_address for a bracketed host.
+class PyValueError extends Error {}
+const partition = (s, sep) => {
+  const i = s.indexOf(sep);
+  return i < 0 ? [s, "", ""] : [s.slice(0, i), sep, s.slice(i + sep.length)];
+};
+const rpartition = (s, sep) => {
+  const i = s.lastIndexOf(sep);
+  return i < 0 ? ["", "", s] : [s.slice(0, i), sep, s.slice(i + sep.length)];
+};
+
+/** ipaddress.IPv4Address's parse: four decimal octets, no leading zeros, each ≤ 255. */
+function isIPv4(s) {
+  const octets = s.split(".");
+  if (!s || octets.length !== 4) return false;
+  return octets.every((o) => /^[0-9]{1,3}$/.test(o) && !(o !== "0" && o[0] === "0") && Number(o) <= 255);
+}
+
+/** ipaddress.IPv6Address's parse (RFC 4291 §2.2 text forms, one "::", an IPv4 tail, a %scope). */
+function isIPv6(s) {
+  const [addr, sep, scope] = partition(s, "%");
+  if (sep && (!scope || scope.includes("%"))) return false;
+  if (!addr) return false;
+  const parts = addr.split(":");
+  if (parts.length < 3) return false;
+  if (parts[parts.length - 1].includes(".")) {
+    if (!isIPv4(parts.pop())) return false;
+    parts.push("0", "0"); // two hextets, valid by construction
+  }
+  if (parts.length > 9) return false;
+  let skip = null;
+  for (let i = 1; i < parts.length - 1; i++) {
+    if (!parts[i]) {
+      if (skip !== null) return false;
+      skip = i;
+    }
+  }
+  let hi;
+  let lo;
+  if (skip !== null) {
+    hi = skip;
+    lo = parts.length - skip - 1;
+    if (!parts[0] && --hi) return false;
+    if (!parts[parts.length - 1] && --lo) return false;
+    if (8 - (hi + lo) < 1) return false;
+  } else {
+    if (parts.length !== 8 || !parts[0] || !parts[parts.length - 1]) return false;
+    hi = parts.length;
+    lo = 0;
+  }
+  const hextets = [...parts.slice(0, hi), ...parts.slice(parts.length - lo)];
+  return hextets.every((h) => /^[0-9A-Fa-f]{1,4}$/.test(h));
+}
+
+function urlsplit(url) {
+  url = url.replace(/^[\x00-\x20]+/, "").replace(/[\t\r\n]/g, "");
+  let scheme = "";
+  let netloc = "";
+  let query = "";
+  let fragment = "";
+  const i = url.indexOf(":");
+  if (i > 0 && /^[A-Za-z]/.test(url) && /^[A-Za-z0-9+.-]+$/.test(url.slice(0, i))) {
+    scheme = url.slice(0, i).toLowerCase();
+    url = url.slice(i + 1);
+  }
+  if (url.startsWith("//")) {
+    let delim = url.length;
+    for (const c of "/?#") {
+      const w = url.indexOf(c, 2);
+      if (w >= 0) delim = Math.min(delim, w);
+    }
+    netloc = url.slice(2, delim);
+    url = url.slice(delim);
+    const open = netloc.includes("[");
+    const close = netloc.includes("]");
+    if (open !== close) throw new PyValueError("Invalid IPv6 URL");
+    if (open && close) {
+      const host = partition(partition(netloc, "[")[2], "]")[0];
+      if (host.startsWith("v")) {
+        if (!/^v[a-fA-F0-9]+\.[^\n]+$/.test(host)) throw new PyValueError("IPvFuture address is invalid");
+      } else if (isIPv4(host)) {
+        throw new PyValueError("An IPv4 address cannot be in brackets");
+      } else if (!isIPv6(host)) {
+        throw new PyValueError(`${repr(host)} does not appear to be an IPv4 or IPv6 address`);
+      }
+    }
+  }
+  if (url.includes("#")) [url, , fragment] = partition(url, "#");
+  if (url.includes("?")) [url, , query] = partition(url, "?");
+  if (netloc && /[^\x00-\x7f]/.test(netloc)) {
+    // _checknetloc: characters like U+2100 that NFKC expands into URL delimiters
+    const n = netloc.replace(/[@:#?]/g, "");
+    const n2 = n.normalize("NFKC");
+    if (n !== n2 && /[/?#@:]/.test(n2)) throw new PyValueError(`netloc '${netloc}' contains invalid characters under NFKC normalization`);
+  }
+  const [userinfo, haveInfo, hostinfo] = rpartition(netloc, "@");
+  let username = null;
+  let password = null;
+  if (haveInfo) {
+    const [u, havePassword, pw] = partition(userinfo, ":");
+    username = u;
+    password = havePassword ? pw : null;
+  }
+  let hostname;
+  let port;
+  const [, openBr, bracketed] = partition(hostinfo, "[");
+  if (openBr) {
+    const [h, , rest] = partition(bracketed, "]");
+    hostname = h;
+    port = partition(rest, ":")[2];
+  } else {
+    [hostname, , port] = partition(hostinfo, ":");
+  }
+  return { scheme, netloc, query, fragment, username, password, hostname, port: port || null };
+}
+
+/** trust_root.check_witness_url: an absolute http(s)://host[:port][/path] URL without query, fragment
+ * or credentials, no spaces or control characters, at most 2048 characters (tlog-witness §HTTP Interface). */
+function checkWitnessUrl(url, what) {
+  if (!isStr(url) || [...url].length > 2048) throw new MalformedError(what, "a witness URL is a string of at most 2048 characters");
+  const shown = repr([...url].slice(0, 80).join(""));
+  let parts;
+  try {
+    parts = urlsplit(url);
+    if (parts.port !== null) {
+      if (!/^[0-9]+$/.test(parts.port)) throw new PyValueError(`Port could not be cast to integer value as ${repr(parts.port)}`);
+      if (Number(parts.port) > 65535) throw new PyValueError("Port out of range 0-65535");
+    }
+  } catch (e) {
+    if (e instanceof PyValueError) throw new MalformedError(what, `${shown} is not a URL: ${e.message}`);
+    throw e;
+  }
+  if (!["http", "https"].includes(parts.scheme) || !parts.hostname) throw new MalformedError(what, `${shown} is not an http:// or https:// URL with a host`);
+  if (parts.query || parts.fragment || parts.username !== null || parts.password !== null) {
+    throw new MalformedError(what, `${shown} must not carry a query, a fragment or credentials`);
+  }
+  if (/[\x00-\x20\x7f]/.test(url)) throw new MalformedError(what, "a witness URL must not contain spaces or control characters");
+  return url;
+}
 export const ROLES = ["authority", "log", "runtime", "approver", "witness"];
 export const MAX_LINEAGE_DEPTH = 32;
 export const DEFAULT_APPROVAL_GROUP = "default";
@@ -67,8 +206,9 @@ async function keyFromJson(v) {
     entityUid(identity, `${what} identity`);
   }
   const url = get(v, "url", null);
-  if (url !== null && (role !== "witness" || !isStr(url) || !WITNESS_URL.test(url))) {
-    throw new MalformedError(what, "only a witness key has a url: its http(s) tlog-witness prefix");
+  if (url !== null) {
+    if (role !== "witness") throw new MalformedError(what, `only witness keys have a url, not a ${role} key`);
+    checkWitnessUrl(url, `${what} url`);
   }
   return new TrustedKey({
     kid,
