@@ -7,13 +7,14 @@ import threading
 from pathlib import Path
 
 import httpx
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.mldsa import MLDSA44PrivateKey
 
 from fiat.persist.sqlite.witness import SQLiteWitnessStore
 from fiat.tlog import note, witness
 from fiat.witness.core import Witness
-from support.witnesses import start_witness
+from support.witnesses import running, start_witness, three_witnesses
 from witness.conftest import MemoryLog, cosigners
 
 
@@ -160,3 +161,24 @@ def test_two_stores_on_one_file_compare_and_set_atomically(tmp_path: Path) -> No
     assert latest.size == max(size for status, size in results if status == 200)
     for s in stores:
         s.close()
+
+
+def test_three_witnesses_helper_kill_and_restart_on_the_same_url(tmp_path: Path) -> None:
+    """tests/support/witnesses.py as the other tests use it: three witnesses of one log."""
+    log = MemoryLog(entries=4)
+    ws = three_witnesses(tmp_path, log.vkey)
+    with running(ws):
+        assert [w.name for w in ws] == ["witness.test/w1", "witness.test/w2", "witness.test/w3"]
+        assert len({w.url for w in ws}) == 3 and len({w.vkey for w in ws}) == 3
+        for w in ws:
+            assert httpx.post(w.url + "/add-checkpoint", content=log.request(0)).status_code == 200
+        victim = ws[1]
+        url = victim.url
+        victim.kill()
+        assert not victim.running()
+        with pytest.raises(httpx.TransportError):
+            httpx.post(url + "/add-checkpoint", content=log.request(4), timeout=2)
+        victim.restart()
+        assert victim.url == url and victim.running()
+        log.grow(3)
+        assert httpx.post(url + "/add-checkpoint", content=log.request(4)).status_code == 200

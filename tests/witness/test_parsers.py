@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fiat.errors import ConfigError, MalformedError
+from fiat.persist.sqlite.witness import SQLiteWitnessStore
 from fiat.tlog import note
 from fiat.tlog.witness import MAX_PROOF_LINES, AddCheckpointRequest, parse_size
+from fiat.witness.core import Witness
 from fiat.witness.logs import parse_logs
 
 KEY = note.Signer("log.test/a", Ed25519PrivateKey.from_private_bytes(bytes(32)))
@@ -105,3 +108,27 @@ def test_random_text_is_parsed_or_a_config_error(text: str) -> None:
         parse_logs(text)
     except ConfigError as exc:
         assert str(exc).startswith("witness logs:")
+
+
+# -- the state machine never fails on hostile input ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Witness]:
+    store = SQLiteWitnessStore(tmp_path_factory.mktemp("machine") / "witness.db")
+    keys = {KEY.name: [KEY.verifier]}
+    yield Witness("w.test/m", Ed25519PrivateKey.generate(), None, lambda: keys, store)
+    store.close()
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(old=st.integers(0, 50), proof=st.lists(hashes, max_size=3), cp=checkpoints, data=st.data())
+def test_hostile_requests_get_a_status_never_an_exception(
+    machine: Witness, old: int, proof: list[bytes], cp: bytes, data: st.DataObject
+) -> None:
+    body = bytearray(AddCheckpointRequest(old, tuple(proof), cp).encode())
+    for _ in range(data.draw(st.integers(0, 3))):
+        body[data.draw(st.integers(0, len(body) - 1))] = data.draw(st.integers(0, 255))
+    out = machine.add_checkpoint(bytes(body))
+    assert out.status in (200, 400, 403, 404, 409, 422), out
+    assert out.body.endswith(b"\n")
