@@ -206,7 +206,7 @@ class Witness:
         # Step 2: the origin is one the witness knows.
         keys = self.logs().get(cp.origin)
         if not keys:
-            return Outcome.error(404, f"unknown log: this witness does not cosign the origin {cp.origin!r}")
+            return Outcome.error(404, f"unknown log: this witness does not cosign the origin {cp.origin!r}", cp.origin)
         # Step 3: a signature of a trusted key verifies, and no trusted key's signature fails.
         try:
             _, verified = note.open_note(request.checkpoint, keys)
