@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from fiat.tlog import cosignature
+from fiat.tlog import cosignature, note
 from support.processes import EXIT_ERROR, err, fiat_text, ok
 from support.witnesses import WitnessProc, make_witness_home
 from witness.conftest import MemoryLog
@@ -96,3 +96,22 @@ def test_serve_on_a_busy_port_says_so(tmp_path: Path) -> None:
     finally:
         w.stop()
     assert w.proc.returncode == 0  # SIGTERM: a clean exit
+
+
+def test_without_mldsa_the_witness_answers_one_ed25519_cosignature(tmp_path: Path) -> None:
+    log = MemoryLog(entries=2)
+    home = make_witness_home(tmp_path, "witness.test/ed-only", [log.vkey])
+    cfg = home / "fiat.toml"
+    cfg.write_text(cfg.read_text().replace("mldsa = true", "mldsa = false"))
+    p = fiat_text("witness", "vkey", "--mldsa", "--home", home)
+    assert p.returncode == EXIT_ERROR and "no ML-DSA-44 key" in err(p) and "witness.mldsa = true" in err(p)
+    w = WitnessProc(home, "witness.test/ed-only").start()
+    try:
+        r = httpx.post(w.url + "/add-checkpoint", content=log.request(0))
+        assert r.status_code == 200
+        (line,) = r.text.splitlines()
+        sig = note.parse(log.checkpoint_text().encode() + b"\n" + r.content).signatures[0]
+        _, _, ed = cosignature.parse_vkey(w.vkey)
+        assert sig.key_id == cosignature.ed25519_key_id(w.name, ed) and line.startswith("\u2014 witness.test/ed-only ")
+    finally:
+        w.stop()
