@@ -207,7 +207,7 @@ def witness_init(
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create a witness home: fiat.toml with [witness], keys (0600), an empty logs file. Safe to re-run."""
+    """Create a witness home: fiat.toml (its witness section), keys (0600), an empty logs file. Safe to re-run."""
     with errors_to_exit():
         report = init_witness_home(home, name)
     if as_json:
