@@ -115,3 +115,16 @@ def test_without_mldsa_the_witness_answers_one_ed25519_cosignature(tmp_path: Pat
         assert sig.key_id == cosignature.ed25519_key_id(w.name, ed) and line.startswith("\u2014 witness.test/ed-only ")
     finally:
         w.stop()
+
+
+def test_key_files_readable_by_others_are_refused(tmp_path: Path) -> None:
+    home = make_witness_home(tmp_path, "witness.test/keys")
+    for name in ("witness-mldsa.key", "witness.pem"):
+        key = home / "keys" / name
+        key.chmod(0o644)
+        p = fiat_text("witness", "serve", "--home", home, "--port", "0", timeout=30)
+        assert p.returncode == EXIT_ERROR and "readable by other users" in err(p) and f"chmod 600 {key}" in err(p)
+        key.chmod(0o600)
+    (home / "keys" / "witness-mldsa.key").write_text("not a seed\n")
+    p = fiat_text("witness", "vkey", "--home", home)
+    assert p.returncode == EXIT_ERROR and "does not hold an ML-DSA-44 seed" in err(p)

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.mldsa import MLDSA44PrivateKey
 
 from fiat.persist.sqlite.witness import SQLiteWitnessStore
-from fiat.tlog import merkle, note
+from fiat.tlog import cosignature, merkle, note
 from fiat.tlog.checkpoint import Checkpoint
 from fiat.tlog.witness import AddCheckpointRequest
 from fiat.verify.split_view import verify
@@ -71,3 +72,21 @@ def test_an_empty_tree_with_another_root_is_proven_against_the_cosigned_empty_tr
     result = export(w.store.refusals()[0], "w")
     assert result.proof is not None
     assert verify(result.proof, [log.signer.verifier]).summary == "two roots signed for tree size 0"
+
+
+def test_extension_lines_are_cosigned_by_ed25519_and_left_out_by_mldsa(tmp_path: Path) -> None:
+    """tlog-cosignature: extension lines "MUST be included in the cosigned message" (Ed25519);
+    "checkpoint extension lines are not included in the signed message for ML-DSA-44"."""
+    log = MemoryLog(entries=3)
+    ed, ml = Ed25519PrivateKey.generate(), MLDSA44PrivateKey.generate()
+    keys = {log.origin: [log.signer.verifier]}
+    w = Witness("w.test/ext", ed, ml, lambda: keys, SQLiteWitnessStore(tmp_path / "w.db"))
+    cp = Checkpoint(log.origin, 3, log.tree.root(3), ("ext line one",))
+    out = w.add_checkpoint(AddCheckpointRequest(0, (), note.sign(cp.text(), [log.signer])).encode())
+    assert out.status == 200
+    parsed = note.parse(cp.text().encode() + b"\n" + out.body)
+    ed_pub, ml_pub = ed.public_key().public_bytes_raw(), ml.public_key().public_bytes_raw()
+    assert cosignature.verified_cosigners(parsed, [("w.test/ext", ed_pub)])
+    plain = note.parse(Checkpoint(log.origin, 3, log.tree.root(3)).text().encode() + b"\n" + out.body)
+    assert not cosignature.verified_cosigners(plain, [("w.test/ext", ed_pub)])  # the extension is signed
+    assert cosignature.verified_mldsa_cosigners(plain, log.origin, 3, log.tree.root(3), [("w.test/ext", ml_pub)])
