@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.mldsa import MLDSA44PrivateKey
 
+from fiat.errors import StorageError
 from fiat.persist.sqlite.witness import SQLiteWitnessStore
 from fiat.tlog import note, witness
 from fiat.witness.core import Witness
@@ -182,3 +184,20 @@ def test_three_witnesses_helper_kill_and_restart_on_the_same_url(tmp_path: Path)
         assert victim.url == url and victim.running()
         log.grow(3)
         assert httpx.post(url + "/add-checkpoint", content=log.request(4)).status_code == 200
+
+
+def test_the_state_database_commits_with_synchronous_full_in_wal_mode(tmp_path: Path) -> None:
+    store = SQLiteWitnessStore(tmp_path / "witness.db")
+    try:
+        conn = store.db.conn()
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    finally:
+        store.close()
+    # Another Fiat database is not taken for a witness state.
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as c:
+        c.execute("CREATE TABLE permits (x)")
+    with pytest.raises(StorageError, match=r"point witness\.state at a file of its own"):
+        SQLiteWitnessStore(other)
