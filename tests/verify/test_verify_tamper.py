@@ -29,6 +29,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import struct
 import subprocess
 import sys
 import time
@@ -56,7 +57,7 @@ from fiat.prove import evidence as ev
 from fiat.tlog import cosignature, note
 from fiat.tlog.checkpoint import Checkpoint, sign_checkpoint
 from fiat.tlog.proof_file import TlogProof
-from fiat.verify import STEPS, Bundle, TrustedKey, TrustRoot, VerificationResult, verify
+from fiat.verify import STEPS, Bundle, TrustedKey, TrustRoot, VerificationPolicy, VerificationResult, verify
 from fiat.verify.permit import PERMIT_TYP
 from fiat.wiring import open_evidence, open_log
 from support.evidence import ENV_DIGEST, POLICY, Execution, custom_execution, make_execution
@@ -1907,6 +1908,24 @@ def test_cli_says_the_assurance_level(world: World, inputs: dict[str, tuple[byte
     out = ko.stdout.decode()
     assert "assurance: witnessed by 1 of 3 (the trust root requires 2)" in out
     assert "NOT verified: failed at witness-quorum" in out
+
+
+def test_a_future_dated_cosignature_counts_once_its_time_has_come(inputs: dict[str, tuple[bytes, bytes]]) -> None:
+    """Not counted while its timestamp is beyond the verifier's clock plus the skew; counted by a
+    verifier whose clock has reached it (VerificationPolicy.now), the skew included."""
+    b, r = inputs["witness/cosignature-dated-in-the-future"]
+    bundle, root = Bundle.parse(b), TrustRoot.parse(r)
+    stamps = {
+        struct.unpack(">Q", sig.signature[:8])[0]
+        for sig in note.parse(bundle.permit_proof.checkpoint).signatures
+        if sig.name == "w2"
+    }
+    (ts,) = stamps
+    for now, ok in ((ts - 6.0, False), (ts - 5.0, True), (ts + 100.0, True)):
+        result = verify(bundle, root, VerificationPolicy(now=now))
+        assert result.verified is ok, (now, describe(result))
+        assert result.assurance is not None
+        assert result.assurance.text == ("witnessed by 2 of 3" if ok else "witnessed by 1 of 3")
 
 
 def test_authority_public_key_swapped_under_the_same_kid(world: World) -> None:
