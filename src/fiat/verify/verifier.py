@@ -693,6 +693,7 @@ class _Run:
                 f"the lineage is {len(ancestors)} ancestors deep; the trust root accepts at most {cap} "
                 "(maxLineageDepth)",
             )
+        own = self.assurance
         policy = dataclasses.replace(self.policy, require_receipt=False)
         seen = {self.claims["jti"]}
         expected: Any = parent
@@ -719,7 +720,10 @@ class _Run:
         if expected is not None:
             raise VerificationError(step, f"the lineage stops at {expected}, whose permit is not in the bundle")
         self._links()
-        return f"{len(ancestors)} ancestor(s); every link attenuates its parent"
+        lowered = ""
+        if own is not None and self.assurance is not None and self.assurance.witnessed < own.witnessed:
+            lowered = f"; with its ancestors' checkpoints, {self.assurance.text}"
+        return f"{len(ancestors)} ancestor(s); every link attenuates its parent{lowered}"
 
     def _links(self) -> None:
         """The rules of each link child → parent (docs/formats.md, "Delegation"), each link once.

@@ -728,6 +728,7 @@ class Run {
     if (!ancestors.length) throw V(step, `the permit descends from ${parent} but the bundle has no ancestors`);
     const cap = this.root.maxLineageDepth;
     if (ancestors.length > cap) throw V(step, `the lineage is ${ancestors.length} ancestors deep; the trust root accepts at most ${cap} (maxLineageDepth)`);
+    const own = this.assurance;
     const policy = { ...this.policy, requireReceipt: false };
     const seen = new Set([this.claims.jti]);
     let expected = parent;
@@ -750,7 +751,8 @@ class Run {
     }
     if (expected !== null) throw V(step, `the lineage stops at ${expected}, whose permit is not in the bundle`);
     await this.links();
-    return `${ancestors.length} ancestor(s); every link attenuates its parent`;
+    const lowered = own !== null && this.assurance !== null && this.assurance.witnessed < own.witnessed ? `; with its ancestors' checkpoints, ${this.assurance.text}` : "";
+    return `${ancestors.length} ancestor(s); every link attenuates its parent${lowered}`;
   }
 
   async links() {
