@@ -115,8 +115,11 @@ def serve_log(cfg: Config, host: str, port: int, before: Callable[[str, str], No
 
     if cfg.tls is not None:
         check_tls(*cfg.tls)  # server.tls_cert/tls_key: HTTPS, as for `fiat serve`
+    from fiat.wiring import open_witnessing
+
     with home_log(cfg) as log:
         app_ = create_log_app(log)
+        witnessing = open_witnessing(cfg, log)  # the home's witnesses cosign what this server serves
         vkey = log.verifier.encode()
         sock = bind(host, port)
         scheme = "https" if cfg.tls is not None else "http"
@@ -125,7 +128,14 @@ def serve_log(cfg: Config, host: str, port: int, before: Callable[[str, str], No
             before(url, vkey)
         err.print(f"serving the log at {url}")
         err.print(f"verifier key: {vkey}")
-        if not run_server(app_, sock, Drain(cfg.server.drain_s), tls=cfg.tls):  # reads in flight finish; then exit
+        if witnessing is not None:
+            witnessing.start()
+        try:
+            started = run_server(app_, sock, Drain(cfg.server.drain_s), tls=cfg.tls)  # reads in flight finish
+        finally:
+            if witnessing is not None:
+                witnessing.close()
+        if not started:
             fail(EXIT_ERROR, "the log server did not start; see the messages above")
 
 
