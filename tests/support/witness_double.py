@@ -146,3 +146,8 @@ class TestWitness:
     @property
     def port(self) -> int:
         return int(self.url.rsplit(":", 1)[1])
+
+
+def restart(w: TestWitness) -> TestWitness:
+    """Start a stopped double again on its port, with the state it had (a witness restarted)."""
+    return w.start(w.port)
