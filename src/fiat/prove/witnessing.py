@@ -50,6 +50,8 @@ RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 0.5
 #: Most 409 round trips one submission follows (the witness moved on meanwhile: each gets a new proof).
 MAX_CONFLICTS = 3
+#: How often the same failure of one witness is logged again.
+WARN_EVERY_S = 60.0
 #: Most bytes of a witness's error answer kept in its status.
 ERROR_SNIPPET = 200
 
@@ -148,6 +150,7 @@ class WitnessCollector:
         self._closed = threading.Event()
         self._threads: list[threading.Thread] = []
         self._clients: dict[str, httpx.Client] = {}
+        self._warned: dict[str, float] = {}
 
     # -- life ---------------------------------------------------------------------
 
@@ -342,9 +345,13 @@ class WitnessCollector:
         )
 
     def _failed(self, w: WitnessEndpoint, message: str) -> None:
-        log.warning("witness %s: %s", w.name, message)
         with self._lock:
             state = self._states[w.name]
+            # A dead witness fails every submission: say so when the error changes, then every 60 s.
+            now = time.monotonic()
+            if message != state.last_error or now - self._warned.get(w.name, -1e9) >= WARN_EVERY_S:
+                self._warned[w.name] = now
+                log.warning("witness %s: %s", w.name, message)
             state.failures += 1
             state.last_error, state.last_error_at = message, self.clock()
 
