@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 
 from fiat.config import load_config
+from fiat.formats import jws
+from fiat.formats.encoding import b64url
 from fiat.home import init_home, log_keys
 from fiat.keys.admin_token import read_admin_token
 from fiat.tlog import cosignature, note
@@ -21,7 +23,7 @@ from fiat.tlog.checkpoint import Checkpoint, open_checkpoint
 from fiat.tlog.proof_file import TlogProof
 from fiat.verify.trust_root import parse_cosigner_vkey
 from support.evidence import make_execution
-from support.processes import FiatServer, fiat_text
+from support.processes import FiatServer, fiat_text, ok
 from support.witness_double import TestWitness, restart
 
 ENV = {"FIAT_LOG_WITNESS_QUORUM": "2", "FIAT_LOG_WITNESS_INTERVAL_MS": "200", "FIAT_LOG_WITNESS_TIMEOUT_MS": "1000"}
@@ -97,6 +99,38 @@ def test_fiat_serve_serves_quorum_cosigned_checkpoints_and_bundles_verify(
         verified = fiat_text("verify", bundle_path, "--trust-root", root_path, "--json")
         assert verified.returncode == 0, verified.stdout + verified.stderr
 
+        # Trust states embed the cosigned checkpoint once it is no smaller than the plain one embedded.
+        deadline = time.monotonic() + 10
+        while True:
+            state = httpx.get(f"{server.url}/v1/trust/state").json()["state"]
+            embedded = jws.parse(state).claims["checkpoint"].encode()
+            if len(cosigned_by(embedded, vkeys)) >= 2:
+                break
+            assert time.monotonic() < deadline, "trust states never embedded the cosigned checkpoint"
+            time.sleep(0.2)
+
+        # A witness enrolled over the API with its URL is in the trust root with it.
+        extra = TestWitness("witness.example/w4", log_verifier)
+        r = httpx.post(
+            f"{server.url}/v1/enrollments",
+            headers={"Authorization": f"Bearer {token}"},
+            json={
+                "role": "witness",
+                "name": extra.name,
+                "publicKey": b64url(extra.public_key),
+                "url": "https://witness.example/w4",
+            },
+        )
+        assert r.status_code == 200 and r.json()["url"] == "https://witness.example/w4", r.text
+        bad = httpx.post(
+            f"{server.url}/v1/enrollments",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"role": "runtime", "name": "n", "publicKey": b64url(extra.public_key), "url": "https://x.example"},
+        )
+        assert bad.status_code == 400, bad.text
+        listed = httpx.get(f"{server.url}/v1/trust/root").json()["keys"]
+        assert any(k.get("url") == "https://witness.example/w4" for k in listed)
+
         health = httpx.get(f"{server.url}/v1/health").json()["witnesses"]
         assert health["configured"] and health["quorum"] == 2
         assert sum(c["verified"] for c in health["cosigners"]) >= 2
@@ -122,3 +156,22 @@ def test_fiat_serve_serves_quorum_cosigned_checkpoints_and_bundles_verify(
         assert ws[0].name in cosigned_by(caught, vkeys)
         assert ws[0].size >= final
         assert any(s.proof_lines > 0 for s in ws[0].seen), ws[0].seen
+
+
+def test_fiat_log_serve_submits_to_the_witnesses_too(tmp_path: Path, witnesses: list[TestWitness]) -> None:
+    home = tmp_path / "home"
+    init_home(home)
+    make_execution(home)
+    log_verifier = log_keys(load_config(home, require=True))[0].verifier
+    w = TestWitness("witness.example/w1", log_verifier).start()
+    witnesses.append(w)
+    ok(
+        fiat_text(
+            "keys", "add", "--role", "witness", "--name", w.name, "--vkey", w.vkey, "--url", w.url, "--home", home
+        )
+    )
+    env = {**ENV, "FIAT_LOG_WITNESS_QUORUM": "1"}
+    with FiatServer(home, log=True, env=env) as server:
+        base = server.url.removesuffix("/log")
+        body = wait_checkpoint(base, 1, [w.vkey], 1)
+        assert open_checkpoint(body, log_verifier).size >= 1
