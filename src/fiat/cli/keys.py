@@ -44,6 +44,8 @@ def keys_list(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
         who = ""
         if r.role == "approver":
             who = f"  identity {r.identity or 'user:' + r.name}, groups {','.join(r.groups) or 'none'}"
+        if r.role == "witness" and r.url:
+            who = f"  submits to {r.url}"
         out.print(f"{r.role:<10} {r.kid}  {r.name:<24} {period}  ({mine}){escape(who)}")
 
 

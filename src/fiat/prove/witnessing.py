@@ -147,6 +147,7 @@ class WitnessCollector:
         self._gathered: dict[str, _Gathered] = {}  # by checkpoint note text
         self._latest = transparency_log.witnessed_checkpoint()
         self._quorum_time = None if self._latest is None else self._quorum_timestamp(self._latest)
+        self._latest_names: set[str] = set()  # the witnesses whose cosignatures the stored note carries
         self._closed = threading.Event()
         self._threads: list[threading.Thread] = []
         self._clients: dict[str, httpx.Client] = {}
@@ -372,6 +373,17 @@ class WitnessCollector:
                 return
             order = [x.name for x in self.witnesses]
             cosigs = [gathered.lines[n] for n in order if n in gathered.lines]
+            times = sorted((int.from_bytes(c.signature[:8], "big") for c in cosigs), reverse=True)
+            quorum_time = times[self.quorum - 1]
+            if (
+                latest is not None
+                and cp.size == latest.size
+                and set(gathered.lines) <= self._latest_names
+                and quorum_time <= (self._quorum_time or 0)
+            ):
+                # The stored checkpoint again, no new cosigner, no fresher quorum (timestamps are whole
+                # seconds): nothing to store. Keeps the writes off the log's writer lock.
+                return
             base = note.parse(cp.note_bytes)
             merged = note.Note(base.text, (*base.signatures, *cosigs)).encode()
             witnessed = SignedCheckpoint(cp.checkpoint, merged)
@@ -383,8 +395,8 @@ class WitnessCollector:
             if not stored:
                 return
             grew = latest is None or witnessed.size > latest.size
-            times = sorted((int.from_bytes(c.signature[:8], "big") for c in cosigs), reverse=True)
-            self._latest, self._quorum_time = witnessed, times[self.quorum - 1]
+            self._latest, self._quorum_time = witnessed, quorum_time
+            self._latest_names = set(gathered.lines)
             self._lock.notify_all()
         if grew and self.on_witnessed is not None:
             try:
