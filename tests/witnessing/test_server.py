@@ -24,6 +24,7 @@ from fiat.tlog.proof_file import TlogProof
 from fiat.verify.trust_root import parse_cosigner_vkey
 from support.evidence import make_execution
 from support.processes import FiatServer, fiat_text, ok
+from support.processes import fiat as fiat_cli
 from support.witness_double import TestWitness, restart
 
 ENV = {"FIAT_LOG_WITNESS_QUORUM": "2", "FIAT_LOG_WITNESS_INTERVAL_MS": "200", "FIAT_LOG_WITNESS_TIMEOUT_MS": "1000"}
@@ -175,3 +176,10 @@ def test_fiat_log_serve_submits_to_the_witnesses_too(tmp_path: Path, witnesses: 
         base = server.url.removesuffix("/log")
         body = wait_checkpoint(base, 1, [w.vkey], 1)
         assert open_checkpoint(body, log_verifier).size >= 1
+    # `fiat log proof` proves against the cosigned checkpoint, which tlog-proof verifiers accept.
+    proof_path = tmp_path / "entry.tlog-proof"
+    ok(fiat_text("log", "proof", "0", "--home", home, "-o", proof_path))
+    assert cosigned_by(TlogProof.parse(proof_path.read_bytes()).checkpoint, [w.vkey]) == [w.name]
+    entry = tmp_path / "entry.bin"
+    entry.write_bytes(ok(fiat_cli("log", "entry", "0", "--home", home)).stdout)
+    ok(fiat_text("log", "verify-proof", proof_path, "--vkey", log_verifier.encode(), "--entry", entry))

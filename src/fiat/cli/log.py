@@ -145,12 +145,17 @@ def log_proof(
     home: HomeOpt = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")] = None,
 ) -> None:
-    """Write a c2sp.org/tlog-proof@v1 file for an entry against the latest checkpoint."""
+    """Write a c2sp.org/tlog-proof@v1 file for an entry against the latest checkpoint (with witnesses:
+    the newest checkpoint their quorum cosigned, when it covers the entry, cosignatures included)."""
     from fiat.tlog.proof_file import TlogProof
 
     with errors_to_exit(), home_log(config(home)) as log:
+        witnessed = log.witnessed_checkpoint()
         try:
-            path, cp = log.inclusion_proof(index)
+            if witnessed is not None and 0 <= index < witnessed.size:
+                path, cp = log.inclusion_proof(index, witnessed.size)[0], witnessed
+            else:
+                path, cp = log.inclusion_proof(index)
         except IndexError as exc:
             fail(EXIT_INVALID, str(exc), "`fiat log checkpoint` shows the current tree size")
     data = TlogProof(index, tuple(path), cp.note_bytes).encode()
