@@ -340,8 +340,9 @@ class EvidenceRecorder:
 
         That checkpoint is the latest one; with witnesses (:attr:`witnesses`), the newest checkpoint
         their quorum cosigned that covers every entry of the bundle, waited for up to
-        :attr:`witness_timeout` (the latest plain one when none comes in time). Entries logged after
-        the chosen checkpoint are left to a later bundle.
+        :attr:`witness_timeout` (the latest plain one when none comes in time); without a collector,
+        the stored cosigned checkpoint when it covers them. Entries logged after the chosen
+        checkpoint are left to a later bundle.
 
         ``extra(jti)`` names further logged statements that belong in a permit's part of the
         bundle though they are indexed under other ids: the authority passes the revocations that
@@ -353,11 +354,15 @@ class EvidenceRecorder:
         """
         cp = self.log.checkpoint()
         built = self._bundle_at(jti, cp, with_ancestors, extra)
-        if self.witnesses is None:
-            return built
-        witnessed = self.witnesses.wait_covering(_max_index(built) + 1, self.witness_timeout)
-        if witnessed is None:
-            return built
+        needed = _max_index(built) + 1
+        if self.witnesses is None:  # no collector here (the CLI): a stored cosigned one, if it covers
+            witnessed = self.log.witnessed_checkpoint()
+            if witnessed is None or witnessed.size < needed:
+                return built
+        else:
+            witnessed = self.witnesses.wait_covering(needed, self.witness_timeout)
+            if witnessed is None:
+                return built
         return self._bundle_at(jti, witnessed, with_ancestors, extra)
 
     def _bundle_at(
