@@ -163,6 +163,11 @@ def test_bundles_prove_against_the_witnessed_checkpoint_and_verify(tmp_path: Pat
         assert TlogProof.parse(proofs[0].encode()).checkpoint == cp_note
         result = verify(Bundle.parse(dump(bundle.to_json())), trust_root(cfg))
         assert result.verified, [s.to_json() for s in result.steps if s.status != "pass"]
+
+        # Without a collector (`fiat bundle export`), the stored cosigned checkpoint when it covers them.
+        recorder.witnesses = None
+        again = recorder.bundle(execution.jti)
+        assert {again.permit_proof.checkpoint} == {recorder.log.witnessed_checkpoint().note_bytes}  # type: ignore[union-attr]
     finally:
         collector.close()
         witness.stop()
