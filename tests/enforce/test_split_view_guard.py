@@ -1,0 +1,214 @@
+"""A forked log caught by a guard, and proven (issue 14, "Split views").
+
+The fork is real: two :class:`~fiat.prove.log.TransparencyLog` stores signed by one log key, with a
+common prefix and then different entries (:class:`support.forked_log.ForkedLog`). The guard's
+authority serves side B's tiles over real HTTP (:class:`support.forked_log.TileServer`); a real
+:class:`~fiat.enforce.trust.TrustMonitor` is fed real signed trust states.
+
+(a) Two trust states whose checkpoints are inconsistent: the guard halts at ``log-continuity`` and
+    writes a split-view proof (mode 0600) that :func:`fiat.verify.split_view.verify` accepts, and
+    ``fiat verify`` too; a tampered copy is rejected.
+(b) Gossip: the guard only ever talks to side B; a real witness (``fiat witness serve``) holds side A.
+    The guard asks the witness for its checkpoint, halts, and writes the proof.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+import fiat
+from fiat.enforce.guard import GuardSettings, Runtime, Session
+from fiat.enforce.trust import TrustMonitor
+from fiat.errors import VerificationError
+from fiat.establish.measure import default_measurer
+from fiat.prove.audit import HttpFetcher
+from fiat.tlog import note
+from fiat.verify import split_view
+from support.forked_log import ForkedLog, TileServer, World
+
+PRINCIPAL, ACTION, RESOURCE = "agent:release-bot", "shell:run", "repo:fiat"
+
+
+@pytest.fixture
+def world() -> World:
+    return World(witnesses=3, quorum=0)
+
+
+def fork(tmp_path: Path, world: World, common: int, a: int, b: int) -> Iterator[tuple[ForkedLog, TileServer]]:
+    forked = ForkedLog(tmp_path / "fork", world.signer, common, a, b)
+    tiles = TileServer(forked.b)
+    try:
+        yield forked, tiles
+    finally:
+        tiles.stop()
+        forked.close()
+
+
+def session(world: World, monitor: TrustMonitor, tmp_path: Path) -> Session:
+    argv = [sys.executable, "-c", "pass"]
+    measurer = default_measurer(argv, str(tmp_path), [], ["PATH"])
+    s = Session(
+        None,  # type: ignore[arg-type]
+        world.root,
+        Runtime(world.runtime_kid, world.runtime),
+        monitor,
+        measurer,
+        PRINCIPAL,
+        ACTION,
+        RESOURCE,
+        {"command": {"argv": argv, "cwd": str(tmp_path)}},
+        settings=GuardSettings(heartbeat=0.1, staleness=5.0),
+    )
+    now = time.time()
+    s.claims = {
+        "jti": "pmt_split_view_test",
+        "iat": int(now),
+        "exp": int(now) + 600,
+        "environment": {"digest": {"sha256": measurer.measure()["digest"]}},
+    }
+    return s
+
+
+def wait_split_view(monitor: TrustMonitor, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if monitor.snapshot().split_view:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no split view within {timeout} s: {monitor.snapshot()}")
+
+
+def check_proof_file(path: Path, world: World, sizes: tuple[int, int]) -> split_view.SplitViewProof:
+    """The file is private (0600), under ``split-views/`` named ``<UTC time>-<origin hash[:12]>.json``,
+    and proves the split view by the verifier's rules; a tampered copy does not."""
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.parent.name == "split-views" and path.name.endswith(".json")
+    from fiat.tlog.witness import origin_hash
+
+    assert path.stem.endswith(origin_hash(world.root.log_origin)[:12]), path.name
+    proof = split_view.SplitViewProof.parse(path.read_bytes())
+    proven = split_view.verify(proof, world.root.log_verifiers())
+    assert (proven.first.size, proven.second.size) == sizes
+    # Tampered: another old root, or the proof's checkpoints swapped for consistent ones.
+    doc = json.loads(path.read_bytes())
+    if "consistency" in doc:
+        doc["consistency"]["oldRoot"] = note.b64(bytes(32))
+        with pytest.raises(VerificationError) as info:
+            split_view.verify(split_view.SplitViewProof.parse(json.dumps(doc).encode()), world.root.log_verifiers())
+        assert info.value.step == "split-view-inconsistency"
+    doc = json.loads(path.read_bytes())
+    doc["checkpoints"][1] = doc["checkpoints"][0]
+    with pytest.raises(VerificationError):
+        split_view.verify(split_view.SplitViewProof.parse(json.dumps(doc).encode()), world.root.log_verifiers())
+    return proof
+
+
+@pytest.mark.parametrize(("a", "b"), [(3, 6), (3, 3)], ids=["B-larger", "same-size"])
+def test_inconsistent_trust_state_checkpoints_halt_and_are_proven(
+    tmp_path: Path, world: World, a: int, b: int
+) -> None:
+    """(a) The first state embeds side A's checkpoint, the next side B's: the consistency proof from B's
+    own tiles fails, the guard halts at log-continuity naming the proof file, and the file proves it."""
+    for forked, tiles in fork(tmp_path, world, 5, a, b):
+        cp_a, cp_b = forked.checkpoint_a, forked.checkpoint_b
+        monitor = TrustMonitor(tiles.url, world.root)
+        monitor.proof_dir = tmp_path / "home" / "split-views"
+        monitor.start()
+        try:
+            monitor.accept(world.state(cp_a.note_bytes))
+            s = session(world, monitor, tmp_path)
+            s.check()  # side A alone: all is well
+            monitor.accept(world.state(cp_b.note_bytes))
+            wait_split_view(monitor)
+            snap = monitor.snapshot()
+            assert snap.split_view_file is not None and snap.split_view_proof is not None, snap
+            with pytest.raises(fiat.Halt) as info:
+                s.check()
+            assert info.value.step == "log-continuity"
+            assert str(snap.split_view_file) in info.value.reason and "fiat verify" in info.value.reason
+            check_proof_file(snap.split_view_file, world, (cp_a.size, cp_b.size))
+        finally:
+            monitor.stop()
+
+
+def test_a_rollback_to_another_history_halts_even_without_an_offline_proof(tmp_path: Path, world: World) -> None:
+    """Side B is smaller than side A: B's tiles cannot show A's size, so no proof is written, but the
+    guard halts all the same (a smaller tree is never accepted)."""
+    for forked, tiles in fork(tmp_path, world, 5, 6, 3):
+        monitor = TrustMonitor(tiles.url, world.root)
+        monitor.proof_dir = tmp_path / "home" / "split-views"
+        monitor.start()
+        try:
+            monitor.accept(world.state(forked.checkpoint_a.note_bytes))
+            monitor.accept(world.state(forked.checkpoint_b.note_bytes))
+            wait_split_view(monitor)
+            snap = monitor.snapshot()
+            assert snap.split_view is not None and "rollback" in snap.split_view
+            assert snap.split_view_file is None and not monitor.proof_dir.exists()
+            with pytest.raises(fiat.Halt) as info:
+                session(world, monitor, tmp_path).check()
+            assert info.value.step == "log-continuity"
+        finally:
+            monitor.stop()
+
+
+def test_an_honest_extension_is_not_a_split_view(tmp_path: Path, world: World) -> None:
+    for forked, tiles in fork(tmp_path, world, 5, 0, 0):
+        first = forked.checkpoint_b
+        grown = forked.grow("b", [b"one more", b"and another"])
+        monitor = TrustMonitor(tiles.url, world.root)
+        monitor.proof_dir = tmp_path / "home" / "split-views"
+        monitor.start()
+        try:
+            monitor.accept(world.state(first.note_bytes))
+            monitor.accept(world.state(grown.note_bytes))
+            deadline = time.monotonic() + 10
+            while monitor.snapshot().checkpoint != grown and time.monotonic() < deadline:
+                time.sleep(0.02)
+            snap = monitor.snapshot()
+            assert snap.checkpoint == grown and snap.split_view is None, snap
+            assert not (tmp_path / "home" / "split-views").exists()
+        finally:
+            monitor.stop()
+
+
+def test_gossip_compares_with_the_witness_checkpoint(tmp_path: Path, world: World) -> None:
+    """gossip_once against an HTTP endpoint serving side A's checkpoint at the tlog-witness monitoring
+    path: a smaller checkpoint of another history is proven from the guard's own tiles."""
+    for forked, tiles in fork(tmp_path, world, 5, 3, 6):
+        monitor = TrustMonitor(tiles.url, world.root)
+        monitor.proof_dir = tmp_path / "home" / "split-views"
+        monitor.accept(world.state(forked.checkpoint_b.note_bytes))
+        side_a = TileServer(forked.a)  # serves A's checkpoint; the monitoring path is mapped below
+        try:
+            transport = httpx.MockTransport(lambda req: _forward(req, side_a.url))
+            fetcher = HttpFetcher(tiles.url + "/log")
+            with httpx.Client(transport=transport) as client:
+                found = monitor.gossip_once("witness1.test/w", "http://witness.invalid", client, fetcher)
+            fetcher.close()
+        finally:
+            side_a.stop()
+        assert found == "split-view"
+        snap = monitor.snapshot()
+        assert snap.split_view is not None and "witness1.test/w" in snap.split_view
+        assert snap.split_view_file is not None
+        check_proof_file(snap.split_view_file, world, (forked.checkpoint_a.size, forked.checkpoint_b.size))
+
+
+def _forward(request: httpx.Request, upstream: str) -> httpx.Response:
+    """Map the witness monitoring path onto a side's ``/log/checkpoint``."""
+    from fiat.tlog.witness import checkpoint_path
+    from support.forked_log import ORIGIN
+
+    if request.url.path != checkpoint_path(ORIGIN):
+        return httpx.Response(404)
+    r = httpx.get(upstream + "/log/checkpoint", timeout=5)
+    return httpx.Response(r.status_code, content=r.content)
