@@ -14,6 +14,7 @@ authority serves side B's tiles over real HTTP (:class:`support.forked_log.TileS
 
 from __future__ import annotations
 
+import contextlib
 import json
 import stat
 import sys
@@ -42,6 +43,7 @@ def world() -> World:
     return World(witnesses=3, quorum=0)
 
 
+@contextlib.contextmanager
 def fork(tmp_path: Path, world: World, common: int, a: int, b: int) -> Iterator[tuple[ForkedLog, TileServer]]:
     forked = ForkedLog(tmp_path / "fork", world.signer, common, a, b)
     tiles = TileServer(forked.b)
@@ -112,12 +114,10 @@ def check_proof_file(path: Path, world: World, sizes: tuple[int, int]) -> split_
 
 
 @pytest.mark.parametrize(("a", "b"), [(3, 6), (3, 3)], ids=["B-larger", "same-size"])
-def test_inconsistent_trust_state_checkpoints_halt_and_are_proven(
-    tmp_path: Path, world: World, a: int, b: int
-) -> None:
+def test_inconsistent_trust_state_checkpoints_halt_and_are_proven(tmp_path: Path, world: World, a: int, b: int) -> None:
     """(a) The first state embeds side A's checkpoint, the next side B's: the consistency proof from B's
     own tiles fails, the guard halts at log-continuity naming the proof file, and the file proves it."""
-    for forked, tiles in fork(tmp_path, world, 5, a, b):
+    with fork(tmp_path, world, 5, a, b) as (forked, tiles):
         cp_a, cp_b = forked.checkpoint_a, forked.checkpoint_b
         monitor = TrustMonitor(tiles.url, world.root)
         monitor.proof_dir = tmp_path / "home" / "split-views"
@@ -142,7 +142,7 @@ def test_inconsistent_trust_state_checkpoints_halt_and_are_proven(
 def test_a_rollback_to_another_history_halts_even_without_an_offline_proof(tmp_path: Path, world: World) -> None:
     """Side B is smaller than side A: B's tiles cannot show A's size, so no proof is written, but the
     guard halts all the same (a smaller tree is never accepted)."""
-    for forked, tiles in fork(tmp_path, world, 5, 6, 3):
+    with fork(tmp_path, world, 5, 6, 3) as (forked, tiles):
         monitor = TrustMonitor(tiles.url, world.root)
         monitor.proof_dir = tmp_path / "home" / "split-views"
         monitor.start()
@@ -161,7 +161,7 @@ def test_a_rollback_to_another_history_halts_even_without_an_offline_proof(tmp_p
 
 
 def test_an_honest_extension_is_not_a_split_view(tmp_path: Path, world: World) -> None:
-    for forked, tiles in fork(tmp_path, world, 5, 0, 0):
+    with fork(tmp_path, world, 5, 0, 0) as (forked, tiles):
         first = forked.checkpoint_b
         grown = forked.grow("b", [b"one more", b"and another"])
         monitor = TrustMonitor(tiles.url, world.root)
@@ -183,7 +183,7 @@ def test_an_honest_extension_is_not_a_split_view(tmp_path: Path, world: World) -
 def test_gossip_compares_with_the_witness_checkpoint(tmp_path: Path, world: World) -> None:
     """gossip_once against an HTTP endpoint serving side A's checkpoint at the tlog-witness monitoring
     path: a smaller checkpoint of another history is proven from the guard's own tiles."""
-    for forked, tiles in fork(tmp_path, world, 5, 3, 6):
+    with fork(tmp_path, world, 5, 3, 6) as (forked, tiles):
         monitor = TrustMonitor(tiles.url, world.root)
         monitor.proof_dir = tmp_path / "home" / "split-views"
         monitor.accept(world.state(forked.checkpoint_b.note_bytes))

@@ -164,10 +164,10 @@ class ForkedLog:
 class _TileHandler(BaseHTTPRequestHandler):
     server: _TileHTTPServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - the base class's name
+    def do_GET(self) -> None:
         log = self.server.log
         body: bytes | None = None
         path = self.path.split("?", 1)[0]
