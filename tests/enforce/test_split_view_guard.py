@@ -33,7 +33,7 @@ from fiat.establish.measure import default_measurer
 from fiat.prove.audit import HttpFetcher
 from fiat.tlog import note
 from fiat.verify import split_view
-from support.forked_log import ForkedLog, TileServer, World
+from support.forked_log import ForkedLog, TileServer, World, witness_key
 
 PRINCIPAL, ACTION, RESOURCE = "agent:release-bot", "shell:run", "repo:fiat"
 
@@ -180,35 +180,77 @@ def test_an_honest_extension_is_not_a_split_view(tmp_path: Path, world: World) -
             monitor.stop()
 
 
-def test_gossip_compares_with_the_witness_checkpoint(tmp_path: Path, world: World) -> None:
-    """gossip_once against an HTTP endpoint serving side A's checkpoint at the tlog-witness monitoring
-    path: a smaller checkpoint of another history is proven from the guard's own tiles."""
-    with fork(tmp_path, world, 5, 3, 6) as (forked, tiles):
-        monitor = TrustMonitor(tiles.url, world.root)
-        monitor.proof_dir = tmp_path / "home" / "split-views"
-        monitor.accept(world.state(forked.checkpoint_b.note_bytes))
-        side_a = TileServer(forked.a)  # serves A's checkpoint; the monitoring path is mapped below
+@pytest.mark.parametrize(("a", "b"), [(3, 6), (3, 3)], ids=["witness-smaller", "same-size"])
+def test_gossip_with_a_real_witness_holding_the_other_side_halts_and_proves_it(tmp_path: Path, a: int, b: int) -> None:
+    """(b) The guard's authority serves side B only; a real witness was shown side A (submitted to it
+    with C2SP tlog-witness add-checkpoint). Gossip finds the fork: the guard halts at log-continuity
+    and writes a split-view proof that the verifier accepts."""
+    witnesses = pytest.importorskip("support.witnesses", reason="tests/support/witnesses.py is not in this tree")
+    from fiat.tlog.witness import ADD_CHECKPOINT_PATH, AddCheckpointRequest
+
+    base = World(witnesses=0, quorum=0)
+    with fork(tmp_path, base, 5, a, b) as (forked, tiles):
+        w = witnesses.start_witness(tmp_path, "witness.test/gossip", base.signer.verifier.encode())
+        monitor = None
         try:
-            transport = httpx.MockTransport(lambda req: _forward(req, side_a.url))
-            fetcher = HttpFetcher(tiles.url + "/log")
-            with httpx.Client(transport=transport) as client:
-                found = monitor.gossip_once("witness1.test/w", "http://witness.invalid", client, fetcher)
-            fetcher.close()
+            submitted = AddCheckpointRequest(0, (), forked.checkpoint_a.note_bytes).encode()
+            r = httpx.post(w.url + ADD_CHECKPOINT_PATH, content=submitted, timeout=10)
+            assert r.status_code == 200, (r.status_code, r.text)
+            base.external.append(witness_key(w.vkey, w.url))
+            base.root = base.make_root()
+            monitor = TrustMonitor(tiles.url, base.root)
+            monitor.proof_dir = tmp_path / "home" / "split-views"
+            monitor.gossip_interval = 0.2
+            monitor.start()
+            monitor.accept(base.state(forked.checkpoint_b.note_bytes))
+            session(base, monitor, tmp_path).check()  # side B alone looks fine to the guard
+            wait_split_view(monitor)
+            snap = monitor.snapshot()
+            assert snap.split_view is not None and "witness.test/gossip" in snap.split_view, snap.split_view
+            assert snap.split_view_file is not None
+            with pytest.raises(fiat.Halt) as info:
+                session(base, monitor, tmp_path).check()
+            assert info.value.step == "log-continuity" and str(snap.split_view_file) in info.value.reason
+            proof = check_proof_file(snap.split_view_file, base, (forked.checkpoint_a.size, forked.checkpoint_b.size))
+            assert "gossip with witness witness.test/gossip" in proof.observed_by
         finally:
-            side_a.stop()
-        assert found == "split-view"
-        snap = monitor.snapshot()
-        assert snap.split_view is not None and "witness1.test/w" in snap.split_view
-        assert snap.split_view_file is not None
-        check_proof_file(snap.split_view_file, world, (forked.checkpoint_a.size, forked.checkpoint_b.size))
+            if monitor is not None:
+                monitor.stop()
+            w.stop()
 
 
-def _forward(request: httpx.Request, upstream: str) -> httpx.Response:
-    """Map the witness monitoring path onto a side's ``/log/checkpoint``."""
-    from fiat.tlog.witness import checkpoint_path
-    from support.forked_log import ORIGIN
+def test_gossip_with_an_honest_witness_finds_nothing(tmp_path: Path) -> None:
+    """The witness holds a prefix of the guard's history, then the same checkpoint: no split view."""
+    witnesses = pytest.importorskip("support.witnesses", reason="tests/support/witnesses.py is not in this tree")
+    from fiat.tlog.witness import ADD_CHECKPOINT_PATH, AddCheckpointRequest
 
-    if request.url.path != checkpoint_path(ORIGIN):
-        return httpx.Response(404)
-    r = httpx.get(upstream + "/log/checkpoint", timeout=5)
-    return httpx.Response(r.status_code, content=r.content)
+    base = World(witnesses=0, quorum=0)
+    with fork(tmp_path, base, 5, 0, 0) as (forked, tiles):
+        prefix = forked.checkpoint_b
+        grown = forked.grow("b", [b"more", b"entries", b"here"])
+        w = witnesses.start_witness(tmp_path, "witness.test/honest", base.signer.verifier.encode())
+        monitor = None
+        try:
+            r = httpx.post(
+                w.url + ADD_CHECKPOINT_PATH, content=AddCheckpointRequest(0, (), prefix.note_bytes).encode(), timeout=10
+            )
+            assert r.status_code == 200, (r.status_code, r.text)
+            base.external.append(witness_key(w.vkey, w.url))
+            base.root = base.make_root()
+            monitor = TrustMonitor(tiles.url, base.root)
+            monitor.proof_dir = tmp_path / "home" / "split-views"
+            monitor.accept(base.state(grown.note_bytes))
+            fetcher = HttpFetcher(tiles.url + "/log")
+            try:
+                with httpx.Client(timeout=5) as client:
+                    assert monitor.gossip_once("witness.test/honest", w.url, client, fetcher) == "consistent"
+                    proof = forked.b.consistency_proof(prefix.size, grown.size)
+                    extend = AddCheckpointRequest(prefix.size, tuple(proof), grown.note_bytes).encode()
+                    assert client.post(w.url + ADD_CHECKPOINT_PATH, content=extend).status_code == 200
+                    assert monitor.gossip_once("witness.test/honest", w.url, client, fetcher) == "consistent"
+            finally:
+                fetcher.close()
+            assert monitor.snapshot().split_view is None
+            assert not (tmp_path / "home" / "split-views").exists()
+        finally:
+            w.stop()

@@ -14,6 +14,7 @@ a forked log (one log key, two histories) and an HTTP server of one history's ti
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -68,6 +69,8 @@ class World:
     quorum: int = 2
     #: Extra keyword arguments of a witness's trust-root key, by witness name (validity, url).
     witness_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Witness keys held elsewhere (a real ``fiat witness serve``), listed in the trust root too.
+    external: list[TrustedKey] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.authority = Ed25519PrivateKey.generate()
@@ -86,6 +89,7 @@ class World:
             trusted("log", ORIGIN, self.log_key),
             trusted("runtime", "runtime", self.runtime),
             *(trusted("witness", n, k, **self.witness_keys.get(n, {})) for n, k in self.witness.items()),
+            *self.external,
         ]
         return TrustRoot(ISSUER, AUDIENCE, ORIGIN, tuple(keys), self.quorum if quorum is None else quorum)
 
@@ -127,6 +131,17 @@ class World:
         return jwt.encode(
             claims, self.authority, algorithm="EdDSA", headers={"kid": self.authority_kid, "typ": TRUST_STATE_TYP}
         )
+
+
+def witness_key(vkey: str, url: str | None = None) -> TrustedKey:
+    """The trust-root key of a witness from its cosigner vkey (``name+kid+base64(0x04 || key)``,
+    C2SP tlog-cosignature; ``fiat witness vkey`` prints it), with its tlog-witness ``url``."""
+    name, kid, material = vkey.split("+")
+    raw = base64.b64decode(material, validate=True)
+    if len(raw) != 33 or raw[0] != note.ALG_COSIGNATURE_V1 or note.key_id(name, raw[0], raw[1:]) != int(kid, 16):
+        raise ValueError(f"{vkey!r} is not an Ed25519 cosigner vkey")
+    public = raw[1:]
+    return WitnessKey(jwk_thumbprint(public), "witness", name, public, time.time() - 3600, url=url)
 
 
 class ForkedLog:
