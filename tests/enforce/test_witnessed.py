@@ -299,7 +299,12 @@ def test_three_witnesses_quorum_two_end_to_end(tmp_path: Path) -> None:
     server = None
     try:
         for w in ws:
-            ok(fiat_text("keys", "add", "--role", "witness", "--vkey", w.vkey, "--url", w.url, "--home", home))
+            ok(
+                fiat_text(
+                    "keys", "add", "--role", "witness", "--name", w.name, "--vkey", w.vkey, "--url", w.url,
+                    "--home", home,
+                )
+            )  # fmt: skip
         env = {
             "FIAT_LOG_WITNESS_QUORUM": "2",
             "FIAT_LOG_WITNESS_INTERVAL_MS": "500",
