@@ -12,7 +12,22 @@ from typing import Annotated
 
 import typer
 
-from fiat.cli import approvals, authorize, bench, demo, home, keys, log, mcp, policy, receipts, run, serve, verify
+from fiat.cli import (
+    approvals,
+    authorize,
+    bench,
+    demo,
+    home,
+    keys,
+    log,
+    mcp,
+    policy,
+    receipts,
+    run,
+    serve,
+    verify,
+    witness,
+)
 from fiat.cli.common import EXIT_INVALID, fail
 from fiat.logs import setup_logging
 
@@ -30,6 +45,7 @@ app.add_typer(approvals.approvals_app, name="approvals")
 app.add_typer(receipts.receipts_app, name="receipts")
 app.add_typer(keys.trust_app, name="trust-root")
 app.add_typer(bench.bench_app, name="bench")
+app.add_typer(witness.witness_app, name="witness")
 
 
 @app.callback()
