@@ -136,7 +136,7 @@ class World:
 def witness_key(vkey: str, url: str | None = None) -> TrustedKey:
     """The trust-root key of a witness from its cosigner vkey (``name+kid+base64(0x04 || key)``,
     C2SP tlog-cosignature; ``fiat witness vkey`` prints it), with its tlog-witness ``url``."""
-    name, kid, material = vkey.split("+")
+    name, kid, material = vkey.split("+", 2)
     raw = base64.b64decode(material, validate=True)
     if len(raw) != 33 or raw[0] != note.ALG_COSIGNATURE_V1 or note.key_id(name, raw[0], raw[1:]) != int(kid, 16):
         raise ValueError(f"{vkey!r} is not an Ed25519 cosigner vkey")
