@@ -14,7 +14,6 @@ a forked log (one log key, two histories) and an HTTP server of one history's ti
 
 from __future__ import annotations
 
-import base64
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -31,7 +30,7 @@ from fiat.persist.sqlite.log import SQLiteLogStore
 from fiat.prove.log import TransparencyLog
 from fiat.tlog import note
 from fiat.tlog.checkpoint import SignedCheckpoint
-from fiat.tlog.cosignature import cosign
+from fiat.tlog.cosignature import cosign, parse_vkey
 from fiat.tlog.tiles import parse_path
 from fiat.verify import TrustedKey, TrustRoot
 from fiat.verify.trust_state import TRUST_STATE_TYP
@@ -134,13 +133,11 @@ class World:
 
 
 def witness_key(vkey: str, url: str | None = None) -> TrustedKey:
-    """The trust-root key of a witness from its cosigner vkey (``name+kid+base64(0x04 || key)``,
-    C2SP tlog-cosignature; ``fiat witness vkey`` prints it), with its tlog-witness ``url``."""
-    name, kid, material = vkey.split("+", 2)
-    raw = base64.b64decode(material, validate=True)
-    if len(raw) != 33 or raw[0] != note.ALG_COSIGNATURE_V1 or note.key_id(name, raw[0], raw[1:]) != int(kid, 16):
-        raise ValueError(f"{vkey!r} is not an Ed25519 cosigner vkey")
-    public = raw[1:]
+    """The trust-root key of a witness from its Ed25519 cosigner vkey (C2SP tlog-cosignature, type
+    0x04; ``fiat witness vkey`` prints it), with its tlog-witness ``url``."""
+    name, alg, public = parse_vkey(vkey)
+    if alg != note.ALG_COSIGNATURE_V1:
+        raise ValueError(f"{vkey[:40]!r} is not an Ed25519 cosigner vkey")
     return WitnessKey(jwk_thumbprint(public), "witness", name, public, time.time() - 3600, url=url)
 
 
