@@ -139,6 +139,27 @@ def test_inconsistent_trust_state_checkpoints_halt_and_are_proven(tmp_path: Path
             monitor.stop()
 
 
+def test_a_signed_empty_tree_with_another_root_is_proven(tmp_path: Path, world: World) -> None:
+    """RFC 6962 §2.1: the empty tree has one root; a log that signed another one for size 0 is caught."""
+    from fiat.tlog.checkpoint import Checkpoint, sign_checkpoint
+
+    bogus = sign_checkpoint(Checkpoint(world.root.log_origin, 0, bytes(range(32))), world.signer)
+    with fork(tmp_path, world, 5, 0, 2) as (forked, tiles):
+        monitor = TrustMonitor(tiles.url, world.root)
+        monitor.proof_dir = tmp_path / "home" / "split-views"
+        monitor.start()
+        try:
+            monitor.accept(world.state(bogus.note_bytes))
+            monitor.accept(world.state(forked.checkpoint_b.note_bytes))
+            wait_split_view(monitor)
+            path = monitor.snapshot().split_view_file
+            assert path is not None
+            proven = split_view.verify(split_view.SplitViewProof.parse(path.read_bytes()), world.root.log_verifiers())
+            assert proven.first.size == 0 and "empty tree" in proven.summary
+        finally:
+            monitor.stop()
+
+
 def test_a_rollback_to_another_history_halts_even_without_an_offline_proof(tmp_path: Path, world: World) -> None:
     """Side B is smaller than side A: B's tiles cannot show A's size, so no proof is written, but the
     guard halts all the same (a smaller tree is never accepted)."""

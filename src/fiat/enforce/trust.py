@@ -532,7 +532,8 @@ class TrustMonitor:
                 self._prove.clear()
                 with self._lock:
                     new, old = self._pending, self._snap.checkpoint
-                if new is None or old is None:
+                    settled = self._snap.split_view is not None  # halted for good: nothing more to prove
+                if new is None or old is None or settled:
                     continue
                 proven, problem, evidence = self._continuity(old, new, fetcher)
                 if problem is not None:
@@ -612,6 +613,8 @@ class TrustMonitor:
         The evidence is checked before it is believed (the consistency proof must verify against
         ``large``'s signed root, so the tiles are ``large``'s history); None when the tiles cannot
         be had, do not match ``large``, or show the two consistent."""
+        if small.size == 0:  # RFC 6962 §2.1: the empty tree has one root, and extends to every tree
+            return None if small.root == merkle.EMPTY_ROOT else self._proof(small, large, via)
         try:
             tiles = self._tiles(fetcher, large.size)
             old_root = merkle.tree_root(tiles, small.size)
@@ -707,6 +710,9 @@ class TrustMonitor:
         try:
             with httpx.Client(timeout=5.0, verify=tls.client_context()) as client:
                 while not self._stop.wait(self.gossip_interval):
+                    with self._lock:
+                        if self._snap.split_view is not None:
+                            continue  # halted for good: the proof is written
                     for key in self._witness_keys:
                         url = witness_url(key)
                         if url is None or self._stop.is_set():
@@ -750,6 +756,8 @@ class TrustMonitor:
             return "split-view"
         evidence = self._fork_evidence(theirs, mine, fetcher, via)
         if evidence is None:
+            if theirs.size == 0:
+                return "consistent"  # the empty tree's root (else _fork_evidence proved the split view)
             try:  # consistent, or the tiles do not match the guard's own checkpoint (retried next round)
                 root = merkle.tree_root(self._tiles(fetcher, mine.size), theirs.size)
             except Exception as exc:
