@@ -14,12 +14,15 @@ authority serves side B's tiles over real HTTP (:class:`support.forked_log.TileS
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import stat
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -275,3 +278,134 @@ def test_gossip_with_an_honest_witness_finds_nothing(tmp_path: Path) -> None:
             assert not (tmp_path / "home" / "split-views").exists()
         finally:
             w.stop()
+
+
+# -- fiat run: a real guard, a real authority, a trust stream showing a second root ---------------------------------
+
+
+class _TwoRootsProxy(BaseHTTPRequestHandler):
+    """In front of a real ``fiat serve``: passes every request through, except the trust stream,
+    which it serves itself: states signed with the home's real authority key, embedding the real
+    checkpoint until ``fork`` is set, then the last one shown with another root, signed with
+    the home's real log key (what a log operator showing two histories would sign)."""
+
+    upstream = ""
+    home = Path()
+    fork = threading.Event()
+    protocol_version = "HTTP/1.0"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        try:
+            if self.path.split("?")[0] == "/v1/trust/stream":
+                self._stream()
+                return
+            length = int(self.headers.get("content-length") or 0)
+            body = self.rfile.read(length) if length else b""
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "content-length")}
+            r = httpx.request(self.command, self.upstream + self.path, headers=headers, content=body, timeout=30)
+            self.send_response(r.status_code)
+            for k, v in r.headers.items():
+                if k.lower() not in ("connection", "content-length", "transfer-encoding", "date", "server"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(r.content)))
+            self.end_headers()
+            self.wfile.write(r.content)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _stream(self) -> None:
+        import jwt
+
+        from fiat.config import load_config
+        from fiat.formats import jws
+        from fiat.home import keyring, log_signer
+        from fiat.tlog.checkpoint import Checkpoint, sign_checkpoint
+        from fiat.verify.trust_state import TRUST_STATE_TYP
+
+        cfg = load_config(self.home, require=True)
+        rec, key = keyring(cfg).signing_key("authority")
+        base = dict(jws.parse(httpx.get(self.upstream + "/v1/trust/state", timeout=5).json()["state"]).claims)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        epoch = int(base.get("epoch", 0))
+        real = ""
+        while True:
+            if not self.fork.is_set():
+                real = embedded = httpx.get(self.upstream + "/log/checkpoint", timeout=5).text
+            else:  # the last checkpoint the guard was shown, with another root: two roots for one size
+                lines = real.split("\n")
+                other = bytes(b ^ 0xFF for b in base64.b64decode(lines[2]))
+                cp = Checkpoint(lines[0], int(lines[1]), other)
+                embedded = sign_checkpoint(cp, log_signer(cfg)).note_bytes.decode()
+            now, epoch = time.time(), epoch + 1
+            claims = {**base, "iat": int(now), "time": round(now, 3), "epoch": epoch, "checkpoint": embedded}
+            token = jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": rec.kid, "typ": TRUST_STATE_TYP})
+            try:
+                self.wfile.write(f"event: trust-state\ndata: {token}\n\n".encode())
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                return
+            time.sleep(0.1)
+
+
+def test_fiat_run_halted_by_a_split_view_names_its_proof(tmp_path: Path) -> None:
+    """A real ``fiat run`` whose trust stream shows the log's checkpoint with a second root halts at
+    log-continuity; its result names the proof under ``<home>/split-views`` (0600), which proves it."""
+    import subprocess
+
+    from fiat.config import load_config
+    from fiat.home import trust_root
+    from support.processes import FIAT, FiatServer, cli_env, fiat_text, free_port, ok
+
+    home = tmp_path / "home"
+    ok(fiat_text("init", "--home", home, "--json"))
+    examples = Path(fiat.__file__).resolve().parent / "examples" / "policies"
+    ok(fiat_text("policy", "publish", examples, "--home", home, "--json"))
+    port = free_port()
+    server = FiatServer(home, env={"FIAT_SERVER_PUBLIC_URL": f"http://127.0.0.1:{port}"}).start()
+    handler = type("Handler", (_TwoRootsProxy,), {"upstream": server.url, "home": home, "fork": threading.Event()})
+    httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    started = tmp_path / "started"
+    sleeper = "import sys, time; open(sys.argv[1], 'w').close(); time.sleep(60)"
+    args = [
+        *(*FIAT, "run", "--json", "--home", str(home), "--url", f"http://127.0.0.1:{port}"),
+        *("--principal", PRINCIPAL, "--action", ACTION, "--resource", RESOURCE),
+        *("--", sys.executable, "-c", sleeper, str(started)),
+    ]
+    env = cli_env(FIAT_RUNTIME_HEARTBEAT_MS="100", FIAT_RUNTIME_CONTAINMENT="process", FIAT_RUNTIME_HALT_GRACE_MS="500")
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not started.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        time.sleep(0.5)  # a few states with the real checkpoint: the guard has proven the last one
+        handler.fork.set()
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        httpd.shutdown()
+        httpd.server_close()
+        server.stop()
+    result = json.loads(out)
+    assert result["exitCode"] == 124 and "log-continuity" in result["reason"], result
+    assert result["splitViewProof"], result
+    path = Path(result["splitViewProof"])
+    assert path.parent == home / "split-views" and f"fiat verify {path}" in result["reason"], result
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    root = trust_root(load_config(home, require=True))
+    proven = split_view.verify(split_view.SplitViewProof.parse(path.read_bytes()), root.log_verifiers())
+    assert proven.first.size == proven.second.size and "two roots" in proven.summary
