@@ -101,5 +101,7 @@ def keyring(cfg: Config) -> KeyRing:
     return KeyRing(cfg.keys_dir)
 
 
-def trust_root(cfg: Config, witness_quorum: int = 0) -> TrustRoot:
-    return keyring(cfg).trust_root(cfg.authority.issuer, cfg.authority.audience, cfg.log.origin, witness_quorum)
+def trust_root(cfg: Config, witness_quorum: int | None = None) -> TrustRoot:
+    """The home's trust root; its witness quorum is ``log.witness_quorum`` unless ``witness_quorum`` overrides it."""
+    quorum = cfg.log.witness_quorum if witness_quorum is None else witness_quorum
+    return keyring(cfg).trust_root(cfg.authority.issuer, cfg.authority.audience, cfg.log.origin, quorum)

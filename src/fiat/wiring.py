@@ -22,6 +22,8 @@ from fiat.persist.protocols import AuthorityStore, EvidenceIndex, LogStore
 from fiat.persist.sqlite import SQLiteAuthorityStore, SQLiteEvidenceIndex, SQLiteLogStore
 from fiat.prove.evidence import EvidenceRecorder
 from fiat.prove.log import TransparencyLog
+from fiat.prove.witnessing import WitnessCollector, WitnessEndpoint
+from fiat.tlog.checkpoint import SignedCheckpoint
 
 if TYPE_CHECKING:  # the authority (Cedar, JWT) loads only for the commands that decide
     from fiat.authorize.authority import Authority
@@ -77,6 +79,30 @@ def open_log(cfg: Config) -> TransparencyLog:
     except BaseException:
         store.close()
         raise
+
+
+def witness_endpoints(cfg: Config) -> list[WitnessEndpoint]:
+    """The witnesses the log submits to: the keyring's witness keys valid now that carry a ``url``."""
+    return [WitnessEndpoint(r.name, r.public_key, r.url) for r in KeyRing(cfg.keys_dir).active("witness") if r.url]
+
+
+def open_witnessing(
+    cfg: Config,
+    transparency_log: TransparencyLog,
+    on_witnessed: Callable[[SignedCheckpoint], None] | None = None,
+) -> WitnessCollector | None:
+    """The witness collector of the home's log (not started), or None when no witness key has a URL."""
+    witnesses = witness_endpoints(cfg)
+    if not witnesses:
+        return None
+    return WitnessCollector(
+        transparency_log,
+        witnesses,
+        quorum=cfg.log.witness_quorum,
+        timeout_s=cfg.log.witness_timeout_ms / 1000,
+        interval_s=cfg.log.witness_interval_ms / 1000,
+        on_witnessed=on_witnessed,
+    )
 
 
 def open_evidence(cfg: Config) -> EvidenceRecorder:

@@ -134,7 +134,7 @@ def test_a_version_4_database_gains_iat_from_each_permits_log_entry(tmp_path: Pa
         index.close()
     db = sqlite3.connect(path)
     try:
-        assert int(db.execute("PRAGMA user_version").fetchone()[0]) == SCHEMA_VERSION == 5
+        assert int(db.execute("PRAGMA user_version").fetchone()[0]) == SCHEMA_VERSION == 6
         names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert {"permits_iat", "permits_principal_iat"} <= names
         plan = " ".join(

@@ -70,7 +70,7 @@ def _user_version(path: Path) -> int:
 
 
 def test_a_new_home_records_the_schema_version(cfg: Config) -> None:
-    assert _user_version(cfg.database_path) == SCHEMA_VERSION == 5
+    assert _user_version(cfg.database_path) == SCHEMA_VERSION == 6
 
 
 def test_a_version_2_database_gains_the_dpop_replay_cache(cfg: Config) -> None:

@@ -40,6 +40,7 @@ from fiat.api.broadcaster import TrustBroadcaster
 from fiat.api.context import ApiContext
 from fiat.api.credentials import Credentials, read_admin_token
 from fiat.api.docs import install_docs
+from fiat.api.events import EventHub
 from fiat.api.limits import BodyLimit
 from fiat.api.problems import install_handlers
 from fiat.api.routes import (
@@ -64,7 +65,7 @@ from fiat.authorize.authority import Authority
 from fiat.config import Config
 from fiat.demo_runs import DemoRunner
 from fiat.serving import Drain
-from fiat.wiring import open_authority
+from fiat.wiring import open_authority, open_witnessing
 
 #: Decisions wait on the log's group commit: more concurrent requests make bigger batches.
 WORKER_THREADS = 128
@@ -88,11 +89,21 @@ def create_app(
         token, auth.is_enrolled, metrics, auth.role_of, replay=auth.store, public_url=public_url or cfg.public_url
     )
     broadcaster = TrustBroadcaster(auth, trust_interval)
+    events = EventHub()
+    # The log's witnesses (keyring witness keys with a URL): cosigned checkpoints for /log/checkpoint,
+    # trust states and bundles (fiat.prove.witnessing); started with the server.
+    witnesses = open_witnessing(
+        cfg, auth.log, lambda cp: events.publish("witnessed", {"size": cp.size, "checkpoint": cp.note_bytes.decode()})
+    )
+    if witnesses is not None:
+        auth.recorder.witnesses = witnesses
+        auth.recorder.witness_timeout = cfg.log.witness_timeout_ms / 1000
     telemetry = Telemetry(
         metrics,
         log_size=lambda: auth.log.checkpoint().size,
         epoch=lambda: broadcaster.epoch,
         subscribers=broadcaster.subscriber_count,
+        witnesses=witnesses,
     )
     ctx = ApiContext(
         authority=auth,
@@ -101,6 +112,8 @@ def create_app(
         metrics=metrics,
         drain=drain if drain is not None else Drain(cfg.server.drain_s),
         telemetry=telemetry,
+        events=events,
+        witnesses=witnesses,
     )
     # The demo page's runs: real `fiat run` processes against this server (fiat.api.routes.demo).
     runner = DemoRunner(cfg.home, public_url or cfg.public_url, lambda event: ctx.events.publish("run", event))
@@ -124,9 +137,13 @@ def create_app(
         stop = threading.Event()
         sampler = threading.Thread(target=telemetry.run_sampler, args=(stop,), name="fiat-telemetry", daemon=True)
         sampler.start()
+        if witnesses is not None:
+            witnesses.start()
         try:
             yield
         finally:
+            if witnesses is not None:
+                await asyncio.to_thread(witnesses.close)
             task.cancel()
             demo_stopper.cancel()
             watcher.cancel()

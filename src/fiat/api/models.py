@@ -72,6 +72,8 @@ class EnrollmentBody(Strict):
     groups: list[str] | None = Field(default=None, max_length=32)
     #: Who holds an approver key, as a principal (``user:alice``; default ``user:<name>``).
     identity: str | None = Field(default=None, min_length=1, max_length=1024)
+    #: A witness key's C2SP tlog-witness URL prefix (the log submits its checkpoints there).
+    url: str | None = Field(default=None, min_length=1, max_length=2048)
 
 
 class PolicyBody(Strict):

@@ -39,6 +39,8 @@ from prometheus_client import Counter as PromCounter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from fiat.prove.witnessing import WitnessCollector
+
 log = logging.getLogger("fiat.server")
 
 INTERVAL_S = 2.0
@@ -123,9 +125,11 @@ class Telemetry:
         epoch: Callable[[], int],
         subscribers: Callable[[], int],
         clock: Callable[[], float] = time.time,
+        witnesses: WitnessCollector | None = None,
     ) -> None:
         self.metrics = metrics
         self.clock = clock
+        self.witnesses = witnesses
         self._log_size, self._epoch, self._subscribers = log_size, epoch, subscribers
         self._lock = threading.Lock()
         self._window = _Window()
@@ -325,3 +329,46 @@ class _Export(Collector):
                 spool.add_metric([s.runtime, str(sid), "self"], s.spool)
         yield age
         yield spool
+        if t.witnesses is not None:
+            yield from _witness_families(t.witnesses, now)
+
+
+def _witness_families(w: WitnessCollector, now: float) -> Iterator[Metric]:
+    """Per witness: the size it last cosigned and when; the witnessed checkpoint's size and age."""
+    size = GaugeMetricFamily(
+        "fiat_witness_cosigned_size",
+        "Per witness: the tree size of the last checkpoint it validly cosigned.",
+        labels=["witness"],
+    )
+    success = GaugeMetricFamily(
+        "fiat_witness_last_success_timestamp_seconds",
+        "Per witness: when it last returned a valid cosignature.",
+        labels=["witness"],
+    )
+    failures = CounterMetricFamily(
+        "fiat_witness_submission_failures",
+        "Per witness: submissions that got no valid cosignature.",
+        labels=["witness"],
+    )
+    for s in w.statuses():
+        if s.cosigned_size is not None:
+            size.add_metric([s.name], s.cosigned_size)
+        if s.last_success is not None:
+            success.add_metric([s.name], s.last_success)
+        failures.add_metric([s.name], s.failures)
+    yield size
+    yield success
+    yield failures
+    latest = w.latest()
+    if latest is not None:
+        yield GaugeMetricFamily(
+            "fiat_witnessed_checkpoint_size", "Tree size of the newest quorum-cosigned checkpoint.", latest.size
+        )
+    quorum_time = w.quorum_time()
+    if quorum_time is not None:
+        yield GaugeMetricFamily(
+            "fiat_witnessed_checkpoint_age_seconds",
+            "Seconds since the quorum's cosignatures on the newest witnessed checkpoint (the quorum-th newest "
+            "cosignature timestamp): what guards with runtime.require_witnessed bound.",
+            max(0.0, now - quorum_time),
+        )

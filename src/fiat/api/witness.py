@@ -32,6 +32,7 @@ support); every request is answered with a ``Content-Length``.
 
 from __future__ import annotations
 
+import logging
 import re
 
 from starlette.applications import Starlette
@@ -45,6 +46,7 @@ from fiat.witness.core import Witness
 
 _HASH = re.compile(r"[0-9a-f]{64}")
 NO_STORE = {"Cache-Control": "no-store"}
+log = logging.getLogger("fiat.witness")
 
 
 def _text(status: int, message: str) -> Response:
@@ -59,6 +61,10 @@ def create_witness_app(witness: Witness) -> Starlette:
             if len(body) > MAX_REQUEST_SIZE:
                 return _text(413, f"the request body is larger than {MAX_REQUEST_SIZE} bytes")
         outcome = await run_in_threadpool(witness.add_checkpoint, bytes(body))
+        if outcome.status in (403, 422):  # a log key's misuse or a possible fork: worth an operator's look
+            log.warning("add-checkpoint %d for %s: %s", outcome.status, outcome.origin, outcome.body.decode().strip())
+        else:
+            log.info("add-checkpoint %d for %s", outcome.status, outcome.origin)
         # The media type exactly as given (Starlette would append "; charset=utf-8" to a text/* one,
         # and the 409 body's type is exactly text/x.tlog.size).
         return Response(outcome.body, outcome.status, headers={**NO_STORE, "Content-Type": outcome.content_type})

@@ -268,10 +268,17 @@ class Authority:
         return self._keys.role_of(kid, self.clock())
 
     def enroll(
-        self, role: str, name: str, public_key: bytes, groups: tuple[str, ...] = (), identity: str | None = None
+        self,
+        role: str,
+        name: str,
+        public_key: bytes,
+        groups: tuple[str, ...] = (),
+        identity: str | None = None,
+        url: str | None = None,
     ) -> KeyRecord:
-        """Enrol a public key; an approver's with the approver groups it belongs to and who holds it."""
-        return self._keys.enroll(role, name, public_key, groups, identity)
+        """Enrol a public key; an approver's with the approver groups it belongs to and who holds it;
+        a witness's with its tlog-witness ``url`` (the log submits to it from the next start)."""
+        return self._keys.enroll(role, name, public_key, groups, identity, url=url)
 
     # -- the signed trust state -----------------------------------------------------------
 

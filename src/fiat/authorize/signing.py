@@ -71,16 +71,23 @@ class AuthorityKeys:
         return key.role if key is not None and key.valid_at(now) else None
 
     def enroll(
-        self, role: str, name: str, public_key: bytes, groups: tuple[str, ...] = (), identity: str | None = None
+        self,
+        role: str,
+        name: str,
+        public_key: bytes,
+        groups: tuple[str, ...] = (),
+        identity: str | None = None,
+        url: str | None = None,
     ) -> KeyRecord:
-        """Enrol a public key; an approver key with its approver ``groups`` and ``identity`` (who holds it)."""
+        """Enrol a public key; an approver key with its approver ``groups`` and ``identity`` (who holds it);
+        a witness key with its tlog-witness ``url``."""
         if role not in ("runtime", "approver", "witness"):
             raise MalformedRequestError("enroll a runtime, an approver or a witness")
         if len(public_key) != 32:
             raise MalformedRequestError("an Ed25519 public key is 32 bytes")
         with self._lock:
             ring = KeyRing(self.cfg.keys_dir)
-            rec = ring.add_public(role, name, public_key, now_second(), (groups, identity))
+            rec = ring.add_public(role, name, public_key, now_second(), (groups, identity), url=url)
             ring.save()
             self.ring = ring
             self._mtime = self._keyring_mtime()

@@ -60,7 +60,8 @@ def sign_trust_state(
     for jti, (root, exp) in sorted(store.coverage(list(entries)).items()):
         if exp + REVOCATION_SLACK > now:
             listed.append({**entries[root], "target": jti, "coveredBy": root})
-    cp = transparency_log.checkpoint()
+    # With witnesses: the cosigned checkpoint, once it is no smaller than any embedded before.
+    cp = transparency_log.embeddable_checkpoint()
     claims = {
         "iss": issuer,
         "iat": int(now),

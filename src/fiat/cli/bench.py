@@ -24,13 +24,21 @@ def bench_log(
     workdir: Annotated[
         Path | None, typer.Option(help="Where to put the scratch databases (default: a temp dir).")
     ] = None,
+    witnessed_rounds: Annotated[
+        int, typer.Option(help="Appends timed to a quorum-cosigned checkpoint (3 local witnesses); 0: skip.")
+    ] = 200,
 ) -> None:
-    """Append throughput, integration latency and proof timings beside SHA-256 + SQLite floors."""
+    """Append throughput, integration latency, proof timings beside SHA-256 + SQLite floors, and the
+    time from an append to a checkpoint cosigned by a quorum of 2 of 3 local witnesses."""
     from fiat.bench.log import render_markdown, run_log_bench
 
     with errors_to_exit():
         result = run_log_bench(
-            entries=entries, proof_tree=proof_tree, workdir=workdir, console=None if as_json else err
+            entries=entries,
+            proof_tree=proof_tree,
+            workdir=workdir,
+            console=None if as_json else err,
+            witnessed_rounds=witnessed_rounds,
         )
     _report(result, render_markdown, as_json)
 

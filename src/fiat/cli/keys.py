@@ -44,6 +44,8 @@ def keys_list(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
         who = ""
         if r.role == "approver":
             who = f"  identity {r.identity or 'user:' + r.name}, groups {','.join(r.groups) or 'none'}"
+        if r.role == "witness" and r.url:
+            who = f"  submits to {r.url}"
         out.print(f"{r.role:<10} {r.kid}  {r.name:<24} {period}  ({mine}){escape(who)}")
 
 
@@ -53,23 +55,55 @@ def keys_add(
     name: Annotated[str, typer.Option(help="Who holds it: a node, a person, a witness name.")],
     group: GroupOpt = None,
     identity: IdentityOpt = None,
+    vkey: Annotated[
+        str | None,
+        typer.Option(help="A witness's cosigner vkey (`fiat witness vkey`): register its public key only."),
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option(help="A witness's C2SP tlog-witness URL prefix (the log submits there).")
+    ] = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create a new key for a role in this home (0600 PKCS#8 PEM) and register it."""
+    """Create a new key for a role in this home (0600 PKCS#8 PEM) and register it; or, with --vkey,
+    register a witness's public key (its private half stays with the witness)."""
     from fiat.home import keyring
+    from fiat.keys.keyring import now_second
+    from fiat.verify.trust_root import check_witness_url, parse_cosigner_vkey
 
     if role not in ("runtime", "approver", "witness"):
         fail(EXIT_INVALID, f"keys of role {role!r} are created by `fiat init` or rotated with `fiat keys rotate`")
     groups = tuple(group or ())
     if role != "approver" and (groups or identity is not None):
         fail(EXIT_INVALID, "--group and --identity belong to approver keys (--role approver)")
+    if role != "witness" and (vkey is not None or url is not None):
+        fail(EXIT_INVALID, "--vkey and --url belong to witness keys (--role witness)")
     with errors_to_exit():
+        if url is not None:
+            check_witness_url(url, "--url")
         ring = keyring(config(home))
-        rec, _ = ring.create(role, name, approver=(groups, identity) if role == "approver" else None)
+        if vkey is not None:
+            vkey_name, public = parse_cosigner_vkey(vkey)
+            if vkey_name != name:
+                fail(
+                    EXIT_INVALID,
+                    f"the vkey is for the witness {vkey_name!r}, not {name!r}: its cosignatures carry that name; "
+                    f"pass --name {vkey_name}",
+                )
+            rec = ring.add_public(role, name, public, now_second(), url=url)
+        else:
+            rec, _ = ring.create(role, name, approver=(groups, identity) if role == "approver" else None)
+            if url is not None:
+                rec = ring.add_public(role, name, rec.public_key, rec.valid_from, url=url)
         ring.save()
     if as_json:
         emit_json(rec.to_json())
+        return
+    if rec.file is None:
+        out.print(
+            f"registered witness key {rec.kid} for {escape(name)} (public only)"
+            + (f", submitting to {escape(rec.url)}" if rec.url else "")
+        )
         return
     out.print(f"created {role} key {rec.kid} for {escape(name)} (keys/{rec.file})")
     if role == "approver":
@@ -115,7 +149,10 @@ def keys_rotate(
 def trust_root_export(
     home: HomeOpt = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")] = None,
-    witness_quorum: Annotated[int, typer.Option(help="Witness cosignatures required per checkpoint.")] = 0,
+    witness_quorum: Annotated[
+        int | None,
+        typer.Option(help="Witness cosignatures required per checkpoint (default: log.witness_quorum)."),
+    ] = None,
 ) -> None:
     """Write trust-root.json: the public keys by role with validity periods, the log, the witness quorum."""
     from fiat.home import trust_root
@@ -123,9 +160,11 @@ def trust_root_export(
     with errors_to_exit():
         cfg = config(home)
         root = trust_root(cfg, witness_quorum)
-        if witness_quorum > len(root.by_role("witness")):
+        if root.witness_quorum < 0:
+            fail(EXIT_INVALID, "the witness quorum cannot be negative")
+        if root.witness_quorum > len(root.by_role("witness")):
             fail(
                 EXIT_INVALID,
-                f"a quorum of {witness_quorum} needs that many witness keys; `fiat keys add --role witness`",
+                f"a quorum of {root.witness_quorum} needs that many witness keys; `fiat keys add --role witness`",
             )
     write_output(json.dumps(root.to_json(), indent=2) + "\n", output)

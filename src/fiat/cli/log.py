@@ -115,8 +115,11 @@ def serve_log(cfg: Config, host: str, port: int, before: Callable[[str, str], No
 
     if cfg.tls is not None:
         check_tls(*cfg.tls)  # server.tls_cert/tls_key: HTTPS, as for `fiat serve`
+    from fiat.wiring import open_witnessing
+
     with home_log(cfg) as log:
         app_ = create_log_app(log)
+        witnessing = open_witnessing(cfg, log)  # the home's witnesses cosign what this server serves
         vkey = log.verifier.encode()
         sock = bind(host, port)
         scheme = "https" if cfg.tls is not None else "http"
@@ -125,7 +128,14 @@ def serve_log(cfg: Config, host: str, port: int, before: Callable[[str, str], No
             before(url, vkey)
         err.print(f"serving the log at {url}")
         err.print(f"verifier key: {vkey}")
-        if not run_server(app_, sock, Drain(cfg.server.drain_s), tls=cfg.tls):  # reads in flight finish; then exit
+        if witnessing is not None:
+            witnessing.start()
+        try:
+            started = run_server(app_, sock, Drain(cfg.server.drain_s), tls=cfg.tls)  # reads in flight finish
+        finally:
+            if witnessing is not None:
+                witnessing.close()
+        if not started:
             fail(EXIT_ERROR, "the log server did not start; see the messages above")
 
 
@@ -135,12 +145,17 @@ def log_proof(
     home: HomeOpt = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")] = None,
 ) -> None:
-    """Write a c2sp.org/tlog-proof@v1 file for an entry against the latest checkpoint."""
+    """Write a c2sp.org/tlog-proof@v1 file for an entry against the latest checkpoint (with witnesses:
+    the newest checkpoint their quorum cosigned, when it covers the entry, cosignatures included)."""
     from fiat.tlog.proof_file import TlogProof
 
     with errors_to_exit(), home_log(config(home)) as log:
+        witnessed = log.witnessed_checkpoint()
         try:
-            path, cp = log.inclusion_proof(index)
+            if witnessed is not None and 0 <= index < witnessed.size:
+                path, cp = log.inclusion_proof(index, witnessed.size)[0], witnessed
+            else:
+                path, cp = log.inclusion_proof(index)
         except IndexError as exc:
             fail(EXIT_INVALID, str(exc), "`fiat log checkpoint` shows the current tree size")
     data = TlogProof(index, tuple(path), cp.note_bytes).encode()

@@ -12,23 +12,9 @@ from typing import Annotated
 
 import typer
 
-from fiat.cli import (
-    approvals,
-    authorize,
-    bench,
-    demo,
-    home,
-    keys,
-    log,
-    mcp,
-    policy,
-    receipts,
-    run,
-    serve,
-    verify,
-    witness,
-)
+from fiat.cli import approvals, authorize, bench, demo, home, keys, log, mcp, policy, receipts, run, serve, verify
 from fiat.cli.common import EXIT_INVALID, fail
+from fiat.cli.witness import witness_app
 from fiat.logs import setup_logging
 
 app = typer.Typer(
@@ -45,7 +31,7 @@ app.add_typer(approvals.approvals_app, name="approvals")
 app.add_typer(receipts.receipts_app, name="receipts")
 app.add_typer(keys.trust_app, name="trust-root")
 app.add_typer(bench.bench_app, name="bench")
-app.add_typer(witness.witness_app, name="witness")
+app.add_typer(witness_app, name="witness")
 
 
 @app.callback()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from fiat.cli.common import EXIT_ERROR, HomeOpt, JsonOpt, emit_json, err, errors_to_exit, fail, out
 from fiat.config import CONFIG_NAME, Config, load_config, render_default_config, resolve_home
@@ -206,7 +207,7 @@ def witness_init(
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create a witness home: fiat.toml with [witness], keys (0600), an empty logs file. Safe to re-run."""
+    """Create a witness home: fiat.toml (its witness section), keys (0600), an empty logs file. Safe to re-run."""
     with errors_to_exit():
         report = init_witness_home(home, name)
     if as_json:
@@ -221,13 +222,13 @@ def witness_init(
             }
         )
         return
-    out.print(f"witness home: [bold]{report.home}[/] ({report.name})")
+    out.print(f"witness home: [bold]{escape(str(report.home))}[/] ({escape(report.name)})")
     for item in report.created:
-        out.print(f"  created {item}")
+        out.print(escape(f"  created {item}"))
     for item in report.kept:
-        out.print(f"  kept    {item}")
+        out.print(escape(f"  kept    {item}"))
     out.print(f"cosigner vkey: {report.vkey}")
-    out.print(f"next: `fiat witness add-log --home {report.home} --vkey LOG_VKEY`, then `fiat witness serve`")
+    out.print(escape(f"next: `fiat witness add-log --home {report.home} --vkey LOG_VKEY`, then `fiat witness serve`"))
 
 
 @witness_app.command("add-log")
@@ -245,7 +246,7 @@ def witness_add_log(
     if as_json:
         emit_json({"origin": entry.origin, "vkey": entry.verifier.encode(), "url": entry.url, "logsFile": str(path)})
         return
-    out.print(f"added {entry.origin} to {path}")
+    out.print(escape(f"added {entry.origin} to {path}"))
 
 
 @witness_app.command("vkey")
@@ -283,7 +284,7 @@ def witness_serve(
 
     with errors_to_exit():
         cfg = witness_config(home)
-        w = open_witness(cfg, lambda message: err.print(f"fiat witness: {message}"))
+        w = open_witness(cfg, lambda message: err.print(f"fiat witness: {escape(message)}"))
         try:
             listen = host or cfg.witness.host
             sock = bind(listen, cfg.witness.port if port is None else port)
@@ -291,7 +292,7 @@ def witness_serve(
             err.print(f"fiat witness: listening on {url}")
             err.print(f"cosigner vkey: {w.vkey}")
             logs = w.logs()
-            err.print(f"logs: {len(logs)} ({', '.join(sorted(logs)) or 'none yet: fiat witness add-log'})")
+            err.print(escape(f"logs: {len(logs)} ({', '.join(sorted(logs)) or 'none yet: fiat witness add-log'})"))
             if not run_server(create_witness_app(w), sock, Drain(0)):
                 fail(EXIT_ERROR, "the witness did not start; see the messages above")
         finally:
@@ -312,7 +313,7 @@ def witness_status(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json(summary)
         return
-    out.print(f"witness {summary['name']} ({cfg.home})")
+    out.print(escape(f"witness {summary['name']} ({cfg.home})"))
     out.print(f"cosigner vkey: {summary['vkey']}")
     if not summary["logs"]:
         out.print("no logs yet: `fiat witness add-log --vkey LOG_VKEY`")
@@ -322,7 +323,7 @@ def witness_status(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
         )
         extra = "" if entry["configured"] else " [no longer in the logs file]"
         refused = f", {entry['refused']} refused" if entry["refused"] else ""
-        out.print(f"  {entry['origin']}: {state}{refused}{extra}")
+        out.print(escape(f"  {entry['origin']}: {state}{refused}{extra}"))
 
 
 @witness_app.command("split-views")
@@ -364,7 +365,9 @@ def witness_split_views(
             continue
         target.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = target / f"split-view-{origin_hash(refusal.origin)[:12]}-{refusal.digest[:12]}.json"
-        path.write_bytes(result.proof.encode())
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # a home's files are private
+        with os.fdopen(fd, "wb") as f:
+            f.write(result.proof.encode())
         proofs.append({"origin": refusal.origin, "file": str(path), "summary": proven.summary})
     if as_json:
         emit_json({"proofs": proofs, "unproven": unproven})
@@ -372,8 +375,8 @@ def witness_split_views(
     if not refusals:
         out.print("no refused checkpoints: this witness has seen no split view")
     for p in proofs:
-        out.print(f"[bold]split view[/] of {p['origin']}: {p['summary']}\n  wrote {p['file']}")
+        out.print(f"[bold]split view[/] of {escape(p['origin'])}: {p['summary']}\n  wrote {escape(p['file'])}")
     for u in unproven:
-        out.print(f"refused {u['origin']} ({u['reason']}): no proof — {u['whyNot']}")
+        out.print(escape(f"refused {u['origin']} ({u['reason']}): no proof — {u['whyNot']}"))
     if proofs:
         out.print("each proof was checked against the log keys of the logs file (docs/witness.md, Split views)")

@@ -28,7 +28,7 @@ from fiat.formats.encoding import b64url, b64url_decode, parse_time, rfc3339
 from fiat.formats.jws import jwk_thumbprint
 from fiat.keys.pem import load_private_key, write_private_key
 from fiat.tlog.note import Signer, Verifier
-from fiat.verify.trust_root import ROLES, TrustedKey, TrustRoot, check_groups
+from fiat.verify.trust_root import ROLES, TrustedKey, TrustRoot, check_groups, check_witness_url
 
 KEYRING_NAME = "keyring.json"
 
@@ -55,6 +55,7 @@ class KeyRecord(TrustedKey):
             self.max_tree_size,
             self.groups,
             self.identity,
+            self.url,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -75,11 +76,14 @@ class KeyRecord(TrustedKey):
             out["groups"] = list(self.groups)
         if self.identity is not None:
             out["identity"] = self.identity
+        if self.url is not None:
+            out["url"] = self.url
         return out
 
     @classmethod
     def from_json(cls, v: dict[str, Any]) -> KeyRecord:
         until = v.get("validUntil")
+        url = v.get("url")
         return cls(
             v["kid"],
             v["role"],
@@ -90,6 +94,7 @@ class KeyRecord(TrustedKey):
             v.get("maxTreeSize"),
             check_groups(v.get("groups", []), "keyring"),
             _identity(v.get("identity")),
+            None if url is None else check_witness_url(url, "keyring url"),
             file=v.get("file"),
         )
 
@@ -193,15 +198,27 @@ class KeyRing:
         return self.find(rec.kid) or rec
 
     def add_public(
-        self, role: str, name: str, public_key: bytes, valid_from: float, approver: Approver | None = None
+        self,
+        role: str,
+        name: str,
+        public_key: bytes,
+        valid_from: float,
+        approver: Approver | None = None,
+        url: str | None = None,
     ) -> KeyRecord:
-        """Enroll a key whose private half lives elsewhere (a remote runtime, an approver's laptop).
+        """Enroll a key whose private half lives elsewhere (a remote runtime, an approver's laptop, a witness).
 
         Enrolling the same key again with the same role, groups and identity returns it as it was;
-        with other groups or another identity it is refused (membership is set at enrolment).
+        with other groups or another identity it is refused (membership is set at enrolment). A
+        witness key may carry its tlog-witness ``url``; enrolling it again with another URL updates it
+        (a witness may move; its key is what is trusted).
         """
         if role not in ROLES:
             raise KeyFileError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
+        if url is not None:
+            if role != "witness":
+                raise KeyFileError(f"only witness keys have a url, not a {role} key")
+            check_witness_url(url)
         groups, identity = check_approver(role, approver)
         kid = jwk_thumbprint(public_key)
         existing = self.find(kid)
@@ -213,8 +230,11 @@ class KeyRing:
                     f"key {kid} is already enrolled with groups {list(existing.groups)} and identity "
                     f"{existing.identity!r}; group membership is set at enrolment: enrol a new key instead"
                 )
+            if url is not None and existing.url != url:
+                existing = replace(existing, url=url)
+                self.records = [existing if r.kid == kid else r for r in self.records]
             return existing
-        rec = KeyRecord(kid, role, name, public_key, valid_from, groups=groups, identity=identity)
+        rec = KeyRecord(kid, role, name, public_key, valid_from, groups=groups, identity=identity, url=url)
         self.records.append(rec)
         return rec
 

@@ -87,6 +87,16 @@ class LogStore(Protocol):
     def read_entries(self, start: int, end: int) -> list[bytes]:
         """Entries ``start..end-1`` (fewer if the log is shorter)."""
 
+    def witnessed_checkpoint(self) -> bytes | None:
+        """The newest checkpoint that reached the witness quorum, with its cosignature lines, or None."""
+
+    def set_witnessed_checkpoint(self, size: int, note: bytes) -> bool:
+        """Store a witnessed checkpoint of tree size ``size`` unless a larger one is stored (atomically).
+
+        One of the same size replaces the stored one (fresher cosignature timestamps). Returns whether
+        it was stored.
+        """
+
     def close(self) -> None:
         """Release connections. Idempotent."""
 

@@ -13,7 +13,7 @@ import dataclasses
 import hashlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -36,9 +36,13 @@ from fiat.formats.statement import (
 from fiat.persist.protocols import EvidenceIndex, LogWriter
 from fiat.persist.records import EvidenceLink, PermitRecord, StagedRow
 from fiat.prove.log import AppendResult, TransparencyLog
+from fiat.tlog.checkpoint import SignedCheckpoint
 from fiat.tlog.proof_file import TlogProof
 from fiat.verify.bundle import MAX_ANCESTORS, MAX_RENEWALS, Bundle, BundlePermit, BundleStatement
 from fiat.verify.permit import permit_principal
+
+if TYPE_CHECKING:
+    from fiat.prove.witnessing import WitnessCollector
 
 KIND_BY_TYPE = {
     DECISION: "decision",
@@ -214,6 +218,10 @@ class EvidenceRecorder:
     def __init__(self, log: TransparencyLog, index: EvidenceIndex) -> None:
         self.log = log
         self.index = index
+        #: With witnesses (set by the server): bundles prove against the newest cosigned checkpoint
+        #: that covers their entries, waited for up to ``witness_timeout`` seconds (log.witness_timeout_ms).
+        self.witnesses: WitnessCollector | None = None
+        self.witness_timeout = 2.0
 
     def record(
         self,
@@ -328,7 +336,13 @@ class EvidenceRecorder:
     def bundle(
         self, jti: str, with_ancestors: bool = True, extra: Callable[[str], Sequence[int]] | None = None
     ) -> Bundle:
-        """Assemble the evidence of one execution, every entry proven against the latest checkpoint.
+        """Assemble the evidence of one execution, every entry proven against one checkpoint.
+
+        That checkpoint is the latest one; with witnesses (:attr:`witnesses`), the newest checkpoint
+        their quorum cosigned that covers every entry of the bundle, waited for up to
+        :attr:`witness_timeout` (the latest plain one when none comes in time); without a collector,
+        the stored cosigned checkpoint when it covers them. Entries logged after the chosen
+        checkpoint are left to a later bundle.
 
         ``extra(jti)`` names further logged statements that belong in a permit's part of the
         bundle though they are indexed under other ids: the authority passes the revocations that
@@ -339,7 +353,26 @@ class EvidenceRecorder:
         :data:`MAX_RENEWALS` (docs/formats.md, "Delegation").
         """
         cp = self.log.checkpoint()
-        own = self._bundle(jti, cp.size, extra)
+        built = self._bundle_at(jti, cp, with_ancestors, extra)
+        needed = _max_index(built) + 1
+        if self.witnesses is None:  # no collector here (the CLI): a stored cosigned one, if it covers
+            witnessed = self.log.witnessed_checkpoint()
+            if witnessed is None or witnessed.size < needed:
+                return built
+        else:
+            witnessed = self.witnesses.wait_covering(needed, self.witness_timeout)
+            if witnessed is None:
+                return built
+        return self._bundle_at(jti, witnessed, with_ancestors, extra)
+
+    def _bundle_at(
+        self,
+        jti: str,
+        cp: SignedCheckpoint,
+        with_ancestors: bool,
+        extra: Callable[[str], Sequence[int]] | None,
+    ) -> Bundle:
+        own = self._bundle(jti, cp, extra)
         if not with_ancestors:
             return own
         ancestors: list[Bundle] = []
@@ -350,16 +383,16 @@ class EvidenceRecorder:
             if parent in seen or len(ancestors) >= MAX_ANCESTORS:
                 raise FiatError(f"the lineage of {jti} loops or is deeper than {MAX_ANCESTORS}")
             seen.add(parent)
-            anc = self._bundle(parent, cp.size, extra)
+            anc = self._bundle(parent, cp, extra)
             delegation = child.permit.claims.get("delegation")
             head = delegation.get("parentHead") if isinstance(delegation, dict) else None
             if isinstance(head, str) and head != parent:
-                anc = dataclasses.replace(anc, renewals=self._renewals(parent, head, cp.size))
+                anc = dataclasses.replace(anc, renewals=self._renewals(parent, head, cp))
             ancestors.append(anc)
             child, parent = anc, anc.permit.claims.get("parent")
         return dataclasses.replace(own, ancestors=tuple(ancestors))
 
-    def _renewals(self, parent: str, head: str, size: int) -> tuple[BundlePermit, ...]:
+    def _renewals(self, parent: str, head: str, cp: SignedCheckpoint) -> tuple[BundlePermit, ...]:
         """``parent``'s renewal chain after it, up to ``head``: walked back from ``head`` by each
         permit's ``renews``; refused beyond :data:`MAX_RENEWALS` or when ``head`` is no renewal of it."""
         out: list[BundlePermit] = []
@@ -374,26 +407,41 @@ class EvidenceRecorder:
             if record is None:
                 raise FiatError(f"permit {head} is not a renewal of {parent}: the chain breaks at {at!r}")
             token = jws.parse(self.log.read_entries(record.log_index, record.log_index + 1)[0].decode("ascii"))
-            out.append(BundlePermit(token, self._proof(record.log_index, size)))
+            out.append(BundlePermit(token, self._proof(record.log_index, cp)))
             at = token.claims.get("renews")
         return tuple(reversed(out))
 
-    def _proof(self, index: int, size: int) -> TlogProof:
-        path, cp = self.log.inclusion_proof(index, size)
+    def _proof(self, index: int, cp: SignedCheckpoint) -> TlogProof:
+        """The inclusion proof of entry ``index`` in the tree of ``cp``, carrying ``cp``'s own note
+        (not the latest checkpoint's: the path is for ``cp.size``)."""
+        path, _ = self.log.inclusion_proof(index, cp.size)
         return TlogProof(index, tuple(path), cp.note_bytes)
 
-    def _bundle(self, jti: str, size: int, extra: Callable[[str], Sequence[int]] | None = None) -> Bundle:
+    def _bundle(self, jti: str, cp: SignedCheckpoint, extra: Callable[[str], Sequence[int]] | None = None) -> Bundle:
+        size = cp.size
         permit = self.index.permit(jti)
         if permit is None:
             raise NotFoundError(f"no permit {jti!r} in this home's evidence; check the id (`fiat verify` prints it)")
         request_bytes, permit_index = permit.request, permit.log_index
         token = self.log.read_entries(permit_index, permit_index + 1)[0].decode("ascii")
         statements = []
-        indexes = {link.log_index for link in self.index.entries(jti) if link.kind != "permit"}
+        if permit_index >= size:
+            raise FiatError(f"permit {jti} (log entry {permit_index}) is not in the checkpoint of size {size}")
+        # Only what this checkpoint covers: an entry indexed since it was read belongs to a later bundle.
+        links = self.index.entries(jti)
+        indexes = {link.log_index for link in links if link.kind != "permit" and link.log_index < size}
         if extra is not None:
             indexes.update(i for i in extra(jti) if i < size)  # proven against this checkpoint
         for idx in sorted(indexes):
             env = Envelope.parse(self.log.read_entries(idx, idx + 1)[0])
-            statements.append(BundleStatement(env, Statement.from_envelope(env), self._proof(idx, size)))
+            statements.append(BundleStatement(env, Statement.from_envelope(env), self._proof(idx, cp)))
         request = loads_strict(request_bytes, "action request")
-        return Bundle(request, jws.parse(token), self._proof(permit_index, size), tuple(statements))
+        return Bundle(request, jws.parse(token), self._proof(permit_index, cp), tuple(statements))
+
+
+def _max_index(b: Bundle) -> int:
+    """The largest log index a bundle (with its ancestors and their renewals) proves."""
+    indexes = [b.permit_proof.index, *(s.tlog_proof.index for s in b.statements)]
+    indexes.extend(r.tlog_proof.index for r in b.renewals)
+    indexes.extend(_max_index(a) for a in b.ancestors)
+    return max(indexes)

@@ -202,6 +202,14 @@ class TransparencyLog:
         #: from queued to checkpointed): a cheap observation hook (the server's telemetry), never
         #: a dependency of the log on what observes it. Exceptions it raises are logged and ignored.
         self.on_integrated: Callable[[list[float]], None] | None = None
+        #: Further hooks of the same kind, called after ``on_integrated`` (the witness collector's wake-up).
+        self.integration_hooks: list[Callable[[list[float]], None]] = []
+        #: Whether witnesses cosign this log's checkpoints (a :class:`fiat.prove.witnessing.WitnessCollector`
+        #: runs): then :meth:`served_checkpoint` is the witnessed one once it exists.
+        self.witnessing = False
+        self._witnessed: SignedCheckpoint | None = None
+        self._embedded_lock = threading.Lock()
+        self._embedded_floor: int | None = None
         self._frontier, self._checkpoint = self._recover()
 
     # -- recovery ---------------------------------------------------------------
@@ -361,10 +369,12 @@ class TransparencyLog:
             done = time.monotonic()
             for i, p in enumerate(batch):
                 p.future.set_result(AppendResult(start + i, cp))
-            hook = self.on_integrated
-            if hook is not None:
+            latencies = [done - p.queued for p in batch]
+            for hook in (self.on_integrated, *self.integration_hooks):
+                if hook is None:
+                    continue
                 try:
-                    hook([done - p.queued for p in batch])
+                    hook(latencies)
                 except Exception as exc:
                     log.warning("log integration hook failed: %s", exc)
 
@@ -427,6 +437,59 @@ class TransparencyLog:
             self._read_checkpoint = seen
         return seen
 
+    def witnessed_checkpoint(self) -> SignedCheckpoint | None:
+        """The newest stored checkpoint the witness quorum cosigned (its note carries the cosignature
+        lines, C2SP tlog-cosignature), or None before the first one."""
+        data = self.store.witnessed_checkpoint()
+        if data is None:
+            return None
+        seen = self._witnessed
+        if seen is None or seen.note_bytes != data:
+            seen = SignedCheckpoint(Checkpoint.parse_text(note.parse(data).text), data)
+            self._witnessed = seen
+        return seen
+
+    def record_witnessed(self, cp: SignedCheckpoint) -> bool:
+        """Persist a checkpoint of this log with its quorum of cosignatures, unless a larger one is stored.
+
+        The note must still verify under this log's key (the cosignature lines are extra signatures,
+        which signed-note verifiers ignore when they do not know them). Returns whether it was stored.
+        """
+        opened = self._open_own(cp.note_bytes)
+        if opened.checkpoint != cp.checkpoint:
+            raise ValueError("the witnessed note's text is not the checkpoint it claims to be")
+        if cp.size > self.checkpoint().size:
+            raise ValueError(f"a witnessed checkpoint of size {cp.size} is beyond the log")
+        stored = self.store.set_witnessed_checkpoint(cp.size, cp.note_bytes)
+        if stored:
+            self._witnessed = cp
+        return stored
+
+    def served_checkpoint(self) -> SignedCheckpoint:
+        """What ``/log/checkpoint`` serves: with witnesses, the newest cosigned checkpoint (until the
+        first one exists, the latest plain one); without, the latest checkpoint."""
+        if self.witnessing:
+            witnessed = self.witnessed_checkpoint()
+            if witnessed is not None:
+                return witnessed
+        return self.checkpoint()
+
+    def embeddable_checkpoint(self) -> SignedCheckpoint:
+        """The checkpoint a trust state embeds: never smaller than one embedded before.
+
+        A guard halts when the tree it is shown shrinks (``log-continuity``), and the cosigned
+        checkpoint lags the latest plain one. So the witnessed checkpoint is embedded only once it
+        is at least as large as every checkpoint embedded before (at start, the latest plain one,
+        which bounds what an earlier process could have embedded); until then, the plain one.
+        """
+        plain = self.checkpoint()
+        witnessed = self.witnessed_checkpoint() if self.witnessing else None
+        with self._embedded_lock:
+            floor = plain.size if self._embedded_floor is None else self._embedded_floor
+            chosen = witnessed if witnessed is not None and witnessed.size >= floor else plain
+            self._embedded_floor = max(floor, chosen.size)
+            return chosen
+
     def read_tile(self, level: int, index: int, width: int) -> bytes:
         """The first ``width`` hashes of a tile, if the committed tree has them."""
         data = self.store.read_tile(level, index)
@@ -441,7 +504,10 @@ class TransparencyLog:
         return TileHashSource(self.read_tile, size)
 
     def inclusion_proof(self, index: int, size: int | None = None) -> tuple[list[bytes], SignedCheckpoint]:
-        """Inclusion proof for ``index`` against the latest checkpoint (or a given size)."""
+        """Inclusion proof for ``index`` against the latest checkpoint (or a given size).
+
+        The checkpoint returned is the latest one, whatever ``size``: a caller proving against an
+        earlier checkpoint pairs the proof with that checkpoint's note itself."""
         cp = self.checkpoint()
         size = cp.size if size is None else size
         if not 0 <= index < size <= cp.size:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from fiat.errors import MalformedError
 from fiat.formats.action import entity_uid
@@ -34,6 +35,25 @@ MAX_LINEAGE_DEPTH = 32
 DEFAULT_APPROVAL_GROUP = "default"
 #: An approver group's name (the string of ``@approval("…")``, when an approver key may join it).
 GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+
+
+def check_witness_url(url: Any, what: str = "witness URL") -> str:
+    """A witness key's ``url``: its C2SP tlog-witness submission (and monitoring) prefix, an absolute
+    ``http(s)://host[:port][/path]`` URL without query, fragment or credentials (tlog-witness §HTTP Interface)."""
+    if not isinstance(url, str) or len(url) > 2048:
+        raise MalformedError(what, "a witness URL is a string of at most 2048 characters")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise MalformedError(what, f"{url[:80]!r} is not a URL: {exc}") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise MalformedError(what, f"{url[:80]!r} is not an http:// or https:// URL with a host")
+    if parts.query or parts.fragment or parts.username is not None or parts.password is not None:
+        raise MalformedError(what, f"{url[:80]!r} must not carry a query, a fragment or credentials")
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url):
+        raise MalformedError(what, "a witness URL must not contain spaces or control characters")
+    return url
 
 
 def check_groups(groups: Any, what: str) -> tuple[str, ...]:
@@ -63,6 +83,9 @@ class TrustedKey:
     groups: tuple[str, ...] = ()
     #: For an approver key: the principal who holds it (``user:alice``); None: ``user:<name>``.
     identity: str | None = None
+    #: For a witness key: its C2SP tlog-witness URL prefix (``<url>/add-checkpoint``,
+    #: ``<url>/<origin hash>/checkpoint``), where the log submits and guards gossip.
+    url: str | None = None
 
     def valid_at(self, t: float) -> bool:
         return self.valid_from <= t and (self.valid_until is None or t < self.valid_until)
@@ -98,6 +121,8 @@ class TrustedKey:
                 out["maxTreeSize"] = self.max_tree_size
         if self.role == "witness":
             out["vkey"] = cosigner_vkey(self.name, self.public_key)
+            if self.url is not None:
+                out["url"] = self.url
         if self.groups:
             out["groups"] = list(self.groups)
         if self.identity is not None:
@@ -132,6 +157,11 @@ class TrustedKey:
             if not isinstance(identity, str):
                 raise MalformedError(what, "identity must be a principal, e.g. user:alice")
             entity_uid(identity, f"{what} identity")
+        url = v.get("url")
+        if url is not None:
+            if role != "witness":
+                raise MalformedError(what, f"only witness keys have a url, not a {role} key")
+            check_witness_url(url, f"{what} url")
         return cls(
             kid,
             role,
@@ -142,6 +172,7 @@ class TrustedKey:
             max_size,
             groups,
             identity,
+            url,
         )
 
 
@@ -149,6 +180,29 @@ def cosigner_vkey(name: str, public_key: bytes) -> str:
     """A C2SP tlog-cosignature Ed25519 vkey (signature type 0x04)."""
     kid = note.key_id(name, note.ALG_COSIGNATURE_V1, public_key)
     return f"{name}+{kid:08x}+{note.b64(bytes([note.ALG_COSIGNATURE_V1]) + public_key)}"
+
+
+def parse_cosigner_vkey(vkey: str) -> tuple[str, bytes]:
+    """The (name, Ed25519 public key) of a C2SP tlog-cosignature vkey ``<name>+<hex8 key ID>+<base64(0x04 || key)>``
+    (signed-note §Verifier keys; tlog-cosignature §Ed25519: signature type 0x04)."""
+    what = "witness vkey"
+    parts = vkey.strip().split("+", 2)  # base64 may itself contain "+"
+    if len(parts) != 3:
+        raise MalformedError(what, "expected <name>+<hex key ID>+<base64 key> (`fiat witness vkey` prints it)")
+    name, hex_id, key_b64 = parts
+    note.check_key_name(name)
+    if len(hex_id) != 8 or any(c not in "0123456789abcdef" for c in hex_id):
+        raise MalformedError(what, f"key ID {hex_id!r} is not 8 lowercase hex digits")
+    material = note.b64decode_strict(key_b64, what)
+    if len(material) != 33 or material[0] != note.ALG_COSIGNATURE_V1:
+        raise MalformedError(
+            what,
+            "not a cosignature/v1 Ed25519 key (type 0x04, 32 bytes); `fiat witness vkey` prints a witness's vkey",
+        )
+    public = material[1:]
+    if note.key_id(name, note.ALG_COSIGNATURE_V1, public) != int(hex_id, 16):
+        raise MalformedError(what, "the key ID does not match the key name and public key")
+    return name, public
 
 
 @dataclass(frozen=True)

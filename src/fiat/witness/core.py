@@ -138,6 +138,10 @@ class WitnessStore(Protocol):
 
     def refusals(self, origin: str | None = None) -> list[Refusal]: ...
 
+    def refusal_counts(self) -> dict[str, int]:
+        """Origin → how many refusals are kept."""
+        ...
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -206,7 +210,7 @@ class Witness:
         # Step 2: the origin is one the witness knows.
         keys = self.logs().get(cp.origin)
         if not keys:
-            return Outcome.error(404, f"unknown log: this witness does not cosign the origin {cp.origin!r}")
+            return Outcome.error(404, f"unknown log: this witness does not cosign the origin {cp.origin!r}", cp.origin)
         # Step 3: a signature of a trusted key verifies, and no trusted key's signature fails.
         try:
             _, verified = note.open_note(request.checkpoint, keys)
@@ -299,9 +303,7 @@ class Witness:
     def summary(self) -> dict[str, object]:
         """What ``GET /`` and ``fiat witness status`` show (camelCase keys)."""
         stored = {c.origin: c for c in self.store.all_latest()}
-        refused: dict[str, int] = {}
-        for r in self.store.refusals():
-            refused[r.origin] = refused.get(r.origin, 0) + 1
+        refused = self.store.refusal_counts()
         configured = self.logs()
         logs = []
         for origin in sorted(set(configured) | set(stored)):

@@ -39,7 +39,7 @@ def install(app: FastAPI, ctx: ApiContext) -> None:
         ctx.credentials.require_admin(request)
         try:
             public = b64url_decode(body.publicKey, "publicKey")
-            rec = auth.enroll(body.role, body.name, public, tuple(body.groups or ()), body.identity)
+            rec = auth.enroll(body.role, body.name, public, tuple(body.groups or ()), body.identity, url=body.url)
         except FiatError as exc:
             raise refused(exc) from exc
         return rec.trusted().to_json()

@@ -16,29 +16,54 @@ from fiat.api.context import ApiContext
 from fiat.api.problems import Problem
 from fiat.api.telemetry import INTERVAL_S, KEEP
 from fiat.errors import FiatError
-from fiat.tlog import note
+from fiat.prove.witnessing import WitnessCollector
+from fiat.tlog import cosignature, note
 
 MAX_WINDOW_S = int(INTERVAL_S * KEEP)
 
 
-def witness_status(checkpoint_note: bytes, log_origin: str, log_key_id: int) -> dict[str, Any]:
-    """The cosigners of the latest checkpoint: every signature line that is not the log's own
-    (c2sp.org/tlog-cosignature; shown, not verified here — a verifier checks them against its trust root)."""
+def witness_status(
+    checkpoint_note: bytes,
+    log_origin: str,
+    log_key_id: int,
+    collector: WitnessCollector | None = None,
+) -> dict[str, Any]:
+    """Who cosigned the checkpoint ``/log/checkpoint`` serves (c2sp.org/tlog-cosignature) and how
+    each configured witness is doing.
+
+    Without witnesses configured: the signature lines that are not the log's own, unverified. With a
+    collector: each cosignature line verified against that witness's key from the keyring
+    (``verified``; a line of an unknown key is listed unverified), and every witness's last size,
+    last success and last error."""
     try:
         parsed = note.parse(checkpoint_note)
     except (FiatError, ValueError):
         return {"configured": False, "cosigners": [], "note": "the latest checkpoint could not be read"}
-    cosigners = [
-        {"name": s.name, "keyId": f"{s.key_id:08x}"}
-        for s in parsed.signatures
-        if not (s.name == log_origin and s.key_id == log_key_id)
+    lines = [s for s in parsed.signatures if not (s.name == log_origin and s.key_id == log_key_id)]
+    if collector is None:
+        if not lines:
+            return {"configured": False, "cosigners": [], "note": "no witnesses configured"}
+        cosigners = [{"name": s.name, "keyId": f"{s.key_id:08x}"} for s in lines]
+        return {
+            "configured": True,
+            "cosigners": cosigners,
+            "note": f"{len(cosigners)} cosignature(s) on the latest checkpoint",
+        }
+    keys = [(w.name, w.public_key) for w in collector.witnesses]
+    valid = dict(cosignature.verified_cosigners(parsed, keys))
+    listed = [
+        {"name": s.name, "keyId": f"{s.key_id:08x}", "verified": s.name in valid, "time": valid.get(s.name)}
+        for s in lines
     ]
-    if not cosigners:
-        return {"configured": False, "cosigners": [], "note": "no witnesses configured"}
+    count = sum(1 for c in listed if c["verified"])
     return {
         "configured": True,
-        "cosigners": cosigners,
-        "note": f"{len(cosigners)} cosignature(s) on the latest checkpoint",
+        "quorum": collector.quorum,
+        "cosigners": listed,
+        "witnesses": [s.to_json() for s in collector.statuses()],
+        "witnessedSize": None if (latest := collector.latest()) is None else latest.size,
+        "quorumTime": collector.quorum_time(),
+        "note": f"{count} of {len(keys)} witnesses cosigned the served checkpoint (quorum {collector.quorum})",
     }
 
 
@@ -52,6 +77,7 @@ def install(app: FastAPI, ctx: ApiContext) -> None:
             raise Problem(400, "Bad Request", f"window is a number of seconds, 1 to {MAX_WINDOW_S}")
         now = telemetry.clock()
         cp = auth.log.checkpoint()
+        served = auth.log.served_checkpoint()
         streams = telemetry.streams()
         return {
             "now": now,
@@ -63,6 +89,6 @@ def install(app: FastAPI, ctx: ApiContext) -> None:
             "samples": telemetry.window(window),
             "runtimes": [s.to_json(now) for s in streams],
             "runtimesReported": "self-reported by each trust stream, unauthenticated: display only",
-            "witnesses": witness_status(cp.note_bytes, auth.log.origin, auth.log.verifier.key_id),
+            "witnesses": witness_status(served.note_bytes, auth.log.origin, auth.log.verifier.key_id, ctx.witnesses),
             "spoolBacklog": sum(s.spool or 0 for s in streams),
         }

@@ -3,7 +3,8 @@
 
 Routes (all ``GET``, under ``/log``):
 
-* ``/log/checkpoint`` — ``text/plain; charset=utf-8``, not cacheable beyond a few seconds.
+* ``/log/checkpoint`` — ``text/plain; charset=utf-8``, not cacheable beyond a few seconds. When
+  witnesses cosign the log (:mod:`fiat.prove.witnessing`), the newest quorum-cosigned checkpoint.
 * ``/log/tile/<L>/<N>[.p/<W>]`` — ``application/octet-stream``, hash tiles.
 * ``/log/tile/entries/<N>[.p/<W>]`` — ``application/octet-stream``, entry bundles,
   gzip-compressed when the client accepts it.
@@ -53,7 +54,9 @@ def _accepts_gzip(header: str) -> bool:
 
 def log_routes(log: TransparencyLog, prefix: str = "/log") -> list[Route]:
     def checkpoint(_: Request) -> Response:
-        cp = log.checkpoint()
+        # With witnesses, the newest checkpoint their quorum cosigned (C2SP tlog-cosignature lines
+        # after the log's signature; clients ignore the keys they do not know).
+        cp = log.served_checkpoint()
         return Response(
             cp.note_bytes,
             media_type="text/plain; charset=utf-8",

@@ -32,8 +32,9 @@ from fiat.persist.records import ApprovalRecord, EvidenceLink, PermitRecord, Sta
 #: 3: the DPoP replay cache (``dpop_proofs``), so a replay is refused across restarts and processes;
 #: 4: renewal chains (``renewals``: one successor per predecessor) and an index on ``permits.parent``;
 #: 5: ``permits.iat`` (when each permit was issued, read back from its log entry for older rows)
-#: and the indexes that search permits by time and by principal and time.
-SCHEMA_VERSION = 5
+#: and the indexes that search permits by time and by principal and time;
+#: 6: ``log_witnessed``, the newest checkpoint the witness quorum cosigned (created by ``schema.sql``).
+SCHEMA_VERSION = 6
 
 
 def _schema_statements() -> list[str]:

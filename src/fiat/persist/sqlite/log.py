@@ -102,5 +102,20 @@ class SQLiteLogStore:
         )
         return [bytes(r[0]) for r in rows]
 
+    def witnessed_checkpoint(self) -> bytes | None:
+        row = self._conn().execute("SELECT checkpoint FROM log_witnessed WHERE id = 1").fetchone()
+        return None if row is None else bytes(row[0])
+
+    def set_witnessed_checkpoint(self, size: int, note: bytes) -> bool:
+        # One statement: the size comparison and the write cannot be split by another writer.
+        with self.db.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO log_witnessed (id, tree_size, checkpoint) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE"
+                " SET tree_size = excluded.tree_size, checkpoint = excluded.checkpoint"
+                " WHERE excluded.tree_size >= log_witnessed.tree_size",
+                (size, note),
+            )
+            return cur.rowcount > 0
+
     def close(self) -> None:
         self.db.close()

@@ -1,4 +1,4 @@
--- Fiat's SQLite schema, version 5 (recorded in PRAGMA user_version; see db.py).
+-- Fiat's SQLite schema, version 6 (recorded in PRAGMA user_version; see db.py).
 -- One file holds the log, the evidence index and the authority's state, so a log batch
 -- commits the rows it stages (index rows, new approvals) in its own transaction.
 -- Every statement is idempotent: a database written before versions were recorded
@@ -99,3 +99,12 @@ CREATE INDEX IF NOT EXISTS permits_parent ON permits (parent);
 -- principal and time. A file of an older version gets the column from db.py, which fills it
 -- from each permit's own log entry and then creates the indexes on it (permits_iat,
 -- permits_principal_iat): they cannot be created here before the column exists.
+
+-- Schema 6: the newest checkpoint that reached the witness quorum (log.witness_quorum), with its
+-- cosignature lines (C2SP tlog-cosignature), as /log/checkpoint serves it. One row; its tree size
+-- never decreases (SQLiteLogStore.set_witnessed_checkpoint).
+CREATE TABLE IF NOT EXISTS log_witnessed (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    tree_size INTEGER NOT NULL,
+    checkpoint BLOB NOT NULL
+);

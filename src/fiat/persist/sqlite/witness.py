@@ -165,5 +165,9 @@ class SQLiteWitnessStore:
             out.append(Refusal(o, bytes(cp), int(old), hashes, None if against is None else bytes(against), reason, at))
         return out
 
+    def refusal_counts(self) -> dict[str, int]:
+        rows = self.db.conn().execute("SELECT origin, COUNT(*) FROM witness_refusals GROUP BY origin")
+        return {str(origin): int(count) for origin, count in rows}
+
     def close(self) -> None:
         self.db.close()
