@@ -333,6 +333,7 @@ def test_three_witnesses_quorum_two_end_to_end(tmp_path: Path) -> None:
         killed = time.monotonic()
         result = run.result(timeout=freshness + 30)
         took = time.monotonic() - killed
+        print(f"witness-quorum halt {took:.2f} s after the second witness was killed: {result['reason']}")
         assert result["exitCode"] == 124, result
         assert "witness-quorum" in str(result["reason"]), result
         assert took <= freshness + E2E_SLACK + 1.5, f"halted {took:.1f} s after the second witness died"  # 1.5: exit

@@ -43,20 +43,10 @@ def _raw(key: Ed25519PrivateKey) -> bytes:
     return key.public_key().public_bytes_raw()
 
 
-@dataclass(frozen=True)
-class WitnessKey(TrustedKey):
-    """A witness key with the trust root's optional ``url`` (its tlog-witness prefix)."""
-
-    url: str | None = None
-
-
 def trusted(role: str, name: str, key: Ed25519PrivateKey, **kw: Any) -> TrustedKey:
     """A trust-root key for ``key``, valid from an hour ago unless ``valid_from`` says otherwise."""
     public = _raw(key)
     valid_from = kw.pop("valid_from", time.time() - 3600)
-    url = kw.pop("url", None)
-    if url is not None:
-        return WitnessKey(jwk_thumbprint(public), role, name, public, valid_from, url=url, **kw)
     return TrustedKey(jwk_thumbprint(public), role, name, public, valid_from, **kw)
 
 
@@ -138,7 +128,7 @@ def witness_key(vkey: str, url: str | None = None) -> TrustedKey:
     name, alg, public = parse_vkey(vkey)
     if alg != note.ALG_COSIGNATURE_V1:
         raise ValueError(f"{vkey[:40]!r} is not an Ed25519 cosigner vkey")
-    return WitnessKey(jwk_thumbprint(public), "witness", name, public, time.time() - 3600, url=url)
+    return TrustedKey(jwk_thumbprint(public), "witness", name, public, time.time() - 3600, url=url)
 
 
 class ForkedLog:

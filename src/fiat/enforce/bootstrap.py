@@ -187,8 +187,7 @@ class Governor:
         settings = settings or guard_settings(cfg)
         url = authority_url(cfg, url)
         rec, key = keyring(cfg).signing_key("runtime", cfg.runtime.name or None)
-        # The witness quorum is the log's (log.witness_quorum): what the authority's trust root carries.
-        root = trust_root(cfg, cfg.log.witness_quorum)
+        root = trust_root(cfg)  # its witness quorum is log.witness_quorum, as the authority's trust root
         measurer = default_measurer(list(argv), cwd, cfg.runtime.files, cfg.runtime.env_allowlist)
         client = AuthorityClient(url)
         spool = ReceiptSpool(cfg.home)

@@ -138,9 +138,8 @@ class Witnessing:
 
 
 def witness_url(key: TrustedKey) -> str | None:
-    """A witness key's tlog-witness prefix (the trust root's optional ``"url"``), if it has one."""
-    url = getattr(key, "url", None)
-    return url.rstrip("/") if isinstance(url, str) and url.startswith(("http://", "https://")) else None
+    """A witness key's tlog-witness prefix (the trust root's optional ``"url"``), without a trailing slash."""
+    return key.url.rstrip("/") if key.url else None
 
 
 @dataclass
