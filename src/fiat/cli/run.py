@@ -127,6 +127,7 @@ def run_cmd(
         "receiptSpooled": None if result.receipt_spooled is None else str(result.receipt_spooled),
         "haltLatencyMs": None if result.halt_latency is None else round(result.halt_latency * 1000, 2),
         "approvalId": result.decision.get("approvalId"),
+        "splitViewProof": None if result.split_view_proof is None else str(result.split_view_proof),
     }
     if json_out is not None:
         try:

@@ -38,6 +38,9 @@ from fiat.formats.dsse import Envelope
 from fiat.home import keyring, trust_root
 from fiat.verify.trust_root import TrustRoot
 
+#: Where a guard writes the split-view proofs it finds, under the home (:mod:`fiat.enforce.trust`).
+SPLIT_VIEWS_DIR = "split-views"
+
 
 def guard_settings(cfg: Config) -> GuardSettings:
     """The guard's timings from ``[runtime]`` in ``fiat.toml``."""
@@ -46,6 +49,9 @@ def guard_settings(cfg: Config) -> GuardSettings:
         staleness=cfg.runtime.staleness_ms / 1000,
         grace=cfg.runtime.halt_grace_ms / 1000,
         approval_wait=cfg.runtime.approval_wait_s,
+        require_witnessed=cfg.runtime.require_witnessed,
+        witness_freshness=cfg.runtime.witness_freshness_ms / 1000,
+        gossip_interval=cfg.runtime.gossip_interval_ms / 1000,
     )
 
 
@@ -181,12 +187,19 @@ class Governor:
         settings = settings or guard_settings(cfg)
         url = authority_url(cfg, url)
         rec, key = keyring(cfg).signing_key("runtime", cfg.runtime.name or None)
-        root = trust_root(cfg)
+        root = trust_root(cfg)  # its witness quorum is log.witness_quorum, as the authority's trust root
         measurer = default_measurer(list(argv), cwd, cfg.runtime.files, cfg.runtime.env_allowlist)
         client = AuthorityClient(url)
         spool = ReceiptSpool(cfg.home)
         try:
-            monitor = TrustMonitor.shared(url, root, runtime_kid=rec.kid, spool_backlog=lambda: len(spool.pending(url)))
+            monitor = TrustMonitor.shared(
+                url,
+                root,
+                runtime_kid=rec.kid,
+                spool_backlog=lambda: len(spool.pending(url)),
+                proof_dir=cfg.home / SPLIT_VIEWS_DIR,
+                gossip_interval=settings.gossip_interval,
+            )
         except BaseException:
             client.close()
             raise

@@ -23,7 +23,17 @@ blocking on the network — each failure is a halt naming its step:
 * ``trust-continuity``  no revocation was skipped: a delta state from an epoch this guard has
                         not reached, that no complete state replaced (:mod:`fiat.enforce.trust`);
 * ``trust-fresh``       it is not older than the staleness bound;
-* ``log-continuity``    every checkpoint seen extends the previous one (no split view);
+* ``log-continuity``    every checkpoint seen extends the previous one (no split view; one
+                        found in a trust state or by gossip with a witness names the proof
+                        file the monitor wrote: :mod:`fiat.enforce.trust`);
+* ``witness-quorum``    (with ``runtime.require_witnessed`` only) the proven checkpoint is
+                        cosigned by at least the trust root's ``witnesses.quorum`` witnesses
+                        (C2SP tlog-cosignature, each key valid at its cosignature's timestamp)
+                        whose timestamps are within ``runtime.witness_freshness_ms`` of the
+                        session's steady clock (and not ahead of it by more than the clock
+                        skew): a log that shows its history to nobody else is not trusted.
+                        A trust root with no quorum cannot satisfy it: the guard refuses to
+                        start;
 * ``revocation``        no permit of the renewal chain (nor the lineage parent), the principal
                         (nor any principal of a delegated permit's chain: ``sub``, each
                         ``act.sub``) nor the runtime is revoked; an entry for a permit a
@@ -140,6 +150,12 @@ class GuardSettings:
     grace: float = 2.0
     approval_wait: float = 0.0  # how long establish() waits for a human approval
     clock_skew: float = 2.0
+    #: ``runtime.require_witnessed``: the ``witness-quorum`` step runs every round.
+    require_witnessed: bool = False
+    #: ``runtime.witness_freshness_ms`` (seconds): how old the quorum's cosignatures may be.
+    witness_freshness: float = 10.0
+    #: ``runtime.gossip_interval_ms`` (seconds; 0 none): how often the trust monitor asks the witnesses.
+    gossip_interval: float = 5.0
 
 
 @dataclass
@@ -245,6 +261,7 @@ class Session:
         return self.client.authorize(self.runtime.key, self.runtime.kid, body)
 
     def establish(self) -> dict[str, Any]:
+        self._require_quorum()
         evidence = self.measurer.measure()
         self.evidence_start = evidence
         decision = self._authorize(evidence)
@@ -380,9 +397,11 @@ class Session:
 
     def checks(self) -> tuple[str, ...]:
         """The steps one :meth:`check` round runs, in order (the names a halt records)."""
+        steps = (*CHECKS[:4], "witness-quorum", *CHECKS[4:]) if self.settings.require_witnessed else CHECKS
         if isinstance(self.claims.get("constraints", {}).get("maxDuration"), int):
-            return (*CHECKS[:5], "max-duration", *CHECKS[5:])
-        return CHECKS
+            at = steps.index("revocation") + 1
+            return (*steps[:at], "max-duration", *steps[at:])
+        return steps
 
     def _note_clock_step(self) -> None:
         """A wall-clock step since the previous check joins the chain (it changes no check)."""
@@ -427,12 +446,20 @@ class Session:
                 f"(bound {self.settings.staleness:.1f} s){leaving}",
             )
         if snap.split_view:
-            raise Halt("log-continuity", f"governance continuity failed: {snap.split_view}")
+            proof = ""
+            if snap.split_view_file is not None:
+                proof = (
+                    f"; the split-view proof is {snap.split_view_file} "
+                    f"(`fiat verify {snap.split_view_file} --trust-root trust-root.json` checks it offline)"
+                )
+            raise Halt("log-continuity", f"governance continuity failed: {snap.split_view}{proof}")
         if snap.unproven_since is not None and mono - snap.unproven_since > self.settings.staleness:
             raise Halt(
                 "log-continuity",
                 f"the log's newest checkpoint has not been proven consistent for {mono - snap.unproven_since:.1f} s",
             )
+        if self.settings.require_witnessed:
+            self._witness_quorum(snap)
         for kind, target in (
             *(("permit", jti) for jti in self.lineage_ids()),
             *(("principal", key) for key in self.principal_keys()),
@@ -444,6 +471,58 @@ class Session:
                 by = f" (covered by the revocation of permit {r.covered_by})" if r.covered_by else ""
                 raise Halt("revocation", f"the {kind} {target} was revoked{by}: {r.reason}")
         return snap
+
+    def _require_quorum(self) -> None:
+        """``runtime.require_witnessed`` with a trust root that sets no quorum can never hold: refuse."""
+        if self.settings.require_witnessed and self.root.witness_quorum < 1:
+            witnesses = len(self.root.by_role("witness"))
+            raise NotEstablished(
+                "witness-quorum",
+                f"runtime.require_witnessed is on, but the trust root sets no witness quorum (witnesses.quorum is 0; "
+                f"it lists {witnesses} witness key(s)): no checkpoint could ever be accepted. Set log.witness_quorum "
+                "on the authority and use its trust root (`fiat trust-root export`), or turn runtime.require_witnessed "
+                "off",
+            )
+
+    def _witness_quorum(self, snap: TrustSnapshot) -> None:
+        """``witness-quorum``: enough fresh, valid cosignatures on the proven checkpoint (see above)."""
+        self._require_quorum_halt()
+        quorum = self.root.witness_quorum
+        names = sorted({k.name for k in self.root.by_role("witness")})
+        cp, seen = snap.checkpoint, snap.witnessed
+        if cp is None or seen is None:
+            raise Halt("witness-quorum", "no checkpoint of the log yet, so nothing witnessed")
+        now, bound = self.now(), self.settings.witness_freshness
+        fresh, missing = [], []
+        for name in names:
+            ts = seen.cosigned.get(name)
+            if ts is None:
+                missing.append(f"{name} ({seen.refused.get(name, 'no valid cosignature')})")
+            elif now - ts > bound:
+                missing.append(f"{name} (newest cosignature {now - ts:.1f} s old)")
+            elif ts - now > self.settings.clock_skew:
+                missing.append(f"{name} (cosignature dated {ts - now:.1f} s in the future)")
+            else:
+                fresh.append(name)
+        if len(fresh) >= quorum:
+            return
+        unknown = (
+            f"; {seen.unknown} signature line(s) by keys the trust root does not list were ignored"
+            if seen.unknown
+            else ""
+        )
+        raise Halt(
+            "witness-quorum",
+            f"the log's checkpoint {cp.size} is cosigned by {len(fresh)} of the {quorum} witnesses the trust root "
+            f"requires within {bound:.1f} s ({', '.join(fresh) or 'none'}); missing: {'; '.join(missing) or 'none'}"
+            f"{unknown}",
+        )
+
+    def _require_quorum_halt(self) -> None:
+        try:
+            self._require_quorum()
+        except NotEstablished as exc:
+            raise Halt(exc.step, exc.reason) from None
 
     def gate(self) -> None:
         """The last check before the action starts: trust must hold now, or it never starts."""

@@ -29,6 +29,12 @@ The receipt is spooled durably before it is uploaded (:mod:`fiat.enforce.spool`)
 authority cannot take it within ``runtime.receipt_upload_s``, the run still exits with the
 code above, and the result names the spool file (``receipt_spooled``); with ``--evidence``
 no bundle lacking the receipt is written: the flush that uploads the receipt writes it.
+
+A run halted for a split view (step ``log-continuity``: two checkpoints the log signed that do
+not lie on one history, found in its trust states or by gossip with a witness) names the
+split-view proof the guard wrote (``split_view_proof``:
+``<home>/split-views/<UTC time>-<origin hash[:12]>.json``, mode 0600) and how to check it
+offline: ``fiat verify FILE --trust-root trust-root.json`` (:mod:`fiat.verify.split_view`).
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ class RunResult:
     halt_latency: float | None = None  # seconds from the halting check to the contained tree being gone
     decision: dict[str, Any] = field(default_factory=dict)
     receipt_spooled: Path | None = None  # not uploaded yet: the receipt waits in this spool file
+    split_view_proof: Path | None = None  # halted for a split view: the proof the guard wrote
 
 
 def digest_outputs(paths: Sequence[str]) -> list[tuple[str, str]]:
@@ -246,8 +253,12 @@ def _contained(
         contained.sweep()
     end = session.now()
     code = proc.returncode
+    proof = None
     if halt is not None:
         outcome, exit_code, reason = "halted", EXIT_HALTED, f"halted at {halt.step}: {halt.reason}"
+        proof = boot.monitor.snapshot().split_view_file if halt.step == "log-continuity" else None
+        if proof is not None and str(proof) not in reason:
+            reason += f"; split-view proof: {proof} (`fiat verify {proof} --trust-root trust-root.json` checks it)"
     elif code == 0:
         outcome, exit_code, reason = "completed", 0, "completed"
     else:
@@ -257,9 +268,11 @@ def _contained(
     receipt_exit = code if code is not None and code >= 0 else None
     envelope = session.sign_receipt(start, end, outcome, receipt_exit, digest_outputs(outputs))
     delivery = boot.deliver(envelope, evidence_path)
-    return _result(
+    result = _result(
         boot, delivery, evidence_path, exit_code, outcome, reason, latency, decision, _receipt_permit(envelope)
     )
+    result.split_view_proof = proof
+    return result
 
 
 def _trust_lost(boot: Bootstrap) -> Halt | None:

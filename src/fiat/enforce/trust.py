@@ -24,7 +24,31 @@ each signed trust state it checks, one named step each:
 4. ``log-checkpoint``  — the embedded checkpoint is signed by the trust root's log key.
 5. ``log-continuity``  — the checkpoint is consistent with the last one seen (RFC 9162
    §2.1.4, proof computed from the log's tiles); a smaller tree or a second root for one
-   size is a split view that halts guards.
+   size is a split view that halts guards. When the log's own tiles show it (the other
+   history's root at the smaller size and the consistency proof to the larger checkpoint,
+   checked here before it is believed), the monitor writes a **split-view proof**
+   (:mod:`fiat.verify.split_view`) to ``<home>/split-views/<UTC time>-<origin hash[:12]>.json``
+   (mode 0600): offline evidence, for ``fiat verify FILE --trust-root …``, that the log's
+   operator signed two inconsistent checkpoints.
+
+Witnessing (issue 14): the embedded checkpoint note may carry C2SP tlog-cosignature lines
+(``cosignature/v1``, Ed25519, with a timestamp). For every accepted state the monitor records,
+for the checkpoint (size and root) the note belongs to, each witness key of the trust root
+whose cosignature verifies and that is valid at the cosignature's own timestamp, keeping the
+newest timestamp per witness name — also when the checkpoint is unchanged, which is how fresh
+timestamps arrive (the log resubmits its latest checkpoint to its witnesses). Guards with
+``runtime.require_witnessed`` read it for the proven checkpoint (``witnessed``, step
+``witness-quorum`` in :mod:`fiat.enforce.guard`). Cosignature lines of keys the trust root does
+not list are ignored (C2SP signed-note §Signatures: unknown keys MUST be ignored).
+
+Gossip (issue 14): every ``runtime.gossip_interval_ms`` a thread asks each witness key of the
+trust root that has a ``url`` for its latest cosigned checkpoint of the log (C2SP tlog-witness,
+monitoring: ``GET <url>/<SHA-256 of the origin, hex>/checkpoint``). One the log did not sign is
+ignored. One the log signed that the guard's proven checkpoint contradicts is a split view:
+the same size with another root; or a smaller size whose root is not the guard's history's
+root at that size (computed from the log's tiles, as ``log-continuity`` does). Both halt
+guards at ``log-continuity`` and write a split-view proof. A larger witness checkpoint cannot
+be checked against the guard's tiles yet: it is compared again once the guard's view grows.
 
 Every request (the stream, the complete state, the log's tiles) verifies an ``https://``
 authority's certificate against ``server.tls_ca`` or the system store (:mod:`fiat.tls`).
@@ -56,21 +80,30 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 from fiat import tls
 from fiat.enforce.clock import SteadyClock
 from fiat.errors import FiatError, MalformedError, VerificationError
+from fiat.formats.encoding import rfc3339
 from fiat.prove.audit import HttpFetcher
-from fiat.tlog import merkle
+from fiat.tlog import merkle, note
 from fiat.tlog.checkpoint import SignedCheckpoint, open_with_any
+from fiat.tlog.cosignature import verified_cosigners
 from fiat.tlog.tiles import Tile, TileHashSource
-from fiat.verify.trust_root import TrustRoot
+from fiat.tlog.witness import checkpoint_path, origin_hash
+from fiat.verify import split_view as split_views
+from fiat.verify.trust_root import TrustedKey, TrustRoot
 from fiat.verify.trust_state import KEY_VALIDITY_STEP, verify_trust_state
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("fiat.trust")
 
@@ -86,6 +119,27 @@ class Revocation:
     target: str
     reason: str
     covered_by: str | None = None  # the permit revoked, when this entry lists a permit it covers
+
+
+@dataclass
+class Witnessing:
+    """The witness cosignatures seen on one checkpoint (size and root), over every note that carried it."""
+
+    #: Witness name -> the newest timestamp of a cosignature that verified under a trust-root key
+    #: of that name valid at that timestamp (POSIX seconds, tlog-cosignature §Ed25519).
+    cosigned: dict[str, int] = field(default_factory=dict)
+    #: Witness name -> why a cosignature line of a trust-root witness key did not count.
+    refused: dict[str, str] = field(default_factory=dict)
+    #: Signature lines on the newest note that are neither the log's nor a trust-root witness's.
+    unknown: int = 0
+
+    def copy(self) -> Witnessing:
+        return Witnessing(dict(self.cosigned), dict(self.refused), self.unknown)
+
+
+def witness_url(key: TrustedKey) -> str | None:
+    """A witness key's tlog-witness prefix (the trust root's optional ``"url"``), without a trailing slash."""
+    return key.url.rstrip("/") if key.url else None
 
 
 @dataclass
@@ -107,6 +161,12 @@ class TrustSnapshot:
     last_error: str | None = None
     unproven_since: float | None = None  # (monotonic) a newer checkpoint seen, not yet proven consistent
     going_away: str | None = None  # the authority said it is shutting down (unsigned: information only)
+    #: The witness cosignatures seen on ``checkpoint`` (the proven one); None: no checkpoint yet.
+    witnessed: Witnessing | None = None
+    #: The split-view proof of ``split_view``, when the evidence could be assembled and checked.
+    split_view_proof: split_views.SplitViewProof | None = None
+    #: Where that proof was written (``<home>/split-views/…``), when the monitor has a directory for it.
+    split_view_file: Path | None = None
 
 
 class TrustMonitor:
@@ -145,6 +205,13 @@ class TrustMonitor:
         #: (self-reported, unauthenticated; :mod:`fiat.api.routes.trust`). Set by :meth:`shared`.
         self.runtime_kid: str | None = None
         self.spool_backlog: Callable[[], int] | None = None
+        #: Where split-view proofs are written (``<home>/split-views``); None: kept in the snapshot only.
+        self.proof_dir: Path | None = None
+        #: Seconds between gossip rounds with the trust root's witnesses (0: none). Set by :meth:`shared`.
+        self.gossip_interval: float = 0.0
+        self._gossiper: threading.Thread | None = None
+        self._witness_keys = root.by_role("witness")
+        self._cosigs: dict[tuple[int, bytes], Witnessing] = {}
 
     @classmethod
     def shared(
@@ -154,9 +221,13 @@ class TrustMonitor:
         *,
         runtime_kid: str | None = None,
         spool_backlog: Callable[[], int] | None = None,
+        proof_dir: Path | None = None,
+        gossip_interval: float = 0.0,
     ) -> TrustMonitor:
         """The process-wide monitor for ``url`` (many guards, one subscription); the first guard
-        to name its runtime (``runtime_kid``, ``spool_backlog``) names the subscription."""
+        to name its runtime (``runtime_kid``, ``spool_backlog``), where split-view proofs go
+        (``proof_dir``) and how often to gossip with witnesses (``gossip_interval``, seconds, 0
+        none) sets them for the subscription."""
         with cls._shared_lock:
             monitor = cls._shared.get(url.rstrip("/"))
             if monitor is None or monitor._stop.is_set():
@@ -164,6 +235,10 @@ class TrustMonitor:
                 cls._shared[monitor.url] = monitor
             if monitor.runtime_kid is None and runtime_kid is not None:
                 monitor.runtime_kid, monitor.spool_backlog = runtime_kid, spool_backlog
+            if monitor.proof_dir is None and proof_dir is not None:
+                monitor.proof_dir = proof_dir
+            if not monitor.gossip_interval and gossip_interval > 0:
+                monitor.gossip_interval = gossip_interval
             monitor._users += 1
             monitor.start()
             return monitor
@@ -194,7 +269,10 @@ class TrustMonitor:
 
     def snapshot(self) -> TrustSnapshot:
         with self._lock:
-            return dataclasses.replace(self._snap, revocations=dict(self._snap.revocations))
+            cp = self._snap.checkpoint
+            seen = None if cp is None else self._cosigs.get((cp.size, cp.root))
+            witnessed = None if cp is None else (seen.copy() if seen is not None else Witnessing())
+            return dataclasses.replace(self._snap, revocations=dict(self._snap.revocations), witnessed=witnessed)
 
     def wait_fresh(self, timeout: float) -> bool:
         """Wait until a first valid state has arrived."""
@@ -217,6 +295,9 @@ class TrustMonitor:
             self._thread.start()
             self._prover = threading.Thread(target=self._prove_loop, name="fiat-log-continuity", daemon=True)
             self._prover.start()
+            if self.gossip_interval > 0 and any(witness_url(k) for k in self._witness_keys):
+                self._gossiper = threading.Thread(target=self._gossip_loop, name="fiat-witness-gossip", daemon=True)
+                self._gossiper.start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -360,15 +441,16 @@ class TrustMonitor:
             self.accept(complete, refetch=False)
             return
         checkpoint = previous
-        note = claims.get("checkpoint")
-        if isinstance(note, str):
+        embedded = claims.get("checkpoint")
+        if isinstance(embedded, str):
             try:
-                checkpoint = open_with_any(note.encode("utf-8"), self._log_keys, self._log_limits)
+                checkpoint = open_with_any(embedded.encode("utf-8"), self._log_keys, self._log_limits)
             except (MalformedError, VerificationError) as exc:
                 with self._lock:
                     self._snap.crypto_failure = f"log-checkpoint: {exc}"
                 self._notify()
                 return
+            self._record_cosigners(checkpoint)
         revocations = {}
         for r in claims.get("revocations", []) or []:
             if isinstance(r, dict) and isinstance(r.get("kind"), str) and isinstance(r.get("target"), str):
@@ -449,21 +531,21 @@ class TrustMonitor:
                 self._prove.clear()
                 with self._lock:
                     new, old = self._pending, self._snap.checkpoint
-                if new is None or old is None:
+                    settled = self._snap.split_view is not None  # halted for good: nothing more to prove
+                if new is None or old is None or settled:
                     continue
-                proven, problem = self._continuity(old, new, fetcher)
+                proven, problem, evidence = self._continuity(old, new, fetcher)
+                if problem is not None:
+                    self._split_view(problem, evidence)
+                    continue
                 with self._lock:
-                    if problem is not None:
-                        self._snap.split_view = problem
-                    elif proven:
+                    if proven:
                         self._snap.checkpoint = new
                         if self._pending is new:
                             self._pending = None
                             self._snap.unproven_since = None
                     # not proven (tiles unreachable): retried; guards halt if it lasts past staleness
-                if problem is not None:
-                    self._notify()
-                elif not proven:
+                if not proven:
                     self._stop.wait(0.2)
                     self._prove.set()
         finally:
@@ -471,25 +553,239 @@ class TrustMonitor:
 
     def _continuity(
         self, old: SignedCheckpoint, new: SignedCheckpoint, fetcher: HttpFetcher
-    ) -> tuple[bool | None, str | None]:
-        """``log-continuity``: (True, None) if ``new`` extends ``old``; (False, why) if it cannot;
-        (None, None) if it could not be proven yet (the tiles were unreachable)."""
+    ) -> tuple[bool | None, str | None, split_views.SplitViewProof | None]:
+        """``log-continuity``: (True, None, None) if ``new`` extends ``old``; (False, why, proof) if it
+        cannot (``proof``: the split-view proof, when the log's tiles yield one); (None, None, None)
+        if it could not be proven yet (the tiles were unreachable)."""
         if new.size < old.size:
-            return False, f"log-continuity: the log shrank from {old.size} to {new.size} entries (rollback)"
+            why = f"log-continuity: the log shrank from {old.size} to {new.size} entries (rollback)"
+            # The larger history's tiles may still be served: then a rollback to another history is provable.
+            return False, why, self._fork_evidence(new, old, fetcher, "a trust state's checkpoint")
         if new.size == old.size:
             if new.root == old.root:
-                return True, None
-            return False, f"log-continuity: two roots for tree size {new.size}"
+                return True, None, None
+            return False, f"log-continuity: two roots for tree size {new.size}", self._proof(old, new)
         try:
-
-            def read(level: int, index: int, width: int) -> bytes:
-                return fetcher.get(Tile(level, index, width).path())
-
-            proof = merkle.consistency_proof(TileHashSource(read, new.size), old.size, new.size)
+            proof = merkle.consistency_proof(self._tiles(fetcher, new.size), old.size, new.size)
             merkle.verify_consistency(old.size, new.size, old.root, new.root, proof)
         except VerificationError as exc:
-            return False, f"log-continuity: checkpoint {new.size} is not consistent with {old.size}: {exc.reason}"
+            why = f"log-continuity: checkpoint {new.size} is not consistent with {old.size}: {exc.reason}"
+            return False, why, self._fork_evidence(old, new, fetcher, "a trust state's checkpoint")
         except Exception as exc:  # could not fetch: not proven yet; retried
             log.debug("consistency not yet provable: %s", exc)
-            return None, None
-        return True, None
+            return None, None, None
+        return True, None, None
+
+    # -- split views ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _tiles(fetcher: HttpFetcher, size: int) -> TileHashSource:
+        """The log's tiles (``<authority>/log/tile/...``) as a hash source for a tree of ``size``."""
+
+        def read(level: int, index: int, width: int) -> bytes:
+            return fetcher.get(Tile(level, index, width).path())
+
+        return TileHashSource(read, size)
+
+    def _observer(self, via: str) -> str:
+        who = f"runtime {self.runtime_kid}" if self.runtime_kid else "a Fiat guard"
+        return f"{who} (guard of {self.url}), {via}"
+
+    def _proof(
+        self,
+        a: SignedCheckpoint,
+        b: SignedCheckpoint,
+        via: str = "a trust state's checkpoint",
+        *,
+        old_root: bytes | None = None,
+        proof: tuple[bytes, ...] = (),
+    ) -> split_views.SplitViewProof:
+        at = rfc3339(self.steady.now())
+        return split_views.build(a, b, old_root=old_root, proof=proof, observed_by=self._observer(via), observed_at=at)
+
+    def _fork_evidence(
+        self, small: SignedCheckpoint, large: SignedCheckpoint, fetcher: HttpFetcher, via: str
+    ) -> split_views.SplitViewProof | None:
+        """The split-view proof of two checkpoints of different sizes, from ``large``'s history's tiles:
+        its root at ``small.size`` and the RFC 9162 §2.1.4 consistency proof from there to ``large``.
+
+        The evidence is checked before it is believed (the consistency proof must verify against
+        ``large``'s signed root, so the tiles are ``large``'s history); None when the tiles cannot
+        be had, do not match ``large``, or show the two consistent."""
+        if small.size == 0:  # RFC 6962 §2.1: the empty tree has one root, and extends to every tree
+            return None if small.root == merkle.EMPTY_ROOT else self._proof(small, large, via)
+        try:
+            tiles = self._tiles(fetcher, large.size)
+            old_root = merkle.tree_root(tiles, small.size)
+            proof = tuple(merkle.consistency_proof(tiles, small.size, large.size))
+            merkle.verify_consistency(small.size, large.size, old_root, large.root, proof)
+        except Exception as exc:  # unreachable, or not this checkpoint's history: no offline proof
+            log.debug("no split-view proof from the tiles of size %d: %s", large.size, exc)
+            return None
+        if old_root == small.root:
+            return None  # consistent: no split view between these two
+        evidence = self._proof(small, large, via, old_root=old_root, proof=proof)
+        try:  # the verifier's own rules, as `fiat verify` will apply them
+            split_views.verify(evidence, self._log_keys, self._log_limits)
+        except VerificationError as exc:
+            log.warning("a split-view proof did not verify and is not kept: %s", exc)
+            return None
+        return evidence
+
+    def _split_view(self, why: str, evidence: split_views.SplitViewProof | None) -> None:
+        """Record a split view (the first one found stays), write its proof, and wake the guards."""
+        with self._lock:
+            if self._snap.split_view is not None:
+                return
+        path = None
+        if evidence is not None and self.proof_dir is not None:
+            try:
+                path = write_proof(self.proof_dir, evidence, self.steady.now())
+            except OSError as exc:
+                log.error("the split-view proof could not be written to %s: %s", self.proof_dir, exc)
+        if evidence is not None:
+            where = f"; split-view proof: {path}" if path is not None else ""
+        else:
+            where = "; no offline proof (the log's tiles do not show the other history)"
+        log.error("split view: %s%s", why, where)
+        with self._lock:
+            if self._snap.split_view is not None:
+                return
+            self._snap.split_view = why
+            self._snap.split_view_proof, self._snap.split_view_file = evidence, path
+        self._notify()
+
+    # -- witnesses -------------------------------------------------------------------------------------
+
+    def _record_cosigners(self, cp: SignedCheckpoint) -> None:
+        """Fold the checkpoint note's cosignatures into what is known of ``cp`` (see the module docstring)."""
+        try:
+            parsed = note.parse(cp.note_bytes)
+        except MalformedError:  # open_with_any parsed it already
+            return
+        cosigned: dict[str, int] = {}
+        refused: dict[str, str] = {}
+        known = {(v.name, v.key_id) for v in self._log_keys}
+        for key in self._witness_keys:
+            kid = note.key_id(key.name, note.ALG_COSIGNATURE_V1, key.public_key)
+            known.add((key.name, kid))
+            lines = [s for s in parsed.signatures if s.name == key.name and s.key_id == kid]
+            if not lines:
+                continue
+            got = verified_cosigners(parsed, [(key.name, key.public_key)])
+            if not got:
+                refused.setdefault(key.name, f"its cosignature by key {key.kid} does not verify")
+                continue
+            name, ts = got[0]
+            if not key.valid_at(ts):
+                refused.setdefault(
+                    name, f"key {key.kid} was not valid at its cosignature's time {ts} (key valid {key.period()})"
+                )
+                continue
+            cosigned[name] = max(ts, cosigned.get(name, ts))
+        unknown = sum(1 for s in parsed.signatures if (s.name, s.key_id) not in known)
+        with self._lock:
+            seen = self._cosigs.setdefault((cp.size, cp.root), Witnessing())
+            for name, ts in cosigned.items():
+                seen.cosigned[name] = max(ts, seen.cosigned.get(name, ts))
+                seen.refused.pop(name, None)
+            for name, why in refused.items():
+                if name not in seen.cosigned:
+                    seen.refused[name] = why
+            seen.unknown = unknown
+            # Keep the proven checkpoint's and the newer ones' records, a few at most.
+            proven = self._snap.checkpoint
+            floor = proven.size if proven is not None else 0
+            for k in [k for k in self._cosigs if k[0] < floor]:
+                del self._cosigs[k]
+            while len(self._cosigs) > 16:
+                del self._cosigs[min(self._cosigs)]
+
+    def _gossip_loop(self) -> None:
+        """Every ``gossip_interval`` seconds, compare the proven checkpoint with each witness's."""
+        import httpx
+
+        fetcher = HttpFetcher(self.url + "/log", timeout=5.0)
+        try:
+            with httpx.Client(timeout=5.0, verify=tls.client_context()) as client:
+                while not self._stop.wait(self.gossip_interval):
+                    with self._lock:
+                        if self._snap.split_view is not None:
+                            continue  # halted for good: the proof is written
+                    for key in self._witness_keys:
+                        url = witness_url(key)
+                        if url is None or self._stop.is_set():
+                            continue
+                        try:
+                            self.gossip_once(key.name, url, client, fetcher)
+                        except Exception as exc:  # a witness unreachable or odd: gossip is best effort
+                            log.debug("gossip with witness %s at %s failed: %s", key.name, url, exc)
+        finally:
+            fetcher.close()
+
+    def gossip_once(self, name: str, url: str, client: httpx.Client, fetcher: HttpFetcher) -> str:
+        """One comparison with witness ``name`` at ``url`` (its tlog-witness monitoring prefix).
+
+        Returns what it found: ``"consistent"``, ``"split-view"``, ``"later"`` (the witness is ahead,
+        or the guard has no proven checkpoint yet) or ``"ignored"`` (nothing the log signed)."""
+        with self._lock:
+            mine = self._snap.checkpoint
+        if mine is None:
+            return "later"
+        r = client.get(url + checkpoint_path(self.root.log_origin))
+        if r.status_code != 200:
+            log.debug("witness %s answered HTTP %d for the log's checkpoint", name, r.status_code)
+            return "ignored"
+        try:
+            theirs = open_with_any(r.content, self._log_keys, self._log_limits)
+        except (MalformedError, VerificationError) as exc:  # not the log's word: proves nothing
+            log.debug("witness %s served a checkpoint the log did not sign: %s", name, exc)
+            return "ignored"
+        via = f"gossip with witness {name} ({url})"
+        if theirs.size > mine.size:
+            return "later"  # the guard's tiles cannot show it yet; compared again once its view grows
+        if theirs.size == mine.size:
+            if theirs.root == mine.root:
+                return "consistent"
+            why = (
+                f"log-continuity: witness {name} holds the log's checkpoint {theirs.size} with another root "
+                f"than this guard's: two roots for one tree size (split view)"
+            )
+            self._split_view(why, self._proof(theirs, mine, via))
+            return "split-view"
+        evidence = self._fork_evidence(theirs, mine, fetcher, via)
+        if evidence is None:
+            if theirs.size == 0:
+                return "consistent"  # the empty tree's root (else _fork_evidence proved the split view)
+            try:  # consistent, or the tiles do not match the guard's own checkpoint (retried next round)
+                root = merkle.tree_root(self._tiles(fetcher, mine.size), theirs.size)
+            except Exception as exc:
+                log.debug("gossip with witness %s: the log's tiles are unreachable: %s", name, exc)
+                return "later"
+            return "consistent" if root == theirs.root else "later"
+        why = (
+            f"log-continuity: witness {name} holds the log's checkpoint {theirs.size}, which is not the "
+            f"{theirs.size}-entry prefix of this guard's checkpoint {mine.size} (split view)"
+        )
+        self._split_view(why, evidence)
+        return "split-view"
+
+
+def write_proof(directory: Path, proof: split_views.SplitViewProof, now: float) -> Path:
+    """Write ``proof`` to ``directory/<UTC time>-<origin hash[:12]>.json``, mode 0600, never over another."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    base = f"{stamp}-{origin_hash(proof.origin)[:12]}"
+    data = proof.encode()
+    for n in range(1000):
+        path = directory / (f"{base}.json" if n == 0 else f"{base}-{n}.json")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return path
+    raise OSError(f"no free file name for a split-view proof in {directory}")
