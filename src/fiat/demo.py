@@ -1,7 +1,9 @@
 """``fiat demo`` (what ``make run`` runs): the whole loop, for real, on embedded defaults.
 
-It initialises a fresh home (SQLite, local keys), publishes the example Cedar
-bundle, starts ``fiat serve`` on 127.0.0.1 and plays five executions through
+It initialises a fresh home (SQLite, local keys), starts three witnesses (real
+``fiat witness serve`` processes, C2SP tlog-witness; the home asks for two cosignatures on every
+checkpoint and its guards insist on them: ``runtime.require_witnessed``), publishes the example
+Cedar bundle, starts ``fiat serve`` on 127.0.0.1 and plays five executions through
 real ``fiat run`` processes:
 
 1. allowed and completed;
@@ -86,6 +88,7 @@ class Demo:
         self.env = {**os.environ, "FIAT_HOME": str(home), "FIAT_SERVER_HOST": host, "FIAT_SERVER_PORT": str(port)}
         self.evidence_dir = home / "evidence"
         self.bundles = 0
+        self.witnesses: list[DemoWitness] = []
 
     def fiat(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -105,6 +108,7 @@ class Demo:
             shutil.rmtree(self.home)  # a fresh demo home every time
         init_home(self.home)
         enable_demo_controls(self.home)
+        self.start_witnesses()
         self.fiat("keys", "add", "--role", "approver", "--name", "demo-approver", "--group", "ops")
         self.evidence_dir.mkdir()
         published = self.fiat("policy", "publish", str(EXAMPLES))
@@ -144,6 +148,34 @@ class Demo:
                 time.sleep(0.2)
         raise FiatError(f"fiat serve did not answer on {self.url} within 30 s")
 
+    def start_witnesses(self) -> None:
+        """Three witnesses (real ``fiat witness serve`` processes, C2SP tlog-witness) cosign the demo log;
+        the home asks for two of their cosignatures on every checkpoint (``log.witness_quorum``) and its
+        guards run only on checkpoints that quorum cosigned recently (``runtime.require_witnessed``)."""
+        vkey = self.fiat("log", "vkey")
+        if vkey.returncode != 0:
+            raise FiatError(f"could not read the demo log's verifier key: {vkey.stderr.strip()}")
+        for i in range(1, WITNESSES + 1):
+            name = f"witness.fiat.local/w{i}"
+            witness = DemoWitness(name, self.home / "witnesses" / f"w{i}")
+            self.witnesses.append(witness)
+            for args in (
+                ("witness", "init", "--home", str(witness.home), "--name", name),
+                ("witness", "add-log", "--home", str(witness.home), "--vkey", vkey.stdout.strip()),
+            ):
+                done = self.fiat(*args)
+                if done.returncode != 0:
+                    raise FiatError(f"`fiat {' '.join(args[:2])}` failed: {done.stderr.strip()[-400:]}")
+            witness.start(self.env)
+            cosigner = self.fiat("witness", "vkey", "--home", str(witness.home))
+            added = self.fiat(
+                "keys", "add", "--role", "witness", "--name", name, "--vkey", cosigner.stdout.strip(),
+                "--url", witness.url,
+            )  # fmt: skip
+            if added.returncode != 0:
+                raise FiatError(f"could not register the witness {name}: {added.stderr.strip()[-400:]}")
+        set_settings(self.home, {("log", "witness_quorum"): "2", ("runtime", "require_witnessed"): "true"})
+
     def stop(self) -> None:
         if self.server is not None and self.server.poll() is None:
             self.server.send_signal(signal.SIGTERM)
@@ -151,6 +183,8 @@ class Demo:
                 self.server.wait(10)
             except subprocess.TimeoutExpired:
                 self.server.kill()
+        for witness in self.witnesses:
+            witness.stop()
 
     def play_scenario(self, spec: DemoScenario, env: dict[str, str] | None = None, on_line: Any = None) -> Scenario:
         """One of the shared scenarios (:data:`fiat.demo_runs.SCENARIOS`), as ``fiat run`` plays it."""
@@ -246,7 +280,88 @@ class Demo:
                 continue
             result = verify(Bundle.parse(s.bundle.read_bytes()), root)
             failed = result.failed
-            s.verified = "✓ verified" if result.verified else f"✗ {failed.name if failed else '?'}"
+            s.verified = (
+                f"✓ verified, {result.assurance.text}"
+                if result.verified and result.assurance is not None
+                else "✓ verified"
+                if result.verified
+                else f"✗ {failed.name if failed else '?'}"
+            )
+
+
+#: The demo's witnesses: the trust root asks for two of the three cosignatures on every checkpoint.
+WITNESSES = 3
+LISTENING = re.compile(r"fiat witness: listening on (https?://\S+)")
+
+
+class DemoWitness:
+    """One ``fiat witness serve`` child of the demo, on a free port of the demo's loopback."""
+
+    def __init__(self, name: str, home: Path) -> None:
+        self.name, self.home = name, home
+        self.url = ""
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self, env: dict[str, str]) -> None:
+        proc = self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fiat.cli.main", "witness", "serve", "--home", str(self.home), "--port", "0"],
+            env={k: v for k, v in env.items() if k != "FIAT_HOME"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        found = threading.Event()
+        said: list[str] = []
+
+        def watch(stream: IO[str]) -> None:
+            for line in stream:
+                said.append(line)
+                m = LISTENING.search(line)
+                if m and not found.is_set():
+                    self.url = m.group(1)
+                    found.set()
+
+        assert proc.stderr is not None
+        threading.Thread(target=watch, args=(proc.stderr,), daemon=True).start()
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                time.sleep(0.2)
+                raise FiatError(f"the witness {self.name} did not start: {''.join(said).strip()[-400:]}")
+            if not found.wait(0.2):
+                continue
+            try:
+                if httpx.get(self.url + "/", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise FiatError(f"the witness {self.name} did not answer within 30 s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def set_settings(home: Path, values: dict[tuple[str, str], str]) -> None:
+    """Set settings of the demo home's ``fiat.toml`` (as ``fiat init`` wrote it: each key on its line)."""
+    path = home / CONFIG_NAME
+    lines = path.read_text(encoding="utf-8").split("\n")
+    section = ""
+    pending = dict(values)
+    for i, line in enumerate(lines):
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+        key = line.split(" = ", 1)[0]
+        if (section, key) in pending:
+            lines[i] = f"{key} = {pending.pop((section, key))}"
+    if pending:
+        missing = ", ".join(f"{s}.{k}" for s, k in pending)
+        raise FiatError(f"{path} has no line for {missing} (was it written by `fiat init`?)")
+    path.write_text("\n".join(lines), encoding="utf-8")
 
 
 def enable_demo_controls(home: Path) -> None:
@@ -329,6 +444,10 @@ def play(home: Path, host: str, port: int, console: Console, keep_serving: bool 
         console.print(
             f"audit the log:       fiat log verify --url {demo.url}/log "
             f'--vkey "$(fiat log vkey --home {home})" --home {home}/auditor'
+        )
+        console.print(
+            f"witnesses:           {', '.join(w.url for w in demo.witnesses)} (2 of 3 cosign every checkpoint: "
+            f"curl {demo.url}/log/checkpoint)"
         )
         console.print(f"web pages:           {demo.url}/ui/  (console, demo, proof viewer, health, lineage)")
         console.print(f"API docs:            {demo.url}/docs")
