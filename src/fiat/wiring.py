@@ -109,7 +109,11 @@ def open_evidence(cfg: Config) -> EvidenceRecorder:
     """The log and the evidence index, as one recorder (closing it closes both)."""
     index = backend(cfg).evidence_index(cfg)
     try:
-        return EvidenceRecorder(open_log(cfg), index)
+        recorder = EvidenceRecorder(open_log(cfg), index)
+        # Witnesses configured: the server's collector stores what they cosign; bundles wait for it.
+        recorder.log.witnessing = bool(witness_endpoints(cfg))
+        recorder.witness_timeout = cfg.log.witness_timeout_ms / 1000
+        return recorder
     except BaseException:
         index.close()
         raise

@@ -51,6 +51,8 @@ def test_cosigner_vkeys_parse_and_log_vkeys_do_not() -> None:
         "http://",
         "https://w.example/?q=1",
         "https://w.example/#f",
+        "https://w.example/?",  # an empty query or fragment is still one: a prefix has neither
+        "https://w.example/#",
         "https://user:pw@w.example",
         "https://w.example:99999",
         "https://w.example/a b",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
@@ -357,6 +358,12 @@ class EvidenceRecorder:
         needed = _max_index(built) + 1
         if self.witnesses is None:  # no collector here (the CLI): a stored cosigned one, if it covers
             witnessed = self.log.witnessed_checkpoint()
+            # The home's witnesses cosign through the server's collector, which stores what they
+            # cosign: a bundle asked for just after its last entry waits for that, like the server's.
+            deadline = time.monotonic() + (self.witness_timeout if self.log.witnessing else 0.0)
+            while (witnessed is None or witnessed.size < needed) and time.monotonic() < deadline:
+                time.sleep(0.05)
+                witnessed = self.log.witnessed_checkpoint()
             if witnessed is None or witnessed.size < needed:
                 return built
         else:
