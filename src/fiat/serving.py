@@ -118,8 +118,9 @@ class Drain:
     """One server's shutdown drain (see the module docstring); read by the routes, driven by
     :func:`run_server`. Every method runs on the server's event loop."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, meaning: str = "no new permits; receipts still accepted") -> None:
         self.seconds = seconds
+        self.meaning = meaning  # what the drain means to clients, as the server says it starts
         self.started_at: float | None = None  # time.monotonic() when the drain began
         self.streams = 0  # open trust streams
         self.going_away = asyncio.Event()  # set when the drain begins: streams say going-away
@@ -228,7 +229,7 @@ def run_server(
             now = time.monotonic()
             if self.signals and not self.drain.draining and not self.should_exit:
                 self.drain.begin(now)
-                _say(f"draining for {self.drain.seconds:g} s: no new permits; receipts still accepted")
+                _say(f"draining for {self.drain.seconds:g} s: {self.drain.meaning}")
             in_flight = len(self.server_state.tasks) - self.drain.streams  # a stream is a task too
             if self.drain.draining and not self.should_exit and self.drain.over(now, in_flight):
                 self.should_exit = True

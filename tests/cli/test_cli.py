@@ -468,6 +468,45 @@ def verify_proof(proof: Path, v: str, entry: Path, *extra: str) -> subprocess.Co
     return fiat("log", "verify-proof", proof, "--vkey", v, "--entry", entry, *extra)
 
 
+def test_a_proof_is_held_to_a_witness_policy(proof_file: Path, proof_home: tuple[Path, str], tmp_path: Path) -> None:
+    """tlog-proof §Verifying step 3 with ``--witness``/``--quorum``: the checkpoint's cosignatures
+    (C2SP tlog-cosignature) by the given witnesses are counted; a forged one counts for nothing."""
+    from fiat.tlog import cosignature
+    from fiat.tlog.proof_file import TlogProof
+    from fiat.verify.trust_root import cosigner_vkey
+
+    _, v = proof_home
+    keys = [(f"witness.test/w{i}", Ed25519PrivateKey.generate()) for i in (1, 2, 3)]
+    vkeys = [cosigner_vkey(name, k.public_key().public_bytes_raw()) for name, k in keys]
+    parsed = TlogProof.parse(proof_file.read_bytes())
+    cp = parsed.checkpoint
+    for name, k in keys[:2]:
+        cp = cosignature.cosign(cp, name, k, 1_700_000_000)
+    cosigned = tmp_path / "cosigned.tlog-proof"
+    cosigned.write_bytes(TlogProof(parsed.index, parsed.path, cp, parsed.extra).encode())
+    entry = entry_file(tmp_path, ENTRIES[13])
+    policy = [a for vk in vkeys for a in ("--witness", vk)]
+    p = ok(verify_proof(cosigned, v, entry, *policy, "--quorum", "2"))
+    assert "witnessed by 2 of 3" in out(p)
+    doc = json.loads(out(ok(verify_proof(cosigned, v, entry, *policy, "--quorum", "2", "--json"))))
+    assert doc["cosigners"] == ["witness.test/w1", "witness.test/w2"] and "cosignatures" in doc["steps"]
+    p = verify_proof(cosigned, v, entry, *policy, "--quorum", "3")
+    assert p.returncode == EXIT_FAILED and "'cosignatures'" in err(p) and "2 valid" in err(p), err(p)
+    # A cosignature line whose signature was altered: the witness's line is there, and counts for nothing.
+    text = cp.decode()
+    last = text.rstrip("\n").rsplit("\n", 1)[1]
+    forged_line = last[:-6] + ("AAAA==" if not last.endswith("AAAA==") else "BBBB==")
+    forged = tmp_path / "forged.tlog-proof"
+    forged.write_bytes(
+        TlogProof(parsed.index, parsed.path, text.replace(last, forged_line).encode(), parsed.extra).encode()
+    )
+    p = verify_proof(forged, v, entry, *policy, "--quorum", "2")
+    assert p.returncode == EXIT_FAILED and "1 valid" in err(p), err(p)
+    # A quorum larger than the keys given is a usage error, not a verdict.
+    assert verify_proof(cosigned, v, entry, "--witness", vkeys[0], "--quorum", "2").returncode == EXIT_INVALID
+    assert verify_proof(cosigned, v, entry, "--witness", v, "--quorum", "1").returncode == EXIT_INVALID
+
+
 def test_proof_verifies(proof_home: tuple[Path, str], proof_file: Path, tmp_path: Path) -> None:
     h, v = proof_home
     data = proof_file.read_bytes()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from support.processes import FIAT, FiatServer, cli_env
-from ui.conftest import Watched, make_home
+from ui.conftest import Watched, make_home, wait_js
 
 PRINCIPAL, ACTION, RESOURCE = "agent:release-bot", "shell:run", "repo:fiat"
 
@@ -86,3 +86,44 @@ def test_the_page_marks_itself_stale_when_the_server_stops(
 
 def test_health_is_listed_as_a_served_page() -> None:
     assert (Path(__file__).resolve().parents[2] / "src" / "fiat" / "api" / "ui" / "health.html").is_file()
+
+
+def test_the_witness_panel_shows_verified_cosigners_and_each_witness(
+    tmp_path: Path, open_page: Callable[..., Watched]
+) -> None:
+    """Three real witnesses (``fiat witness serve``) cosign the log; the page lists each cosignature of
+    the served checkpoint as verified under that witness's key, and each witness's submissions; a
+    killed witness's row shows the failure while the quorum still holds."""
+    from fiat.config import load_config
+    from fiat.home import log_keys
+    from support.processes import fiat_text, ok
+    from support.witnesses import running, three_witnesses
+
+    env = {"FIAT_LOG_WITNESS_QUORUM": "2", "FIAT_LOG_WITNESS_INTERVAL_MS": "200", "FIAT_LOG_WITNESS_TIMEOUT_MS": "500"}
+    home = make_home(tmp_path)
+    log_vkey = log_keys(load_config(home, require=True))[0].verifier.encode()
+    with running(three_witnesses(tmp_path, log_vkey)) as ws:
+        for wit in ws:
+            ok(fiat_text("keys", "add", "--role", "witness", "--name", wit.name, "--vkey", wit.vkey,
+                         "--url", wit.url, "--home", home, env=env))  # fmt: skip
+        server = FiatServer(home, env=env).start()
+        try:
+            w = open_page(server.url, "/ui/health")
+            page = w.page
+            wait_js(page, "document.getElementById('witnesses').textContent.startsWith('3 of 3 witnesses')", 20)
+            items = page.locator("#cosigners li").all_inner_texts()
+            assert sorted(i.split(" (")[0] for i in items) == sorted(wit.name for wit in ws), items
+            assert all("✓ verified" in i for i in items), items
+            rows = page.locator("#witness-status tbody tr")
+            assert rows.count() == 3
+            assert all(r.split("\t")[1] != "none yet" for r in rows.all_inner_texts()), rows.all_inner_texts()
+            ws[0].kill()
+            wait_js(
+                page,
+                f"[...document.querySelectorAll('#witness-status tbody tr')].some((r) => "
+                f"r.cells[0].textContent === {ws[0].name!r} && r.cells[4].textContent !== 'none')",
+                20,
+            )
+            assert "quorum 2" in page.locator("#witnesses").inner_text()
+        finally:
+            server.stop()

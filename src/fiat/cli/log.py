@@ -221,17 +221,30 @@ def log_verify_proof(
     proof: Annotated[Path, typer.Argument(help="A c2sp.org/tlog-proof@v1 file (- for stdin).")],
     vkey: Annotated[str, typer.Option(help="The log's verifier key (or a file holding it).")],
     entry: Annotated[Path, typer.Option(help="The entry's exact bytes.")],
+    witness: Annotated[
+        list[str] | None,
+        typer.Option(help="A trusted witness's cosigner vkey (`fiat witness vkey`); repeat for each."),
+    ] = None,
+    quorum: Annotated[int, typer.Option(help="How many of the --witness keys must have cosigned.")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify a tlog-proof offline: exit 0, or 1 naming the failing rule (2 for malformed input)."""
     from fiat.tlog.proof_file import TlogProof, verify_proof
+    from fiat.verify.trust_root import parse_cosigner_vkey
 
     verifier = parse_vkey(vkey)
     proof_bytes = read_input(proof, "proof")
     entry_bytes = read_input(entry, "entry")
+    witnesses: list[tuple[str, bytes]] = []
+    try:
+        witnesses = [parse_cosigner_vkey(w) for w in witness or ()]
+    except MalformedError as exc:
+        fail(EXIT_INVALID, f"--witness: {exc}", "pass the vkey `fiat witness vkey` prints (type 0x04)")
+    if not 0 <= quorum <= len(witnesses):
+        fail(EXIT_INVALID, f"--quorum {quorum} needs at least that many --witness keys (given: {len(witnesses)})")
     try:
         parsed = TlogProof.parse(proof_bytes)
-        result = verify_proof(parsed, entry_bytes, verifier)
+        result = verify_proof(parsed, entry_bytes, verifier, witnesses, quorum)
     except VerificationError as exc:
         if as_json:
             emit_json({"verified": False, "step": exc.step, "reason": exc.reason})
@@ -249,13 +262,18 @@ def log_verify_proof(
                 "origin": result.checkpoint.origin,
                 "index": result.index,
                 "treeSize": result.checkpoint.size,
+                "cosigners": list(result.cosigners),
                 "steps": list(result.steps),
             }
         )
         return
     for step in result.steps:
         out.print(f"[green]✓[/] {step}")
-    out.print(f"verified: entry {result.index} is in {result.checkpoint.origin} at tree size {result.checkpoint.size}")
+    witnessed = f", witnessed by {len(result.cosigners)} of {len(witnesses)}" if witnesses else ""
+    out.print(
+        f"verified: entry {result.index} is in {result.checkpoint.origin} at tree size {result.checkpoint.size}"
+        + witnessed
+    )
 
 
 @log_app.command("verify")

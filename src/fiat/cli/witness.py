@@ -293,7 +293,7 @@ def witness_serve(
             err.print(f"cosigner vkey: {w.vkey}")
             logs = w.logs()
             err.print(escape(f"logs: {len(logs)} ({', '.join(sorted(logs)) or 'none yet: fiat witness add-log'})"))
-            if not run_server(create_witness_app(w), sock, Drain(0)):
+            if not run_server(create_witness_app(w), sock, Drain(0, "finishing the submissions in flight")):
                 fail(EXIT_ERROR, "the witness did not start; see the messages above")
         finally:
             close_witness(w)

@@ -14,16 +14,19 @@ Verification follows tlog-proof §Verifying a tlog proof, one named step each:
 1. ``leaf-hash`` — compute the RFC 6962 leaf hash of the entry bytes.
 2. ``checkpoint-signature`` / ``checkpoint-origin`` — the checkpoint is signed
    by the log key configured for its origin line.
-3. ``cosignatures`` — applied once the trust root names witnesses (none yet).
+3. ``cosignatures`` — with a witness policy (the witnesses' Ed25519 cosigner keys and a quorum k),
+   at least k of those witnesses validly cosigned the checkpoint (C2SP tlog-cosignature; lines of
+   other keys are ignored). Skipped when no policy is given.
 4. ``inclusion-proof`` — the path binds the leaf hash to the checkpoint's root.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fiat.errors import MalformedError, ProofError
-from fiat.tlog import merkle, note
+from fiat.tlog import cosignature, merkle, note
 from fiat.tlog.checkpoint import SignedCheckpoint, open_checkpoint
 
 HEADER = "c2sp.org/tlog-proof@v1"
@@ -93,14 +96,23 @@ class ProofVerification:
     index: int
     leaf_hash: bytes
     steps: tuple[str, ...]
+    #: The witnesses (of those given) whose cosignature on the checkpoint verified.
+    cosigners: tuple[str, ...] = ()
 
 
 def verify_proof(
     proof: TlogProof,
     entry: bytes,
     log_key: note.Verifier,
+    witnesses: Sequence[tuple[str, bytes]] = (),
+    quorum: int = 0,
 ) -> ProofVerification:
-    """Verify a tlog-proof for ``entry`` offline. Raises :class:`VerificationError` naming the step."""
+    """Verify a tlog-proof for ``entry`` offline. Raises :class:`VerificationError` naming the step.
+
+    ``witnesses`` are (name, Ed25519 public key) of trusted cosigners, ``quorum`` how many of them
+    must have cosigned the checkpoint (step 3)."""
+    if quorum > len(witnesses):
+        raise ValueError(f"a quorum of {quorum} needs at least that many witness keys")
     steps: list[str] = []
     # Step 1: leaf hash (RFC 6962 §2.1: SHA-256(0x00 || entry)).
     leaf = merkle.leaf_hash(entry)
@@ -109,12 +121,21 @@ def verify_proof(
     # A checkpoint that does not parse is malformed input (MalformedError), not a failed rule.
     cp = open_checkpoint(proof.checkpoint, log_key)
     steps.append("checkpoint-signature")
-    # Step 3: witness cosignatures. Fiat has no witnesses yet (the trust root's witness
-    # set is empty), so there is no cosignature policy to apply.
+    # Step 3: the witness policy (tlog-proof §Verifying: "verify the cosignatures ... per policy").
+    cosigners: tuple[str, ...] = ()
+    if witnesses:
+        cosigners = tuple(name for name, ts in cosignature.verified_cosigners(note.parse(proof.checkpoint), witnesses))
+        if len(cosigners) < quorum:
+            raise ProofError(
+                "cosignatures",
+                f"the checkpoint carries {len(cosigners)} valid cosignature(s) of the {len(witnesses)} "
+                f"witnesses given; {quorum} required",
+            )
+        steps.append("cosignatures")
     # Step 4: the inclusion proof binds the leaf to the checkpoint's root.
     check_inclusion(proof, leaf, cp)
     steps.append("inclusion-proof")
-    return ProofVerification(cp, proof.index, leaf, tuple(steps))
+    return ProofVerification(cp, proof.index, leaf, tuple(steps), cosigners)
 
 
 def check_inclusion(proof: TlogProof, leaf: bytes, cp: SignedCheckpoint) -> None:

@@ -117,7 +117,19 @@ function render(doc) {
 
   const w = doc.witnesses;
   setText("witnesses", w.note);
-  document.getElementById("cosigners").replaceChildren(...w.cosigners.map((c) => h("li", {}, `${c.name} (key ${c.keyId})`)));
+  document.getElementById("cosigners").replaceChildren(...w.cosigners.map((c) => h("li", {},
+    `${c.name} (key ${c.keyId})`,
+    c.verified === undefined ? h("span", { class: "muted" }, " — not verified here")
+      : c.verified ? ` — ✓ verified, cosigned ${fmtTime(c.time)}` : h("span", { class: "stale" }, " — ✗ does not verify under the witness's key"))));
+  const statuses = w.witnesses || [];
+  document.querySelector("#witness-status tbody").replaceChildren(...(statuses.length ? statuses.map((s) =>
+    h("tr", {},
+      h("td", { title: s.url }, s.name),
+      h("td", {}, s.cosignedSize === null ? "none yet" : String(s.cosignedSize)),
+      h("td", {}, s.cosignatureTime === null ? "never" : fmtTime(s.cosignatureTime)),
+      h("td", {}, `${s.submissions} (${s.failures})`),
+      h("td", { class: s.lastError ? "stale" : "" }, s.lastError ? `${s.lastError} (${fmtTime(s.lastErrorAt)})` : "none")))
+    : [h("tr", {}, h("td", { colspan: "5", class: "muted" }, "The log submits to no witness (no witness key has a url)."))]));
 }
 
 async function poll() {
