@@ -31,7 +31,7 @@ import pytest
 import fiat
 from fiat.enforce.guard import GuardSettings, Runtime, Session
 from fiat.enforce.trust import TrustMonitor
-from fiat.errors import VerificationError
+from fiat.errors import FiatError, VerificationError
 from fiat.establish.measure import default_measurer
 from fiat.prove.audit import HttpFetcher
 from fiat.tlog import note
@@ -241,6 +241,74 @@ def test_gossip_with_a_real_witness_holding_the_other_side_halts_and_proves_it(t
             if monitor is not None:
                 monitor.stop()
             w.stop()
+
+
+class _Dribbler(BaseHTTPRequestHandler):
+    """A hostile witness: answers 200 and then one byte of its "checkpoint" every 0.2 s, forever."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(1 << 30))
+        self.end_headers()
+        try:
+            while not getattr(self.server, "done", False):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.2)
+        except OSError:
+            pass
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_dribbling_witness_neither_hangs_gossip_nor_hides_a_fork(tmp_path: Path) -> None:
+    """Attack: a witness that never finishes its answer (a byte at a time, each read within the
+    client's timeout) is asked first. Its answer is cut off at the gossip deadline, the witnesses are
+    asked concurrently, and the honest witness that holds the other side still proves the fork."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from fiat.enforce.trust import GOSSIP_DEADLINE, get_bounded
+    from fiat.tlog.witness import ADD_CHECKPOINT_PATH, AddCheckpointRequest
+    from fiat.verify.trust_root import cosigner_vkey
+
+    witnesses = pytest.importorskip("support.witnesses", reason="tests/support/witnesses.py is not in this tree")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Dribbler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    hostile = f"http://127.0.0.1:{server.server_address[1]}"
+    base = World(witnesses=0, quorum=0)
+    try:
+        started = time.monotonic()
+        with httpx.Client(timeout=5.0) as client, pytest.raises(FiatError, match="took more than"):
+            get_bounded(client, hostile + "/x", deadline_s=1.0)
+        assert time.monotonic() - started < 3.0
+        with fork(tmp_path, base, 5, 3, 6) as (forked, tiles):
+            w = witnesses.start_witness(tmp_path, "witness.test/honest", base.signer.verifier.encode())
+            monitor = None
+            try:
+                submitted = AddCheckpointRequest(0, (), forked.checkpoint_a.note_bytes).encode()
+                assert httpx.post(w.url + ADD_CHECKPOINT_PATH, content=submitted, timeout=10).status_code == 200
+                slow = cosigner_vkey(
+                    "witness.test/dribbler", Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+                )
+                base.external += [witness_key(slow, hostile), witness_key(w.vkey, w.url)]
+                base.root = base.make_root()
+                monitor = TrustMonitor(tiles.url, base.root)
+                monitor.proof_dir = tmp_path / "home" / "split-views"
+                monitor.gossip_interval = 0.2
+                monitor.start()
+                monitor.accept(base.state(forked.checkpoint_b.note_bytes))
+                found = time.monotonic()
+                wait_split_view(monitor)
+                assert time.monotonic() - found < GOSSIP_DEADLINE, "the dribbling witness delayed the honest one"
+                assert "witness.test/honest" in (monitor.snapshot().split_view or "")
+            finally:
+                if monitor is not None:
+                    monitor.stop()
+                w.stop()
+    finally:
+        server.done = True  # type: ignore[attr-defined]
+        server.shutdown()
 
 
 def test_gossip_with_an_honest_witness_finds_nothing(tmp_path: Path) -> None:

@@ -405,6 +405,16 @@ def test_witness_urls_in_the_trust_root_are_judged_alike(
     changed = copy.deepcopy(doc)
     next(k for k in changed["keys"] if k["role"] == "log")["url"] = "http://127.0.0.1:1"
     cases["a url on a log key"] = (bundle, json.dumps(changed).encode())
+    # Attack: one witness key under a second name would count twice (the Ed25519 cosignature does
+    # not commit to the name), and a witness named like the log would pose as the log: both refused.
+    changed = copy.deepcopy(doc)
+    twin = copy.deepcopy(next(k for k in changed["keys"] if k["role"] == "witness"))
+    twin["name"] = "witness.test/twin"
+    changed["keys"].append(twin)
+    cases["one witness key listed twice"] = (bundle, json.dumps(changed).encode())
+    changed = copy.deepcopy(doc)
+    next(k for k in changed["keys"] if k["role"] == "witness")["name"] = changed["log"]["origin"]
+    cases["a witness named like the log"] = (bundle, json.dumps(changed).encode())
     names = list(cases)
     js = js_reports(viewer.page, [cases[n] for n in names])
     accepted = 0
@@ -413,6 +423,8 @@ def test_witness_urls_in_the_trust_root_are_judged_alike(
         assert verdict(want) == verdict(got["report"]) and code == exit_of(got["report"]), (name, want, got)
         assert _wording(want) == _wording(got["report"]), name
         accepted += code == 0
+        if name in ("one witness key listed twice", "a witness named like the log"):
+            assert code == 2 and want["failedStep"] == "trust-root" and "witness" in want["error"], (name, want)
     assert 20 <= accepted < len(cases) - 100, accepted
 
 

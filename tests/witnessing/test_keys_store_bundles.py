@@ -95,6 +95,11 @@ def test_fiat_keys_add_registers_a_witness_from_its_vkey(tmp_path: Path) -> None
         "keys", "add", "--role", "runtime", "--name", "n", "--url", "https://w.example", "--home", home
     )
     assert not_witness.returncode == EXIT_INVALID
+    # Attack: a witness named like the log would sign lines that pose as the log's own signature.
+    origin = load_config(home, require=True).log.origin
+    _, _, log_named = witness_key(origin)
+    posing = fiat_text(*add, "--name", origin, "--vkey", log_named)
+    assert posing.returncode == EXIT_INVALID and "the log's own origin" in posing.stderr, posing.stderr
     done = ok(fiat_text(*add, "--name", name, "--vkey", vkey, "--url", "http://127.0.0.1:8760", "--json"))
     rec = json.loads(done.stdout)
     assert rec["url"] == "http://127.0.0.1:8760" and "file" not in rec  # public only: no private key here

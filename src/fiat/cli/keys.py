@@ -81,7 +81,14 @@ def keys_add(
     with errors_to_exit():
         if url is not None:
             check_witness_url(url, "--url")
-        ring = keyring(config(home))
+        cfg = config(home)
+        if role == "witness" and name == cfg.log.origin:
+            fail(
+                EXIT_INVALID,
+                f"a witness cannot be named {name!r}, the log's own origin: its cosignatures would pose as the log's",
+                "name the witness after itself, e.g. witness.example/w1",
+            )
+        ring = keyring(cfg)
         if vkey is not None:
             vkey_name, public = parse_cosigner_vkey(vkey)
             if vkey_name != name:

@@ -84,6 +84,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -702,26 +703,40 @@ class TrustMonitor:
                 del self._cosigs[min(self._cosigs)]
 
     def _gossip_loop(self) -> None:
-        """Every ``gossip_interval`` seconds, compare the proven checkpoint with each witness's."""
+        """Every ``gossip_interval`` seconds, compare the proven checkpoint with each witness's.
+
+        The witnesses are asked concurrently, each within :data:`GOSSIP_DEADLINE` and
+        :data:`GOSSIP_MAX_BYTES`: a slow or hostile witness delays nobody else's comparison, and a
+        witness still busy from the round before is not asked again until it answers."""
         import httpx
 
         fetcher = HttpFetcher(self.url + "/log", timeout=5.0)
+        targets = [(k.name, url) for k in self._witness_keys if (url := witness_url(k)) is not None]
+        busy: dict[str, Future[str]] = {}
         try:
-            with httpx.Client(timeout=5.0, verify=tls.client_context()) as client:
+            with (
+                httpx.Client(timeout=GOSSIP_DEADLINE, verify=tls.client_context()) as client,
+                ThreadPoolExecutor(max_workers=max(1, len(targets)), thread_name_prefix="fiat-gossip") as pool,
+            ):
                 while not self._stop.wait(self.gossip_interval):
                     with self._lock:
                         if self._snap.split_view is not None:
                             continue  # halted for good: the proof is written
-                    for key in self._witness_keys:
-                        url = witness_url(key)
-                        if url is None or self._stop.is_set():
+                    for name, url in targets:
+                        if self._stop.is_set() or (name in busy and not busy[name].done()):
                             continue
-                        try:
-                            self.gossip_once(key.name, url, client, fetcher)
-                        except Exception as exc:  # a witness unreachable or odd: gossip is best effort
-                            log.debug("gossip with witness %s at %s failed: %s", key.name, url, exc)
+                        busy[name] = pool.submit(self._gossip_with, name, url, client, fetcher)
+                for f in busy.values():
+                    f.cancel()
         finally:
             fetcher.close()
+
+    def _gossip_with(self, name: str, url: str, client: httpx.Client, fetcher: HttpFetcher) -> str:
+        try:
+            return self.gossip_once(name, url, client, fetcher)
+        except Exception as exc:  # a witness unreachable or odd: gossip is best effort
+            log.debug("gossip with witness %s at %s failed: %s", name, url, exc)
+            return "ignored"
 
     def gossip_once(self, name: str, url: str, client: httpx.Client, fetcher: HttpFetcher) -> str:
         """One comparison with witness ``name`` at ``url`` (its tlog-witness monitoring prefix).
@@ -732,12 +747,12 @@ class TrustMonitor:
             mine = self._snap.checkpoint
         if mine is None:
             return "later"
-        r = client.get(url + checkpoint_path(self.root.log_origin))
-        if r.status_code != 200:
-            log.debug("witness %s answered HTTP %d for the log's checkpoint", name, r.status_code)
+        status, body = get_bounded(client, url + checkpoint_path(self.root.log_origin))
+        if status != 200:
+            log.debug("witness %s answered HTTP %d for the log's checkpoint", name, status)
             return "ignored"
         try:
-            theirs = open_with_any(r.content, self._log_keys, self._log_limits)
+            theirs = open_with_any(body, self._log_keys, self._log_limits)
         except (MalformedError, VerificationError) as exc:  # not the log's word: proves nothing
             log.debug("witness %s served a checkpoint the log did not sign: %s", name, exc)
             return "ignored"
@@ -769,6 +784,29 @@ class TrustMonitor:
         )
         self._split_view(why, evidence)
         return "split-view"
+
+
+#: A witness's checkpoint is a signed note: at most this large (signed-note, fiat.tlog.note).
+GOSSIP_MAX_BYTES = note.MAX_NOTE_SIZE
+#: The longest one gossip request to one witness may take, however it dribbles its answer.
+GOSSIP_DEADLINE = 5.0
+
+
+def get_bounded(
+    client: httpx.Client, url: str, limit: int = GOSSIP_MAX_BYTES, deadline_s: float = GOSSIP_DEADLINE
+) -> tuple[int, bytes]:
+    """``GET url``: (status, body), refused (:class:`FiatError`) past ``limit`` bytes or ``deadline_s``
+    seconds in all — the client's timeouts bound each read, not the whole answer."""
+    deadline = time.monotonic() + deadline_s
+    with client.stream("GET", url) as r:
+        body = bytearray()
+        for chunk in r.iter_bytes():
+            body += chunk
+            if len(body) > limit:
+                raise FiatError(f"{url} answered more than {limit} bytes")
+            if time.monotonic() > deadline:
+                raise FiatError(f"{url} took more than {deadline_s:g} s to answer")
+        return r.status_code, bytes(body)
 
 
 def write_proof(directory: Path, proof: split_views.SplitViewProof, now: float) -> Path:

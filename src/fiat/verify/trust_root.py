@@ -271,6 +271,13 @@ class TrustRoot:
                 f"{MAX_LINEAGE_DEPTH} ancestors); omit it for {MAX_LINEAGE_DEPTH}",
             )
         parsed = tuple(TrustedKey.from_json(k) for k in keys)
+        witness_kids = [k.kid for k in parsed if k.role == "witness"]
+        if len(set(witness_kids)) != len(witness_kids):
+            # An Ed25519 cosignature does not commit to the cosigner's name (tlog-cosignature §Ed25519
+            # signed message), so one key under two names would count as two witnesses.
+            raise MalformedError(what, "one witness key is listed twice: each witness needs its own key")
+        if any(k.role == "witness" and k.name == log["origin"] for k in parsed):
+            raise MalformedError(what, "a witness key is named like the log: its cosignatures would pose as the log's")
         if quorum > len([k for k in parsed if k.role == "witness"]):
             raise MalformedError(what, f"a witness quorum of {quorum} exceeds the number of witness keys")
         return cls(issuer, audience, log["origin"], parsed, quorum, depth)

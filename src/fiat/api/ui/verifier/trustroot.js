@@ -249,6 +249,13 @@ export async function parseTrustRoot(data) {
   }
   const parsed = [];
   for (const k of keys) parsed.push(await keyFromJson(k));
+  const witnessKids = parsed.filter((k) => k.role === "witness").map((k) => k.kid);
+  if (new Set(witnessKids).size !== witnessKids.length) {
+    throw new MalformedError(what, "one witness key is listed twice: each witness needs its own key");
+  }
+  if (parsed.some((k) => k.role === "witness" && k.name === log.origin)) {
+    throw new MalformedError(what, "a witness key is named like the log: its cosignatures would pose as the log's");
+  }
   if (quorum > parsed.filter((k) => k.role === "witness").length) {
     throw new MalformedError(what, `a witness quorum of ${quorum} exceeds the number of witness keys`);
   }
