@@ -192,7 +192,7 @@ def test_the_state_database_commits_with_synchronous_full_in_wal_mode(tmp_path: 
         conn = store.db.conn()
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     finally:
         store.close()
     # Another Fiat database is not taken for a witness state.

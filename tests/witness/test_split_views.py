@@ -146,7 +146,7 @@ def test_split_views_without_refusals(tmp_path: Path) -> None:
     w = start_witness(tmp_path, "witness.test/quiet", None)
     try:
         p = ok(fiat_text("witness", "split-views", "--home", w.home, "--json"))
-        assert json.loads(p.stdout) == {"proofs": [], "unproven": []}
+        assert json.loads(p.stdout) == {"proofs": [], "unproven": [], "dropped": {}}
         assert "no refused checkpoints" in ok(fiat_text("witness", "split-views", "--home", w.home)).stdout
     finally:
         w.stop()

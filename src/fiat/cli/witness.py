@@ -187,7 +187,9 @@ def open_witness(cfg: Config, on_config_error: Callable[[str], None] | None = No
     mldsa = keys.load_mldsa(cfg.keys_dir / keys.MLDSA_FILE) if cfg.witness.mldsa else None
     logs = LogsFile(logs_path(cfg), on_config_error)
     store = SQLiteWitnessStore(state_path(cfg), cfg.storage.busy_timeout_ms)
-    return Witness(cfg.witness.name, ed, mldsa, logs, store)
+    if on_config_error is None:
+        return Witness(cfg.witness.name, ed, mldsa, logs, store)
+    return Witness(cfg.witness.name, ed, mldsa, logs, store, warn=on_config_error)  # the same stderr
 
 
 def close_witness(w: Witness) -> None:
@@ -322,7 +324,9 @@ def witness_status(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
             "never cosigned" if entry["size"] is None else f"size {entry['size']} (cosigned at {entry['cosignedAt']})"
         )
         extra = "" if entry["configured"] else " [no longer in the logs file]"
-        refused = f", {entry['refused']} refused" if entry["refused"] else ""
+        refused = f", {entry['refused']} refused ({entry['refusedProving']} proving a fork)" if entry["refused"] else ""
+        if entry["refusedDropped"]:
+            refused += f", {entry['refusedDropped']} more refused that prove nothing (not kept)"
         out.print(escape(f"  {entry['origin']}: {state}{refused}{extra}"))
 
 
@@ -336,6 +340,7 @@ def witness_split_views(
 ) -> None:
     """Export split-view proofs of refused, log-signed, inconsistent checkpoints (each verified first)."""
     from fiat.errors import VerificationError
+    from fiat.persist.sqlite.witness import MAX_UNPROVEN_REFUSALS_PER_ORIGIN
     from fiat.tlog.witness import origin_hash
     from fiat.verify.split_view import verify
     from fiat.witness.split_views import export
@@ -345,6 +350,7 @@ def witness_split_views(
         w = open_witness(cfg)
         try:
             refusals = w.store.refusals()
+            dropped = {o: c.dropped for o, c in w.store.refusal_counts().items() if c.dropped}
             keys = w.logs()
         finally:
             close_witness(w)
@@ -370,13 +376,21 @@ def witness_split_views(
             f.write(result.proof.encode())
         proofs.append({"origin": refusal.origin, "file": str(path), "summary": proven.summary})
     if as_json:
-        emit_json({"proofs": proofs, "unproven": unproven})
+        emit_json({"proofs": proofs, "unproven": unproven, "dropped": dropped})
         return
-    if not refusals:
+    if not refusals and not dropped:
         out.print("no refused checkpoints: this witness has seen no split view")
     for p in proofs:
         out.print(f"[bold]split view[/] of {escape(p['origin'])}: {p['summary']}\n  wrote {escape(p['file'])}")
     for u in unproven:
         out.print(escape(f"refused {u['origin']} ({u['reason']}): no proof — {u['whyNot']}"))
+    for origin, count in sorted(dropped.items()):
+        out.print(
+            escape(
+                f"refused {origin}: {count} more submissions that prove nothing were not kept "
+                f"(the witness keeps the first {MAX_UNPROVEN_REFUSALS_PER_ORIGIN} per log; "
+                "every one that proves a fork is kept)"
+            )
+        )
     if proofs:
         out.print("each proof was checked against the log keys of the logs file (docs/witness.md, Split views)")

@@ -37,15 +37,28 @@ is the durable one). The checks run in the order of tlog-witness §add-checkpoin
    root of the latest cosigned checkpoint, whose size step 5 made the old size.)
 10. **record** — "If the origin is known, and the signature is valid, the witness MAY log the
     request even if the checkpoint fails one of the consistency checks above (but MUST NOT
-    cosign the checkpoint), as it might be proof of log misbehavior." Every 422 is recorded
-    (:class:`Refusal`, with the cosigned checkpoint it was checked against): ``fiat witness
-    split-views`` turns those that prove a fork into split-view proofs.
+    cosign the checkpoint), as it might be proof of log misbehavior." A 422 is recorded
+    (:class:`Refusal`, with the cosigned checkpoint it was checked against) so that ``fiat
+    witness split-views`` can turn it into a split-view proof — but the request is
+    unauthenticated and its proof lines are the client's, so what is kept depends on what the
+    refusal proves (:func:`fiat.witness.split_views.export` decides, the same rules the export
+    applies): one that proves a fork by itself (same size and another root; a log-signed empty
+    tree with another root; a proof that determines another root at the cosigned size) is always
+    kept, once per refused checkpoint (origin, size, root) — nobody can make one without the log
+    signing a fork; one that proves nothing (any other failing proof, including every proof from
+    a power-of-2 size) is kept only among the first ``MAX_UNPROVEN_REFUSALS_PER_ORIGIN`` (100,
+    ``fiat.persist.sqlite.witness``) of its log and otherwise only counted, so a flood of junk
+    can never crowd out evidence; and a request whose checkpoint is the cosigned one (same size
+    and root, whatever its proof) is not recorded at all — it cannot be evidence.
 11. **200** — "If all the checks above pass, the witness MUST update its record of the latest
     cosigned checkpoint and respond with a '200 Success' [...]. The response body MUST be a
     sequence of one or more note signature lines [...] cosignatures from the witness key(s) on
     the checkpoint. Witnesses SHOULD use ML-DSA-44 cosignatures. [...] start MUST be zero and
     end MUST be the checkpoint size. [...] the timestamp MUST NOT be zero." The body holds an
     Ed25519 cosignature (type 0x04) and, with an ML-DSA-44 key, an ML-DSA-44 one (type 0x06).
+    The timestamp is the clock's time (at least 1). Neither spec asks for monotonic timestamps,
+    and carrying a stored one forward would let one clock glitch pin every later cosignature in
+    the future (where guards reject them); a stored timestamp ahead of the clock is warned about.
 
 **Atomicity** — "The witness MUST persist the new checkpoint before responding. Note that
 checking the old size against the latest checkpoint and persisting the new checkpoint must be
@@ -65,9 +78,10 @@ add-checkpoint and the cosignature from the log key(s) that the witness verified
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -80,6 +94,7 @@ from fiat.tlog.checkpoint import Checkpoint
 TEXT = "text/plain; charset=utf-8"
 #: How many times a decision is made again after losing a compare-and-set race.
 MAX_RACES = 32
+log = logging.getLogger("fiat.witness")
 
 
 @dataclass(frozen=True)
@@ -106,15 +121,36 @@ class Refusal:
     against: bytes | None
     reason: str
     at: float  # POSIX seconds
+    #: Whether the refusal proves a fork by itself (:func:`fiat.witness.split_views.export` makes a proof).
+    proves: bool = False
 
     @property
     def digest(self) -> str:
-        """SHA-256 of the refused checkpoint and the request's proof (one record per distinct request)."""
+        """What a refusal is kept once per: for one that proves a fork, the refused checkpoint's origin,
+        size and root (one proof per forked checkpoint is enough); for any other, the refused
+        checkpoint and the request's proof (one record per distinct request)."""
+        if self.proves:
+            cp = Checkpoint.parse_text(note.parse(self.checkpoint).text)
+            return hashlib.sha256(f"fork\n{cp.origin}\n{cp.size}\n".encode() + cp.root).hexdigest()
         h = hashlib.sha256(self.checkpoint)
         h.update(f"\nold {self.old_size}\n".encode())
         for p in self.proof:
             h.update(p)
         return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class RefusalCounts:
+    """One log's refusals: kept ones that prove a fork, kept ones that do not, and ones that prove
+    nothing and were only counted (over the store's cap)."""
+
+    proving: int = 0
+    unproven: int = 0
+    dropped: int = 0
+
+    @property
+    def kept(self) -> int:
+        return self.proving + self.unproven
 
 
 class WitnessStore(Protocol):
@@ -131,15 +167,16 @@ class WitnessStore(Protocol):
         ...
 
     def record_refusal(self, refusal: Refusal) -> None:
-        """Keep a refused submission (once per :attr:`Refusal.digest`)."""
+        """Keep a refused submission once per :attr:`Refusal.digest`: always if it
+        :attr:`~Refusal.proves` a fork, else only while few of the log's are kept (else count it)."""
         ...
 
     def all_latest(self) -> list[Cosigned]: ...
 
     def refusals(self, origin: str | None = None) -> list[Refusal]: ...
 
-    def refusal_counts(self) -> dict[str, int]:
-        """Origin → how many refusals are kept."""
+    def refusal_counts(self) -> dict[str, RefusalCounts]:
+        """Origin → how many refusals are kept (proving, not) and dropped."""
         ...
 
 
@@ -174,6 +211,7 @@ class Witness:
     logs: Callable[[], Mapping[str, Sequence[note.Verifier]]]
     store: WitnessStore
     clock: Callable[[], float] = time.time
+    warn: Callable[[str], None] = log.warning
     _ed_public: bytes = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -229,26 +267,42 @@ class Witness:
                 if refused.status == 409:
                     size = 0 if latest is None else latest.size
                     return Outcome(409, witness.encode_size(size), witness.SIZE_MEDIA_TYPE, cp.origin)
-                self.store.record_refusal(
-                    Refusal(
-                        cp.origin,
-                        request.checkpoint,
-                        request.old_size,
-                        request.proof,
-                        None if latest is None else latest.note,
-                        refused.message,
-                        self.clock(),
-                    )
-                )
+                self._record(request, cp, latest, refused.message)
                 return Outcome.error(refused.status, refused.message, cp.origin)
             # Step 11: cosign, then store atomically against the snapshot the checks used.
-            timestamp = max(int(self.clock()), 1, 0 if latest is None else latest.timestamp)
+            timestamp = max(int(self.clock()), 1)  # "the timestamp MUST NOT be zero"; not monotonic
+            if latest is not None and latest.timestamp > timestamp:
+                self.warn(
+                    f"the last cosignature of {cp.origin} is timestamped {latest.timestamp}, "
+                    f"{latest.timestamp - timestamp} s ahead of this machine's clock ({timestamp}): "
+                    "the clock was ahead then or is behind now; cosigning at the clock's time (check NTP)"
+                )
             cosigs = self._cosign(parsed.text, cp, timestamp)
             served = note.Note(parsed.text, (*verified, *cosigs)).encode()
             if self.store.compare_and_set(latest, Cosigned(cp.origin, cp.size, cp.root, served, timestamp)) is None:
                 return Outcome(200, witness.encode_signatures(cosigs), TEXT, cp.origin)
             # Another request changed the state meanwhile: decide again against the new state.
         return Outcome.error(503, "too many concurrent submissions for this log; retry", cp.origin)
+
+    def _record(
+        self, request: witness.AddCheckpointRequest, cp: Checkpoint, latest: Cosigned | None, reason: str
+    ) -> None:
+        """Step 10: keep a 422 (module docstring: what is kept, and why the cosigned checkpoint is not)."""
+        if latest is not None and (cp.size, cp.root) == (latest.size, latest.root):
+            return  # the checkpoint it cosigned, with a proof that fails: no evidence of anything
+        from fiat.witness.split_views import export  # split_views reads Refusal from this module
+
+        refusal = Refusal(
+            cp.origin,
+            request.checkpoint,
+            request.old_size,
+            request.proof,
+            None if latest is None else latest.note,
+            reason,
+            self.clock(),
+        )
+        proves = export(refusal, self.name).proof is not None
+        self.store.record_refusal(replace(refusal, proves=proves) if proves else refusal)
 
     def _check(self, request: witness.AddCheckpointRequest, cp: Checkpoint, latest: Cosigned | None) -> None:
         """Steps 5 to 9 against a snapshot of the latest cosigned checkpoint."""
@@ -318,7 +372,9 @@ class Witness:
                     "root": None if c is None else note.b64(c.root),
                     "cosignedAt": None if c is None else c.timestamp,
                     "checkpointPath": witness.checkpoint_path(origin),
-                    "refused": refused.get(origin, 0),
+                    "refused": refused.get(origin, RefusalCounts()).kept,
+                    "refusedProving": refused.get(origin, RefusalCounts()).proving,
+                    "refusedDropped": refused.get(origin, RefusalCounts()).dropped,
                 }
             )
         return {
