@@ -5,6 +5,9 @@ witness can misbehave (garbage answers, a cosignature by the wrong key, 5xx, sil
 The witness proper (``fiat witness serve``) is its own package; these are the counterpart the log's
 collector is tested against before and beside it — they check what the spec requires of a client
 (the old size, the consistency proof, the log's signature) and record every request they got.
+A :class:`TestWitness` can also date its cosignatures off the real clock (``time_offset``,
+``fixed_time``). :class:`RawWitness` misbehaves below HTTP: it sends whatever bytes it is given,
+as slowly as it is told (a witness dribbling its headers, or answering without end).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import uvicorn
@@ -49,6 +53,8 @@ class TestWitness:
     root: bytes = merkle.EMPTY_ROOT
     seen: list[Seen] = field(default_factory=list)
     flaky_left: int = 2  # "flaky": answers 503 this many times first
+    time_offset: int = 0  # added to the real clock for the cosignature timestamps (a clock ahead)
+    fixed_time: int | None = None  # every cosignature dated this (a witness answering a cached one)
     url: str = ""
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
@@ -109,7 +115,8 @@ class TestWitness:
             self.flaky_left -= 1
             return 503, PlainTextResponse("try again", status_code=503)
         self.size, self.root = size, root
-        ts = 0 if self.mode == "zero-time" else int(time.time())
+        ts = int(time.time()) + self.time_offset if self.fixed_time is None else self.fixed_time
+        ts = 0 if self.mode == "zero-time" else ts
         key = Ed25519PrivateKey.generate() if self.mode == "wrong-key" else self.key
         signed = note.parse(cosignature.cosign(req.checkpoint, self.name, key, ts))
         line = signed.signatures[-1]
@@ -151,3 +158,52 @@ class TestWitness:
 def restart(w: TestWitness) -> TestWitness:
     """Start a stopped double again on its port, with the state it had (a witness restarted)."""
     return w.start(w.port)
+
+
+class RawWitness:
+    """A "witness" at the socket level, on a free port of 127.0.0.1: to every connection it reads
+    the request (one ``recv``) and sends the pieces ``answer()`` yields, ``pause`` seconds apart,
+    until they end or the client hangs up. ``sent`` counts the bytes the kernel took, ``held`` the
+    seconds each connection lasted until the client hung up (or the answer ended)."""
+
+    def __init__(self, answer: Callable[[], Iterable[bytes]], pause: float = 0.0) -> None:
+        self.answer, self.pause = answer, pause
+        self.sent = 0
+        self.held: list[float] = []
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        start = time.monotonic()
+        with conn:
+            conn.recv(1 << 16)
+            try:
+                for piece in self.answer():
+                    if self._stopped.is_set():
+                        break
+                    conn.sendall(piece)
+                    with self._lock:
+                        self.sent += len(piece)
+                    if self.pause:
+                        time.sleep(self.pause)
+            except OSError:
+                pass  # the client hung up
+        with self._lock:
+            self.held.append(time.monotonic() - start)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._sock.close()
