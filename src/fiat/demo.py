@@ -114,39 +114,12 @@ class Demo:
         published = self.fiat("policy", "publish", str(EXAMPLES))
         if published.returncode != 0:
             raise FiatError(f"could not publish the example policy: {published.stderr.strip()}")
-        server = self.server = subprocess.Popen(
-            [sys.executable, "-m", "fiat.cli.main", "serve", "--host", self.host, "--port", str(self.port)],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
         # `fiat serve` prints its banner once it holds the port: until then, whatever answers
         # on the port is not ours (it may have taken the port since the check above).
-        banner = threading.Event()
-        said: list[str] = []
-
-        def watch(stream: IO[str]) -> None:
-            for line in stream:
-                said.append(line)
-                if line.startswith("Fiat authority at "):
-                    banner.set()
-
-        assert server.stderr is not None
-        threading.Thread(target=watch, args=(server.stderr,), daemon=True).start()
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if server.poll() is not None:
-                time.sleep(0.2)  # let the watcher read what it said
-                raise FiatError(f"fiat serve did not start on {self.url}: {''.join(said).strip()[-400:]}")
-            if not banner.wait(0.2):
-                continue
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise FiatError(f"fiat serve did not answer on {self.url} within 30 s")
+        self.server, _ = start_child(
+            ["serve", "--host", self.host, "--port", str(self.port)], self.env, SERVE_BANNER, "/healthz",
+            f"fiat serve on {self.url}", self.url,
+        )  # fmt: skip
 
     def start_witnesses(self) -> None:
         """Three witnesses (real ``fiat witness serve`` processes, C2SP tlog-witness) cosign the demo log;
@@ -166,7 +139,11 @@ class Demo:
                 done = self.fiat(*args)
                 if done.returncode != 0:
                     raise FiatError(f"`fiat {' '.join(args[:2])}` failed: {done.stderr.strip()[-400:]}")
-            witness.start(self.env)
+            witness_env = {k: v for k, v in self.env.items() if k != "FIAT_HOME"}
+            witness.proc, witness.url = start_child(
+                ["witness", "serve", "--home", str(witness.home), "--port", "0"], witness_env, LISTENING, "/",
+                f"the witness {name}",
+            )  # fmt: skip
             cosigner = self.fiat("witness", "vkey", "--home", str(witness.home))
             added = self.fiat(
                 "keys", "add", "--role", "witness", "--name", name, "--vkey", cosigner.stdout.strip(),
@@ -177,14 +154,9 @@ class Demo:
         set_settings(self.home, {("log", "witness_quorum"): "2", ("runtime", "require_witnessed"): "true"})
 
     def stop(self) -> None:
-        if self.server is not None and self.server.poll() is None:
-            self.server.send_signal(signal.SIGTERM)
-            try:
-                self.server.wait(10)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
+        stop_child(self.server)
         for witness in self.witnesses:
-            witness.stop()
+            stop_child(witness.proc)
 
     def play_scenario(self, spec: DemoScenario, env: dict[str, str] | None = None, on_line: Any = None) -> Scenario:
         """One of the shared scenarios (:data:`fiat.demo_runs.SCENARIOS`), as ``fiat run`` plays it."""
@@ -294,56 +266,71 @@ WITNESSES = 3
 LISTENING = re.compile(r"fiat witness: listening on (https?://\S+)")
 
 
+@dataclass
 class DemoWitness:
     """One ``fiat witness serve`` child of the demo, on a free port of the demo's loopback."""
 
-    def __init__(self, name: str, home: Path) -> None:
-        self.name, self.home = name, home
-        self.url = ""
-        self.proc: subprocess.Popen[str] | None = None
+    name: str
+    home: Path
+    url: str = ""
+    proc: subprocess.Popen[str] | None = None
 
-    def start(self, env: dict[str, str]) -> None:
-        proc = self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fiat.cli.main", "witness", "serve", "--home", str(self.home), "--port", "0"],
-            env={k: v for k, v in env.items() if k != "FIAT_HOME"},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        found = threading.Event()
-        said: list[str] = []
 
-        def watch(stream: IO[str]) -> None:
-            for line in stream:
-                said.append(line)
-                m = LISTENING.search(line)
-                if m and not found.is_set():
-                    self.url = m.group(1)
-                    found.set()
+#: What `fiat serve` prints once it holds its port (the demo knows its URL: the port it asked for).
+SERVE_BANNER = re.compile(r"^Fiat authority at ")
 
-        assert proc.stderr is not None
-        threading.Thread(target=watch, args=(proc.stderr,), daemon=True).start()
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                time.sleep(0.2)
-                raise FiatError(f"the witness {self.name} did not start: {''.join(said).strip()[-400:]}")
-            if not found.wait(0.2):
-                continue
-            try:
-                if httpx.get(self.url + "/", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise FiatError(f"the witness {self.name} did not answer within 30 s")
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+def start_child(
+    args: list[str], env: dict[str, str], banner: re.Pattern[str], ready: str, what: str, url: str = ""
+) -> tuple[subprocess.Popen[str], str]:
+    """Start ``fiat ARGS`` and wait (30 s at most) until its stderr prints ``banner`` and
+    ``GET <url><ready>`` answers 200; returns the process and the URL (``url``, else the banner's
+    group 1: the URL it printed)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fiat.cli.main", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    found = threading.Event()
+    said: list[str] = []
+
+    def watch(stream: IO[str]) -> None:
+        nonlocal url
+        for line in stream:
+            said.append(line)
+            m = banner.search(line)
+            if m and not found.is_set():
+                url = url or m.group(1).rstrip("/")
+                found.set()
+
+    assert proc.stderr is not None
+    threading.Thread(target=watch, args=(proc.stderr,), daemon=True).start()
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            time.sleep(0.2)  # let the watcher read what it said
+            raise FiatError(f"{what} did not start: {''.join(said).strip()[-400:]}")
+        if not found.wait(0.2):
+            continue
+        try:
+            if httpx.get(url + ready, timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    stop_child(proc)
+    raise FiatError(f"{what} did not answer within 30 s")
+
+
+def stop_child(proc: subprocess.Popen[str] | None) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def set_settings(home: Path, values: dict[tuple[str, str], str]) -> None:

@@ -29,16 +29,14 @@ import httpx
 import pytest
 
 import fiat
-from fiat.enforce.guard import GuardSettings, Runtime, Session
+from fiat.enforce.guard import GuardSettings, Session
 from fiat.enforce.trust import TrustMonitor
 from fiat.errors import FiatError, VerificationError
-from fiat.establish.measure import default_measurer
 from fiat.prove.audit import HttpFetcher
 from fiat.tlog import note
 from fiat.verify import split_view
-from support.forked_log import ForkedLog, TileServer, World, witness_key
-
-PRINCIPAL, ACTION, RESOURCE = "agent:release-bot", "shell:run", "repo:fiat"
+from support import witnesses
+from support.forked_log import ACTION, PRINCIPAL, RESOURCE, ForkedLog, TileServer, World, checked_session, witness_key
 
 
 @pytest.fixture
@@ -58,28 +56,7 @@ def fork(tmp_path: Path, world: World, common: int, a: int, b: int) -> Iterator[
 
 
 def session(world: World, monitor: TrustMonitor, tmp_path: Path) -> Session:
-    argv = [sys.executable, "-c", "pass"]
-    measurer = default_measurer(argv, str(tmp_path), [], ["PATH"])
-    s = Session(
-        None,  # type: ignore[arg-type]
-        world.root,
-        Runtime(world.runtime_kid, world.runtime),
-        monitor,
-        measurer,
-        PRINCIPAL,
-        ACTION,
-        RESOURCE,
-        {"command": {"argv": argv, "cwd": str(tmp_path)}},
-        settings=GuardSettings(heartbeat=0.1, staleness=5.0),
-    )
-    now = time.time()
-    s.claims = {
-        "jti": "pmt_split_view_test",
-        "iat": int(now),
-        "exp": int(now) + 600,
-        "environment": {"digest": {"sha256": measurer.measure()["digest"]}},
-    }
-    return s
+    return checked_session(world, monitor, tmp_path, GuardSettings(heartbeat=0.1, staleness=5.0), "pmt_split_view_test")
 
 
 def wait_split_view(monitor: TrustMonitor, timeout: float = 10.0) -> None:
@@ -209,7 +186,6 @@ def test_gossip_with_a_real_witness_holding_the_other_side_halts_and_proves_it(t
     """(b) The guard's authority serves side B only; a real witness was shown side A (submitted to it
     with C2SP tlog-witness add-checkpoint). Gossip finds the fork: the guard halts at log-continuity
     and writes a split-view proof that the verifier accepts."""
-    witnesses = pytest.importorskip("support.witnesses", reason="tests/support/witnesses.py is not in this tree")
     from fiat.tlog.witness import ADD_CHECKPOINT_PATH, AddCheckpointRequest
 
     base = World(witnesses=0, quorum=0)
@@ -272,7 +248,6 @@ def test_a_dribbling_witness_neither_hangs_gossip_nor_hides_a_fork(tmp_path: Pat
     from fiat.tlog.witness import ADD_CHECKPOINT_PATH, AddCheckpointRequest
     from fiat.verify.trust_root import cosigner_vkey
 
-    witnesses = pytest.importorskip("support.witnesses", reason="tests/support/witnesses.py is not in this tree")
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Dribbler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     hostile = f"http://127.0.0.1:{server.server_address[1]}"
@@ -313,7 +288,6 @@ def test_a_dribbling_witness_neither_hangs_gossip_nor_hides_a_fork(tmp_path: Pat
 
 def test_gossip_with_an_honest_witness_finds_nothing(tmp_path: Path) -> None:
     """The witness holds a prefix of the guard's history, then the same checkpoint: no split view."""
-    witnesses = pytest.importorskip("support.witnesses", reason="tests/support/witnesses.py is not in this tree")
     from fiat.tlog.witness import ADD_CHECKPOINT_PATH, AddCheckpointRequest
 
     base = World(witnesses=0, quorum=0)

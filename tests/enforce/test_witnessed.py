@@ -21,14 +21,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 import fiat
 from fiat.config import load_config
 from fiat.enforce.bootstrap import guard_settings
-from fiat.enforce.guard import GuardSettings, NotEstablished, Runtime, Session
+from fiat.enforce.guard import GuardSettings, NotEstablished, Session
 from fiat.enforce.trust import TrustMonitor
-from fiat.establish.measure import default_measurer
 from fiat.tlog import merkle
 from fiat.tlog.checkpoint import Checkpoint, sign_checkpoint
-from support.forked_log import World
+from support import witnesses
+from support.forked_log import ACTION, PRINCIPAL, RESOURCE, World, checked_session
 
-PRINCIPAL, ACTION, RESOURCE = "agent:release-bot", "shell:run", "repo:fiat"
 FRESHNESS = 3.0
 WITNESSED = GuardSettings(heartbeat=0.1, staleness=5.0, require_witnessed=True, witness_freshness=FRESHNESS)
 NOWHERE = "http://127.0.0.1:9"  # the monitor is fed by hand: it never connects
@@ -41,30 +40,7 @@ def checkpoint(world: World, size: int = 3) -> bytes:
 
 
 def session(world: World, monitor: TrustMonitor, tmp_path: Path, settings: GuardSettings = WITNESSED) -> Session:
-    """A session whose permit is valid for ten minutes and bound to this very environment, so that
-    every step but the trust-state ones holds (the client is never used by ``check``)."""
-    argv = [sys.executable, "-c", "pass"]
-    measurer = default_measurer(argv, str(tmp_path), [], ["PATH"])
-    s = Session(
-        None,  # type: ignore[arg-type]
-        world.root,
-        Runtime(world.runtime_kid, world.runtime),
-        monitor,
-        measurer,
-        PRINCIPAL,
-        ACTION,
-        RESOURCE,
-        {"command": {"argv": argv, "cwd": str(tmp_path)}},
-        settings=settings,
-    )
-    now = time.time()
-    s.claims = {
-        "jti": "pmt_witnessed_test",
-        "iat": int(now),
-        "exp": int(now) + 600,
-        "environment": {"digest": {"sha256": measurer.measure()["digest"]}},
-    }
-    return s
+    return checked_session(world, monitor, tmp_path, settings, "pmt_witnessed_test")
 
 
 def fed(world: World, *notes: bytes) -> TrustMonitor:
@@ -287,7 +263,6 @@ def test_three_witnesses_quorum_two_end_to_end(tmp_path: Path) -> None:
     pytest.importorskip(
         "fiat.prove.witnessing", reason="the log's submission to witnesses (issue 14, piece 2) is not in this tree"
     )
-    witnesses = pytest.importorskip("support.witnesses", reason="tests/support/witnesses.py is not in this tree")
     from support.processes import FiatServer, fiat_text, ok
 
     home = tmp_path / "home"
@@ -298,13 +273,7 @@ def test_three_witnesses_quorum_two_end_to_end(tmp_path: Path) -> None:
     runs: list[GuardedRun] = []
     server = None
     try:
-        for w in ws:
-            ok(
-                fiat_text(
-                    "keys", "add", "--role", "witness", "--name", w.name, "--vkey", w.vkey, "--url", w.url,
-                    "--home", home,
-                )
-            )  # fmt: skip
+        witnesses.enroll(home, ws)
         env = {
             "FIAT_LOG_WITNESS_QUORUM": "2",
             "FIAT_LOG_WITNESS_INTERVAL_MS": "500",

@@ -14,6 +14,7 @@ a forked log (one log key, two histories) and an HTTP server of one history's ti
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -25,6 +26,9 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from fiat.enforce.guard import GuardSettings, Runtime, Session
+from fiat.enforce.trust import TrustMonitor
+from fiat.establish.measure import default_measurer
 from fiat.formats.jws import jwk_thumbprint
 from fiat.persist.sqlite.log import SQLiteLogStore
 from fiat.prove.log import TransparencyLog
@@ -220,3 +224,35 @@ class TileServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+PRINCIPAL, ACTION, RESOURCE = "agent:release-bot", "shell:run", "repo:fiat"
+
+
+def checked_session(
+    world: World, monitor: TrustMonitor, tmp_path: Path, settings: GuardSettings, jti: str = "pmt_test"
+) -> Session:
+    """A guard session whose permit is valid for ten minutes and bound to this very environment, so
+    that every step but the trust-state ones holds (its client is never used by ``check``)."""
+    argv = [sys.executable, "-c", "pass"]
+    measurer = default_measurer(argv, str(tmp_path), [], ["PATH"])
+    s = Session(
+        None,  # type: ignore[arg-type]
+        world.root,
+        Runtime(world.runtime_kid, world.runtime),
+        monitor,
+        measurer,
+        PRINCIPAL,
+        ACTION,
+        RESOURCE,
+        {"command": {"argv": argv, "cwd": str(tmp_path)}},
+        settings=settings,
+    )
+    now = time.time()
+    s.claims = {
+        "jti": jti,
+        "iat": int(now),
+        "exp": int(now) + 600,
+        "environment": {"digest": {"sha256": measurer.measure()["digest"]}},
+    }
+    return s

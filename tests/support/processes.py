@@ -132,7 +132,51 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class FiatServer:
+class ChildServer:
+    """What every test server child shares: its process (``_proc``, set by the subclass's ``start``),
+    whether it runs, its output, a stop (SIGTERM, then SIGKILL after 10 s) and use as a context manager."""
+
+    _proc: subprocess.Popen[bytes] | None = None
+    output: Path
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        """The child process (once started)."""
+        assert self._proc is not None, f"the {type(self).__name__} was not started"
+        return self._proc
+
+    def text(self) -> str:
+        """What the server wrote so far (stdout and stderr)."""
+        return self.output.read_text(encoding="utf-8", errors="replace") if self.output.is_file() else ""
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within 10 s."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+    def __enter__(self) -> Self:
+        return self if self.running() else self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class FiatServer(ChildServer):
     """A real ``fiat serve`` (or, with ``log=True``, ``fiat log serve``) child process on 127.0.0.1.
 
     ``home`` is passed as ``--home`` (None: none is, and the server finds ``./.fiat`` in ``cwd``); ``env`` adds to
@@ -171,12 +215,6 @@ class FiatServer:
         self.tls_ca = tls_ca
 
     @property
-    def proc(self) -> subprocess.Popen[bytes]:
-        """The child process (once started)."""
-        assert self._proc is not None, "the server was not started"
-        return self._proc
-
-    @property
     def url(self) -> str:
         scheme = "https" if self.tls_ca is not None else "http"
         return f"{scheme}://127.0.0.1:{self.port}" + ("/log" if self.is_log else "")
@@ -193,13 +231,6 @@ class FiatServer:
         if self.fixed_port is None:
             argv += ["--host", "127.0.0.1", "--port", str(self.port)]
         return argv
-
-    def text(self) -> str:
-        """What the server wrote so far (stdout and stderr)."""
-        return self.output.read_text(encoding="utf-8", errors="replace") if self.output.is_file() else ""
-
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def exited(self) -> bool:
         """True once a started server has ended (of itself or by :meth:`stop`)."""
@@ -233,26 +264,6 @@ class FiatServer:
                 time.sleep(0.05)
             # It exited: perhaps the port was taken in between; try another.
         raise AssertionError(f"{' '.join(self._argv()[2:])} exited with {self.proc.returncode}:\n{self.text()[-4000:]}")
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it has not exited within 10 s."""
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-    def __enter__(self) -> Self:
-        return self if self.running() else self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def err(p: subprocess.CompletedProcess[AnyStr]) -> str:

@@ -19,17 +19,16 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
-from typing import Self
+from typing import Protocol, Self
 
 import httpx
 
-from support.processes import FIAT, SERVER_START_TIMEOUT, cli_env, fiat_text, ok
+from support.processes import FIAT, SERVER_START_TIMEOUT, ChildServer, cli_env, fiat_text, ok
 
 LISTENING = re.compile(r"fiat witness: listening on (http://127\.0\.0\.1:(\d+))")
 
 
-class WitnessProc:
+class WitnessProc(ChildServer):
     """One ``fiat witness serve`` process over a witness home."""
 
     def __init__(self, home: Path, name: str, *, start_timeout: float = SERVER_START_TIMEOUT) -> None:
@@ -48,17 +47,6 @@ class WitnessProc:
         """The submission and monitoring prefix, e.g. ``http://127.0.0.1:41234`` (no trailing slash)."""
         assert self.port, "the witness has not been started"
         return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def proc(self) -> subprocess.Popen[bytes]:
-        assert self._proc is not None, "the witness was not started"
-        return self._proc
-
-    def text(self) -> str:
-        return self.output.read_text(encoding="utf-8", errors="replace") if self.output.is_file() else ""
-
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def add_log(self, vkey: str, url: str | None = None) -> None:
         """``fiat witness add-log`` (a running witness picks it up on its next request)."""
@@ -95,18 +83,6 @@ class WitnessProc:
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=10)
 
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it has not exited within 10 s."""
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
     def restart(self, attempts: int = 20) -> Self:
         """Start again on the same port after :meth:`kill` or :meth:`stop` (retried while the port is busy)."""
         self.kill()
@@ -118,14 +94,6 @@ class WitnessProc:
                     raise
                 time.sleep(0.25)
         raise AssertionError(f"port {self.port} stayed busy; the witness could not restart on it")
-
-    def __enter__(self) -> Self:
-        return self if self.running() else self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def make_witness_home(where: Path, name: str, log_vkeys: Sequence[str] = (), url: str | None = None) -> Path:
@@ -168,3 +136,21 @@ def running(witnesses: Sequence[WitnessProc]) -> Iterator[Sequence[WitnessProc]]
     finally:
         for w in witnesses:
             w.stop()
+
+
+class Enrollable(Protocol):
+    """A witness as the log's home registers it: a real one (:class:`WitnessProc`) or a test double."""
+
+    name: str
+    vkey: str
+
+    @property
+    def url(self) -> str: ...
+
+
+def enroll(home: Path, witnesses: Sequence[Enrollable], env: dict[str, str] | None = None) -> None:
+    """``fiat keys add --role witness --name N --vkey V --url U`` for each witness: the home's log
+    submits its checkpoints to them (and its trust root lists them)."""
+    for w in witnesses:
+        ok(fiat_text("keys", "add", "--role", "witness", "--name", w.name, "--vkey", w.vkey, "--url", w.url,
+                     "--home", home, env=env))  # fmt: skip

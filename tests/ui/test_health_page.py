@@ -96,16 +96,13 @@ def test_the_witness_panel_shows_verified_cosigners_and_each_witness(
     killed witness's row shows the failure while the quorum still holds."""
     from fiat.config import load_config
     from fiat.home import log_keys
-    from support.processes import fiat_text, ok
-    from support.witnesses import running, three_witnesses
+    from support.witnesses import enroll, running, three_witnesses
 
     env = {"FIAT_LOG_WITNESS_QUORUM": "2", "FIAT_LOG_WITNESS_INTERVAL_MS": "200", "FIAT_LOG_WITNESS_TIMEOUT_MS": "500"}
     home = make_home(tmp_path)
     log_vkey = log_keys(load_config(home, require=True))[0].verifier.encode()
     with running(three_witnesses(tmp_path, log_vkey)) as ws:
-        for wit in ws:
-            ok(fiat_text("keys", "add", "--role", "witness", "--name", wit.name, "--vkey", wit.vkey,
-                         "--url", wit.url, "--home", home, env=env))  # fmt: skip
+        enroll(home, ws, env)
         server = FiatServer(home, env=env).start()
         try:
             w = open_page(server.url, "/ui/health")

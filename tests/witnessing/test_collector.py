@@ -84,7 +84,9 @@ def test_three_witnesses_cosign_and_the_quorum_checkpoint_is_kept(
         # Stored durably; /log/checkpoint's source serves it.
         stored = tlog.witnessed_checkpoint()
         assert stored is not None and stored.size == 5
-        assert tlog.served_checkpoint().note_bytes == stored.note_bytes
+        # (The same tree: fresher cosignatures on it may be stored between the two reads.)
+        served = tlog.served_checkpoint()
+        assert served.checkpoint == stored.checkpoint and len(cosigners(served.note_bytes, keys(ws))) >= 2
         # Submissions after the first carried a consistency proof from the witness's size.
         for w in ws:
             assert all(s.status in (200, 409) for s in w.seen), w.seen

@@ -2,9 +2,10 @@
 
 Cosigned checkpoints at ``/log/checkpoint`` (every cosignature checked here from the witnesses'
 vkeys alone), a bundle fetched from the server that ``fiat verify`` accepts under a quorum-2
-trust root, one witness killed (the quorum holds; appends take no longer), the witness restarted
-(caught up with a consistency proof), and the server restarted (it knows no witness's size: the
-409 answers tell it, tlog-witness §add-checkpoint).
+trust root and says how witnessed it is (``witnessed by k of 3``; all three required, or none),
+one witness killed (the quorum holds; appends take no longer), the witness restarted (caught up
+with a consistency proof), and the server restarted (it knows no witness's size: the 409 answers
+tell it, tlog-witness §add-checkpoint).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from cryptography.exceptions import InvalidSignature
@@ -23,11 +25,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fiat.config import load_config
 from fiat.home import init_home, log_keys
 from fiat.keys.admin_token import read_admin_token
-from fiat.tlog.checkpoint import open_checkpoint
+from fiat.tlog import note
+from fiat.tlog.checkpoint import Checkpoint, open_checkpoint
 from fiat.tlog.proof_file import TlogProof
 from support.evidence import make_execution
 from support.processes import FiatServer, fiat_text, ok
-from support.witnesses import running, three_witnesses
+from support.witnesses import enroll, running, three_witnesses
 
 from .test_server import ENV, cosigned_by, wait_checkpoint
 
@@ -75,6 +78,59 @@ def p99(values: list[float]) -> float:
     return values[max(0, int(len(values) * 0.99) - 1)]
 
 
+def assert_assurance(
+    bundle: dict[str, Any], bundle_path: Path, root_path: Path, vkeys: list[str], tmp_path: Path
+) -> None:
+    """The assurance level of the served bundle (docs/formats.md, "Witnesses and assurance"), said by
+    ``fiat verify`` (the CLI, in a subprocess): ``witnessed by k of 3`` with k the number of witnesses
+    whose cosignature verifies on it (at least the quorum). The same bundle against a trust root asking
+    for all three fails at ``witness-quorum`` when fewer cosigned, and one without witness keys reads it
+    as ``signed by the log``."""
+    notes = {
+        TlogProof.parse(p.encode()).checkpoint
+        for p in [bundle["permit"]["tlogProof"], *(s["tlogProof"] for s in bundle["statements"])]
+    }
+    k = min(len(cosigned_by(n, vkeys)) for n in notes)
+    assert 2 <= k <= 3
+    print(f"\nthe served bundle: witnessed by {k} of 3")
+    text = fiat_text("verify", bundle_path, "--trust-root", root_path)
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert f"\nassurance: witnessed by {k} of 3 (the trust root requires 2)\n" in text.stdout
+    report = json.loads(fiat_text("verify", bundle_path, "--trust-root", root_path, "--json").stdout)
+    assert report["assurance"] == {
+        "level": "witnessed",
+        "witnessed": k,
+        "witnesses": 3,
+        "quorum": 2,
+        "text": f"witnessed by {k} of 3",
+    }
+    assert all(Checkpoint.parse_text(note.parse(n).text).size >= 1 for n in notes)
+
+    # All three required: verified only if all three cosigned every checkpoint the bundle holds.
+    root = json.loads(root_path.read_text())
+    root["witnesses"]["quorum"] = 3
+    strict = tmp_path / "strict-root.json"
+    strict.write_text(json.dumps(root))
+    three = json.loads(fiat_text("verify", bundle_path, "--trust-root", strict, "--json").stdout)
+    assert three["verified"] is (k == 3)
+    if k < 3:
+        assert three["failedStep"] == "witness-quorum"
+    # A trust root without witness keys: the log's signature is all that counts.
+    root["witnesses"]["quorum"] = 0
+    root["keys"] = [key for key in root["keys"] if key["role"] != "witness"]
+    bare = tmp_path / "bare-root.json"
+    bare.write_text(json.dumps(root))
+    plain = json.loads(fiat_text("verify", bundle_path, "--trust-root", bare, "--json").stdout)
+    assert plain["verified"] is True
+    assert plain["assurance"] == {
+        "level": "log",
+        "witnessed": 0,
+        "witnesses": 0,
+        "quorum": 0,
+        "text": "signed by the log",
+    }
+
+
 def test_three_real_witnesses_quorum_two(tmp_path: Path) -> None:
     home = tmp_path / "home"
     init_home(home)
@@ -82,24 +138,7 @@ def test_three_real_witnesses_quorum_two(tmp_path: Path) -> None:
     log_vkey = log_keys(load_config(home, require=True))[0].verifier.encode()
     log_verifier = log_keys(load_config(home, require=True))[0].verifier
     with running(three_witnesses(tmp_path, log_vkey)) as ws:
-        for w in ws:
-            ok(
-                fiat_text(
-                    "keys",
-                    "add",
-                    "--role",
-                    "witness",
-                    "--name",
-                    w.name,
-                    "--vkey",
-                    w.vkey,
-                    "--url",
-                    w.url,
-                    "--home",
-                    home,
-                    env=ENV,
-                )
-            )
+        enroll(home, ws, ENV)
         vkeys = [w.vkey for w in ws]
         root_path = tmp_path / "trust-root.json"
         ok(fiat_text("trust-root", "export", "--home", home, "-o", root_path, env=ENV))
@@ -121,6 +160,7 @@ def test_three_real_witnesses_quorum_two(tmp_path: Path) -> None:
             bundle_path.write_text(json.dumps(bundle))
             verified = fiat_text("verify", bundle_path, "--trust-root", root_path, "--json")
             assert verified.returncode == 0, verified.stdout + verified.stderr
+            assert_assurance(bundle, bundle_path, root_path, vkeys, tmp_path)
 
             healthy = revoke_latencies(server.url, token, 40, "healthy")
             ws[0].kill()

@@ -26,6 +26,7 @@ from support.evidence import make_execution
 from support.processes import FiatServer, fiat_text, ok
 from support.processes import fiat as fiat_cli
 from support.witness_double import TestWitness, restart
+from support.witnesses import enroll
 
 ENV = {"FIAT_LOG_WITNESS_QUORUM": "2", "FIAT_LOG_WITNESS_INTERVAL_MS": "200", "FIAT_LOG_WITNESS_TIMEOUT_MS": "1000"}
 
@@ -56,23 +57,7 @@ def test_fiat_serve_serves_quorum_cosigned_checkpoints_and_bundles_verify(
     log_verifier = log_keys(load_config(home, require=True))[0].verifier
     ws = [TestWitness(f"witness.example/w{i}", log_verifier).start() for i in (1, 2, 3)]
     witnesses.extend(ws)
-    for w in ws:
-        fiat_text(
-            "keys",
-            "add",
-            "--role",
-            "witness",
-            "--name",
-            w.name,
-            "--vkey",
-            w.vkey,
-            "--url",
-            w.url,
-            "--home",
-            home,
-            check=True,
-            env=ENV,
-        )
+    enroll(home, ws, ENV)
     vkeys = [w.vkey for w in ws]
     root_path = tmp_path / "trust-root.json"
     fiat_text("trust-root", "export", "--home", home, "-o", root_path, check=True, env=ENV)
@@ -129,6 +114,13 @@ def test_fiat_serve_serves_quorum_cosigned_checkpoints_and_bundles_verify(
             json={"role": "runtime", "name": "n", "publicKey": b64url(extra.public_key), "url": "https://x.example"},
         )
         assert bad.status_code == 400, bad.text
+        # Attack: a witness enrolled under the log's own origin would sign lines posing as the log's.
+        posing = httpx.post(
+            f"{server.url}/v1/enrollments",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"role": "witness", "name": log_verifier.name, "publicKey": b64url(extra.public_key)},
+        )
+        assert posing.status_code == 400 and "named like the log" in posing.text, posing.text
         listed = httpx.get(f"{server.url}/v1/trust/root").json()["keys"]
         assert any(k.get("url") == "https://witness.example/w4" for k in listed)
 
@@ -166,11 +158,7 @@ def test_fiat_log_serve_submits_to_the_witnesses_too(tmp_path: Path, witnesses: 
     log_verifier = log_keys(load_config(home, require=True))[0].verifier
     w = TestWitness("witness.example/w1", log_verifier).start()
     witnesses.append(w)
-    ok(
-        fiat_text(
-            "keys", "add", "--role", "witness", "--name", w.name, "--vkey", w.vkey, "--url", w.url, "--home", home
-        )
-    )
+    enroll(home, [w])
     env = {**ENV, "FIAT_LOG_WITNESS_QUORUM": "1"}
     with FiatServer(home, log=True, env=env) as server:
         base = server.url.removesuffix("/log")

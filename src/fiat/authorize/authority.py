@@ -277,10 +277,7 @@ class Authority:
         url: str | None = None,
     ) -> KeyRecord:
         """Enrol a public key; an approver's with the approver groups it belongs to and who holds it;
-        a witness's with its tlog-witness ``url`` (the log submits to it from the next start), never
-        under the log's own origin (its cosignatures would pose as the log's signature)."""
-        if role == "witness" and name == self.cfg.log.origin:
-            raise MalformedError("witness name", f"{name!r} is the log's own origin; name the witness after itself")
+        a witness's with its tlog-witness ``url`` (the log submits to it from the next start)."""
         return self._keys.enroll(role, name, public_key, groups, identity, url=url)
 
     # -- the signed trust state -----------------------------------------------------------

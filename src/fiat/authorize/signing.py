@@ -21,6 +21,7 @@ from fiat.formats.statement import Statement
 from fiat.keys.keyring import KeyRecord, KeyRing, now_second
 from fiat.prove import evidence as ev
 from fiat.prove.log import TransparencyLog
+from fiat.verify.trust_root import check_witness_name
 
 log = logging.getLogger("fiat.authority")
 
@@ -80,11 +81,13 @@ class AuthorityKeys:
         url: str | None = None,
     ) -> KeyRecord:
         """Enrol a public key; an approver key with its approver ``groups`` and ``identity`` (who holds it);
-        a witness key with its tlog-witness ``url``."""
+        a witness key with its tlog-witness ``url``, never under the log's own origin."""
         if role not in ("runtime", "approver", "witness"):
             raise MalformedRequestError("enroll a runtime, an approver or a witness")
         if len(public_key) != 32:
             raise MalformedRequestError("an Ed25519 public key is 32 bytes")
+        if role == "witness":
+            check_witness_name(name, self.cfg.log.origin)
         with self._lock:
             ring = KeyRing(self.cfg.keys_dir)
             rec = ring.add_public(role, name, public_key, now_second(), (groups, identity), url=url)

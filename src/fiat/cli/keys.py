@@ -22,6 +22,7 @@ from fiat.cli.common import (
     out,
     write_output,
 )
+from fiat.errors import MalformedError
 
 keys_app = typer.Typer(help="Keys by role (authority, log, runtime, approver, witness).", no_args_is_help=True)
 trust_app = typer.Typer(help="The trust root a relying party verifies against.", no_args_is_help=True)
@@ -69,7 +70,7 @@ def keys_add(
     register a witness's public key (its private half stays with the witness)."""
     from fiat.home import keyring
     from fiat.keys.keyring import now_second
-    from fiat.verify.trust_root import check_witness_url, parse_cosigner_vkey
+    from fiat.verify.trust_root import check_witness_name, check_witness_url, parse_cosigner_vkey
 
     if role not in ("runtime", "approver", "witness"):
         fail(EXIT_INVALID, f"keys of role {role!r} are created by `fiat init` or rotated with `fiat keys rotate`")
@@ -82,12 +83,15 @@ def keys_add(
         if url is not None:
             check_witness_url(url, "--url")
         cfg = config(home)
-        if role == "witness" and name == cfg.log.origin:
-            fail(
-                EXIT_INVALID,
-                f"a witness cannot be named {name!r}, the log's own origin: its cosignatures would pose as the log's",
-                "name the witness after itself, e.g. witness.example/w1",
-            )
+        if role == "witness":
+            try:
+                check_witness_name(name, cfg.log.origin)
+            except MalformedError as exc:
+                fail(
+                    EXIT_INVALID,
+                    f"{name!r} is the log's own origin: {exc.reason}",
+                    "name the witness after itself, e.g. witness.example/w1",
+                )
         ring = keyring(cfg)
         if vkey is not None:
             vkey_name, public = parse_cosigner_vkey(vkey)

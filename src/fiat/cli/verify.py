@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -26,6 +27,7 @@ from fiat.errors import MalformedError
 
 if TYPE_CHECKING:
     from fiat.verify import TrustRoot, VerificationResult
+    from fiat.verify.verifier import StepResult
 
 
 def bundle_export(
@@ -83,9 +85,7 @@ def verify_cmd(
     if as_json:
         emit_json(result.to_json())
     else:
-        marks = {"pass": "[green]✓[/]", "fail": "[bold red]✗[/]", "skip": "[dim]-[/]"}
-        for step in result.steps:
-            out.print(f"{marks[step.status]} {step.name:<24} {escape(step.detail)}")
+        print_steps(result.steps)
         if result.assurance is not None:
             out.print(f"assurance: {escape(assurance_line(result))}")
         if result.verified:
@@ -95,6 +95,15 @@ def verify_cmd(
             out.print(f"[bold red]NOT verified[/]: failed at {failed.name if failed else '?'}")
     if not result.verified:
         raise typer.Exit(EXIT_FAILED)
+
+
+MARKS = {"pass": "[green]✓[/]", "fail": "[bold red]✗[/]", "skip": "[dim]-[/]"}
+
+
+def print_steps(steps: Sequence[StepResult]) -> None:
+    """One line a verification step: its mark, its name, what it found."""
+    for step in steps:
+        out.print(f"{MARKS[step.status]} {step.name:<24} {escape(step.detail)}")
 
 
 def verdict(result: VerificationResult) -> str:
@@ -146,9 +155,7 @@ def split_view_cmd(path: Path, raw: bytes, root: TrustRoot, as_json: bool) -> No
     if as_json:
         emit_json(result.to_json())
     else:
-        marks = {"pass": "[green]✓[/]", "fail": "[bold red]✗[/]", "skip": "[dim]-[/]"}
-        for step in result.steps:
-            out.print(f"{marks[step.status]} {step.name:<24} {escape(step.detail)}")
+        print_steps(result.steps)
         if result.proven:
             (sa, ra), (sb, rb) = result.checkpoints
             out.print(

@@ -341,9 +341,10 @@ class EvidenceRecorder:
 
         That checkpoint is the latest one; with witnesses (:attr:`witnesses`), the newest checkpoint
         their quorum cosigned that covers every entry of the bundle, waited for up to
-        :attr:`witness_timeout` (the latest plain one when none comes in time); without a collector,
-        the stored cosigned checkpoint when it covers them. Entries logged after the chosen
-        checkpoint are left to a later bundle.
+        :attr:`witness_timeout` (the latest plain one when none comes in time); without a collector
+        here (the CLI), the stored cosigned checkpoint once it covers them — waited for as long when
+        the home has witnesses (:attr:`TransparencyLog.witnessing`: the server's collector stores it).
+        Entries logged after the chosen checkpoint are left to a later bundle.
 
         ``extra(jti)`` names further logged statements that belong in a permit's part of the
         bundle though they are indexed under other ids: the authority passes the revocations that

@@ -35,7 +35,7 @@ ML-DSA-44 comes from ``cryptography`` (>= 50, ``hazmat.primitives.asymmetric.mld
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -158,24 +158,41 @@ def cosign(checkpoint_note: bytes, name: str, key: Ed25519PrivateKey, timestamp:
     return note.Note(parsed.text, (*parsed.signatures, sig)).encode()
 
 
-def verified_cosigners(parsed: note.Note, witnesses: Iterable[tuple[str, bytes]]) -> list[tuple[str, int]]:
-    """The (name, timestamp) of every known Ed25519 witness whose cosignature verifies; unknown ones are ignored."""
+def _verified(
+    parsed: note.Note,
+    witnesses: Iterable[tuple[str, bytes]],
+    key_id: Callable[[str, bytes], int],
+    signature_size: int,
+    check: Callable[[str, bytes, int, bytes], None],
+) -> list[tuple[str, int]]:
+    """The (name, timestamp) of every witness with a line of its name and key ID whose
+    ``timestamped_signature`` (tlog-cosignature §Format) ``check`` accepts; other lines are ignored.
+    ``check(name, public key, timestamp, signature)`` raises on a bad signature."""
     out = []
     for name, public in witnesses:
-        kid = ed25519_key_id(name, public)
+        kid = key_id(name, public)
         for sig in parsed.signatures:
-            if sig.name != name or sig.key_id != kid or len(sig.signature) != 8 + ED25519_SIGNATURE_SIZE:
+            if sig.name != name or sig.key_id != kid or len(sig.signature) != 8 + signature_size:
                 continue
             (ts,) = struct.unpack(">Q", sig.signature[:8])
             if ts > MAX_TIMESTAMP:
                 continue
             try:
-                Ed25519PublicKey.from_public_bytes(public).verify(sig.signature[8:], message(parsed.text, ts))
-            except InvalidSignature:
+                check(name, public, ts, sig.signature[8:])
+            except (InvalidSignature, ValueError):
                 continue
             out.append((name, ts))
             break
     return out
+
+
+def verified_cosigners(parsed: note.Note, witnesses: Iterable[tuple[str, bytes]]) -> list[tuple[str, int]]:
+    """The (name, timestamp) of every known Ed25519 witness whose cosignature verifies; unknown ones are ignored."""
+
+    def check(_name: str, public: bytes, ts: int, signature: bytes) -> None:
+        Ed25519PublicKey.from_public_bytes(public).verify(signature, message(parsed.text, ts))
+
+    return _verified(parsed, witnesses, ed25519_key_id, ED25519_SIGNATURE_SIZE, check)
 
 
 def verified_mldsa_cosigners(
@@ -183,20 +200,8 @@ def verified_mldsa_cosigners(
 ) -> list[tuple[str, int]]:
     """The (name, timestamp) of every known ML-DSA-44 witness whose checkpoint cosignature (start 0,
     end ``size``) on ``origin``/``root`` verifies; unknown signature lines are ignored."""
-    out = []
-    for name, public in witnesses:
-        kid = mldsa_key_id(name, public)
-        for sig in parsed.signatures:
-            if sig.name != name or sig.key_id != kid or len(sig.signature) != 8 + MLDSA44_SIGNATURE_SIZE:
-                continue
-            (ts,) = struct.unpack(">Q", sig.signature[:8])
-            if ts > MAX_TIMESTAMP:
-                continue
-            try:
-                msg = mldsa_message(name, ts, origin, 0, size, root)
-                MLDSA44PublicKey.from_public_bytes(public).verify(sig.signature[8:], msg)
-            except (InvalidSignature, ValueError):
-                continue
-            out.append((name, ts))
-            break
-    return out
+
+    def check(name: str, public: bytes, ts: int, signature: bytes) -> None:
+        MLDSA44PublicKey.from_public_bytes(public).verify(signature, mldsa_message(name, ts, origin, 0, size, root))
+
+    return _verified(parsed, witnesses, mldsa_key_id, MLDSA44_SIGNATURE_SIZE, check)

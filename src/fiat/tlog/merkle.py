@@ -199,6 +199,39 @@ def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes],
         )
 
 
+def _consistency_roots(old_size: int, new_size: int, path: Sequence[bytes], step: str) -> tuple[bytes, bytes]:
+    """RFC 9162 §2.1.4.2 steps 3-7 over ``path`` (the proof, with the old root prepended when
+    ``old_size`` is an exact power of 2): the old and new roots it computes, ``(fr, sr)``.
+    A path of the wrong length for the sizes is a :class:`ProofError`."""
+    # Step 3
+    fn, sn = old_size - 1, new_size - 1
+    # Step 4: skip the levels where the old tree's last node is a right child.
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    # Step 5
+    fr = sr = path[0]
+    # Step 6
+    for c in path[1:]:
+        if sn == 0:  # 6a
+            raise ProofError(step, "the proof has more hashes than the tree is deep")
+        if fn & 1 or fn == sn:  # 6b
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            if not fn & 1:
+                while fn != 0 and not fn & 1:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1  # 6c
+        sn >>= 1
+    # Step 7
+    if sn != 0:
+        raise ProofError(step, "the proof has fewer hashes than the tree is deep")
+    return fr, sr
+
+
 def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]) -> None:
     """Verify a consistency proof — RFC 9162 §2.1.4.2. Raises :class:`ProofError`.
 
@@ -237,32 +270,8 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
     # Step 2: if first is an exact power of 2, prepend first_hash.
     if old_size & (old_size - 1) == 0:
         path.insert(0, old_root)
-    # Step 3
-    fn, sn = old_size - 1, new_size - 1
-    # Step 4: skip the levels where the old tree's last node is a right child.
-    while fn & 1:
-        fn >>= 1
-        sn >>= 1
-    # Step 5
-    fr = sr = path[0]
-    # Step 6
-    for c in path[1:]:
-        if sn == 0:  # 6a
-            raise ProofError(step, "the proof has more hashes than the tree is deep")
-        if fn & 1 or fn == sn:  # 6b
-            fr = node_hash(c, fr)
-            sr = node_hash(c, sr)
-            if not fn & 1:
-                while fn != 0 and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            sr = node_hash(sr, c)
-        fn >>= 1  # 6c
-        sn >>= 1
-    # Step 7
-    if sn != 0:
-        raise ProofError(step, "the proof has fewer hashes than the tree is deep")
+    fr, sr = _consistency_roots(old_size, new_size, path, step)
+    # Step 7 (the depth check of step 7 is in _consistency_roots)
     if fr != old_root:
         raise ProofError(step, f"the proof does not lead to the root of the old tree (size {old_size})")
     if sr != new_root:
@@ -284,26 +293,8 @@ def old_root_from_consistency(old_size: int, new_size: int, new_root: bytes, pro
         return None
     if any(len(c) != HASH_SIZE for c in proof) or len(new_root) != HASH_SIZE:
         return None
-    path = list(proof)
-    fn, sn = old_size - 1, new_size - 1
-    while fn & 1:
-        fn >>= 1
-        sn >>= 1
-    fr = sr = path[0]
-    for c in path[1:]:
-        if sn == 0:
-            return None
-        if fn & 1 or fn == sn:
-            fr = node_hash(c, fr)
-            sr = node_hash(c, sr)
-            if not fn & 1:
-                while fn != 0 and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            sr = node_hash(sr, c)
-        fn >>= 1
-        sn >>= 1
-    if sn != 0 or sr != new_root:
+    try:
+        fr, sr = _consistency_roots(old_size, new_size, proof, "consistency-proof")
+    except ProofError:
         return None
-    return fr
+    return fr if sr == new_root else None

@@ -56,6 +56,13 @@ def check_witness_url(url: Any, what: str = "witness URL") -> str:
     return url
 
 
+def check_witness_name(name: str, log_origin: str, what: str = "witness name") -> None:
+    """A witness is never named like the log it witnesses: its cosignature lines would pose as the
+    log's own signature (signed-note: a line is known by its key name and key ID)."""
+    if name == log_origin:
+        raise MalformedError(what, "a witness key is named like the log: its cosignatures would pose as the log's")
+
+
 def check_groups(groups: Any, what: str) -> tuple[str, ...]:
     """Approver groups as a key lists them: distinct names of :data:`GROUP_NAME`, at most 32."""
     if not isinstance(groups, list | tuple) or len(groups) > 32:
@@ -276,8 +283,9 @@ class TrustRoot:
             # An Ed25519 cosignature does not commit to the cosigner's name (tlog-cosignature §Ed25519
             # signed message), so one key under two names would count as two witnesses.
             raise MalformedError(what, "one witness key is listed twice: each witness needs its own key")
-        if any(k.role == "witness" and k.name == log["origin"] for k in parsed):
-            raise MalformedError(what, "a witness key is named like the log: its cosignatures would pose as the log's")
+        for k in parsed:
+            if k.role == "witness":
+                check_witness_name(k.name, log["origin"], what)
         if quorum > len([k for k in parsed if k.role == "witness"]):
             raise MalformedError(what, f"a witness quorum of {quorum} exceeds the number of witness keys")
         return cls(issuer, audience, log["origin"], parsed, quorum, depth)
