@@ -24,3 +24,11 @@ import pytest
 
 # Assertions inside the shared helpers get pytest's detailed messages too.
 pytest.register_assert_rewrite("support")
+
+
+@pytest.fixture
+def pg_dsn(request: pytest.FixtureRequest) -> str:
+    """A new, empty database on the suite's real PostgreSQL server (tests/support/postgres.py)."""
+    from support.postgres import new_database
+
+    return new_database(request.node.name[:30])
