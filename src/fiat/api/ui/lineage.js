@@ -11,7 +11,7 @@ const GAP_X = 36;
 const GAP_Y = 64;
 const PAD = 20;
 
-const state = { nodes: new Map(), edges: [], order: [], pos: new Map(), layers: new Map(), selected: null, matches: new Set() };
+const state = { nodes: new Map(), edges: [], order: [], pos: new Map(), layers: new Map(), selected: null, matches: new Set(), searches: 0 };
 
 const $ = (id) => document.getElementById(id);
 
@@ -92,8 +92,10 @@ async function search(selectAfter = null) {
     return;
   }
   setStatus("Searching…");
+  const seq = ++state.searches; // answers can arrive out of order: only the newest search's is shown
   try {
     const dag = await api(`/v1/lineage?${q}`);
+    if (seq !== state.searches) return;
     load(dag);
     const n = dag.nodes.length;
     const what = q.has("permit") ? `the lineage of ${q.get("permit")}` : `${dag.matches.length} matching permit${dag.matches.length === 1 ? "" : "s"} and their lineages`;
@@ -102,6 +104,7 @@ async function search(selectAfter = null) {
     if (keep && state.nodes.has(keep)) await select(keep, { focus: false });
     else clearDetails();
   } catch (err) {
+    if (seq !== state.searches) return;
     load({ nodes: [], edges: [], matches: [] });
     clearDetails();
     setStatus(`The search failed: ${err.message}`, true);
