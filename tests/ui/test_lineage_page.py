@@ -22,9 +22,17 @@ def chain(ui_server: FiatServer, tmp_path_factory: pytest.TempPathFactory) -> li
     return run_chain(ui_server, Path(tmp_path_factory.mktemp("lineage-chain")))
 
 
+#: The page's search has answered (it says "Searching…" from the moment one starts).
+SEARCH_DONE = "(t => t !== '' && t !== 'Searching…')(document.getElementById('status').textContent)"
+
+
 def search_principal(w: Watched, principal: str) -> None:
+    """Search by principal once the page's own search at load has answered, and wait for the answer
+    (otherwise that first answer may redraw the graph while a test is already walking it)."""
+    wait_js(w.page, SEARCH_DONE)
     w.page.fill("#principal", principal)
     w.page.click("#search button[type=submit]")
+    wait_js(w.page, SEARCH_DONE)
 
 
 def test_a_principal_search_shows_the_three_generation_chain(
